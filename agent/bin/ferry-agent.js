@@ -1,0 +1,5 @@
+#!/usr/bin/env node
+import("../dist/cli/main.js").catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,118 @@
+// Fleet dashboard: polls GET /api/v1/agents every 2 s and renders the table. No framework, no build step.
+"use strict";
+(function () {
+  const KEY = "ferry.token";
+  const $ = (id) => document.getElementById(id);
+  let token = null;
+  let agents = [];
+  let timer = null;
+
+  const fromHash = /(?:^|[#&])token=([^&]+)/.exec(location.hash);
+  if (fromHash) {
+    localStorage.setItem(KEY, decodeURIComponent(fromHash[1]));
+    history.replaceState(null, "", location.pathname);
+  }
+  token = localStorage.getItem(KEY);
+
+  function ago(iso) {
+    if (!iso) return "never";
+    const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+    if (s < 60) return s + " s ago";
+    if (s < 3600) return Math.round(s / 60) + " min ago";
+    if (s < 86400) return Math.round(s / 3600) + " h ago";
+    return Math.round(s / 86400) + " d ago";
+  }
+  function until(iso) {
+    if (!iso) return { text: "—", warn: false };
+    const h = (Date.parse(iso) - Date.now()) / 3600000;
+    if (h < 0) return { text: "expired", warn: true };
+    return { text: h < 1 ? Math.round(h * 60) + " min" : h.toFixed(1) + " h", warn: h < 2 };
+  }
+  function cell(text, cls) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    if (cls) td.className = cls;
+    return td;
+  }
+  function render() {
+    const q = $("filter").value.trim().toLowerCase();
+    const rows = agents.filter((a) => !q || JSON.stringify([a.name, a.id, a.environment, a.labels, a.facts.hostname]).toLowerCase().includes(q));
+    const body = $("agents");
+    body.replaceChildren();
+    for (const a of rows) {
+      const tr = document.createElement("tr");
+      const st = document.createElement("td");
+      const badge = document.createElement("span");
+      badge.className = "badge " + a.status;
+      badge.textContent = a.status + (a.status === "online" && !a.connected ? " (reconnecting)" : "");
+      st.appendChild(badge);
+      tr.appendChild(st);
+      const name = cell(a.name);
+      name.title = a.id;
+      tr.appendChild(name);
+      tr.appendChild(cell(a.environment));
+      tr.appendChild(cell([a.facts.hostname, a.facts.os && a.facts.os + "/" + a.facts.arch].filter(Boolean).join(" · ")));
+      tr.appendChild(cell(a.facts.agentVersion || "—"));
+      tr.appendChild(cell((a.facts.drivers || []).join(", ") || "—"));
+      tr.appendChild(cell(ago(a.lastHeartbeatAt)));
+      const skew = a.clockSkewMs;
+      tr.appendChild(cell(skew === null ? "—" : skew + " ms", skew !== null && Math.abs(skew) > 2000 ? "warn" : ""));
+      const exp = until(a.certificate.notAfter);
+      tr.appendChild(cell(exp.text, exp.warn && a.status !== "revoked" ? "warn" : ""));
+      body.appendChild(tr);
+    }
+    $("empty").hidden = agents.length > 0;
+    const c = { online: 0, offline: 0, revoked: 0 };
+    for (const a of agents) c[a.status]++;
+    $("summary").replaceChildren(
+      ...[["online", c.online], ["offline", c.offline], ["revoked", c.revoked], ["total", agents.length]].map(([k, v]) => {
+        const s = document.createElement("span");
+        const b = document.createElement("b");
+        b.textContent = String(v);
+        s.append(b, " " + k);
+        return s;
+      }),
+    );
+  }
+  async function refresh() {
+    try {
+      const res = await fetch("/api/v1/agents", { headers: { authorization: "Bearer " + token } });
+      if (res.status === 401 || res.status === 403) {
+        const body = await res.json().catch(() => ({}));
+        logout(body.error ? body.error.message : "the token was refused");
+        return;
+      }
+      if (!res.ok) throw new Error("HTTP " + res.status);
+      agents = (await res.json()).agents;
+      $("fetch-error").textContent = "";
+      $("updated").textContent = "updated " + new Date().toLocaleTimeString();
+      render();
+    } catch (e) {
+      $("fetch-error").textContent = "Cannot reach the control plane: " + e.message;
+    }
+  }
+  function show() {
+    $("login").hidden = !!token;
+    $("fleet").hidden = !token;
+    clearInterval(timer);
+    if (token) {
+      void refresh();
+      timer = setInterval(refresh, 2000);
+    }
+  }
+  function logout(reason) {
+    localStorage.removeItem(KEY);
+    token = null;
+    $("login-error").textContent = reason || "";
+    show();
+  }
+  $("login-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    token = $("token").value.trim();
+    localStorage.setItem(KEY, token);
+    show();
+  });
+  $("logout").addEventListener("click", () => logout(""));
+  $("filter").addEventListener("input", render);
+  show();
+})();

@@ -1,0 +1,164 @@
+// Environments, targets, components and releases. Reads need viewer; changes to the estate model need admin;
+// cutting a release needs release-manager.
+import type { FastifyPluginAsync } from "fastify";
+import type { CatalogService } from "../../../domain/catalog/catalog-service.js";
+import { TARGET_KINDS } from "../../../domain/catalog/target-kinds.js";
+import { actor } from "../server.js";
+
+const NAME = { type: "string", minLength: 1, maxLength: 63 } as const;
+const nameParam = { type: "object", properties: { name: NAME }, required: ["name"] } as const;
+const envTargetParams = { type: "object", properties: { env: NAME, name: NAME }, required: ["env", "name"] } as const;
+const settings = { type: "object" } as const;
+
+export function catalogRoutes(d: { catalog: CatalogService }): FastifyPluginAsync {
+  const c = d.catalog;
+  return async (app) => {
+    // environments
+    app.get("/environments", { config: { role: "viewer" }, schema: { summary: "List environments in order" } }, async () => ({ environments: await c.listEnvironments() }));
+    app.post<{ Body: { name: string; position?: number; description?: string; settings?: Record<string, unknown> } }>(
+      "/environments",
+      {
+        config: { role: "admin" },
+        schema: {
+          summary: "Create an environment (appended after the last unless a position is given)",
+          body: { type: "object", additionalProperties: false, required: ["name"], properties: { name: NAME, position: { type: "integer", minimum: 1 }, description: { type: "string", maxLength: 1000 }, settings } },
+        },
+      },
+      async (req, reply) => reply.status(201).send(await c.createEnvironment(req.body, actor(req))),
+    );
+    app.get<{ Params: { name: string } }>("/environments/:name", { config: { role: "viewer" }, schema: { summary: "Get an environment", params: nameParam } }, async (req) => c.getEnvironment(req.params.name));
+    app.patch<{ Params: { name: string }; Body: { position?: number; description?: string; settings?: Record<string, unknown> } }>(
+      "/environments/:name",
+      {
+        config: { role: "admin" },
+        schema: {
+          summary: "Change an environment's position, description or settings",
+          params: nameParam,
+          body: { type: "object", additionalProperties: false, properties: { position: { type: "integer", minimum: 1 }, description: { type: "string", maxLength: 1000 }, settings } },
+        },
+      },
+      async (req) => c.updateEnvironment(req.params.name, req.body, actor(req)),
+    );
+    app.delete<{ Params: { name: string } }>("/environments/:name", { config: { role: "admin" }, schema: { summary: "Delete an environment without targets", params: nameParam } }, async (req, reply) => {
+      await c.deleteEnvironment(req.params.name, actor(req));
+      return reply.status(204).send();
+    });
+
+    // targets
+    const targetBody = {
+      type: "object",
+      additionalProperties: false,
+      required: ["name", "kind"],
+      properties: { name: NAME, kind: { type: "string", maxLength: 32 }, agentId: { type: ["string", "null"], maxLength: 64 }, config: { type: "object" }, description: { type: "string", maxLength: 1000 } },
+    } as const;
+    app.get<{ Querystring: { environment?: string; kind?: string; agentId?: string } }>(
+      "/targets",
+      {
+        config: { role: "viewer" },
+        schema: {
+          summary: "List targets, optionally by environment, kind or agent",
+          querystring: { type: "object", additionalProperties: false, properties: { environment: NAME, kind: { type: "string", enum: [...TARGET_KINDS] }, agentId: { type: "string", maxLength: 64 } } },
+        },
+      },
+      async (req) => ({ targets: await c.listTargets(req.query) }),
+    );
+    app.post<{ Params: { env: string }; Body: { name: string; kind: string; agentId?: string | null; config?: unknown; description?: string } }>(
+      "/environments/:env/targets",
+      { config: { role: "admin" }, schema: { summary: "Create a target in an environment", params: { type: "object", properties: { env: NAME }, required: ["env"] }, body: targetBody } },
+      async (req, reply) => reply.status(201).send(await c.createTarget({ ...req.body, environment: req.params.env }, actor(req))),
+    );
+    app.get<{ Params: { env: string; name: string } }>("/environments/:env/targets/:name", { config: { role: "viewer" }, schema: { summary: "Get a target", params: envTargetParams } }, async (req) =>
+      c.getTarget(req.params.env, req.params.name),
+    );
+    app.patch<{ Params: { env: string; name: string }; Body: { agentId?: string | null; config?: unknown; description?: string } }>(
+      "/environments/:env/targets/:name",
+      {
+        config: { role: "admin" },
+        schema: {
+          summary: "Change a target's agent, config or description",
+          params: envTargetParams,
+          body: { type: "object", additionalProperties: false, properties: { agentId: { type: ["string", "null"], maxLength: 64 }, config: { type: "object" }, description: { type: "string", maxLength: 1000 } } },
+        },
+      },
+      async (req) => c.updateTarget(req.params.env, req.params.name, req.body, actor(req)),
+    );
+    app.delete<{ Params: { env: string; name: string } }>("/environments/:env/targets/:name", { config: { role: "admin" }, schema: { summary: "Delete a target", params: envTargetParams } }, async (req, reply) => {
+      await c.deleteTarget(req.params.env, req.params.name, actor(req));
+      return reply.status(204).send();
+    });
+
+    // components
+    app.get("/components", { config: { role: "viewer" }, schema: { summary: "List components" } }, async () => ({ components: await c.listComponents() }));
+    app.post<{ Body: { name: string; repository: string; credentialsRef?: string | null; description?: string } }>(
+      "/components",
+      {
+        config: { role: "admin" },
+        schema: {
+          summary: "Register a component by image repository",
+          body: { type: "object", additionalProperties: false, required: ["name", "repository"], properties: { name: NAME, repository: { type: "string", minLength: 1, maxLength: 255 }, credentialsRef: { type: ["string", "null"], maxLength: 63 }, description: { type: "string", maxLength: 1000 } } },
+        },
+      },
+      async (req, reply) => reply.status(201).send(await c.createComponent(req.body, actor(req))),
+    );
+    app.get<{ Params: { name: string } }>("/components/:name", { config: { role: "viewer" }, schema: { summary: "Get a component", params: nameParam } }, async (req) => c.getComponent(req.params.name));
+    app.patch<{ Params: { name: string }; Body: { repository?: string; credentialsRef?: string | null; description?: string } }>(
+      "/components/:name",
+      {
+        config: { role: "admin" },
+        schema: {
+          summary: "Change a component",
+          params: nameParam,
+          body: { type: "object", additionalProperties: false, properties: { repository: { type: "string", minLength: 1, maxLength: 255 }, credentialsRef: { type: ["string", "null"], maxLength: 63 }, description: { type: "string", maxLength: 1000 } } },
+        },
+      },
+      async (req) => c.updateComponent(req.params.name, req.body, actor(req)),
+    );
+    app.delete<{ Params: { name: string } }>("/components/:name", { config: { role: "admin" }, schema: { summary: "Delete a component no release pins", params: nameParam } }, async (req, reply) => {
+      await c.deleteComponent(req.params.name, actor(req));
+      return reply.status(204).send();
+    });
+
+    // releases (no update or delete: releases are immutable)
+    app.post<{ Body: { name: string; version: string; components: Record<string, string>; notes?: string; provenance?: Record<string, unknown> } }>(
+      "/releases",
+      {
+        config: { role: "release-manager", idempotent: true },
+        schema: {
+          summary: "Cut a release: every tag is resolved to a digest now, once",
+          body: {
+            type: "object",
+            additionalProperties: false,
+            required: ["name", "version", "components"],
+            properties: {
+              name: NAME,
+              version: { type: "string", minLength: 1, maxLength: 64 },
+              components: { type: "object", additionalProperties: { type: "string", minLength: 1, maxLength: 512 }, minProperties: 1, maxProperties: 200 },
+              notes: { type: "string", maxLength: 100_000 },
+              provenance: { type: "object" },
+            },
+          },
+        },
+      },
+      async (req, reply) => reply.status(201).send(await c.createRelease(req.body, actor(req))),
+    );
+    app.get<{ Querystring: { name?: string; component?: string; limit?: number; cursor?: string } }>(
+      "/releases",
+      {
+        config: { role: "viewer" },
+        schema: {
+          summary: "List releases, newest first, with keyset pagination (nextCursor)",
+          querystring: { type: "object", additionalProperties: false, properties: { name: NAME, component: NAME, limit: { type: "integer", minimum: 1, maximum: 500 }, cursor: { type: "string", maxLength: 512 } } },
+        },
+      },
+      async (req) => {
+        const page = await c.listReleases(req.query);
+        return { releases: page.items, nextCursor: page.nextCursor };
+      },
+    );
+    app.get<{ Params: { ref: string } }>(
+      "/releases/:ref",
+      { config: { role: "viewer" }, schema: { summary: "Get a release by id or name@version", params: { type: "object", properties: { ref: { type: "string", minLength: 1, maxLength: 200 } }, required: ["ref"] } } },
+      async (req) => c.getRelease(req.params.ref),
+    );
+  };
+}

@@ -1,0 +1,118 @@
+// The JSON API, /healthz, /metrics and the dashboard.
+//
+// Every /api route declares the role it needs in its route config; one onRequest hook authenticates the bearer
+// token and checks the role before any handler runs. Bodies are validated by JSON schema with unknown fields
+// refused (Ajv's removeAdditional is off: silently dropping a misspelt field would hide the typo).
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest } from "fastify";
+import type { Logger } from "pino";
+import type { Store } from "../../ports/store.js";
+import { authenticateApiToken } from "../../domain/auth/api-tokens.js";
+import { TokenCache } from "./token-cache.js";
+import { satisfies, type Principal, type Role } from "../../domain/auth/roles.js";
+import { FerryError } from "../../domain/errors.js";
+import type { FleetService } from "../../domain/fleet/fleet-service.js";
+import { dashboardRoutes } from "../dashboard/routes.js";
+import { sendError } from "./errors.js";
+import type { Metrics } from "./metrics.js";
+import { fleetRoutes, type FleetRouteDeps } from "./routes/fleet.js";
+import { auditRoutes } from "./routes/audit.js";
+import { apiTokenRoutes } from "./routes/api-tokens.js";
+import { catalogRoutes } from "./routes/catalog.js";
+import type { CatalogService } from "../../domain/catalog/catalog-service.js";
+import { registerIdempotency } from "./idempotency.js";
+import { OpenApiCollector } from "./openapi.js";
+
+declare module "fastify" {
+  interface FastifyRequest {
+    principal: Principal | null;
+  }
+  interface FastifyContextConfig {
+    /** Role required to call the route; routes without one are public (healthz, metrics, dashboard shell). */
+    role?: Role;
+  }
+}
+
+export interface HttpServerDeps extends FleetRouteDeps {
+  store: Store;
+  fleet: FleetService;
+  catalog: CatalogService;
+  metrics: Metrics;
+  log: Logger;
+  maxBodyBytes: number;
+  replicaId: string;
+  startedAt: number;
+  version: string;
+}
+
+export async function buildHttpServer(d: HttpServerDeps) {
+  // Typed as fastify's logger so the instance keeps fastify's default generics (pino's Logger differs only in them).
+  const httpLog: FastifyBaseLogger = d.log.child({ component: "http" });
+  const app = Fastify({
+    loggerInstance: httpLog,
+    bodyLimit: d.maxBodyBytes,
+    // Per-request lines would dominate the log at fleet scale; request metrics cover the traffic instead.
+    logController: new LogController({ disableRequestLogging: true }),
+    ajv: { customOptions: { removeAdditional: false, allErrors: false } },
+    genReqId: () => `req_${Math.random().toString(36).slice(2, 12)}`,
+  });
+  app.decorateRequest("principal", null);
+  const tokens = new TokenCache((secret) => authenticateApiToken(d.store, secret));
+  const openapi = new OpenApiCollector();
+  openapi.attach(app);
+
+  app.addHook("onRequest", async (req) => {
+    const role = req.routeOptions.config.role;
+    if (!role) return;
+    const header = req.headers.authorization;
+    if (!header) throw new FerryError("UNAUTHENTICATED", "send an API token as 'Authorization: Bearer <token>'");
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    if (!m) throw new FerryError("UNAUTHENTICATED", "the Authorization header must be 'Bearer <token>'");
+    const principal = await tokens.authenticate(m[1] as string);
+    if (!satisfies(principal.roles, role)) {
+      throw new FerryError("FORBIDDEN", `this needs the ${role} role; ${principal.subject} has ${principal.roles.join(", ")}`, { required: role });
+    }
+    req.principal = principal;
+  });
+
+  app.addHook("onResponse", async (req, reply) => {
+    d.metrics.httpRequests.observe(
+      { method: req.method, route: req.routeOptions.url ?? "unmatched", status: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    );
+  });
+
+  registerIdempotency(app, d.store);
+
+  app.setErrorHandler((err, req, reply) => sendError(req, reply, err));
+  app.setNotFoundHandler((req, reply) => sendError(req, reply, new FerryError("NOT_FOUND", `no route ${req.method} ${req.url.split("?")[0]}`)));
+
+  app.get("/healthz", async (_req, reply) => {
+    try {
+      await d.store.query("SELECT 1");
+      return { status: "ok", store: d.store.kind, replica: d.replicaId, uptimeSeconds: Math.round((Date.now() - d.startedAt) / 1000) };
+    } catch (err) {
+      return reply.status(503).send({ status: "unavailable", store: d.store.kind, reason: (err as Error).message });
+    }
+  });
+
+  app.get("/metrics", async (_req, reply) => {
+    void reply.header("content-type", d.metrics.registry.contentType);
+    return d.metrics.registry.metrics();
+  });
+
+  app.get("/api/v1/whoami", { config: { role: "viewer" }, schema: { summary: "The calling token's subject and roles" } }, async (req) => req.principal);
+
+  await app.register(fleetRoutes(d), { prefix: "/api/v1" });
+  await app.register(auditRoutes({ store: d.store }), { prefix: "/api/v1" });
+  await app.register(catalogRoutes({ catalog: d.catalog }), { prefix: "/api/v1" });
+  await app.register(apiTokenRoutes({ store: d.store, onRevoke: () => tokens.clear() }), { prefix: "/api/v1" });
+  app.get("/api/v1/openapi.json", async () => openapi.document(d.version));
+  await app.register(dashboardRoutes());
+  return app;
+}
+
+export function actor(req: FastifyRequest): string {
+  return req.principal ? req.principal.subject : "anonymous";
+}
+
+export type Reply = FastifyReply;

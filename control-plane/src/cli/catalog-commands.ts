@@ -1,0 +1,224 @@
+// `ferry env|target|component|release` — the estate model and releases. Every command has human output and --json.
+import { readFileSync } from "node:fs";
+import { type Command, CommanderError } from "commander";
+import type { ComponentView, EnvironmentView, ReleaseView, TargetView } from "../domain/catalog/catalog-service.js";
+import type { ApiClient } from "./api-client.js";
+import { table } from "./format.js";
+
+type Out = (json: boolean, data: unknown, human: () => string) => void;
+const usage = (msg: string): never => {
+  throw new CommanderError(2, "ferry.usage", msg);
+};
+const collect = (v: string, acc: string[]) => [...acc, v];
+const enc = encodeURIComponent;
+
+function readJsonArg(text: string, what: string): unknown {
+  const raw = text.startsWith("@") ? readFileSync(text.slice(1), "utf8") : text;
+  try {
+    return JSON.parse(raw);
+  } catch (err) {
+    return usage(`${what}: not valid JSON (${(err as Error).message}); pass JSON or @file.json`);
+  }
+}
+
+export function catalogCommands(program: Command, client: () => ApiClient, print: Out): void {
+  // ---- environments
+  const env = program.command("env").description("environments, in promotion order");
+  env
+    .command("create <name>")
+    .description("create an environment (appended after the last unless --position)")
+    .option("--position <n>", "1 is first")
+    .option("--description <text>")
+    .option("--json", "print JSON")
+    .action(async (name: string, o: { position?: string; description?: string; json?: boolean }) => {
+      const body: Record<string, unknown> = { name };
+      if (o.position !== undefined) {
+        if (!/^\d+$/.test(o.position)) usage(`--position: "${o.position}" is not a whole number`);
+        body["position"] = Number(o.position);
+      }
+      if (o.description !== undefined) body["description"] = o.description;
+      const e = await client().request<EnvironmentView>("POST", "/api/v1/environments", body);
+      print(!!o.json, e, () => `Environment ${e.name} created at position ${e.position}.`);
+    });
+  env
+    .command("list")
+    .description("list environments")
+    .option("--json", "print JSON")
+    .action(async (o: { json?: boolean }) => {
+      const r = await client().request<{ environments: EnvironmentView[] }>("GET", "/api/v1/environments");
+      print(!!o.json, r.environments, () => table(["#", "NAME", "DESCRIPTION"], r.environments.map((e) => [String(e.position), e.name, e.description])));
+    });
+  env
+    .command("show <name>")
+    .option("--json", "print JSON")
+    .action(async (name: string, o: { json?: boolean }) => {
+      const e = await client().request<EnvironmentView>("GET", `/api/v1/environments/${enc(name)}`);
+      print(!!o.json, e, () => `${e.name} (position ${e.position})\n  ${e.description || "-"}`);
+    });
+  env
+    .command("delete <name>")
+    .option("--json", "print JSON")
+    .action(async (name: string, o: { json?: boolean }) => {
+      await client().request("DELETE", `/api/v1/environments/${enc(name)}`);
+      print(!!o.json, { deleted: name }, () => `Environment ${name} deleted.`);
+    });
+
+  // ---- targets
+  const target = program.command("target").description("targets: where components run");
+  target
+    .command("create <name>")
+    .description("create a target in an environment")
+    .requiredOption("--env <name>", "environment")
+    .requiredOption("--kind <kind>", "docker | compose | ecs | nomad | ssh | winrm")
+    .option("--agent <id>", "agent that serves the target (must be in the same environment)")
+    .option("--config <json>", "kind-specific config as JSON, or @file.json", "{}")
+    .option("--description <text>")
+    .option("--json", "print JSON")
+    .action(async (name: string, o: { env: string; kind: string; agent?: string; config: string; description?: string; json?: boolean }) => {
+      const body: Record<string, unknown> = { name, kind: o.kind, config: readJsonArg(o.config, "--config") };
+      if (o.agent) body["agentId"] = o.agent;
+      if (o.description !== undefined) body["description"] = o.description;
+      const t = await client().request<TargetView>("POST", `/api/v1/environments/${enc(o.env)}/targets`, body);
+      print(!!o.json, t, () => `Target ${t.environment}/${t.name} (${t.kind}) created${t.agentId ? `, served by ${t.agentId}` : ""}.`);
+    });
+  target
+    .command("list")
+    .option("--env <name>")
+    .option("--kind <kind>")
+    .option("--agent <id>")
+    .option("--json", "print JSON")
+    .action(async (o: { env?: string; kind?: string; agent?: string; json?: boolean }) => {
+      const q = new URLSearchParams();
+      if (o.env) q.set("environment", o.env);
+      if (o.kind) q.set("kind", o.kind);
+      if (o.agent) q.set("agentId", o.agent);
+      const r = await client().request<{ targets: TargetView[] }>("GET", `/api/v1/targets${q.size ? `?${q.toString()}` : ""}`);
+      print(!!o.json, r.targets, () => table(["ENV", "NAME", "KIND", "AGENT"], r.targets.map((t) => [t.environment, t.name, t.kind, t.agentId ?? "-"])));
+    });
+  target
+    .command("show <name>")
+    .requiredOption("--env <name>")
+    .option("--json", "print JSON")
+    .action(async (name: string, o: { env: string; json?: boolean }) => {
+      const t = await client().request<TargetView>("GET", `/api/v1/environments/${enc(o.env)}/targets/${enc(name)}`);
+      print(!!o.json, t, () => `${t.environment}/${t.name} (${t.kind}), agent ${t.agentId ?? "-"}\n${JSON.stringify(t.config, null, 2)}`);
+    });
+  target
+    .command("update <name>")
+    .requiredOption("--env <name>")
+    .option("--agent <id>", "new agent ('none' to unassign)")
+    .option("--config <json>", "new config as JSON, or @file.json")
+    .option("--description <text>")
+    .option("--json", "print JSON")
+    .action(async (name: string, o: { env: string; agent?: string; config?: string; description?: string; json?: boolean }) => {
+      const body: Record<string, unknown> = {};
+      if (o.agent !== undefined) body["agentId"] = o.agent === "none" ? null : o.agent;
+      if (o.config !== undefined) body["config"] = readJsonArg(o.config, "--config");
+      if (o.description !== undefined) body["description"] = o.description;
+      const t = await client().request<TargetView>("PATCH", `/api/v1/environments/${enc(o.env)}/targets/${enc(name)}`, body);
+      print(!!o.json, t, () => `Target ${t.environment}/${t.name} updated.`);
+    });
+  target
+    .command("delete <name>")
+    .requiredOption("--env <name>")
+    .option("--json", "print JSON")
+    .action(async (name: string, o: { env: string; json?: boolean }) => {
+      await client().request("DELETE", `/api/v1/environments/${enc(o.env)}/targets/${enc(name)}`);
+      print(!!o.json, { deleted: `${o.env}/${name}` }, () => `Target ${o.env}/${name} deleted.`);
+    });
+
+  // ---- components
+  const component = program.command("component").description("components: deployable services by image repository");
+  component
+    .command("create <name>")
+    .requiredOption("--repository <repo>", "image repository, e.g. registry.example.com/team/web (no tag)")
+    .option("--credentials <ref>", "name of registry credentials in the server's secret store")
+    .option("--description <text>")
+    .option("--json", "print JSON")
+    .action(async (name: string, o: { repository: string; credentials?: string; description?: string; json?: boolean }) => {
+      const body: Record<string, unknown> = { name, repository: o.repository };
+      if (o.credentials) body["credentialsRef"] = o.credentials;
+      if (o.description !== undefined) body["description"] = o.description;
+      const c = await client().request<ComponentView>("POST", "/api/v1/components", body);
+      print(!!o.json, c, () => `Component ${c.name} (${c.repository}) created.`);
+    });
+  component
+    .command("list")
+    .option("--json", "print JSON")
+    .action(async (o: { json?: boolean }) => {
+      const r = await client().request<{ components: ComponentView[] }>("GET", "/api/v1/components");
+      print(!!o.json, r.components, () => table(["NAME", "REPOSITORY", "CREDENTIALS"], r.components.map((c) => [c.name, c.repository, c.credentialsRef ?? "-"])));
+    });
+  component
+    .command("show <name>")
+    .option("--json", "print JSON")
+    .action(async (name: string, o: { json?: boolean }) => {
+      const c = await client().request<ComponentView>("GET", `/api/v1/components/${enc(name)}`);
+      print(!!o.json, c, () => `${c.name}: ${c.repository}${c.credentialsRef ? ` (credentials ${c.credentialsRef})` : ""}`);
+    });
+  component
+    .command("delete <name>")
+    .option("--json", "print JSON")
+    .action(async (name: string, o: { json?: boolean }) => {
+      await client().request("DELETE", `/api/v1/components/${enc(name)}`);
+      print(!!o.json, { deleted: name }, () => `Component ${name} deleted.`);
+    });
+
+  // ---- releases
+  const release = program.command("release").description("releases: immutable sets of digest-pinned images");
+  release
+    .command("create <name@version>")
+    .description("cut a release; every tag is resolved to a digest now, once")
+    .option("--component <name=ref>", "component and image: web=repo:tag, web=:tag, web=@sha256:… (repeatable)", collect, [])
+    .option("--notes <file>", "release notes (Markdown) from a file")
+    .option("--provenance <json>", "free-form provenance as JSON or @file.json (e.g. commit, pipeline URL)")
+    .option("--idempotency-key <key>", "makes a retried create safe (CI)")
+    .option("--json", "print JSON")
+    .action(async (ref: string, o: { component: string[]; notes?: string; provenance?: string; idempotencyKey?: string; json?: boolean }) => {
+      const at = ref.lastIndexOf("@");
+      if (at <= 0 || at === ref.length - 1) usage(`release: give it as NAME@VERSION (e.g. shop@1.4.2), not "${ref}"`);
+      if (o.component.length === 0) usage("--component: a release pins at least one component (--component web=registry/team/web:1.4.2)");
+      const components: Record<string, string> = {};
+      for (const pair of o.component) {
+        const i = pair.indexOf("=");
+        if (i <= 0 || i === pair.length - 1) usage(`--component: "${pair}" is not name=image`);
+        components[pair.slice(0, i)] = pair.slice(i + 1);
+      }
+      const body: Record<string, unknown> = { name: ref.slice(0, at), version: ref.slice(at + 1), components };
+      if (o.notes) body["notes"] = readFileSync(o.notes, "utf8");
+      if (o.provenance) body["provenance"] = readJsonArg(o.provenance, "--provenance");
+      const r = await client().request<ReleaseView>("POST", "/api/v1/releases", body, o.idempotencyKey ? { "idempotency-key": o.idempotencyKey } : {});
+      print(!!o.json, r, () => [`Release ${r.name}@${r.version} (${r.id}):`, ...r.pins.map((p) => `  ${p.component.padEnd(16)} ${p.image}${p.sourceTag ? `  (from :${p.sourceTag})` : ""}`)].join("\n"));
+    });
+  release
+    .command("show <ref>")
+    .description("show a release by id or name@version")
+    .option("--json", "print JSON")
+    .action(async (ref: string, o: { json?: boolean }) => {
+      const r = await client().request<ReleaseView>("GET", `/api/v1/releases/${enc(ref)}`);
+      print(!!o.json, r, () =>
+        [
+          `${r.name}@${r.version} (${r.id}), created ${r.createdAt} by ${r.createdBy}`,
+          ...r.pins.map((p) => `  ${p.component.padEnd(16)} ${p.image}${p.sourceTag ? `  (from :${p.sourceTag})` : ""}${p.platforms.length ? `  [${p.platforms.map((x) => `${x.os}/${x.architecture}`).join(", ")}]` : ""}`),
+          ...(r.notes ? ["", r.notes] : []),
+        ].join("\n"),
+      );
+    });
+  release
+    .command("list")
+    .option("--name <name>")
+    .option("--component <name>")
+    .option("--limit <n>", "page size", "50")
+    .option("--cursor <cursor>", "from a previous page's nextCursor")
+    .option("--json", "print JSON")
+    .action(async (o: { name?: string; component?: string; limit: string; cursor?: string; json?: boolean }) => {
+      const q = new URLSearchParams({ limit: o.limit });
+      if (o.name) q.set("name", o.name);
+      if (o.component) q.set("component", o.component);
+      if (o.cursor) q.set("cursor", o.cursor);
+      const r = await client().request<{ releases: ReleaseView[]; nextCursor: string | null }>("GET", `/api/v1/releases?${q.toString()}`);
+      print(!!o.json, r, () =>
+        [table(["RELEASE", "ID", "COMPONENTS", "CREATED"], r.releases.map((x) => [`${x.name}@${x.version}`, x.id, x.pins.map((p) => p.component).join(","), x.createdAt])), ...(r.nextCursor ? [`more: --cursor ${r.nextCursor}`] : [])].join("\n"),
+      );
+    });
+}

@@ -1,0 +1,475 @@
+// Terms (estate):
+//   environment — an ordered stage (dev → staging → prod): position 1 comes first
+//   target      — one place a component runs, in one environment, of one kind, served by one agent
+//   component   — a deployable service: a name and an image repository
+//   release     — an immutable set of component → repository@sha256 pins, resolved from tags once, at creation
+//
+// Every change is written with its audit record in one transaction. Release creation resolves every reference
+// against the registry before anything is written, so a registry failure leaves nothing behind.
+import { randomBytes } from "node:crypto";
+import type { Clock } from "../../ports/clock.js";
+import type { CredentialStore, ImageRegistry, ResolvedImage } from "../../ports/registry.js";
+import type { Queryable, Store } from "../../ports/store.js";
+import { appendAudit } from "../audit/audit-log.js";
+import { FerryError } from "../errors.js";
+import { checkName } from "../fleet/names.js";
+import { checkLimit, decodeCursor, encodeCursor, type Page } from "./pagination.js";
+import { checkTargetConfig, type TargetKind } from "./target-kinds.js";
+
+const iso = (d: Date): string => d.toISOString();
+const VERSION = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/;
+const REPOSITORY = /^(?:[a-zA-Z0-9.-]+(?::\d+)?\/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/;
+
+function isUniqueViolation(err: unknown): boolean {
+  return typeof err === "object" && err !== null && (err as { code?: unknown }).code === "23505";
+}
+
+export interface EnvironmentView {
+  name: string;
+  position: number;
+  description: string;
+  settings: Record<string, unknown>;
+  createdBy: string;
+  createdAt: string;
+  updatedAt: string;
+}
+export interface ComponentView {
+  name: string;
+  repository: string;
+  credentialsRef: string | null;
+  description: string;
+  createdBy: string;
+  createdAt: string;
+  updatedAt: string;
+}
+export interface TargetView {
+  id: string;
+  environment: string;
+  name: string;
+  kind: TargetKind;
+  agentId: string | null;
+  config: Record<string, unknown>;
+  description: string;
+  createdBy: string;
+  createdAt: string;
+  updatedAt: string;
+}
+export interface ReleasePin {
+  component: string;
+  repository: string;
+  digest: string;
+  image: string; // repository@digest — what deploys use
+  sourceTag: string | null;
+  mediaType: string;
+  platforms: ResolvedImage["platforms"];
+}
+export interface ReleaseView {
+  id: string;
+  name: string;
+  version: string;
+  notes: string;
+  provenance: Record<string, unknown>;
+  pins: ReleasePin[];
+  createdBy: string;
+  createdAt: string;
+}
+
+interface EnvRow { name: string; position: number; description: string; settings: Record<string, unknown>; created_by: string; created_at: Date; updated_at: Date }
+interface CompRow { name: string; repository: string; credentials_ref: string | null; description: string; created_by: string; created_at: Date; updated_at: Date }
+interface TargetRow { id: string; environment: string; name: string; kind: TargetKind; agent_id: string | null; config: Record<string, unknown>; description: string; created_by: string; created_at: Date; updated_at: Date }
+interface ReleaseRow { id: string; name: string; version: string; notes: string; provenance: Record<string, unknown>; created_by: string; created_at: Date }
+interface PinRow { release_id: string; component: string; repository: string; digest: string; source_tag: string | null; media_type: string; platforms: ResolvedImage["platforms"] }
+
+const envView = (r: EnvRow): EnvironmentView => ({
+  name: r.name, position: r.position, description: r.description, settings: r.settings,
+  createdBy: r.created_by, createdAt: iso(r.created_at), updatedAt: iso(r.updated_at),
+});
+const compView = (r: CompRow): ComponentView => ({
+  name: r.name, repository: r.repository, credentialsRef: r.credentials_ref, description: r.description,
+  createdBy: r.created_by, createdAt: iso(r.created_at), updatedAt: iso(r.updated_at),
+});
+const targetView = (r: TargetRow): TargetView => ({
+  id: r.id, environment: r.environment, name: r.name, kind: r.kind, agentId: r.agent_id, config: r.config,
+  description: r.description, createdBy: r.created_by, createdAt: iso(r.created_at), updatedAt: iso(r.updated_at),
+});
+const pinView = (p: PinRow): ReleasePin => ({
+  component: p.component, repository: p.repository, digest: p.digest, image: `${p.repository}@${p.digest}`,
+  sourceTag: p.source_tag, mediaType: p.media_type, platforms: p.platforms,
+});
+
+export interface CatalogDeps {
+  store: Store;
+  registry: ImageRegistry;
+  credentials: CredentialStore;
+  clock: Clock;
+}
+
+export class CatalogService {
+  constructor(private readonly d: CatalogDeps) {}
+
+  // ---- environments ------------------------------------------------------------------------------------------
+
+  async createEnvironment(input: { name: string; position?: number; description?: string; settings?: Record<string, unknown> }, actor: string): Promise<EnvironmentView> {
+    checkName(input.name, "name");
+    if (input.position !== undefined && (!Number.isInteger(input.position) || input.position < 1)) {
+      throw new FerryError("VALIDATION_FAILED", "position: must be a whole number from 1", { field: "position" });
+    }
+    return this.d.store.transaction(async (tx) => {
+      await tx.query("LOCK TABLE environments IN SHARE ROW EXCLUSIVE MODE");
+      const max = await tx.query<{ m: number | null }>("SELECT max(position) AS m FROM environments");
+      const position = input.position ?? (max.rows[0]?.m ?? 0) + 1;
+      try {
+        const r = await tx.query<EnvRow>(
+          `INSERT INTO environments (name, position, description, settings, created_by) VALUES ($1, $2, $3, $4, $5) RETURNING *`,
+          [input.name, position, input.description ?? "", input.settings ?? {}, actor],
+        );
+        await appendAudit(tx, { actor, action: "environment.create", object: input.name, outcome: "ok", details: { position } });
+        return envView(r.rows[0] as EnvRow);
+      } catch (err) {
+        if (isUniqueViolation(err)) throw new FerryError("ENVIRONMENT_EXISTS", `an environment named ${input.name} or at position ${position} already exists`);
+        throw err;
+      }
+    });
+  }
+
+  async listEnvironments(): Promise<EnvironmentView[]> {
+    return (await this.d.store.query<EnvRow>("SELECT * FROM environments ORDER BY position")).rows.map(envView);
+  }
+
+  async getEnvironment(name: string, db: Queryable = this.d.store): Promise<EnvironmentView> {
+    const r = await db.query<EnvRow>("SELECT * FROM environments WHERE name = $1", [name]);
+    if (!r.rows[0]) throw new FerryError("ENVIRONMENT_NOT_FOUND", `no environment ${name}`);
+    return envView(r.rows[0]);
+  }
+
+  async updateEnvironment(name: string, patch: { description?: string; position?: number; settings?: Record<string, unknown> }, actor: string): Promise<EnvironmentView> {
+    return this.d.store.transaction(async (tx) => {
+      const cur = await this.getEnvironment(name, tx);
+      try {
+        const r = await tx.query<EnvRow>(
+          "UPDATE environments SET description = $2, position = $3, settings = $4, updated_at = now() WHERE name = $1 RETURNING *",
+          [name, patch.description ?? cur.description, patch.position ?? cur.position, patch.settings ?? cur.settings],
+        );
+        await appendAudit(tx, { actor, action: "environment.update", object: name, outcome: "ok", details: { changed: Object.keys(patch) } });
+        return envView(r.rows[0] as EnvRow);
+      } catch (err) {
+        if (isUniqueViolation(err)) throw new FerryError("ENVIRONMENT_EXISTS", `another environment is at position ${patch.position}`);
+        throw err;
+      }
+    });
+  }
+
+  async deleteEnvironment(name: string, actor: string): Promise<void> {
+    await this.d.store.transaction(async (tx) => {
+      await this.getEnvironment(name, tx);
+      const used = await tx.query<{ n: string }>("SELECT count(*)::text AS n FROM targets WHERE environment = $1", [name]);
+      if (used.rows[0]?.n !== "0") throw new FerryError("ENVIRONMENT_IN_USE", `environment ${name} still has ${used.rows[0]?.n} target(s)`);
+      await tx.query("DELETE FROM environments WHERE name = $1", [name]);
+      await appendAudit(tx, { actor, action: "environment.delete", object: name, outcome: "ok" });
+    });
+  }
+
+  // ---- components --------------------------------------------------------------------------------------------
+
+  async createComponent(input: { name: string; repository: string; credentialsRef?: string | null; description?: string }, actor: string): Promise<ComponentView> {
+    checkName(input.name, "name");
+    checkRepository(input.repository);
+    if (input.credentialsRef) checkName(input.credentialsRef, "credentialsRef");
+    return this.d.store.transaction(async (tx) => {
+      try {
+        const r = await tx.query<CompRow>(
+          "INSERT INTO components (name, repository, credentials_ref, description, created_by) VALUES ($1, $2, $3, $4, $5) RETURNING *",
+          [input.name, input.repository, input.credentialsRef ?? null, input.description ?? "", actor],
+        );
+        await appendAudit(tx, { actor, action: "component.create", object: input.name, outcome: "ok", details: { repository: input.repository } });
+        return compView(r.rows[0] as CompRow);
+      } catch (err) {
+        if (isUniqueViolation(err)) throw new FerryError("COMPONENT_EXISTS", `a component named ${input.name} already exists`);
+        throw err;
+      }
+    });
+  }
+
+  async listComponents(): Promise<ComponentView[]> {
+    return (await this.d.store.query<CompRow>("SELECT * FROM components ORDER BY name")).rows.map(compView);
+  }
+
+  async getComponent(name: string, db: Queryable = this.d.store): Promise<ComponentView> {
+    const r = await db.query<CompRow>("SELECT * FROM components WHERE name = $1", [name]);
+    if (!r.rows[0]) throw new FerryError("COMPONENT_NOT_FOUND", `no component ${name}`);
+    return compView(r.rows[0]);
+  }
+
+  async updateComponent(name: string, patch: { repository?: string; credentialsRef?: string | null; description?: string }, actor: string): Promise<ComponentView> {
+    if (patch.repository !== undefined) checkRepository(patch.repository);
+    if (patch.credentialsRef) checkName(patch.credentialsRef, "credentialsRef");
+    return this.d.store.transaction(async (tx) => {
+      const cur = await this.getComponent(name, tx);
+      const r = await tx.query<CompRow>(
+        "UPDATE components SET repository = $2, credentials_ref = $3, description = $4, updated_at = now() WHERE name = $1 RETURNING *",
+        [name, patch.repository ?? cur.repository, patch.credentialsRef === undefined ? cur.credentialsRef : patch.credentialsRef, patch.description ?? cur.description],
+      );
+      await appendAudit(tx, { actor, action: "component.update", object: name, outcome: "ok", details: { changed: Object.keys(patch) } });
+      return compView(r.rows[0] as CompRow);
+    });
+  }
+
+  async deleteComponent(name: string, actor: string): Promise<void> {
+    await this.d.store.transaction(async (tx) => {
+      await this.getComponent(name, tx);
+      const used = await tx.query("SELECT 1 FROM release_pins WHERE component = $1 LIMIT 1", [name]);
+      if (used.rowCount > 0) throw new FerryError("COMPONENT_IN_USE", `releases pin component ${name}; it cannot be deleted`);
+      await tx.query("DELETE FROM components WHERE name = $1", [name]);
+      await appendAudit(tx, { actor, action: "component.delete", object: name, outcome: "ok" });
+    });
+  }
+
+  // ---- targets -----------------------------------------------------------------------------------------------
+
+  private async checkAgent(tx: Queryable, agentId: string | null | undefined, environment: string): Promise<void> {
+    if (!agentId) return;
+    const r = await tx.query<{ environment: string; status: string }>("SELECT environment, status FROM agents WHERE id = $1", [agentId]);
+    const a = r.rows[0];
+    if (!a) throw new FerryError("TARGET_AGENT_MISMATCH", `agent ${agentId} does not exist`, { field: "agentId" });
+    if (a.status === "revoked") throw new FerryError("TARGET_AGENT_MISMATCH", `agent ${agentId} is revoked`, { field: "agentId" });
+    if (a.environment !== environment) {
+      throw new FerryError("TARGET_AGENT_MISMATCH", `agent ${agentId} belongs to environment ${a.environment}, not ${environment}`, { field: "agentId" });
+    }
+  }
+
+  async createTarget(input: { environment: string; name: string; kind: string; agentId?: string | null; config?: unknown; description?: string }, actor: string): Promise<TargetView> {
+    checkName(input.name, "name");
+    const config = checkTargetConfig(input.kind, input.config);
+    return this.d.store.transaction(async (tx) => {
+      await this.getEnvironment(input.environment, tx);
+      await this.checkAgent(tx, input.agentId, input.environment);
+      const id = `tgt_${randomBytes(8).toString("hex")}`;
+      try {
+        const r = await tx.query<TargetRow>(
+          `INSERT INTO targets (id, environment, name, kind, agent_id, config, description, created_by)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *`,
+          [id, input.environment, input.name, input.kind, input.agentId ?? null, config, input.description ?? "", actor],
+        );
+        await appendAudit(tx, { actor, action: "target.create", object: `${input.environment}/${input.name}`, outcome: "ok", details: { kind: input.kind, agentId: input.agentId ?? null } });
+        return targetView(r.rows[0] as TargetRow);
+      } catch (err) {
+        if (isUniqueViolation(err)) throw new FerryError("TARGET_EXISTS", `environment ${input.environment} already has a target named ${input.name}`);
+        throw err;
+      }
+    });
+  }
+
+  async listTargets(filter: { environment?: string; kind?: string; agentId?: string } = {}): Promise<TargetView[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    for (const [col, v] of [["environment", filter.environment], ["kind", filter.kind], ["agent_id", filter.agentId]] as const) {
+      if (v) {
+        params.push(v);
+        where.push(`${col} = $${params.length}`);
+      }
+    }
+    const r = await this.d.store.query<TargetRow>(
+      `SELECT t.* FROM targets t JOIN environments e ON e.name = t.environment
+        ${where.length ? `WHERE ${where.map((w) => `t.${w}`).join(" AND ")}` : ""} ORDER BY e.position, t.name`,
+      params,
+    );
+    return r.rows.map(targetView);
+  }
+
+  async getTarget(environment: string, name: string, db: Queryable = this.d.store): Promise<TargetView> {
+    const r = await db.query<TargetRow>("SELECT * FROM targets WHERE environment = $1 AND name = $2", [environment, name]);
+    if (!r.rows[0]) throw new FerryError("TARGET_NOT_FOUND", `no target ${name} in environment ${environment}`);
+    return targetView(r.rows[0]);
+  }
+
+  async updateTarget(environment: string, name: string, patch: { agentId?: string | null; config?: unknown; description?: string }, actor: string): Promise<TargetView> {
+    return this.d.store.transaction(async (tx) => {
+      const cur = await this.getTarget(environment, name, tx);
+      const config = patch.config === undefined ? cur.config : checkTargetConfig(cur.kind, patch.config);
+      const agentId = patch.agentId === undefined ? cur.agentId : patch.agentId;
+      await this.checkAgent(tx, agentId, environment);
+      const r = await tx.query<TargetRow>(
+        "UPDATE targets SET agent_id = $2, config = $3, description = $4, updated_at = now() WHERE id = $1 RETURNING *",
+        [cur.id, agentId, config, patch.description ?? cur.description],
+      );
+      await appendAudit(tx, { actor, action: "target.update", object: `${environment}/${name}`, outcome: "ok", details: { changed: Object.keys(patch) } });
+      return targetView(r.rows[0] as TargetRow);
+    });
+  }
+
+  async deleteTarget(environment: string, name: string, actor: string): Promise<void> {
+    await this.d.store.transaction(async (tx) => {
+      const cur = await this.getTarget(environment, name, tx);
+      await tx.query("DELETE FROM targets WHERE id = $1", [cur.id]);
+      await appendAudit(tx, { actor, action: "target.delete", object: `${environment}/${name}`, outcome: "ok" });
+    });
+  }
+
+  // ---- releases ----------------------------------------------------------------------------------------------
+
+  /**
+   * Creates a release from component references (tags or digests). Every reference is resolved first, in parallel,
+   * and only then is anything written: a failing registry leaves no partial release.
+   */
+  async createRelease(
+    input: { name: string; version: string; components: Record<string, string>; notes?: string; provenance?: Record<string, unknown> },
+    actor: string,
+    signal?: AbortSignal,
+  ): Promise<ReleaseView> {
+    checkName(input.name, "name");
+    if (!VERSION.test(input.version)) {
+      throw new FerryError("VALIDATION_FAILED", `version: "${input.version}" is not a version (letters, digits, '.', '_', '+', '-'; at most 64)`, { field: "version" });
+    }
+    const entries = Object.entries(input.components);
+    if (entries.length === 0) throw new FerryError("VALIDATION_FAILED", "components: a release pins at least one component", { field: "components" });
+    if (entries.length > 200) throw new FerryError("VALIDATION_FAILED", "components: at most 200 per release", { field: "components" });
+    const existing = await this.d.store.query("SELECT 1 FROM releases WHERE name = $1 AND version = $2", [input.name, input.version]);
+    if (existing.rowCount > 0) throw releaseExists(input.name, input.version);
+
+    const comps = new Map((await this.d.store.query<CompRow>("SELECT * FROM components WHERE name = ANY($1)", [entries.map(([c]) => c)])).rows.map((r) => [r.name, r]));
+    const plan = entries.map(([component, ref]) => {
+      const comp = comps.get(component);
+      if (!comp) throw new FerryError("UNKNOWN_COMPONENT", `component ${component} is not registered (ferry component create ${component} --repository …)`, { field: `components.${component}` });
+      return { component, comp, reference: expandReference(comp.repository, ref, component) };
+    });
+    const resolved = await Promise.all(
+      plan.map(async (p) => {
+        let credentials = null;
+        if (p.comp.credentials_ref) {
+          try {
+            credentials = await this.d.credentials.get(p.comp.credentials_ref);
+          } catch (err) {
+            if (err instanceof FerryError) throw err;
+            throw new FerryError("REGISTRY_CREDENTIALS_INVALID", `registry credentials "${p.comp.credentials_ref}" cannot be read: ${(err as Error).message}`, {}, { cause: err });
+          }
+          if (!credentials) {
+            throw new FerryError("REGISTRY_CREDENTIALS_NOT_FOUND", `component ${p.component} uses registry credentials "${p.comp.credentials_ref}", which the secret store does not hold`);
+          }
+        }
+        const image = await this.d.registry.resolve(p.reference, { credentials, ...(signal ? { signal } : {}) });
+        return { ...p, image };
+      }),
+    );
+    const provenance = { ...(input.provenance ?? {}), resolvedAt: new Date(this.d.clock.now()).toISOString(), resolvedBy: "ferry" };
+    const id = `rel_${randomBytes(8).toString("hex")}`;
+    return this.d.store.transaction(async (tx) => {
+      let row: ReleaseRow;
+      try {
+        const r = await tx.query<ReleaseRow>(
+          "INSERT INTO releases (id, name, version, notes, provenance, created_by) VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
+          [id, input.name, input.version, input.notes ?? "", provenance, actor],
+        );
+        row = r.rows[0] as ReleaseRow;
+      } catch (err) {
+        if (isUniqueViolation(err)) throw releaseExists(input.name, input.version);
+        throw err;
+      }
+      const pins: PinRow[] = resolved.map((x) => ({
+        release_id: id,
+        component: x.component,
+        repository: x.comp.repository,
+        digest: x.image.digest,
+        source_tag: x.image.sourceTag,
+        media_type: x.image.mediaType,
+        platforms: x.image.platforms,
+      }));
+      await tx.query(
+        `INSERT INTO release_pins (release_id, component, repository, digest, source_tag, media_type, platforms)
+         SELECT release_id, component, repository, digest, source_tag, media_type, platforms
+           FROM jsonb_to_recordset($1::jsonb) AS p(release_id text, component text, repository text, digest text, source_tag text, media_type text, platforms jsonb)`,
+        [JSON.stringify(pins)],
+      );
+      await appendAudit(tx, {
+        actor,
+        action: "release.create",
+        object: `${input.name}@${input.version}`,
+        outcome: "ok",
+        details: { id, pins: Object.fromEntries(pins.map((p) => [p.component, `${p.repository}@${p.digest}`])) },
+      });
+      return releaseView(row, pins);
+    });
+  }
+
+  /** By id (rel_…) or name@version. */
+  async getRelease(ref: string): Promise<ReleaseView> {
+    const at = ref.lastIndexOf("@");
+    const r = ref.startsWith("rel_")
+      ? await this.d.store.query<ReleaseRow>("SELECT * FROM releases WHERE id = $1", [ref])
+      : at > 0
+        ? await this.d.store.query<ReleaseRow>("SELECT * FROM releases WHERE name = $1 AND version = $2", [ref.slice(0, at), ref.slice(at + 1)])
+        : { rows: [] as ReleaseRow[] };
+    const row = r.rows[0];
+    if (!row) throw new FerryError("RELEASE_NOT_FOUND", `no release ${ref} (give an id rel_… or name@version)`);
+    const pins = await this.d.store.query<PinRow>("SELECT * FROM release_pins WHERE release_id = $1 ORDER BY component", [row.id]);
+    return releaseView(row, pins.rows);
+  }
+
+  async listReleases(q: { name?: string; component?: string; limit?: number; cursor?: string }): Promise<Page<ReleaseView>> {
+    const limit = checkLimit(q.limit);
+    const params: unknown[] = [];
+    const where: string[] = [];
+    if (q.name) {
+      params.push(q.name);
+      where.push(`r.name = $${params.length}`);
+    }
+    if (q.component) {
+      params.push(q.component);
+      where.push(`EXISTS (SELECT 1 FROM release_pins p WHERE p.release_id = r.id AND p.component = $${params.length})`);
+    }
+    if (q.cursor) {
+      const c = decodeCursor(q.cursor, ["at", "id"]);
+      params.push(c["at"], c["id"]);
+      where.push(`(r.created_at, r.id) < ($${params.length - 1}::timestamptz, $${params.length})`);
+    }
+    params.push(limit + 1);
+    const rows = (
+      await this.d.store.query<ReleaseRow>(
+        `SELECT r.* FROM releases r ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY r.created_at DESC, r.id DESC LIMIT $${params.length}`,
+        params,
+      )
+    ).rows;
+    const page = rows.slice(0, limit);
+    const pins = page.length
+      ? (await this.d.store.query<PinRow>("SELECT * FROM release_pins WHERE release_id = ANY($1) ORDER BY component", [page.map((r) => r.id)])).rows
+      : [];
+    const byRelease = new Map<string, PinRow[]>();
+    for (const p of pins) byRelease.set(p.release_id, [...(byRelease.get(p.release_id) ?? []), p]);
+    const last = page.at(-1);
+    return {
+      items: page.map((r) => releaseView(r, byRelease.get(r.id) ?? [])),
+      nextCursor: rows.length > limit && last ? encodeCursor({ at: last.created_at.toISOString(), id: last.id }) : null,
+    };
+  }
+}
+
+function releaseView(r: ReleaseRow, pins: PinRow[]): ReleaseView {
+  return {
+    id: r.id, name: r.name, version: r.version, notes: r.notes, provenance: r.provenance,
+    pins: pins.map(pinView), createdBy: r.created_by, createdAt: iso(r.created_at),
+  };
+}
+
+function releaseExists(name: string, version: string): FerryError {
+  return new FerryError("RELEASE_EXISTS", `release ${name}@${version} already exists; releases are immutable, so cut a new version`);
+}
+
+function checkRepository(repo: string): void {
+  if (!REPOSITORY.test(repo) || repo.length > 255) {
+    throw new FerryError("INVALID_REFERENCE", `repository: "${repo}" is not an image repository (registry/path, no tag or digest)`, { field: "repository" });
+  }
+}
+
+/**
+ * A release names each component's image as a full reference (which must be in the component's repository) or as a
+ * shorthand: ":tag", "@sha256:…" or a bare tag, taken in the component's repository.
+ */
+export function expandReference(repository: string, ref: string, component: string): string {
+  const r = ref.trim();
+  if (r.startsWith(":") || r.startsWith("@")) return `${repository}${r}`;
+  if (!r.includes("/") && !r.includes(":") && !r.includes("@")) return `${repository}:${r}`;
+  const repoPart = r.split("@")[0]?.replace(/:[^/:]+$/, "") ?? "";
+  if (repoPart !== repository) {
+    throw new FerryError("COMPONENT_REPOSITORY_MISMATCH", `component ${component} is in ${repository}, but the release names ${repoPart}`, { field: `components.${component}` });
+  }
+  return r;
+}

@@ -1,0 +1,35 @@
+// Keyset pagination: a cursor is the sort key of the last item returned, opaque to clients. Stable under inserts,
+// unlike offsets, and cheap at any depth.
+import { FerryError } from "../errors.js";
+
+export interface Page<T> {
+  items: T[];
+  nextCursor: string | null;
+}
+
+export function encodeCursor(key: Record<string, string>): string {
+  return Buffer.from(JSON.stringify(key)).toString("base64url");
+}
+
+export function decodeCursor(cursor: string, fields: readonly string[]): Record<string, string> {
+  try {
+    const v = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8")) as Record<string, unknown>;
+    const out: Record<string, string> = {};
+    for (const f of fields) {
+      const x = v[f];
+      if (typeof x !== "string") throw new Error(f);
+      out[f] = x;
+    }
+    return out;
+  } catch {
+    throw new FerryError("VALIDATION_FAILED", "cursor: not a cursor returned by this API", { field: "cursor" });
+  }
+}
+
+export function checkLimit(limit: number | undefined, max = 500, dflt = 50): number {
+  if (limit === undefined) return dflt;
+  if (!Number.isInteger(limit) || limit < 1 || limit > max) {
+    throw new FerryError("VALIDATION_FAILED", `limit: must be a whole number from 1 to ${max}`, { field: "limit" });
+  }
+  return limit;
+}

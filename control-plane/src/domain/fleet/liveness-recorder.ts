@@ -1,0 +1,235 @@
+// Write-behind recorder for agent liveness.
+//
+// Heartbeats are the hot path (thousands per second across a large fleet), so they only touch memory here. Two
+// flushes reach PostgreSQL:
+//   - state changes (an agent connected or disconnected) are batched for a few milliseconds and written together,
+//     so a reconnect storm of thousands of agents becomes a handful of UPDATEs instead of thousands;
+//   - last-heartbeat times and clock skew are written at most once per agent per `lastSeenFlushMs` (30 s by
+//     default), which keeps the database load of a fleet flat no matter the heartbeat interval.
+// A sweeper marks agents offline once they are silent for 3 × interval + grace (see liveness.ts). Every replica
+// runs one; the UPDATE is idempotent, so they do not need to agree on who sweeps.
+//
+// Batches are passed as one JSON parameter and expanded with jsonb_to_recordset, which behaves identically on the
+// PostgreSQL server and on PGlite (array parameters of composite types do not).
+import type { Logger } from "pino";
+import type { Clock } from "../../ports/clock.js";
+import type { Store } from "../../ports/store.js";
+import { offlineAfterMs, offlineFrozen, type LivenessPolicy } from "./liveness.js";
+import type { HostFactsRecord } from "./fleet-service.js";
+
+interface Connected {
+  kind: "connected";
+  at: number;
+  facts: Partial<HostFactsRecord>;
+  serial: string;
+  notAfter: number;
+}
+interface Disconnected {
+  kind: "disconnected";
+  at: number;
+}
+interface Seen {
+  at: number;
+  skewMs: number | null;
+  flushedAt: number;
+  dirty: boolean;
+}
+
+export interface LivenessRecorderOptions {
+  store: Store;
+  clock: Clock;
+  policy: LivenessPolicy;
+  /** When this replica began accepting agents (see liveness.ts). */
+  readyAt: () => number;
+  replicaId: string;
+  log: Logger;
+  /** Minimum time between two last-heartbeat writes for one agent. */
+  lastSeenFlushMs: number;
+  /** How long state changes wait to be batched. */
+  stateBatchMs?: number;
+  onFlush?: (kind: "state" | "seen" | "sweep", rows: number) => void;
+}
+
+export class LivenessRecorder {
+  private readonly pendingState = new Map<string, Connected | Disconnected>();
+  private readonly seen = new Map<string, Seen>();
+  private stateTimer: NodeJS.Timeout | null = null;
+  private seenTimer: NodeJS.Timeout | null = null;
+  private sweepTimer: NodeJS.Timeout | null = null;
+  private flushing: Promise<void> = Promise.resolve();
+  private stopped = false;
+
+  constructor(private readonly o: LivenessRecorderOptions) {}
+
+  start(): void {
+    const tick = Math.max(50, Math.min(5000, Math.floor(this.o.lastSeenFlushMs / 4)));
+    this.seenTimer = setInterval(() => this.enqueue(() => this.flushSeen(false)), tick);
+    this.sweepTimer = setInterval(
+      () => this.enqueue(() => this.sweep()),
+      Math.max(50, Math.min(this.o.policy.heartbeatIntervalMs, 15_000)),
+    );
+    this.seenTimer.unref();
+    this.sweepTimer.unref();
+  }
+
+  connected(agentId: string, facts: Partial<HostFactsRecord>, serial: string, notAfter: number): void {
+    const at = this.o.clock.now();
+    this.pendingState.set(agentId, { kind: "connected", at, facts, serial, notAfter });
+    // The connect write records the heartbeat time too, so the next last-seen write can wait a full period.
+    this.seen.set(agentId, { at, skewMs: null, flushedAt: at, dirty: false });
+    this.scheduleState();
+  }
+
+  disconnected(agentId: string): void {
+    this.pendingState.set(agentId, { kind: "disconnected", at: this.o.clock.now() });
+    this.scheduleState();
+  }
+
+  heartbeat(agentId: string, skewMs: number | null): void {
+    const at = this.o.clock.now();
+    const s = this.seen.get(agentId);
+    if (s) {
+      s.at = at;
+      s.skewMs = skewMs;
+      s.dirty = true;
+    } else {
+      this.seen.set(agentId, { at, skewMs, flushedAt: 0, dirty: true });
+    }
+  }
+
+  /** The freshest heartbeat this replica holds for an agent (fresher than the database by up to one flush period). */
+  recent(agentId: string): { at: number; skewMs: number | null } | undefined {
+    const s = this.seen.get(agentId);
+    return s ? { at: s.at, skewMs: s.skewMs } : undefined;
+  }
+
+  /** Forgets an agent (revoked): its pending writes must not bring it back online. */
+  forget(agentId: string): void {
+    this.seen.delete(agentId);
+    this.pendingState.delete(agentId);
+  }
+
+  /** Writes everything pending now, whatever its age. Used at shutdown and by tests. */
+  async flushAll(): Promise<void> {
+    await this.enqueue(async () => {
+      await this.flushState();
+      await this.flushSeen(true);
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const t of [this.stateTimer, this.seenTimer, this.sweepTimer]) if (t) clearInterval(t);
+    this.stateTimer = this.seenTimer = this.sweepTimer = null;
+    await this.enqueue(async () => {
+      await this.flushState();
+      await this.flushSeen(true);
+    });
+  }
+
+  private scheduleState(): void {
+    if (this.stateTimer || this.stopped) return;
+    this.stateTimer = setTimeout(() => {
+      this.stateTimer = null;
+      void this.enqueue(() => this.flushState());
+    }, this.o.stateBatchMs ?? 20);
+  }
+
+  /** Flushes run one at a time, in order; a failure is logged and the data is kept for the next attempt. */
+  private enqueue(fn: () => Promise<void>): Promise<void> {
+    this.flushing = this.flushing.then(fn).catch((err: unknown) => {
+      this.o.log.warn({ err }, "liveness write failed; will retry");
+    });
+    return this.flushing;
+  }
+
+  private async flushState(): Promise<void> {
+    if (this.pendingState.size === 0) return;
+    const batch = [...this.pendingState.entries()];
+    this.pendingState.clear();
+    const connects = batch.filter((e): e is [string, Connected] => e[1].kind === "connected");
+    const disconnects = batch.filter((e): e is [string, Disconnected] => e[1].kind === "disconnected");
+    try {
+      if (connects.length > 0) {
+        const rows = connects.map(([id, c]) => ({
+          id,
+          at: new Date(c.at).toISOString(),
+          facts: c.facts,
+          serial: c.serial,
+          not_after: new Date(c.notAfter).toISOString(),
+        }));
+        await this.o.store.query(
+          `UPDATE agents a SET
+              status = 'online',
+              status_changed_at = CASE WHEN a.status = 'online' THEN a.status_changed_at ELSE u.at END,
+              connected = true, connected_replica = $2, last_heartbeat_at = u.at, facts = u.facts,
+              cert_serial = u.serial, cert_not_after = u.not_after, heartbeat_interval_ms = $3, updated_at = now()
+             FROM jsonb_to_recordset($1::jsonb) AS u(id text, at timestamptz, facts jsonb, serial text, not_after timestamptz)
+            WHERE a.id = u.id AND a.status <> 'revoked'`,
+          [JSON.stringify(rows), this.o.replicaId, this.o.policy.heartbeatIntervalMs],
+        );
+      }
+      if (disconnects.length > 0) {
+        // Only the replica that holds the connection may mark it closed: the agent may already be connected
+        // somewhere else.
+        await this.o.store.query(
+          `UPDATE agents a SET connected = false, updated_at = now()
+             FROM jsonb_to_recordset($1::jsonb) AS u(id text)
+            WHERE a.id = u.id AND a.connected_replica = $2`,
+          [JSON.stringify(disconnects.map(([id]) => ({ id }))), this.o.replicaId],
+        );
+      }
+      this.o.onFlush?.("state", batch.length);
+    } catch (err) {
+      // Put back what is not superseded by a newer event, then let the caller log.
+      for (const [id, e] of batch) if (!this.pendingState.has(id)) this.pendingState.set(id, e);
+      this.scheduleState();
+      throw err;
+    }
+  }
+
+  private async flushSeen(all: boolean): Promise<void> {
+    const now = this.o.clock.now();
+    const due: Array<[string, Seen]> = [];
+    for (const [id, s] of this.seen) {
+      if (s.dirty && (all || now - s.flushedAt >= this.o.lastSeenFlushMs)) due.push([id, s]);
+    }
+    if (due.length === 0) return;
+    const rows = due.map(([id, s]) => ({ id, at: new Date(s.at).toISOString(), skew: s.skewMs }));
+    await this.o.store.query(
+      `UPDATE agents a SET
+          last_heartbeat_at = GREATEST(a.last_heartbeat_at, u.at),
+          clock_skew_ms = COALESCE(u.skew, a.clock_skew_ms),
+          status = CASE WHEN a.status = 'offline' THEN 'online' ELSE a.status END,
+          status_changed_at = CASE WHEN a.status = 'offline' THEN u.at ELSE a.status_changed_at END,
+          updated_at = now()
+         FROM jsonb_to_recordset($1::jsonb) AS u(id text, at timestamptz, skew integer)
+        WHERE a.id = u.id AND a.status <> 'revoked'`,
+      [JSON.stringify(rows)],
+    );
+    for (const [, s] of due) {
+      s.flushedAt = now;
+      s.dirty = false;
+    }
+    this.o.onFlush?.("seen", due.length);
+  }
+
+  private async sweep(): Promise<void> {
+    const now = this.o.clock.now();
+    const readyAt = this.o.readyAt();
+    if (offlineFrozen(this.o.policy, readyAt, now)) return;
+    const cutoff = new Date(now - offlineAfterMs(this.o.policy)).toISOString();
+    const res = await this.o.store.query<{ id: string; last_heartbeat_at: Date | null }>(
+      `UPDATE agents SET status = 'offline', status_changed_at = now(), updated_at = now()
+        WHERE status = 'online'
+          AND GREATEST(COALESCE(last_heartbeat_at, '-infinity'::timestamptz), $2::timestamptz) < $1::timestamptz
+        RETURNING id, last_heartbeat_at`,
+      [cutoff, new Date(readyAt).toISOString()],
+    );
+    for (const r of res.rows) {
+      this.o.log.info({ agentId: r.id, lastHeartbeatAt: r.last_heartbeat_at }, "agent is offline: no heartbeat within the liveness window");
+      this.seen.delete(r.id);
+    }
+    if (res.rowCount > 0) this.o.onFlush?.("sweep", res.rowCount);
+  }
+}

@@ -1,0 +1,332 @@
+// Composition root: resolved config -> store -> trust -> services -> servers.
+import { randomInt } from "node:crypto";
+import { mkdirSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync, existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import * as grpc from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import { FleetCa } from "@ferry/pki";
+import { AgentService, EnrolmentService, serverDefinition } from "@ferry/proto";
+import type { ResolvedConfig } from "./config/config.js";
+import { redactUrl } from "./config/config.js";
+import { appendAudit } from "./domain/audit/audit-log.js";
+import { createApiToken } from "./domain/auth/api-tokens.js";
+import { CatalogService } from "./domain/catalog/catalog-service.js";
+import { FleetService, REVOCATION_CHANNEL } from "./domain/fleet/fleet-service.js";
+import { offlineAfterMs, type LivenessPolicy } from "./domain/fleet/liveness.js";
+import { LivenessRecorder } from "./domain/fleet/liveness-recorder.js";
+import { systemClock, type Clock } from "./ports/clock.js";
+import type { Store } from "./ports/store.js";
+import { openStore } from "./adapters/store/index.js";
+import { EnvAndFileCredentialStore, OciRegistry } from "./adapters/registry/index.js";
+import { AdmissionGate } from "./adapters/grpc/admission.js";
+import { agentServiceImpl, type Revocations } from "./adapters/grpc/agent-service.js";
+import { enrolmentServiceImpl } from "./adapters/grpc/enrolment-service.js";
+import { MtlsListener } from "./adapters/grpc/mtls-listener.js";
+import { RefusalRecorder } from "./adapters/grpc/refusals.js";
+import { SessionRegistry } from "./adapters/grpc/session-registry.js";
+import { createMetrics } from "./adapters/http/metrics.js";
+import { buildHttpServer } from "./adapters/http/server.js";
+
+export const FLEET_PING_CHANNEL = "ferry_fleet_ping";
+const CONTROL_PLANE_VERSION = (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version;
+const SERVER_CERT_LIFETIME_MS = 30 * 86_400_000;
+const DEFAULT_JOIN_TOKEN_TTL_MS = 30 * 60_000;
+
+export interface RunningControlPlane {
+  readonly api: string;
+  readonly agentPort: number;
+  readonly enrolPort: number;
+  readonly caFingerprint: string;
+  readonly adminTokenFile: string | null;
+  /** The admin API token's secret, only on the start that created it (first start). */
+  readonly newAdminSecret: string | null;
+  readonly store: Store;
+  stop(): Promise<void>;
+}
+
+function writeFileAtomic(path: string, data: string, mode: number): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, data, { mode });
+  const fd = openSync(tmp, "r");
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+}
+
+/** Creates the first admin API token when none exists; returns its secret only when it was created now. */
+async function bootstrapAdminToken(store: Store): Promise<string | null> {
+  return store.transaction(async (tx) => {
+    await tx.query("SELECT pg_advisory_xact_lock($1)", [0x4645_5232]);
+    const existing = await tx.query("SELECT 1 FROM api_tokens WHERE 'admin' = ANY(roles) AND revoked_at IS NULL LIMIT 1");
+    if (existing.rowCount > 0) return null;
+    const created = await createApiToken(tx, { subject: "admin", roles: ["admin"], createdBy: "bootstrap", description: "created at first start" });
+    await appendAudit(tx, { actor: "bootstrap", action: "api-token.create", object: created.id, outcome: "ok", details: { subject: "admin", roles: ["admin"] } });
+    return created.secret;
+  });
+}
+
+function withPort(endpoint: string, port: number): string {
+  return endpoint.replace(/:0$/, `:${port}`);
+}
+
+export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock: Clock = systemClock): Promise<RunningControlPlane> {
+  const startedAt = clock.now();
+  mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
+  log.info({ dataDir: cfg.dataDir, database: cfg.databaseUrl ? redactUrl(cfg.databaseUrl) : "pglite" }, "starting control plane");
+
+  const storeOpts: Parameters<typeof openStore>[0] = { dataDir: cfg.dataDir, log };
+  if (cfg.databaseUrl) storeOpts.databaseUrl = cfg.databaseUrl;
+  const store = await openStore(storeOpts);
+  const cleanups: Array<() => Promise<void> | void> = [() => store.close()];
+  const stopAll = async () => {
+    for (const c of cleanups.reverse()) {
+      try {
+        await c();
+      } catch (err) {
+        log.warn({ err }, "error during shutdown");
+      }
+    }
+  };
+
+  try {
+    if (store.kind === "pglite") {
+      // PGlite runs no autovacuum, so without this its planner has no statistics and picks scans that grow with the
+      // data (measured: the releases-by-component query). PostgreSQL servers analyze by themselves.
+      await store.query("ANALYZE");
+      const analyzeTimer = setInterval(() => {
+        store.query("ANALYZE").catch((err: unknown) => log.warn({ err }, "ANALYZE failed"));
+      }, 10 * 60_000);
+      analyzeTimer.unref();
+      cleanups.push(() => clearInterval(analyzeTimer));
+    }
+    const ca = await FleetCa.loadOrCreate(cfg.caDir);
+    const caBundle = (): string[] => [ca.certPem];
+    const serverCert = await ca.issueServerCertificate({ hosts: cfg.tlsHosts, lifetimeMs: SERVER_CERT_LIFETIME_MS });
+    const certChainPem = `${serverCert.certPem.trim()}\n${ca.certPem.trim()}\n`;
+
+    const adminSecret = await bootstrapAdminToken(store);
+    const adminTokenFile = join(cfg.dataDir, "admin-token");
+    if (adminSecret) writeFileAtomic(adminTokenFile, `${adminSecret}\n`, 0o600);
+
+    const metrics = createMetrics();
+    // Until the listeners are up, "now" stands in for the ready time, which keeps offline decisions frozen.
+    let readyAt: number | null = null;
+    const readySince = (): number => readyAt ?? clock.now();
+    const policy: LivenessPolicy = { heartbeatIntervalMs: cfg.heartbeatIntervalMs, graceMs: cfg.livenessGraceMs };
+    const fleet: FleetService = new FleetService({
+      store,
+      ca,
+      clock,
+      liveness: policy,
+      certLifetimeMs: cfg.certLifetimeMs,
+      readyAt: readySince,
+      recentHeartbeat: (id) => recorder.recent(id),
+    });
+    const credentials = new EnvAndFileCredentialStore({ env: process.env, ...(cfg.registryCredentials ? { file: cfg.registryCredentials } : {}) });
+    // Fail at start, not at the first release, when the credentials file is unreadable, insecure or malformed.
+    await credentials.check();
+    const catalog = new CatalogService({
+      store,
+      registry: new OciRegistry({ timeoutMs: cfg.registryTimeoutMs, insecureRegistries: cfg.insecureRegistries }),
+      credentials,
+      clock,
+    });
+    const recorder = new LivenessRecorder({
+      store,
+      clock,
+      policy,
+      readyAt: readySince,
+      replicaId: cfg.replicaId,
+      log: log.child({ component: "liveness" }),
+      lastSeenFlushMs: cfg.lastSeenFlushMs,
+      onFlush: (kind, rows) => metrics.livenessWrites.inc({ kind }, rows),
+    });
+    recorder.start();
+    cleanups.push(() => recorder.stop());
+
+    const sessions = new SessionRegistry({
+      heartbeatIntervalMs: () => cfg.heartbeatIntervalMs,
+      silentAfterMs: () => offlineAfterMs(policy),
+      now: () => clock.now(),
+    });
+    sessions.start();
+    cleanups.push(() => sessions.stop());
+
+    const revocations: Revocations = await fleet.loadRevocations();
+    const reloadRevocations = async () => {
+      const fresh = await fleet.loadRevocations();
+      revocations.serials = fresh.serials;
+      revocations.agents = fresh.agents;
+    };
+    const unlistenRevocations = await store.listen(REVOCATION_CHANNEL, (payload) => {
+      let msg: { agentId?: string; serial?: string } = {};
+      try {
+        msg = JSON.parse(payload) as typeof msg;
+      } catch {
+        log.warn({ payload }, "ignoring a malformed revocation notice");
+      }
+      if (msg.agentId) {
+        revocations.agents.add(msg.agentId);
+        recorder.forget(msg.agentId);
+        if (sessions.closeAgent(msg.agentId, "AGENT_REVOKED", "this agent was revoked; enrol it again with a new join token")) {
+          log.info({ agentId: msg.agentId }, "closed the stream of a revoked agent");
+        }
+      }
+      if (msg.serial) {
+        revocations.serials.add(msg.serial);
+        sessions.closeSerial(msg.serial, "CERT_REVOKED", `certificate ${msg.serial} was revoked`);
+      }
+      // The notice is a hint; the database is the truth. Reload in case notices were missed while disconnected.
+      reloadRevocations().catch((err: unknown) => log.warn({ err }, "could not reload revocations"));
+    });
+    cleanups.push(unlistenRevocations);
+    const revocationTimer = setInterval(() => {
+      reloadRevocations().catch((err: unknown) => log.warn({ err }, "could not reload revocations"));
+    }, 60_000);
+    revocationTimer.unref();
+    cleanups.push(() => clearInterval(revocationTimer));
+
+    const unlistenPing = await store.listen(FLEET_PING_CHANNEL, () => {
+      sessions.pingAll();
+    });
+    cleanups.push(unlistenPing);
+
+    const refusals = new RefusalRecorder(fleet, log.child({ component: "agent-listener" }), metrics.refusals);
+    const grpcOptions: grpc.ServerOptions = {
+      // Backstop only: handlers refuse oversize messages themselves with MESSAGE_TOO_LARGE (see proto/src/grpc.ts).
+      "grpc.max_receive_message_length": cfg.maxMessageBytes * 4,
+      "grpc.keepalive_time_ms": 60_000,
+      "grpc.keepalive_timeout_ms": 20_000,
+      "grpc.keepalive_permit_without_calls": 1,
+      "grpc-node.max_session_memory": 10,
+    };
+
+    // ---- agent listener (mTLS) ----
+    const agentGrpc = new grpc.Server(grpcOptions);
+    let listener: MtlsListener | null = null;
+    let agentEndpoint = cfg.advertiseAgent;
+    agentGrpc.addService(
+      serverDefinition(AgentService, { maxMessageBytes: cfg.maxMessageBytes }),
+      agentServiceImpl({
+        fleet,
+        listener: () => listener as MtlsListener,
+        sessions,
+        recorder,
+        revocations,
+        admission: new AdmissionGate(cfg.streamRate, cfg.streamBurst, clock),
+        refusals,
+        clock,
+        heartbeatIntervalMs: cfg.heartbeatIntervalMs,
+        caBundle,
+        log: log.child({ component: "agent-service" }),
+        onHeartbeat: () => metrics.heartbeats.inc(),
+      }),
+    );
+    listener = new MtlsListener({
+      grpc: agentGrpc,
+      keyPem: serverCert.keyPem,
+      certChainPem,
+      caBundle: caBundle(),
+      log: log.child({ component: "agent-listener" }),
+      onRefusedConnection: (v, peer) => refusals.refuse("agent", v.code, v.message, { peer }),
+    });
+    const agentPort = await listener.listen(cfg.agentListen.host, cfg.agentListen.port);
+    agentEndpoint = withPort(cfg.advertiseAgent, agentPort);
+    const liveListener = listener;
+    cleanups.push(async () => {
+      sessions.closeAll("SERVER_SHUTTING_DOWN", "the control plane is restarting", randomInt(1000, 5000));
+      await new Promise<void>((r) => setTimeout(r, 50));
+      await liveListener.close();
+      agentGrpc.forceShutdown();
+    });
+
+    // ---- enrolment listener (TLS) ----
+    const enrolGrpc = new grpc.Server(grpcOptions);
+    let enrolEndpoint = cfg.advertiseEnrol;
+    enrolGrpc.addService(
+      serverDefinition(EnrolmentService, { maxMessageBytes: cfg.maxMessageBytes }),
+      enrolmentServiceImpl({
+        fleet,
+        admission: new AdmissionGate(cfg.enrolRate, cfg.enrolBurst, clock),
+        refusals,
+        caBundle,
+        agentEndpoint: () => agentEndpoint,
+        heartbeatIntervalMs: cfg.heartbeatIntervalMs,
+        log: log.child({ component: "enrolment" }),
+        onEnrol: (outcome) => metrics.enrolments.inc({ outcome }),
+      }),
+    );
+    const enrolHost = cfg.enrolListen.host.includes(":") ? `[${cfg.enrolListen.host}]` : cfg.enrolListen.host;
+    const enrolPort = await new Promise<number>((resolve, reject) => {
+      enrolGrpc.bindAsync(
+        `${enrolHost}:${cfg.enrolListen.port}`,
+        grpc.ServerCredentials.createSsl(null, [{ private_key: Buffer.from(serverCert.keyPem), cert_chain: Buffer.from(certChainPem) }], false),
+        (err, port) => (err ? reject(err) : resolve(port)),
+      );
+    });
+    enrolEndpoint = withPort(cfg.advertiseEnrol, enrolPort);
+    cleanups.push(() => enrolGrpc.forceShutdown());
+
+    // ---- HTTP API + dashboard ----
+    const http = await buildHttpServer({
+      store,
+      fleet,
+      catalog,
+      metrics,
+      log,
+      version: CONTROL_PLANE_VERSION,
+      maxBodyBytes: cfg.maxBodyBytes,
+      replicaId: cfg.replicaId,
+      startedAt,
+      caFingerprint: ca.fingerprint,
+      enrolEndpoint: () => enrolEndpoint,
+      defaultJoinTokenTtlMs: DEFAULT_JOIN_TOKEN_TTL_MS,
+      pingFleet: async () => {
+        const before = sessions.size;
+        await store.notify(FLEET_PING_CHANNEL, String(clock.now()));
+        return { replicaSent: before };
+      },
+    });
+    const apiAddress = await http.listen({ host: cfg.apiListen.host, port: cfg.apiListen.port });
+    cleanups.push(() => http.close());
+
+    const gaugeTimer = setInterval(() => {
+      metrics.agentsConnected.set(sessions.size);
+      metrics.agentConnections.set(liveListener.connectionCount);
+    }, 1000);
+    gaugeTimer.unref();
+    cleanups.push(() => clearInterval(gaugeTimer));
+
+    readyAt = clock.now();
+    const runtime = {
+      pid: process.pid,
+      replicaId: cfg.replicaId,
+      api: apiAddress,
+      agentPort,
+      enrolPort,
+      agentEndpoint,
+      enrolEndpoint,
+      caFingerprint: ca.fingerprint,
+      startedAt: new Date(startedAt).toISOString(),
+    };
+    writeFileAtomic(join(cfg.dataDir, "runtime.json"), `${JSON.stringify(runtime, null, 2)}\n`, 0o644);
+    log.info(runtime, "control plane ready");
+
+    return {
+      api: apiAddress,
+      agentPort,
+      enrolPort,
+      caFingerprint: ca.fingerprint,
+      adminTokenFile: adminSecret || existsSync(adminTokenFile) ? adminTokenFile : null,
+      store,
+      newAdminSecret: adminSecret,
+      stop: stopAll,
+    };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}

@@ -1,0 +1,18 @@
+// @ferry/pki: the fleet CA, agent key pairs and CSRs, certificate inspection, join strings and CA pinning.
+// See docs/pki.md for the scheme.
+export { PkiError } from "./pki-error.js";
+export type { PkiErrorCode } from "./pki-error.js";
+export { FleetCa } from "./ca.js";
+export type { IssuedCertificate } from "./ca.js";
+export { generateKeyPair } from "./key-pair.js";
+export { createCsr } from "./csr.js";
+export { AGENT_URI_PREFIX, CONTROL_PLANE_URI } from "./identity.js";
+export { certificateInfo } from "./certificate-info.js";
+export type { CertificateInfo } from "./certificate-info.js";
+export { fingerprintOf } from "./fingerprint.js";
+export { splitPemBundle } from "./pem.js";
+export { decodeJoinString, encodeJoinString } from "./join-string.js";
+export type { JoinString } from "./join-string.js";
+export { generateSecret, hashSecret } from "./secret.js";
+export { fetchPinnedCa } from "./fetch-pinned-ca.js";
+export { controlPlaneIdentityCheck } from "./control-plane-identity-check.js";
