@@ -16,3 +16,4 @@ export type { JoinString } from "./join-string.js";
 export { generateSecret, hashSecret } from "./secret.js";
 export { fetchPinnedCa } from "./fetch-pinned-ca.js";
 export { controlPlaneIdentityCheck } from "./control-plane-identity-check.js";
+export { canonicalJson } from "./canonical-json.js";

@@ -9,7 +9,7 @@
 import { createHash } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Store } from "../../ports/store.js";
-import { canonicalJson } from "../../domain/audit/canonical-json.js";
+import { canonicalJson } from "@ferry/pki";
 import { FerryError } from "../../domain/errors.js";
 
 declare module "fastify" {

@@ -6,7 +6,7 @@
 // delete path in this module.
 import { createHash } from "node:crypto";
 import type { Queryable, Store } from "../../ports/store.js";
-import { canonicalJson } from "./canonical-json.js";
+import { canonicalJson } from "@ferry/pki";
 
 export const GENESIS_HASH = "0".repeat(64);
 const AUDIT_LOCK_KEY = 0x4645_5231; // "FER1"

@@ -21,7 +21,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ferry/agent/v1/agent.proto.
  */
 export const file_ferry_agent_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("ChpmZXJyeS9hZ2VudC92MS9hZ2VudC5wcm90bxIOZmVycnkuYWdlbnQudjEilwEKCUhvc3RGYWN0cxIQCghob3N0bmFtZRgBIAEoCRIKCgJvcxgCIAEoCRISCgpvc19yZWxlYXNlGAMgASgJEgwKBGFyY2gYBCABKAkSFQoNYWdlbnRfdmVyc2lvbhgFIAEoCRIPCgdkcml2ZXJzGAYgAygJEgwKBGNwdXMYByABKA0SFAoMbWVtb3J5X2J5dGVzGAggASgEImsKDEVucm9sUmVxdWVzdBISCgpqb2luX3Rva2VuGAEgASgJEg8KB2Nzcl9wZW0YAiABKAkSDAoEbmFtZRgDIAEoCRIoCgVmYWN0cxgEIAEoCzIZLmZlcnJ5LmFnZW50LnYxLkhvc3RGYWN0cyKHAgoNRW5yb2xSZXNwb25zZRIQCghhZ2VudF9pZBgBIAEoCRIXCg9jZXJ0aWZpY2F0ZV9wZW0YAiABKAkSFQoNY2FfYnVuZGxlX3BlbRgDIAMoCRITCgtlbnZpcm9ubWVudBgEIAEoCRI5CgZsYWJlbHMYBSADKAsyKS5mZXJyeS5hZ2VudC52MS5FbnJvbFJlc3BvbnNlLkxhYmVsc0VudHJ5Eh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgGIAEoDRIWCg5hZ2VudF9lbmRwb2ludBgHIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIpYBCg5Db25uZWN0UmVxdWVzdBImCgVoZWxsbxgBIAEoCzIVLmZlcnJ5LmFnZW50LnYxLkhlbGxvSAASLgoJaGVhcnRiZWF0GAIgASgLMhkuZmVycnkuYWdlbnQudjEuSGVhcnRiZWF0SAASJAoEcG9uZxgDIAEoCzIULmZlcnJ5LmFnZW50LnYxLlBvbmdIAEIGCgRib2R5IloKBUhlbGxvEhAKCGFnZW50X2lkGAEgASgJEigKBWZhY3RzGAIgASgLMhkuZmVycnkuYWdlbnQudjEuSG9zdEZhY3RzEhUKDWFnZW50X3RpbWVfbXMYAyABKAMiVgoJSGVhcnRiZWF0EhAKCGFnZW50X2lkGAEgASgJEgsKA3NlcRgCIAEoBBIVCg1hZ2VudF90aW1lX21zGAMgASgDEhMKC2xhc3RfcnR0X21zGAQgASgNIhUKBFBvbmcSDQoFbm9uY2UYASABKAQi1AEKD0Nvbm5lY3RSZXNwb25zZRIqCgd3ZWxjb21lGAEgASgLMhcuZmVycnkuYWdlbnQudjEuV2VsY29tZUgAEjUKDWhlYXJ0YmVhdF9hY2sYAiABKAsyHC5mZXJyeS5hZ2VudC52MS5IZWFydGJlYXRBY2tIABIkCgRwaW5nGAMgASgLMhQuZmVycnkuYWdlbnQudjEuUGluZ0gAEjAKCmRpc2Nvbm5lY3QYBCABKAsyGi5mZXJyeS5hZ2VudC52MS5EaXNjb25uZWN0SABCBgoEYm9keSJSCgdXZWxjb21lEhAKCGFnZW50X2lkGAEgASgJEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgCIAEoDRIWCg5zZXJ2ZXJfdGltZV9tcxgDIAEoAyJSCgxIZWFydGJlYXRBY2sSCwoDc2VxGAEgASgEEhYKDnNlcnZlcl90aW1lX21zGAIgASgDEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgDIAEoDSIVCgRQaW5nEg0KBW5vbmNlGAEgASgEIkMKCkRpc2Nvbm5lY3QSDAoEY29kZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEhYKDnJldHJ5X2FmdGVyX21zGAMgASgNIioKF1JlbmV3Q2VydGlmaWNhdGVSZXF1ZXN0Eg8KB2Nzcl9wZW0YASABKAkiSgoYUmVuZXdDZXJ0aWZpY2F0ZVJlc3BvbnNlEhcKD2NlcnRpZmljYXRlX3BlbRgBIAEoCRIVCg1jYV9idW5kbGVfcGVtGAIgAygJMlgKEEVucm9sbWVudFNlcnZpY2USRAoFRW5yb2wSHC5mZXJyeS5hZ2VudC52MS5FbnJvbFJlcXVlc3QaHS5mZXJyeS5hZ2VudC52MS5FbnJvbFJlc3BvbnNlMsUBCgxBZ2VudFNlcnZpY2USTgoHQ29ubmVjdBIeLmZlcnJ5LmFnZW50LnYxLkNvbm5lY3RSZXF1ZXN0Gh8uZmVycnkuYWdlbnQudjEuQ29ubmVjdFJlc3BvbnNlKAEwARJlChBSZW5ld0NlcnRpZmljYXRlEicuZmVycnkuYWdlbnQudjEuUmVuZXdDZXJ0aWZpY2F0ZVJlcXVlc3QaKC5mZXJyeS5hZ2VudC52MS5SZW5ld0NlcnRpZmljYXRlUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("ChpmZXJyeS9hZ2VudC92MS9hZ2VudC5wcm90bxIOZmVycnkuYWdlbnQudjEilwEKCUhvc3RGYWN0cxIQCghob3N0bmFtZRgBIAEoCRIKCgJvcxgCIAEoCRISCgpvc19yZWxlYXNlGAMgASgJEgwKBGFyY2gYBCABKAkSFQoNYWdlbnRfdmVyc2lvbhgFIAEoCRIPCgdkcml2ZXJzGAYgAygJEgwKBGNwdXMYByABKA0SFAoMbWVtb3J5X2J5dGVzGAggASgEImsKDEVucm9sUmVxdWVzdBISCgpqb2luX3Rva2VuGAEgASgJEg8KB2Nzcl9wZW0YAiABKAkSDAoEbmFtZRgDIAEoCRIoCgVmYWN0cxgEIAEoCzIZLmZlcnJ5LmFnZW50LnYxLkhvc3RGYWN0cyLCAgoNRW5yb2xSZXNwb25zZRIQCghhZ2VudF9pZBgBIAEoCRIXCg9jZXJ0aWZpY2F0ZV9wZW0YAiABKAkSFQoNY2FfYnVuZGxlX3BlbRgDIAMoCRITCgtlbnZpcm9ubWVudBgEIAEoCRI5CgZsYWJlbHMYBSADKAsyKS5mZXJyeS5hZ2VudC52MS5FbnJvbFJlc3BvbnNlLkxhYmVsc0VudHJ5Eh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgGIAEoDRIWCg5hZ2VudF9lbmRwb2ludBgHIAEoCRI5ChF0YXNrX3NpZ25pbmdfa2V5cxgIIAMoCzIeLmZlcnJ5LmFnZW50LnYxLlRhc2tTaWduaW5nS2V5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiYQoOVGFza1NpZ25pbmdLZXkSDgoGa2V5X2lkGAEgASgJEhEKCWFsZ29yaXRobRgCIAEoCRIWCg5wdWJsaWNfa2V5X3BlbRgDIAEoCRIUCgxub3RfYWZ0ZXJfbXMYBCABKAMi3AIKDkNvbm5lY3RSZXF1ZXN0EiYKBWhlbGxvGAEgASgLMhUuZmVycnkuYWdlbnQudjEuSGVsbG9IABIuCgloZWFydGJlYXQYAiABKAsyGS5mZXJyeS5hZ2VudC52MS5IZWFydGJlYXRIABIkCgRwb25nGAMgASgLMhQuZmVycnkuYWdlbnQudjEuUG9uZ0gAEisKCHRhc2tfYWNrGAQgASgLMhcuZmVycnkuYWdlbnQudjEuVGFza0Fja0gAEjUKDXRhc2tfcHJvZ3Jlc3MYBSABKAsyHC5mZXJyeS5hZ2VudC52MS5UYXNrUHJvZ3Jlc3NIABItCglsb2dfY2h1bmsYBiABKAsyGC5mZXJyeS5hZ2VudC52MS5Mb2dDaHVua0gAEjEKC3Rhc2tfcmVzdWx0GAcgASgLMhouZmVycnkuYWdlbnQudjEuVGFza1Jlc3VsdEgAQgYKBGJvZHkinwEKBUhlbGxvEhAKCGFnZW50X2lkGAEgASgJEigKBWZhY3RzGAIgASgLMhkuZmVycnkuYWdlbnQudjEuSG9zdEZhY3RzEhUKDWFnZW50X3RpbWVfbXMYAyABKAMSKQoIc3RpY2tlcnMYBCADKAsyFy5mZXJyeS5hZ2VudC52MS5TdGlja2VyEhgKEHJ1bm5pbmdfdGFza19pZHMYBSADKAkitgEKCUhlYXJ0YmVhdBIQCghhZ2VudF9pZBgBIAEoCRILCgNzZXEYAiABKAQSFQoNYWdlbnRfdGltZV9tcxgDIAEoAxITCgtsYXN0X3J0dF9tcxgEIAEoDRIpCghzdGlja2VycxgFIAMoCzIXLmZlcnJ5LmFnZW50LnYxLlN0aWNrZXISGQoRc3RpY2tlcnNfaW5jbHVkZWQYBiABKAgSGAoQcnVubmluZ190YXNrX2lkcxgHIAMoCSIVCgRQb25nEg0KBW5vbmNlGAEgASgEIpYDCg9Db25uZWN0UmVzcG9uc2USKgoHd2VsY29tZRgBIAEoCzIXLmZlcnJ5LmFnZW50LnYxLldlbGNvbWVIABI1Cg1oZWFydGJlYXRfYWNrGAIgASgLMhwuZmVycnkuYWdlbnQudjEuSGVhcnRiZWF0QWNrSAASJAoEcGluZxgDIAEoCzIULmZlcnJ5LmFnZW50LnYxLlBpbmdIABIwCgpkaXNjb25uZWN0GAQgASgLMhouZmVycnkuYWdlbnQudjEuRGlzY29ubmVjdEgAEi8KCnRhc2tfb2ZmZXIYBSABKAsyGS5mZXJyeS5hZ2VudC52MS5UYXNrT2ZmZXJIABIpCgdsb2dfYWNrGAYgASgLMhYuZmVycnkuYWdlbnQudjEuTG9nQWNrSAASLwoKcmVzdWx0X2FjaxgHIAEoCzIZLmZlcnJ5LmFnZW50LnYxLlJlc3VsdEFja0gAEjMKDHNpZ25pbmdfa2V5cxgIIAEoCzIbLmZlcnJ5LmFnZW50LnYxLlNpZ25pbmdLZXlzSABCBgoEYm9keSKNAQoHV2VsY29tZRIQCghhZ2VudF9pZBgBIAEoCRIdChVoZWFydGJlYXRfaW50ZXJ2YWxfbXMYAiABKA0SFgoOc2VydmVyX3RpbWVfbXMYAyABKAMSOQoRdGFza19zaWduaW5nX2tleXMYBCADKAsyHi5mZXJyeS5hZ2VudC52MS5UYXNrU2lnbmluZ0tleSJSCgxIZWFydGJlYXRBY2sSCwoDc2VxGAEgASgEEhYKDnNlcnZlcl90aW1lX21zGAIgASgDEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgDIAEoDSIVCgRQaW5nEg0KBW5vbmNlGAEgASgEIkMKCkRpc2Nvbm5lY3QSDAoEY29kZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEhYKDnJldHJ5X2FmdGVyX21zGAMgASgNIioKF1JlbmV3Q2VydGlmaWNhdGVSZXF1ZXN0Eg8KB2Nzcl9wZW0YASABKAkiSgoYUmVuZXdDZXJ0aWZpY2F0ZVJlc3BvbnNlEhcKD2NlcnRpZmljYXRlX3BlbRgBIAEoCRIVCg1jYV9idW5kbGVfcGVtGAIgAygJIlYKClNpZ25lZFRhc2sSDwoHcGF5bG9hZBgBIAEoDBIUCgxwYXlsb2FkX3R5cGUYAiABKAkSDgoGa2V5X2lkGAMgASgJEhEKCXNpZ25hdHVyZRgEIAEoDCJiChJSZWdpc3RyeUNyZWRlbnRpYWwSEAoIcmVnaXN0cnkYASABKAkSEAoIdXNlcm5hbWUYAiABKAkSEAoIcGFzc3dvcmQYAyABKAkSFgoOaWRlbnRpdHlfdG9rZW4YBCABKAkifwoJVGFza09mZmVyEigKBHRhc2sYASABKAsyGi5mZXJyeS5hZ2VudC52MS5TaWduZWRUYXNrEjcKC2NyZWRlbnRpYWxzGAIgAygLMiIuZmVycnkuYWdlbnQudjEuUmVnaXN0cnlDcmVkZW50aWFsEg8KB2F0dGVtcHQYAyABKA0ibAoHVGFza0FjaxIPCgd0YXNrX2lkGAEgASgJEhAKCGFjY2VwdGVkGAIgASgIEhQKDHJlZnVzYWxfY29kZRgDIAEoCRIXCg9yZWZ1c2FsX21lc3NhZ2UYBCABKAkSDwoHYXR0ZW1wdBgFIAEoDSI2Cg5BY2tUYXNrUmVxdWVzdBIkCgNhY2sYASABKAsyFy5mZXJyeS5hZ2VudC52MS5UYXNrQWNrIhEKD0Fja1Rhc2tSZXNwb25zZSJBChNSZXBvcnRSZXN1bHRSZXF1ZXN0EioKBnJlc3VsdBgBIAEoCzIaLmZlcnJ5LmFnZW50LnYxLlRhc2tSZXN1bHQiPgoUUmVwb3J0UmVzdWx0UmVzcG9uc2USJgoDYWNrGAEgASgLMhkuZmVycnkuYWdlbnQudjEuUmVzdWx0QWNrIkwKDFRhc2tQcm9ncmVzcxIPCgd0YXNrX2lkGAEgASgJEgwKBHN0ZXAYAiABKAkSDgoGZGV0YWlsGAMgASgJEg0KBWF0X21zGAQgASgDIkYKCExvZ0NodW5rEg8KB3Rhc2tfaWQYASABKAkSCwoDc2VxGAIgASgEEg4KBm9mZnNldBgDIAEoBBIMCgRkYXRhGAQgASgMIikKBkxvZ0FjaxIPCgd0YXNrX2lkGAEgASgJEg4KBm9mZnNldBgCIAEoBCLgAQoKVGFza1Jlc3VsdBIPCgd0YXNrX2lkGAEgASgJEg8KB291dGNvbWUYAiABKAkSDAoEY29kZRgDIAEoCRIPCgdtZXNzYWdlGAQgASgJEhQKDGRldGFpbHNfanNvbhgFIAEoCRIoCgdzdGlja2VyGAYgASgLMhcuZmVycnkuYWdlbnQudjEuU3RpY2tlchIVCg1zdGFydGVkX2F0X21zGAcgASgDEhYKDmZpbmlzaGVkX2F0X21zGAggASgDEhEKCWxvZ19ieXRlcxgJIAEoBBIPCgdhdHRlbXB0GAogASgNIhwKCVJlc3VsdEFjaxIPCgd0YXNrX2lkGAEgASgJIjsKC1NpZ25pbmdLZXlzEiwKBGtleXMYASADKAsyHi5mZXJyeS5hZ2VudC52MS5UYXNrU2lnbmluZ0tleSJdCgxTdGlja2VySW1hZ2USEQoJY29tcG9uZW50GAEgASgJEhIKCnJlcG9zaXRvcnkYAiABKAkSDgoGZGlnZXN0GAMgASgJEhYKDnJ1bm5pbmdfZGlnZXN0GAQgASgJIqMCCgdTdGlja2VyEhEKCXRhcmdldF9pZBgBIAEoCRITCgt0YXJnZXRfbmFtZRgCIAEoCRISCgpyZWxlYXNlX2lkGAMgASgJEhQKDHJlbGVhc2VfbmFtZRgEIAEoCRIXCg9yZWxlYXNlX3ZlcnNpb24YBSABKAkSFQoNZGVwbG95bWVudF9pZBgGIAEoCRIPCgd0YXNrX2lkGAcgASgJEhUKDXdyaXR0ZW5fYXRfbXMYCCABKAMSEAoIYWdlbnRfaWQYCSABKAkSLAoGaW1hZ2VzGAogAygLMhwuZmVycnkuYWdlbnQudjEuU3RpY2tlckltYWdlEhYKDm9ic2VydmVkX2F0X21zGAsgASgDEhYKDm9ic2VydmVkX3N0YXRlGAwgASgJIh8KEFB1bGxUYXNrc1JlcXVlc3QSCwoDbWF4GAEgASgNIj4KEVB1bGxUYXNrc1Jlc3BvbnNlEikKBm9mZmVycxgBIAMoCzIZLmZlcnJ5LmFnZW50LnYxLlRhc2tPZmZlcjJYChBFbnJvbG1lbnRTZXJ2aWNlEkQKBUVucm9sEhwuZmVycnkuYWdlbnQudjEuRW5yb2xSZXF1ZXN0Gh0uZmVycnkuYWdlbnQudjEuRW5yb2xSZXNwb25zZTK+AwoMQWdlbnRTZXJ2aWNlEk4KB0Nvbm5lY3QSHi5mZXJyeS5hZ2VudC52MS5Db25uZWN0UmVxdWVzdBofLmZlcnJ5LmFnZW50LnYxLkNvbm5lY3RSZXNwb25zZSgBMAESZQoQUmVuZXdDZXJ0aWZpY2F0ZRInLmZlcnJ5LmFnZW50LnYxLlJlbmV3Q2VydGlmaWNhdGVSZXF1ZXN0GiguZmVycnkuYWdlbnQudjEuUmVuZXdDZXJ0aWZpY2F0ZVJlc3BvbnNlElAKCVB1bGxUYXNrcxIgLmZlcnJ5LmFnZW50LnYxLlB1bGxUYXNrc1JlcXVlc3QaIS5mZXJyeS5hZ2VudC52MS5QdWxsVGFza3NSZXNwb25zZRJKCgdBY2tUYXNrEh4uZmVycnkuYWdlbnQudjEuQWNrVGFza1JlcXVlc3QaHy5mZXJyeS5hZ2VudC52MS5BY2tUYXNrUmVzcG9uc2USWQoMUmVwb3J0UmVzdWx0EiMuZmVycnkuYWdlbnQudjEuUmVwb3J0UmVzdWx0UmVxdWVzdBokLmZlcnJ5LmFnZW50LnYxLlJlcG9ydFJlc3VsdFJlc3BvbnNlYgZwcm90bzM");
 
 /**
  * Facts an agent reports about the host it runs on.
@@ -165,6 +165,13 @@ export type EnrolResponse = Message<"ferry.agent.v1.EnrolResponse"> & {
    * @generated from field: string agent_endpoint = 7;
    */
   agentEndpoint: string;
+
+  /**
+   * Public keys that sign tasks. The agent trusts exactly these (updated later by Welcome and SigningKeys).
+   *
+   * @generated from field: repeated ferry.agent.v1.TaskSigningKey task_signing_keys = 8;
+   */
+  taskSigningKeys: TaskSigningKey[];
 };
 
 /**
@@ -173,6 +180,47 @@ export type EnrolResponse = Message<"ferry.agent.v1.EnrolResponse"> & {
  */
 export const EnrolResponseSchema: GenMessage<EnrolResponse> = /*@__PURE__*/
   messageDesc(file_ferry_agent_v1_agent, 2);
+
+/**
+ * A public key that signs tasks. Separate from the fleet CA; rotated with overlap, so during a rotation two keys
+ * are published and a task signed by either verifies.
+ *
+ * @generated from message ferry.agent.v1.TaskSigningKey
+ */
+export type TaskSigningKey = Message<"ferry.agent.v1.TaskSigningKey"> & {
+  /**
+   * @generated from field: string key_id = 1;
+   */
+  keyId: string;
+
+  /**
+   * "ed25519"
+   *
+   * @generated from field: string algorithm = 2;
+   */
+  algorithm: string;
+
+  /**
+   * SubjectPublicKeyInfo, PEM
+   *
+   * @generated from field: string public_key_pem = 3;
+   */
+  publicKeyPem: string;
+
+  /**
+   * After this time the agent stops trusting the key (0: no end announced yet).
+   *
+   * @generated from field: int64 not_after_ms = 4;
+   */
+  notAfterMs: bigint;
+};
+
+/**
+ * Describes the message ferry.agent.v1.TaskSigningKey.
+ * Use `create(TaskSigningKeySchema)` to create a new message.
+ */
+export const TaskSigningKeySchema: GenMessage<TaskSigningKey> = /*@__PURE__*/
+  messageDesc(file_ferry_agent_v1_agent, 3);
 
 /**
  * @generated from message ferry.agent.v1.ConnectRequest
@@ -199,6 +247,30 @@ export type ConnectRequest = Message<"ferry.agent.v1.ConnectRequest"> & {
      */
     value: Pong;
     case: "pong";
+  } | {
+    /**
+     * @generated from field: ferry.agent.v1.TaskAck task_ack = 4;
+     */
+    value: TaskAck;
+    case: "taskAck";
+  } | {
+    /**
+     * @generated from field: ferry.agent.v1.TaskProgress task_progress = 5;
+     */
+    value: TaskProgress;
+    case: "taskProgress";
+  } | {
+    /**
+     * @generated from field: ferry.agent.v1.LogChunk log_chunk = 6;
+     */
+    value: LogChunk;
+    case: "logChunk";
+  } | {
+    /**
+     * @generated from field: ferry.agent.v1.TaskResult task_result = 7;
+     */
+    value: TaskResult;
+    case: "taskResult";
   } | { case: undefined; value?: undefined };
 };
 
@@ -207,7 +279,7 @@ export type ConnectRequest = Message<"ferry.agent.v1.ConnectRequest"> & {
  * Use `create(ConnectRequestSchema)` to create a new message.
  */
 export const ConnectRequestSchema: GenMessage<ConnectRequest> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 3);
+  messageDesc(file_ferry_agent_v1_agent, 4);
 
 /**
  * First message on a Connect stream.
@@ -229,6 +301,20 @@ export type Hello = Message<"ferry.agent.v1.Hello"> & {
    * @generated from field: int64 agent_time_ms = 3;
    */
   agentTimeMs: bigint;
+
+  /**
+   * Every version sticker the agent holds, with what it observed on each target.
+   *
+   * @generated from field: repeated ferry.agent.v1.Sticker stickers = 4;
+   */
+  stickers: Sticker[];
+
+  /**
+   * Tasks the agent is running now (their leases are renewed while they run).
+   *
+   * @generated from field: repeated string running_task_ids = 5;
+   */
+  runningTaskIds: string[];
 };
 
 /**
@@ -236,7 +322,7 @@ export type Hello = Message<"ferry.agent.v1.Hello"> & {
  * Use `create(HelloSchema)` to create a new message.
  */
 export const HelloSchema: GenMessage<Hello> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 4);
+  messageDesc(file_ferry_agent_v1_agent, 5);
 
 /**
  * @generated from message ferry.agent.v1.Heartbeat
@@ -264,6 +350,23 @@ export type Heartbeat = Message<"ferry.agent.v1.Heartbeat"> & {
    * @generated from field: uint32 last_rtt_ms = 4;
    */
   lastRttMs: number;
+
+  /**
+   * Present when stickers changed since the last report, and periodically: the full set (stickers_included true).
+   *
+   * @generated from field: repeated ferry.agent.v1.Sticker stickers = 5;
+   */
+  stickers: Sticker[];
+
+  /**
+   * @generated from field: bool stickers_included = 6;
+   */
+  stickersIncluded: boolean;
+
+  /**
+   * @generated from field: repeated string running_task_ids = 7;
+   */
+  runningTaskIds: string[];
 };
 
 /**
@@ -271,7 +374,7 @@ export type Heartbeat = Message<"ferry.agent.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 5);
+  messageDesc(file_ferry_agent_v1_agent, 6);
 
 /**
  * @generated from message ferry.agent.v1.Pong
@@ -288,7 +391,7 @@ export type Pong = Message<"ferry.agent.v1.Pong"> & {
  * Use `create(PongSchema)` to create a new message.
  */
 export const PongSchema: GenMessage<Pong> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 6);
+  messageDesc(file_ferry_agent_v1_agent, 7);
 
 /**
  * @generated from message ferry.agent.v1.ConnectResponse
@@ -321,6 +424,30 @@ export type ConnectResponse = Message<"ferry.agent.v1.ConnectResponse"> & {
      */
     value: Disconnect;
     case: "disconnect";
+  } | {
+    /**
+     * @generated from field: ferry.agent.v1.TaskOffer task_offer = 5;
+     */
+    value: TaskOffer;
+    case: "taskOffer";
+  } | {
+    /**
+     * @generated from field: ferry.agent.v1.LogAck log_ack = 6;
+     */
+    value: LogAck;
+    case: "logAck";
+  } | {
+    /**
+     * @generated from field: ferry.agent.v1.ResultAck result_ack = 7;
+     */
+    value: ResultAck;
+    case: "resultAck";
+  } | {
+    /**
+     * @generated from field: ferry.agent.v1.SigningKeys signing_keys = 8;
+     */
+    value: SigningKeys;
+    case: "signingKeys";
   } | { case: undefined; value?: undefined };
 };
 
@@ -329,7 +456,7 @@ export type ConnectResponse = Message<"ferry.agent.v1.ConnectResponse"> & {
  * Use `create(ConnectResponseSchema)` to create a new message.
  */
 export const ConnectResponseSchema: GenMessage<ConnectResponse> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 7);
+  messageDesc(file_ferry_agent_v1_agent, 8);
 
 /**
  * @generated from message ferry.agent.v1.Welcome
@@ -349,6 +476,11 @@ export type Welcome = Message<"ferry.agent.v1.Welcome"> & {
    * @generated from field: int64 server_time_ms = 3;
    */
   serverTimeMs: bigint;
+
+  /**
+   * @generated from field: repeated ferry.agent.v1.TaskSigningKey task_signing_keys = 4;
+   */
+  taskSigningKeys: TaskSigningKey[];
 };
 
 /**
@@ -356,7 +488,7 @@ export type Welcome = Message<"ferry.agent.v1.Welcome"> & {
  * Use `create(WelcomeSchema)` to create a new message.
  */
 export const WelcomeSchema: GenMessage<Welcome> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 8);
+  messageDesc(file_ferry_agent_v1_agent, 9);
 
 /**
  * @generated from message ferry.agent.v1.HeartbeatAck
@@ -385,7 +517,7 @@ export type HeartbeatAck = Message<"ferry.agent.v1.HeartbeatAck"> & {
  * Use `create(HeartbeatAckSchema)` to create a new message.
  */
 export const HeartbeatAckSchema: GenMessage<HeartbeatAck> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 9);
+  messageDesc(file_ferry_agent_v1_agent, 10);
 
 /**
  * Application-level keepalive. Load balancers drop HTTP/2 PINGs, so the server also pings inside the stream and
@@ -405,7 +537,7 @@ export type Ping = Message<"ferry.agent.v1.Ping"> & {
  * Use `create(PingSchema)` to create a new message.
  */
 export const PingSchema: GenMessage<Ping> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 10);
+  messageDesc(file_ferry_agent_v1_agent, 11);
 
 /**
  * The server is closing the stream. The agent honours retry_after_ms before reconnecting.
@@ -436,7 +568,7 @@ export type Disconnect = Message<"ferry.agent.v1.Disconnect"> & {
  * Use `create(DisconnectSchema)` to create a new message.
  */
 export const DisconnectSchema: GenMessage<Disconnect> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 11);
+  messageDesc(file_ferry_agent_v1_agent, 12);
 
 /**
  * @generated from message ferry.agent.v1.RenewCertificateRequest
@@ -453,7 +585,7 @@ export type RenewCertificateRequest = Message<"ferry.agent.v1.RenewCertificateRe
  * Use `create(RenewCertificateRequestSchema)` to create a new message.
  */
 export const RenewCertificateRequestSchema: GenMessage<RenewCertificateRequest> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 12);
+  messageDesc(file_ferry_agent_v1_agent, 13);
 
 /**
  * @generated from message ferry.agent.v1.RenewCertificateResponse
@@ -475,7 +607,559 @@ export type RenewCertificateResponse = Message<"ferry.agent.v1.RenewCertificateR
  * Use `create(RenewCertificateResponseSchema)` to create a new message.
  */
 export const RenewCertificateResponseSchema: GenMessage<RenewCertificateResponse> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 13);
+  messageDesc(file_ferry_agent_v1_agent, 14);
+
+/**
+ * A task as the control plane signed it. payload is the canonical JSON (RFC 8785) of the task; signature is over
+ * the DSSE pre-authentication encoding PAE(payload_type, payload), so any DSSE-aware tool can check it.
+ *
+ * @generated from message ferry.agent.v1.SignedTask
+ */
+export type SignedTask = Message<"ferry.agent.v1.SignedTask"> & {
+  /**
+   * @generated from field: bytes payload = 1;
+   */
+  payload: Uint8Array;
+
+  /**
+   * "application/vnd.ferry.task.v1+json"
+   *
+   * @generated from field: string payload_type = 2;
+   */
+  payloadType: string;
+
+  /**
+   * @generated from field: string key_id = 3;
+   */
+  keyId: string;
+
+  /**
+   * @generated from field: bytes signature = 4;
+   */
+  signature: Uint8Array;
+};
+
+/**
+ * Describes the message ferry.agent.v1.SignedTask.
+ * Use `create(SignedTaskSchema)` to create a new message.
+ */
+export const SignedTaskSchema: GenMessage<SignedTask> = /*@__PURE__*/
+  messageDesc(file_ferry_agent_v1_agent, 15);
+
+/**
+ * Registry credentials for a task's images, resolved by the control plane from its secret store. Not part of the
+ * signed payload, carried only over mTLS, never persisted or logged by either side.
+ *
+ * @generated from message ferry.agent.v1.RegistryCredential
+ */
+export type RegistryCredential = Message<"ferry.agent.v1.RegistryCredential"> & {
+  /**
+   * host[:port]
+   *
+   * @generated from field: string registry = 1;
+   */
+  registry: string;
+
+  /**
+   * @generated from field: string username = 2;
+   */
+  username: string;
+
+  /**
+   * @generated from field: string password = 3;
+   */
+  password: string;
+
+  /**
+   * @generated from field: string identity_token = 4;
+   */
+  identityToken: string;
+};
+
+/**
+ * Describes the message ferry.agent.v1.RegistryCredential.
+ * Use `create(RegistryCredentialSchema)` to create a new message.
+ */
+export const RegistryCredentialSchema: GenMessage<RegistryCredential> = /*@__PURE__*/
+  messageDesc(file_ferry_agent_v1_agent, 16);
+
+/**
+ * @generated from message ferry.agent.v1.TaskOffer
+ */
+export type TaskOffer = Message<"ferry.agent.v1.TaskOffer"> & {
+  /**
+   * @generated from field: ferry.agent.v1.SignedTask task = 1;
+   */
+  task?: SignedTask | undefined;
+
+  /**
+   * @generated from field: repeated ferry.agent.v1.RegistryCredential credentials = 2;
+   */
+  credentials: RegistryCredential[];
+
+  /**
+   * @generated from field: uint32 attempt = 3;
+   */
+  attempt: number;
+};
+
+/**
+ * Describes the message ferry.agent.v1.TaskOffer.
+ * Use `create(TaskOfferSchema)` to create a new message.
+ */
+export const TaskOfferSchema: GenMessage<TaskOffer> = /*@__PURE__*/
+  messageDesc(file_ferry_agent_v1_agent, 17);
+
+/**
+ * The agent's answer to an offer: accepted (verified, journaled, about to run) or refused with a stable code.
+ *
+ * @generated from message ferry.agent.v1.TaskAck
+ */
+export type TaskAck = Message<"ferry.agent.v1.TaskAck"> & {
+  /**
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+
+  /**
+   * @generated from field: bool accepted = 2;
+   */
+  accepted: boolean;
+
+  /**
+   * e.g. "TASK_BAD_SIGNATURE", "TASK_UNKNOWN_KEY", "TASK_WRONG_AUDIENCE", "TASK_EXPIRED", "TASK_REPLAYED"
+   *
+   * @generated from field: string refusal_code = 3;
+   */
+  refusalCode: string;
+
+  /**
+   * @generated from field: string refusal_message = 4;
+   */
+  refusalMessage: string;
+
+  /**
+   * @generated from field: uint32 attempt = 5;
+   */
+  attempt: number;
+};
+
+/**
+ * Describes the message ferry.agent.v1.TaskAck.
+ * Use `create(TaskAckSchema)` to create a new message.
+ */
+export const TaskAckSchema: GenMessage<TaskAck> = /*@__PURE__*/
+  messageDesc(file_ferry_agent_v1_agent, 18);
+
+/**
+ * @generated from message ferry.agent.v1.AckTaskRequest
+ */
+export type AckTaskRequest = Message<"ferry.agent.v1.AckTaskRequest"> & {
+  /**
+   * @generated from field: ferry.agent.v1.TaskAck ack = 1;
+   */
+  ack?: TaskAck | undefined;
+};
+
+/**
+ * Describes the message ferry.agent.v1.AckTaskRequest.
+ * Use `create(AckTaskRequestSchema)` to create a new message.
+ */
+export const AckTaskRequestSchema: GenMessage<AckTaskRequest> = /*@__PURE__*/
+  messageDesc(file_ferry_agent_v1_agent, 19);
+
+/**
+ * @generated from message ferry.agent.v1.AckTaskResponse
+ */
+export type AckTaskResponse = Message<"ferry.agent.v1.AckTaskResponse"> & {
+};
+
+/**
+ * Describes the message ferry.agent.v1.AckTaskResponse.
+ * Use `create(AckTaskResponseSchema)` to create a new message.
+ */
+export const AckTaskResponseSchema: GenMessage<AckTaskResponse> = /*@__PURE__*/
+  messageDesc(file_ferry_agent_v1_agent, 20);
+
+/**
+ * @generated from message ferry.agent.v1.ReportResultRequest
+ */
+export type ReportResultRequest = Message<"ferry.agent.v1.ReportResultRequest"> & {
+  /**
+   * @generated from field: ferry.agent.v1.TaskResult result = 1;
+   */
+  result?: TaskResult | undefined;
+};
+
+/**
+ * Describes the message ferry.agent.v1.ReportResultRequest.
+ * Use `create(ReportResultRequestSchema)` to create a new message.
+ */
+export const ReportResultRequestSchema: GenMessage<ReportResultRequest> = /*@__PURE__*/
+  messageDesc(file_ferry_agent_v1_agent, 21);
+
+/**
+ * @generated from message ferry.agent.v1.ReportResultResponse
+ */
+export type ReportResultResponse = Message<"ferry.agent.v1.ReportResultResponse"> & {
+  /**
+   * @generated from field: ferry.agent.v1.ResultAck ack = 1;
+   */
+  ack?: ResultAck | undefined;
+};
+
+/**
+ * Describes the message ferry.agent.v1.ReportResultResponse.
+ * Use `create(ReportResultResponseSchema)` to create a new message.
+ */
+export const ReportResultResponseSchema: GenMessage<ReportResultResponse> = /*@__PURE__*/
+  messageDesc(file_ferry_agent_v1_agent, 22);
+
+/**
+ * @generated from message ferry.agent.v1.TaskProgress
+ */
+export type TaskProgress = Message<"ferry.agent.v1.TaskProgress"> & {
+  /**
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+
+  /**
+   * "pull", "verify", "create", "start", "health", "switch", "cleanup", "restore", ...
+   *
+   * @generated from field: string step = 2;
+   */
+  step: string;
+
+  /**
+   * @generated from field: string detail = 3;
+   */
+  detail: string;
+
+  /**
+   * @generated from field: int64 at_ms = 4;
+   */
+  atMs: bigint;
+};
+
+/**
+ * Describes the message ferry.agent.v1.TaskProgress.
+ * Use `create(TaskProgressSchema)` to create a new message.
+ */
+export const TaskProgressSchema: GenMessage<TaskProgress> = /*@__PURE__*/
+  messageDesc(file_ferry_agent_v1_agent, 23);
+
+/**
+ * A piece of a task's log. offset is the byte offset of data within the task's whole log; the agent spools the log
+ * on disk and resends from the last acknowledged offset after a reconnect.
+ *
+ * @generated from message ferry.agent.v1.LogChunk
+ */
+export type LogChunk = Message<"ferry.agent.v1.LogChunk"> & {
+  /**
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+
+  /**
+   * @generated from field: uint64 seq = 2;
+   */
+  seq: bigint;
+
+  /**
+   * @generated from field: uint64 offset = 3;
+   */
+  offset: bigint;
+
+  /**
+   * @generated from field: bytes data = 4;
+   */
+  data: Uint8Array;
+};
+
+/**
+ * Describes the message ferry.agent.v1.LogChunk.
+ * Use `create(LogChunkSchema)` to create a new message.
+ */
+export const LogChunkSchema: GenMessage<LogChunk> = /*@__PURE__*/
+  messageDesc(file_ferry_agent_v1_agent, 24);
+
+/**
+ * The control plane has stored the task's log up to offset.
+ *
+ * @generated from message ferry.agent.v1.LogAck
+ */
+export type LogAck = Message<"ferry.agent.v1.LogAck"> & {
+  /**
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+
+  /**
+   * @generated from field: uint64 offset = 2;
+   */
+  offset: bigint;
+};
+
+/**
+ * Describes the message ferry.agent.v1.LogAck.
+ * Use `create(LogAckSchema)` to create a new message.
+ */
+export const LogAckSchema: GenMessage<LogAck> = /*@__PURE__*/
+  messageDesc(file_ferry_agent_v1_agent, 25);
+
+/**
+ * @generated from message ferry.agent.v1.TaskResult
+ */
+export type TaskResult = Message<"ferry.agent.v1.TaskResult"> & {
+  /**
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+
+  /**
+   * "succeeded", "failed" (the target refused or the deploy did not become healthy; the old state was restored),
+   * "errored" (the agent could not carry the task out), "interrupted" (the agent died while it ran).
+   *
+   * @generated from field: string outcome = 2;
+   */
+  outcome: string;
+
+  /**
+   * @generated from field: string code = 3;
+   */
+  code: string;
+
+  /**
+   * @generated from field: string message = 4;
+   */
+  message: string;
+
+  /**
+   * Structured details (health output, what the target holds now, ...), JSON.
+   *
+   * @generated from field: string details_json = 5;
+   */
+  detailsJson: string;
+
+  /**
+   * The sticker written for the target, when the task changed it.
+   *
+   * @generated from field: ferry.agent.v1.Sticker sticker = 6;
+   */
+  sticker?: Sticker | undefined;
+
+  /**
+   * @generated from field: int64 started_at_ms = 7;
+   */
+  startedAtMs: bigint;
+
+  /**
+   * @generated from field: int64 finished_at_ms = 8;
+   */
+  finishedAtMs: bigint;
+
+  /**
+   * Total length of the task's log, so the control plane knows when it has all of it.
+   *
+   * @generated from field: uint64 log_bytes = 9;
+   */
+  logBytes: bigint;
+
+  /**
+   * @generated from field: uint32 attempt = 10;
+   */
+  attempt: number;
+};
+
+/**
+ * Describes the message ferry.agent.v1.TaskResult.
+ * Use `create(TaskResultSchema)` to create a new message.
+ */
+export const TaskResultSchema: GenMessage<TaskResult> = /*@__PURE__*/
+  messageDesc(file_ferry_agent_v1_agent, 26);
+
+/**
+ * @generated from message ferry.agent.v1.ResultAck
+ */
+export type ResultAck = Message<"ferry.agent.v1.ResultAck"> & {
+  /**
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+};
+
+/**
+ * Describes the message ferry.agent.v1.ResultAck.
+ * Use `create(ResultAckSchema)` to create a new message.
+ */
+export const ResultAckSchema: GenMessage<ResultAck> = /*@__PURE__*/
+  messageDesc(file_ferry_agent_v1_agent, 27);
+
+/**
+ * The trusted task-signing keys changed (rotation). Replaces the agent's set.
+ *
+ * @generated from message ferry.agent.v1.SigningKeys
+ */
+export type SigningKeys = Message<"ferry.agent.v1.SigningKeys"> & {
+  /**
+   * @generated from field: repeated ferry.agent.v1.TaskSigningKey keys = 1;
+   */
+  keys: TaskSigningKey[];
+};
+
+/**
+ * Describes the message ferry.agent.v1.SigningKeys.
+ * Use `create(SigningKeysSchema)` to create a new message.
+ */
+export const SigningKeysSchema: GenMessage<SigningKeys> = /*@__PURE__*/
+  messageDesc(file_ferry_agent_v1_agent, 28);
+
+/**
+ * @generated from message ferry.agent.v1.StickerImage
+ */
+export type StickerImage = Message<"ferry.agent.v1.StickerImage"> & {
+  /**
+   * @generated from field: string component = 1;
+   */
+  component: string;
+
+  /**
+   * @generated from field: string repository = 2;
+   */
+  repository: string;
+
+  /**
+   * sha256:...
+   *
+   * @generated from field: string digest = 3;
+   */
+  digest: string;
+
+  /**
+   * What the agent found running on the target for this component at observed_at_ms ("" if nothing runs).
+   *
+   * @generated from field: string running_digest = 4;
+   */
+  runningDigest: string;
+};
+
+/**
+ * Describes the message ferry.agent.v1.StickerImage.
+ * Use `create(StickerImageSchema)` to create a new message.
+ */
+export const StickerImageSchema: GenMessage<StickerImage> = /*@__PURE__*/
+  messageDesc(file_ferry_agent_v1_agent, 29);
+
+/**
+ * What Ferry last deployed on a target, as recorded on the target itself, plus what the agent observed there.
+ *
+ * @generated from message ferry.agent.v1.Sticker
+ */
+export type Sticker = Message<"ferry.agent.v1.Sticker"> & {
+  /**
+   * @generated from field: string target_id = 1;
+   */
+  targetId: string;
+
+  /**
+   * @generated from field: string target_name = 2;
+   */
+  targetName: string;
+
+  /**
+   * @generated from field: string release_id = 3;
+   */
+  releaseId: string;
+
+  /**
+   * @generated from field: string release_name = 4;
+   */
+  releaseName: string;
+
+  /**
+   * @generated from field: string release_version = 5;
+   */
+  releaseVersion: string;
+
+  /**
+   * @generated from field: string deployment_id = 6;
+   */
+  deploymentId: string;
+
+  /**
+   * @generated from field: string task_id = 7;
+   */
+  taskId: string;
+
+  /**
+   * @generated from field: int64 written_at_ms = 8;
+   */
+  writtenAtMs: bigint;
+
+  /**
+   * @generated from field: string agent_id = 9;
+   */
+  agentId: string;
+
+  /**
+   * @generated from field: repeated ferry.agent.v1.StickerImage images = 10;
+   */
+  images: StickerImage[];
+
+  /**
+   * @generated from field: int64 observed_at_ms = 11;
+   */
+  observedAtMs: bigint;
+
+  /**
+   * The target's state when observed: "running", "stopped", "missing", "unknown".
+   *
+   * @generated from field: string observed_state = 12;
+   */
+  observedState: string;
+};
+
+/**
+ * Describes the message ferry.agent.v1.Sticker.
+ * Use `create(StickerSchema)` to create a new message.
+ */
+export const StickerSchema: GenMessage<Sticker> = /*@__PURE__*/
+  messageDesc(file_ferry_agent_v1_agent, 30);
+
+/**
+ * @generated from message ferry.agent.v1.PullTasksRequest
+ */
+export type PullTasksRequest = Message<"ferry.agent.v1.PullTasksRequest"> & {
+  /**
+   * @generated from field: uint32 max = 1;
+   */
+  max: number;
+};
+
+/**
+ * Describes the message ferry.agent.v1.PullTasksRequest.
+ * Use `create(PullTasksRequestSchema)` to create a new message.
+ */
+export const PullTasksRequestSchema: GenMessage<PullTasksRequest> = /*@__PURE__*/
+  messageDesc(file_ferry_agent_v1_agent, 31);
+
+/**
+ * @generated from message ferry.agent.v1.PullTasksResponse
+ */
+export type PullTasksResponse = Message<"ferry.agent.v1.PullTasksResponse"> & {
+  /**
+   * @generated from field: repeated ferry.agent.v1.TaskOffer offers = 1;
+   */
+  offers: TaskOffer[];
+};
+
+/**
+ * Describes the message ferry.agent.v1.PullTasksResponse.
+ * Use `create(PullTasksResponseSchema)` to create a new message.
+ */
+export const PullTasksResponseSchema: GenMessage<PullTasksResponse> = /*@__PURE__*/
+  messageDesc(file_ferry_agent_v1_agent, 32);
 
 /**
  * @generated from service ferry.agent.v1.EnrolmentService
@@ -517,6 +1201,34 @@ export const AgentService: GenService<{
     methodKind: "unary";
     input: typeof RenewCertificateRequestSchema;
     output: typeof RenewCertificateResponseSchema;
+  },
+  /**
+   * Pull fallback for task delivery: the tasks queued for this agent, leased to it.
+   *
+   * @generated from rpc ferry.agent.v1.AgentService.PullTasks
+   */
+  pullTasks: {
+    methodKind: "unary";
+    input: typeof PullTasksRequestSchema;
+    output: typeof PullTasksResponseSchema;
+  },
+  /**
+   * Unary forms of the stream's TaskAck and TaskResult, for when streaming is not possible.
+   *
+   * @generated from rpc ferry.agent.v1.AgentService.AckTask
+   */
+  ackTask: {
+    methodKind: "unary";
+    input: typeof AckTaskRequestSchema;
+    output: typeof AckTaskResponseSchema;
+  },
+  /**
+   * @generated from rpc ferry.agent.v1.AgentService.ReportResult
+   */
+  reportResult: {
+    methodKind: "unary";
+    input: typeof ReportResultRequestSchema;
+    output: typeof ReportResultResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_ferry_agent_v1_agent, 1);
