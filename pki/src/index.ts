@@ -17,3 +17,28 @@ export { generateSecret, hashSecret } from "./secret.js";
 export { fetchPinnedCa } from "./fetch-pinned-ca.js";
 export { controlPlaneIdentityCheck } from "./control-plane-identity-check.js";
 export { canonicalJson } from "./canonical-json.js";
+export {
+  CLOCK_SKEW_LEEWAY_MS,
+  DEFAULT_ROTATION_OVERLAP_MS,
+  KEYRING_INDEX_FILE,
+  TASK_PAYLOAD_TYPE,
+  TASK_SIGNING_ALGORITHM,
+  TaskKeyringError,
+  TaskRefusal,
+  TaskSigningKeyring,
+  newTaskNonce,
+  pae,
+  parseTaskPayload,
+  taskKeyId,
+  verifySignedTask,
+} from "./task-signing.js";
+export type {
+  ActiveTaskKey,
+  SignedTaskEnvelope,
+  TaskAction,
+  TaskImage,
+  TaskPayload,
+  TaskRefusalCode,
+  TaskSigningKeyRecord,
+  TrustedTaskKey,
+} from "./task-signing.js";
