@@ -1,0 +1,148 @@
+// Reading a Docker target off the engine: the container named in the config, the previous containers a deploy
+// parks beside it (`<container>.ferry-old-<id>`), which image each runs and which digest that image carries.
+//
+// A deploy that crashed half-way leaves a recognisable shape (see `describeLeftovers`), which both `inspect` (to tell
+// an operator) and the next deploy (to recover before it starts) read from here.
+import type Docker from "dockerode";
+
+import type { DeployPlan, ImagePin } from "../types.js";
+import { OLD_CONTAINER_MARKER } from "./config.js";
+import { engineStatus } from "./errors.js";
+
+/** The labels a deployed container carries: what runs there and which task put it there. */
+export const LABELS = {
+  release: "ferry.release",
+  releaseName: "ferry.release.name",
+  releaseVersion: "ferry.release.version",
+  component: "ferry.component",
+  digest: "ferry.digest",
+  deployment: "ferry.deployment",
+  task: "ferry.task",
+  target: "ferry.target",
+} as const;
+
+export function deployLabels(plan: DeployPlan, pin: ImagePin): Record<string, string> {
+  return {
+    [LABELS.release]: plan.release.id,
+    [LABELS.releaseName]: plan.release.name,
+    [LABELS.releaseVersion]: plan.release.version,
+    [LABELS.component]: pin.component,
+    [LABELS.digest]: pin.digest,
+    [LABELS.deployment]: plan.deploymentId,
+    [LABELS.task]: plan.taskId,
+    [LABELS.target]: plan.target.id,
+  };
+}
+
+export function ferryLabels(labels: Record<string, string> | null | undefined): Record<string, string> {
+  return Object.fromEntries(Object.entries(labels ?? {}).filter(([k]) => k.startsWith("ferry.")));
+}
+
+export function parkedName(container: string, oldId: string): string {
+  return `${container}${OLD_CONTAINER_MARKER}${oldId.slice(0, 12)}`;
+}
+
+/** The repository part of an image reference: "reg:5000/a/b@sha256:…" and "reg:5000/a/b:tag" → "reg:5000/a/b". */
+export function repositoryOf(imageRef: string): string {
+  const at = imageRef.indexOf("@");
+  if (at >= 0) return imageRef.slice(0, at);
+  const colon = imageRef.lastIndexOf(":");
+  return colon > imageRef.lastIndexOf("/") ? imageRef.slice(0, colon) : imageRef;
+}
+
+/** A container as the driver sees it. */
+export interface ContainerView {
+  id: string;
+  /** Without the engine's leading "/". */
+  name: string;
+  /** The engine's state: created, running, exited, paused, restarting, removing, dead. */
+  status: string;
+  running: boolean;
+  /** The reference it was created from (for Ferry's containers: repository@digest). */
+  imageRef: string;
+  imageId: string;
+  repository: string;
+  /** The digest the container's image carries for `repository` in the engine ("" if none does). */
+  digest: string;
+  labels: Record<string, string>;
+  created: string;
+}
+
+export interface TargetContainers {
+  current: ContainerView | undefined;
+  /** Parked previous containers, newest first. */
+  parked: ContainerView[];
+}
+
+/** The digest among an image's RepoDigests for `repository`, preferring `preferred` when it is one of them. */
+export function digestFor(repoDigests: string[] | undefined, repository: string, preferred?: string): string {
+  const digests = (repoDigests ?? []).filter((d) => d.startsWith(`${repository}@`)).map((d) => d.slice(repository.length + 1));
+  if (preferred && digests.includes(preferred)) return preferred;
+  return digests[0] ?? "";
+}
+
+async function view(docker: Docker, id: string): Promise<ContainerView | undefined> {
+  let info: Docker.ContainerInspectInfo;
+  try {
+    info = await docker.getContainer(id).inspect();
+  } catch (err) {
+    // Removed between the listing and the inspect.
+    if (engineStatus(err) === 404) return undefined;
+    throw err;
+  }
+  const labels = info.Config.Labels ?? {};
+  const imageRef = info.Config.Image;
+  const repository = repositoryOf(imageRef);
+  let repoDigests: string[] = [];
+  try {
+    repoDigests = (await docker.getImage(info.Image).inspect()).RepoDigests ?? [];
+  } catch (err) {
+    if (engineStatus(err) !== 404) throw err;
+  }
+  return {
+    id: info.Id,
+    name: info.Name.replace(/^\//, ""),
+    status: info.State.Status,
+    running: info.State.Running && !info.State.Restarting,
+    imageRef,
+    imageId: info.Image,
+    repository,
+    digest: digestFor(repoDigests, repository, labels[LABELS.digest]),
+    labels,
+    created: info.Created,
+  };
+}
+
+/** The target's container and any parked previous ones. */
+export async function findContainers(docker: Docker, container: string): Promise<TargetContainers> {
+  // The engine's name filter is a regular-expression match anywhere in the name; the exact check is ours.
+  const listed = await docker.listContainers({ all: true, filters: { name: [container] } });
+  const prefix = `/${container}${OLD_CONTAINER_MARKER}`;
+  const currentId = listed.find((c) => c.Names.includes(`/${container}`))?.Id;
+  const parkedIds = listed.filter((c) => c.Names.some((n) => n.startsWith(prefix))).sort((a, b) => b.Created - a.Created).map((c) => c.Id);
+  const current = currentId ? await view(docker, currentId) : undefined;
+  const parked: ContainerView[] = [];
+  for (const id of parkedIds) {
+    const v = await view(docker, id);
+    if (v) parked.push(v);
+  }
+  return { current, parked };
+}
+
+/** A sentence for an operator when a deploy was interrupted, or undefined when the target looks settled. */
+export function describeLeftovers(found: TargetContainers, container: string): string | undefined {
+  const { current, parked } = found;
+  if (parked.length === 0) return undefined;
+  const names = parked.map((p) => `${p.name} (${p.status})`).join(", ");
+  if (!current) {
+    return `a deploy was interrupted after parking the previous container: ${container} is missing and the previous container is parked as ${names}; the next deploy puts it back first`;
+  }
+  if (!current.running) {
+    const task = current.labels[LABELS.task];
+    return (
+      `a deploy was interrupted: ${container} (${current.status}${task ? `, task ${task}` : ""}) is not running and the previous ` +
+      `container is parked as ${names}; the next deploy removes the unfinished container and puts the previous one back first`
+    );
+  }
+  return `a deploy was interrupted before its cleanup: ${container} runs and the previous container is still parked as ${names}; the next successful deploy removes it`;
+}

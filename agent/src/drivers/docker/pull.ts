@@ -1,0 +1,129 @@
+// Pulling one pinned image through the engine, with progress a human can read.
+//
+// The engine streams a JSON event per layer per progress tick — thousands of lines for a large image. The task log
+// gets the lines that say something (which repository, the digest, the final status), a one-line summary every few
+// seconds, and a closing line with layer count, size and time.
+//
+// Credentials go to the engine in the X-Registry-Auth header only; they are never logged and never put in an error.
+import type Docker from "dockerode";
+
+import type { ImagePin, RegistryAuth } from "../types.js";
+import { dockerError, engineMessage, isEngineUnreachable } from "./errors.js";
+
+const SUMMARY_EVERY_MS = 5_000;
+
+/** The registry host of a repository as Docker reads it: the first path segment if it looks like a host. */
+export function registryHost(repository: string): string {
+  const slash = repository.indexOf("/");
+  if (slash < 0) return "docker.io";
+  const first = repository.slice(0, slash);
+  return first.includes(".") || first.includes(":") || first === "localhost" ? first : "docker.io";
+}
+
+/** The engine's authconfig for a pull; undefined sends none (anonymous pull). */
+export function engineAuth(auth: RegistryAuth | undefined, registry: string): Docker.AuthConfig | undefined {
+  if (!auth) return undefined;
+  if (auth.identityToken) return { identitytoken: auth.identityToken, serveraddress: registry };
+  if (auth.username === undefined && auth.password === undefined) return undefined;
+  return { username: auth.username ?? "", password: auth.password ?? "", serveraddress: registry };
+}
+
+interface PullEvent {
+  status?: string;
+  id?: string;
+  progressDetail?: { current?: number; total?: number };
+  error?: string;
+  errorDetail?: { message?: string };
+}
+
+export interface PullSummary {
+  layers: number;
+  bytes: number;
+  elapsedMs: number;
+  /** The engine's closing status ("Downloaded newer image for …" / "Image is up to date for …"). */
+  status: string;
+}
+
+/** The engine refuses content whose hash is not the digest asked for; that is a digest failure, not a pull failure. */
+const DIGEST_REFUSAL = /verification failed|did not match|digest mismatch|does not match|unexpected digest/i;
+
+const mb = (n: number) => `${(n / 1_048_576).toFixed(1)} MB`;
+
+export async function pullImage(
+  docker: Docker,
+  pin: ImagePin,
+  auth: RegistryAuth | undefined,
+  signal: AbortSignal,
+  log: (line: string) => void,
+): Promise<PullSummary> {
+  const registry = registryHost(pin.repository);
+  const started = Date.now();
+  const layers = new Map<string, { current: number; total: number; done: boolean }>();
+  let lastSummary = started;
+  let finalStatus = "";
+  let streamError: string | undefined;
+
+  const fail = (message: string): never => {
+    const details = { image: pin.ref, registry, error: message, credentials: auth ? "supplied" : "none" };
+    if (DIGEST_REFUSAL.test(message)) {
+      throw dockerError("DIGEST_MISMATCH", `the registry served content for ${pin.ref} that does not hash to that digest: ${message}`, details, true);
+    }
+    throw dockerError("IMAGE_PULL_FAILED", `pulling ${pin.ref} failed: ${message}`, details, true);
+  };
+
+  const onEvent = (e: PullEvent) => {
+    if (e.error !== undefined || e.errorDetail?.message !== undefined) {
+      streamError = e.errorDetail?.message ?? e.error ?? "unknown error";
+      return;
+    }
+    const status = e.status ?? "";
+    // Layer events carry the layer's short id; the others (Pulling from …, Digest: …, Status: …) are worth a line.
+    if (e.id && /^[0-9a-f]{12}$/.test(e.id)) {
+      const layer = layers.get(e.id) ?? { current: 0, total: 0, done: false };
+      if (status === "Downloading" && e.progressDetail) {
+        layer.current = e.progressDetail.current ?? layer.current;
+        layer.total = e.progressDetail.total ?? layer.total;
+      }
+      if (status === "Pull complete" || status === "Already exists") {
+        layer.done = true;
+        layer.current = layer.total;
+      }
+      layers.set(e.id, layer);
+    } else if (status) {
+      log(`pull: ${status}${e.id && !status.includes(e.id) ? ` ${e.id}` : ""}`);
+      if (status.startsWith("Status:")) finalStatus = status.slice("Status:".length).trim();
+    }
+    const now = Date.now();
+    if (now - lastSummary >= SUMMARY_EVERY_MS) {
+      lastSummary = now;
+      const all = [...layers.values()];
+      log(
+        `pull: ${all.filter((l) => l.done).length}/${all.length} layers complete, ` +
+          `${mb(all.reduce((s, l) => s + l.current, 0))} of ${mb(all.reduce((s, l) => s + l.total, 0))} downloaded`,
+      );
+    }
+  };
+
+  let stream: NodeJS.ReadableStream;
+  try {
+    // fromImage + tag=<digest> is the engine's pull-by-digest; the engine checks the manifest against the digest.
+    stream = await docker.createImage(engineAuth(auth, registry) as Docker.AuthConfig, { fromImage: pin.repository, tag: pin.digest, abortSignal: signal });
+  } catch (err) {
+    signal.throwIfAborted();
+    if (isEngineUnreachable(err)) throw dockerError("DOCKER_UNAVAILABLE", `the Docker Engine did not answer: ${engineMessage(err)}`, { error: engineMessage(err) }, true);
+    return fail(engineMessage(err));
+  }
+  await new Promise<void>((resolve, reject) => {
+    docker.modem.followProgress(stream, (err: Error | null) => (err ? reject(err) : resolve()), onEvent);
+  }).catch((err: unknown) => {
+    signal.throwIfAborted();
+    fail(engineMessage(err));
+  });
+  signal.throwIfAborted();
+  if (streamError !== undefined) fail(streamError);
+
+  const all = [...layers.values()];
+  const summary: PullSummary = { layers: all.length, bytes: all.reduce((s, l) => s + l.total, 0), elapsedMs: Date.now() - started, status: finalStatus };
+  log(`pull: ${pin.ref}: ${summary.layers} layer(s), ${mb(summary.bytes)} downloaded, ${(summary.elapsedMs / 1000).toFixed(1)} s`);
+  return summary;
+}
