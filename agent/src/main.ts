@@ -8,7 +8,9 @@ import { collectFacts } from "./core/facts.js";
 import { enrol, type EnrolResult } from "./core/enrol.js";
 import { Session, type SessionOptions, type SessionResult } from "./core/session.js";
 import { StateDir } from "./core/state-dir.js";
-import { StaticDriverRegistry, type DriverRegistry } from "./drivers/registry.js";
+import { DockerDriver } from "./drivers/docker/index.js";
+import { DriverRegistry } from "./drivers/types.js";
+import { TaskRunner } from "./core/task-runner.js";
 
 export interface EnrolConfig {
   /** Secret: never logged. */
@@ -20,6 +22,8 @@ export interface EnrolConfig {
 
 export interface RunConfig {
   stateDir: string;
+  /** Docker Engine socket for docker targets that name none; "off" disables the Docker driver. */
+  dockerSocket?: string;
 }
 
 export interface Runtime {
@@ -32,7 +36,7 @@ export interface Runtime {
 }
 
 export async function runEnrol(config: EnrolConfig, rt: Runtime): Promise<EnrolResult> {
-  const drivers = rt.drivers ?? new StaticDriverRegistry();
+  const drivers = rt.drivers ?? (await defaultDrivers({ stateDir: config.stateDir }, rt.logger));
   const opts: Parameters<typeof enrol>[0] = {
     joinString: config.joinString,
     stateDir: new StateDir(config.stateDir),
@@ -44,15 +48,38 @@ export async function runEnrol(config: EnrolConfig, rt: Runtime): Promise<EnrolR
   return enrol(opts);
 }
 
+/**
+ * The drivers this host can run: Docker when its Engine answers on the configured socket (an agent on a host without
+ * Docker does not advertise the driver, so the control plane refuses to send it docker tasks).
+ */
+export async function defaultDrivers(config: RunConfig, logger: Logger): Promise<DriverRegistry> {
+  const registry = new DriverRegistry();
+  if (config.dockerSocket !== "off") {
+    const docker = new DockerDriver({ logger, ...(config.dockerSocket ? { socketPath: config.dockerSocket } : {}) });
+    const up = await docker.available();
+    if (up.ok) registry.register(docker);
+    else logger.warn({ detail: up.detail }, "Docker Engine not reachable; the docker driver is not offered");
+  }
+  return registry;
+}
+
 /** Runs the session until a signal stops it (resolves `stopped`) or it fails (resolves `failed`). */
 export async function runAgent(config: RunConfig, rt: Runtime): Promise<SessionResult> {
-  const drivers = rt.drivers ?? new StaticDriverRegistry();
+  const drivers = rt.drivers ?? (await defaultDrivers(config, rt.logger));
+  // The runner needs the session and the session's reports need the runner: tie the knot through a reference.
+  const ref: { runner?: TaskRunner } = {};
   const session = new Session({
     ...rt.session,
     stateDir: new StateDir(config.stateDir),
     logger: rt.logger,
     facts: () => collectFacts(drivers),
+    reports: {
+      hello: () => ref.runner?.reports().hello() ?? { stickers: [], runningTaskIds: [] },
+      heartbeat: () => ref.runner?.reports().heartbeat() ?? { runningTaskIds: [] },
+    },
   });
+  const runner = await new TaskRunner({ stateDir: config.stateDir, session, drivers, logger: rt.logger }).start();
+  ref.runner = runner;
   const signals = rt.signals ?? process;
   const onSignal = (signal: string): void => {
     rt.logger.info({ signal }, "signal received; stopping");
@@ -65,5 +92,6 @@ export async function runAgent(config: RunConfig, rt: Runtime): Promise<SessionR
   } finally {
     signals.off("SIGINT", onSignal);
     signals.off("SIGTERM", onSignal);
+    await runner.stop();
   }
 }

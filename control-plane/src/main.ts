@@ -4,7 +4,7 @@ import { mkdirSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync, e
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
-import { FleetCa } from "@ferry/pki";
+import { FleetCa, TaskSigningKeyring } from "@ferry/pki";
 import { AgentService, EnrolmentService, serverDefinition } from "@ferry/proto";
 import type { ResolvedConfig } from "./config/config.js";
 import { redactUrl } from "./config/config.js";
@@ -24,6 +24,9 @@ import { enrolmentServiceImpl } from "./adapters/grpc/enrolment-service.js";
 import { MtlsListener } from "./adapters/grpc/mtls-listener.js";
 import { RefusalRecorder } from "./adapters/grpc/refusals.js";
 import { SessionRegistry } from "./adapters/grpc/session-registry.js";
+import { TaskDispatcher, registryCredentialsFor } from "./adapters/grpc/task-dispatcher.js";
+import { DeploymentService, TASK_NOTIFY_CHANNEL } from "./domain/deploy/deployment-service.js";
+import { TaskQueue } from "./domain/deploy/task-queue.js";
 import { createMetrics } from "./adapters/http/metrics.js";
 import { buildHttpServer } from "./adapters/http/server.js";
 
@@ -103,6 +106,7 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
       cleanups.push(() => clearInterval(analyzeTimer));
     }
     const ca = await FleetCa.loadOrCreate(cfg.caDir);
+    const signer = await TaskSigningKeyring.loadOrCreate(cfg.taskSigningDir);
     const caBundle = (): string[] => [ca.certPem];
     const serverCert = await ca.issueServerCertificate({ hosts: cfg.tlsHosts, lifetimeMs: SERVER_CERT_LIFETIME_MS });
     const certChainPem = `${serverCert.certPem.trim()}\n${ca.certPem.trim()}\n`;
@@ -134,6 +138,8 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
       credentials,
       clock,
     });
+    const deployments = new DeploymentService({ store, catalog, signer, clock, taskTtlMs: cfg.taskTtlMs });
+    const taskQueue = new TaskQueue({ store, clock, timings: { ackTimeoutMs: cfg.taskAckTimeoutMs, runningLeaseMs: cfg.taskLeaseMs } });
     const recorder = new LivenessRecorder({
       store,
       clock,
@@ -194,6 +200,20 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
     });
     cleanups.push(unlistenPing);
 
+    const dispatcher = new TaskDispatcher({
+      queue: taskQueue,
+      sessions,
+      credentialsFor: (images) => registryCredentialsFor(store, credentials, images),
+      log: log.child({ component: "tasks" }),
+      // After a start, agents need a moment to reconnect and renew the leases of what they are running.
+      expireRunningAfter: () => readySince() + offlineAfterMs(policy),
+      now: () => clock.now(),
+    });
+    dispatcher.start();
+    cleanups.push(() => dispatcher.stop());
+    const unlistenTasks = await store.listen(TASK_NOTIFY_CHANNEL, (agentId) => dispatcher.wake(agentId));
+    cleanups.push(unlistenTasks);
+
     const refusals = new RefusalRecorder(fleet, log.child({ component: "agent-listener" }), metrics.refusals);
     const grpcOptions: grpc.ServerOptions = {
       // Backstop only: handlers refuse oversize messages themselves with MESSAGE_TOO_LARGE (see proto/src/grpc.ts).
@@ -223,6 +243,7 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
         caBundle,
         log: log.child({ component: "agent-service" }),
         onHeartbeat: () => metrics.heartbeats.inc(),
+        tasks: { queue: taskQueue, dispatcher, signingKeys: () => signer.publicKeys() },
       }),
     );
     listener = new MtlsListener({
@@ -255,6 +276,7 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
         caBundle,
         agentEndpoint: () => agentEndpoint,
         heartbeatIntervalMs: cfg.heartbeatIntervalMs,
+        signingKeys: () => signer.publicKeys(),
         log: log.child({ component: "enrolment" }),
         onEnrol: (outcome) => metrics.enrolments.inc({ outcome }),
       }),
@@ -275,6 +297,7 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
       store,
       fleet,
       catalog,
+      deployments,
       metrics,
       log,
       version: CONTROL_PLANE_VERSION,

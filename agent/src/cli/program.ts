@@ -110,10 +110,12 @@ export async function runCli(args: string[], io: CliIo = {}): Promise<number> {
     .description("run the agent: connect to the control plane and keep the session")
     .addOption(new Option("--state-dir <dir>", "state directory written by `enrol` (env FERRY_AGENT_STATE_DIR)"))
     .addOption(new Option("--log-level <level>", "log level (env FERRY_AGENT_LOG_LEVEL)").choices(LOG_LEVELS))
+    .addOption(new Option("--docker-socket <path>", "Docker Engine socket, or \"off\" (env FERRY_AGENT_DOCKER_SOCKET; default DOCKER_HOST's unix socket, else /var/run/docker.sock)"))
     .action(async (opts: Record<string, unknown>) => {
       const stateDir = pick(opts.stateDir, env.FERRY_AGENT_STATE_DIR, "--state-dir", "FERRY_AGENT_STATE_DIR");
       const lg = makeLogger(level(opts.logLevel, env.FERRY_AGENT_LOG_LEVEL));
-      const result = await runAgent({ stateDir }, runtime(lg));
+      const dockerSocket = (opts.dockerSocket as string | undefined) ?? env.FERRY_AGENT_DOCKER_SOCKET;
+      const result = await runAgent({ stateDir, ...(dockerSocket ? { dockerSocket } : {}) }, runtime(lg));
       if (result.state === "failed") throw result.error;
     });
 

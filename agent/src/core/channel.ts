@@ -17,6 +17,10 @@ import {
   type RenewCertificateRequestSchema,
   type RenewCertificateResponseSchema,
   type UnaryClientMethod,
+  type PullTasksRequestSchema,
+  type PullTasksResponseSchema,
+  type ReportResultRequestSchema,
+  type ReportResultResponseSchema,
 } from "@ferry/proto";
 import { controlPlaneIdentityCheck } from "@ferry/pki";
 import * as grpc from "@grpc/grpc-js";
@@ -28,6 +32,8 @@ export type EnrolmentClient = grpc.Client & {
 export type AgentClient = grpc.Client & {
   connect: BidiClientMethod<typeof ConnectRequestSchema, typeof ConnectResponseSchema>;
   renewCertificate: UnaryClientMethod<typeof RenewCertificateRequestSchema, typeof RenewCertificateResponseSchema>;
+  pullTasks: UnaryClientMethod<typeof PullTasksRequestSchema, typeof PullTasksResponseSchema>;
+  reportResult: UnaryClientMethod<typeof ReportResultRequestSchema, typeof ReportResultResponseSchema>;
 };
 
 const EnrolmentClientCtor = clientConstructor(EnrolmentService);

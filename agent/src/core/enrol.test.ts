@@ -69,7 +69,7 @@ describe("enrol", () => {
     assert.equal(result.identity.heartbeatIntervalMs, 1234);
 
     const dir = opts.stateDir;
-    assert.deepEqual((await readdir(dir.path)).sort(), ["agent.crt", "agent.key", "ca-bundle.pem", "identity.json"]);
+    assert.deepEqual((await readdir(dir.path)).sort(), ["agent.crt", "agent.key", "ca-bundle.pem", "identity.json", "task-signing-keys.json"]);
     assert.equal((await stat(dir.file(STATE_FILES.key))).mode & 0o777, 0o600);
     const loaded = await dir.load();
     assert.equal(certificateInfo(loaded.credentials.certPem).agentId, result.identity.agentId);

@@ -7,6 +7,7 @@
 //   3. the key pair is generated locally and only the CSR travels.
 //
 // The join string and the token are secrets: they are never logged and never put in an error message.
+import { writeTrustedKeys } from "./trusted-keys.js";
 import { setTimeout as sleep } from "node:timers/promises";
 
 import { create } from "@bufbuild/protobuf";
@@ -228,6 +229,7 @@ export async function enrol(opts: EnrolOptions): Promise<EnrolResult> {
           caBundlePem: bundle.map((pem) => pem.trim()).join("\n") + "\n",
         },
       });
+      await writeTrustedKeys(opts.stateDir.path, response.taskSigningKeys);
       log.info(
         {
           agentId: identity.agentId,

@@ -29,7 +29,13 @@ import {
   HelloSchema,
   parseWireError,
   PongSchema,
+  PullTasksRequestSchema,
   RenewCertificateRequestSchema,
+  type LogAck,
+  type ResultAck,
+  type Sticker,
+  type TaskOffer,
+  type TaskSigningKey,
   type ConnectRequest,
   type ConnectResponse,
   type HostFacts,
@@ -69,7 +75,13 @@ export interface StreamEnd {
 
 export interface SessionEvents {
   state: [state: SessionState, previous: SessionState];
-  welcome: [info: { agentId: string; heartbeatIntervalMs: number; serverTimeMs: number }];
+  welcome: [info: { agentId: string; heartbeatIntervalMs: number; serverTimeMs: number; taskSigningKeys: TaskSigningKey[] }];
+  /** The control plane offered a task (verification is the task runner's job). */
+  taskOffer: [offer: TaskOffer];
+  logAck: [ack: LogAck];
+  resultAck: [ack: ResultAck];
+  /** The trusted task-signing keys changed (rotation). */
+  signingKeys: [keys: TaskSigningKey[]];
   /** A heartbeat was written to the stream. */
   heartbeat: [info: { seq: number; lastRttMs: number }];
   heartbeatAck: [info: { seq: number; rttMs: number | undefined; heartbeatIntervalMs: number }];
@@ -124,6 +136,14 @@ export interface SessionOptions {
   /** How long stop() waits for the server to close the stream after the half-close. Default 5 s. */
   stopTimeoutMs?: number;
   renewal?: RenewalOptions;
+  /** What the agent reports about its tasks and targets in Hello and heartbeats (stickers, running tasks). */
+  reports?: SessionReports;
+}
+
+export interface SessionReports {
+  hello(): { stickers: Sticker[]; runningTaskIds: string[] };
+  /** stickers is present when they changed since the last report, or periodically. */
+  heartbeat(): { stickers?: Sticker[]; runningTaskIds: string[] };
 }
 
 export type SessionResult = { state: "stopped" } | { state: "failed"; error: AgentError };
@@ -324,6 +344,32 @@ export class Session extends EventEmitter<SessionEvents> {
 
   // ── lifecycle ──────────────────────────────────────────────────────────────────────────────────────────────
 
+  /** Writes a message on the current stream once it is welcomed; false when there is none (the caller keeps it). */
+  send(body: ConnectRequest["body"]): boolean {
+    const s = this.#stream;
+    if (!s || !s.welcomed || s.ended || s.stopRequested) return false;
+    this.#write(s, body);
+    return true;
+  }
+
+  /** Whether the current stream is welcomed and writable. */
+  get streamReady(): boolean {
+    const s = this.#stream;
+    return !!s && s.welcomed && !s.ended && !s.stopRequested;
+  }
+
+  /** The pull side of task delivery: the tasks queued for this agent, leased to it. */
+  pullTasks(max = 16, timeoutMs = 15_000): Promise<TaskOffer[]> {
+    const client = this.#stream?.client;
+    if (!client) return Promise.resolve([]);
+    return new Promise((resolve, reject) => {
+      client.pullTasks(create(PullTasksRequestSchema, { max }), new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) => {
+        if (err) reject(err);
+        else resolve(res?.offers ?? []);
+      });
+    });
+  }
+
   #setState(next: SessionState): void {
     const previous = this.#state;
     if (previous === next) return;
@@ -472,6 +518,7 @@ export class Session extends EventEmitter<SessionEvents> {
           agentId: identity.agentId,
           facts: this.#opts.facts(),
           agentTimeMs: BigInt(Date.now()),
+          ...(this.#opts.reports?.hello() ?? {}),
         }),
       });
       this.#armSilence(s);
@@ -527,6 +574,7 @@ export class Session extends EventEmitter<SessionEvents> {
           agentId: body.value.agentId,
           heartbeatIntervalMs: this.#intervalMs,
           serverTimeMs: Number(body.value.serverTimeMs),
+          taskSigningKeys: body.value.taskSigningKeys,
         });
         this.#armSilence(s);
         this.#scheduleHeartbeat(s, Date.now() + this.#intervalMs);
@@ -568,6 +616,18 @@ export class Session extends EventEmitter<SessionEvents> {
         s.call.cancel();
         return;
       }
+      case "taskOffer":
+        if (body.value.task) this.emit("taskOffer", body.value);
+        return;
+      case "logAck":
+        this.emit("logAck", body.value);
+        return;
+      case "resultAck":
+        this.emit("resultAck", body.value);
+        return;
+      case "signingKeys":
+        this.emit("signingKeys", body.value.keys);
+        return;
       default:
         // An unknown message from a newer control plane: ignore it, the stream stays up.
         this.#log.debug({ case: body.case }, "ignoring unknown message");
@@ -600,6 +660,7 @@ export class Session extends EventEmitter<SessionEvents> {
     s.sentAt.set(s.seq, now);
     // Acks that never come must not grow the map without bound.
     for (const old of s.sentAt.keys()) if (old <= s.seq - 16) s.sentAt.delete(old);
+    const report = this.#opts.reports?.heartbeat();
     this.#write(s, {
       case: "heartbeat",
       value: create(HeartbeatSchema, {
@@ -607,6 +668,8 @@ export class Session extends EventEmitter<SessionEvents> {
         seq: BigInt(s.seq),
         agentTimeMs: BigInt(now),
         lastRttMs: Math.min(s.lastRttMs, 0xffffffff),
+        runningTaskIds: report?.runningTaskIds ?? [],
+        ...(report?.stickers ? { stickers: report.stickers, stickersIncluded: true } : {}),
       }),
     });
     this.emit("heartbeat", { seq: s.seq, lastRttMs: s.lastRttMs });

@@ -124,4 +124,9 @@ export class DriverRegistry {
   kinds(): string[] {
     return [...this.#drivers.keys()].sort();
   }
+
+  /** Target kinds this agent advertises in HostFacts.drivers. */
+  availableDrivers(): string[] {
+    return this.kinds();
+  }
 }

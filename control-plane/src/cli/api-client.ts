@@ -75,4 +75,28 @@ export class ApiClient {
     }
     return parsed as T;
   }
+
+  /** A GET answered with text (task logs); errors are JSON like everywhere else. */
+  async text(path: string): Promise<{ body: string; headers: Headers }> {
+    const headers: Record<string, string> = {};
+    if (this.token) headers["authorization"] = `Bearer ${this.token}`;
+    let res: Response;
+    try {
+      res = await fetch(`${this.url}${path}`, { headers, signal: AbortSignal.timeout(30_000) });
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string } }).cause;
+      throw new ConnectError(`cannot reach the control plane at ${this.url} (${cause?.code ?? (err as Error).message}); is 'ferry server' running? Set --url or FERRY_URL.`);
+    }
+    const body = await res.text();
+    if (!res.ok) {
+      let e: { code?: string; message?: string } | undefined;
+      try {
+        e = (JSON.parse(body) as { error?: { code?: string; message?: string } }).error;
+      } catch {
+        e = undefined;
+      }
+      throw new ApiError(res.status, e?.code ?? `HTTP_${res.status}`, e?.message ?? `HTTP ${res.status}`);
+    }
+    return { body, headers: res.headers };
+  }
 }

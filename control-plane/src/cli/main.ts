@@ -7,6 +7,7 @@ import type { ChainVerdict } from "../domain/audit/audit-log.js";
 import { ApiClient, ApiError, ConnectError, resolveClient } from "./api-client.js";
 import { ago, table } from "./format.js";
 import { catalogCommands } from "./catalog-commands.js";
+import { deployCommands } from "./deploy-commands.js";
 import { serverCommand } from "./server-command.js";
 
 const program = new Command("ferry")
@@ -31,6 +32,7 @@ const collect = (v: string, acc: string[]) => [...acc, v];
 
 serverCommand(program);
 catalogCommands(program, client, print);
+deployCommands(program, client, print);
 
 const token = program.command("token").description("join tokens (new agents enrol with them) and API tokens (people and CI)");
 token

@@ -34,6 +34,10 @@ export function serverCommand(program: Command): void {
     .option("--registry-credentials <file>", "JSON file of registry credentials by name (mode 0600)")
     .option("--registry-timeout <duration>", "time allowed for one registry request (default 10s)")
     .option("--insecure-registries <list>", "comma-separated registries reached over plain HTTP (loopback always is)")
+    .option("--task-signing-dir <dir>", "task-signing keyring directory (default <data-dir>/task-signing)")
+    .option("--task-ttl <duration>", "how long a queued task stays valid (default 1h)")
+    .option("--task-ack-timeout <duration>", "how long an offered task waits for the agent's answer (default 30s)")
+    .option("--task-lease <duration>", "lease of a running task, renewed by the agent (default max(1m, 4 × heartbeat interval))")
     .option("--replica-id <id>", "name of this replica in logs and the fleet (default host-pid)")
     .action(async (flags: RawConfig) => {
       const cfg = resolveConfig(flags);

@@ -38,6 +38,10 @@ export interface RawConfig {
   registryCredentials?: string;
   registryTimeout?: string;
   insecureRegistries?: string;
+  taskSigningDir?: string;
+  taskTtl?: string;
+  taskAckTimeout?: string;
+  taskLease?: string;
 }
 
 export interface ListenAddress {
@@ -75,6 +79,14 @@ export interface ResolvedConfig {
   registryTimeoutMs: number;
   /** Registries reached over plain HTTP (loopback registries always are). */
   insecureRegistries: string[];
+  /** The task-signing keyring's directory; replicas sharing one database must share it too, like the CA. */
+  taskSigningDir: string;
+  /** A queued task's signed lifetime: not delivered by then, it expires. */
+  taskTtlMs: number;
+  /** How long an offered task waits for the agent's answer before it is offered again. */
+  taskAckTimeoutMs: number;
+  /** Lease of a running task, renewed by the agent's heartbeats and progress; expired when the agent vanishes. */
+  taskLeaseMs: number;
 }
 
 const ENV_KEYS: Record<keyof RawConfig, string> = {
@@ -105,6 +117,10 @@ const ENV_KEYS: Record<keyof RawConfig, string> = {
   registryCredentials: "FERRY_REGISTRY_CREDENTIALS_FILE",
   registryTimeout: "FERRY_REGISTRY_TIMEOUT",
   insecureRegistries: "FERRY_INSECURE_REGISTRIES",
+  taskSigningDir: "FERRY_TASK_SIGNING_DIR",
+  taskTtl: "FERRY_TASK_TTL",
+  taskAckTimeout: "FERRY_TASK_ACK_TIMEOUT",
+  taskLease: "FERRY_TASK_LEASE",
 };
 
 export const DEFAULTS = {
@@ -256,6 +272,10 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
     registryCredentials: pick("registryCredentials") ? resolve(cwd, pick("registryCredentials") as string) : null,
     registryTimeoutMs: parseDuration(pick("registryTimeout") ?? "10s", "registry-timeout"),
     insecureRegistries: (pick("insecureRegistries") ?? "").split(",").map((s) => s.trim()).filter((s) => s.length > 0),
+    taskSigningDir: pick("taskSigningDir") ? resolve(cwd, pick("taskSigningDir") as string) : join(dataDir, "task-signing"),
+    taskTtlMs: parseDuration(pick("taskTtl") ?? "1h", "task-ttl"),
+    taskAckTimeoutMs: parseDuration(pick("taskAckTimeout") ?? "30s", "task-ack-timeout"),
+    taskLeaseMs: pick("taskLease") ? parseDuration(pick("taskLease") as string, "task-lease") : Math.max(60_000, 4 * heartbeatIntervalMs),
   };
 }
 

@@ -8,8 +8,14 @@ import { create } from "@bufbuild/protobuf";
 import type { ServerUnaryCall, sendUnaryData, UntypedServiceImplementation } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import {
+  AckTaskResponseSchema,
   ConnectResponseSchema,
   HeartbeatAckSchema,
+  LogAckSchema,
+  PullTasksResponseSchema,
+  ReportResultResponseSchema,
+  ResultAckSchema,
+  TaskSigningKeySchema,
   RenewCertificateResponseSchema,
   WelcomeSchema,
   isMalformed,
@@ -20,7 +26,21 @@ import {
   type RenewCertificateResponse,
   type HostFacts,
   type WireErrorCode,
+  type AckTaskRequest,
+  type MalformedMessage,
+  type AckTaskResponse,
+  type PullTasksRequest,
+  type PullTasksResponse,
+  type ReportResultRequest,
+  type ReportResultResponse,
+  type Sticker,
+  type TaskAck,
+  type TaskResult,
+  type TaskSigningKey,
 } from "@ferry/proto";
+import type { TaskQueue, TaskResultInput } from "../../domain/deploy/task-queue.js";
+import type { PublishedKey } from "../../ports/signer.js";
+import type { TaskDispatcher } from "./task-dispatcher.js";
 import type { Clock } from "../../ports/clock.js";
 import { isFerryError } from "../../domain/errors.js";
 import type { FleetService, HostFactsRecord } from "../../domain/fleet/fleet-service.js";
@@ -51,6 +71,63 @@ export interface AgentServiceDeps {
   log: Logger;
   helloTimeoutMs?: number;
   onHeartbeat?: () => void;
+  tasks?: AgentTaskDeps;
+}
+
+export interface AgentTaskDeps {
+  queue: TaskQueue;
+  dispatcher: TaskDispatcher;
+  signingKeys: () => PublishedKey[];
+}
+
+export function signingKeysMessage(keys: PublishedKey[]): TaskSigningKey[] {
+  return keys.map((k) => create(TaskSigningKeySchema, { keyId: k.keyId, algorithm: k.algorithm, publicKeyPem: k.publicKeyPem, notAfterMs: BigInt(k.notAfterMs) }));
+}
+
+/** A sticker as stored and served by the API (plain JSON, times as epoch ms). */
+export function stickerRecord(s: Sticker): Record<string, unknown> {
+  return {
+    targetId: s.targetId.slice(0, 64),
+    targetName: s.targetName.slice(0, 128),
+    releaseId: s.releaseId.slice(0, 64),
+    releaseName: s.releaseName.slice(0, 128),
+    releaseVersion: s.releaseVersion.slice(0, 128),
+    deploymentId: s.deploymentId.slice(0, 64),
+    taskId: s.taskId.slice(0, 64),
+    writtenAtMs: Number(s.writtenAtMs),
+    agentId: s.agentId.slice(0, 64),
+    images: s.images.slice(0, 32).map((i) => ({ component: i.component.slice(0, 128), repository: i.repository.slice(0, 512), digest: i.digest.slice(0, 80), runningDigest: i.runningDigest.slice(0, 80) })),
+    observedAtMs: Number(s.observedAtMs),
+    observedState: s.observedState.slice(0, 32),
+  };
+}
+
+function resultInput(r: TaskResult): TaskResultInput {
+  let details: Record<string, unknown> = {};
+  if (r.detailsJson) {
+    try {
+      const v: unknown = JSON.parse(r.detailsJson);
+      if (typeof v === "object" && v !== null && !Array.isArray(v)) details = v as Record<string, unknown>;
+    } catch {
+      details = { unparsedDetails: r.detailsJson.slice(0, 4096) };
+    }
+  }
+  return {
+    taskId: r.taskId,
+    outcome: r.outcome,
+    code: r.code.slice(0, 64),
+    message: r.message.slice(0, 4096),
+    details,
+    sticker: r.sticker ? stickerRecord(r.sticker) : null,
+    startedAt: Number(r.startedAtMs),
+    finishedAt: Number(r.finishedAtMs),
+    logBytes: Number(r.logBytes),
+    attempt: r.attempt,
+  };
+}
+
+function ackInput(a: TaskAck): { taskId: string; accepted: boolean; code: string; message: string } {
+  return { taskId: a.taskId, accepted: a.accepted, code: a.refusalCode.slice(0, 64), message: a.refusalMessage.slice(0, 4096) };
 }
 
 type Authenticated = PeerVerdict & { ok: true };
@@ -109,6 +186,11 @@ export function agentServiceImpl(d: AgentServiceDeps): UntypedServiceImplementat
     }
     const log = d.log.child({ agentId: id.agentId, peer });
     let session: LiveSession | null = null;
+    // Task messages of one stream are applied in order (a log chunk after the one before it, a result after its ack).
+    let chain: Promise<void> = Promise.resolve();
+    const serial = (fn: () => Promise<void>) => {
+      chain = chain.then(fn).catch((err: unknown) => log.warn({ err }, "could not apply a task message; the agent will resend it"));
+    };
     const helloTimer = setTimeout(() => {
       call.emit("error", refuse("PROTOCOL_VIOLATION", "no Hello within the time allowed", { peer, agentId: id.agentId }));
     }, d.helloTimeoutMs ?? 10_000);
@@ -141,11 +223,21 @@ export function agentServiceImpl(d: AgentServiceDeps): UntypedServiceImplementat
                 agentId: id.agentId,
                 heartbeatIntervalMs: d.heartbeatIntervalMs,
                 serverTimeMs: BigInt(now),
+                taskSigningKeys: d.tasks ? signingKeysMessage(d.tasks.signingKeys()) : [],
               }),
             },
           }),
         );
         log.info({ serial: id.serial }, "agent connected");
+        if (d.tasks) {
+          const t = d.tasks;
+          const hello = body.value;
+          serial(async () => {
+            if (hello.stickers.length > 0) await t.queue.recordStickers(id.agentId, hello.stickers.map(stickerRecord));
+            await t.queue.renew(id.agentId, hello.runningTaskIds);
+          });
+          t.dispatcher.wake(id.agentId);
+        }
         return;
       }
       session.lastReceivedAt = now;
@@ -158,6 +250,13 @@ export function agentServiceImpl(d: AgentServiceDeps): UntypedServiceImplementat
           const skew = hb.agentTimeMs > 0n ? clockSkewMs(Number(hb.agentTimeMs), now, hb.lastRttMs) : null;
           d.recorder.heartbeat(id.agentId, skew);
           d.onHeartbeat?.();
+          if (d.tasks && (hb.stickersIncluded || hb.runningTaskIds.length > 0)) {
+            const t = d.tasks;
+            serial(async () => {
+              if (hb.stickersIncluded) await t.queue.recordStickers(id.agentId, hb.stickers.map(stickerRecord));
+              await t.queue.renew(id.agentId, hb.runningTaskIds);
+            });
+          }
           d.sessions.send(
             session,
             create(ConnectResponseSchema, {
@@ -171,6 +270,39 @@ export function agentServiceImpl(d: AgentServiceDeps): UntypedServiceImplementat
         }
         case "pong":
           return;
+        case "taskAck":
+        case "taskProgress":
+        case "logChunk":
+        case "taskResult": {
+          const t = d.tasks;
+          if (!t) return violation("PROTOCOL_VIOLATION", "this control plane does not run tasks");
+          const live = session;
+          serial(async () => {
+            switch (body.case) {
+              case "taskAck":
+                await t.queue.ack(id.agentId, ackInput(body.value));
+                return;
+              case "taskProgress":
+                await t.queue.progress(id.agentId, { taskId: body.value.taskId, step: body.value.step, detail: body.value.detail, at: Number(body.value.atMs) });
+                return;
+              case "logChunk": {
+                const stored = await t.queue.appendLog(id.agentId, body.value.taskId, Number(body.value.offset), body.value.data);
+                if (stored !== null) {
+                  d.sessions.send(live, create(ConnectResponseSchema, { body: { case: "logAck", value: create(LogAckSchema, { taskId: body.value.taskId, offset: BigInt(stored) }) } }));
+                }
+                return;
+              }
+              case "taskResult": {
+                const known = await t.queue.result(id.agentId, resultInput(body.value));
+                // An unknown task (not this agent's) is acknowledged too, so the agent stops resending it; it is logged.
+                if (!known) log.warn({ taskId: body.value.taskId }, "result for a task this agent does not own");
+                d.sessions.send(live, create(ConnectResponseSchema, { body: { case: "resultAck", value: create(ResultAckSchema, { taskId: body.value.taskId }) } }));
+                return;
+              }
+            }
+          });
+          return;
+        }
         case "hello":
           return violation("PROTOCOL_VIOLATION", "Hello may only be sent once per stream");
         default:
@@ -215,7 +347,42 @@ export function agentServiceImpl(d: AgentServiceDeps): UntypedServiceImplementat
     }
   }
 
+  function unary<Req extends object, Res>(method: string, fn: (id: Authenticated, req: Req) => Promise<Res>) {
+    return (call: ServerUnaryCall<Req | MalformedMessage, Res>, callback: sendUnaryData<Res>) => {
+      const peer = call.getPeer();
+      void (async () => {
+        try {
+          const id = authenticate(peer, method);
+          const req = call.request;
+          if (isMalformed(req)) throw refuse(req.code, req.detail, { peer, agentId: id.agentId });
+          if (!d.tasks) throw wireError("PROTOCOL_VIOLATION", "this control plane does not run tasks");
+          callback(null, await fn(id, req));
+        } catch (err) {
+          callback(toWireError(err, d.log));
+        }
+      })();
+    };
+  }
+
+  const pullTasks = unary<PullTasksRequest, PullTasksResponse>("PullTasks", async (id, req) => {
+    const t = d.tasks!;
+    const claimed = await t.queue.claim(id.agentId, Math.min(Math.max(req.max || 16, 1), 64));
+    return create(PullTasksResponseSchema, { offers: await Promise.all(claimed.map((c) => t.dispatcher.toOffer(c))) });
+  });
+  const ackTask = unary<AckTaskRequest, AckTaskResponse>("AckTask", async (id, req) => {
+    if (req.ack) await d.tasks!.queue.ack(id.agentId, ackInput(req.ack));
+    return create(AckTaskResponseSchema, {});
+  });
+  const reportResult = unary<ReportResultRequest, ReportResultResponse>("ReportResult", async (id, req) => {
+    if (!req.result) throw wireError("PROTOCOL_VIOLATION", "ReportResult needs a result");
+    await d.tasks!.queue.result(id.agentId, resultInput(req.result));
+    return create(ReportResultResponseSchema, { ack: create(ResultAckSchema, { taskId: req.result.taskId }) });
+  });
+
   return {
+    pullTasks,
+    ackTask,
+    reportResult,
     connect,
     renewCertificate: (call: ServerUnaryCall<Incoming<typeof RenewCertificateRequestSchema>, RenewCertificateResponse>, cb: sendUnaryData<RenewCertificateResponse>) => {
       void renewCertificate(call, cb);

@@ -2,6 +2,8 @@
 import { create } from "@bufbuild/protobuf";
 import type { ServerUnaryCall, sendUnaryData, UntypedServiceImplementation } from "@grpc/grpc-js";
 import type { Logger } from "pino";
+import type { PublishedKey } from "../../ports/signer.js";
+import { signingKeysMessage } from "./agent-service.js";
 import {
   EnrolResponseSchema,
   isMalformed,
@@ -24,6 +26,7 @@ export interface EnrolmentServiceDeps {
   caBundle: () => string[];
   agentEndpoint: () => string;
   heartbeatIntervalMs: number;
+  signingKeys: () => PublishedKey[];
   log: Logger;
   onEnrol?: (outcome: "ok" | "refused") => void;
 }
@@ -68,6 +71,7 @@ export function enrolmentServiceImpl(d: EnrolmentServiceDeps): UntypedServiceImp
           labels: agent.labels,
           heartbeatIntervalMs: d.heartbeatIntervalMs,
           agentEndpoint: d.agentEndpoint(),
+          taskSigningKeys: signingKeysMessage(d.signingKeys()),
         }),
       );
     } catch (err) {

@@ -18,6 +18,8 @@ import { fleetRoutes, type FleetRouteDeps } from "./routes/fleet.js";
 import { auditRoutes } from "./routes/audit.js";
 import { apiTokenRoutes } from "./routes/api-tokens.js";
 import { catalogRoutes } from "./routes/catalog.js";
+import { deploymentRoutes } from "./routes/deployments.js";
+import type { DeploymentService } from "../../domain/deploy/deployment-service.js";
 import type { CatalogService } from "../../domain/catalog/catalog-service.js";
 import { registerIdempotency } from "./idempotency.js";
 import { OpenApiCollector } from "./openapi.js";
@@ -36,6 +38,7 @@ export interface HttpServerDeps extends FleetRouteDeps {
   store: Store;
   fleet: FleetService;
   catalog: CatalogService;
+  deployments: DeploymentService;
   metrics: Metrics;
   log: Logger;
   maxBodyBytes: number;
@@ -105,6 +108,7 @@ export async function buildHttpServer(d: HttpServerDeps) {
   await app.register(fleetRoutes(d), { prefix: "/api/v1" });
   await app.register(auditRoutes({ store: d.store }), { prefix: "/api/v1" });
   await app.register(catalogRoutes({ catalog: d.catalog }), { prefix: "/api/v1" });
+  await app.register(deploymentRoutes({ deployments: d.deployments }), { prefix: "/api/v1" });
   await app.register(apiTokenRoutes({ store: d.store, onRevoke: () => tokens.clear() }), { prefix: "/api/v1" });
   app.get("/api/v1/openapi.json", async () => openapi.document(d.version));
   await app.register(dashboardRoutes());

@@ -1,0 +1,444 @@
+// The agent's task loop: verify, journal, run, report — and never lose or repeat anything.
+//
+//   offer ─▶ verify signature, key, audience, expiry (pki) ─▶ journal check (replayed nonce? seen task id?)
+//         ─▶ journal "accepted" (fsynced) ─▶ TaskAck ─▶ driver.deploy with progress and log lines
+//         ─▶ sticker written atomically ─▶ journal "finished" with the result ─▶ TaskResult ─▶ ResultAck
+//
+// Everything a task says goes through the journal and the log spool on disk first, then onto the stream when there
+// is one. After a reconnect, unacknowledged results are sent again and logs resume from the acknowledged offset.
+// A task the journal shows as accepted or running at start-up was cut off by the agent's death: it is reported as
+// interrupted, with what the driver finds on the target now, and never re-run blindly.
+import path from "node:path";
+import { create } from "@bufbuild/protobuf";
+import {
+  LogChunkSchema,
+  TaskAckSchema,
+  TaskProgressSchema,
+  TaskResultSchema,
+  type RegistryCredential,
+  type Sticker,
+  type TaskOffer,
+  type TaskSigningKey,
+} from "@ferry/proto";
+import { TaskRefusal, verifySignedTask, type TaskPayload, type TrustedTaskKey } from "@ferry/pki";
+import type { Logger } from "pino";
+import { DriverError, type DeployPlan, type DriverRegistry, type ProgressSink, type TargetDriver } from "../drivers/types.js";
+import type { Session } from "./session.js";
+import { SPOOL_DIR, TaskSpool } from "./spool.js";
+import { readTrustedKeys, writeTrustedKeys } from "./trusted-keys.js";
+import { StickerStore, stickerMessage, type Observation, type StickerFile } from "./stickers.js";
+import { TASK_JOURNAL_DIR, TaskJournal, type TaskRecord, type TaskRecordResult } from "./task-journal.js";
+
+const CHUNK_BYTES = 32 * 1024;
+/** Heartbeats between full sticker reports when nothing changed. */
+const STICKER_REPORT_EVERY = 20;
+
+export interface TaskRunnerOptions {
+  stateDir: string;
+  session: Session;
+  drivers: DriverRegistry;
+  logger: Logger;
+  /** Registry credentials configured on the agent, by registry host (used when the task carries none). */
+  agentCredentials?: (registry: string) => { username?: string; password?: string; identityToken?: string } | undefined;
+  /** How often what runs on each stickered target is observed for drift. Default 60 s. */
+  observeEveryMs?: number;
+  now?: () => number;
+}
+
+interface LogCursor {
+  sent: number;
+}
+
+export class TaskRunner {
+  readonly #o: TaskRunnerOptions;
+  readonly #log: Logger;
+  readonly #now: () => number;
+  #journal!: TaskJournal;
+  #spool!: TaskSpool;
+  #stickers!: StickerStore;
+  #trusted: TrustedTaskKey[] = [];
+  readonly #running = new Map<string, AbortController>();
+  /** Per-target chains: tasks for one target run one after another. */
+  readonly #targetChains = new Map<string, Promise<void>>();
+  readonly #cursors = new Map<string, LogCursor>();
+  readonly #observed = new Map<string, Observation>();
+  #stickersDirty = true;
+  #heartbeats = 0;
+  #offerChain: Promise<void> = Promise.resolve();
+  #observeTimer: NodeJS.Timeout | undefined;
+  #stopped = false;
+
+  constructor(o: TaskRunnerOptions) {
+    this.#o = o;
+    this.#log = o.logger.child({ component: "tasks" });
+    this.#now = o.now ?? Date.now;
+  }
+
+  /** Opens the journal, spool and stickers; reports tasks the agent died in; wires itself to the session. */
+  async start(): Promise<this> {
+    this.#journal = await TaskJournal.open(path.join(this.#o.stateDir, TASK_JOURNAL_DIR), { logger: this.#log });
+    this.#spool = await TaskSpool.open(path.join(this.#o.stateDir, SPOOL_DIR), { logger: this.#log });
+    this.#stickers = await StickerStore.open(this.#o.stateDir);
+    this.#trusted = await readTrustedKeys(this.#o.stateDir);
+    await this.#closeInterrupted();
+    await this.#journal.prune(this.#now()).catch((err: unknown) => this.#log.warn({ err }, "could not prune the task journal"));
+    const s = this.#o.session;
+    s.on("welcome", (w) => {
+      if (w.taskSigningKeys.length > 0) void this.#setTrusted(w.taskSigningKeys);
+      this.#resendAll();
+      void this.#pull();
+    });
+    s.on("signingKeys", (keys) => void this.#setTrusted(keys));
+    s.on("taskOffer", (offer) => this.#enqueueOffer(offer));
+    s.on("logAck", (a) => void this.#onLogAck(a.taskId, Number(a.offset)));
+    s.on("resultAck", (a) => void this.#onResultAck(a.taskId));
+    await this.#observeAll();
+    this.#observeTimer = setInterval(() => void this.#observeAll(), this.#o.observeEveryMs ?? 60_000);
+    this.#observeTimer.unref();
+    return this;
+  }
+
+  /** Stops observing and aborts running tasks (their drivers restore the target); waits for them to settle. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#observeTimer) clearInterval(this.#observeTimer);
+    await Promise.allSettled([...this.#targetChains.values()]);
+    await this.#spool.flush().catch(() => undefined);
+  }
+
+  /** What Hello and heartbeats report (Session's `reports` option). */
+  reports() {
+    return {
+      hello: (): { stickers: Sticker[]; runningTaskIds: string[] } => {
+        this.#stickersDirty = false;
+        return { stickers: this.#stickerMessages(), runningTaskIds: [...this.#running.keys()] };
+      },
+      heartbeat: (): { stickers?: Sticker[]; runningTaskIds: string[] } => {
+        this.#heartbeats += 1;
+        const include = this.#stickersDirty || this.#heartbeats % STICKER_REPORT_EVERY === 0;
+        this.#stickersDirty = false;
+        return { ...(include ? { stickers: this.#stickerMessages() } : {}), runningTaskIds: [...this.#running.keys()] };
+      },
+    };
+  }
+
+  get journal(): TaskJournal {
+    return this.#journal;
+  }
+
+  // ── offers ─────────────────────────────────────────────────────────────────────────────────────────────────
+
+  #enqueueOffer(offer: TaskOffer): void {
+    this.#offerChain = this.#offerChain.then(() => this.#onOffer(offer)).catch((err: unknown) => this.#log.error({ err }, "task offer handling failed"));
+  }
+
+  async #pull(): Promise<void> {
+    try {
+      const offers = await this.#o.session.pullTasks();
+      for (const o of offers) this.#enqueueOffer(o);
+    } catch (err) {
+      this.#log.debug({ err }, "pulling tasks failed; offers on the stream still arrive");
+    }
+  }
+
+  async #onOffer(offer: TaskOffer): Promise<void> {
+    const env = offer.task!;
+    const agentId = this.#o.session.agentId ?? "";
+    let payload: TaskPayload;
+    try {
+      payload = verifySignedTask(
+        { payload: env.payload, payloadType: env.payloadType, keyId: env.keyId, signature: env.signature },
+        { trustedKeys: this.#trusted, agentId, now: this.#now() },
+      );
+    } catch (err) {
+      const refusal = err instanceof TaskRefusal ? err : new TaskRefusal("TASK_MALFORMED", (err as Error).message);
+      const taskId = bestEffortTaskId(env.payload);
+      this.#log.warn({ taskId, code: refusal.code, keyId: env.keyId }, `refused a task: ${refusal.message}`);
+      this.#ack(taskId, false, offer.attempt, refusal.code, refusal.message);
+      return;
+    }
+    const log = this.#log.child({ taskId: payload.taskId });
+    const check = this.#journal.checkReplay(payload);
+    if (check !== "new") {
+      const rec = check.record;
+      if (check.kind === "replay") {
+        const message = `nonce or task already used by task ${rec.taskId} (${rec.state})`;
+        log.warn({ code: "TASK_REPLAYED" }, `refused a replayed task: ${message}`);
+        this.#ack(payload.taskId, false, offer.attempt, "TASK_REPLAYED", message);
+        return;
+      }
+      // Redelivery of a task already taken on: answer as before, never run it again.
+      log.info({ state: rec.state }, "task offered again; not running it twice");
+      if (rec.state === "refused") this.#ack(rec.taskId, false, offer.attempt, rec.refusal?.code ?? "TASK_REFUSED", rec.refusal?.message ?? "");
+      else this.#ack(rec.taskId, true, offer.attempt);
+      if (rec.state === "finished") this.#sendResult(rec);
+      return;
+    }
+    const driver = this.#o.drivers.get(payload.target.kind);
+    let refusal: { code: string; message: string } | undefined;
+    if (!driver) refusal = { code: "TASK_NO_DRIVER", message: `this agent has no ${payload.target.kind} driver` };
+    else {
+      try {
+        driver.checkConfig(payload.target.config);
+      } catch (err) {
+        refusal = { code: err instanceof DriverError ? err.code : "INVALID_TARGET_CONFIG", message: (err as Error).message };
+      }
+    }
+    if (refusal) {
+      await this.#journal.refuse(payload, offer.attempt, refusal);
+      log.warn(refusal, "refused a task");
+      this.#ack(payload.taskId, false, offer.attempt, refusal.code, refusal.message);
+      return;
+    }
+    await this.#journal.accept(payload, offer.attempt);
+    this.#ack(payload.taskId, true, offer.attempt);
+    log.info({ action: payload.action, target: payload.target.name, images: payload.images.map((i) => i.ref) }, "task accepted");
+    const controller = new AbortController();
+    this.#running.set(payload.taskId, controller);
+    const credentials = offer.credentials;
+    const prev = this.#targetChains.get(payload.target.id) ?? Promise.resolve();
+    const next = prev.then(() => this.#run(payload, driver!, credentials, controller.signal)).finally(() => {
+      this.#running.delete(payload.taskId);
+      if (this.#targetChains.get(payload.target.id) === next) this.#targetChains.delete(payload.target.id);
+    });
+    this.#targetChains.set(payload.target.id, next);
+  }
+
+  #ack(taskId: string, accepted: boolean, attempt: number, code = "", message = ""): void {
+    this.#o.session.send({ case: "taskAck", value: create(TaskAckSchema, { taskId, accepted, attempt, refusalCode: code, refusalMessage: message }) });
+  }
+
+  // ── running ────────────────────────────────────────────────────────────────────────────────────────────────
+
+  async #run(payload: TaskPayload, driver: TargetDriver, credentials: RegistryCredential[], signal: AbortSignal): Promise<void> {
+    const taskId = payload.taskId;
+    const log = this.#log.child({ taskId });
+    const startedAt = this.#now();
+    await this.#journal.markRunning(taskId);
+    const sink: ProgressSink = {
+      step: (step, detail = "") => {
+        this.#line(taskId, `[${step}] ${detail}`);
+        this.#o.session.send({ case: "taskProgress", value: create(TaskProgressSchema, { taskId, step, detail, atMs: BigInt(this.#now()) }) });
+      },
+      log: (line) => this.#line(taskId, line),
+    };
+    const plan: DeployPlan = {
+      taskId,
+      deploymentId: payload.deploymentId,
+      action: payload.action === "rollback" ? "rollback" : "deploy",
+      release: payload.release ?? { id: "", name: "", version: "" },
+      target: payload.target,
+      images: payload.images,
+      credentials: (registry) => {
+        const c = credentials.find((x) => x.registry === registry);
+        if (c) return { registry, username: c.username, password: c.password, ...(c.identityToken ? { identityToken: c.identityToken } : {}) };
+        const own = this.#o.agentCredentials?.(registry);
+        return own ? { registry, ...own } : undefined;
+      },
+    };
+    let result: TaskRecordResult;
+    sink.step("start", `${payload.action} ${payload.release ? `${payload.release.name}@${payload.release.version}` : ""} to ${payload.target.name}`);
+    try {
+      const outcome = await driver.deploy(plan, signal, sink);
+      const sticker: StickerFile = {
+        version: 1,
+        targetId: payload.target.id,
+        targetName: payload.target.name,
+        targetKind: payload.target.kind,
+        release: payload.release ?? { id: "", name: "", version: "" },
+        images: payload.images.map((i) => ({ component: i.component, repository: i.repository, digest: i.digest })),
+        deploymentId: payload.deploymentId,
+        taskId,
+        action: payload.action,
+        writtenAt: new Date(this.#now()).toISOString(),
+        agentId: payload.agentId,
+      };
+      await this.#stickers.write(sticker);
+      this.#observed.set(payload.target.id, {
+        state: "running",
+        running: Object.fromEntries(outcome.running.map((r) => [r.component, r.digest])),
+        at: this.#now(),
+      });
+      this.#stickersDirty = true;
+      sink.step("sticker", `written to ${this.#stickers.file(payload.target.id)}`);
+      result = { outcome: "succeeded", code: "", message: outcome.message, detailsJson: JSON.stringify({ running: outcome.running, ...outcome.details }), sticker: { ...sticker } };
+    } catch (err) {
+      if (err instanceof DriverError) {
+        this.#line(taskId, `failed: ${err.code}: ${err.message}`);
+        result = {
+          outcome: err.restored || err.code !== "RESTORE_FAILED" ? "failed" : "errored",
+          code: err.code,
+          message: err.message,
+          detailsJson: JSON.stringify({ ...err.details, restored: err.restored }),
+        };
+      } else {
+        log.error({ err }, "task errored");
+        this.#line(taskId, `errored: ${(err as Error).message}`);
+        result = { outcome: "errored", code: "AGENT_ERROR", message: (err as Error).message, detailsJson: "{}" };
+      }
+      void this.#observe(payload.target.id, payload.target.kind, payload.target);
+    }
+    await this.#spool.flush();
+    result.logBytes = this.#spool.size(taskId);
+    const rec = await this.#journal.finish(taskId, result);
+    log.info({ outcome: result.outcome, code: result.code, ms: this.#now() - startedAt }, "task finished");
+    this.#sendResult(rec);
+  }
+
+  #line(taskId: string, line: string): void {
+    const text = `${new Date(this.#now()).toISOString()} ${line.replace(/\n+$/, "")}\n`;
+    void this.#spool
+      .append(taskId, text)
+      .then(() => this.#pump(taskId))
+      .catch((err: unknown) => this.#log.warn({ err, taskId }, "could not spool a log line"));
+  }
+
+  // ── reporting ──────────────────────────────────────────────────────────────────────────────────────────────
+
+  #sendResult(rec: TaskRecord): void {
+    const r = rec.result;
+    if (!r) return;
+    const sticker = r.sticker as StickerFile | undefined;
+    this.#o.session.send({
+      case: "taskResult",
+      value: create(TaskResultSchema, {
+        taskId: rec.taskId,
+        outcome: r.outcome,
+        code: r.code,
+        message: r.message,
+        detailsJson: r.detailsJson,
+        ...(sticker?.targetId ? { sticker: stickerMessage(sticker, this.#observed.get(sticker.targetId)) } : {}),
+        startedAtMs: BigInt(rec.runningAt ?? rec.startedAt),
+        finishedAtMs: BigInt(rec.finishedAt ?? 0),
+        logBytes: BigInt(r.logBytes ?? 0),
+        attempt: rec.attempt,
+      }),
+    });
+  }
+
+  /** Sends spooled log bytes of a task beyond what was sent on this stream. */
+  async #pump(taskId: string): Promise<void> {
+    if (!this.#o.session.streamReady) return;
+    let cursor = this.#cursors.get(taskId);
+    if (!cursor) {
+      cursor = { sent: this.#spool.ackedOffset(taskId) };
+      this.#cursors.set(taskId, cursor);
+    }
+    const size = this.#spool.size(taskId);
+    while (cursor.sent < size && this.#o.session.streamReady) {
+      const data = await this.#spool.readFrom(taskId, cursor.sent, CHUNK_BYTES);
+      if (data.length === 0) break;
+      const offset = cursor.sent;
+      cursor.sent += data.length;
+      this.#o.session.send({ case: "logChunk", value: create(LogChunkSchema, { taskId, offset: BigInt(offset), seq: BigInt(Math.floor(offset / CHUNK_BYTES)), data }) });
+    }
+  }
+
+  /** After a (re)connect: results not acknowledged yet, and logs from their acknowledged offsets. */
+  #resendAll(): void {
+    this.#cursors.clear();
+    for (const rec of this.#journal.pendingResults()) this.#sendResult(rec);
+    void (async () => {
+      for (const u of this.#spool.unacked()) await this.#pump(u.taskId);
+    })().catch((err: unknown) => this.#log.warn({ err }, "could not resend spooled logs"));
+  }
+
+  async #onLogAck(taskId: string, offset: number): Promise<void> {
+    await this.#spool.ack(taskId, offset);
+    const cursor = this.#cursors.get(taskId);
+    // The control plane keeps the log contiguous; if it has less than was sent, resend from what it has.
+    if (cursor && offset < cursor.sent && offset === (this.#spool.ackedOffset(taskId))) {
+      const rec = this.#journal.get(taskId);
+      if (rec?.state === "finished") {
+        cursor.sent = offset;
+        await this.#pump(taskId);
+      }
+    }
+    await this.#maybeForget(taskId);
+  }
+
+  async #onResultAck(taskId: string): Promise<void> {
+    await this.#journal.markResultAcked(taskId);
+    await this.#maybeForget(taskId);
+  }
+
+  /** Drops the spool once both the result and the whole log are acknowledged (the journal keeps the record). */
+  async #maybeForget(taskId: string): Promise<void> {
+    const rec = this.#journal.get(taskId);
+    if (!rec || rec.state !== "finished" || !rec.resultAcked) return;
+    if ((this.#spool.ackedOffset(taskId)) >= (this.#spool.size(taskId))) {
+      await this.#spool.remove(taskId);
+      this.#cursors.delete(taskId);
+    }
+  }
+
+  async #closeInterrupted(): Promise<void> {
+    for (const rec of this.#journal.interrupted()) {
+      const p = rec.payload;
+      const driver = this.#o.drivers.get(p.target.kind);
+      let found: unknown = { error: `no ${p.target.kind} driver` };
+      if (driver) {
+        try {
+          found = await driver.inspect(p.target);
+        } catch (err) {
+          found = { error: (err as Error).message };
+        }
+      }
+      const text = `${new Date(this.#now()).toISOString()} [interrupted] the agent stopped while this task ran; found on the target: ${JSON.stringify(found)}\n`;
+      await this.#spool.append(rec.taskId, text);
+      await this.#spool.flush();
+      await this.#journal.finish(rec.taskId, {
+        outcome: "interrupted",
+        code: "TASK_INTERRUPTED",
+        message: "the agent stopped while the task ran; it was not run again — check the target state and retry the deployment",
+        detailsJson: JSON.stringify({ found }),
+        logBytes: this.#spool.size(rec.taskId),
+      });
+      this.#log.warn({ taskId: rec.taskId, found }, "task was interrupted by an agent stop; reporting it, not re-running it");
+    }
+  }
+
+  // ── stickers and observation ───────────────────────────────────────────────────────────────────────────────
+
+  #stickerMessages(): Sticker[] {
+    return this.#stickers.all().map((s) => stickerMessage(s, this.#observed.get(s.targetId)));
+  }
+
+  async #observeAll(): Promise<void> {
+    if (this.#stopped) return;
+    for (const s of this.#stickers.all()) {
+      if (this.#running.size > 0 && [...this.#running.keys()].some((id) => this.#journal.get(id)?.payload.target.id === s.targetId)) continue;
+      const rec = this.#journal.get(s.taskId);
+      await this.#observe(s.targetId, s.targetKind, rec?.payload.target ?? { id: s.targetId, name: s.targetName, kind: s.targetKind, config: {} });
+    }
+  }
+
+  async #observe(targetId: string, kind: string, target: TaskPayload["target"]): Promise<void> {
+    const driver = this.#o.drivers.get(kind);
+    if (!driver) return;
+    try {
+      const i = await driver.inspect(target);
+      const running = Object.fromEntries(i.running.map((r) => [r.component, r.digest]));
+      const before = this.#observed.get(targetId);
+      const next: Observation = { state: i.state, running, at: this.#now() };
+      this.#observed.set(targetId, next);
+      if (!before || before.state !== next.state || JSON.stringify(before.running) !== JSON.stringify(next.running)) this.#stickersDirty = true;
+    } catch (err) {
+      this.#log.debug({ err, targetId }, "could not observe a target");
+    }
+  }
+
+  async #setTrusted(keys: TaskSigningKey[]): Promise<void> {
+    this.#trusted = keys.map((k) => ({ keyId: k.keyId, algorithm: k.algorithm, publicKeyPem: k.publicKeyPem, notAfterMs: Number(k.notAfterMs) }));
+    await writeTrustedKeys(this.#o.stateDir, keys).catch((err: unknown) => this.#log.warn({ err }, "could not persist the task-signing keys"));
+  }
+}
+
+function bestEffortTaskId(payload: Uint8Array): string {
+  try {
+    const v = JSON.parse(Buffer.from(payload).toString("utf8")) as { taskId?: unknown };
+    return typeof v.taskId === "string" ? v.taskId.slice(0, 64) : "";
+  } catch {
+    return "";
+  }
+}

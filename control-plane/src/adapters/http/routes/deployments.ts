@@ -1,0 +1,107 @@
+// Deployments, rollbacks and what runs where. Deploying and rolling back need deployer; reading needs viewer.
+import type { FastifyPluginAsync } from "fastify";
+import type { DeploymentService } from "../../../domain/deploy/deployment-service.js";
+import { actor } from "../server.js";
+
+const NAME = { type: "string", minLength: 1, maxLength: 63 } as const;
+const ID = { type: "string", minLength: 1, maxLength: 64 } as const;
+const idParam = { type: "object", properties: { id: ID }, required: ["id"] } as const;
+const targetsList = { type: "array", items: NAME, maxItems: 500 } as const;
+
+export function deploymentRoutes(d: { deployments: DeploymentService }): FastifyPluginAsync {
+  const s = d.deployments;
+  return async (app) => {
+    app.post<{ Body: { release: string; environment: string; targets?: string[] } }>(
+      "/deployments",
+      {
+        config: { role: "deployer", idempotent: true },
+        schema: {
+          summary: "Deploy a release (id or name@version) to an environment's targets: one signed task per target",
+          body: {
+            type: "object",
+            additionalProperties: false,
+            required: ["release", "environment"],
+            properties: { release: { type: "string", minLength: 1, maxLength: 200 }, environment: NAME, targets: targetsList },
+          },
+        },
+      },
+      async (req, reply) => reply.status(201).send(await s.deploy(req.body, actor(req))),
+    );
+    app.post<{ Body: { environment: string; targets?: string[] } }>(
+      "/rollbacks",
+      {
+        config: { role: "deployer", idempotent: true },
+        schema: {
+          summary: "Put back, on each target, the images of its successful deployment before the current one",
+          body: { type: "object", additionalProperties: false, required: ["environment"], properties: { environment: NAME, targets: targetsList } },
+        },
+      },
+      async (req, reply) => reply.status(201).send(await s.rollback(req.body, actor(req))),
+    );
+    app.get<{ Querystring: { environment?: string; state?: string; limit?: number; cursor?: string } }>(
+      "/deployments",
+      {
+        config: { role: "viewer" },
+        schema: {
+          summary: "List deployments, newest first, with keyset pagination (nextCursor)",
+          querystring: {
+            type: "object",
+            additionalProperties: false,
+            properties: {
+              environment: NAME,
+              state: { type: "string", enum: ["queued", "running", "succeeded", "failed", "cancelled"] },
+              limit: { type: "integer", minimum: 1, maximum: 200 },
+              cursor: { type: "string", maxLength: 512 },
+            },
+          },
+        },
+      },
+      async (req) => {
+        const page = await s.list(req.query);
+        return { deployments: page.items, nextCursor: page.nextCursor };
+      },
+    );
+    app.get<{ Params: { id: string } }>(
+      "/deployments/:id",
+      { config: { role: "viewer" }, schema: { summary: "Get a deployment with its tasks and their progress events", params: idParam } },
+      async (req) => s.get(req.params.id, { events: true }),
+    );
+    app.post<{ Params: { id: string } }>(
+      "/deployments/:id/retry",
+      { config: { role: "deployer", idempotent: true }, schema: { summary: "Deploy again to the targets whose tasks did not succeed", params: idParam } },
+      async (req, reply) => reply.status(201).send(await s.retry(req.params.id, actor(req))),
+    );
+    app.post<{ Params: { id: string } }>(
+      "/deployments/:id/cancel",
+      { config: { role: "deployer" }, schema: { summary: "Cancel the tasks no agent has picked up yet", params: idParam } },
+      async (req) => s.cancel(req.params.id, actor(req)),
+    );
+    app.get<{ Params: { id: string; task: string }; Querystring: { offset?: number; limit?: number } }>(
+      "/deployments/:id/tasks/:task/log",
+      {
+        config: { role: "viewer" },
+        schema: {
+          summary: "A task's log from a byte offset (text/plain); X-Ferry-Log-Next and X-Ferry-Log-Complete tell where to continue",
+          params: { type: "object", properties: { id: ID, task: ID }, required: ["id", "task"] },
+          querystring: { type: "object", additionalProperties: false, properties: { offset: { type: "integer", minimum: 0 }, limit: { type: "integer", minimum: 1, maximum: 8_388_608 } } },
+        },
+      },
+      async (req, reply) => {
+        const log = await s.taskLog(req.params.id, req.params.task, req.query.offset ?? 0, req.query.limit ?? 1 << 20);
+        return reply
+          .header("content-type", "text/plain; charset=utf-8")
+          .header("x-ferry-log-next", String(log.next))
+          .header("x-ferry-log-complete", String(log.complete))
+          .send(log.data);
+      },
+    );
+    app.get<{ Querystring: { environment?: string } }>(
+      "/status",
+      {
+        config: { role: "viewer" },
+        schema: { summary: "What is deployed where, from Ferry's records and the agents' stickers, with drift marked", querystring: { type: "object", additionalProperties: false, properties: { environment: NAME } } },
+      },
+      async (req) => ({ targets: await s.status(req.query.environment) }),
+    );
+  };
+}

@@ -1,0 +1,183 @@
+// `ferry deploy|deployments|deployment|rollback|status` — putting releases on targets and seeing what runs where.
+import { type Command, CommanderError } from "commander";
+import type { DeploymentView, TargetStatusView, TaskView } from "../domain/deploy/deployment-service.js";
+import type { ApiClient } from "./api-client.js";
+import { table } from "./format.js";
+
+type Out = (json: boolean, data: unknown, human: () => string) => void;
+const collect = (v: string, acc: string[]) => [...acc, v];
+const enc = encodeURIComponent;
+const FINAL = new Set(["succeeded", "failed", "cancelled"]);
+const short = (digest: string) => digest.replace(/^sha256:/, "").slice(0, 12);
+
+function summary(d: DeploymentView): string {
+  const what = d.release ? `${d.release.name}@${d.release.version}` : "previous releases";
+  const lines = [
+    `${d.action === "rollback" ? "Rollback" : "Deployment"} ${d.id}: ${what} to ${d.environment} — ${d.state}`,
+    table(
+      ["TARGET", "STATE", "IMAGE", "ATTEMPT", "RESULT"],
+      d.tasks.map((t) => [t.target.name, t.state, t.images.map((i) => `${i.component}@${short(i.digest)}`).join(","), String(t.attempt), t.code ? `${t.code}: ${t.message ?? ""}` : (t.message ?? "")]),
+    ),
+  ];
+  return lines.join("\n");
+}
+
+/** Follows a deployment until every task is final, printing progress events and log lines as they arrive. */
+async function follow(client: ApiClient, id: string, human: boolean, timeoutMs: number): Promise<DeploymentView> {
+  const seen = new Map<string, number>(); // task → last event seq printed
+  const logAt = new Map<string, number>();
+  const started = Date.now();
+  for (;;) {
+    const d = await client.request<DeploymentView>("GET", `/api/v1/deployments/${enc(id)}`);
+    if (human) {
+      for (const t of d.tasks) {
+        for (const e of t.events ?? []) {
+          if (e.seq <= (seen.get(t.id) ?? 0)) continue;
+          seen.set(t.id, e.seq);
+          process.stderr.write(`${t.target.name}: ${e.step}${e.detail ? ` — ${e.detail}` : ""}\n`);
+        }
+        if (FINAL.has(t.state) || t.state === "errored" || t.state === "expired") {
+          await printLog(client, id, t, logAt, true);
+        }
+      }
+    }
+    if (FINAL.has(d.state)) return d;
+    if (Date.now() - started > timeoutMs) {
+      throw new CommanderError(4, "ferry.timeout", `deployment ${id} is still ${d.state} after ${Math.round(timeoutMs / 1000)} s; follow it with: ferry deployment show ${id}`);
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+async function printLog(client: ApiClient, id: string, t: TaskView, at: Map<string, number>, onlyFailures: boolean): Promise<void> {
+  if (onlyFailures && t.state === "succeeded") return;
+  if (at.has(t.id)) return;
+  const r = await client.text(`/api/v1/deployments/${enc(id)}/tasks/${enc(t.id)}/log`);
+  at.set(t.id, Number(r.headers.get("x-ferry-log-next") ?? 0));
+  if (r.body) process.stderr.write(`--- ${t.target.name} log ---\n${r.body}${r.body.endsWith("\n") ? "" : "\n"}`);
+}
+
+export function deployCommands(program: Command, client: () => ApiClient, print: Out): void {
+  program
+    .command("deploy <release>")
+    .description("deploy a release (name@version or id) to an environment: one signed task per target")
+    .requiredOption("--to <env>", "environment")
+    .option("--target <name>", "only this target (repeatable)", collect, [])
+    .option("--wait", "follow progress until every target is done; exit 1 unless all succeeded", false)
+    .option("--timeout <seconds>", "with --wait: give up after this long", "900")
+    .option("--idempotency-key <key>", "safe retries from CI: the same key never deploys twice")
+    .option("--json", "print JSON")
+    .action(async (release: string, o: { to: string; target: string[]; wait: boolean; timeout: string; idempotencyKey?: string; json?: boolean }) => {
+      const body: Record<string, unknown> = { release, environment: o.to };
+      if (o.target.length > 0) body["targets"] = o.target;
+      let d = await client().request<DeploymentView>("POST", "/api/v1/deployments", body, o.idempotencyKey ? { "idempotency-key": o.idempotencyKey } : {});
+      if (!o.json) process.stderr.write(`deployment ${d.id} queued: ${d.tasks.length} target(s)\n`);
+      if (o.wait) d = await follow(client(), d.id, !o.json, Number(o.timeout) * 1000);
+      print(!!o.json, d, () => summary(d));
+      if (o.wait && d.state !== "succeeded") process.exitCode = 1;
+    });
+
+  program
+    .command("rollback")
+    .description("put back, on each target, exactly the images of its previous successful deployment")
+    .requiredOption("--env <env>", "environment")
+    .option("--target <name>", "only this target (repeatable)", collect, [])
+    .option("--wait", "follow progress until done; exit 1 unless all succeeded", false)
+    .option("--timeout <seconds>", "with --wait: give up after this long", "900")
+    .option("--json", "print JSON")
+    .action(async (o: { env: string; target: string[]; wait: boolean; timeout: string; json?: boolean }) => {
+      const body: Record<string, unknown> = { environment: o.env };
+      if (o.target.length > 0) body["targets"] = o.target;
+      let d = await client().request<DeploymentView>("POST", "/api/v1/rollbacks", body);
+      if (!o.json) process.stderr.write(`rollback ${d.id} queued: ${d.tasks.length} target(s)\n`);
+      if (o.wait) d = await follow(client(), d.id, !o.json, Number(o.timeout) * 1000);
+      print(!!o.json, d, () => summary(d));
+      if (o.wait && d.state !== "succeeded") process.exitCode = 1;
+    });
+
+  program
+    .command("deployments")
+    .description("list deployments, newest first")
+    .option("--env <env>", "only this environment")
+    .option("--state <state>", "queued, running, succeeded, failed or cancelled")
+    .option("--limit <n>", "page size", "50")
+    .option("--cursor <cursor>", "next page")
+    .option("--json", "print JSON")
+    .action(async (o: { env?: string; state?: string; limit: string; cursor?: string; json?: boolean }) => {
+      const q = new URLSearchParams();
+      if (o.env) q.set("environment", o.env);
+      if (o.state) q.set("state", o.state);
+      q.set("limit", o.limit);
+      if (o.cursor) q.set("cursor", o.cursor);
+      const r = await client().request<{ deployments: DeploymentView[]; nextCursor: string | null }>("GET", `/api/v1/deployments?${q.toString()}`);
+      print(!!o.json, r, () =>
+        [
+          table(
+            ["ID", "ACTION", "RELEASE", "ENV", "STATE", "TARGETS", "CREATED", "BY"],
+            r.deployments.map((d) => [d.id, d.action, d.release ? `${d.release.name}@${d.release.version}` : "-", d.environment, d.state, String(d.tasks.length), d.createdAt, d.requestedBy]),
+          ),
+          ...(r.nextCursor ? [`more: --cursor ${r.nextCursor}`] : []),
+        ].join("\n"),
+      );
+    });
+
+  const deployment = program.command("deployment").description("one deployment: its targets, progress and logs");
+  deployment
+    .command("show <id>")
+    .description("per-target state, progress events and logs")
+    .option("--logs", "print every task's log", false)
+    .option("--json", "print JSON")
+    .action(async (id: string, o: { logs: boolean; json?: boolean }) => {
+      const c = client();
+      const d = await c.request<DeploymentView>("GET", `/api/v1/deployments/${enc(id)}`);
+      print(!!o.json, d, () => {
+        const parts = [summary(d)];
+        for (const t of d.tasks) {
+          parts.push("", `${t.target.name} (${t.id}, agent ${t.agentId}):`);
+          for (const e of t.events ?? []) parts.push(`  ${e.at}  ${e.step}${e.detail ? ` — ${e.detail}` : ""}`);
+          if (t.details) parts.push(`  details: ${JSON.stringify(t.details)}`);
+        }
+        return parts.join("\n");
+      });
+      if (o.logs && !o.json) {
+        const at = new Map<string, number>();
+        for (const t of d.tasks) await printLog(c, d.id, t, at, false);
+      }
+    });
+  deployment
+    .command("retry <id>")
+    .description("deploy again to the targets whose tasks did not succeed")
+    .option("--wait", "follow progress until done", false)
+    .option("--json", "print JSON")
+    .action(async (id: string, o: { wait: boolean; json?: boolean }) => {
+      let d = await client().request<DeploymentView>("POST", `/api/v1/deployments/${enc(id)}/retry`, {});
+      if (o.wait) d = await follow(client(), d.id, !o.json, 900_000);
+      print(!!o.json, d, () => summary(d));
+      if (o.wait && d.state !== "succeeded") process.exitCode = 1;
+    });
+  deployment
+    .command("cancel <id>")
+    .description("cancel the tasks no agent has picked up yet")
+    .option("--json", "print JSON")
+    .action(async (id: string, o: { json?: boolean }) => {
+      const d = await client().request<DeploymentView>("POST", `/api/v1/deployments/${enc(id)}/cancel`, {});
+      print(!!o.json, d, () => summary(d));
+    });
+
+  program
+    .command("status")
+    .description("what is deployed where, from the targets' stickers, with drift marked")
+    .option("--env <env>", "only this environment")
+    .option("--json", "print JSON")
+    .action(async (o: { env?: string; json?: boolean }) => {
+      const r = await client().request<{ targets: TargetStatusView[] }>("GET", `/api/v1/status${o.env ? `?environment=${enc(o.env)}` : ""}`);
+      print(!!o.json, r, () => {
+        const rows = r.targets.map((t) => {
+          const images = t.deployed ? t.deployed.images.map((i) => `${i.component}@${short(i.digest)}`).join(",") : "-";
+          const mark = t.sync === "drift" ? "DRIFT" : t.sync;
+          return [t.environment, t.target, t.deployed?.release ?? "-", images, mark, t.activeTask ? `${t.activeTask.state} ${t.activeTask.deploymentId}` : "", t.drift.join("; ")];
+        });
+        return table(["ENV", "TARGET", "RELEASE", "IMAGES", "SYNC", "ACTIVE", "DRIFT"], rows);
+      });
+    });
+}

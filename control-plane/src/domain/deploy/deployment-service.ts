@@ -1,0 +1,561 @@
+// Deployments: a release put on targets of one environment, as one signed task per target.
+//
+// Rules (docs/deployments.md):
+//   - every target must be served by an agent of its environment that reports a driver for the target's kind;
+//   - a target with an unfinished task (queued, leased, running) refuses a new deployment (DEPLOYMENT_IN_PROGRESS):
+//     two deployments never race on one target. Target rows are locked for the check, so concurrent requests
+//     through different replicas serialise on them;
+//   - the task is signed once, when queued, with a not-after of queued time + task TTL; a task not delivered by then
+//     expires (the agent would refuse it anyway);
+//   - rollback puts back on each target the images of the successful deployment before its current one.
+import { randomBytes } from "node:crypto";
+import type { Clock } from "../../ports/clock.js";
+import type { TaskImage, TaskPayloadV1, TaskSigner } from "../../ports/signer.js";
+import type { Queryable, Store } from "../../ports/store.js";
+import { appendAudit } from "../audit/audit-log.js";
+import type { CatalogService, ReleaseView, TargetView } from "../catalog/catalog-service.js";
+import { FerryError } from "../errors.js";
+import { checkLimit, decodeCursor, encodeCursor, type Page } from "../catalog/pagination.js";
+
+export const TASK_NOTIFY_CHANNEL = "ferry_tasks";
+
+export type DeploymentState = "queued" | "running" | "succeeded" | "failed" | "cancelled";
+export type TaskState = "queued" | "leased" | "running" | "succeeded" | "failed" | "errored" | "expired" | "cancelled";
+export const ACTIVE_TASK_STATES: readonly TaskState[] = ["queued", "leased", "running"];
+export const FINAL_TASK_STATES: readonly TaskState[] = ["succeeded", "failed", "errored", "expired", "cancelled"];
+
+export interface TaskEventView {
+  seq: number;
+  at: string;
+  step: string;
+  detail: string;
+}
+
+export interface TaskView {
+  id: string;
+  target: { id: string; name: string; kind: string };
+  agentId: string;
+  releaseId: string;
+  action: string;
+  state: TaskState;
+  images: TaskImage[];
+  attempt: number;
+  keyId: string;
+  notAfter: string;
+  queuedAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  code: string | null;
+  message: string | null;
+  details: Record<string, unknown> | null;
+  logBytes: number;
+  events?: TaskEventView[];
+}
+
+export interface DeploymentView {
+  id: string;
+  environment: string;
+  releaseId: string | null;
+  release: { id: string; name: string; version: string } | null;
+  action: "deploy" | "rollback";
+  state: DeploymentState;
+  retryOf: string | null;
+  requestedBy: string;
+  createdAt: string;
+  updatedAt: string;
+  finishedAt: string | null;
+  tasks: TaskView[];
+}
+
+interface DeploymentRow {
+  id: string;
+  environment: string;
+  release_id: string | null;
+  action: "deploy" | "rollback";
+  state: DeploymentState;
+  retry_of: string | null;
+  requested_by: string;
+  created_at: Date;
+  updated_at: Date;
+  finished_at: Date | null;
+  release_name?: string | null;
+  release_version?: string | null;
+}
+
+export interface TaskRow {
+  id: string;
+  deployment_id: string;
+  agent_id: string;
+  target_id: string;
+  target_name?: string;
+  target_kind?: string;
+  release_id: string;
+  action: string;
+  state: TaskState;
+  payload: Uint8Array;
+  payload_type: string;
+  key_id: string;
+  signature: Uint8Array;
+  images: TaskImage[];
+  not_after: Date;
+  attempt: number;
+  queued_at: Date;
+  started_at: Date | null;
+  finished_at: Date | null;
+  code: string | null;
+  message: string | null;
+  details: Record<string, unknown> | null;
+  log_bytes: string | number;
+}
+
+const iso = (d: Date | null | undefined): string | null => (d ? new Date(d).toISOString() : null);
+
+export function taskView(r: TaskRow, events?: TaskEventView[]): TaskView {
+  return {
+    id: r.id,
+    target: { id: r.target_id, name: r.target_name ?? "", kind: r.target_kind ?? "" },
+    agentId: r.agent_id,
+    releaseId: r.release_id,
+    action: r.action,
+    state: r.state,
+    images: r.images,
+    attempt: r.attempt,
+    keyId: r.key_id,
+    notAfter: iso(r.not_after)!,
+    queuedAt: iso(r.queued_at)!,
+    startedAt: iso(r.started_at),
+    finishedAt: iso(r.finished_at),
+    code: r.code,
+    message: r.message,
+    details: r.details,
+    logBytes: Number(r.log_bytes),
+    ...(events ? { events } : {}),
+  };
+}
+
+function deploymentView(r: DeploymentRow, tasks: TaskView[]): DeploymentView {
+  return {
+    id: r.id,
+    environment: r.environment,
+    releaseId: r.release_id,
+    release: r.release_id && r.release_name ? { id: r.release_id, name: r.release_name, version: r.release_version ?? "" } : null,
+    action: r.action,
+    state: r.state,
+    retryOf: r.retry_of,
+    requestedBy: r.requested_by,
+    createdAt: iso(r.created_at)!,
+    updatedAt: iso(r.updated_at)!,
+    finishedAt: iso(r.finished_at),
+    tasks,
+  };
+}
+
+const TASK_COLUMNS = `t.id, t.deployment_id, t.agent_id, t.target_id, tg.name AS target_name, tg.kind AS target_kind, t.release_id,
+  t.action, t.state, t.payload, t.payload_type, t.key_id, t.signature, t.images, t.not_after, t.attempt, t.queued_at,
+  t.started_at, t.finished_at, t.code, t.message, t.details, t.log_bytes`;
+
+/** The one image a target runs from a release (docker targets run one component). */
+export function imagesForTarget(target: Pick<TargetView, "name" | "kind" | "config">, release: Pick<ReleaseView, "pins" | "name" | "version">): TaskImage[] {
+  const wanted = typeof target.config.component === "string" ? target.config.component : undefined;
+  if (wanted) {
+    const pin = release.pins.find((p) => p.component === wanted);
+    if (!pin) {
+      throw new FerryError("RELEASE_COMPONENT_MISSING", `target ${target.name} runs component ${wanted}, which release ${release.name}@${release.version} does not pin`, { target: target.name, component: wanted });
+    }
+    return [{ component: pin.component, repository: pin.repository, digest: pin.digest, ref: `${pin.repository}@${pin.digest}` }];
+  }
+  if (release.pins.length !== 1) {
+    throw new FerryError(
+      "RELEASE_COMPONENT_AMBIGUOUS",
+      `target ${target.name} does not name a component and release ${release.name}@${release.version} pins ${release.pins.length} (${release.pins.map((p) => p.component).join(", ")}); set config.component on the target`,
+      { target: target.name },
+    );
+  }
+  const pin = release.pins[0]!;
+  return [{ component: pin.component, repository: pin.repository, digest: pin.digest, ref: `${pin.repository}@${pin.digest}` }];
+}
+
+export interface DeploymentDeps {
+  store: Store;
+  catalog: CatalogService;
+  signer: TaskSigner;
+  clock: Clock;
+  /** How long a signed task stays valid after it is queued. */
+  taskTtlMs: number;
+}
+
+interface PlannedTask {
+  target: TargetView;
+  agentId: string;
+  release: ReleaseView;
+  images: TaskImage[];
+}
+
+export class DeploymentService {
+  constructor(private readonly d: DeploymentDeps) {}
+
+  /** Deploys a release (id or name@version) to an environment's targets (all of them unless named). */
+  async deploy(input: { release: string; environment: string; targets?: string[]; retryOf?: string }, actor: string): Promise<DeploymentView> {
+    const release = await this.d.catalog.getRelease(input.release);
+    await this.d.catalog.getEnvironment(input.environment);
+    const targets = await this.selectTargets(input.environment, input.targets);
+    const plan = targets.map((t) => ({ target: t, agentId: t.agentId ?? "", release, images: imagesForTarget(t, release) }));
+    return this.enqueue({ environment: input.environment, action: "deploy", releaseId: release.id, retryOf: input.retryOf ?? null }, plan, actor);
+  }
+
+  /** Puts back, on each target, the images of the successful deployment before its current one. */
+  async rollback(input: { environment: string; targets?: string[] }, actor: string): Promise<DeploymentView> {
+    await this.d.catalog.getEnvironment(input.environment);
+    const targets = await this.selectTargets(input.environment, input.targets);
+    const plan: PlannedTask[] = [];
+    const nothing: string[] = [];
+    for (const t of targets) {
+      const r = await this.d.store.query<{ release_id: string; images: TaskImage[] }>(
+        "SELECT release_id, images FROM target_deployments WHERE target_id = $1 ORDER BY seq DESC LIMIT 2",
+        [t.id],
+      );
+      const previous = r.rows[1];
+      if (!previous) {
+        nothing.push(t.name);
+        continue;
+      }
+      plan.push({ target: t, agentId: t.agentId ?? "", release: await this.d.catalog.getRelease(previous.release_id), images: previous.images });
+    }
+    if (plan.length === 0 || (input.targets?.length && nothing.length > 0)) {
+      throw new FerryError(
+        "NOTHING_TO_ROLL_BACK",
+        `no earlier successful deployment to put back on ${nothing.join(", ")} in ${input.environment}`,
+        { targets: nothing },
+      );
+    }
+    const releases = new Set(plan.map((p) => p.release.id));
+    return this.enqueue({ environment: input.environment, action: "rollback", releaseId: releases.size === 1 ? [...releases][0]! : null, retryOf: null }, plan, actor);
+  }
+
+  /** A new deployment of the same release to the targets whose tasks did not succeed. */
+  async retry(deploymentId: string, actor: string): Promise<DeploymentView> {
+    const dep = await this.get(deploymentId);
+    if (dep.state === "queued" || dep.state === "running") {
+      throw new FerryError("DEPLOYMENT_IN_PROGRESS", `deployment ${dep.id} is still ${dep.state}; wait for it to finish`, { deployment: dep.id });
+    }
+    const failed = dep.tasks.filter((t) => t.state !== "succeeded");
+    if (failed.length === 0) throw new FerryError("NOTHING_TO_RETRY", `every task of deployment ${dep.id} succeeded`);
+    const environment = dep.environment;
+    const targets = await this.selectTargets(environment, failed.map((t) => t.target.name));
+    const plan: PlannedTask[] = [];
+    for (const t of targets) {
+      const task = failed.find((f) => f.target.id === t.id)!;
+      plan.push({ target: t, agentId: t.agentId ?? "", release: await this.d.catalog.getRelease(task.releaseId), images: task.images });
+    }
+    return this.enqueue({ environment, action: dep.action, releaseId: dep.releaseId, retryOf: dep.id }, plan, actor);
+  }
+
+  /** Cancels the tasks of a deployment that no agent has picked up yet. */
+  async cancel(deploymentId: string, actor: string): Promise<DeploymentView> {
+    await this.d.store.transaction(async (tx) => {
+      const dep = await tx.query<{ id: string }>("SELECT id FROM deployments WHERE id = $1 FOR UPDATE", [deploymentId]);
+      if (!dep.rows[0]) throw new FerryError("DEPLOYMENT_NOT_FOUND", `no deployment ${deploymentId}`);
+      const r = await tx.query(
+        `UPDATE tasks SET state = 'cancelled', finished_at = now(), updated_at = now(), code = 'CANCELLED', message = $2
+          WHERE deployment_id = $1 AND state = 'queued'`,
+        [deploymentId, `cancelled by ${actor}`],
+      );
+      if (r.rowCount === 0) throw new FerryError("DEPLOYMENT_NOT_CANCELLABLE", `deployment ${deploymentId} has no queued task left to cancel (tasks already delivered run to completion)`);
+      await refreshDeploymentState(tx, deploymentId);
+      await appendAudit(tx, { actor, action: "deployment.cancel", object: deploymentId, outcome: "ok", details: { tasks: r.rowCount } });
+    });
+    return this.get(deploymentId);
+  }
+
+  private async selectTargets(environment: string, names: string[] | undefined): Promise<TargetView[]> {
+    const all = await this.d.catalog.listTargets({ environment });
+    let chosen: TargetView[];
+    if (names && names.length > 0) {
+      const unique = [...new Set(names)];
+      chosen = unique.map((n) => {
+        const t = all.find((x) => x.name === n);
+        if (!t) throw new FerryError("TARGET_NOT_FOUND", `environment ${environment} has no target ${n}`, { target: n });
+        return t;
+      });
+    } else {
+      chosen = all;
+    }
+    if (chosen.length === 0) throw new FerryError("NO_TARGETS", `environment ${environment} has no targets to deploy to`);
+    const agents = await this.d.store.query<{ id: string; environment: string; revoked_at: Date | null; drivers: string[] | null }>(
+      "SELECT id, environment, revoked_at, facts->'drivers' AS drivers FROM agents WHERE id = ANY($1)",
+      [chosen.map((t) => t.agentId).filter((a): a is string => !!a)],
+    );
+    for (const t of chosen) {
+      if (!t.agentId) throw new FerryError("TARGET_HAS_NO_AGENT", `target ${t.name} has no agent serving it; bind one with ferry target update`, { target: t.name });
+      const a = agents.rows.find((r) => r.id === t.agentId);
+      if (!a || a.revoked_at || a.environment !== environment) {
+        throw new FerryError("TARGET_AGENT_MISMATCH", `target ${t.name}'s agent ${t.agentId} is revoked or not in ${environment}`, { target: t.name });
+      }
+      const drivers = Array.isArray(a.drivers) ? a.drivers : [];
+      if (!drivers.includes(t.kind)) {
+        throw new FerryError(
+          "TARGET_DRIVER_UNAVAILABLE",
+          `agent ${t.agentId} serving target ${t.name} does not report a ${t.kind} driver (it has: ${drivers.join(", ") || "none"})`,
+          { target: t.name, kind: t.kind },
+        );
+      }
+    }
+    return chosen;
+  }
+
+  private async enqueue(
+    dep: { environment: string; action: "deploy" | "rollback"; releaseId: string | null; retryOf: string | null },
+    plan: PlannedTask[],
+    actor: string,
+  ): Promise<DeploymentView> {
+    const id = `dep_${randomBytes(8).toString("hex")}`;
+    const now = this.d.clock.now();
+    const notAfter = now + this.d.taskTtlMs;
+    await this.d.store.transaction(async (tx) => {
+      // Lock the targets, then look for unfinished work on them: concurrent requests serialise here.
+      const ids = plan.map((p) => p.target.id).sort();
+      await tx.query("SELECT id FROM targets WHERE id = ANY($1) ORDER BY id FOR UPDATE", [ids]);
+      const busy = await tx.query<{ name: string; deployment_id: string; state: string }>(
+        `SELECT tg.name, t.deployment_id, t.state FROM tasks t JOIN targets tg ON tg.id = t.target_id
+          WHERE t.target_id = ANY($1) AND t.state IN ('queued', 'leased', 'running') ORDER BY tg.name`,
+        [ids],
+      );
+      if (busy.rows.length > 0) {
+        const list = busy.rows.map((b) => `${b.name} (${b.deployment_id}, ${b.state})`).join(", ");
+        throw new FerryError("DEPLOYMENT_IN_PROGRESS", `targets still have unfinished deployments: ${list}`, { targets: busy.rows.map((b) => b.name) });
+      }
+      await tx.query(
+        `INSERT INTO deployments (id, environment, release_id, action, state, retry_of, requested_by, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $7)`,
+        [id, dep.environment, dep.releaseId, dep.action, dep.retryOf, actor, new Date(now)],
+      );
+      for (const p of plan) {
+        const taskId = `tsk_${randomBytes(10).toString("hex")}`;
+        const payload: TaskPayloadV1 = {
+          v: 1,
+          taskId,
+          deploymentId: id,
+          agentId: p.agentId,
+          issuedAt: now,
+          notAfter,
+          nonce: randomBytes(16).toString("base64url"),
+          action: dep.action,
+          target: { id: p.target.id, name: p.target.name, kind: p.target.kind, config: p.target.config },
+          release: { id: p.release.id, name: p.release.name, version: p.release.version },
+          images: p.images,
+        };
+        const env = this.d.signer.sign(payload);
+        await tx.query(
+          `INSERT INTO tasks (id, deployment_id, agent_id, target_id, release_id, action, state, payload, payload_type, key_id,
+                              signature, images, not_after, queued_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8, $9, $10, $11, $12, $13, $13)`,
+          [taskId, id, p.agentId, p.target.id, p.release.id, dep.action, env.payload, env.payloadType, env.keyId, env.signature, JSON.stringify(p.images), new Date(notAfter), new Date(now)],
+        );
+      }
+      await appendAudit(tx, {
+        actor,
+        action: dep.action === "rollback" ? "deployment.rollback" : "deployment.create",
+        object: id,
+        outcome: "ok",
+        details: { environment: dep.environment, releaseId: dep.releaseId, retryOf: dep.retryOf, targets: plan.map((p) => ({ target: p.target.name, images: p.images.map((i) => i.ref) })) },
+      });
+      for (const agentId of new Set(plan.map((p) => p.agentId))) await tx.query("SELECT pg_notify($1, $2)", [TASK_NOTIFY_CHANNEL, agentId]);
+    });
+    return this.get(id);
+  }
+
+  async get(id: string, opts: { events?: boolean } = {}): Promise<DeploymentView> {
+    const r = await this.d.store.query<DeploymentRow>(
+      `SELECT d.*, r.name AS release_name, r.version AS release_version FROM deployments d LEFT JOIN releases r ON r.id = d.release_id WHERE d.id = $1`,
+      [id],
+    );
+    const row = r.rows[0];
+    if (!row) throw new FerryError("DEPLOYMENT_NOT_FOUND", `no deployment ${id}`);
+    const tasks = await this.d.store.query<TaskRow>(
+      `SELECT ${TASK_COLUMNS} FROM tasks t JOIN targets tg ON tg.id = t.target_id WHERE t.deployment_id = $1 ORDER BY tg.name`,
+      [id],
+    );
+    let events = new Map<string, TaskEventView[]>();
+    if (opts.events) {
+      const ev = await this.d.store.query<{ task_id: string; seq: number; at: Date; step: string; detail: string }>(
+        "SELECT task_id, seq, at, step, detail FROM task_events WHERE task_id = ANY($1) ORDER BY task_id, seq",
+        [tasks.rows.map((t) => t.id)],
+      );
+      events = new Map();
+      for (const e of ev.rows) {
+        const list = events.get(e.task_id) ?? [];
+        list.push({ seq: e.seq, at: iso(e.at)!, step: e.step, detail: e.detail });
+        events.set(e.task_id, list);
+      }
+    }
+    return deploymentView(row, tasks.rows.map((t) => taskView(t, opts.events ? (events.get(t.id) ?? []) : undefined)));
+  }
+
+  async list(q: { environment?: string; state?: string; limit?: number; cursor?: string }): Promise<Page<DeploymentView>> {
+    const limit = checkLimit(q.limit, 200);
+    const params: unknown[] = [];
+    const where: string[] = [];
+    if (q.environment) where.push(`d.environment = $${params.push(q.environment)}`);
+    if (q.state) where.push(`d.state = $${params.push(q.state)}`);
+    if (q.cursor) {
+      const c = decodeCursor(q.cursor, ["t", "id"]);
+      where.push(`(d.created_at, d.id) < ($${params.push(new Date(c.t!))}, $${params.push(c.id)})`);
+    }
+    const r = await this.d.store.query<DeploymentRow>(
+      `SELECT d.*, r.name AS release_name, r.version AS release_version FROM deployments d LEFT JOIN releases r ON r.id = d.release_id
+        ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY d.created_at DESC, d.id DESC LIMIT ${limit + 1}`,
+      params,
+    );
+    const rows = r.rows.slice(0, limit);
+    const tasks = await this.d.store.query<TaskRow>(
+      `SELECT ${TASK_COLUMNS} FROM tasks t JOIN targets tg ON tg.id = t.target_id WHERE t.deployment_id = ANY($1) ORDER BY tg.name`,
+      [rows.map((x) => x.id)],
+    );
+    const items = rows.map((row) => deploymentView(row, tasks.rows.filter((t) => t.deployment_id === row.id).map((t) => taskView(t))));
+    const last = rows[rows.length - 1];
+    return { items, nextCursor: r.rows.length > limit && last ? encodeCursor({ t: new Date(last.created_at).toISOString(), id: last.id }) : null };
+  }
+
+  /** What is deployed where: per target, Ferry's record, the agent's sticker, and drift between them. */
+  async status(environment?: string): Promise<TargetStatusView[]> {
+    if (environment) await this.d.catalog.getEnvironment(environment);
+    const r = await this.d.store.query<{
+      environment: string; name: string; id: string; kind: string; agent_id: string | null; position: number;
+      td_deployment: string | null; td_task: string | null; td_release: string | null; td_images: TaskImage[] | null; td_finished: Date | null;
+      rel_name: string | null; rel_version: string | null;
+      sticker: Record<string, unknown> | null; reported_at: Date | null;
+      active_id: string | null; active_dep: string | null; active_state: TaskState | null;
+    }>(
+      `SELECT tg.environment, tg.name, tg.id, tg.kind, tg.agent_id, e.position,
+              td.deployment_id AS td_deployment, td.task_id AS td_task, td.release_id AS td_release, td.images AS td_images, td.finished_at AS td_finished,
+              r.name AS rel_name, r.version AS rel_version,
+              ts.sticker, ts.reported_at,
+              at.id AS active_id, at.deployment_id AS active_dep, at.state AS active_state
+         FROM targets tg
+         JOIN environments e ON e.name = tg.environment
+         LEFT JOIN LATERAL (SELECT * FROM target_deployments x WHERE x.target_id = tg.id ORDER BY x.seq DESC LIMIT 1) td ON true
+         LEFT JOIN releases r ON r.id = td.release_id
+         LEFT JOIN target_stickers ts ON ts.target_id = tg.id
+         LEFT JOIN LATERAL (SELECT id, deployment_id, state FROM tasks y WHERE y.target_id = tg.id AND y.state IN ('queued', 'leased', 'running')
+                             ORDER BY y.queued_at DESC LIMIT 1) at ON true
+        ${environment ? "WHERE tg.environment = $1" : ""}
+        ORDER BY e.position, tg.name`,
+      environment ? [environment] : [],
+    );
+    return r.rows.map((x) => {
+      const deployed = x.td_deployment
+        ? { deploymentId: x.td_deployment, taskId: x.td_task ?? "", releaseId: x.td_release ?? "", release: `${x.rel_name ?? "?"}@${x.rel_version ?? "?"}`, images: x.td_images ?? [], finishedAt: iso(x.td_finished)! }
+        : null;
+      const { sync, drift } = driftOf(deployed, x.sticker);
+      return {
+        environment: x.environment,
+        target: x.name,
+        targetId: x.id,
+        kind: x.kind,
+        agentId: x.agent_id,
+        deployed,
+        sticker: x.sticker,
+        stickerReportedAt: iso(x.reported_at),
+        sync,
+        drift,
+        activeTask: x.active_id ? { id: x.active_id, deploymentId: x.active_dep ?? "", state: x.active_state ?? "queued" } : null,
+      };
+    });
+  }
+
+  /** A task's log from a byte offset (at most maxBytes). */
+  async taskLog(deploymentId: string, taskId: string, offset = 0, maxBytes = 1 << 20): Promise<{ data: Buffer; offset: number; next: number; complete: boolean }> {
+    const t = await this.d.store.query<{ log_bytes: string | number; log_total: string | number | null; state: TaskState }>(
+      "SELECT log_bytes, log_total, state FROM tasks WHERE id = $1 AND deployment_id = $2",
+      [taskId, deploymentId],
+    );
+    const row = t.rows[0];
+    if (!row) throw new FerryError("TASK_NOT_FOUND", `deployment ${deploymentId} has no task ${taskId}`);
+    const chunks = await this.d.store.query<{ offset: string | number; data: Uint8Array }>(
+      `SELECT "offset", data FROM task_logs WHERE task_id = $1 AND "offset" + length(data) > $2 AND "offset" < $3 ORDER BY "offset"`,
+      [taskId, offset, offset + maxBytes],
+    );
+    const parts: Buffer[] = [];
+    let at = offset;
+    for (const c of chunks.rows) {
+      const start = Number(c.offset);
+      const buf = Buffer.from(c.data);
+      if (start > at) break;
+      const slice = buf.subarray(at - start, Math.min(buf.length, offset + maxBytes - start));
+      parts.push(slice);
+      at += slice.length;
+    }
+    const total = row.log_total === null ? null : Number(row.log_total);
+    return { data: Buffer.concat(parts), offset, next: at, complete: total !== null && at >= total && FINAL_TASK_STATES.includes(row.state) };
+  }
+}
+
+export interface TargetStatusView {
+  environment: string;
+  target: string;
+  targetId: string;
+  kind: string;
+  agentId: string | null;
+  /** What Ferry last deployed there successfully. */
+  deployed: { deploymentId: string; taskId: string; releaseId: string; release: string; images: TaskImage[]; finishedAt: string } | null;
+  /** What the agent last reported from the target: its sticker and what it saw running. */
+  sticker: Record<string, unknown> | null;
+  stickerReportedAt: string | null;
+  /** in-sync | drift | not-reported | never-deployed */
+  sync: "in-sync" | "drift" | "not-reported" | "never-deployed";
+  drift: string[];
+  activeTask: { id: string; deploymentId: string; state: TaskState } | null;
+}
+
+interface StickerImage { component?: string; digest?: string; runningDigest?: string }
+
+/** Compares what Ferry deployed with what the target's sticker and running workload say. */
+export function driftOf(deployed: { images: TaskImage[]; deploymentId: string } | null, sticker: Record<string, unknown> | null): { sync: TargetStatusView["sync"]; drift: string[] } {
+  if (!sticker) return { sync: deployed ? "not-reported" : "never-deployed", drift: [] };
+  const images = (Array.isArray(sticker.images) ? sticker.images : []) as StickerImage[];
+  const drift: string[] = [];
+  if (!deployed) {
+    if (images.length > 0) drift.push("the target carries a sticker but Ferry has no successful deployment recorded for it");
+    return { sync: drift.length ? "drift" : "never-deployed", drift };
+  }
+  const stickerDeployment = typeof sticker.deploymentId === "string" ? sticker.deploymentId : "";
+  if (stickerDeployment && stickerDeployment !== deployed.deploymentId) {
+    drift.push(`sticker names deployment ${stickerDeployment}, Ferry last deployed ${deployed.deploymentId}`);
+  }
+  const observedState = typeof sticker.observedState === "string" ? sticker.observedState : "";
+  const observed = observedState !== "unknown" && observedState !== "";
+  for (const want of deployed.images) {
+    const got = images.find((i) => i.component === want.component);
+    if (!got) {
+      drift.push(`sticker has no ${want.component}`);
+      continue;
+    }
+    if (got.digest !== want.digest) drift.push(`${want.component}: sticker says ${got.digest}, Ferry deployed ${want.digest}`);
+    if (observed && got.runningDigest !== undefined && got.runningDigest !== want.digest) {
+      drift.push(got.runningDigest ? `${want.component}: running ${got.runningDigest}, Ferry deployed ${want.digest}` : `${want.component}: not running`);
+    }
+  }
+  if (observed && observedState !== "running") {
+    drift.push(`target observed ${observedState}`);
+  }
+  return { sync: drift.length ? "drift" : "in-sync", drift: [...new Set(drift)] };
+}
+
+/** Recomputes a deployment's state from its tasks. Call inside the transaction that changed a task. */
+export async function refreshDeploymentState(tx: Queryable, deploymentId: string): Promise<DeploymentState> {
+  const r = await tx.query<{ state: TaskState; n: string | number }>("SELECT state, count(*) AS n FROM tasks WHERE deployment_id = $1 GROUP BY state", [deploymentId]);
+  const counts = new Map(r.rows.map((x) => [x.state, Number(x.n)]));
+  const n = (s: TaskState) => counts.get(s) ?? 0;
+  const total = [...counts.values()].reduce((a, b) => a + b, 0);
+  const active = n("queued") + n("leased") + n("running");
+  let state: DeploymentState;
+  if (active > 0) state = n("queued") === total ? "queued" : "running";
+  else if (n("succeeded") === total) state = "succeeded";
+  else if (n("cancelled") === total) state = "cancelled";
+  else state = "failed";
+  await tx.query(
+    `UPDATE deployments SET state = $2, updated_at = now(), finished_at = CASE WHEN $3 THEN coalesce(finished_at, now()) ELSE NULL END WHERE id = $1 AND state IS DISTINCT FROM $2`,
+    [deploymentId, state, active === 0],
+  );
+  return state;
+}
