@@ -35,8 +35,9 @@ fi
 as_root rm -f "$DOCKER_PIDFILE"
 
 if [ -n "$purge" ]; then
-  # Leftover mounts under the data root would make rm fail half-way; unmount what is still mounted there first.
-  { grep -o " $DOCKER_DATA_ROOT[^ ]*" /proc/mounts || true; } | sort -r | while read -r m; do as_root umount "$m" || true; done
+  # dockerd leaves its default network namespace mounted under the exec root (and a crash may leave layers mounted
+  # under the data root); rm would fail on them half-way, so unmount what is still mounted there first.
+  { grep -oE " ($DOCKER_DATA_ROOT|$DOCKER_RUN_DIR/exec)[^ ]*" /proc/mounts || true; } | sort -r | while read -r m; do as_root umount "$m" || true; done
   as_root rm -rf "$DOCKER_DATA_ROOT" "$DOCKER_RUN_DIR/exec"
   log "removed $DOCKER_DATA_ROOT"
 fi

@@ -8,9 +8,9 @@
 // static busybox (Debian's busybox-static) and its applet symlinks, plus a /www directory served by busybox httpd on
 // a loopback port. They are pushed with the docker CLI to a registry from ./registry.ts (Docker treats registries on
 // 127.0.0.0/8 as insecure, so plain HTTP works with no daemon config), which gives them a real registry digest.
-import { execFile } from "node:child_process";
+import { execFile, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, copyFileSync } from "node:fs";
+import { closeSync, existsSync, readFileSync, mkdirSync, mkdtempSync, openSync, readSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, copyFileSync } from "node:fs";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -241,7 +241,10 @@ export async function buildTestImage(opts: TestImageOptions): Promise<TestImage>
     if (healthy) writeFileSync(join(work, "www", "health"), "ok\n");
     await tar(["--owner=0", "--group=0", "--numeric-owner", "-C", work, "-rf", image, "./www"]);
 
-    const changes = [`CMD ["httpd", "-f", "-p", "127.0.0.1:${opts.port}", "-h", "/www"]`, `LABEL test.ferry.version=${JSON.stringify(opts.version)}`];
+    // httpd as PID 1 would ignore SIGTERM (PID 1 has no default handlers) and every stop would wait out the engine's
+    // timeout; a shell that exits on TERM makes stops instant.
+    const httpd = `httpd -f -p 127.0.0.1:${opts.port} -h /www`;
+    const changes = [`CMD ["sh", "-c", ${JSON.stringify(`trap 'exit 0' TERM INT; ${httpd} & wait`)}]`, `LABEL test.ferry.version=${JSON.stringify(opts.version)}`];
     if (opts.dockerHealthcheck) {
       changes.push(`HEALTHCHECK --interval=1s --timeout=1s --retries=3 CMD wget -q -O /dev/null http://127.0.0.1:${opts.port}/health`);
     }
@@ -266,4 +269,103 @@ export async function buildTestImage(opts: TestImageOptions): Promise<TestImage>
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// A private engine, for tests that stop and restart the daemon (doing that to the shared test engine would pull
+// the floor from under every other suite). It needs root and dockerd; it has its own data root, exec root,
+// pidfile and socket under one temp directory, and the same no-bridge, no-iptables flags as scripts/test-env.sh.
+
+export interface PrivateDockerd {
+  socketPath: string;
+  /** The dockerd PID while it runs. */
+  pid(): number | undefined;
+  /** SIGTERM by PID (the engine stops its containers), SIGKILL after 30 s. */
+  stop(): Promise<void>;
+  /** Starts it again on the same data root and waits until it answers. */
+  start(): Promise<void>;
+  /** Stops it and deletes its directory. */
+  destroy(): Promise<void>;
+  logs(): string;
+}
+
+export const DOCKERD_BIN = process.env["FERRY_TEST_DOCKERD"] ?? "/usr/sbin/dockerd";
+
+/** Why a private engine cannot run here, or false. */
+export function privateDockerdSkipReason(): string | false {
+  if (process.getuid?.() !== 0) return "starting a private dockerd needs root";
+  if (!existsSync(DOCKERD_BIN)) return `${DOCKERD_BIN} is not installed (scripts/test-env.sh installs docker.io)`;
+  return false;
+}
+
+export async function startPrivateDockerd(): Promise<PrivateDockerd> {
+  // Short: containerd's socket lives under the exec root and unix socket paths are limited to 108 bytes.
+  const dir = mkdtempSync("/tmp/fdk-");
+  const socketPath = join(dir, "docker.sock");
+  let child: ChildProcess | undefined;
+  let exited: Promise<void> = Promise.resolve();
+  let output = "";
+
+  const start = async () => {
+    const c = spawn(
+      DOCKERD_BIN,
+      [
+        "--host", `unix://${socketPath}`,
+        "--data-root", join(dir, "root"),
+        "--exec-root", join(dir, "exec"),
+        "--pidfile", join(dir, "docker.pid"),
+        "--bridge=none", "--iptables=false", "--ip6tables=false",
+      ],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    child = c;
+    c.stdout?.setEncoding("utf8").on("data", (d: string) => (output += d));
+    c.stderr?.setEncoding("utf8").on("data", (d: string) => (output += d));
+    exited = new Promise<void>((resolve) => c.once("exit", () => resolve()));
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      if (c.exitCode !== null || c.signalCode !== null) throw new Error(`the private dockerd exited (${c.exitCode ?? c.signalCode}): ${output.slice(-2000)}`);
+      if ((await pingDocker(socketPath, 1000)) === "") return;
+      if (Date.now() > deadline) throw new Error(`the private dockerd did not answer within 60 s: ${output.slice(-2000)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+  const stop = async () => {
+    const c = child;
+    if (!c || c.pid === undefined || c.exitCode !== null || c.signalCode !== null) return;
+    const pid = c.pid;
+    process.kill(pid, "SIGTERM");
+    const killer = setTimeout(() => {
+      if (c.exitCode === null && c.signalCode === null) process.kill(pid, "SIGKILL");
+    }, 30_000);
+    await exited;
+    clearTimeout(killer);
+  };
+
+  try {
+    await start();
+  } catch (err) {
+    await stop();
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+  return {
+    socketPath,
+    pid: () => (child && child.exitCode === null && child.signalCode === null ? child.pid : undefined),
+    stop,
+    start,
+    async destroy() {
+      await stop();
+      // dockerd leaves its default network namespace mounted under the exec root; unmount what is left, deepest first.
+      const mounts = readFileSync("/proc/mounts", "utf8")
+        .split("\n")
+        .map((l) => l.split(" ")[1] ?? "")
+        .filter((m) => m.startsWith(`${dir}/`))
+        .sort()
+        .reverse();
+      for (const m of mounts) spawnSync("umount", [m]);
+      rmSync(dir, { recursive: true, force: true });
+    },
+    logs: () => output,
+  };
 }

@@ -1,0 +1,496 @@
+// The Docker driver against a real Docker Engine and a real registry on 127.0.0.1 (scripts/test-env.sh starts the
+// engine; each run starts its own registry). Test images are busybox httpd images built with `docker import` and
+// pushed to that registry (test/helpers/docker.ts); containers use host networking and listen on loopback ports.
+//
+// Without an engine the tests skip loudly; under CI=true a missing engine fails them.
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { after, before, describe, it, type TestContext } from "node:test";
+
+import Docker from "dockerode";
+
+import {
+  buildTestImage,
+  dockerEngine,
+  dockerSkipReason,
+  loudSkip,
+  privateDockerdSkipReason,
+  startPrivateDockerd,
+  type TestImage,
+} from "../../../../test/helpers/docker.js";
+import { freePort, registrySkipReason, startRegistry, type TestRegistry } from "../../../../test/helpers/registry.js";
+import { waitFor } from "../../../../test/helpers/wait.js";
+import { DriverError, type DeployPlan, type ProgressSink, type TargetRef } from "../types.js";
+import { DockerDriver } from "./docker-driver.js";
+
+const SUITE = "Docker driver integration tests";
+let skipReason: string | false = false;
+let setupError: unknown;
+try {
+  skipReason = (await dockerSkipReason(SUITE)) || registrySkipReason();
+  if (skipReason && !skipReason.startsWith("Docker Engine not available")) loudSkip(SUITE, skipReason);
+} catch (err) {
+  // CI=true and no engine (or registry): every test fails with this.
+  setupError = err;
+}
+
+/** Skips (loudly) or fails the test when the suite cannot run here; true when it can. */
+function canRun(t: TestContext): boolean {
+  if (setupError) throw setupError;
+  if (skipReason) {
+    t.skip(skipReason);
+    return false;
+  }
+  return true;
+}
+
+const RUN = `ferry-dd-${randomBytes(3).toString("hex")}`;
+let registry: TestRegistry;
+let socketPath: string;
+let docker: Docker;
+let driver: DockerDriver;
+
+class Recorder implements ProgressSink {
+  readonly steps: string[] = [];
+  readonly lines: string[] = [];
+  onStep: ((step: string) => void) | undefined;
+  step(step: string): void {
+    this.steps.push(step);
+    this.onStep?.(step);
+  }
+  log(line: string): void {
+    this.lines.push(line);
+  }
+}
+
+let seq = 0;
+function containerName(label: string): string {
+  return `${RUN}-${label}-${++seq}`;
+}
+
+function target(container: string, extra: Record<string, unknown> = {}): TargetRef {
+  return { id: `tgt-${container}`, name: container, kind: "docker", config: { container, ...extra } };
+}
+
+type Pinnable = TestImage | { repository: string; digest: string; ref?: string };
+
+function plan(p: { container: string; image: Pinnable; taskId?: string; config?: Record<string, unknown>; version?: string }): DeployPlan {
+  // A TestImage's `ref` is its tag; the pin is repository@digest unless a test forges `ref` on purpose.
+  const ref = "pinned" in p.image ? p.image.pinned : (p.image.ref ?? `${p.image.repository}@${p.image.digest}`);
+  return {
+    taskId: p.taskId ?? `task-${randomBytes(4).toString("hex")}`,
+    deploymentId: `dep-${randomBytes(4).toString("hex")}`,
+    action: "deploy",
+    release: { id: `rel-${p.version ?? "x"}`, name: "shop", version: p.version ?? "0.0.0" },
+    target: target(p.container, p.config ?? {}),
+    images: [{ component: "web", repository: p.image.repository, digest: p.image.digest, ref }],
+    credentials: () => undefined,
+  };
+}
+
+async function image(port: number, version: string, opts: { healthy?: boolean; dockerHealthcheck?: boolean; repository?: string } = {}): Promise<TestImage> {
+  return buildTestImage({
+    registry: registry.host,
+    repository: opts.repository ?? `${RUN}/web`,
+    tag: `v${version}${opts.healthy === false ? "-sick" : ""}`,
+    version,
+    port,
+    socketPath,
+    ...(opts.healthy !== undefined ? { healthy: opts.healthy } : {}),
+    ...(opts.dockerHealthcheck ? { dockerHealthcheck: true } : {}),
+  });
+}
+
+function httpHealth(port: number, timeoutSeconds = 20): Record<string, unknown> {
+  return { healthCheck: { type: "http", url: `http://127.0.0.1:${port}/health`, timeoutSeconds, intervalSeconds: 1 } };
+}
+
+async function version(port: number): Promise<string> {
+  const res = await fetch(`http://127.0.0.1:${port}/version`, { signal: AbortSignal.timeout(3000) });
+  return (await res.text()).trim();
+}
+
+/** Names of the containers of a target: the container itself and any parked previous ones. */
+async function containersOf(name: string): Promise<Array<{ id: string; name: string; state: string }>> {
+  const list = await docker.listContainers({ all: true, filters: { name: [name] } });
+  return list
+    .map((c) => ({ id: c.Id, name: (c.Names[0] ?? "").replace(/^\//, ""), state: c.State }))
+    .filter((c) => c.name === name || c.name.startsWith(`${name}.ferry-old-`));
+}
+
+async function expectDriverError(p: Promise<unknown>, code: string): Promise<DriverError> {
+  try {
+    await p;
+  } catch (err) {
+    assert.ok(err instanceof DriverError, `expected a DriverError, got ${String(err)}`);
+    assert.equal(err.code, code, `expected ${code}, got ${err.code}: ${err.message} ${JSON.stringify(err.details)}`);
+    return err;
+  }
+  assert.fail(`expected DriverError ${code}, the deploy succeeded`);
+}
+
+describe("DockerDriver against a real engine", { concurrency: false }, () => {
+  before(async () => {
+    if (skipReason || setupError) return;
+    socketPath = (await dockerEngine()).socketPath;
+    docker = new Docker({ socketPath });
+    driver = new DockerDriver({ socketPath, stopTimeoutSeconds: 2, settleMs: 500 });
+    registry = await startRegistry();
+  });
+
+  after(async () => {
+    if (skipReason || setupError || !docker) return;
+    for (const c of await docker.listContainers({ all: true, filters: { name: [RUN] } })) {
+      await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
+    }
+    // Images pulled from this run's registry (its port is random, so they would pile up in the test engine).
+    for (const img of await docker.listImages()) {
+      if ((img.RepoDigests ?? []).some((d) => d.startsWith(`${registry.host}/`))) await docker.getImage(img.Id).remove({ force: true }).catch(() => undefined);
+    }
+    await registry?.stop();
+  });
+
+  it("reports the engine as available", async (t) => {
+    if (!canRun(t)) return;
+    const a = await driver.available();
+    assert.equal(a.ok, true, a.detail);
+    assert.match(a.detail, /Docker Engine/);
+    const none = await new DockerDriver({ socketPath: "/nonexistent/docker.sock" }).available();
+    assert.equal(none.ok, false);
+  });
+
+  it("first deploy: pulls by digest, verifies, creates, starts and health-checks the container", async (t) => {
+    if (!canRun(t)) return;
+    const port = await freePort();
+    const v1 = await image(port, "1.0.0");
+    const name = containerName("first");
+    const progress = new Recorder();
+    const p = plan({ container: name, image: v1, config: httpHealth(port), version: "1.0.0" });
+
+    const before = await driver.inspect(p.target);
+    assert.equal(before.state, "missing");
+
+    const outcome = await driver.deploy(p, new AbortController().signal, progress);
+    assert.deepEqual(progress.steps, ["pull", "verify", "create", "stop-old", "start", "health", "cleanup"]);
+    assert.equal(outcome.running[0]?.digest, v1.digest);
+    assert.equal(outcome.running[0]?.containerName, name);
+    assert.equal(await version(port), "1.0.0");
+    // Pull progress is summarised, not streamed event by event.
+    assert.ok(progress.lines.length < 40, progress.lines.join("\n"));
+    assert.ok(progress.lines.some((l) => l.includes(v1.digest)));
+
+    const info = await docker.getContainer(name).inspect();
+    assert.equal(info.HostConfig.NetworkMode, "host");
+    assert.equal(info.HostConfig.RestartPolicy?.Name, "unless-stopped");
+    assert.equal(info.Config.Image, v1.pinned);
+    assert.equal(info.Config.Labels["ferry.task"], p.taskId);
+    assert.equal(info.Config.Labels["ferry.digest"], v1.digest);
+    assert.equal(info.Config.Labels["ferry.deployment"], p.deploymentId);
+    assert.equal(info.Config.Labels["ferry.release"], p.release.id);
+    assert.equal(info.Config.Labels["ferry.release.name"], "shop");
+    assert.equal(info.Config.Labels["ferry.release.version"], "1.0.0");
+    assert.equal(info.Config.Labels["ferry.component"], "web");
+    assert.equal(info.Config.Labels["ferry.target"], p.target.id);
+
+    const seen = await driver.inspect(p.target);
+    assert.equal(seen.state, "running");
+    assert.equal(seen.running[0]?.digest, v1.digest);
+    assert.equal(seen.running[0]?.repository, v1.repository);
+    assert.equal(seen.labels["ferry.task"], p.taskId);
+    assert.deepEqual(seen.details["leftovers"], []);
+  });
+
+  it("replaces the container with a new digest and removes the old one", async (t) => {
+    if (!canRun(t)) return;
+    const port = await freePort();
+    const [v1, v2] = [await image(port, "1.0.0"), await image(port, "2.0.0")];
+    assert.notEqual(v1.digest, v2.digest);
+    const name = containerName("replace");
+    const first = await driver.deploy(plan({ container: name, image: v1, config: httpHealth(port) }), new AbortController().signal, new Recorder());
+    const oldId = first.running[0]?.containerId;
+
+    const outcome = await driver.deploy(plan({ container: name, image: v2, config: httpHealth(port) }), new AbortController().signal, new Recorder());
+    assert.equal(outcome.running[0]?.digest, v2.digest);
+    assert.equal(outcome.details?.["replaced"], oldId);
+    assert.equal(await version(port), "2.0.0");
+    const left = await containersOf(name);
+    assert.deepEqual(left.map((c) => c.name), [name]);
+    assert.notEqual(left[0]?.id, oldId);
+    const seen = await driver.inspect(target(name));
+    assert.equal(seen.running[0]?.digest, v2.digest);
+  });
+
+  it("an image that never becomes healthy: the old container is restored and details carry the health output", async (t) => {
+    if (!canRun(t)) return;
+    const port = await freePort();
+    const v1 = await image(port, "1.0.0");
+    const sick = await image(port, "2.0.0", { healthy: false });
+    const name = containerName("sick");
+    const first = await driver.deploy(plan({ container: name, image: v1, config: httpHealth(port) }), new AbortController().signal, new Recorder());
+    const oldId = first.running[0]?.containerId;
+
+    const progress = new Recorder();
+    const err = await expectDriverError(driver.deploy(plan({ container: name, image: sick, config: httpHealth(port, 3) }), new AbortController().signal, progress), "HEALTH_CHECK_FAILED");
+    assert.equal(err.restored, true);
+    const health = err.details["health"] as { type: string; observed: { status?: number; body?: string } };
+    assert.equal(health.type, "http");
+    assert.equal(health.observed.status, 404);
+    assert.match(health.observed.body ?? "", /not found/i);
+    assert.deepEqual(progress.steps.slice(-2), ["health", "restore"]);
+
+    const left = await containersOf(name);
+    assert.deepEqual(left, [{ id: oldId, name, state: "running" }]);
+    assert.equal(await waitFor("the old container to serve again", async () => (await version(port).catch(() => "")) || undefined), "1.0.0");
+  });
+
+  it("uses the image's own HEALTHCHECK by default and reports its log when it turns unhealthy", async (t) => {
+    if (!canRun(t)) return;
+    const port = await freePort();
+    const good = await image(port, "1.0.0", { dockerHealthcheck: true });
+    const bad = await image(port, "2.0.0", { dockerHealthcheck: true, healthy: false });
+    const name = containerName("dockerhc");
+    const progress = new Recorder();
+    const ok = await driver.deploy(plan({ container: name, image: good }), new AbortController().signal, progress);
+    assert.equal((ok.details?.["health"] as { type: string }).type, "docker");
+
+    const err = await expectDriverError(driver.deploy(plan({ container: name, image: bad }), new AbortController().signal, new Recorder()), "HEALTH_CHECK_FAILED");
+    assert.equal(err.restored, true);
+    const health = err.details["health"] as { observed: { status: string; log: Array<{ exitCode: number; output: string }> } };
+    assert.equal(health.observed.status, "unhealthy");
+    assert.ok(health.observed.log.length > 0);
+    assert.ok(health.observed.log.every((e) => e.exitCode !== 0));
+    assert.equal((await containersOf(name))[0]?.id, ok.running[0]?.containerId);
+  });
+
+  it("a container that exits at once fails fast with its exit code and output", async (t) => {
+    if (!canRun(t)) return;
+    const port = await freePort();
+    const v1 = await image(port, "1.0.0");
+    const name = containerName("exits");
+    const started = Date.now();
+    const err = await expectDriverError(
+      driver.deploy(
+        plan({ container: name, image: v1, config: { command: ["sh", "-c", "echo boom >&2; exit 3"], ...httpHealth(port, 30) } }),
+        new AbortController().signal,
+        new Recorder(),
+      ),
+      "HEALTH_CHECK_FAILED",
+    );
+    assert.ok(Date.now() - started < 15_000, "should not wait out the 30 s timeout");
+    const observed = (err.details["health"] as { observed: { container: { exitCode: number; logs: string } } }).observed;
+    assert.equal(observed.container.exitCode, 3);
+    assert.match(observed.container.logs, /boom/);
+    // There was no previous container: the target is empty again.
+    assert.equal(err.restored, true);
+    assert.deepEqual(await containersOf(name), []);
+  });
+
+  it("digest mismatch: a registry serving other content for the pinned digest never reaches a container", async (t) => {
+    if (!canRun(t)) return;
+    const port = await freePort();
+    const [v1, v2] = [await image(port, "1.0.0"), await image(port, "2.0.0")];
+    const name = containerName("tamper");
+    const first = await driver.deploy(plan({ container: name, image: v1, config: httpHealth(port) }), new AbortController().signal, new Recorder());
+
+    // A loopback proxy in front of the registry that answers v2's manifest when asked for a (never pushed) digest.
+    const repo = `${RUN}/web`;
+    const forged = `sha256:${randomBytes(32).toString("hex")}`;
+    const proxy = await startTamperingProxy(registry.url, `/v2/${repo}/manifests/${forged}`, `/v2/${repo}/manifests/${v2.digest}`, forged);
+    t.after(() => proxy.close());
+    const progress = new Recorder();
+    const err = await expectDriverError(
+      driver.deploy(plan({ container: name, image: { repository: `${proxy.host}/${repo}`, digest: forged } }), new AbortController().signal, progress),
+      "DIGEST_MISMATCH",
+    );
+    assert.equal(err.restored, true);
+    assert.deepEqual(progress.steps, ["pull"]);
+    assert.ok(proxy.tampered() > 0, "the proxy should have served the forged manifest");
+    assert.deepEqual(await containersOf(name), [{ id: first.running[0]?.containerId, name, state: "running" }]);
+  });
+
+  it("digest mismatch: a pin whose ref is not repository@digest is refused before anything is pulled", async (t) => {
+    if (!canRun(t)) return;
+    const port = await freePort();
+    const [v1, v2] = [await image(port, "1.0.0"), await image(port, "2.0.0")];
+    const name = containerName("badpin");
+    const progress = new Recorder();
+    const err = await expectDriverError(
+      driver.deploy(plan({ container: name, image: { repository: v1.repository, digest: v1.digest, ref: v2.pinned } }), new AbortController().signal, progress),
+      "DIGEST_MISMATCH",
+    );
+    assert.equal(err.restored, true);
+    assert.deepEqual(progress.steps, []);
+  });
+
+  it("an unknown digest is IMAGE_PULL_FAILED and leaves the running container alone", async (t) => {
+    if (!canRun(t)) return;
+    const port = await freePort();
+    const v1 = await image(port, "1.0.0");
+    const name = containerName("unknown");
+    const first = await driver.deploy(plan({ container: name, image: v1, config: httpHealth(port) }), new AbortController().signal, new Recorder());
+    const missing = `sha256:${randomBytes(32).toString("hex")}`;
+    const err = await expectDriverError(driver.deploy(plan({ container: name, image: { repository: v1.repository, digest: missing } }), new AbortController().signal, new Recorder()), "IMAGE_PULL_FAILED");
+    assert.equal(err.restored, true);
+    assert.equal((await containersOf(name))[0]?.id, first.running[0]?.containerId);
+  });
+
+  it("inspect after a crash mid-deploy, and the next deploys recover from it", async (t) => {
+    if (!canRun(t)) return;
+    const port = await freePort();
+    const [v1, v2] = [await image(port, "1.0.0"), await image(port, "2.0.0")];
+    const sick = await image(port, "3.0.0", { healthy: false });
+    const name = containerName("crash");
+    const first = await driver.deploy(plan({ container: name, image: v1, config: httpHealth(port) }), new AbortController().signal, new Recorder());
+    const oldId = first.running[0]?.containerId ?? "";
+
+    // What a deploy leaves when the agent dies after "stop-old": the old container parked and stopped, the new one
+    // created but never started.
+    const parked = `${name}.ferry-old-${oldId.slice(0, 12)}`;
+    await docker.getContainer(oldId).rename({ name: parked });
+    await docker.getContainer(oldId).stop({ t: 1 });
+    await new Promise<void>((resolve, reject) =>
+      docker.pull(v2.pinned, {}, (err, stream) => (err || !stream ? reject(err ?? new Error("no stream")) : docker.modem.followProgress(stream, (e) => (e ? reject(e) : resolve())))),
+    );
+    await docker.createContainer({ name, Image: v2.pinned, Labels: { "ferry.task": "crashed-task", "ferry.digest": v2.digest }, HostConfig: { NetworkMode: "host" } });
+
+    const seen = await driver.inspect(target(name));
+    assert.equal(seen.state, "stopped");
+    assert.deepEqual(seen.running, []);
+    assert.equal(seen.labels["ferry.task"], "crashed-task");
+    const leftovers = seen.details["leftovers"] as Array<{ name: string; status: string; digest: string }>;
+    assert.deepEqual(leftovers.map((l) => [l.name, l.status, l.digest]), [[parked, "exited", v1.digest]]);
+    assert.match(String(seen.details["interruptedDeploy"]), /interrupted/);
+
+    // A failing deploy now restores the container that ran before the crash, not the unfinished one.
+    const err = await expectDriverError(driver.deploy(plan({ container: name, image: sick, config: httpHealth(port, 2) }), new AbortController().signal, new Recorder()), "HEALTH_CHECK_FAILED");
+    assert.equal(err.restored, true);
+    assert.deepEqual(await containersOf(name), [{ id: oldId, name, state: "running" }]);
+    assert.equal(await waitFor("v1 to serve again", async () => (await version(port).catch(() => "")) || undefined), "1.0.0");
+
+    // The same shape with the new container never created: the target's container is missing.
+    await docker.getContainer(oldId).rename({ name: parked });
+    await docker.getContainer(oldId).stop({ t: 1 });
+    const missing = await driver.inspect(target(name));
+    assert.equal(missing.state, "missing");
+    assert.match(String(missing.details["interruptedDeploy"]), /missing/);
+
+    const ok = await driver.deploy(plan({ container: name, image: v2, config: httpHealth(port) }), new AbortController().signal, new Recorder());
+    assert.equal(ok.running[0]?.digest, v2.digest);
+    assert.deepEqual((await containersOf(name)).map((c) => c.name), [name]);
+    assert.equal(await version(port), "2.0.0");
+  });
+
+  it("redeploying the same task is a no-op that reports success", async (t) => {
+    if (!canRun(t)) return;
+    const port = await freePort();
+    const v1 = await image(port, "1.0.0");
+    const name = containerName("idem");
+    const p = plan({ container: name, image: v1, config: httpHealth(port) });
+    const first = await driver.deploy(p, new AbortController().signal, new Recorder());
+    const progress = new Recorder();
+    const again = await driver.deploy(p, new AbortController().signal, progress);
+    assert.equal(again.details?.["alreadyDeployed"], true);
+    assert.equal(again.running[0]?.containerId, first.running[0]?.containerId);
+    assert.ok(!progress.steps.includes("pull") && !progress.steps.includes("create"), progress.steps.join(","));
+    // A different task with the same digest does redeploy (it is a new decision, e.g. a rollback).
+    const other = await driver.deploy({ ...p, taskId: "another-task" }, new AbortController().signal, new Recorder());
+    assert.notEqual(other.running[0]?.containerId, first.running[0]?.containerId);
+  });
+
+  it("an abort during the health check restores the old container", async (t) => {
+    if (!canRun(t)) return;
+    const port = await freePort();
+    const v1 = await image(port, "1.0.0");
+    const sick = await image(port, "2.0.0", { healthy: false });
+    const name = containerName("abort");
+    const first = await driver.deploy(plan({ container: name, image: v1, config: httpHealth(port) }), new AbortController().signal, new Recorder());
+    const ac = new AbortController();
+    const progress = new Recorder();
+    progress.onStep = (step) => {
+      if (step === "health") setTimeout(() => ac.abort(new Error("cancelled by operator")), 500);
+    };
+    const started = Date.now();
+    const err = await expectDriverError(driver.deploy(plan({ container: name, image: sick, config: httpHealth(port, 60) }), ac.signal, progress), "ABORTED");
+    assert.ok(Date.now() - started < 20_000);
+    assert.equal(err.restored, true);
+    assert.equal(err.details["step"], "health");
+    assert.deepEqual(await containersOf(name), [{ id: first.running[0]?.containerId, name, state: "running" }]);
+  });
+
+  it("survives a Docker daemon restart between two deploys (private engine)", async (t) => {
+    if (!canRun(t)) return;
+    const why = privateDockerdSkipReason();
+    if (why) {
+      loudSkip("Docker daemon restart test", why);
+      t.skip(why);
+      return;
+    }
+    const engine = await startPrivateDockerd();
+    t.after(() => engine.destroy());
+    const port = await freePort();
+    const [v1, v2] = [await image(port, "1.0.0"), await image(port, "2.0.0")];
+    const name = containerName("restart");
+    const config = { socketPath: engine.socketPath, ...httpHealth(port) };
+    const first = await driver.deploy(plan({ container: name, image: v1, config }), new AbortController().signal, new Recorder());
+    assert.equal(await version(port), "1.0.0");
+
+    await engine.stop();
+    await expectDriverError(driver.inspect(target(name, { socketPath: engine.socketPath })), "DOCKER_UNAVAILABLE");
+    await engine.start();
+    // restart policy unless-stopped: the engine brings the container back by itself.
+    const seen = await waitFor("the container to run again after the daemon restart", async () => {
+      const s = await driver.inspect(target(name, { socketPath: engine.socketPath }));
+      return s.state === "running" ? s : undefined;
+    });
+    assert.equal(seen.running[0]?.digest, v1.digest);
+    assert.equal(seen.running[0]?.containerId, first.running[0]?.containerId);
+    assert.equal(await waitFor("v1 to serve", async () => (await version(port).catch(() => "")) || undefined), "1.0.0");
+
+    const second = await driver.deploy(plan({ container: name, image: v2, config }), new AbortController().signal, new Recorder());
+    assert.equal(second.running[0]?.digest, v2.digest);
+    assert.equal(await version(port), "2.0.0");
+  });
+});
+
+/** A registry proxy that answers `swapFrom` with the response to `swapTo` (claiming digest `claim`). */
+async function startTamperingProxy(upstream: string, swapFrom: string, swapTo: string, claim: string): Promise<{ host: string; tampered(): number; close(): Promise<void> }> {
+  let tampered = 0;
+  const server: Server = createServer((req, res) => {
+    void (async () => {
+      let path = req.url ?? "/";
+      if (path === swapFrom) {
+        path = swapTo;
+        tampered++;
+      }
+      const headers: Record<string, string> = {};
+      for (const h of ["accept", "authorization", "range"]) {
+        const v = req.headers[h];
+        if (typeof v === "string") headers[h] = v;
+      }
+      const up = await fetch(`${upstream}${path}`, { method: req.method ?? "GET", headers, redirect: "manual" });
+      const body = Buffer.from(await up.arrayBuffer());
+      const out: Record<string, string> = {};
+      up.headers.forEach((v, k) => {
+        if (!["content-encoding", "transfer-encoding", "connection"].includes(k)) out[k] = v;
+      });
+      if (path === swapTo && req.url === swapFrom) out["docker-content-digest"] = claim;
+      out["content-length"] = String(body.length);
+      res.writeHead(up.status, out);
+      res.end(req.method === "HEAD" ? undefined : body);
+    })().catch((err: unknown) => {
+      res.writeHead(502).end(String(err));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+  const { port } = server.address() as AddressInfo;
+  return {
+    host: `127.0.0.1:${port}`,
+    tampered: () => tampered,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
