@@ -27,7 +27,10 @@ const walk = (d) => {
     else if (name.endsWith(".test.ts")) files.push(p);
   }
 };
-for (const d of dirs) walk(d);
+for (const d of dirs) {
+  if (statSync(d).isFile()) files.push(d);
+  else walk(d);
+}
 files.sort();
 if (files.length === 0) {
   console.error(`no test files under ${dirs.join(", ")}`);

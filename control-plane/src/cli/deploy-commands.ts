@@ -72,7 +72,7 @@ export function deployCommands(program: Command, client: () => ApiClient, print:
       if (o.target.length > 0) body["targets"] = o.target;
       let d = await client().request<DeploymentView>("POST", "/api/v1/deployments", body, o.idempotencyKey ? { "idempotency-key": o.idempotencyKey } : {});
       if (!o.json) process.stderr.write(`deployment ${d.id} queued: ${d.tasks.length} target(s)\n`);
-      if (o.wait) d = await follow(client(), d.id, !o.json, Number(o.timeout) * 1000);
+      if (o.wait) d = await follow(client(), d.id, true, Number(o.timeout) * 1000);
       print(!!o.json, d, () => summary(d));
       if (o.wait && d.state !== "succeeded") process.exitCode = 1;
     });
@@ -90,7 +90,7 @@ export function deployCommands(program: Command, client: () => ApiClient, print:
       if (o.target.length > 0) body["targets"] = o.target;
       let d = await client().request<DeploymentView>("POST", "/api/v1/rollbacks", body);
       if (!o.json) process.stderr.write(`rollback ${d.id} queued: ${d.tasks.length} target(s)\n`);
-      if (o.wait) d = await follow(client(), d.id, !o.json, Number(o.timeout) * 1000);
+      if (o.wait) d = await follow(client(), d.id, true, Number(o.timeout) * 1000);
       print(!!o.json, d, () => summary(d));
       if (o.wait && d.state !== "succeeded") process.exitCode = 1;
     });
@@ -151,7 +151,7 @@ export function deployCommands(program: Command, client: () => ApiClient, print:
     .option("--json", "print JSON")
     .action(async (id: string, o: { wait: boolean; json?: boolean }) => {
       let d = await client().request<DeploymentView>("POST", `/api/v1/deployments/${enc(id)}/retry`, {});
-      if (o.wait) d = await follow(client(), d.id, !o.json, 900_000);
+      if (o.wait) d = await follow(client(), d.id, true, 900_000);
       print(!!o.json, d, () => summary(d));
       if (o.wait && d.state !== "succeeded") process.exitCode = 1;
     });
