@@ -86,7 +86,8 @@ describe("deployments against the real Docker Engine", { skip }, () => {
     assert.ok(r.stdout.trim().startsWith("{"), `ferry deploy printed no JSON: ${r.stderr}`);
     return { code: r.code, d: JSON.parse(r.stdout) as DeploymentView, stderr: r.stderr };
   };
-  const inspect = async (name = container) => JSON.parse(await runDocker(socket, ["inspect", name]))[0] as { Id: string; Image: string; State: { Running: boolean }; Config: { Labels: Record<string, string> } };
+  type Inspected = { Id: string; Image: string; State: { Running: boolean }; Config: { Labels: Record<string, string> } };
+  const inspect = async (name = container) => (JSON.parse(await runDocker(socket, ["inspect", name])) as Inspected[])[0]!;
   const release = async (version: string, ref: string) => {
     const r = await cp.api<{ id: string }>("POST", "/api/v1/releases", { name: "shop", version, components: { web: ref } });
     assert.equal(r.status, 201, JSON.stringify(r.body));
@@ -158,7 +159,7 @@ describe("deployments against the real Docker Engine", { skip }, () => {
     assert.equal(c.Config.Labels["ferry.digest"], images.v1!.digest);
     assert.equal(c.Config.Labels["ferry.deployment"], d.id);
     assert.equal(c.Config.Labels["ferry.component"], "web");
-    const image = JSON.parse(await runDocker(socket, ["image", "inspect", c.Image]))[0] as { RepoDigests: string[] };
+    const image = (JSON.parse(await runDocker(socket, ["image", "inspect", c.Image])) as { RepoDigests: string[] }[])[0]!;
     assert.ok(image.RepoDigests.includes(images.v1!.pinned), `${JSON.stringify(image.RepoDigests)} has ${images.v1!.pinned}`);
     const targetId = ((await cp.api<{ id: string }>("GET", "/api/v1/environments/dev/targets/web")).body).id;
     const sticker = JSON.parse(readFileSync(join(agent.stateDir, "stickers", `${targetId}.json`), "utf8")) as { deploymentId: string; images: { digest: string }[]; taskId: string };

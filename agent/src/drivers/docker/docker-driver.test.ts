@@ -306,6 +306,7 @@ describe("DockerDriver against a real engine", { concurrency: false }, () => {
     );
     assert.equal(err.restored, true);
     assert.deepEqual(progress.steps, ["pull"]);
+    assert.match(err.message, /does not hash to that digest/, err.message);
     assert.ok(proxy.tampered() > 0, "the proxy should have served the forged manifest");
     assert.deepEqual(await containersOf(name), [{ id: first.running[0]?.containerId, name, state: "running" }]);
   });
