@@ -1,10 +1,13 @@
-// Fleet dashboard: polls GET /api/v1/agents every 2 s and renders the table. No framework, no build step.
+// Fleet dashboard: polls GET /api/v1/agents, /api/v1/status and /api/v1/deployments every 2 s and renders the
+// tables. No framework, no build step.
 "use strict";
 (function () {
   const KEY = "ferry.token";
   const $ = (id) => document.getElementById(id);
   let token = null;
   let agents = [];
+  let estate = [];
+  let deployments = [];
   let timer = null;
 
   const fromHash = /(?:^|[#&])token=([^&]+)/.exec(location.hash);
@@ -74,20 +77,77 @@
       }),
     );
   }
+  const short = (digest) => String(digest || "").replace(/^sha256:/, "").slice(0, 12);
+  function renderEstate() {
+    const body = $("estate");
+    body.replaceChildren();
+    for (const t of estate) {
+      const tr = document.createElement("tr");
+      tr.appendChild(cell(t.environment));
+      const name = cell(t.target);
+      name.title = t.targetId + (t.agentId ? " · agent " + t.agentId : "");
+      tr.appendChild(name);
+      tr.appendChild(cell(t.deployed ? t.deployed.release : "—"));
+      tr.appendChild(cell(t.deployed ? t.deployed.images.map((i) => i.component + "@" + short(i.digest)).join(", ") : "—"));
+      const sync = document.createElement("td");
+      const badge = document.createElement("span");
+      badge.className = "badge sync-" + t.sync;
+      badge.textContent = t.sync;
+      sync.appendChild(badge);
+      tr.appendChild(sync);
+      tr.appendChild(cell(t.activeTask ? t.activeTask.state + " · " + t.activeTask.deploymentId : ""));
+      const drift = cell(t.drift.join("; "), t.drift.length ? "warn" : "");
+      drift.style.whiteSpace = "normal";
+      tr.appendChild(drift);
+      body.appendChild(tr);
+    }
+    $("estate-empty").hidden = estate.length > 0;
+    const list = $("deployments");
+    list.replaceChildren();
+    for (const d of deployments) {
+      const tr = document.createElement("tr");
+      tr.appendChild(cell(d.id));
+      tr.appendChild(cell(d.action));
+      tr.appendChild(cell(d.release ? d.release.name + "@" + d.release.version : "previous releases"));
+      tr.appendChild(cell(d.environment));
+      const st = document.createElement("td");
+      const badge = document.createElement("span");
+      badge.className = "badge dep-" + d.state;
+      badge.textContent = d.state;
+      st.appendChild(badge);
+      tr.appendChild(st);
+      tr.appendChild(cell(d.tasks.map((t) => t.target.name + " " + t.state).join(", ")));
+      tr.appendChild(cell(ago(d.createdAt)));
+      tr.appendChild(cell(d.requestedBy));
+      list.appendChild(tr);
+    }
+  }
+  async function getJson(path) {
+    const res = await fetch(path, { headers: { authorization: "Bearer " + token } });
+    if (res.status === 401 || res.status === 403) {
+      const body = await res.json().catch(() => ({}));
+      const err = new Error(body.error ? body.error.message : "the token was refused");
+      err.auth = true;
+      throw err;
+    }
+    if (!res.ok) throw new Error("HTTP " + res.status + " from " + path);
+    return res.json();
+  }
   async function refresh() {
     try {
-      const res = await fetch("/api/v1/agents", { headers: { authorization: "Bearer " + token } });
-      if (res.status === 401 || res.status === 403) {
-        const body = await res.json().catch(() => ({}));
-        logout(body.error ? body.error.message : "the token was refused");
-        return;
-      }
-      if (!res.ok) throw new Error("HTTP " + res.status);
-      agents = (await res.json()).agents;
+      const [a, s, d] = await Promise.all([getJson("/api/v1/agents"), getJson("/api/v1/status"), getJson("/api/v1/deployments?limit=10")]);
+      agents = a.agents;
+      estate = s.targets;
+      deployments = d.deployments;
+      renderEstate();
       $("fetch-error").textContent = "";
       $("updated").textContent = "updated " + new Date().toLocaleTimeString();
       render();
     } catch (e) {
+      if (e.auth) {
+        logout(e.message);
+        return;
+      }
       $("fetch-error").textContent = "Cannot reach the control plane: " + e.message;
     }
   }
