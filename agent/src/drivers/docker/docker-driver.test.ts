@@ -17,13 +17,14 @@ import {
   dockerSkipReason,
   loudSkip,
   privateDockerdSkipReason,
+  runDocker,
   startPrivateDockerd,
   type TestImage,
 } from "../../../../test/helpers/docker.js";
 import { freePort, registrySkipReason, startRegistry, type TestRegistry } from "../../../../test/helpers/registry.js";
 import { waitFor } from "../../../../test/helpers/wait.js";
 import { DriverError, type DeployPlan, type ProgressSink, type TargetRef } from "../types.js";
-import { DockerDriver } from "./docker-driver.js";
+import { DockerDriver, pickImage, resolveSocketPath } from "./docker-driver.js";
 
 const SUITE = "Docker driver integration tests";
 let skipReason: string | false = false;
@@ -130,6 +131,50 @@ async function expectDriverError(p: Promise<unknown>, code: string): Promise<Dri
   }
   assert.fail(`expected DriverError ${code}, the deploy succeeded`);
 }
+
+describe("DockerDriver without an engine", () => {
+  const digest = (c: string) => `sha256:${c.repeat(64)}`;
+  const pin = (component: string, d = digest("a")) => ({ component, repository: `127.0.0.1:5000/shop/${component}`, digest: d, ref: `127.0.0.1:5000/shop/${component}@${d}` });
+  const planWith = (images: DeployPlan["images"]): DeployPlan => ({ ...plan({ container: "web", image: { repository: "r/x", digest: digest("0") } }), images });
+
+  it("picks the one image, or the configured component", () => {
+    assert.equal(pickImage(planWith([pin("web")]), { container: "web" }).component, "web");
+    assert.equal(pickImage(planWith([pin("web"), pin("api")]), { container: "web", component: "api" }).component, "api");
+  });
+
+  it("refuses an ambiguous, missing or malformed pin", () => {
+    const code = (fn: () => unknown) => {
+      try {
+        fn();
+      } catch (err) {
+        assert.ok(err instanceof DriverError);
+        assert.equal(err.restored, true);
+        return err.code;
+      }
+      return "no error";
+    };
+    assert.equal(code(() => pickImage(planWith([pin("web"), pin("api")]), { container: "web" })), "INVALID_TARGET_CONFIG");
+    assert.equal(code(() => pickImage(planWith([pin("web")]), { container: "web", component: "db" })), "INVALID_TARGET_CONFIG");
+    assert.equal(code(() => pickImage(planWith([]), { container: "web" })), "INVALID_TARGET_CONFIG");
+    assert.equal(code(() => pickImage(planWith([{ ...pin("web"), ref: "127.0.0.1:5000/shop/web:latest" }]), { container: "web" })), "DIGEST_MISMATCH");
+    assert.equal(code(() => pickImage(planWith([pin("web", "sha256:abc")]), { container: "web" })), "DIGEST_MISMATCH");
+  });
+
+  it("chooses the socket: target config, then driver option, then DOCKER_HOST, then the default", () => {
+    assert.equal(resolveSocketPath({ socketPath: "/a.sock" }, "/b.sock", { DOCKER_HOST: "unix:///c.sock" }), "/a.sock");
+    assert.equal(resolveSocketPath({}, "/b.sock", { DOCKER_HOST: "unix:///c.sock" }), "/b.sock");
+    assert.equal(resolveSocketPath({}, undefined, { DOCKER_HOST: "unix:///c.sock" }), "/c.sock");
+    assert.equal(resolveSocketPath({}, undefined, { DOCKER_HOST: "tcp://10.0.0.1:2375" }), "/var/run/docker.sock");
+    assert.equal(resolveSocketPath({}, undefined, {}), "/var/run/docker.sock");
+  });
+
+  it("an unreachable engine is DOCKER_UNAVAILABLE, with nothing changed", async () => {
+    const d = new DockerDriver({ socketPath: "/nonexistent/docker.sock" });
+    await assert.rejects(d.inspect(target("web")), (err: unknown) => err instanceof DriverError && err.code === "DOCKER_UNAVAILABLE");
+    const p = plan({ container: "web", image: { repository: "127.0.0.1:5000/shop/web", digest: digest("a") } });
+    await assert.rejects(d.deploy(p, new AbortController().signal, new Recorder()), (err: unknown) => err instanceof DriverError && err.code === "DOCKER_UNAVAILABLE" && err.restored);
+  });
+});
 
 describe("DockerDriver against a real engine", { concurrency: false }, () => {
   before(async () => {
@@ -351,9 +396,7 @@ describe("DockerDriver against a real engine", { concurrency: false }, () => {
     const parked = `${name}.ferry-old-${oldId.slice(0, 12)}`;
     await docker.getContainer(oldId).rename({ name: parked });
     await docker.getContainer(oldId).stop({ t: 1 });
-    await new Promise<void>((resolve, reject) =>
-      docker.pull(v2.pinned, {}, (err, stream) => (err || !stream ? reject(err ?? new Error("no stream")) : docker.modem.followProgress(stream, (e) => (e ? reject(e) : resolve())))),
-    );
+    await runDocker(socketPath, ["pull", "--quiet", v2.pinned]);
     await docker.createContainer({ name, Image: v2.pinned, Labels: { "ferry.task": "crashed-task", "ferry.digest": v2.digest }, HostConfig: { NetworkMode: "host" } });
 
     const seen = await driver.inspect(target(name));

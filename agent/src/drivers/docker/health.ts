@@ -80,7 +80,7 @@ async function httpProbe(url: string, timeoutMs: number, signal: AbortSignal): P
     const body = snippet(await res.text());
     return { ok: res.status >= 200 && res.status < 300, observed: { status: res.status, body } };
   } catch (err) {
-    if (signal.aborted) throw err;
+    signal.throwIfAborted();
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
     return { ok: false, observed: { error: cause?.code ?? cause?.message ?? (err as Error).message } };
   }
@@ -174,6 +174,10 @@ export async function waitHealthy(
     if (Date.now() >= deadline) return result(false, `not healthy within ${Math.round(check.timeoutMs / 1000)} s`);
     const wait = Math.min(delay, check.intervalMs, Math.max(0, deadline - Date.now()));
     delay *= 2;
-    await sleep(wait, undefined, { signal });
+    // timers/promises rejects with its own AbortError; callers get the signal's reason, as from throwIfAborted.
+    await sleep(wait, undefined, { signal }).catch((err: unknown) => {
+      signal.throwIfAborted();
+      throw err;
+    });
   }
 }
