@@ -208,6 +208,7 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
       // After a start, agents need a moment to reconnect and renew the leases of what they are running.
       expireRunningAfter: () => readySince() + offlineAfterMs(policy),
       now: () => clock.now(),
+      sweepIntervalMs: cfg.taskSweepIntervalMs,
     });
     dispatcher.start();
     cleanups.push(() => dispatcher.stop());

@@ -105,7 +105,8 @@ describe("deployments against the real Docker Engine", { skip }, () => {
     sql = new pg.Client({ connectionString: db.url });
     reg = await startRegistry();
     port = await freePort();
-    cp = await TestControlPlane.start({ databaseUrl: db.url, extraArgs: ["--task-ack-timeout", "3s", "--liveness-grace", "2s"] });
+    // A long sweep interval: delivery must come from the push path (LISTEN/NOTIFY, Hello), not the safety-net sweep.
+    cp = await TestControlPlane.start({ databaseUrl: db.url, extraArgs: ["--task-ack-timeout", "3s", "--liveness-grace", "2s", "--task-sweep-interval", "30s"] });
     await sql.connect();
     for (const [name, version, healthy] of [["v1", "1", true], ["v2", "2", true], ["bad", "bad", false], ["v3", "3", true]] as const) {
       images[name] = await buildTestImage({ registry: reg.host, repository: "shop/web", tag: version, version: `web ${version}`, port, healthy });
@@ -176,6 +177,9 @@ describe("deployments against the real Docker Engine", { skip }, () => {
     const log = await cp.cli(["deployment", "show", d.id, "--logs"]);
     assert.equal(log.code, 0, log.stderr);
     assert.match(log.stderr, /\[health\]/);
+    // The log arrives whole and once: every step line exactly once, in order.
+    assert.equal((log.stderr.match(/\[start\]/g) ?? []).length, 1, log.stderr);
+    assert.equal((log.stderr.match(/\[sticker\]/g) ?? []).length, 1, log.stderr);
   });
 
   it("replaces the running container with a new release, then rolls back to exactly the previous digest", async () => {
@@ -220,6 +224,27 @@ describe("deployments against the real Docker Engine", { skip }, () => {
     assert.equal(d.tasks[0]?.images[0]?.digest, images.v3!.digest);
     assert.deepEqual(await httpGet(port, "/version"), { status: 200, body: "web 3" });
     assert.equal((await inspect()).Config.Labels["ferry.digest"], images.v3!.digest);
+  });
+
+  it("delivers a deployment queued through another replica to the agent connected here (LISTEN/NOTIFY)", async () => {
+    const replica = await TestControlPlane.start({
+      databaseUrl: db.url,
+      extraArgs: ["--ca-dir", join(cp.dataDir, "ca"), "--task-signing-dir", join(cp.dataDir, "task-signing"), "--task-ack-timeout", "3s"],
+    });
+    try {
+      const started = Date.now();
+      const r = await replica.api<DeploymentView>("POST", "/api/v1/deployments", { release: "shop@2", environment: "dev" }, cp.adminToken);
+      assert.equal(r.status, 201, JSON.stringify(r.body));
+      const d = await waitDeployment(r.body.id, (x) => x.state === "succeeded" || x.state === "failed", "the deployment queued on the other replica");
+      assert.equal(d.state, "succeeded", JSON.stringify(d));
+      // Pushed at once through NOTIFY, not found by the (30 s) sweep of the replica holding the stream.
+      const t = d.tasks[0]!;
+      const delivered = await cp.api<{ tasks: { startedAt: string | null }[] }>("GET", `/api/v1/deployments/${d.id}`);
+      assert.ok(Date.parse(delivered.body.tasks[0]!.startedAt!) - started < 10_000, `accepted ${delivered.body.tasks[0]!.startedAt} for ${t.id}`);
+      assert.deepEqual(await httpGet(port, "/version"), { status: 200, body: "web 2" });
+    } finally {
+      await replica.stop();
+    }
   });
 
   describe("tampered and replayed tasks are refused before anything runs", () => {

@@ -25,7 +25,7 @@ describe("replicas on a shared PostgreSQL server", { skip: baseUrl ? false : POS
 
   before(async () => {
     db = await createDatabase(baseUrl as string);
-    const common = { databaseUrl: db.url, extraArgs: ["--ca-dir", join(shared, "ca"), "--liveness-grace", "2s"] };
+    const common = { databaseUrl: db.url, extraArgs: ["--ca-dir", join(shared, "ca"), "--task-signing-dir", join(shared, "task-signing"), "--liveness-grace", "2s"] };
     [a, b] = await Promise.all([TestControlPlane.start(common), TestControlPlane.start(common)]);
     // The admin token is created once, by whichever replica won the bootstrap lock; it works on both.
     adminToken = [a, b].map((r) => join(r.dataDir, "admin-token")).filter((f) => existsSync(f)).map((f) => readFileSync(f, "utf8").trim())[0] as string;

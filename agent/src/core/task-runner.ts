@@ -61,6 +61,8 @@ export class TaskRunner {
   /** Per-target chains: tasks for one target run one after another. */
   readonly #targetChains = new Map<string, Promise<void>>();
   readonly #cursors = new Map<string, LogCursor>();
+  /** Tasks whose log is being pumped now → whether another round was requested meanwhile. */
+  readonly #pumping = new Map<string, boolean>();
   readonly #observed = new Map<string, Observation>();
   #stickersDirty = true;
   #heartbeats = 0;
@@ -316,20 +318,40 @@ export class TaskRunner {
     });
   }
 
-  /** Sends spooled log bytes of a task beyond what was sent on this stream. */
+  /**
+   * Sends spooled log bytes of a task beyond what was sent on this stream. One pump per task at a time (a chunk's
+   * offset and bytes must come from the same read); a request during a pump makes it go round once more.
+   */
   async #pump(taskId: string): Promise<void> {
+    if (this.#pumping.has(taskId)) {
+      this.#pumping.set(taskId, true);
+      return;
+    }
+    this.#pumping.set(taskId, false);
+    try {
+      for (;;) {
+        await this.#pumpOnce(taskId);
+        if (this.#pumping.get(taskId) !== true) break;
+        this.#pumping.set(taskId, false);
+      }
+    } finally {
+      this.#pumping.delete(taskId);
+    }
+  }
+
+  async #pumpOnce(taskId: string): Promise<void> {
     if (!this.#o.session.streamReady) return;
     let cursor = this.#cursors.get(taskId);
     if (!cursor) {
       cursor = { sent: this.#spool.ackedOffset(taskId) };
       this.#cursors.set(taskId, cursor);
     }
-    const size = this.#spool.size(taskId);
-    while (cursor.sent < size && this.#o.session.streamReady) {
-      const data = await this.#spool.readFrom(taskId, cursor.sent, CHUNK_BYTES);
-      if (data.length === 0) break;
+    while (this.#o.session.streamReady) {
       const offset = cursor.sent;
-      cursor.sent += data.length;
+      if (offset >= this.#spool.size(taskId)) break;
+      const data = await this.#spool.readFrom(taskId, offset, CHUNK_BYTES);
+      if (data.length === 0 || this.#cursors.get(taskId) !== cursor) break;
+      cursor.sent = offset + data.length;
       this.#o.session.send({ case: "logChunk", value: create(LogChunkSchema, { taskId, offset: BigInt(offset), seq: BigInt(Math.floor(offset / CHUNK_BYTES)), data }) });
     }
   }

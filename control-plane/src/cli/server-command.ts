@@ -38,6 +38,7 @@ export function serverCommand(program: Command): void {
     .option("--task-ttl <duration>", "how long a queued task stays valid (default 1h)")
     .option("--task-ack-timeout <duration>", "how long an offered task waits for the agent's answer (default 30s)")
     .option("--task-lease <duration>", "lease of a running task, renewed by the agent (default max(1m, 4 × heartbeat interval))")
+    .option("--task-sweep-interval <duration>", "how often leases are checked and missed task notices caught up (default 2s)")
     .option("--replica-id <id>", "name of this replica in logs and the fleet (default host-pid)")
     .action(async (flags: RawConfig) => {
       const cfg = resolveConfig(flags);

@@ -42,6 +42,7 @@ export interface RawConfig {
   taskTtl?: string;
   taskAckTimeout?: string;
   taskLease?: string;
+  taskSweepInterval?: string;
 }
 
 export interface ListenAddress {
@@ -87,6 +88,8 @@ export interface ResolvedConfig {
   taskAckTimeoutMs: number;
   /** Lease of a running task, renewed by the agent's heartbeats and progress; expired when the agent vanishes. */
   taskLeaseMs: number;
+  /** How often each replica expires leases and looks for queued tasks it missed a notice about. */
+  taskSweepIntervalMs: number;
 }
 
 const ENV_KEYS: Record<keyof RawConfig, string> = {
@@ -121,6 +124,7 @@ const ENV_KEYS: Record<keyof RawConfig, string> = {
   taskTtl: "FERRY_TASK_TTL",
   taskAckTimeout: "FERRY_TASK_ACK_TIMEOUT",
   taskLease: "FERRY_TASK_LEASE",
+  taskSweepInterval: "FERRY_TASK_SWEEP_INTERVAL",
 };
 
 export const DEFAULTS = {
@@ -275,6 +279,7 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
     taskSigningDir: pick("taskSigningDir") ? resolve(cwd, pick("taskSigningDir") as string) : join(dataDir, "task-signing"),
     taskTtlMs: parseDuration(pick("taskTtl") ?? "1h", "task-ttl"),
     taskAckTimeoutMs: parseDuration(pick("taskAckTimeout") ?? "30s", "task-ack-timeout"),
+    taskSweepIntervalMs: parseDuration(pick("taskSweepInterval") ?? "2s", "task-sweep-interval"),
     taskLeaseMs: pick("taskLease") ? parseDuration(pick("taskLease") as string, "task-lease") : Math.max(60_000, 4 * heartbeatIntervalMs),
   };
 }

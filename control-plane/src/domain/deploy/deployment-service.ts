@@ -7,7 +7,8 @@
 //     through different replicas serialise on them;
 //   - the task is signed once, when queued, with a not-after of queued time + task TTL; a task not delivered by then
 //     expires (the agent would refuse it anyway);
-//   - rollback puts back on each target the images of the successful deployment before its current one.
+//   - rollback puts back on each target the images of its newest successful deployment whose images differ from
+//     the current ones (so repeated rollbacks toggle, and a redeployment of the same images is skipped).
 import { randomBytes } from "node:crypto";
 import type { Clock } from "../../ports/clock.js";
 import type { TaskImage, TaskPayloadV1, TaskSigner } from "../../ports/signer.js";
@@ -203,18 +204,22 @@ export class DeploymentService {
     return this.enqueue({ environment: input.environment, action: "deploy", releaseId: release.id, retryOf: input.retryOf ?? null }, plan, actor);
   }
 
-  /** Puts back, on each target, the images of the successful deployment before its current one. */
+  /** Puts back, on each target, the images it ran before its current ones (newest earlier success with other images). */
   async rollback(input: { environment: string; targets?: string[] }, actor: string): Promise<DeploymentView> {
     await this.d.catalog.getEnvironment(input.environment);
     const targets = await this.selectTargets(input.environment, input.targets);
     const plan: PlannedTask[] = [];
     const nothing: string[] = [];
     for (const t of targets) {
+      // The newest success whose images differ from the current ones: a redeployment of the same images (to repair
+      // drift, say) is not what an operator rolls back to.
       const r = await this.d.store.query<{ release_id: string; images: TaskImage[] }>(
-        "SELECT release_id, images FROM target_deployments WHERE target_id = $1 ORDER BY seq DESC LIMIT 2",
+        `SELECT release_id, images FROM target_deployments
+          WHERE target_id = $1 AND images <> (SELECT images FROM target_deployments WHERE target_id = $1 ORDER BY seq DESC LIMIT 1)
+          ORDER BY seq DESC LIMIT 1`,
         [t.id],
       );
-      const previous = r.rows[1];
+      const previous = r.rows[0];
       if (!previous) {
         nothing.push(t.name);
         continue;
@@ -224,7 +229,7 @@ export class DeploymentService {
     if (plan.length === 0 || (input.targets?.length && nothing.length > 0)) {
       throw new FerryError(
         "NOTHING_TO_ROLL_BACK",
-        `no earlier successful deployment to put back on ${nothing.join(", ")} in ${input.environment}`,
+        `no earlier successful deployment of other images to put back on ${nothing.join(", ")} in ${input.environment}`,
         { targets: nothing },
       );
     }
