@@ -110,13 +110,14 @@ export function runDocker(
   });
 }
 
-let configDir: string | undefined;
+/** An empty client config shared by every suite (read-only: logins get their own directory). */
 function cliConfigDir(): string {
-  if (!configDir) {
-    configDir = mkdtempSync(join(tmpdir(), "ferry-docker-config-"));
-    writeFileSync(join(configDir, "config.json"), "{}\n");
+  const dir = join(tmpdir(), "ferry-test-docker-config");
+  if (!existsSync(join(dir, "config.json"))) {
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, "config.json"), "{}\n");
   }
-  return configDir;
+  return dir;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -224,7 +225,11 @@ export interface TestImage {
   pinned: string;
 }
 
-/** Builds a busybox httpd image with `docker import` and pushes it to a test registry. */
+/**
+ * Builds a busybox httpd image with `docker import` and pushes it to a test registry. The image runs
+ * `httpd -f -p 127.0.0.1:<port> -h /www` (under a shell that exits on SIGTERM, so stops are instant) and serves
+ * /version (the version), /index.html and, when healthy, /health.
+ */
 export async function buildTestImage(opts: TestImageOptions): Promise<TestImage> {
   const socketPath = opts.socketPath ?? (await dockerEngine()).socketPath;
   const repository = `${opts.registry}/${opts.repository}`;

@@ -23,7 +23,7 @@ import {
 } from "../../../../test/helpers/docker.js";
 import { freePort, registrySkipReason, startRegistry, type TestRegistry } from "../../../../test/helpers/registry.js";
 import { waitFor } from "../../../../test/helpers/wait.js";
-import { DriverError, type DeployPlan, type ProgressSink, type TargetRef } from "../types.js";
+import { DriverError, DriverRegistry, type DeployPlan, type ProgressSink, type TargetRef } from "../types.js";
 import { DockerDriver, pickImage, resolveSocketPath } from "./docker-driver.js";
 
 const SUITE = "Docker driver integration tests";
@@ -166,6 +166,12 @@ describe("DockerDriver without an engine", () => {
     assert.equal(resolveSocketPath({}, undefined, { DOCKER_HOST: "unix:///c.sock" }), "/c.sock");
     assert.equal(resolveSocketPath({}, undefined, { DOCKER_HOST: "tcp://10.0.0.1:2375" }), "/var/run/docker.sock");
     assert.equal(resolveSocketPath({}, undefined, {}), "/var/run/docker.sock");
+  });
+
+  it("registers under its kind", () => {
+    const registry = new DriverRegistry().register(new DockerDriver());
+    assert.ok(registry.get("docker") instanceof DockerDriver);
+    assert.deepEqual(registry.kinds(), ["docker"]);
   });
 
   it("an unreachable engine is DOCKER_UNAVAILABLE, with nothing changed", async () => {
@@ -380,6 +386,34 @@ describe("DockerDriver against a real engine", { concurrency: false }, () => {
     const err = await expectDriverError(driver.deploy(plan({ container: name, image: { repository: v1.repository, digest: missing } }), new AbortController().signal, new Recorder()), "IMAGE_PULL_FAILED");
     assert.equal(err.restored, true);
     assert.equal((await containersOf(name))[0]?.id, first.running[0]?.containerId);
+  });
+
+  it("pulls from a registry with basic auth using the plan's credentials, and never logs them", async (t) => {
+    if (!canRun(t)) return;
+    const secured = await startRegistry({ auth: "basic" });
+    t.after(() => secured.stop());
+    const user = secured.users[0]!;
+    const port = await freePort();
+    const v1 = await buildTestImage({ registry: secured.host, repository: `${RUN}/private`, tag: "1", version: "1.0.0", port, socketPath, auth: user });
+    const name = containerName("auth");
+    const anonymous = plan({ container: name, image: v1, config: httpHealth(port) });
+    const err = await expectDriverError(driver.deploy(anonymous, new AbortController().signal, new Recorder()), "IMAGE_PULL_FAILED");
+    assert.equal(err.details["credentials"], "none");
+
+    const asked: string[] = [];
+    const progress = new Recorder();
+    const withCredentials: DeployPlan = {
+      ...anonymous,
+      credentials: (registryHost) => {
+        asked.push(registryHost);
+        return registryHost === secured.host ? { registry: registryHost, username: user.username, password: user.password } : undefined;
+      },
+    };
+    const outcome = await driver.deploy(withCredentials, new AbortController().signal, progress);
+    assert.equal(outcome.running[0]?.digest, v1.digest);
+    assert.deepEqual(asked, [secured.host]);
+    assert.ok(!progress.lines.some((l) => l.includes(user.password)), "the password must never reach the task log");
+    assert.ok(!JSON.stringify(outcome).includes(user.password));
   });
 
   it("inspect after a crash mid-deploy, and the next deploys recover from it", async (t) => {
