@@ -160,7 +160,9 @@ export class DockerDeployment {
     const image = await this.#verifyImage();
     signal.throwIfAborted();
 
-    const previous = await this.#takePrevious(found.current, found.parked);
+    // Read the target again: a pull can take minutes, and what to replace is decided now, not before it.
+    const now = await findContainers(docker, name);
+    const previous = await this.#takePrevious(now.current, now.parked);
 
     this.#enter("create", name);
     if (previous) {
@@ -215,7 +217,7 @@ export class DockerDeployment {
 
     this.#enter("cleanup");
     if (previous) await this.#remove(previous.id, previous.parkedAs ?? previous.id);
-    for (const p of found.parked) if (p.id !== previous?.id) await this.#remove(p.id, p.name);
+    for (const p of now.parked) if (p.id !== previous?.id) await this.#remove(p.id, p.name);
 
     const details: Record<string, unknown> = { containerId: created.id, imageId: image.Id, health: healthDetails(health, check) };
     if (this.#cleanupWarnings.length > 0) details["cleanupWarnings"] = this.#cleanupWarnings;
