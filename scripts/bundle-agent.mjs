@@ -14,9 +14,20 @@ await build({
   platform: "node",
   format: "esm",
   target: "node20",
-  // CommonJS dependencies (grpc-js, pino) call require(); give the ESM bundle one.
+  // Native addons cannot be bundled. The only ones in the tree are optional accelerators of ssh2 (pulled in by
+  // dockerode's connection library), which it tries inside try/catch and does without.
+  external: ["*.node"],
+  // CommonJS dependencies (grpc-js, pino, ssh2) call require() and read __dirname; give the ESM bundle both.
   banner: {
-    js: `#!/usr/bin/env node\n// ferry-agent ${version} — single-file bundle\nimport { createRequire as __ferryCreateRequire } from "node:module";\nconst require = __ferryCreateRequire(import.meta.url);`,
+    js: [
+      "#!/usr/bin/env node",
+      `// ferry-agent ${version} — single-file bundle`,
+      'import { createRequire as __ferryCreateRequire } from "node:module";',
+      'import { fileURLToPath as __ferryFileURLToPath } from "node:url";',
+      "const require = __ferryCreateRequire(import.meta.url);",
+      "const __filename = __ferryFileURLToPath(import.meta.url);",
+      'const __dirname = __ferryFileURLToPath(new URL(".", import.meta.url));',
+    ].join("\n"),
   },
   define: { "process.env.FERRY_AGENT_BUNDLED_VERSION": JSON.stringify(version) },
   legalComments: "linked",

@@ -5,7 +5,8 @@ import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { FleetCa, TaskSigningKeyring } from "@ferry/pki";
-import { AgentService, EnrolmentService, serverDefinition } from "@ferry/proto";
+import { create } from "@bufbuild/protobuf";
+import { AgentService, ConnectResponseSchema, EnrolmentService, SigningKeysSchema, serverDefinition } from "@ferry/proto";
 import type { ResolvedConfig } from "./config/config.js";
 import { redactUrl } from "./config/config.js";
 import { appendAudit } from "./domain/audit/audit-log.js";
@@ -19,7 +20,8 @@ import type { Store } from "./ports/store.js";
 import { openStore } from "./adapters/store/index.js";
 import { EnvAndFileCredentialStore, OciRegistry } from "./adapters/registry/index.js";
 import { AdmissionGate } from "./adapters/grpc/admission.js";
-import { agentServiceImpl, type Revocations } from "./adapters/grpc/agent-service.js";
+import { agentServiceImpl, signingKeysMessage, type Revocations } from "./adapters/grpc/agent-service.js";
+import { SIGNING_KEYS_CHANNEL } from "./adapters/http/routes/signing-keys.js";
 import { enrolmentServiceImpl } from "./adapters/grpc/enrolment-service.js";
 import { MtlsListener } from "./adapters/grpc/mtls-listener.js";
 import { RefusalRecorder } from "./adapters/grpc/refusals.js";
@@ -214,6 +216,22 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
     cleanups.push(() => dispatcher.stop());
     const unlistenTasks = await store.listen(TASK_NOTIFY_CHANNEL, (agentId) => dispatcher.wake(agentId));
     cleanups.push(unlistenTasks);
+    // A rotation through any replica: re-read the shared keyring, then tell every agent streaming here.
+    const announceKeys = async () => {
+      await signer.reload();
+      const keys = signingKeysMessage(signer.publicKeys());
+      const msg = create(ConnectResponseSchema, { body: { case: "signingKeys", value: create(SigningKeysSchema, { keys }) } });
+      let sent = 0;
+      for (const s of sessions.all()) {
+        sessions.send(s, msg);
+        sent++;
+      }
+      log.info({ activeKeyId: signer.active.keyId, agents: sent }, "task-signing keys announced");
+    };
+    const unlistenKeys = await store.listen(SIGNING_KEYS_CHANNEL, () => {
+      announceKeys().catch((err: unknown) => log.error({ err }, "could not reload the task-signing keys"));
+    });
+    cleanups.push(unlistenKeys);
 
     const refusals = new RefusalRecorder(fleet, log.child({ component: "agent-listener" }), metrics.refusals);
     const grpcOptions: grpc.ServerOptions = {
@@ -299,6 +317,8 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
       fleet,
       catalog,
       deployments,
+      keyring: signer,
+      taskTtlMs: cfg.taskTtlMs,
       metrics,
       log,
       version: CONTROL_PLANE_VERSION,

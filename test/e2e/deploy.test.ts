@@ -178,7 +178,9 @@ describe("deployments against the real Docker Engine", { skip }, () => {
     assert.equal(log.code, 0, log.stderr);
     assert.match(log.stderr, /\[health\]/);
     // The log arrives whole and once: every step line exactly once, in order.
-    assert.equal((log.stderr.match(/\[start\]/g) ?? []).length, 1, log.stderr);
+    assert.equal((log.stderr.match(/\[start\] deploy/g) ?? []).length, 1, log.stderr);
+    const lines = log.stderr.split("\n").filter((l) => /^\d{4}-/.test(l));
+    assert.equal(new Set(lines).size, lines.length, `no line twice:\n${log.stderr}`);
     assert.equal((log.stderr.match(/\[sticker\]/g) ?? []).length, 1, log.stderr);
   });
 
@@ -245,6 +247,27 @@ describe("deployments against the real Docker Engine", { skip }, () => {
     } finally {
       await replica.stop();
     }
+  });
+
+  it("rotates the task-signing key with overlap: agents learn the new key at once and keep trusting the old one", async () => {
+    const before1 = (await cp.cli(["signing-key", "list", "--json"])).stdout;
+    const oldKey = (JSON.parse(before1) as { activeKeyId: string }).activeKeyId;
+    const short = await cp.cli(["signing-key", "rotate", "--overlap", "5m"]);
+    assert.equal(short.code, 1, "an overlap shorter than the task TTL is refused");
+    assert.match(short.stderr, /VALIDATION_FAILED/);
+    const r = await cp.cli(["signing-key", "rotate", "--overlap", "2h", "--json"]);
+    assert.equal(r.code, 0, r.stderr);
+    const k = JSON.parse(r.stdout) as { activeKeyId: string; keys: { keyId: string }[] };
+    assert.notEqual(k.activeKeyId, oldKey);
+    assert.deepEqual(k.keys.map((x) => x.keyId).sort(), [oldKey, k.activeKeyId].sort());
+    await waitFor("the agent to trust both keys", () => {
+      const trusted = JSON.parse(readFileSync(join(agent.stateDir, "task-signing-keys.json"), "utf8")) as { keys: { keyId: string }[] };
+      return trusted.keys.length === 2 ? true : undefined;
+    });
+    const { d } = await deploy("shop@2");
+    assert.equal(d.state, "succeeded", JSON.stringify(d));
+    const row = await sql.query<{ key_id: string }>("SELECT key_id FROM tasks WHERE id = $1", [d.tasks[0]!.id]);
+    assert.equal(row.rows[0]?.key_id, k.activeKeyId);
   });
 
   describe("tampered and replayed tasks are refused before anything runs", () => {

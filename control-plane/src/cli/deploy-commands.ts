@@ -180,4 +180,29 @@ export function deployCommands(program: Command, client: () => ApiClient, print:
         return table(["ENV", "TARGET", "RELEASE", "IMAGES", "SYNC", "ACTIVE", "DRIFT"], rows);
       });
     });
+
+  const keys = program.command("signing-key").description("the task-signing keys agents trust");
+  type KeysView = { activeKeyId: string; keys: { keyId: string; algorithm: string; notAfterMs: number; publicKeyPem: string }[] };
+  const keysHuman = (k: KeysView) =>
+    table(
+      ["KEY", "ALGORITHM", "ROLE", "TRUSTED UNTIL"],
+      k.keys.map((x) => [x.keyId, x.algorithm, x.keyId === k.activeKeyId ? "signing" : "retiring", x.notAfterMs ? new Date(x.notAfterMs).toISOString() : "-"]),
+    );
+  keys
+    .command("list")
+    .description("the keys agents trust now (two during a rotation)")
+    .option("--json", "print JSON (includes the public keys, PEM)")
+    .action(async (o: { json?: boolean }) => {
+      const k = await client().request<KeysView>("GET", "/api/v1/task-signing-keys");
+      print(!!o.json, k, () => keysHuman(k));
+    });
+  keys
+    .command("rotate")
+    .description("sign with a new key from now on; the previous key keeps verifying for the overlap")
+    .option("--overlap <duration>", "how long the previous key stays trusted (at least the task TTL)", "24h")
+    .option("--json", "print JSON")
+    .action(async (o: { overlap: string; json?: boolean }) => {
+      const k = await client().request<KeysView>("POST", "/api/v1/task-signing-keys/rotate", { overlap: o.overlap });
+      print(!!o.json, k, () => `rotated: ${k.activeKeyId} signs new tasks\n${keysHuman(k)}`);
+    });
 }

@@ -19,6 +19,8 @@ import { auditRoutes } from "./routes/audit.js";
 import { apiTokenRoutes } from "./routes/api-tokens.js";
 import { catalogRoutes } from "./routes/catalog.js";
 import { deploymentRoutes } from "./routes/deployments.js";
+import { signingKeyRoutes } from "./routes/signing-keys.js";
+import type { TaskSigningKeyring } from "@ferry/pki";
 import type { DeploymentService } from "../../domain/deploy/deployment-service.js";
 import type { CatalogService } from "../../domain/catalog/catalog-service.js";
 import { registerIdempotency } from "./idempotency.js";
@@ -39,6 +41,8 @@ export interface HttpServerDeps extends FleetRouteDeps {
   fleet: FleetService;
   catalog: CatalogService;
   deployments: DeploymentService;
+  keyring: TaskSigningKeyring;
+  taskTtlMs: number;
   metrics: Metrics;
   log: Logger;
   maxBodyBytes: number;
@@ -109,6 +113,7 @@ export async function buildHttpServer(d: HttpServerDeps) {
   await app.register(auditRoutes({ store: d.store }), { prefix: "/api/v1" });
   await app.register(catalogRoutes({ catalog: d.catalog }), { prefix: "/api/v1" });
   await app.register(deploymentRoutes({ deployments: d.deployments }), { prefix: "/api/v1" });
+  await app.register(signingKeyRoutes({ store: d.store, keyring: d.keyring, taskTtlMs: d.taskTtlMs }), { prefix: "/api/v1" });
   await app.register(apiTokenRoutes({ store: d.store, onRevoke: () => tokens.clear() }), { prefix: "/api/v1" });
   app.get("/api/v1/openapi.json", async () => openapi.document(d.version));
   await app.register(dashboardRoutes());
