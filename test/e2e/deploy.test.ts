@@ -18,7 +18,7 @@ import pg from "pg";
 import { TaskSigningKeyring, newTaskNonce, type TaskPayload } from "@ferry/pki";
 import { TestAgent } from "../helpers/agent.js";
 import { TestControlPlane } from "../helpers/control-plane.js";
-import { buildTestImage, dockerEngine, dockerSkipReason, runDocker, type TestImage } from "../helpers/docker.js";
+import { buildTestImage, dockerEngine, dockerSkipReason, privateDockerdSkipReason, runDocker, startPrivateDockerd, type TestImage } from "../helpers/docker.js";
 import { POSTGRES_SKIP_REASON, createDatabase, testDatabaseUrl } from "../helpers/postgres.js";
 import { registrySkipReason, startRegistry, type TestRegistry } from "../helpers/registry.js";
 import { waitFor } from "../helpers/wait.js";
@@ -400,5 +400,45 @@ describe("deployments against the real Docker Engine", { skip }, () => {
     const names = (await runDocker(socket, ["ps", "-a", "--format", "{{.Names}}"])).split("\n").filter((n) => n.startsWith(container));
     assert.deepEqual(names, [container], "no leftover containers after the retry");
     assert.ok(existsSync(join(agent.stateDir, "tasks")));
+  });
+
+  it("survives a Docker daemon restart between two deploys", async (t) => {
+    const why = privateDockerdSkipReason();
+    if (why) {
+      if (process.env["CI"] === "true") assert.fail(`the daemon-restart case must run in CI: ${why}`);
+      t.skip(why);
+      return;
+    }
+    // The target's own engine, so restarting it disturbs nothing else.
+    const engine = await startPrivateDockerd();
+    try {
+      const port2 = await freePort();
+      const name = `ferry-e2e-restart-${suffix}`;
+      const created = await cp.api("POST", "/api/v1/environments/dev/targets", {
+        name: "web-restart",
+        kind: "docker",
+        agentId,
+        config: {
+          container: name,
+          component: "web",
+          socketPath: engine.socketPath,
+          command: ["httpd", "-f", "-p", `127.0.0.1:${port2}`, "-h", "/www"],
+          healthCheck: { type: "http", url: `http://127.0.0.1:${port2}/health`, timeoutSeconds: 15, intervalSeconds: 1 },
+        },
+      });
+      assert.equal(created.status, 201, JSON.stringify(created.body));
+      const first = await deploy("shop@1", ["--target", "web-restart"]);
+      assert.equal(first.d.state, "succeeded", JSON.stringify(first.d));
+      assert.deepEqual(await httpGet(port2, "/version"), { status: 200, body: "web 1" });
+      await engine.stop();
+      await engine.start();
+      const second = await deploy("shop@2", ["--target", "web-restart"]);
+      assert.equal(second.d.state, "succeeded", JSON.stringify(second.d));
+      assert.deepEqual(await httpGet(port2, "/version"), { status: 200, body: "web 2" });
+      const names = (await runDocker(engine.socketPath, ["ps", "-a", "--format", "{{.Names}}"])).split("\n").filter(Boolean);
+      assert.deepEqual(names, [name]);
+    } finally {
+      await engine.destroy();
+    }
   });
 });
