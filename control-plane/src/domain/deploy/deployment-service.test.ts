@@ -490,7 +490,7 @@ for (const b of testBackends()) {
       const p1 = await fx.deployments.list({ limit: 2 });
       assert.deepEqual(p1.items.map((d) => d.id), [ids[2], ids[1]]);
       assert.ok(p1.nextCursor);
-      const p2 = await fx.deployments.list({ limit: 2, cursor: p1.nextCursor! });
+      const p2 = await fx.deployments.list({ limit: 2, cursor: p1.nextCursor });
       assert.deepEqual(p2.items.map((d) => d.id), [ids[0]]);
       assert.equal(p2.nextCursor, null);
       assert.deepEqual((await fx.deployments.list({ state: "queued" })).items.map((d) => [d.id, d.tasks.length]), [[ids[2], 1]]);

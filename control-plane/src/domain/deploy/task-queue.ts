@@ -54,11 +54,14 @@ export class TaskQueue {
   /** Leases up to max queued tasks of the agent, oldest first. Concurrent claimers never get the same task. */
   async claim(agentId: string, max = 16): Promise<ClaimedTask[]> {
     const now = new Date(this.d.clock.now());
+    // RETURNING comes back in no particular order; the outer SELECT puts the offers oldest first.
     const r = await this.d.store.query<{ id: string; payload: Uint8Array; payload_type: string; key_id: string; signature: Uint8Array; attempt: number; images: TaskImage[] }>(
-      `UPDATE tasks SET state = 'leased', attempt = attempt + 1, leased_at = $2, lease_expires_at = $3, updated_at = $2
-        WHERE id IN (SELECT id FROM tasks WHERE agent_id = $1 AND state = 'queued' AND not_after > $2
-                      ORDER BY queued_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)
-        RETURNING id, payload, payload_type, key_id, signature, attempt, images`,
+      `WITH leased AS (
+         UPDATE tasks SET state = 'leased', attempt = attempt + 1, leased_at = $2, lease_expires_at = $3, updated_at = $2
+          WHERE id IN (SELECT id FROM tasks WHERE agent_id = $1 AND state = 'queued' AND not_after > $2
+                        ORDER BY queued_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)
+          RETURNING id, payload, payload_type, key_id, signature, attempt, images, queued_at)
+       SELECT id, payload, payload_type, key_id, signature, attempt, images FROM leased ORDER BY queued_at, id`,
       [agentId, now, new Date(now.getTime() + this.d.timings.ackTimeoutMs), max],
     );
     return r.rows.map((x) => ({ id: x.id, payload: x.payload, payloadType: x.payload_type, keyId: x.key_id, signature: x.signature, attempt: x.attempt, images: x.images }));
