@@ -2,7 +2,9 @@
 // one of these; nothing here reads process.argv or process.env.
 import type { EventEmitter } from "node:events";
 
+import { readFile, stat } from "node:fs/promises";
 import type { Logger } from "pino";
+import { AgentError } from "./core/agent-error.js";
 
 import { collectFacts } from "./core/facts.js";
 import { enrol, type EnrolResult } from "./core/enrol.js";
@@ -24,6 +26,45 @@ export interface RunConfig {
   stateDir: string;
   /** Docker Engine socket for docker targets that name none; "off" disables the Docker driver. */
   dockerSocket?: string;
+  /**
+   * Registry credentials kept on the agent (Docker's config.json form: {"auths": {"host:port": {"username", "password"}
+   * or {"auth": base64(user:pass)}}}), used for registries the task brings no credentials for. Never logged.
+   */
+  registryAuthFile?: string;
+}
+
+type AgentRegistryAuth = { username?: string; password?: string; identityToken?: string };
+
+/** Reads a Docker-style auth file; refuses one that others can read (it holds passwords). */
+export async function readRegistryAuthFile(file: string): Promise<Map<string, AgentRegistryAuth>> {
+  const st = await stat(file);
+  if (process.platform !== "win32" && (st.mode & 0o077) !== 0) {
+    throw new AgentError("REGISTRY_AUTH_INSECURE", "usage", `${file} is readable by group or others (mode ${(st.mode & 0o777).toString(8)}); chmod 600 it`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(await readFile(file, "utf8"));
+  } catch (err) {
+    throw new AgentError("REGISTRY_AUTH_INVALID", "usage", `${file} is not valid JSON: ${(err as Error).message}`);
+  }
+  const auths = (parsed as { auths?: Record<string, { username?: unknown; password?: unknown; auth?: unknown; identitytoken?: unknown }> }).auths ?? {};
+  const out = new Map<string, AgentRegistryAuth>();
+  for (const [host, v] of Object.entries(auths)) {
+    const entry: AgentRegistryAuth = {};
+    if (typeof v.auth === "string") {
+      const plain = Buffer.from(v.auth, "base64").toString("utf8");
+      const i = plain.indexOf(":");
+      if (i > 0) {
+        entry.username = plain.slice(0, i);
+        entry.password = plain.slice(i + 1);
+      }
+    }
+    if (typeof v.username === "string") entry.username = v.username;
+    if (typeof v.password === "string") entry.password = v.password;
+    if (typeof v.identitytoken === "string") entry.identityToken = v.identitytoken;
+    out.set(host.replace(/^https?:\/\//, "").replace(/\/.*$/, ""), entry);
+  }
+  return out;
 }
 
 export interface Runtime {
@@ -78,7 +119,8 @@ export async function runAgent(config: RunConfig, rt: Runtime): Promise<SessionR
       heartbeat: () => ref.runner?.reports().heartbeat() ?? { runningTaskIds: [] },
     },
   });
-  const runner = await new TaskRunner({ stateDir: config.stateDir, session, drivers, logger: rt.logger }).start();
+  const agentAuth = config.registryAuthFile ? await readRegistryAuthFile(config.registryAuthFile) : new Map<string, AgentRegistryAuth>();
+  const runner = await new TaskRunner({ stateDir: config.stateDir, session, drivers, logger: rt.logger, agentCredentials: (registry) => agentAuth.get(registry) }).start();
   ref.runner = runner;
   const signals = rt.signals ?? process;
   const onSignal = (signal: string): void => {

@@ -111,11 +111,13 @@ export async function runCli(args: string[], io: CliIo = {}): Promise<number> {
     .addOption(new Option("--state-dir <dir>", "state directory written by `enrol` (env FERRY_AGENT_STATE_DIR)"))
     .addOption(new Option("--log-level <level>", "log level (env FERRY_AGENT_LOG_LEVEL)").choices(LOG_LEVELS))
     .addOption(new Option("--docker-socket <path>", "Docker Engine socket, or \"off\" (env FERRY_AGENT_DOCKER_SOCKET; default DOCKER_HOST's unix socket, else /var/run/docker.sock)"))
+    .addOption(new Option("--registry-auth <file>", "registry credentials kept on this host, Docker config.json form, mode 0600 (env FERRY_AGENT_REGISTRY_AUTH)"))
     .action(async (opts: Record<string, unknown>) => {
       const stateDir = pick(opts.stateDir, env.FERRY_AGENT_STATE_DIR, "--state-dir", "FERRY_AGENT_STATE_DIR");
       const lg = makeLogger(level(opts.logLevel, env.FERRY_AGENT_LOG_LEVEL));
       const dockerSocket = (opts.dockerSocket as string | undefined) ?? env.FERRY_AGENT_DOCKER_SOCKET;
-      const result = await runAgent({ stateDir, ...(dockerSocket ? { dockerSocket } : {}) }, runtime(lg));
+      const registryAuthFile = (opts.registryAuth as string | undefined) ?? env.FERRY_AGENT_REGISTRY_AUTH;
+      const result = await runAgent({ stateDir, ...(dockerSocket ? { dockerSocket } : {}), ...(registryAuthFile ? { registryAuthFile } : {}) }, runtime(lg));
       if (result.state === "failed") throw result.error;
     });
 
