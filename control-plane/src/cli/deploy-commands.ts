@@ -79,7 +79,7 @@ export function deployCommands(program: Command, client: () => ApiClient, print:
 
   program
     .command("rollback")
-    .description("put back, on each target, exactly the images of its previous successful deployment")
+    .description("put back, on each target, exactly the images it ran before its current ones")
     .requiredOption("--env <env>", "environment")
     .option("--target <name>", "only this target (repeatable)", collect, [])
     .option("--wait", "follow progress until done; exit 1 unless all succeeded", false)

@@ -1,6 +1,6 @@
 // `ferry` — the operator and CI command line. Every command prints for people by default and JSON with --json.
 // Exit codes: 0 success, 1 the server refused (the error code is printed), 2 usage or configuration error,
-// 3 the control plane could not be reached.
+// 3 the control plane could not be reached, 4 gave up waiting (--wait --timeout) with the work still going on.
 import { Command, CommanderError, Option } from "commander";
 import type { AgentView, JoinTokenView } from "../domain/fleet/fleet-service.js";
 import type { ChainVerdict } from "../domain/audit/audit-log.js";
@@ -224,6 +224,10 @@ async function main(): Promise<void> {
   } catch (err) {
     if (err instanceof CommanderError) {
       if (err.code === "commander.helpDisplayed" || err.code === "commander.version" || err.code === "commander.help") process.exit(0);
+      if (err.code === "ferry.timeout") {
+        process.stderr.write(`error: ${err.message}\n`);
+        process.exit(4);
+      }
       if (err.code === "ferry.usage") process.stderr.write(`error: ${err.message}\n`);
       process.exit(2);
     }

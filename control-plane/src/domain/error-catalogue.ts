@@ -56,7 +56,7 @@ export const ERROR_CATALOGUE = {
   TASK_NOT_FOUND: { http: 404, description: "The deployment has no task with this id." },
   DEPLOYMENT_IN_PROGRESS: { http: 409, description: "A target already has an unfinished (queued, leased or running) task; two deployments never race on one target." },
   DEPLOYMENT_NOT_CANCELLABLE: { http: 409, description: "The deployment has no queued task left; tasks already delivered to agents run to completion." },
-  NOTHING_TO_ROLL_BACK: { http: 409, description: "A target has no earlier successful deployment to put back." },
+  NOTHING_TO_ROLL_BACK: { http: 409, description: "A target has no earlier successful deployment of other images to put back." },
   NOTHING_TO_RETRY: { http: 409, description: "Every task of the deployment succeeded." },
   NO_TARGETS: { http: 422, description: "The environment has no targets to deploy to." },
   TARGET_HAS_NO_AGENT: { http: 422, description: "A target has no agent serving it." },

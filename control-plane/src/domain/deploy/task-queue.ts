@@ -74,7 +74,9 @@ export class TaskQueue {
       const t = await lockTask(tx, agentId, a.taskId);
       if (!t) return false;
       if (a.accepted) {
-        if (t.state !== "leased" && t.state !== "queued" && t.state !== "expired") return true; // a repeated ack
+        // A repeated ack, or a late one for a task that expired meanwhile (its result is still recorded when it comes;
+        // turning it back to running could put two active tasks on one target).
+        if (t.state !== "leased" && t.state !== "queued") return true;
         await tx.query(
           `UPDATE tasks SET state = 'running', started_at = coalesce(started_at, $2), lease_expires_at = $3, updated_at = $2 WHERE id = $1`,
           [a.taskId, now, new Date(now.getTime() + this.d.timings.runningLeaseMs)],

@@ -32,7 +32,7 @@ export function deploymentRoutes(d: { deployments: DeploymentService }): Fastify
       {
         config: { role: "deployer", idempotent: true },
         schema: {
-          summary: "Put back, on each target, the images of its successful deployment before the current one",
+          summary: "Put back, on each target, the images it ran before its current ones (its newest earlier success with other images)",
           body: { type: "object", additionalProperties: false, required: ["environment"], properties: { environment: NAME, targets: targetsList } },
         },
       },
