@@ -42,3 +42,28 @@ export type {
   TaskSigningKeyRecord,
   TrustedTaskKey,
 } from "./task-signing.js";
+export {
+  EVIDENCE_GENESIS_HASH,
+  EVIDENCE_PAYLOAD_TYPE,
+  EVIDENCE_PRIVATE_KEY_FILE,
+  EVIDENCE_PUBLIC_KEY_FILE,
+  EvidenceKey,
+  EvidenceKeyError,
+  evidenceHash,
+  evidenceKeyId,
+  isEvidenceHash,
+  signEvidence,
+  verifyEvidence,
+} from "./evidence.js";
+export type {
+  EvidenceActor,
+  EvidenceDocument,
+  EvidenceEnvelope,
+  EvidenceFailureCode,
+  EvidenceGate,
+  EvidenceKind,
+  EvidencePublicKey,
+  EvidenceSignature,
+  EvidenceTarget,
+  EvidenceVerification,
+} from "./evidence.js";
