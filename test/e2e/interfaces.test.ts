@@ -113,6 +113,9 @@ describe("interfaces", () => {
       "get /api/v1/components/{name}", "patch /api/v1/components/{name}", "delete /api/v1/components/{name}",
       "post /api/v1/releases", "get /api/v1/releases", "get /api/v1/releases/{ref}",
       "post /api/v1/api-tokens", "get /api/v1/api-tokens", "post /api/v1/api-tokens/{id}/revoke",
+      "post /api/v1/deployments", "get /api/v1/deployments", "get /api/v1/deployments/{id}", "post /api/v1/deployments/{id}/retry",
+      "post /api/v1/deployments/{id}/cancel", "get /api/v1/deployments/{id}/tasks/{task}/log", "post /api/v1/rollbacks",
+      "get /api/v1/status", "get /api/v1/task-signing-keys", "post /api/v1/task-signing-keys/rotate",
     ];
     const documented = Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m} ${p}`));
     assert.deepEqual([...documented].sort(), [...expected].sort());
