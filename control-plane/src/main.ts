@@ -1,10 +1,10 @@
 // Composition root: resolved config -> store -> trust -> services -> servers.
-import { randomInt } from "node:crypto";
+import { randomBytes, randomInt } from "node:crypto";
 import { mkdirSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync, existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
-import { FleetCa, TaskSigningKeyring } from "@ferry/pki";
+import { EvidenceKey, FleetCa, TaskSigningKeyring } from "@ferry/pki";
 import { create } from "@bufbuild/protobuf";
 import { AgentService, ConnectResponseSchema, EnrolmentService, SigningKeysSchema, serverDefinition } from "@ferry/proto";
 import type { ResolvedConfig } from "./config/config.js";
@@ -29,6 +29,12 @@ import { SessionRegistry } from "./adapters/grpc/session-registry.js";
 import { TaskDispatcher, registryCredentialsFor } from "./adapters/grpc/task-dispatcher.js";
 import { DeploymentService, TASK_NOTIFY_CHANNEL } from "./domain/deploy/deployment-service.js";
 import { TaskQueue } from "./domain/deploy/task-queue.js";
+import { SqlWebhookStore } from "./domain/notify/webhook-service.js";
+import { WebhookDispatcher } from "./domain/notify/webhooks.js";
+import { EvidenceStore } from "./domain/promotion/evidence-store.js";
+import { createGateEngine, parseScanReport } from "./domain/promotion/gate-engine.js";
+import { PromotionService } from "./domain/promotion/promotion-service.js";
+import { SecurityRecords } from "./domain/promotion/security-records.js";
 import { createMetrics } from "./adapters/http/metrics.js";
 import { buildHttpServer } from "./adapters/http/server.js";
 
@@ -109,6 +115,8 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
     }
     const ca = await FleetCa.loadOrCreate(cfg.caDir);
     const signer = await TaskSigningKeyring.loadOrCreate(cfg.taskSigningDir);
+    const evidenceKey = await EvidenceKey.loadOrCreate(cfg.evidenceKeyDir);
+    const gates = createGateEngine();
     const caBundle = (): string[] => [ca.certPem];
     const serverCert = await ca.issueServerCertificate({ hosts: cfg.tlsHosts, lifetimeMs: SERVER_CERT_LIFETIME_MS });
     const certChainPem = `${serverCert.certPem.trim()}\n${ca.certPem.trim()}\n`;
@@ -135,12 +143,46 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
     // Fail at start, not at the first release, when the credentials file is unreadable, insecure or malformed.
     await credentials.check();
     const catalog = new CatalogService({
+      checkSettings: (settings) => gates.check(settings),
       store,
       registry: new OciRegistry({ timeoutMs: cfg.registryTimeoutMs, insecureRegistries: cfg.insecureRegistries }),
       credentials,
       clock,
     });
     const deployments = new DeploymentService({ store, catalog, signer, clock, taskTtlMs: cfg.taskTtlMs });
+    const evidence = new EvidenceStore({ store, key: evidenceKey, clock });
+    const webhooks = new SqlWebhookStore({ store, clock });
+    const webhookDispatcher = new WebhookDispatcher({ store: webhooks, logger: log.child({ component: "webhooks" }) });
+    cleanups.push(async () => {
+      await webhookDispatcher.stop({ timeoutMs: 2000 });
+    });
+    const promotions = new PromotionService({
+      store,
+      catalog,
+      deployments,
+      gates,
+      evidence,
+      clock,
+      ttlMs: cfg.promotionTtlMs,
+      events: {
+        emit: (type, data) => {
+          webhookDispatcher.enqueue({ type: type as Parameters<typeof webhookDispatcher.enqueue>[0]["type"], id: `evt_${randomBytes(8).toString("hex")}`, at: new Date(clock.now()).toISOString(), data });
+        },
+      },
+    });
+    const records = new SecurityRecords({ store, clock, parseReport: parseScanReport });
+    // Promotions live in the store; every replica moves the active ones along (row locks keep them apart).
+    let promoting = false;
+    const promotionTimer = setInterval(() => {
+      if (promoting) return;
+      promoting = true;
+      promotions
+        .sweep()
+        .catch((err: unknown) => log.warn({ err }, "promotion sweep failed"))
+        .finally(() => (promoting = false));
+    }, 1000);
+    promotionTimer.unref();
+    cleanups.push(() => clearInterval(promotionTimer));
     const taskQueue = new TaskQueue({ store, clock, timings: { ackTimeoutMs: cfg.taskAckTimeoutMs, runningLeaseMs: cfg.taskLeaseMs } });
     const recorder = new LivenessRecorder({
       store,
@@ -319,6 +361,10 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
       deployments,
       keyring: signer,
       taskTtlMs: cfg.taskTtlMs,
+      promotions,
+      records,
+      evidence,
+      webhooks,
       metrics,
       log,
       version: CONTROL_PLANE_VERSION,

@@ -116,6 +116,14 @@ describe("interfaces", () => {
       "post /api/v1/deployments", "get /api/v1/deployments", "get /api/v1/deployments/{id}", "post /api/v1/deployments/{id}/retry",
       "post /api/v1/deployments/{id}/cancel", "get /api/v1/deployments/{id}/tasks/{task}/log", "post /api/v1/rollbacks",
       "get /api/v1/status", "get /api/v1/task-signing-keys", "post /api/v1/task-signing-keys/rotate",
+      "post /api/v1/promotions", "get /api/v1/promotions", "get /api/v1/promotions/{id}", "get /api/v1/promotions/{id}/why-blocked",
+      "get /api/v1/promotions/{id}/release-metadata.json", "get /api/v1/promotions/{id}/release-notes.md",
+      "post /api/v1/promotions/{id}/approve", "post /api/v1/promotions/{id}/reject", "post /api/v1/promotions/{id}/break-glass",
+      "post /api/v1/promotions/{id}/cancel", "post /api/v1/scans", "get /api/v1/scans", "post /api/v1/exceptions", "get /api/v1/exceptions",
+      "get /api/v1/groups", "post /api/v1/groups/{group}/members", "delete /api/v1/groups/{group}/members/{subject}",
+      "get /api/v1/evidence/{id}", "get /api/v1/evidence-keys",
+      "post /api/v1/webhooks", "get /api/v1/webhooks", "post /api/v1/webhooks/{id}/disable", "post /api/v1/webhooks/{id}/enable",
+      "get /api/v1/webhooks/deliveries",
     ];
     const documented = Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m} ${p}`));
     assert.deepEqual([...documented].sort(), [...expected].sort());

@@ -8,6 +8,7 @@ import { ApiClient, ApiError, ConnectError, resolveClient } from "./api-client.j
 import { ago, table } from "./format.js";
 import { catalogCommands } from "./catalog-commands.js";
 import { deployCommands } from "./deploy-commands.js";
+import { promotionCommands, webhookCommands } from "./promotion-commands.js";
 import { serverCommand } from "./server-command.js";
 
 const program = new Command("ferry")
@@ -33,6 +34,8 @@ const collect = (v: string, acc: string[]) => [...acc, v];
 serverCommand(program);
 catalogCommands(program, client, print);
 deployCommands(program, client, print);
+promotionCommands(program, client, print);
+webhookCommands(program, client, print);
 
 const token = program.command("token").description("join tokens (new agents enrol with them) and API tokens (people and CI)");
 token

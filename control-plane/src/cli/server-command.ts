@@ -39,6 +39,8 @@ export function serverCommand(program: Command): void {
     .option("--task-ack-timeout <duration>", "how long an offered task waits for the agent's answer (default 30s)")
     .option("--task-lease <duration>", "lease of a running task, renewed by the agent (default max(1m, 4 × heartbeat interval))")
     .option("--task-sweep-interval <duration>", "how often leases are checked and missed task notices caught up (default 2s)")
+    .option("--evidence-key-dir <dir>", "evidence signing key directory (default <data-dir>/evidence-key)")
+    .option("--promotion-ttl <duration>", "how long a promotion may wait for its gates (default 7d)")
     .option("--replica-id <id>", "name of this replica in logs and the fleet (default host-pid)")
     .action(async (flags: RawConfig) => {
       const cfg = resolveConfig(flags);

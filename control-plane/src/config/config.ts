@@ -43,6 +43,8 @@ export interface RawConfig {
   taskAckTimeout?: string;
   taskLease?: string;
   taskSweepInterval?: string;
+  evidenceKeyDir?: string;
+  promotionTtl?: string;
 }
 
 export interface ListenAddress {
@@ -90,6 +92,10 @@ export interface ResolvedConfig {
   taskLeaseMs: number;
   /** How often each replica expires leases and looks for queued tasks it missed a notice about. */
   taskSweepIntervalMs: number;
+  /** The evidence signing key's directory (ECDSA P-256); replicas share it like the CA. */
+  evidenceKeyDir: string;
+  /** How long a promotion may wait for its gates before it expires. */
+  promotionTtlMs: number;
 }
 
 const ENV_KEYS: Record<keyof RawConfig, string> = {
@@ -125,6 +131,8 @@ const ENV_KEYS: Record<keyof RawConfig, string> = {
   taskAckTimeout: "FERRY_TASK_ACK_TIMEOUT",
   taskLease: "FERRY_TASK_LEASE",
   taskSweepInterval: "FERRY_TASK_SWEEP_INTERVAL",
+  evidenceKeyDir: "FERRY_EVIDENCE_KEY_DIR",
+  promotionTtl: "FERRY_PROMOTION_TTL",
 };
 
 export const DEFAULTS = {
@@ -279,6 +287,8 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
     taskSigningDir: pick("taskSigningDir") ? resolve(cwd, pick("taskSigningDir") as string) : join(dataDir, "task-signing"),
     taskTtlMs: parseDuration(pick("taskTtl") ?? "1h", "task-ttl"),
     taskAckTimeoutMs: parseDuration(pick("taskAckTimeout") ?? "30s", "task-ack-timeout"),
+    evidenceKeyDir: pick("evidenceKeyDir") ? resolve(cwd, pick("evidenceKeyDir") as string) : join(dataDir, "evidence-key"),
+    promotionTtlMs: parseDuration(pick("promotionTtl") ?? "7d", "promotion-ttl"),
     taskSweepIntervalMs: parseDuration(pick("taskSweepInterval") ?? "2s", "task-sweep-interval"),
     taskLeaseMs: pick("taskLease") ? parseDuration(pick("taskLease") as string, "task-lease") : Math.max(60_000, 4 * heartbeatIntervalMs),
   };

@@ -99,6 +99,8 @@ const pinView = (p: PinRow): ReleasePin => ({
 
 export interface CatalogDeps {
   store: Store;
+  /** Validates an environment's settings (its gates); throws VALIDATION_FAILED naming the field. */
+  checkSettings?: (settings: Record<string, unknown>) => void;
   registry: ImageRegistry;
   credentials: CredentialStore;
   clock: Clock;
@@ -111,6 +113,7 @@ export class CatalogService {
 
   async createEnvironment(input: { name: string; position?: number; description?: string; settings?: Record<string, unknown> }, actor: string): Promise<EnvironmentView> {
     checkName(input.name, "name");
+    if (input.settings) this.d.checkSettings?.(input.settings);
     if (input.position !== undefined && (!Number.isInteger(input.position) || input.position < 1)) {
       throw new FerryError("VALIDATION_FAILED", "position: must be a whole number from 1", { field: "position" });
     }
@@ -143,6 +146,7 @@ export class CatalogService {
   }
 
   async updateEnvironment(name: string, patch: { description?: string; position?: number; settings?: Record<string, unknown> }, actor: string): Promise<EnvironmentView> {
+    if (patch.settings) this.d.checkSettings?.(patch.settings);
     return this.d.store.transaction(async (tx) => {
       const cur = await this.getEnvironment(name, tx);
       try {
@@ -391,16 +395,16 @@ export class CatalogService {
   }
 
   /** By id (rel_…) or name@version. */
-  async getRelease(ref: string): Promise<ReleaseView> {
+  async getRelease(ref: string, db: Queryable = this.d.store): Promise<ReleaseView> {
     const at = ref.lastIndexOf("@");
     const r = ref.startsWith("rel_")
-      ? await this.d.store.query<ReleaseRow>("SELECT * FROM releases WHERE id = $1", [ref])
+      ? await db.query<ReleaseRow>("SELECT * FROM releases WHERE id = $1", [ref])
       : at > 0
-        ? await this.d.store.query<ReleaseRow>("SELECT * FROM releases WHERE name = $1 AND version = $2", [ref.slice(0, at), ref.slice(at + 1)])
+        ? await db.query<ReleaseRow>("SELECT * FROM releases WHERE name = $1 AND version = $2", [ref.slice(0, at), ref.slice(at + 1)])
         : { rows: [] as ReleaseRow[] };
     const row = r.rows[0];
     if (!row) throw new FerryError("RELEASE_NOT_FOUND", `no release ${ref} (give an id rel_… or name@version)`);
-    const pins = await this.d.store.query<PinRow>("SELECT * FROM release_pins WHERE release_id = $1 ORDER BY component", [row.id]);
+    const pins = await db.query<PinRow>("SELECT * FROM release_pins WHERE release_id = $1 ORDER BY component", [row.id]);
     return releaseView(row, pins.rows);
   }
 

@@ -196,12 +196,16 @@ export class DeploymentService {
   constructor(private readonly d: DeploymentDeps) {}
 
   /** Deploys a release (id or name@version) to an environment's targets (all of them unless named). */
-  async deploy(input: { release: string; environment: string; targets?: string[]; retryOf?: string }, actor: string): Promise<DeploymentView> {
+  async deploy(
+    input: { release: string; environment: string; targets?: string[]; retryOf?: string },
+    actor: string,
+    opts: { within?: (tx: Queryable, deploymentId: string) => Promise<void> } = {},
+  ): Promise<DeploymentView> {
     const release = await this.d.catalog.getRelease(input.release);
     await this.d.catalog.getEnvironment(input.environment);
     const targets = await this.selectTargets(input.environment, input.targets);
     const plan = targets.map((t) => ({ target: t, agentId: t.agentId ?? "", release, images: imagesForTarget(t, release) }));
-    return this.enqueue({ environment: input.environment, action: "deploy", releaseId: release.id, retryOf: input.retryOf ?? null }, plan, actor);
+    return this.enqueue({ environment: input.environment, action: "deploy", releaseId: release.id, retryOf: input.retryOf ?? null }, plan, actor, opts.within);
   }
 
   /** Puts back, on each target, the images it ran before its current ones (newest earlier success with other images). */
@@ -312,6 +316,7 @@ export class DeploymentService {
     dep: { environment: string; action: "deploy" | "rollback"; releaseId: string | null; retryOf: string | null },
     plan: PlannedTask[],
     actor: string,
+    within?: (tx: Queryable, deploymentId: string) => Promise<void>,
   ): Promise<DeploymentView> {
     const id = `dep_${randomBytes(8).toString("hex")}`;
     const now = this.d.clock.now();
@@ -364,6 +369,7 @@ export class DeploymentService {
         outcome: "ok",
         details: { environment: dep.environment, releaseId: dep.releaseId, retryOf: dep.retryOf, targets: plan.map((p) => ({ target: p.target.name, images: p.images.map((i) => i.ref) })) },
       });
+      if (within) await within(tx, id);
       for (const agentId of new Set(plan.map((p) => p.agentId))) await tx.query("SELECT pg_notify($1, $2)", [TASK_NOTIFY_CHANNEL, agentId]);
     });
     return this.get(id);

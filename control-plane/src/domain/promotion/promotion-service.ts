@@ -1,0 +1,723 @@
+// Promotions: a release moves into an environment only through its gates, and ends in a deployment.
+//
+//   requested → awaiting_gates → approved → deploying → succeeded | failed
+//                      │                                   (a failed deployment whose rollback ran: rolled_back)
+//                      ├→ rejected (an approver said no)    ├→ cancelled (by a deployer or admin)
+//                      └→ expired (gates never passed in time)
+//
+// Rules (docs/promotions.md):
+//   - one active promotion per environment: a second request for the same environment is refused
+//     (PROMOTION_IN_PROGRESS), so two promotions never race to deploy on one target;
+//   - an environment with a prior-environment gate refuses a release that never succeeded in the environment before
+//     it (PRIOR_ENVIRONMENT_NOT_DEPLOYED); a soak time still running leaves the promotion pending;
+//   - every transition is a row in promotion_transitions, attributed and timestamped; every decision and every
+//     deployment outcome is a signed, chained evidence packet;
+//   - the state lives in the store: any replica's sweeper picks up every active promotion after a restart.
+import { randomBytes } from "node:crypto";
+import type { Clock } from "../../ports/clock.js";
+import type { Queryable, Store } from "../../ports/store.js";
+import { appendAudit, audit } from "../audit/audit-log.js";
+import type { Principal } from "../auth/roles.js";
+import type { CatalogService, ReleaseView } from "../catalog/catalog-service.js";
+import type { DeploymentService } from "../deploy/deployment-service.js";
+import { FerryError } from "../errors.js";
+import { digestSetHash } from "./gates/types.js";
+
+export type PromotionState =
+  | "requested"
+  | "awaiting_gates"
+  | "approved"
+  | "deploying"
+  | "succeeded"
+  | "failed"
+  | "rolled_back"
+  | "rejected"
+  | "cancelled"
+  | "expired";
+export const ACTIVE_PROMOTION_STATES: readonly PromotionState[] = ["requested", "awaiting_gates", "approved", "deploying"];
+
+export interface GateResultView {
+  gate: string;
+  name: string;
+  state: "passed" | "pending" | "failed";
+  reason: string;
+  remedy: string | null;
+  details: Record<string, unknown>;
+}
+
+export interface GateVerdict {
+  state: "passed" | "pending" | "failed";
+  results: GateResultView[];
+}
+
+export interface ApprovalInput {
+  subject: string;
+  groups: string[];
+  roles: string[];
+  decision: "approve" | "reject";
+  digestSetHash: string;
+  at: Date;
+  comment: string;
+}
+
+/** Everything gates may look at, gathered from the store for one evaluation. */
+export interface PromotionGateContext {
+  promotion: {
+    id: string;
+    requestedBy: string;
+    requestedAt: Date;
+    environment: string;
+    previousEnvironment: string | null;
+    breakGlass: { by: string; roles?: string[]; reason: string; at: Date } | null;
+  };
+  release: {
+    id: string;
+    name: string;
+    version: string;
+    createdAt: Date;
+    labels: Record<string, string>;
+    provenance: Record<string, unknown>;
+    pins: { component: string; repository: string; digest: string }[];
+  };
+  digestSetHash: string;
+  approvals: ApprovalInput[];
+  priorSuccess: { environment: string; finishedAt: Date } | null;
+  scans: Record<string, { scanner: string; format: string; uploadedAt: Date; counts: Record<string, number> }[]>;
+  exceptions: { id: string; digest: string; maxSeverity: string; reason: string; approver: string; expiresAt: Date }[];
+}
+
+/** The gate evaluators behind one port (control-plane/src/domain/promotion/gates). */
+export interface GateEngine {
+  /** Validates an environment's gate settings; throws VALIDATION_FAILED naming the field. */
+  check(settings: Record<string, unknown>): void;
+  evaluate(settings: Record<string, unknown>, ctx: PromotionGateContext, now: Date): GateVerdict;
+  /** Kinds configured for the environment. */
+  kinds(settings: Record<string, unknown>): string[];
+  /** Groups whose members may approve in this environment. */
+  approverGroups(settings: Record<string, unknown>): string[];
+  /** The role a break-glass override needs in this environment. */
+  breakGlassRole(settings: Record<string, unknown>): string;
+}
+
+/** Signs and stores an evidence packet; returns its id. */
+export interface EvidenceRecorder {
+  record(tx: Queryable, kind: string, subjectId: string, doc: Record<string, unknown>): Promise<{ id: string; hash: string }>;
+}
+
+export interface PromotionEvents {
+  emit(type: string, data: Record<string, unknown>): void;
+}
+
+export interface TransitionView {
+  seq: number;
+  from: PromotionState | null;
+  to: PromotionState;
+  at: string;
+  actor: string;
+  reason: string;
+}
+
+export interface PromotionView {
+  id: string;
+  release: { id: string; name: string; version: string };
+  environment: string;
+  state: PromotionState;
+  digestSetHash: string;
+  requestedBy: string;
+  requestedAt: string;
+  breakGlass: { by: string; roles?: string[]; reason: string; at: string } | null;
+  deploymentId: string | null;
+  gates: GateResultView[];
+  approvals: { subject: string; decision: string; comment: string; at: string }[];
+  reason: string | null;
+  expiresAt: string;
+  decidedAt: string | null;
+  finishedAt: string | null;
+  transitions?: TransitionView[];
+  evidence?: { id: string; kind: string; hash: string; createdAt: string }[];
+}
+
+interface PromotionRow {
+  id: string;
+  release_id: string;
+  environment: string;
+  state: PromotionState;
+  digest_set_hash: string;
+  requested_by: string;
+  requested_at: Date;
+  break_glass: { by: string; roles?: string[]; reason: string; at: string } | null;
+  deployment_id: string | null;
+  gate_results: GateResultView[];
+  reason: string | null;
+  expires_at: Date;
+  decided_at: Date | null;
+  finished_at: Date | null;
+  release_name?: string;
+  release_version?: string;
+}
+
+const iso = (d: Date | null | undefined): string | null => (d ? new Date(d).toISOString() : null);
+
+
+export interface PromotionDeps {
+  store: Store;
+  catalog: CatalogService;
+  deployments: DeploymentService;
+  gates: GateEngine;
+  evidence: EvidenceRecorder;
+  events: PromotionEvents;
+  clock: Clock;
+  /** How long a promotion may wait for its gates before it expires. */
+  ttlMs: number;
+}
+
+export class PromotionService {
+  constructor(private readonly d: PromotionDeps) {}
+
+  // ── requests and decisions ─────────────────────────────────────────────────────────────────────────────────
+
+  async request(input: { release: string; environment: string }, who: Principal): Promise<PromotionView> {
+    const release = await this.d.catalog.getRelease(input.release);
+    const env = await this.d.catalog.getEnvironment(input.environment);
+    const settings = env.settings;
+    this.d.gates.check(settings);
+    const now = this.d.clock.now();
+    const id = `prm_${randomBytes(8).toString("hex")}`;
+    const hash = digestSetHash(release.pins);
+    const previous = await this.previousEnvironment(env.position);
+    if (this.d.gates.kinds(settings).includes("prior-environment")) {
+      if (!previous || !(await this.priorSuccess(this.d.store, release.id, previous))) {
+        return this.refuse(who, "promotion.request", `${release.name}@${release.version}`, new FerryError(
+          "PRIOR_ENVIRONMENT_NOT_DEPLOYED",
+          previous
+            ? `${release.name}@${release.version} has not been deployed successfully to ${previous}, which comes before ${env.name}; promote it there first`
+            : `${env.name} requires a prior environment, but none comes before it`,
+          { environment: env.name, previousEnvironment: previous },
+        ));
+      }
+    }
+    try {
+      await this.d.store.transaction(async (tx) => {
+        await tx.query("SELECT name FROM environments WHERE name = $1 FOR UPDATE", [env.name]);
+        const active = await tx.query<{ id: string; state: string }>(
+          "SELECT id, state FROM promotions WHERE environment = $1 AND state IN ('requested', 'awaiting_gates', 'approved', 'deploying')",
+          [env.name],
+        );
+        if (active.rows[0]) {
+          throw new FerryError("PROMOTION_IN_PROGRESS", `promotion ${active.rows[0].id} into ${env.name} is ${active.rows[0].state}; one promotion per environment at a time`, { promotion: active.rows[0].id });
+        }
+        await tx.query(
+          `INSERT INTO promotions (id, release_id, environment, state, digest_set_hash, requested_by, requested_at, expires_at, updated_at)
+           VALUES ($1, $2, $3, 'requested', $4, $5, $6, $7, $6)`,
+          [id, release.id, env.name, hash, who.subject, new Date(now), new Date(now + this.d.ttlMs)],
+        );
+        await transition(tx, id, null, "requested", who.subject, "", new Date(now));
+        await transition(tx, id, "requested", "awaiting_gates", "ferry", "evaluating the environment's gates", new Date(now));
+        await tx.query("UPDATE promotions SET state = 'awaiting_gates' WHERE id = $1", [id]);
+        await appendAudit(tx, { actor: who.subject, action: "promotion.request", object: id, outcome: "ok", details: { release: release.id, environment: env.name } });
+      });
+    } catch (err) {
+      if (err instanceof FerryError) return this.refuse(who, "promotion.request", `${release.name}@${release.version}`, err);
+      throw err;
+    }
+    this.d.events.emit("promotion.requested", { promotion: id, release: `${release.name}@${release.version}`, environment: env.name, requestedBy: who.subject });
+    await this.tick(id);
+    return this.get(id);
+  }
+
+  async approve(id: string, who: Principal, comment = ""): Promise<PromotionView> {
+    return this.decide(id, who, "approve", comment);
+  }
+
+  async reject(id: string, who: Principal, reason: string): Promise<PromotionView> {
+    if (!reason.trim()) return this.refuse(who, "promotion.reject", id, new FerryError("VALIDATION_FAILED", "reason: a rejection needs a reason", { field: "reason" }));
+    return this.decide(id, who, "reject", reason);
+  }
+
+  private async decide(id: string, who: Principal, decision: "approve" | "reject", comment: string): Promise<PromotionView> {
+    const action = decision === "approve" ? "promotion.approve" : "promotion.reject";
+    const now = new Date(this.d.clock.now());
+    try {
+      await this.d.store.transaction(async (tx) => {
+        const p = await lockPromotion(tx, id);
+        if (p.state !== "awaiting_gates") {
+          throw new FerryError("PROMOTION_ALREADY_DECIDED", `promotion ${id} is ${p.state}; approvals are taken only while it awaits its gates`, { state: p.state });
+        }
+        if (!who.roles.includes("approver") && !who.roles.includes("admin")) {
+          throw new FerryError("FORBIDDEN", `${who.subject} does not have the approver role`, { required: "approver" });
+        }
+        if (p.requested_by === who.subject) {
+          throw new FerryError("SELF_APPROVAL", `${who.subject} requested promotion ${id} and cannot ${decision} it (separation of duties)`);
+        }
+        const env = await this.d.catalog.getEnvironment(p.environment, tx);
+        const groups = this.d.gates.approverGroups(env.settings);
+        const mine = await subjectGroups(tx, who.subject);
+        if (groups.length > 0 && !groups.some((g) => mine.includes(g))) {
+          throw new FerryError("NOT_IN_APPROVER_GROUP", `${who.subject} is not in ${groups.length === 1 ? "group" : "any of the groups"} ${groups.join(", ")}, which approve promotions into ${p.environment}`, { groups });
+        }
+        const existing = await tx.query<{ decision: string }>("SELECT decision FROM approvals WHERE promotion_id = $1 AND subject = $2", [id, who.subject]);
+        if (existing.rows[0]) {
+          throw new FerryError("ALREADY_DECIDED_BY_SUBJECT", `${who.subject} already ${existing.rows[0].decision === "approve" ? "approved" : "rejected"} promotion ${id}; one subject counts once`);
+        }
+        await tx.query(
+          `INSERT INTO approvals (promotion_id, subject, decision, roles, groups, digest_set_hash, comment, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+          [id, who.subject, decision, who.roles, mine, p.digest_set_hash, comment, now],
+        );
+        await appendAudit(tx, { actor: who.subject, action, object: id, outcome: "ok", details: { comment } });
+      });
+    } catch (err) {
+      if (err instanceof FerryError) return this.refuse(who, action, id, err);
+      throw err;
+    }
+    this.d.events.emit(decision === "approve" ? "promotion.approved" : "promotion.rejected", { promotion: id, by: who.subject, comment });
+    await this.tick(id);
+    return this.get(id);
+  }
+
+  /** Overrides a freeze window: needs the environment's break-glass role and a reason; recorded. */
+  async breakGlass(id: string, who: Principal, reason: string): Promise<PromotionView> {
+    const now = new Date(this.d.clock.now());
+    try {
+      if (!reason.trim()) throw new FerryError("BREAK_GLASS_REASON_REQUIRED", "break-glass needs a reason (it is recorded in the audit log and the evidence)");
+      await this.d.store.transaction(async (tx) => {
+        const p = await lockPromotion(tx, id);
+        if (!ACTIVE_PROMOTION_STATES.includes(p.state) || p.state === "deploying") {
+          throw new FerryError("PROMOTION_ALREADY_DECIDED", `promotion ${id} is ${p.state}`, { state: p.state });
+        }
+        const env = await this.d.catalog.getEnvironment(p.environment, tx);
+        const role = this.d.gates.breakGlassRole(env.settings);
+        if (!(who.roles as string[]).includes(role) && !who.roles.includes("admin")) {
+          throw new FerryError("FORBIDDEN", `break-glass into ${p.environment} needs the ${role} role; ${who.subject} has ${who.roles.join(", ")}`, { required: role });
+        }
+        await tx.query("UPDATE promotions SET break_glass = $2, updated_at = $3 WHERE id = $1", [id, { by: who.subject, roles: who.roles, reason, at: now.toISOString() }, now]);
+        await appendAudit(tx, { actor: who.subject, action: "promotion.break-glass", object: id, outcome: "ok", details: { reason } });
+      });
+    } catch (err) {
+      if (err instanceof FerryError) return this.refuse(who, "promotion.break-glass", id, err);
+      throw err;
+    }
+    await this.tick(id);
+    return this.get(id);
+  }
+
+  async cancel(id: string, who: Principal, reason = ""): Promise<PromotionView> {
+    const now = new Date(this.d.clock.now());
+    await this.d.store.transaction(async (tx) => {
+      const p = await lockPromotion(tx, id);
+      if (p.state !== "awaiting_gates" && p.state !== "requested") {
+        throw new FerryError("PROMOTION_ALREADY_DECIDED", `promotion ${id} is ${p.state}; only a promotion awaiting its gates can be cancelled`, { state: p.state });
+      }
+      await this.finish(tx, p, "cancelled", who.subject, reason || `cancelled by ${who.subject}`, now);
+      await appendAudit(tx, { actor: who.subject, action: "promotion.cancel", object: id, outcome: "ok", details: { reason } });
+    });
+    return this.get(id);
+  }
+
+  /** Records a refused request in the audit log (its own transaction: the request's was rolled back), rethrows. */
+  private async refuse(who: Principal, action: string, object: string, err: FerryError): Promise<never> {
+    await audit(this.d.store, { actor: who.subject, action, object, outcome: "refused", details: { code: err.code, message: err.message } });
+    throw err;
+  }
+
+  // ── the engine ─────────────────────────────────────────────────────────────────────────────────────────────
+
+  /** Moves one promotion as far as it can go now. Safe to call from any replica at any time. */
+  async tick(id: string): Promise<void> {
+    let deployNow: PromotionRow | null = null;
+    const events: [string, Record<string, unknown>][] = [];
+    await this.d.store.transaction(async (tx) => {
+      const r = await tx.query<PromotionRow>("SELECT * FROM promotions WHERE id = $1 FOR UPDATE SKIP LOCKED", [id]);
+      const p = r.rows[0];
+      if (!p) return;
+      const now = new Date(this.d.clock.now());
+      if (p.state === "awaiting_gates") {
+        const env = await this.d.catalog.getEnvironment(p.environment, tx);
+        const ctx = await this.context(tx, p);
+        const verdict = this.d.gates.evaluate(env.settings, ctx, now);
+        const changed = JSON.stringify(verdict.results) !== JSON.stringify(p.gate_results);
+        if (changed) await tx.query("UPDATE promotions SET gate_results = $2, updated_at = $3 WHERE id = $1", [id, JSON.stringify(verdict.results), now]);
+        const rejection = ctx.approvals.find((a) => a.decision === "reject" && a.digestSetHash === p.digest_set_hash);
+        if (rejection) {
+          await this.finish(tx, p, "rejected", rejection.subject, `rejected by ${rejection.subject}: ${rejection.comment}`, now);
+          await this.d.evidence.record(tx, "promotion.decision", id, await this.decisionDoc(tx, p, "rejected", verdict.results, now));
+          return;
+        }
+        if (verdict.state === "passed") {
+          await tx.query("UPDATE promotions SET state = 'approved', decided_at = $2, updated_at = $2 WHERE id = $1", [id, now]);
+          await transition(tx, id, "awaiting_gates", "approved", "ferry", "every gate passed", now);
+          const ev = await this.d.evidence.record(tx, "promotion.decision", id, await this.decisionDoc(tx, p, "approved", verdict.results, now));
+          await appendAudit(tx, { actor: "ferry", action: "promotion.approved", object: id, outcome: "ok", details: { evidence: ev.id } });
+          deployNow = { ...p, state: "approved" };
+          return;
+        }
+        if (now.getTime() > new Date(p.expires_at).getTime()) {
+          await this.finish(tx, p, "expired", "ferry", "its gates did not pass before the promotion expired", now);
+          return;
+        }
+        if (changed) {
+          const blocking = verdict.results.filter((g) => g.state !== "passed");
+          events.push(["promotion.blocked", { promotion: id, gates: blocking.map((g) => ({ name: g.name, state: g.state, reason: g.reason })) }]);
+        }
+        return;
+      }
+      if (p.state === "approved" && !p.deployment_id) {
+        deployNow = p;
+        return;
+      }
+      if (p.state === "deploying" && p.deployment_id) {
+        const dep = await tx.query<{ state: string; finished_at: Date | null }>("SELECT state, finished_at FROM deployments WHERE id = $1", [p.deployment_id]);
+        const ds = dep.rows[0]?.state;
+        if (ds === "succeeded" || ds === "failed" || ds === "cancelled") {
+          const final: PromotionState = ds === "succeeded" ? "succeeded" : "failed";
+          await this.finish(tx, p, final, "ferry", `deployment ${p.deployment_id} ${ds}`, now);
+          const ev = await this.d.evidence.record(tx, "promotion.deployment", id, await this.deploymentDoc(tx, p, final, now));
+          await appendAudit(tx, { actor: "ferry", action: `promotion.${final}`, object: id, outcome: final === "succeeded" ? "ok" : "failed", details: { deployment: p.deployment_id, evidence: ev.id } });
+          events.push([final === "succeeded" ? "promotion.deployed" : "promotion.failed", { promotion: id, deployment: p.deployment_id, evidence: ev.id }]);
+        }
+      }
+    });
+    for (const [type, data] of events) this.d.events.emit(type, data);
+    if (deployNow) await this.startDeployment(deployNow);
+  }
+
+  private async startDeployment(p: PromotionRow): Promise<void> {
+    try {
+      const dep = await this.d.deployments.deploy(
+        { release: p.release_id, environment: p.environment },
+        `promotion:${p.id}`,
+        {
+          // In the deployment's own transaction: the promotion is deploying exactly when its deployment exists.
+          within: async (tx, deploymentId) => {
+            const locked = await tx.query<{ state: string; deployment_id: string | null }>("SELECT state, deployment_id FROM promotions WHERE id = $1 FOR UPDATE", [p.id]);
+            const row = locked.rows[0];
+            if (!row || row.state !== "approved" || row.deployment_id) throw new FerryError("PROMOTION_ALREADY_DECIDED", `promotion ${p.id} already has a deployment`);
+            const now = new Date(this.d.clock.now());
+            await tx.query("UPDATE promotions SET state = 'deploying', deployment_id = $2, updated_at = $3 WHERE id = $1", [p.id, deploymentId, now]);
+            await transition(tx, p.id, "approved", "deploying", "ferry", `deployment ${deploymentId}`, now);
+          },
+        },
+      );
+      void dep;
+    } catch (err) {
+      if (err instanceof FerryError && err.code === "PROMOTION_ALREADY_DECIDED") return;
+      // The deployment could not be created (e.g. a target lost its agent): the promotion fails, with the reason.
+      const message = err instanceof Error ? err.message : String(err);
+      await this.d.store.transaction(async (tx) => {
+        const cur = await lockPromotion(tx, p.id);
+        if (cur.state !== "approved" || cur.deployment_id) return;
+        await this.finish(tx, cur, "failed", "ferry", `the deployment could not be started: ${message}`, new Date(this.d.clock.now()));
+      });
+      this.d.events.emit("promotion.failed", { promotion: p.id, reason: message });
+    }
+  }
+
+  private async finish(tx: Queryable, p: PromotionRow, to: PromotionState, actor: string, reason: string, now: Date): Promise<void> {
+    const decided = to === "rejected" || to === "cancelled" || to === "expired";
+    await tx.query(
+      `UPDATE promotions SET state = $2, reason = $3, finished_at = $4, updated_at = $4, decided_at = CASE WHEN $5 THEN coalesce(decided_at, $4) ELSE decided_at END WHERE id = $1`,
+      [p.id, to, reason, now, decided],
+    );
+    await transition(tx, p.id, p.state, to, actor, reason, now);
+  }
+
+  /** Every active promotion, one tick each (any replica; row locks keep them apart). */
+  async sweep(): Promise<number> {
+    const r = await this.d.store.query<{ id: string }>(
+      "SELECT id FROM promotions WHERE state IN ('requested', 'awaiting_gates', 'approved', 'deploying') ORDER BY requested_at LIMIT 500",
+    );
+    for (const row of r.rows) await this.tick(row.id);
+    await this.markRolledBack();
+    return r.rows.length;
+  }
+
+  /**
+   * A successful promotion whose environment was rolled back afterwards (a rollback deployment there succeeded after
+   * it finished) is rolled_back: what it deployed no longer runs.
+   */
+  private async markRolledBack(): Promise<void> {
+    const found = await this.d.store.query<{ id: string; deployment: string }>(
+      `SELECT p.id, d.id AS deployment FROM promotions p
+         JOIN LATERAL (SELECT id FROM deployments d WHERE d.environment = p.environment AND d.action = 'rollback' AND d.state = 'succeeded'
+                        AND d.created_at > p.finished_at ORDER BY d.created_at LIMIT 1) d ON true
+        WHERE p.state = 'succeeded'
+          AND p.id = (SELECT id FROM promotions q WHERE q.environment = p.environment AND q.state = 'succeeded' ORDER BY q.finished_at DESC LIMIT 1)`,
+    );
+    for (const f of found.rows) {
+      const done = await this.d.store.transaction(async (tx) => {
+        const p = await lockPromotion(tx, f.id);
+        if (p.state !== "succeeded") return false;
+        const now = new Date(this.d.clock.now());
+        await tx.query("UPDATE promotions SET state = 'rolled_back', reason = $2, updated_at = $3 WHERE id = $1", [p.id, `rolled back by deployment ${f.deployment}`, now]);
+        await transition(tx, p.id, "succeeded", "rolled_back", "ferry", `rollback deployment ${f.deployment}`, now);
+        await appendAudit(tx, { actor: "ferry", action: "promotion.rolled_back", object: p.id, outcome: "ok", details: { deployment: f.deployment } });
+        return true;
+      });
+      if (done) this.d.events.emit("promotion.rolled_back", { promotion: f.id, deployment: f.deployment });
+    }
+  }
+
+  // ── reading ────────────────────────────────────────────────────────────────────────────────────────────────
+
+  async get(id: string, opts: { history?: boolean } = {}): Promise<PromotionView> {
+    const r = await this.d.store.query<PromotionRow>(
+      "SELECT p.*, r.name AS release_name, r.version AS release_version FROM promotions p JOIN releases r ON r.id = p.release_id WHERE p.id = $1",
+      [id],
+    );
+    const row = r.rows[0];
+    if (!row) throw new FerryError("PROMOTION_NOT_FOUND", `no promotion ${id}`);
+    const approvals = await this.d.store.query<{ subject: string; decision: string; comment: string; at: Date }>(
+      "SELECT subject, decision, comment, at FROM approvals WHERE promotion_id = $1 ORDER BY at",
+      [id],
+    );
+    const view = promotionView(row, approvals.rows);
+    if (opts.history) {
+      const t = await this.d.store.query<{ seq: number; from_state: PromotionState | null; to_state: PromotionState; at: Date; actor: string; reason: string }>(
+        "SELECT * FROM promotion_transitions WHERE promotion_id = $1 ORDER BY seq",
+        [id],
+      );
+      view.transitions = t.rows.map((x) => ({ seq: x.seq, from: x.from_state, to: x.to_state, at: iso(x.at)!, actor: x.actor, reason: x.reason }));
+      const e = await this.d.store.query<{ id: string; kind: string; hash: string; created_at: Date }>("SELECT id, kind, hash, created_at FROM evidence WHERE subject_id = $1 ORDER BY seq", [id]);
+      view.evidence = e.rows.map((x) => ({ id: x.id, kind: x.kind, hash: x.hash, createdAt: iso(x.created_at)! }));
+    }
+    return view;
+  }
+
+  async list(q: { environment?: string; state?: string; limit?: number }): Promise<PromotionView[]> {
+    const params: unknown[] = [];
+    const where: string[] = [];
+    if (q.environment) where.push(`p.environment = $${params.push(q.environment)}`);
+    if (q.state) where.push(`p.state = $${params.push(q.state)}`);
+    const limit = Math.min(Math.max(q.limit ?? 50, 1), 200);
+    const r = await this.d.store.query<PromotionRow>(
+      `SELECT p.*, r.name AS release_name, r.version AS release_version FROM promotions p JOIN releases r ON r.id = p.release_id
+        ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY p.requested_at DESC, p.id DESC LIMIT ${limit}`,
+      params,
+    );
+    const approvals = await this.d.store.query<{ promotion_id: string; subject: string; decision: string; comment: string; at: Date }>(
+      "SELECT promotion_id, subject, decision, comment, at FROM approvals WHERE promotion_id = ANY($1) ORDER BY at",
+      [r.rows.map((x) => x.id)],
+    );
+    return r.rows.map((row) => promotionView(row, approvals.rows.filter((a) => a.promotion_id === row.id)));
+  }
+
+  /** Every gate, evaluated now: passed / pending / failed, why, and what would unblock it. */
+  async whyBlocked(id: string): Promise<{ promotion: string; state: PromotionState; blocked: boolean; gates: GateResultView[] }> {
+    const r = await this.d.store.query<PromotionRow>("SELECT * FROM promotions WHERE id = $1", [id]);
+    const p = r.rows[0];
+    if (!p) throw new FerryError("PROMOTION_NOT_FOUND", `no promotion ${id}`);
+    if (p.state !== "awaiting_gates" && p.state !== "requested") return { promotion: id, state: p.state, blocked: false, gates: p.gate_results };
+    const env = await this.d.catalog.getEnvironment(p.environment);
+    const verdict = this.d.gates.evaluate(env.settings, await this.context(this.d.store, p), new Date(this.d.clock.now()));
+    return { promotion: id, state: p.state, blocked: verdict.state !== "passed", gates: verdict.results };
+  }
+
+  // ── release metadata and notes ─────────────────────────────────────────────────────────────────────────────
+
+  /** release-metadata.json of a successful promotion: release, digests, environment, approvals, evidence, times. */
+  async releaseMetadata(id: string): Promise<Record<string, unknown>> {
+    const p = await this.get(id, { history: true });
+    if (p.state !== "succeeded" && p.state !== "rolled_back") {
+      throw new FerryError("PROMOTION_NOT_SUCCEEDED", `promotion ${id} is ${p.state}; release metadata exists for successful promotions`, { state: p.state });
+    }
+    const release = await this.d.catalog.getRelease(p.release.id);
+    return {
+      schema: "ferry.release-metadata/v1",
+      release: { id: release.id, name: release.name, version: release.version, createdAt: release.createdAt, createdBy: release.createdBy },
+      images: release.pins.map((x) => ({ component: x.component, repository: x.repository, digest: x.digest, image: x.image, sourceTag: x.sourceTag })),
+      digestSetHash: p.digestSetHash,
+      environment: p.environment,
+      promotion: { id: p.id, requestedBy: p.requestedBy, requestedAt: p.requestedAt, decidedAt: p.decidedAt, finishedAt: p.finishedAt, breakGlass: p.breakGlass },
+      approvals: p.approvals.filter((a) => a.decision === "approve").map((a) => ({ subject: a.subject, at: a.at, comment: a.comment })),
+      gates: p.gates.map((g) => ({ name: g.name, gate: g.gate, state: g.state, reason: g.reason })),
+      deploymentId: p.deploymentId,
+      evidence: (p.evidence ?? []).map((e) => ({ id: e.id, kind: e.kind, sha256: e.hash })),
+    };
+  }
+
+  /** release-notes.md of a successful promotion: the release's own notes plus the promotion record. */
+  async releaseNotes(id: string): Promise<string> {
+    const m = await this.releaseMetadata(id);
+    const release = await this.d.catalog.getRelease((m["release"] as { id: string }).id);
+    const p = m["promotion"] as { id: string; requestedBy: string; requestedAt: string; finishedAt: string | null; breakGlass: { by: string; reason: string } | null };
+    const lines = [
+      `# ${release.name} ${release.version} in ${String(m["environment"])}`,
+      "",
+      `Promoted by promotion ${p.id}, requested by ${p.requestedBy} at ${p.requestedAt}, deployed ${p.finishedAt ?? ""} (deployment ${String(m["deploymentId"])}).`,
+      "",
+      "## Images",
+      "",
+      ...(m["images"] as { component: string; image: string; sourceTag: string | null }[]).map((i) => `- **${i.component}**: \`${i.image}\`${i.sourceTag ? ` (from tag ${i.sourceTag})` : ""}`),
+      "",
+      "## Approvals",
+      "",
+      ...((m["approvals"] as { subject: string; at: string; comment: string }[]).length
+        ? (m["approvals"] as { subject: string; at: string; comment: string }[]).map((a) => `- ${a.subject} at ${a.at}${a.comment ? `: ${a.comment}` : ""}`)
+        : ["- none required"]),
+      ...(p.breakGlass ? ["", `**Break-glass** by ${p.breakGlass.by}: ${p.breakGlass.reason}`] : []),
+      "",
+      "## Gates",
+      "",
+      ...(m["gates"] as { name: string; state: string; reason: string }[]).map((g) => `- ${g.name}: ${g.state} — ${g.reason}`),
+      "",
+      "## Evidence",
+      "",
+      ...(m["evidence"] as { id: string; kind: string; sha256: string }[]).map((e) => `- ${e.kind}: ${e.id} (sha256 ${e.sha256})`),
+      "",
+      "## Release notes",
+      "",
+      release.notes.trim() || "_No notes were given with this release._",
+      "",
+    ];
+    return lines.join("\n");
+  }
+
+  // ── gate context and evidence documents ────────────────────────────────────────────────────────────────────
+
+  private async previousEnvironment(position: number): Promise<string | null> {
+    const r = await this.d.store.query<{ name: string }>("SELECT name FROM environments WHERE position < $1 ORDER BY position DESC LIMIT 1", [position]);
+    return r.rows[0]?.name ?? null;
+  }
+
+  private async priorSuccess(db: Queryable, releaseId: string, environment: string): Promise<{ environment: string; finishedAt: Date } | null> {
+    const r = await db.query<{ finished_at: Date }>(
+      "SELECT finished_at FROM deployments WHERE release_id = $1 AND environment = $2 AND state = 'succeeded' AND finished_at IS NOT NULL ORDER BY finished_at LIMIT 1",
+      [releaseId, environment],
+    );
+    return r.rows[0] ? { environment, finishedAt: new Date(r.rows[0].finished_at) } : null;
+  }
+
+  private async context(db: Queryable, p: PromotionRow): Promise<PromotionGateContext> {
+    const release: ReleaseView = await this.d.catalog.getRelease(p.release_id, db);
+    const env = await this.d.catalog.getEnvironment(p.environment, db);
+    const previous = await this.previousEnvironmentIn(db, env.position);
+    const approvals = await db.query<{ subject: string; decision: "approve" | "reject"; roles: string[]; groups: string[]; digest_set_hash: string; comment: string; at: Date }>(
+      "SELECT subject, decision, roles, groups, digest_set_hash, comment, at FROM approvals WHERE promotion_id = $1 ORDER BY at",
+      [p.id],
+    );
+    const digests = release.pins.map((x) => x.digest);
+    const scans = await db.query<{ digest: string; scanner: string; format: string; uploaded_at: Date; counts: Record<string, number> }>(
+      "SELECT digest, scanner, format, uploaded_at, counts FROM scan_reports WHERE digest = ANY($1) ORDER BY uploaded_at DESC",
+      [digests],
+    );
+    const exceptions = await db.query<{ id: string; digest: string; max_severity: string; reason: string; approver: string; expires_at: Date }>(
+      "SELECT id, digest, max_severity, reason, approver, expires_at FROM security_exceptions WHERE digest = ANY($1)",
+      [digests],
+    );
+    const byDigest: PromotionGateContext["scans"] = {};
+    for (const s of scans.rows) (byDigest[s.digest] ??= []).push({ scanner: s.scanner, format: s.format, uploadedAt: new Date(s.uploaded_at), counts: s.counts });
+    const bg = p.break_glass;
+    return {
+      promotion: {
+        id: p.id,
+        requestedBy: p.requested_by,
+        requestedAt: new Date(p.requested_at),
+        environment: p.environment,
+        previousEnvironment: previous,
+        breakGlass: bg ? { by: bg.by, ...(bg.roles ? { roles: bg.roles } : {}), reason: bg.reason, at: new Date(bg.at) } : null,
+      },
+      release: {
+        id: release.id,
+        name: release.name,
+        version: release.version,
+        createdAt: new Date(release.createdAt),
+        labels: labelsOf(release.provenance),
+        provenance: release.provenance,
+        pins: release.pins.map((x) => ({ component: x.component, repository: x.repository, digest: x.digest })),
+      },
+      digestSetHash: p.digest_set_hash,
+      approvals: approvals.rows.map((a) => ({ subject: a.subject, groups: a.groups, roles: a.roles, decision: a.decision, digestSetHash: a.digest_set_hash, at: new Date(a.at), comment: a.comment })),
+      priorSuccess: previous ? await this.priorSuccess(db, p.release_id, previous) : null,
+      scans: byDigest,
+      exceptions: exceptions.rows.map((e) => ({ id: e.id, digest: e.digest, maxSeverity: e.max_severity, reason: e.reason, approver: e.approver, expiresAt: new Date(e.expires_at) })),
+    };
+  }
+
+  private async previousEnvironmentIn(db: Queryable, position: number): Promise<string | null> {
+    const r = await db.query<{ name: string }>("SELECT name FROM environments WHERE position < $1 ORDER BY position DESC LIMIT 1", [position]);
+    return r.rows[0]?.name ?? null;
+  }
+
+  private async decisionDoc(tx: Queryable, p: PromotionRow, decision: string, gates: GateResultView[], now: Date): Promise<Record<string, unknown>> {
+    const release = await this.d.catalog.getRelease(p.release_id, tx);
+    const approvals = await tx.query<{ subject: string; decision: string; comment: string; at: Date; digest_set_hash: string }>(
+      "SELECT subject, decision, comment, at, digest_set_hash FROM approvals WHERE promotion_id = $1 ORDER BY at",
+      [p.id],
+    );
+    return {
+      kind: "promotion.decision",
+      decision,
+      promotion: { id: p.id, environment: p.environment, requestedBy: p.requested_by, requestedAt: iso(p.requested_at), breakGlass: p.break_glass },
+      release: { id: release.id, name: release.name, version: release.version, digestSetHash: p.digest_set_hash, images: release.pins.map((x) => `${x.repository}@${x.digest}`) },
+      approvals: approvals.rows.map((a) => ({ subject: a.subject, decision: a.decision, comment: a.comment, at: iso(a.at), digestSetHash: a.digest_set_hash })),
+      gates,
+      decidedAt: now.toISOString(),
+    };
+  }
+
+  private async deploymentDoc(tx: Queryable, p: PromotionRow, outcome: string, now: Date): Promise<Record<string, unknown>> {
+    const release = await this.d.catalog.getRelease(p.release_id, tx);
+    const tasks = await tx.query<{ id: string; target: string; agent_id: string; state: string; code: string | null; images: unknown; started_at: Date | null; finished_at: Date | null }>(
+      `SELECT t.id, tg.name AS target, t.agent_id, t.state, t.code, t.images, t.started_at, t.finished_at
+         FROM tasks t JOIN targets tg ON tg.id = t.target_id WHERE t.deployment_id = $1 ORDER BY tg.name`,
+      [p.deployment_id],
+    );
+    const approvals = await tx.query<{ subject: string; decision: string; at: Date }>("SELECT subject, decision, at FROM approvals WHERE promotion_id = $1 ORDER BY at", [p.id]);
+    return {
+      kind: "promotion.deployment",
+      outcome,
+      promotion: { id: p.id, environment: p.environment, requestedBy: p.requested_by, requestedAt: iso(p.requested_at), decidedAt: iso(p.decided_at) },
+      release: { id: release.id, name: release.name, version: release.version, digestSetHash: p.digest_set_hash, images: release.pins.map((x) => `${x.repository}@${x.digest}`) },
+      approvals: approvals.rows.map((a) => ({ subject: a.subject, decision: a.decision, at: iso(a.at) })),
+      gates: p.gate_results,
+      deployment: p.deployment_id,
+      targets: tasks.rows.map((t) => ({ task: t.id, target: t.target, agent: t.agent_id, state: t.state, code: t.code, images: t.images, startedAt: iso(t.started_at), finishedAt: iso(t.finished_at) })),
+      finishedAt: now.toISOString(),
+    };
+  }
+}
+
+function labelsOf(provenance: Record<string, unknown>): Record<string, string> {
+  const l = provenance["labels"];
+  if (typeof l !== "object" || l === null || Array.isArray(l)) return {};
+  return Object.fromEntries(Object.entries(l).filter((e): e is [string, string] => typeof e[1] === "string"));
+}
+
+async function lockPromotion(tx: Queryable, id: string): Promise<PromotionRow> {
+  const r = await tx.query<PromotionRow>("SELECT * FROM promotions WHERE id = $1 FOR UPDATE", [id]);
+  const p = r.rows[0];
+  if (!p) throw new FerryError("PROMOTION_NOT_FOUND", `no promotion ${id}`);
+  return p;
+}
+
+async function subjectGroups(db: Queryable, subject: string): Promise<string[]> {
+  const r = await db.query<{ group_name: string }>("SELECT group_name FROM subject_groups WHERE subject = $1 ORDER BY group_name", [subject]);
+  return r.rows.map((x) => x.group_name);
+}
+
+async function transition(tx: Queryable, id: string, from: PromotionState | null, to: PromotionState, actor: string, reason: string, at: Date): Promise<void> {
+  await tx.query(
+    `INSERT INTO promotion_transitions (promotion_id, seq, from_state, to_state, at, actor, reason)
+     SELECT $1, coalesce(max(seq), 0) + 1, $2, $3, $4, $5, $6 FROM promotion_transitions WHERE promotion_id = $1`,
+    [id, from, to, at, actor, reason],
+  );
+}
+
+function promotionView(row: PromotionRow, approvals: { subject: string; decision: string; comment: string; at: Date }[]): PromotionView {
+  return {
+    id: row.id,
+    release: { id: row.release_id, name: row.release_name ?? "", version: row.release_version ?? "" },
+    environment: row.environment,
+    state: row.state,
+    digestSetHash: row.digest_set_hash,
+    requestedBy: row.requested_by,
+    requestedAt: iso(row.requested_at)!,
+    breakGlass: row.break_glass,
+    deploymentId: row.deployment_id,
+    gates: row.gate_results,
+    approvals: approvals.map((a) => ({ subject: a.subject, decision: a.decision, comment: a.comment, at: iso(a.at)! })),
+    reason: row.reason,
+    expiresAt: iso(row.expires_at)!,
+    decidedAt: iso(row.decided_at),
+    finishedAt: iso(row.finished_at),
+  };
+}
