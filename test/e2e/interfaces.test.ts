@@ -121,7 +121,7 @@ describe("interfaces", () => {
       "post /api/v1/promotions/{id}/approve", "post /api/v1/promotions/{id}/reject", "post /api/v1/promotions/{id}/break-glass",
       "post /api/v1/promotions/{id}/cancel", "post /api/v1/scans", "get /api/v1/scans", "post /api/v1/exceptions", "get /api/v1/exceptions",
       "get /api/v1/groups", "post /api/v1/groups/{group}/members", "delete /api/v1/groups/{group}/members/{subject}",
-      "get /api/v1/evidence/{id}", "get /api/v1/evidence-keys",
+      "get /api/v1/evidence", "get /api/v1/evidence/{id}", "get /api/v1/evidence-keys",
       "post /api/v1/webhooks", "get /api/v1/webhooks", "post /api/v1/webhooks/{id}/disable", "post /api/v1/webhooks/{id}/enable",
       "get /api/v1/webhooks/deliveries",
     ];

@@ -231,6 +231,18 @@ export function promotionCommands(program: Command, client: () => ApiClient, pri
 
   const evidence = program.command("evidence").description("signed evidence packets (DSSE envelopes)");
   evidence
+    .command("list")
+    .description("packets in chain order, newest last")
+    .option("--subject <id>", "only packets about this promotion or deployment")
+    .option("--json", "print JSON")
+    .action(async (o: { subject?: string; json?: boolean }) => {
+      const r = await client().request<{ evidence: { id: string; kind: string; subjectId: string; hash: string; previousHash: string | null; createdAt: string }[] }>(
+        "GET",
+        `/api/v1/evidence${o.subject ? `?subject=${enc(o.subject)}` : ""}`,
+      );
+      print(!!o.json, r, () => table(["ID", "KIND", "SUBJECT", "SHA256", "CREATED"], r.evidence.map((e) => [e.id, e.kind, e.subjectId, e.hash.slice(0, 16), e.createdAt])));
+    });
+  evidence
     .command("get <id>")
     .description("print a packet's envelope (save it to verify offline)")
     .action(async (id: string) => {

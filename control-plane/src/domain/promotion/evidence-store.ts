@@ -51,6 +51,16 @@ export class EvidenceStore implements EvidenceRecorder {
     return { id: x.id, kind: x.kind, subjectId: x.subject_id, hash: x.hash, previousHash: x.previous_hash, keyId: x.key_id, createdAt: new Date(x.created_at).toISOString(), envelope: x.envelope };
   }
 
+  /** Packets in chain order (optionally about one subject): id, kind, subject, hash and the hash it chains to. */
+  async list(q: { subject?: string; limit?: number } = {}): Promise<Omit<EvidenceRecordView, "envelope">[]> {
+    const limit = Math.min(Math.max(q.limit ?? 100, 1), 1000);
+    const r = await this.d.store.query<{ id: string; kind: string; subject_id: string; hash: string; previous_hash: string | null; key_id: string; created_at: Date }>(
+      `SELECT id, kind, subject_id, hash, previous_hash, key_id, created_at FROM evidence ${q.subject ? "WHERE subject_id = $1" : ""} ORDER BY seq DESC LIMIT ${limit}`,
+      q.subject ? [q.subject] : [],
+    );
+    return r.rows.reverse().map((x) => ({ id: x.id, kind: x.kind, subjectId: x.subject_id, hash: x.hash, previousHash: x.previous_hash, keyId: x.key_id, createdAt: new Date(x.created_at).toISOString() }));
+  }
+
   publicKeys(): { keyId: string; algorithm: string; publicKeyPem: string }[] {
     return [{ keyId: this.d.key.keyId, algorithm: "ecdsa-p256-sha256", publicKeyPem: this.d.key.publicKeyPem }];
   }

@@ -427,7 +427,61 @@ export class PromotionService {
     );
     for (const row of r.rows) await this.tick(row.id);
     await this.markRolledBack();
+    await this.recordDeploymentEvidence();
     return r.rows.length;
+  }
+
+  /**
+   * Every finished deployment (promoted or not, rollbacks included) gets its own evidence packet: what was asked,
+   * by whom, which signed tasks went to which agents, and how each target ended.
+   */
+  private async recordDeploymentEvidence(): Promise<void> {
+    const pending = await this.d.store.query<{ id: string }>(
+      `SELECT d.id FROM deployments d
+        WHERE d.state IN ('succeeded', 'failed', 'cancelled')
+          AND NOT EXISTS (SELECT 1 FROM evidence e WHERE e.subject_id = d.id AND e.kind = 'deployment')
+        ORDER BY d.finished_at LIMIT 100`,
+    );
+    for (const { id } of pending.rows) {
+      await this.d.store.transaction(async (tx) => {
+        const dep = await tx.query<{ id: string; environment: string; release_id: string | null; action: string; state: string; requested_by: string; created_at: Date; finished_at: Date | null; retry_of: string | null }>(
+          "SELECT * FROM deployments WHERE id = $1 FOR UPDATE",
+          [id],
+        );
+        const d = dep.rows[0];
+        if (!d) return;
+        // Re-checked under the lock: another replica may have recorded it meanwhile.
+        const again = await tx.query("SELECT 1 FROM evidence WHERE subject_id = $1 AND kind = 'deployment'", [id]);
+        if (again.rowCount > 0) return;
+        const tasks = await tx.query<{ id: string; target: string; kind: string; agent_id: string; release_id: string; state: string; code: string | null; message: string | null; images: unknown; key_id: string; attempt: number; started_at: Date | null; finished_at: Date | null }>(
+          `SELECT t.id, tg.name AS target, tg.kind, t.agent_id, t.release_id, t.state, t.code, t.message, t.images, t.key_id, t.attempt, t.started_at, t.finished_at
+             FROM tasks t JOIN targets tg ON tg.id = t.target_id WHERE t.deployment_id = $1 ORDER BY tg.name`,
+          [id],
+        );
+        const promotion = await tx.query<{ id: string }>("SELECT id FROM promotions WHERE deployment_id = $1", [id]);
+        await this.d.evidence.record(tx, "deployment", id, {
+          deployment: { id: d.id, action: d.action, environment: d.environment, releaseId: d.release_id, retryOf: d.retry_of, promotion: promotion.rows[0]?.id ?? null },
+          requester: { subject: d.requested_by, at: iso(d.created_at) },
+          outcome: d.state,
+          targets: tasks.rows.map((t) => ({
+            task: t.id,
+            target: t.target,
+            kind: t.kind,
+            agent: t.agent_id,
+            release: t.release_id,
+            images: t.images,
+            taskSigningKey: t.key_id,
+            attempt: t.attempt,
+            state: t.state,
+            code: t.code,
+            message: t.message,
+            startedAt: iso(t.started_at),
+            finishedAt: iso(t.finished_at),
+          })),
+          timings: { requestedAt: iso(d.created_at), finishedAt: iso(d.finished_at) },
+        });
+      });
+    }
   }
 
   /**

@@ -161,6 +161,17 @@ export function promotionRoutes(d: { promotions: PromotionService; records: Secu
     );
 
     // evidence
+    app.get<{ Querystring: { subject?: string; limit?: number } }>(
+      "/evidence",
+      {
+        config: { role: "viewer" },
+        schema: {
+          summary: "Evidence packets in chain order, newest last (optionally about one promotion or deployment)",
+          querystring: { type: "object", additionalProperties: false, properties: { subject: { type: "string", maxLength: 64 }, limit: { type: "integer", minimum: 1, maximum: 1000 } } },
+        },
+      },
+      async (req) => ({ evidence: await d.evidence.list(req.query) }),
+    );
     app.get<{ Params: { id: string } }>("/evidence/:id", { config: { role: "viewer" }, schema: { summary: "A signed evidence packet (DSSE envelope)", params: idParam } }, async (req) =>
       d.evidence.get(req.params.id),
     );
