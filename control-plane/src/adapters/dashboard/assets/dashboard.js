@@ -8,6 +8,7 @@
   let agents = [];
   let estate = [];
   let deployments = [];
+  let promotions = [];
   let timer = null;
 
   const fromHash = /(?:^|[#&])token=([^&]+)/.exec(location.hash);
@@ -102,6 +103,33 @@
       body.appendChild(tr);
     }
     $("estate-empty").hidden = estate.length > 0;
+    const prom = $("promotions");
+    prom.replaceChildren();
+    for (const p of promotions) {
+      const tr = document.createElement("tr");
+      tr.appendChild(cell(p.id));
+      tr.appendChild(cell(p.release.name + "@" + p.release.version));
+      tr.appendChild(cell(p.environment));
+      const st = document.createElement("td");
+      const badge = document.createElement("span");
+      badge.className = "badge prm-" + p.state;
+      badge.textContent = p.state.replace("_", " ");
+      st.appendChild(badge);
+      tr.appendChild(st);
+      const gates = document.createElement("td");
+      gates.style.whiteSpace = "normal";
+      for (const g of p.gates) {
+        const line = document.createElement("div");
+        line.className = "gate gate-" + g.state;
+        line.textContent = g.state.toUpperCase() + " " + g.name + ": " + g.reason + (g.state !== "passed" && g.remedy ? " → " + g.remedy : "");
+        gates.appendChild(line);
+      }
+      if (p.gates.length === 0) gates.textContent = p.reason || "no gates";
+      tr.appendChild(gates);
+      tr.appendChild(cell(ago(p.requestedAt)));
+      tr.appendChild(cell(p.requestedBy));
+      prom.appendChild(tr);
+    }
     const list = $("deployments");
     list.replaceChildren();
     for (const d of deployments) {
@@ -135,8 +163,14 @@
   }
   async function refresh() {
     try {
-      const [a, s, d] = await Promise.all([getJson("/api/v1/agents"), getJson("/api/v1/status"), getJson("/api/v1/deployments?limit=10")]);
+      const [a, s, d, p] = await Promise.all([
+        getJson("/api/v1/agents"),
+        getJson("/api/v1/status"),
+        getJson("/api/v1/deployments?limit=10"),
+        getJson("/api/v1/promotions?limit=20"),
+      ]);
       agents = a.agents;
+      promotions = p.promotions;
       estate = s.targets;
       deployments = d.deployments;
       renderEstate();
