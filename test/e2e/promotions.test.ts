@@ -181,6 +181,19 @@ describe("promotions through gates, with evidence, audit and webhooks", { skip }
     assert.match(r.body.error.message, /gates\[0\]\.config\.windows\[0\]\.timeZone/);
   });
 
+  it("manages freeze windows with ferry freeze (validated by the server)", async () => {
+    const list = await cp.cli(["freeze", "list", "--env", "prod", "--json"]);
+    assert.deepEqual((JSON.parse(list.stdout) as { windows: { name: string }[] }).windows.map((w) => w.name), ["always"]);
+    const bad = await cp.cli(["freeze", "add", "--env", "dev", "--name", "x", "--tz", "Mars/Olympus", "--days", "sat", "--start", "00:00", "--end", "24:00"]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /VALIDATION_FAILED: gates\[0\]\.config\.windows\[0\]\.timeZone/);
+    const add = await cp.cli(["freeze", "add", "--env", "dev", "--name", "weekend", "--tz", "Europe/Berlin", "--days", "sat,sun", "--start", "00:00", "--end", "24:00"]);
+    assert.equal(add.code, 0, add.stderr);
+    assert.match((await cp.cli(["freeze", "list", "--env", "dev"])).stdout, /weekend\s+Europe\/Berlin\s+sat,sun 00:00–24:00/);
+    assert.equal((await cp.cli(["freeze", "remove", "--env", "dev", "--name", "weekend"])).code, 0);
+    assert.deepEqual((await cp.api<{ settings: { gates: unknown[] } }>("GET", "/api/v1/environments/dev")).body.settings.gates, []);
+  });
+
   it("refuses a promotion into staging before the release ran in dev, with an audit record", async () => {
     const r = await cp.cli(["promote", "shop@1", "--to", "staging"], as("dana"));
     assert.equal(r.code, 1);

@@ -8,7 +8,7 @@ import { ApiClient, ApiError, ConnectError, resolveClient } from "./api-client.j
 import { ago, table } from "./format.js";
 import { catalogCommands } from "./catalog-commands.js";
 import { deployCommands } from "./deploy-commands.js";
-import { promotionCommands, webhookCommands } from "./promotion-commands.js";
+import { freezeCommands, promotionCommands, webhookCommands } from "./promotion-commands.js";
 import { serverCommand } from "./server-command.js";
 
 const program = new Command("ferry")
@@ -36,6 +36,7 @@ catalogCommands(program, client, print);
 deployCommands(program, client, print);
 promotionCommands(program, client, print);
 webhookCommands(program, client, print);
+freezeCommands(program, client, print);
 
 const token = program.command("token").description("join tokens (new agents enrol with them) and API tokens (people and CI)");
 token

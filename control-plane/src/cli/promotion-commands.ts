@@ -315,3 +315,83 @@ export function webhookCommands(program: Command, client: () => ApiClient, print
       print(!!o.json, r, () => table(["ID", "WEBHOOK", "EVENT", "STATUS", "ATTEMPTS", "LAST"], r.deliveries.map((x) => [x.id, x.subscriptionId, x.event, x.status, String(x.attempts), x.lastStatusCode ? String(x.lastStatusCode) : (x.lastError ?? "")])));
     });
 }
+
+type GateDecl = { kind: string; name?: string; config?: Record<string, unknown> };
+type WindowDecl = { name: string; timeZone: string; cron?: string; durationMinutes?: number; weekly?: { days: string[]; start: string; end: string } };
+
+/** `ferry freeze` edits the freeze gate in an environment's settings (the server validates every change). */
+export function freezeCommands(program: Command, client: () => ApiClient, print: Out): void {
+  const freeze = program.command("freeze").description("freeze windows: recurring times when promotions into an environment are blocked");
+  const load = async (env: string) => {
+    const e = await client().request<{ settings: Record<string, unknown> }>("GET", `/api/v1/environments/${enc(env)}`);
+    const gates = (Array.isArray(e.settings["gates"]) ? e.settings["gates"] : []) as GateDecl[];
+    return { settings: e.settings, gates };
+  };
+  const save = async (env: string, settings: Record<string, unknown>, gates: GateDecl[]) =>
+    client().request("PATCH", `/api/v1/environments/${enc(env)}`, { settings: { ...settings, gates } });
+  const windowsOf = (g: GateDecl) => ((g.config?.["windows"] as WindowDecl[] | undefined) ?? []);
+
+  freeze
+    .command("list")
+    .requiredOption("--env <env>", "environment")
+    .option("--json", "print JSON")
+    .action(async (o: { env: string; json?: boolean }) => {
+      const { gates } = await load(o.env);
+      const rows = gates.filter((g) => g.kind === "freeze").flatMap((g) => windowsOf(g).map((w) => ({ gate: g.name ?? "freeze", ...w })));
+      print(!!o.json, { windows: rows }, () =>
+        table(
+          ["GATE", "WINDOW", "TIME ZONE", "WHEN"],
+          rows.map((w) => [w.gate, w.name, w.timeZone, w.cron ? `cron "${w.cron}" for ${w.durationMinutes} min` : `${w.weekly?.days.join(",")} ${w.weekly?.start}–${w.weekly?.end}`]),
+        ),
+      );
+    });
+  freeze
+    .command("add")
+    .description("add a window: --cron EXPR --duration MINUTES, or --days mon,fri --start HH:MM --end HH:MM")
+    .requiredOption("--env <env>", "environment")
+    .requiredOption("--name <name>", "the window's name")
+    .requiredOption("--tz <zone>", "IANA time zone, e.g. Europe/Berlin (DST handled)")
+    .option("--cron <expr>", "when it starts: minute hour day-of-month month day-of-week")
+    .option("--duration <minutes>", "with --cron: how long it lasts on the wall clock")
+    .option("--days <list>", "weekly: comma-separated days (mon,tue,…)")
+    .option("--start <HH:MM>", "weekly: start time")
+    .option("--end <HH:MM>", "weekly: end time (24:00 for midnight; before start crosses midnight)")
+    .option("--break-glass-role <role>", "role a break-glass override needs (default admin)")
+    .action(async (o: { env: string; name: string; tz: string; cron?: string; duration?: string; days?: string; start?: string; end?: string; breakGlassRole?: string }) => {
+      let w: WindowDecl;
+      if (o.cron) {
+        if (!o.duration || !/^\d+$/.test(o.duration)) usage("--duration: whole minutes, required with --cron");
+        w = { name: o.name, timeZone: o.tz, cron: o.cron, durationMinutes: Number(o.duration) };
+      } else if (o.days && o.start && o.end) {
+        w = { name: o.name, timeZone: o.tz, weekly: { days: o.days.split(",").map((d) => d.trim()), start: o.start, end: o.end } };
+      } else {
+        return usage("give --cron and --duration, or --days, --start and --end");
+      }
+      const { settings, gates } = await load(o.env);
+      let gate = gates.find((g) => g.kind === "freeze");
+      if (!gate) {
+        gate = { kind: "freeze", name: "freeze windows", config: { windows: [] } };
+        gates.push(gate);
+      }
+      gate.config = { ...(gate.config ?? {}), windows: [...windowsOf(gate), w], ...(o.breakGlassRole ? { breakGlassRole: o.breakGlassRole } : {}) };
+      await save(o.env, settings, gates);
+      process.stdout.write(`freeze window ${o.name} added to ${o.env}\n`);
+    });
+  freeze
+    .command("remove")
+    .requiredOption("--env <env>", "environment")
+    .requiredOption("--name <name>", "the window's name")
+    .action(async (o: { env: string; name: string }) => {
+      const { settings, gates } = await load(o.env);
+      let found = false;
+      const next = gates.flatMap((g) => {
+        if (g.kind !== "freeze") return [g];
+        const kept = windowsOf(g).filter((w) => w.name !== o.name);
+        if (kept.length !== windowsOf(g).length) found = true;
+        return kept.length ? [{ ...g, config: { ...(g.config ?? {}), windows: kept } }] : [];
+      });
+      if (!found) usage(`${o.env} has no freeze window named ${o.name}`);
+      await save(o.env, settings, next);
+      process.stdout.write(`freeze window ${o.name} removed from ${o.env}\n`);
+    });
+}
