@@ -302,14 +302,19 @@ export class PromotionService {
 
   async cancel(id: string, who: Principal, reason = ""): Promise<PromotionView> {
     const now = new Date(this.d.clock.now());
-    await this.d.store.transaction(async (tx) => {
-      const p = await lockPromotion(tx, id);
-      if (p.state !== "awaiting_gates" && p.state !== "requested") {
-        throw new FerryError("PROMOTION_ALREADY_DECIDED", `promotion ${id} is ${p.state}; only a promotion awaiting its gates can be cancelled`, { state: p.state });
-      }
-      await this.finish(tx, p, "cancelled", who.subject, reason || `cancelled by ${who.subject}`, now);
-      await appendAudit(tx, { actor: who.subject, action: "promotion.cancel", object: id, outcome: "ok", details: { reason } });
-    });
+    try {
+      await this.d.store.transaction(async (tx) => {
+        const p = await lockPromotion(tx, id);
+        if (p.state !== "awaiting_gates" && p.state !== "requested") {
+          throw new FerryError("PROMOTION_ALREADY_DECIDED", `promotion ${id} is ${p.state}; only a promotion awaiting its gates can be cancelled`, { state: p.state });
+        }
+        await this.finish(tx, p, "cancelled", who.subject, reason || `cancelled by ${who.subject}`, now);
+        await appendAudit(tx, { actor: who.subject, action: "promotion.cancel", object: id, outcome: "ok", details: { reason } });
+      });
+    } catch (err) {
+      if (err instanceof FerryError) return this.refuse(who, "promotion.cancel", id, err);
+      throw err;
+    }
     return this.get(id);
   }
 
@@ -402,12 +407,15 @@ export class PromotionService {
       if (err instanceof FerryError && err.code === "PROMOTION_ALREADY_DECIDED") return;
       // The deployment could not be created (e.g. a target lost its agent): the promotion fails, with the reason.
       const message = err instanceof Error ? err.message : String(err);
-      await this.d.store.transaction(async (tx) => {
+      // Another replica's tick may have started the deployment meanwhile (this one then got DEPLOYMENT_IN_PROGRESS):
+      // only a promotion still waiting for its deployment fails, and only then is it announced.
+      const failed = await this.d.store.transaction(async (tx) => {
         const cur = await lockPromotion(tx, p.id);
-        if (cur.state !== "approved" || cur.deployment_id) return;
+        if (cur.state !== "approved" || cur.deployment_id) return false;
         await this.finish(tx, cur, "failed", "ferry", `the deployment could not be started: ${message}`, new Date(this.d.clock.now()));
+        return true;
       });
-      this.d.events.emit("promotion.failed", { promotion: p.id, reason: message });
+      if (failed) this.d.events.emit("promotion.failed", { promotion: p.id, reason: message });
     }
   }
 
@@ -486,7 +494,8 @@ export class PromotionService {
 
   /**
    * A successful promotion whose environment was rolled back afterwards (a rollback deployment there succeeded after
-   * it finished) is rolled_back: what it deployed no longer runs.
+   * it finished) is rolled_back: what it deployed no longer runs. Only the environment's newest deployed promotion
+   * (rolled_back ones included) is judged, so one rollback never cascades to the promotions before it.
    */
   private async markRolledBack(): Promise<void> {
     const found = await this.d.store.query<{ id: string; deployment: string }>(
@@ -494,7 +503,7 @@ export class PromotionService {
          JOIN LATERAL (SELECT id FROM deployments d WHERE d.environment = p.environment AND d.action = 'rollback' AND d.state = 'succeeded'
                         AND d.created_at > p.finished_at ORDER BY d.created_at LIMIT 1) d ON true
         WHERE p.state = 'succeeded'
-          AND p.id = (SELECT id FROM promotions q WHERE q.environment = p.environment AND q.state = 'succeeded' ORDER BY q.finished_at DESC LIMIT 1)`,
+          AND p.id = (SELECT id FROM promotions q WHERE q.environment = p.environment AND q.state IN ('succeeded', 'rolled_back') ORDER BY q.finished_at DESC LIMIT 1)`,
     );
     for (const f of found.rows) {
       const done = await this.d.store.transaction(async (tx) => {
