@@ -1,35 +1,9 @@
 // What the control plane needs from its task-signing key: sign a task payload, and publish the public keys agents
-// must trust (two during a rotation). Implemented by TaskSigningKeyring in @ferry/pki.
+// must trust (two during a rotation). Implemented by TaskSigningKeyring in @ferry/pki, whose types define the
+// payload and the envelope (the agent verifies against the same definitions).
+import type { SignedTaskEnvelope, TaskImage, TaskPayload } from "@ferry/pki";
 
-export interface TaskImage {
-  component: string;
-  repository: string;
-  digest: string;
-  /** repository@digest */
-  ref: string;
-}
-
-export interface TaskPayloadV1 {
-  v: 1;
-  taskId: string;
-  deploymentId: string;
-  /** The audience: the only agent that may run the task. */
-  agentId: string;
-  issuedAt: number;
-  notAfter: number;
-  nonce: string;
-  action: "deploy" | "rollback" | "inspect";
-  target: { id: string; name: string; kind: string; config: Record<string, unknown> };
-  release: { id: string; name: string; version: string } | null;
-  images: TaskImage[];
-}
-
-export interface SignedEnvelope {
-  payload: Uint8Array;
-  payloadType: string;
-  keyId: string;
-  signature: Uint8Array;
-}
+export type { TaskImage, TaskPayload as TaskPayloadV1, SignedTaskEnvelope as SignedEnvelope };
 
 export interface PublishedKey {
   keyId: string;
@@ -39,6 +13,6 @@ export interface PublishedKey {
 }
 
 export interface TaskSigner {
-  sign(payload: TaskPayloadV1): SignedEnvelope;
+  sign(payload: TaskPayload): SignedTaskEnvelope;
   publicKeys(now?: number): PublishedKey[];
 }

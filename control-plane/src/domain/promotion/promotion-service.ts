@@ -21,7 +21,7 @@ import type { Principal } from "../auth/roles.js";
 import type { CatalogService, ReleaseView } from "../catalog/catalog-service.js";
 import type { DeploymentService } from "../deploy/deployment-service.js";
 import { FerryError } from "../errors.js";
-import { digestSetHash } from "./gates/types.js";
+import { digestSetHash, type GateContext } from "./gates/types.js";
 
 export type PromotionState =
   | "requested"
@@ -50,41 +50,8 @@ export interface GateVerdict {
   results: GateResultView[];
 }
 
-export interface ApprovalInput {
-  subject: string;
-  groups: string[];
-  roles: string[];
-  decision: "approve" | "reject";
-  digestSetHash: string;
-  at: Date;
-  comment: string;
-}
-
-/** Everything gates may look at, gathered from the store for one evaluation. */
-export interface PromotionGateContext {
-  promotion: {
-    id: string;
-    requestedBy: string;
-    requestedAt: Date;
-    environment: string;
-    previousEnvironment: string | null;
-    breakGlass: { by: string; roles?: string[]; reason: string; at: Date } | null;
-  };
-  release: {
-    id: string;
-    name: string;
-    version: string;
-    createdAt: Date;
-    labels: Record<string, string>;
-    provenance: Record<string, unknown>;
-    pins: { component: string; repository: string; digest: string }[];
-  };
-  digestSetHash: string;
-  approvals: ApprovalInput[];
-  priorSuccess: { environment: string; finishedAt: Date } | null;
-  scans: Record<string, { scanner: string; format: string; uploadedAt: Date; counts: Record<string, number> }[]>;
-  exceptions: { id: string; digest: string; maxSeverity: string; reason: string; approver: string; expiresAt: Date }[];
-}
+/** Everything gates may look at, gathered from the store for one evaluation (the gates' own context type). */
+export type PromotionGateContext = GateContext;
 
 /** The gate evaluators behind one port (control-plane/src/domain/promotion/gates). */
 export interface GateEngine {
