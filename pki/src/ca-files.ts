@@ -3,10 +3,10 @@
 // The key file is protected by file permissions only, as with sshd host keys; keeping it in an HSM/KMS would
 // replace this module. Files are written atomically so a crash never leaves a half-written key, and the key is
 // placed without overwriting so two processes creating the CA at once cannot end up with mismatched halves.
-import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 import * as path from "node:path";
+import { errnoCode, placeFile } from "./atomic-file.js";
 import { PkiError } from "./pki-error.js";
 
 export const CA_CERT_FILE = "ca.crt";
@@ -19,10 +19,6 @@ export type CaFilesState =
 
 // Each file is a few hundred bytes; anything far larger is not ours.
 const MAX_FILE_BYTES = 64 * 1024;
-
-function errnoCode(err: unknown): string | undefined {
-  return err instanceof Error && "code" in err && typeof err.code === "string" ? err.code : undefined;
-}
 
 async function exists(file: string): Promise<boolean> {
   try {
@@ -101,71 +97,14 @@ export async function readCaFiles(dir: string): Promise<CaFilesState> {
   return { kind: "present", certPem, keyPem };
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  // Makes the rename/link itself durable. Windows cannot open a directory for syncing; NTFS journals renames.
-  if (process.platform === "win32") return;
-  const fh = await fs.open(dir, "r");
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-/**
- * Writes `data` to dir/name through a temp file in the same directory (write, chmod, fsync, then move into
- * place), so readers see either no file or the complete file. With `noClobber` the move is a hard link, which
- * fails if the target exists: then "exists" is returned and nothing is changed.
- */
-async function writeFileAtomic(
-  dir: string,
-  name: string,
-  data: string,
-  mode: number,
-  noClobber: boolean,
-): Promise<"written" | "exists"> {
-  const finalPath = path.join(dir, name);
-  const tmpPath = path.join(dir, `.${name}.${randomBytes(6).toString("hex")}.tmp`);
-  // "wx" creates the temp file exclusively with its final mode: the key is never readable by others, not even
-  // for the moment between create and chmod.
-  const fh = await fs.open(tmpPath, "wx", mode);
-  try {
-    try {
-      await fh.writeFile(data, "utf8");
-      await fh.chmod(mode);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    if (noClobber) {
-      try {
-        await fs.link(tmpPath, finalPath);
-      } catch (err) {
-        const code = errnoCode(err);
-        if (code === "EEXIST") return "exists";
-        // Some filesystems (SMB, FAT, some FUSE) have no hard links: fall back to a plain rename after a check.
-        if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP" && code !== "ENOSYS") throw err;
-        if (await exists(finalPath)) return "exists";
-        await fs.rename(tmpPath, finalPath);
-      }
-    } else {
-      await fs.rename(tmpPath, finalPath);
-    }
-    await fsyncDir(dir);
-    return "written";
-  } finally {
-    await fs.rm(tmpPath, { force: true });
-  }
-}
-
 /**
  * Writes a newly created CA. The key goes first and never overwrites: if another process placed a key first,
  * "exists" is returned and the caller loads that CA instead of its own.
  */
 export async function writeNewCaFiles(dir: string, certPem: string, keyPem: string): Promise<"written" | "exists"> {
   try {
-    if ((await writeFileAtomic(dir, CA_KEY_FILE, keyPem, 0o600, true)) === "exists") return "exists";
-    await writeFileAtomic(dir, CA_CERT_FILE, certPem, 0o644, false);
+    if ((await placeFile(dir, CA_KEY_FILE, keyPem, 0o600, true)) === "exists") return "exists";
+    await placeFile(dir, CA_CERT_FILE, certPem, 0o644, false);
     return "written";
   } catch (err) {
     throw new PkiError("CA_FILES_INVALID", `cannot write the CA files in ${dir}: ${(err as Error).message}`, {

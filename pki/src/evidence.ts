@@ -18,11 +18,12 @@
 // The key directory (0700):
 //   evidence.key       PKCS#8 PEM private key (0600)
 //   evidence.pub.pem   SPKI PEM public key (0644), handed to whoever verifies evidence
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, verify, type KeyObject } from "node:crypto";
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from "node:crypto";
 import { promises as fs } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 import * as path from "node:path";
 
+import { errnoCode, placeFile } from "./atomic-file.js";
 import { canonicalJson } from "./canonical-json.js";
 import { pae } from "./task-signing.js";
 
@@ -192,7 +193,7 @@ export class EvidenceKey {
     let pem = await readPrivateKeyFile(keyFile);
     if (pem === undefined) {
       const { privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
-      await placeFile(abs, EVIDENCE_PRIVATE_KEY_FILE, privateKey.export({ type: "pkcs8", format: "pem" }).toString(), 0o600, true);
+      await placeEvidenceFile(abs, EVIDENCE_PRIVATE_KEY_FILE, privateKey.export({ type: "pkcs8", format: "pem" }).toString(), 0o600, true);
       pem = await readPrivateKeyFile(keyFile);
       if (pem === undefined) throw new EvidenceKeyError(`${keyFile} disappeared while being created`);
     }
@@ -247,7 +248,7 @@ async function ensurePublicKeyFile(dir: string, key: EvidenceKey): Promise<void>
   }
   if (existing === undefined) {
     // Two processes may both get here; they write identical bytes and rename is atomic, so either result is right.
-    await placeFile(dir, EVIDENCE_PUBLIC_KEY_FILE, key.publicKeyPem, 0o644, false);
+    await placeEvidenceFile(dir, EVIDENCE_PUBLIC_KEY_FILE, key.publicKeyPem, 0o644, false);
     return;
   }
   let id: string | undefined;
@@ -264,39 +265,11 @@ async function ensurePublicKeyFile(dir: string, key: EvidenceKey): Promise<void>
   }
 }
 
-function errnoCode(err: unknown): string | undefined {
-  return err instanceof Error && "code" in err && typeof err.code === "string" ? err.code : undefined;
-}
-
-/** Temp file (exclusive, final mode) + fsync, then rename or — with noClobber — hard link (fails if the file exists). */
-async function placeFile(dir: string, name: string, data: string, mode: number, noClobber: boolean): Promise<"written" | "exists"> {
-  const finalPath = path.join(dir, name);
-  const tmpPath = path.join(dir, `.${name}.${randomBytes(6).toString("hex")}.tmp`);
+async function placeEvidenceFile(dir: string, name: string, data: string, mode: number, noClobber: boolean): Promise<"written" | "exists"> {
   try {
-    const fh = await fs.open(tmpPath, "wx", mode);
-    try {
-      await fh.chmod(mode);
-      await fh.writeFile(data, "utf8");
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    if (noClobber) {
-      try {
-        await fs.link(tmpPath, finalPath);
-      } catch (err) {
-        if (errnoCode(err) === "EEXIST") return "exists";
-        throw err;
-      }
-    } else {
-      await fs.rename(tmpPath, finalPath);
-    }
-    return "written";
+    return await placeFile(dir, name, data, mode, noClobber);
   } catch (err) {
-    if (err instanceof EvidenceKeyError) throw err;
-    throw new EvidenceKeyError(`cannot write ${finalPath}: ${(err as Error).message}`, { cause: err });
-  } finally {
-    await fs.rm(tmpPath, { force: true }).catch(() => undefined);
+    throw new EvidenceKeyError(`cannot write ${path.join(dir, name)}: ${(err as Error).message}`, { cause: err });
   }
 }
 

@@ -38,6 +38,7 @@ import type { FileHandle } from "node:fs/promises";
 import * as path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 
+import { errnoCode, fsyncDir, placeFile } from "./atomic-file.js";
 import { canonicalJson } from "./canonical-json.js";
 
 export const TASK_PAYLOAD_TYPE = "application/vnd.ferry.task.v1+json";
@@ -404,66 +405,8 @@ export interface ActiveTaskKey {
   readonly activatedAt: number;
 }
 
-function errnoCode(err: unknown): string | undefined {
-  return err instanceof Error && "code" in err && typeof err.code === "string" ? err.code : undefined;
-}
-
 function invalid(message: string, cause?: unknown): TaskKeyringError {
   return new TaskKeyringError("TASK_KEYRING_INVALID", message, cause === undefined ? undefined : { cause });
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  if (process.platform === "win32") return;
-  const fh = await fs.open(dir, "r");
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-/** temp file (exclusive, final mode) + fsync, then rename or — with noClobber — hard link; then fsync the dir. */
-async function placeFile(
-  dir: string,
-  name: string,
-  data: string,
-  mode: number,
-  noClobber: boolean,
-): Promise<"written" | "exists"> {
-  const finalPath = path.join(dir, name);
-  const tmpPath = path.join(dir, `.${name}.${randomBytes(6).toString("hex")}.tmp`);
-  const fh = await fs.open(tmpPath, "wx", mode);
-  try {
-    try {
-      await fh.chmod(mode);
-      await fh.writeFile(data, "utf8");
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    if (noClobber) {
-      try {
-        await fs.link(tmpPath, finalPath);
-      } catch (err) {
-        const code = errnoCode(err);
-        if (code === "EEXIST") return "exists";
-        // Filesystems without hard links: check, then rename (a narrow race accepted only there).
-        if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP" && code !== "ENOSYS") throw err;
-        try {
-          await fs.stat(finalPath);
-          return "exists";
-        } catch {
-          await fs.rename(tmpPath, finalPath);
-        }
-      }
-    } else {
-      await fs.rename(tmpPath, finalPath);
-    }
-    await fsyncDir(dir);
-    return "written";
-  } finally {
-    await fs.rm(tmpPath, { force: true });
-  }
 }
 
 async function readPrivateKey(file: string): Promise<KeyObject> {
