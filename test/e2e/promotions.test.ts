@@ -179,6 +179,9 @@ describe("promotions through gates, with evidence, audit and webhooks", { skip }
     assert.equal(r.status, 400);
     assert.equal(r.body.error.code, "VALIDATION_FAILED");
     assert.match(r.body.error.message, /gates\[0\]\.config\.windows\[0\]\.timeZone/);
+    const cli = await cp.cli(["env", "update", "prod", "--settings", '{"gates": [{"kind": "sbom"}]}']);
+    assert.equal(cli.code, 1);
+    assert.match(cli.stderr, /VALIDATION_FAILED: gates\[0\]\.kind: "sbom" is not a gate kind/);
   });
 
   it("manages freeze windows with ferry freeze (validated by the server)", async () => {

@@ -53,7 +53,26 @@ export function catalogCommands(program: Command, client: () => ApiClient, print
     .option("--json", "print JSON")
     .action(async (name: string, o: { json?: boolean }) => {
       const e = await client().request<EnvironmentView>("GET", `/api/v1/environments/${enc(name)}`);
-      print(!!o.json, e, () => `${e.name} (position ${e.position})\n  ${e.description || "-"}`);
+      print(!!o.json, e, () => `${e.name} (position ${e.position})\n  ${e.description || "-"}\n  settings: ${JSON.stringify(e.settings)}`);
+    });
+  env
+    .command("update <name>")
+    .description("change an environment's position, description or settings (its gates: see docs/gates.md)")
+    .option("--position <n>", "1 is first")
+    .option("--description <text>")
+    .option("--settings <json>", "the settings object, as JSON or @file.json (replaces the current settings)")
+    .option("--json", "print JSON")
+    .action(async (name: string, o: { position?: string; description?: string; settings?: string; json?: boolean }) => {
+      const body: Record<string, unknown> = {};
+      if (o.position !== undefined) {
+        if (!/^\d+$/.test(o.position)) usage(`--position: "${o.position}" is not a whole number`);
+        body["position"] = Number(o.position);
+      }
+      if (o.description !== undefined) body["description"] = o.description;
+      if (o.settings !== undefined) body["settings"] = readJsonArg(o.settings, "--settings");
+      if (Object.keys(body).length === 0) usage("give --position, --description or --settings");
+      const e = await client().request<EnvironmentView>("PATCH", `/api/v1/environments/${enc(name)}`, body);
+      print(!!o.json, e, () => `Environment ${e.name} updated (position ${e.position}).`);
     });
   env
     .command("delete <name>")
