@@ -78,7 +78,7 @@ describe("promotions through gates, with evidence, audit and webhooks", { skip }
       const r = await cp.api<Promotion>("GET", `/api/v1/promotions/${id}`);
       return pred(r.body) ? r.body : undefined;
     }, { timeoutMs });
-  const lastAudit = async () => (await sql.query<{ action: string; outcome: string; details: Record<string, unknown> }>("SELECT action, outcome, details FROM audit_log ORDER BY seq DESC LIMIT 1")).rows[0]!;
+  const lastAudit = async () => (await sql.query<{ action: string; outcome: string; details: Record<string, unknown> }>("SELECT action, outcome, details FROM audit_log WHERE actor <> 'ferry' ORDER BY seq DESC LIMIT 1")).rows[0]!;
 
   before(async () => {
     socket = (await dockerEngine()).socketPath;
@@ -243,6 +243,8 @@ describe("promotions through gates, with evidence, audit and webhooks", { skip }
     assert.match(outsider.stderr, /NOT_IN_APPROVER_GROUP/);
     const noRole = await cp.cli(["approve", stagingId], as("dana"));
     assert.match(noRole.stderr, /FORBIDDEN/);
+    const forbidden = await lastAudit();
+    assert.deepEqual([forbidden.action, forbidden.outcome, forbidden.details["code"]], ["post /api/v1/promotions/:id/approve", "refused", "FORBIDDEN"]);
     const ok = await cp.cli(["approve", stagingId, "--comment", "looks good"], as("carol"));
     assert.equal(ok.code, 0, ok.stderr);
     const twice = await cp.cli(["approve", stagingId], as("carol"));
@@ -276,6 +278,8 @@ describe("promotions through gates, with evidence, audit and webhooks", { skip }
     const why = await api<{ gates: Gate[] }>("vic", "GET", `/api/v1/promotions/${prodId}/why-blocked`);
     const freeze = why.body.gates.find((g) => g.name === "change freeze")!;
     assert.equal(freeze.state, "failed");
+    const blocked = await sql.query<{ details: { gates: { name: string }[] } }>("SELECT details FROM audit_log WHERE action = 'promotion.blocked' AND object = $1 AND outcome = 'refused'", [prodId]);
+    assert.ok(blocked.rows.some((r) => r.details.gates.some((g) => g.name === "change freeze")), "the freeze block is in the audit log");
     assert.match(freeze.remedy ?? "", /break.glass/i);
     const noReason = await api<{ error: { code: string } }>("admin", "POST", `/api/v1/promotions/${prodId}/break-glass`, { reason: "  " });
     assert.equal(noReason.body.error.code, "BREAK_GLASS_REASON_REQUIRED");

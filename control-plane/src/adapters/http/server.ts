@@ -9,6 +9,7 @@ import type { Store } from "../../ports/store.js";
 import { authenticateApiToken } from "../../domain/auth/api-tokens.js";
 import { TokenCache } from "./token-cache.js";
 import { satisfies, type Principal, type Role } from "../../domain/auth/roles.js";
+import { audit } from "../../domain/audit/audit-log.js";
 import { FerryError } from "../../domain/errors.js";
 import type { FleetService } from "../../domain/fleet/fleet-service.js";
 import { dashboardRoutes } from "../dashboard/routes.js";
@@ -86,7 +87,18 @@ export async function buildHttpServer(d: HttpServerDeps) {
     if (!m) throw new FerryError("UNAUTHENTICATED", "the Authorization header must be 'Bearer <token>'");
     const principal = await tokens.authenticate(m[1] as string);
     if (!satisfies(principal.roles, role)) {
-      throw new FerryError("FORBIDDEN", `this needs the ${role} role; ${principal.subject} has ${principal.roles.join(", ")}`, { required: role });
+      const err = new FerryError("FORBIDDEN", `this needs the ${role} role; ${principal.subject} has ${principal.roles.join(", ")}`, { required: role });
+      // A change refused for want of a role is a decision worth keeping (e.g. an approval by a non-approver).
+      if (req.method !== "GET" && req.method !== "HEAD") {
+        await audit(d.store, {
+          actor: principal.subject,
+          action: `${req.method.toLowerCase()} ${req.routeOptions.url ?? req.url}`,
+          object: req.url.split("?")[0] ?? req.url,
+          outcome: "refused",
+          details: { code: err.code, required: role, roles: principal.roles },
+        }).catch((e: unknown) => httpLog.warn({ err: e }, "could not audit a refused request"));
+      }
+      throw err;
     }
     req.principal = principal;
   });

@@ -326,8 +326,16 @@ export class PromotionService {
           await this.finish(tx, p, "expired", "ferry", "its gates did not pass before the promotion expired", now);
           return;
         }
-        if (changed) {
+        // Announce (webhook, audit) only when which gates block, and how, changed — not when a reason's wording did
+        // (a soak countdown, say).
+        const blockingKey = (results: GateResultView[]) => JSON.stringify(results.filter((g) => g.state !== "passed").map((g) => [g.name, g.state]));
+        if (changed && blockingKey(verdict.results) !== blockingKey(p.gate_results)) {
           const blocking = verdict.results.filter((g) => g.state !== "passed");
+          const failed = blocking.filter((g) => g.state === "failed");
+          // A gate that says no (a freeze window, a critical finding, a policy rule) is a refusal worth auditing.
+          if (failed.length > 0) {
+            await appendAudit(tx, { actor: "ferry", action: "promotion.blocked", object: id, outcome: "refused", details: { gates: failed.map((g) => ({ name: g.name, gate: g.gate, reason: g.reason })) } });
+          }
           events.push(["promotion.blocked", { promotion: id, gates: blocking.map((g) => ({ name: g.name, state: g.state, reason: g.reason })) }]);
         }
         return;
