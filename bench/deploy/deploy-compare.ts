@@ -10,10 +10,13 @@
 // poll). The "exact" figure takes the end from the task's finishedAt and the sticker file's mtime instead, which
 // removes the polling error. Then POST /api/v1/rollbacks -> succeeded puts v1 back (timed: the rollback figure).
 //
-// A docker CLI round does what the driver does, by hand: v1 runs in a container of its own; `docker pull
-// repo@digest`, `docker create --network host --name NEW repo@digest`, `docker stop OLD` (both want the port),
-// `docker start NEW`, GET the health URL until 200 on the driver's own schedule (agent/src/drivers/docker/health.ts:
-// at once, then after 250 ms, 500 ms, then every interval), `docker rm OLD`. One process per step, as a script would.
+// A docker CLI round does what the driver does, by hand: v1 runs in a container of its own; `docker image inspect
+// repo@digest` and, only if the engine does not have it, `docker pull repo@digest` (the driver's rule: an image the
+// engine holds under that exact digest is not pulled again), `docker create --network host --name NEW repo@digest`,
+// `docker stop OLD` (both want the port), `docker start NEW`, GET the health URL until 200 on the driver's own
+// schedule (agent/src/drivers/docker/health.ts: at once, then after 250 ms, 500 ms, then every interval), `docker rm
+// OLD`. One process per step, as a script would. Both sides stop the old container with the engine's default 10 s
+// grace (the test image exits on SIGTERM at once).
 //
 // Cold: the v2 image is removed from the engine before the round (`docker rmi repo@digest`, checked); warm: it is
 // present. Rounds alternate which side goes first. Between rounds, untimed, the other side's container is stopped
@@ -340,7 +343,10 @@ export async function runDeployComparison(o: CompareOptions): Promise<CompareRes
       };
       const next = cliName();
       const t0 = now();
-      await timed("pull", () => runDocker(socket, ["pull", v2.pinned], { timeoutMs: 120_000 }));
+      // "pull" covers the presence check and, when the image is missing, the pull.
+      await timed("pull", async () => {
+        if (!(await imagePresent(socket, v2.pinned))) await runDocker(socket, ["pull", v2.pinned], { timeoutMs: 120_000 });
+      });
       await timed("create", () => runDocker(socket, ["create", "--network", "host", "--name", next, v2.pinned]));
       await timed("stop-old", () => runDocker(socket, ["stop", cliOld]));
       await timed("start", () => runDocker(socket, ["start", next]));

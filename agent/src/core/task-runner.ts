@@ -216,7 +216,10 @@ export class TaskRunner {
     const taskId = payload.taskId;
     const log = this.#log.child({ taskId });
     const startedAt = this.#now();
-    await this.#journal.markRunning(taskId);
+    // What a crash is recovered from is the "accepted" record, fsynced before the ack: accepted and running are both
+    // reported as interrupted and never run again. The running mark only adds when the run began, so its write goes
+    // on beside the driver rather than in front of it, and is settled before the task's end is recorded.
+    const marked = this.#journal.markRunning(taskId).catch((err: unknown) => log.warn({ err }, "could not record in the journal that the task runs"));
     const sink: ProgressSink = {
       step: (step, detail = "") => {
         this.#line(taskId, `[${step}] ${detail}`);
@@ -255,14 +258,16 @@ export class TaskRunner {
         writtenAt: new Date(this.#now()).toISOString(),
         agentId: payload.agentId,
       };
-      await this.#stickers.write(sticker);
+      // Like the driver's steps, the event marks the start of the step. The log so far is fsynced while the sticker
+      // is written; both are on disk before the journal records the end.
+      sink.step("sticker", `writing ${this.#stickers.file(payload.target.id)}`);
+      await Promise.all([this.#stickers.write(sticker), this.#spool.flush(taskId)]);
       this.#observed.set(payload.target.id, {
         state: "running",
         running: Object.fromEntries(outcome.running.map((r) => [r.component, r.digest])),
         at: this.#now(),
       });
       this.#stickersDirty = true;
-      sink.step("sticker", `written to ${this.#stickers.file(payload.target.id)}`);
       result = { outcome: "succeeded", code: "", message: outcome.message, detailsJson: JSON.stringify({ running: outcome.running, ...outcome.details }), sticker: { ...sticker } };
     } catch (err) {
       if (err instanceof DriverError) {
@@ -282,6 +287,7 @@ export class TaskRunner {
     }
     await this.#spool.flush();
     result.logBytes = this.#spool.size(taskId);
+    await marked;
     const rec = await this.#journal.finish(taskId, result);
     log.info({ outcome: result.outcome, code: result.code, ms: this.#now() - startedAt }, "task finished");
     this.#sendResult(rec);

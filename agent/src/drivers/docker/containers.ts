@@ -120,13 +120,9 @@ export async function findContainers(docker: Docker, container: string): Promise
   const prefix = `/${container}${OLD_CONTAINER_MARKER}`;
   const currentId = listed.find((c) => c.Names.includes(`/${container}`))?.Id;
   const parkedIds = listed.filter((c) => c.Names.some((n) => n.startsWith(prefix))).sort((a, b) => b.Created - a.Created).map((c) => c.Id);
-  const current = currentId ? await view(docker, currentId) : undefined;
-  const parked: ContainerView[] = [];
-  for (const id of parkedIds) {
-    const v = await view(docker, id);
-    if (v) parked.push(v);
-  }
-  return { current, parked };
+  // Independent reads: one round of concurrent inspects instead of one after another.
+  const [current, ...parked] = await Promise.all([currentId ? view(docker, currentId) : undefined, ...parkedIds.map((id) => view(docker, id))]);
+  return { current, parked: parked.filter((v): v is ContainerView => v !== undefined) };
 }
 
 /** A sentence for an operator when a deploy was interrupted, or undefined when the target looks settled. */

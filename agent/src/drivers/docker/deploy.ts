@@ -1,7 +1,8 @@
 // One deploy of one pinned image onto one Docker target, as a sequence of reported steps:
 //
-//   pull      pull repository@digest (the engine checks the manifest against the digest)
-//   verify    the pulled image's RepoDigests contain exactly repository@digest
+//   pull      pull repository@digest (the engine checks the manifest against the digest); skipped when the engine
+//             already holds an image under exactly repository@digest (see below)
+//   verify    the image's RepoDigests contain exactly repository@digest
 //   create    park the previous container as <container>.ferry-old-<id>, create the new one as <container>
 //   stop-old  stop the previous container (host networking: both would want the same ports)
 //   start     start the new one; the running container's image id must be the verified image's
@@ -14,6 +15,17 @@
 // original failure with restored = true. Only if restoring fails too is the result RESTORE_FAILED (restored = false),
 // with both errors in its details.
 //
+// An image already in the engine under repository@digest is not pulled again. A digest names the content, so such a
+// pull would only fetch the manifest from the registry to find the image the engine has (it re-checks no layer); the
+// engine records repository@digest for an image when it pulls it by that digest (after checking the manifest against
+// it) or pushes it, and the same RepoDigests check that follows a pull still runs. This saves a registry round trip
+// on every redeploy of a local image, and lets a rollback to an image still in the engine work while the registry is
+// down.
+//
+// Reading the target (which containers exist) and looking for the image locally are independent engine calls and
+// run together. After a pull, which can take minutes, the target is read again: what to replace is decided then,
+// not before it.
+//
 // Crash recovery: a deploy that died half-way leaves the target in a shape `containers.ts` recognises (a parked
 // previous container, maybe an unfinished new one). The next deploy puts the previous container back under its
 // name before it starts, so the one to restore to is always the last one that ran.
@@ -24,7 +36,7 @@ import type { Logger } from "pino";
 
 import { DriverError, type DeployOutcome, type DeployPlan, type ImagePin, type ProgressSink } from "../types.js";
 import type { DockerTargetConfig } from "./config.js";
-import { deployLabels, findContainers, LABELS, parkedName, type ContainerView } from "./containers.js";
+import { deployLabels, findContainers, LABELS, parkedName, type ContainerView, type TargetContainers } from "./containers.js";
 import { dockerError, engineMessage, engineStatus, isEngineUnreachable, type DockerErrorCode } from "./errors.js";
 import {
   DEFAULT_HEALTH_INTERVAL_MS,
@@ -147,21 +159,28 @@ export class DockerDeployment {
     const name = config.container;
     signal.throwIfAborted();
 
-    const found = await findContainers(docker, name);
+    const [found, local] = await Promise.all([findContainers(docker, name), this.#localImage()]);
     const same = found.current;
     if (same?.running && same.labels[LABELS.task] === this.#c.plan.taskId && same.labels[LABELS.digest] === pin.digest && same.digest === pin.digest) {
       return this.#alreadyDeployed(same, found.parked);
     }
 
     this.#enter("pull", pin.ref);
-    await pullImage(docker, pin, this.#c.plan.credentials(registryHost(pin.repository)), signal, (l) => this.#line(l));
-
-    this.#enter("verify", pin.ref);
-    const image = await this.#verifyImage();
+    let image: Docker.ImageInspectInfo;
+    let now: TargetContainers;
+    if (local) {
+      this.#line(`pull: the engine already has ${pin.ref} (image ${local.Id.slice(7, 19)}); not pulling it again`);
+      this.#enter("verify", pin.ref);
+      image = this.#checkRepoDigests(local, "local");
+      // Read just now, together with the image: still what to replace.
+      now = found;
+    } else {
+      await pullImage(docker, pin, this.#c.plan.credentials(registryHost(pin.repository)), signal, (l) => this.#line(l));
+      this.#enter("verify", pin.ref);
+      // Read the target again: a pull can take minutes, and what to replace is decided now, not before it.
+      [image, now] = await Promise.all([this.#verifyImage(), findContainers(docker, name)]);
+    }
     signal.throwIfAborted();
-
-    // Read the target again: a pull can take minutes, and what to replace is decided now, not before it.
-    const now = await findContainers(docker, name);
     const previous = await this.#takePrevious(now.current, now.parked);
 
     this.#enter("create", name);
@@ -263,6 +282,21 @@ export class DockerDeployment {
     };
   }
 
+  /**
+   * The image the engine holds under exactly repository@digest, or undefined when it has none (then it is pulled).
+   * Anything unexpected here also means "pull": the pull and the verify after it report such failures properly.
+   */
+  async #localImage(): Promise<Docker.ImageInspectInfo | undefined> {
+    const { docker, pin } = this.#c;
+    try {
+      const image = await docker.getImage(pin.ref).inspect();
+      return (image.RepoDigests ?? []).includes(pin.ref) ? image : undefined;
+    } catch (err) {
+      if (isEngineUnreachable(err)) throw err;
+      return undefined;
+    }
+  }
+
   async #verifyImage(): Promise<Docker.ImageInspectInfo> {
     const { docker, pin } = this.#c;
     let image: Docker.ImageInspectInfo;
@@ -272,11 +306,16 @@ export class DockerDeployment {
       if (isEngineUnreachable(err)) throw err;
       throw dockerError("DIGEST_MISMATCH", `after the pull the engine has no image ${pin.ref}: ${engineMessage(err)}`, { image: pin.ref, error: engineMessage(err) });
     }
+    return this.#checkRepoDigests(image, "pulled");
+  }
+
+  #checkRepoDigests(image: Docker.ImageInspectInfo, what: "pulled" | "local"): Docker.ImageInspectInfo {
+    const { pin } = this.#c;
     // The engine resolves repository@digest through its own reference store; the image it finds must say it came
     // from exactly that repository and digest.
     const repoDigests = image.RepoDigests ?? [];
     if (!repoDigests.includes(pin.ref)) {
-      throw dockerError("DIGEST_MISMATCH", `the pulled image ${image.Id} does not carry ${pin.ref} (it carries ${repoDigests.join(", ") || "no repository digest"})`, {
+      throw dockerError("DIGEST_MISMATCH", `the ${what} image ${image.Id} does not carry ${pin.ref} (it carries ${repoDigests.join(", ") || "no repository digest"})`, {
         image: pin.ref,
         imageId: image.Id,
         repoDigests,

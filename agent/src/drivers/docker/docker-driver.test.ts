@@ -473,8 +473,13 @@ describe("DockerDriver against a real engine", { concurrency: false }, () => {
     assert.equal(again.running[0]?.containerId, first.running[0]?.containerId);
     assert.ok(!progress.steps.includes("pull") && !progress.steps.includes("create"), progress.steps.join(","));
     // A different task with the same digest does redeploy (it is a new decision, e.g. a rollback).
-    const other = await driver.deploy({ ...p, taskId: "another-task" }, new AbortController().signal, new Recorder());
+    const otherProgress = new Recorder();
+    const other = await driver.deploy({ ...p, taskId: "another-task" }, new AbortController().signal, otherProgress);
     assert.notEqual(other.running[0]?.containerId, first.running[0]?.containerId);
+    // The engine holds the image under its digest: checked, not pulled again.
+    assert.deepEqual(otherProgress.steps, ["pull", "verify", "create", "stop-old", "start", "health", "cleanup"]);
+    assert.ok(otherProgress.lines.some((l) => l.includes("not pulling it again")), otherProgress.lines.join("\n"));
+    assert.ok(otherProgress.lines.some((l) => l.startsWith("verify:") && l.includes(v1.digest)), otherProgress.lines.join("\n"));
   });
 
   it("an abort during the health check restores the old container", async (t) => {

@@ -11,8 +11,8 @@
 // the check saw last — the engine's health log, the last HTTP status and a body snippet, or the last connect error —
 // because "unhealthy" alone tells an operator nothing.
 //
-// Probes start fast (250 ms, 500 ms, ...) and back off to the configured interval: most services are up within a
-// second, and a deploy should not pay a full interval for the first answer.
+// Probes start fast (the first at once, then after 250 ms, 500 ms, ...) and back off to the configured interval: most
+// services are up within a second, and a deploy should not pay a full interval for the first answer.
 import { connect } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 
@@ -123,6 +123,13 @@ export async function waitHealthy(
   for (;;) {
     signal.throwIfAborted();
     attempts++;
+    const remaining = deadline - Date.now();
+    const probeTimeout = Math.max(500, Math.min(check.intervalMs, 10_000, remaining));
+    // An http or tcp probe goes out together with the read of the container's state, not after it: the two are
+    // independent, and the state still decides first (a container that is gone fails the check whatever the probe
+    // saw). Neither probe rejects except on abort, which the `await` below rethrows.
+    const probing = check.type === "http" ? httpProbe(check.url ?? "", probeTimeout, signal) : check.type === "tcp" ? tcpProbe(check.port ?? 0, probeTimeout) : undefined;
+    probing?.catch(() => undefined);
     const state = await target.state();
     if (!state.running || state.restarting) {
       const logs = await target.logsTail().catch((err: unknown) => `(could not read the container's output: ${(err as Error).message})`);
@@ -130,8 +137,6 @@ export async function waitHealthy(
       return result(false, `the container is ${state.restarting ? "restarting" : state.status} (exit code ${state.exitCode}) instead of running`);
     }
 
-    const remaining = deadline - Date.now();
-    const probeTimeout = Math.max(500, Math.min(check.intervalMs, 10_000, remaining));
     let ok = false;
     switch (check.type) {
       case "docker": {
@@ -146,13 +151,13 @@ export async function waitHealthy(
         break;
       }
       case "http": {
-        const r = await httpProbe(check.url ?? "", probeTimeout, signal);
+        const r = await probing!;
         ok = r.ok;
         observed = { url: check.url, ...r.observed };
         break;
       }
       case "tcp": {
-        const r = await tcpProbe(check.port ?? 0, probeTimeout);
+        const r = await probing!;
         ok = r.ok;
         observed = { port: check.port, ...r.observed };
         break;
