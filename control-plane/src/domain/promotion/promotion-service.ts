@@ -136,9 +136,14 @@ export interface PromotionDeps {
   clock: Clock;
   /** How long a promotion may wait for its gates before it expires. */
   ttlMs: number;
+  /** How often the sweep re-evaluates a waiting promotion whose inputs did not change (time-based gates). */
+  reevaluateMs?: number;
 }
 
 export class PromotionService {
+  /** When this process last evaluated each waiting promotion. */
+  readonly #evaluatedAt = new Map<string, number>();
+
   constructor(private readonly d: PromotionDeps) {}
 
   // ── requests and decisions ─────────────────────────────────────────────────────────────────────────────────
@@ -293,8 +298,14 @@ export class PromotionService {
 
   // ── the engine ─────────────────────────────────────────────────────────────────────────────────────────────
 
+  /** Something every waiting promotion may read changed (a scan, an exception, a group): re-evaluate all at the next sweep. */
+  invalidate(): void {
+    this.#evaluatedAt.clear();
+  }
+
   /** Moves one promotion as far as it can go now. Safe to call from any replica at any time. */
   async tick(id: string): Promise<void> {
+    this.#evaluatedAt.set(id, this.d.clock.now());
     let deployNow: PromotionRow | null = null;
     const events: [string, Record<string, unknown>][] = [];
     await this.d.store.transaction(async (tx) => {
@@ -405,10 +416,19 @@ export class PromotionService {
 
   /** Every active promotion, one tick each (any replica; row locks keep them apart). */
   async sweep(): Promise<number> {
-    const r = await this.d.store.query<{ id: string }>(
-      "SELECT id FROM promotions WHERE state IN ('requested', 'awaiting_gates', 'approved', 'deploying') ORDER BY requested_at LIMIT 500",
+    const r = await this.d.store.query<{ id: string; state: PromotionState; expires_at: Date }>(
+      "SELECT id, state, expires_at FROM promotions WHERE state IN ('requested', 'awaiting_gates', 'approved', 'deploying') ORDER BY requested_at LIMIT 500",
     );
-    for (const row of r.rows) await this.tick(row.id);
+    const now = this.d.clock.now();
+    for (const row of r.rows) {
+      // Waiting promotions are re-evaluated by the sweep only every reevaluateMs (time-based gates: freeze windows,
+      // soak, expiry); anything that changes their inputs (an approval, a scan, an exception, break-glass) ticks them
+      // at once. Approved and deploying ones are cheap to check and move on every sweep.
+      const due = now - (this.#evaluatedAt.get(row.id) ?? 0) >= (this.d.reevaluateMs ?? 10_000) || now > new Date(row.expires_at).getTime();
+      if (row.state === "awaiting_gates" && !due) continue;
+      await this.tick(row.id);
+    }
+    if (this.#evaluatedAt.size > 10_000) this.#evaluatedAt.clear();
     await this.markRolledBack();
     await this.recordDeploymentEvidence();
     return r.rows.length;
@@ -627,22 +647,30 @@ export class PromotionService {
   private async context(db: Queryable, p: PromotionRow): Promise<PromotionGateContext> {
     const release: ReleaseView = await this.d.catalog.getRelease(p.release_id, db);
     const env = await this.d.catalog.getEnvironment(p.environment, db);
-    const previous = await this.previousEnvironmentIn(db, env.position);
-    const approvals = await db.query<{ subject: string; decision: "approve" | "reject"; roles: string[]; groups: string[]; digest_set_hash: string; comment: string; at: Date }>(
-      "SELECT subject, decision, roles, groups, digest_set_hash, comment, at FROM approvals WHERE promotion_id = $1 ORDER BY at",
-      [p.id],
-    );
     const digests = release.pins.map((x) => x.digest);
-    const scans = await db.query<{ digest: string; scanner: string; format: string; uploaded_at: Date; counts: Record<string, number> }>(
-      "SELECT digest, scanner, format, uploaded_at, counts FROM scan_reports WHERE digest = ANY($1) ORDER BY uploaded_at DESC",
-      [digests],
+    // Everything else the gates read, in one round trip (evaluation itself takes well under a millisecond).
+    const r = await db.query<{
+      previous: string | null;
+      prior_success: string | Date | null;
+      approvals: { subject: string; decision: "approve" | "reject"; roles: string[]; groups: string[]; digest_set_hash: string; comment: string; at: string }[];
+      scans: { digest: string; scanner: string; format: string; uploaded_at: string; counts: Record<string, number> }[];
+      exceptions: { id: string; digest: string; max_severity: string; reason: string; approver: string; expires_at: string }[];
+    }>(
+      `WITH prev AS (SELECT name FROM environments WHERE position < $2 ORDER BY position DESC LIMIT 1)
+       SELECT (SELECT name FROM prev) AS previous,
+              (SELECT min(finished_at) FROM deployments WHERE release_id = $4 AND state = 'succeeded' AND environment = (SELECT name FROM prev)) AS prior_success,
+              (SELECT coalesce(json_agg(a ORDER BY a.at), '[]'::json) FROM
+                 (SELECT subject, decision, roles, groups, digest_set_hash, comment, at FROM approvals WHERE promotion_id = $1) a) AS approvals,
+              (SELECT coalesce(json_agg(s ORDER BY s.uploaded_at DESC), '[]'::json) FROM
+                 (SELECT digest, scanner, format, uploaded_at, counts FROM scan_reports WHERE digest = ANY($3)) s) AS scans,
+              (SELECT coalesce(json_agg(e), '[]'::json) FROM
+                 (SELECT id, digest, max_severity, reason, approver, expires_at FROM security_exceptions WHERE digest = ANY($3)) e) AS exceptions`,
+      [p.id, env.position, digests, p.release_id],
     );
-    const exceptions = await db.query<{ id: string; digest: string; max_severity: string; reason: string; approver: string; expires_at: Date }>(
-      "SELECT id, digest, max_severity, reason, approver, expires_at FROM security_exceptions WHERE digest = ANY($1)",
-      [digests],
-    );
+    const row = r.rows[0]!;
+    const previous = row.previous;
     const byDigest: PromotionGateContext["scans"] = {};
-    for (const s of scans.rows) (byDigest[s.digest] ??= []).push({ scanner: s.scanner, format: s.format, uploadedAt: new Date(s.uploaded_at), counts: s.counts });
+    for (const x of row.scans) (byDigest[x.digest] ??= []).push({ scanner: x.scanner, format: x.format, uploadedAt: new Date(x.uploaded_at), counts: x.counts });
     const bg = p.break_glass;
     return {
       promotion: {
@@ -663,16 +691,11 @@ export class PromotionService {
         pins: release.pins.map((x) => ({ component: x.component, repository: x.repository, digest: x.digest })),
       },
       digestSetHash: p.digest_set_hash,
-      approvals: approvals.rows.map((a) => ({ subject: a.subject, groups: a.groups, roles: a.roles, decision: a.decision, digestSetHash: a.digest_set_hash, at: new Date(a.at), comment: a.comment })),
-      priorSuccess: previous ? await this.priorSuccess(db, p.release_id, previous) : null,
+      approvals: row.approvals.map((a) => ({ subject: a.subject, groups: a.groups, roles: a.roles, decision: a.decision, digestSetHash: a.digest_set_hash, at: new Date(a.at), comment: a.comment })),
+      priorSuccess: previous && row.prior_success ? { environment: previous, finishedAt: new Date(row.prior_success) } : null,
       scans: byDigest,
-      exceptions: exceptions.rows.map((e) => ({ id: e.id, digest: e.digest, maxSeverity: e.max_severity, reason: e.reason, approver: e.approver, expiresAt: new Date(e.expires_at) })),
+      exceptions: row.exceptions.map((e) => ({ id: e.id, digest: e.digest, maxSeverity: e.max_severity, reason: e.reason, approver: e.approver, expiresAt: new Date(e.expires_at) })),
     };
-  }
-
-  private async previousEnvironmentIn(db: Queryable, position: number): Promise<string | null> {
-    const r = await db.query<{ name: string }>("SELECT name FROM environments WHERE position < $1 ORDER BY position DESC LIMIT 1", [position]);
-    return r.rows[0]?.name ?? null;
   }
 
   private async decisionDoc(tx: Queryable, p: PromotionRow, decision: string, gates: GateResultView[], now: Date): Promise<Record<string, unknown>> {

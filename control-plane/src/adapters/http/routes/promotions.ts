@@ -109,7 +109,11 @@ export function promotionRoutes(d: { promotions: PromotionService; records: Secu
         config: { role: "release-manager" },
         schema: { summary: "Upload a scan report (Trivy JSON or SARIF) for an image digest", body: { type: "object", additionalProperties: false, required: ["digest", "report"], properties: { digest: DIGEST, report: {} } } },
       },
-      async (req, reply) => reply.status(201).send(await d.records.uploadScan(req.body, actor(req))),
+      async (req, reply) => {
+        const scan = await d.records.uploadScan(req.body, actor(req));
+        s.invalidate();
+        return reply.status(201).send(scan);
+      },
     );
     app.get<{ Querystring: { digest: string } }>(
       "/scans",
@@ -130,7 +134,11 @@ export function promotionRoutes(d: { promotions: PromotionService; records: Secu
           },
         },
       },
-      async (req, reply) => reply.status(201).send(await d.records.createException(req.body, actor(req))),
+      async (req, reply) => {
+        const exception = await d.records.createException(req.body, actor(req));
+        s.invalidate();
+        return reply.status(201).send(exception);
+      },
     );
     app.get<{ Querystring: { digest?: string } }>(
       "/exceptions",
@@ -148,6 +156,7 @@ export function promotionRoutes(d: { promotions: PromotionService; records: Secu
       },
       async (req, reply) => {
         await d.records.addToGroup(req.params.group, req.body.subject, actor(req));
+        s.invalidate();
         return reply.status(204).send();
       },
     );
@@ -156,6 +165,7 @@ export function promotionRoutes(d: { promotions: PromotionService; records: Secu
       { config: { role: "admin" }, schema: { summary: "Remove a subject from a group", params: { type: "object", properties: { group: NAME, subject: { type: "string", minLength: 1, maxLength: 200 } }, required: ["group", "subject"] } } },
       async (req, reply) => {
         await d.records.removeFromGroup(req.params.group, req.params.subject, actor(req));
+        s.invalidate();
         return reply.status(204).send();
       },
     );
