@@ -16,6 +16,12 @@
 // (test/helpers/registry.ts); one `ferry server` (control-plane/bin/ferry.js, built dist); the read-load generator
 // (load-generator.ts, a child process); later the baseline server (baseline-server.ts). Every child is stopped by
 // its PID at exit, on error, on SIGINT/SIGTERM and when the global timeout fires.
+//
+// Caches: the server keeps releases in memory once read. Collecting the read material walks every list page, which
+// would leave every release cached, so the server is restarted on the same data before the read load: reads start
+// from an empty cache (as after any restart; the restart also runs PGlite's start-up ANALYZE over the loaded
+// tables). `GET /releases/{id}` and `GET /releases/{name@version}` draw from disjoint samples, since a release read
+// by one is cached for the other.
 import { fork, spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, closeSync } from "node:fs";
 import { cpus, loadavg, release, tmpdir, totalmem } from "node:os";
@@ -196,6 +202,8 @@ interface FerryServer {
 
 async function startFerry(o: { dataDir: string; databaseUrl: string | null; cpuProfDir: string | null }): Promise<FerryServer> {
   const logFile = join(o.dataDir, "server.log");
+  // Written once the server is ready; a restart on the same data directory must not read the previous one.
+  rmSync(join(o.dataDir, "runtime.json"), { force: true });
   const fd = openSync(logFile, "a");
   const nodeArgs = o.cpuProfDir ? ["--cpu-prof", "--cpu-prof-dir", o.cpuProfDir] : [];
   const child = track(
@@ -355,9 +363,10 @@ async function main(): Promise<void> {
   }
   const dataDir = join(work, "ferry");
   mkdirSync(dataDir);
+  // One profile directory per server process: creation, then reads.
   const profDir = o.cpuProf ? join(work, "prof") : null;
-  if (profDir) mkdirSync(profDir);
-  const ferry = await startFerry({ dataDir, databaseUrl: database?.url ?? null, cpuProfDir: profDir });
+  if (profDir) mkdirSync(join(profDir, "reads"), { recursive: true });
+  let ferry = await startFerry({ dataDir, databaseUrl: database?.url ?? null, cpuProfDir: profDir });
   log(`ferry server ${ferry.api} (pid ${ferry.child.pid ?? "?"}), ${database ? "PostgreSQL" : "PGlite"}${o.cpuProf ? ", --cpu-prof" : ""}`);
   const components = ["web", "api", "worker"] as const;
   for (const [i, c] of components.entries()) {
@@ -445,17 +454,30 @@ async function main(): Promise<void> {
     const r = await api<{ nextCursor: string | null }>(ferry, "GET", `/api/v1/releases?limit=${Math.max(1, Math.floor(created.length / 2))}`);
     if (r.body.nextCursor) deep.push(r.body.nextCursor);
   }
-  const shuffled = [...created].sort(() => Math.random() - 0.5).slice(0, 5000);
+  // Fisher–Yates, then two disjoint samples of up to 5,000: one read by id, the other by name@version.
+  const shuffled = [...created];
+  for (let i = shuffled.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [shuffled[i], shuffled[j]] = [shuffled[j] as Created, shuffled[i] as Created];
+  }
+  const half = Math.min(5000, Math.max(1, Math.floor(shuffled.length / 2)));
+  const byIdSample = shuffled.slice(0, half);
+  const byNameSample = shuffled.length > 1 ? shuffled.slice(half, 2 * half) : byIdSample;
   const sample = shuffled[0] as Created;
   const single = await api<unknown>(ferry, "GET", `/api/v1/releases/${sample.id}`);
   const page = await api<unknown>(ferry, "GET", "/api/v1/releases?limit=50");
   writeFileSync(join(work, "single.json"), JSON.stringify(single.body));
   writeFileSync(join(work, "list.json"), JSON.stringify(page.body));
-  log(`read material: ${shuffled.length} ids, ${deep.length} deep cursors (walked ${pages} pages of 500)`);
+  log(`read material: ${byIdSample.length} ids, ${byNameSample.length} other releases by name@version, ${deep.length} deep cursors (walked ${pages} pages of 500)`);
+
+  // Restart on the same data so that the read load starts from an empty release cache (see the header).
+  await stopChild(ferry.child, 20_000);
+  ferry = await startFerry({ dataDir, databaseUrl: database?.url ?? null, cpuProfDir: profDir ? join(profDir, "reads") : null });
+  log(`ferry server restarted for the reads (pid ${ferry.child.pid ?? "?"}): release cache empty`);
 
   const endpoints: Array<{ key: string; label: string; paths: string[]; baseline: "single" | "list" }> = [
-    { key: "getById", label: "GET /releases/{id}", paths: shuffled.map((c) => `/api/v1/releases/${c.id}`), baseline: "single" },
-    { key: "getByNameVersion", label: "GET /releases/{name@version}", paths: shuffled.map((c) => `/api/v1/releases/${c.name}@${c.version}`), baseline: "single" },
+    { key: "getById", label: "GET /releases/{id}", paths: byIdSample.map((c) => `/api/v1/releases/${c.id}`), baseline: "single" },
+    { key: "getByNameVersion", label: "GET /releases/{name@version}", paths: byNameSample.map((c) => `/api/v1/releases/${c.name}@${c.version}`), baseline: "single" },
     { key: "listFirstPage", label: "GET /releases?limit=50", paths: ["/api/v1/releases?limit=50"], baseline: "list" },
     { key: "listDeepPage", label: "GET /releases?limit=50&cursor=(deep)", paths: deep.map((c) => `/api/v1/releases?limit=50&cursor=${c}`), baseline: "list" },
     { key: "listByComponent", label: "GET /releases?component=X", paths: components.map((c) => `/api/v1/releases?component=${c}`), baseline: "list" },
@@ -474,13 +496,14 @@ async function main(): Promise<void> {
 
   // Stop Ferry before the baseline so both have the machine to themselves (and --cpu-prof writes its profile).
   await stopChild(ferry.child, 20_000);
-  let profile: { file: string; top: Array<{ fn: string; selfMs: number; selfPct: number }> } | null = null;
+  const profiles: Array<{ phase: string; file: string; top: Array<{ fn: string; selfMs: number; selfPct: number }> }> = [];
   if (profDir) {
-    const f = readdirSync(profDir).find((n) => n.endsWith(".cpuprofile"));
-    if (f) {
-      const kept = join(resultsDir, `api-${stamp}.cpuprofile`);
-      writeFileSync(kept, readFileSync(join(profDir, f)));
-      profile = { file: kept, top: summariseProfile(kept) };
+    for (const [phase, dir] of [["creation", profDir], ["reads", join(profDir, "reads")]] as const) {
+      const f = readdirSync(dir).find((n) => n.endsWith(".cpuprofile"));
+      if (!f) continue;
+      const kept = join(resultsDir, `api-${stamp}-${phase}.cpuprofile`);
+      writeFileSync(kept, readFileSync(join(dir, f)));
+      profiles.push({ phase, file: kept, top: summariseProfile(kept) });
     }
   }
 
@@ -539,9 +562,9 @@ async function main(): Promise<void> {
   }
   console.log(`(baseline: bare fastify ${ready.fastifyVersion}, static body captured from Ferry — /single a release, /list a 50-release page; no auth, no database. req/s × = Ferry ÷ baseline; p99 × = Ferry ÷ baseline)`);
   console.log(`1-minute load average by phase (${machine.cpus} cores): ${Object.entries(load).map(([k, v]) => `${k} ${v}`).join(", ")}`);
-  if (profile) {
+  for (const profile of profiles) {
     console.log("");
-    console.log(`CPU profile of the Ferry server (whole run): ${profile.file}; top self time:`);
+    console.log(`CPU profile of the Ferry server (${profile.phase} phase): ${profile.file}; top self time:`);
     for (const t of profile.top.slice(0, 15)) console.log(`  ${fmt(t.selfPct, 5)}%  ${fmt(t.selfMs, 7)} ms  ${t.fn}`);
   }
 
@@ -562,7 +585,8 @@ async function main(): Promise<void> {
         readDetails: reads,
         baseline: { fastifyVersion: ready.fastifyVersion, ...baseline },
         targets: { readP99Ms: readTarget, createP99Ms: createTarget },
-        profile,
+        readsFrom: "a server restarted after setup: release cache empty when the read load starts",
+        profiles,
       },
       null,
       2,

@@ -6,6 +6,10 @@
 //
 // Every change is written with its audit record in one transaction. Release creation resolves every reference
 // against the registry before anything is written, so a registry failure leaves nothing behind.
+//
+// Caches (catalog-caches.ts): releases by id and by name@version (immutable, so never stale; bounded LRU) and a
+// snapshot of the components table (invalidated by this process's changes; at most componentTtlMs old for changes
+// made by other replicas, and never trusted for what a release pins — see createRelease).
 import { randomBytes } from "node:crypto";
 import type { Clock } from "../../ports/clock.js";
 import type { CredentialStore, ImageRegistry, ResolvedImage } from "../../ports/registry.js";
@@ -13,6 +17,7 @@ import type { Queryable, Store } from "../../ports/store.js";
 import { appendAudit } from "../audit/audit-log.js";
 import { FerryError } from "../errors.js";
 import { checkName } from "../fleet/names.js";
+import { ReleaseCache, SnapshotCache } from "./catalog-caches.js";
 import { checkLimit, decodeCursor, encodeCursor, type Page } from "./pagination.js";
 import { checkTargetConfig, type TargetKind } from "./target-kinds.js";
 
@@ -79,6 +84,15 @@ interface CompRow { name: string; repository: string; credentials_ref: string | 
 interface TargetRow { id: string; environment: string; name: string; kind: TargetKind; agent_id: string | null; config: Record<string, unknown>; description: string; created_by: string; created_at: Date; updated_at: Date }
 interface ReleaseRow { id: string; name: string; version: string; notes: string; provenance: Record<string, unknown>; created_by: string; created_at: Date }
 interface PinRow { release_id: string; component: string; repository: string; digest: string; source_tag: string | null; media_type: string; platforms: ResolvedImage["platforms"] }
+/** A release row with its pins, ordered by component, as one json array (json_agg). */
+interface ReleaseWithPinsRow extends ReleaseRow { pins: PinRow[] }
+
+/**
+ * One release with its pins in one round trip. The pins come back as json, which both adapters parse; json_agg of
+ * the row keeps the column names, so each element is a PinRow.
+ */
+const RELEASE_WITH_PINS = `SELECT r.*, COALESCE((SELECT json_agg(p ORDER BY p.component) FROM release_pins p WHERE p.release_id = r.id), '[]') AS pins
+  FROM releases r`;
 
 const envView = (r: EnvRow): EnvironmentView => ({
   name: r.name, position: r.position, description: r.description, settings: r.settings,
@@ -104,10 +118,31 @@ export interface CatalogDeps {
   registry: ImageRegistry;
   credentials: CredentialStore;
   clock: Clock;
+  cache?: {
+    /** Releases kept in memory, by id and by name@version (default 10,000; 0 turns the cache off). */
+    releases?: number;
+    /** How long a snapshot of the components table is used before it is read again (default 5,000 ms; 0: always read). */
+    componentTtlMs?: number;
+  };
 }
 
 export class CatalogService {
-  constructor(private readonly d: CatalogDeps) {}
+  private readonly releases: ReleaseCache<ReleaseView>;
+  private readonly components: SnapshotCache<Map<string, CompRow>>;
+
+  constructor(private readonly d: CatalogDeps) {
+    this.releases = new ReleaseCache(d.cache?.releases ?? 10_000);
+    this.components = new SnapshotCache(
+      async () => new Map((await d.store.query<CompRow>("SELECT * FROM components")).rows.map((r) => [r.name, r])),
+      d.cache?.componentTtlMs ?? 5_000,
+      () => d.clock.now(),
+    );
+  }
+
+  /** Hit and miss counts of the caches, for tests and diagnostics. */
+  cacheStats(): { releases: { hits: number; misses: number; byId: number; byNameVersion: number }; components: { hits: number; loads: number } } {
+    return { releases: { ...this.releases.stats, ...this.releases.size }, components: { ...this.components.stats } };
+  }
 
   // ---- environments ------------------------------------------------------------------------------------------
 
@@ -179,7 +214,7 @@ export class CatalogService {
     checkName(input.name, "name");
     checkRepository(input.repository);
     if (input.credentialsRef) checkName(input.credentialsRef, "credentialsRef");
-    return this.d.store.transaction(async (tx) => {
+    return this.changingComponents(() => this.d.store.transaction(async (tx) => {
       try {
         const r = await tx.query<CompRow>(
           "INSERT INTO components (name, repository, credentials_ref, description, created_by) VALUES ($1, $2, $3, $4, $5) RETURNING *",
@@ -191,7 +226,16 @@ export class CatalogService {
         if (isUniqueViolation(err)) throw new FerryError("COMPONENT_EXISTS", `a component named ${input.name} already exists`);
         throw err;
       }
-    });
+    }));
+  }
+
+  /** Runs a change to the components table; the snapshot is dropped once it has committed (or failed). */
+  private async changingComponents<T>(change: () => Promise<T>): Promise<T> {
+    try {
+      return await change();
+    } finally {
+      this.components.invalidate();
+    }
   }
 
   async listComponents(): Promise<ComponentView[]> {
@@ -207,7 +251,7 @@ export class CatalogService {
   async updateComponent(name: string, patch: { repository?: string; credentialsRef?: string | null; description?: string }, actor: string): Promise<ComponentView> {
     if (patch.repository !== undefined) checkRepository(patch.repository);
     if (patch.credentialsRef) checkName(patch.credentialsRef, "credentialsRef");
-    return this.d.store.transaction(async (tx) => {
+    return this.changingComponents(() => this.d.store.transaction(async (tx) => {
       const cur = await this.getComponent(name, tx);
       const r = await tx.query<CompRow>(
         "UPDATE components SET repository = $2, credentials_ref = $3, description = $4, updated_at = now() WHERE name = $1 RETURNING *",
@@ -215,17 +259,17 @@ export class CatalogService {
       );
       await appendAudit(tx, { actor, action: "component.update", object: name, outcome: "ok", details: { changed: Object.keys(patch) } });
       return compView(r.rows[0] as CompRow);
-    });
+    }));
   }
 
   async deleteComponent(name: string, actor: string): Promise<void> {
-    await this.d.store.transaction(async (tx) => {
+    await this.changingComponents(() => this.d.store.transaction(async (tx) => {
       await this.getComponent(name, tx);
       const used = await tx.query("SELECT 1 FROM release_pins WHERE component = $1 LIMIT 1", [name]);
       if (used.rowCount > 0) throw new FerryError("COMPONENT_IN_USE", `releases pin component ${name}; it cannot be deleted`);
       await tx.query("DELETE FROM components WHERE name = $1", [name]);
       await appendAudit(tx, { actor, action: "component.delete", object: name, outcome: "ok" });
-    });
+    }));
   }
 
   // ---- targets -----------------------------------------------------------------------------------------------
@@ -314,6 +358,13 @@ export class CatalogService {
   /**
    * Creates a release from component references (tags or digests). Every reference is resolved first, in parallel,
    * and only then is anything written: a failing registry leaves no partial release.
+   *
+   * The components come from the snapshot (catalog-caches.ts), which another replica's change can leave behind for
+   * up to componentTtlMs. It is never trusted for what gets written: the pins are inserted joined to the components
+   * table on name, repository and credentials, so a pin planned from a stale row inserts nothing, the count differs,
+   * the transaction rolls back, and the release is planned again from a fresh read. A component the snapshot lacks
+   * is looked up again before UNKNOWN_COMPONENT. A name@version that exists already is refused by the unique
+   * constraint when the release row is inserted (RELEASE_EXISTS), after resolution.
    */
   async createRelease(
     input: { name: string; version: string; components: Record<string, string>; notes?: string; provenance?: Record<string, unknown> },
@@ -327,10 +378,25 @@ export class CatalogService {
     const entries = Object.entries(input.components);
     if (entries.length === 0) throw new FerryError("VALIDATION_FAILED", "components: a release pins at least one component", { field: "components" });
     if (entries.length > 200) throw new FerryError("VALIDATION_FAILED", "components: at most 200 per release", { field: "components" });
-    const existing = await this.d.store.query("SELECT 1 FROM releases WHERE name = $1 AND version = $2", [input.name, input.version]);
-    if (existing.rowCount > 0) throw releaseExists(input.name, input.version);
+    // Two attempts from a fresh read are plenty: a third miss means the components changed under every attempt.
+    for (let attempt = 1; ; attempt++) {
+      const r = await this.tryCreateRelease(input, entries, actor, attempt > 1, signal);
+      if (r) return r;
+      this.components.invalidate();
+      if (attempt === 3) throw new Error(`the components of release ${input.name}@${input.version} changed during each of ${attempt} attempts to create it; retry`);
+    }
+  }
 
-    const comps = new Map((await this.d.store.query<CompRow>("SELECT * FROM components WHERE name = ANY($1)", [entries.map(([c]) => c)])).rows.map((r) => [r.name, r]));
+  /** One attempt; null when a component changed after it was planned (nothing was written). */
+  private async tryCreateRelease(
+    input: { name: string; version: string; notes?: string; provenance?: Record<string, unknown> },
+    entries: Array<[string, string]>,
+    actor: string,
+    fresh: boolean,
+    signal: AbortSignal | undefined,
+  ): Promise<ReleaseView | null> {
+    let comps = await this.components.get(fresh);
+    if (!fresh && entries.some(([c]) => !comps.has(c))) comps = await this.components.get(true);
     const plan = entries.map(([component, ref]) => {
       const comp = comps.get(component);
       if (!comp) throw new FerryError("UNKNOWN_COMPONENT", `component ${component} is not registered (ferry component create ${component} --repository …)`, { field: `components.${component}` });
@@ -356,58 +422,84 @@ export class CatalogService {
     );
     const provenance = { ...(input.provenance ?? {}), resolvedAt: new Date(this.d.clock.now()).toISOString(), resolvedBy: "ferry" };
     const id = `rel_${randomBytes(8).toString("hex")}`;
-    return this.d.store.transaction(async (tx) => {
-      let row: ReleaseRow;
-      try {
-        const r = await tx.query<ReleaseRow>(
-          "INSERT INTO releases (id, name, version, notes, provenance, created_by) VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
-          [id, input.name, input.version, input.notes ?? "", provenance, actor],
-        );
-        row = r.rows[0] as ReleaseRow;
-      } catch (err) {
-        if (isUniqueViolation(err)) throw releaseExists(input.name, input.version);
-        throw err;
-      }
-      const pins: PinRow[] = resolved.map((x) => ({
-        release_id: id,
-        component: x.component,
-        repository: x.comp.repository,
-        digest: x.image.digest,
-        source_tag: x.image.sourceTag,
-        media_type: x.image.mediaType,
-        platforms: x.image.platforms,
-      }));
-      await tx.query(
-        `INSERT INTO release_pins (release_id, component, repository, digest, source_tag, media_type, platforms)
-         SELECT release_id, component, repository, digest, source_tag, media_type, platforms
-           FROM jsonb_to_recordset($1::jsonb) AS p(release_id text, component text, repository text, digest text, source_tag text, media_type text, platforms jsonb)`,
-        [JSON.stringify(pins)],
-      );
-      await appendAudit(tx, {
-        actor,
-        action: "release.create",
-        object: `${input.name}@${input.version}`,
-        outcome: "ok",
-        details: { id, pins: Object.fromEntries(pins.map((p) => [p.component, `${p.repository}@${p.digest}`])) },
+    const pins: PinRow[] = resolved.map((x) => ({
+      release_id: id,
+      component: x.component,
+      repository: x.comp.repository,
+      digest: x.image.digest,
+      source_tag: x.image.sourceTag,
+      media_type: x.image.mediaType,
+      platforms: x.image.platforms,
+    }));
+    const planned = resolved.map((x) => ({ component: x.component, repository: x.comp.repository, credentials_ref: x.comp.credentials_ref }));
+    try {
+      return await this.d.store.transaction(async (tx) => {
+        let row: ReleaseRow & { pinned: number };
+        try {
+          // The release and its pins in one statement. The FK from release_pins to releases is checked at the end
+          // of the statement, when the release row of the first CTE is there.
+          const r = await tx.query<ReleaseRow & { pinned: number }>(
+            `WITH rel AS (
+               INSERT INTO releases (id, name, version, notes, provenance, created_by) VALUES ($1, $2, $3, $4, $5, $6) RETURNING *
+             ), pinned AS (
+               INSERT INTO release_pins (release_id, component, repository, digest, source_tag, media_type, platforms)
+               SELECT p.release_id, p.component, p.repository, p.digest, p.source_tag, p.media_type, p.platforms
+                 FROM jsonb_to_recordset($7::jsonb) AS p(release_id text, component text, repository text, digest text, source_tag text, media_type text, platforms jsonb)
+                 JOIN jsonb_to_recordset($8::jsonb) AS w(component text, repository text, credentials_ref text) ON w.component = p.component
+                 JOIN components c ON c.name = w.component AND c.repository = w.repository AND c.credentials_ref IS NOT DISTINCT FROM w.credentials_ref
+               RETURNING 1
+             )
+             SELECT rel.*, (SELECT count(*)::int FROM pinned) AS pinned FROM rel`,
+            [id, input.name, input.version, input.notes ?? "", provenance, actor, JSON.stringify(pins), JSON.stringify(planned)],
+          );
+          row = r.rows[0] as ReleaseRow & { pinned: number };
+        } catch (err) {
+          if (isUniqueViolation(err)) throw releaseExists(input.name, input.version);
+          throw err;
+        }
+        if (row.pinned !== pins.length) throw new StaleComponents();
+        const { pinned: _, ...release } = row;
+        await appendAudit(tx, {
+          actor,
+          action: "release.create",
+          object: `${input.name}@${input.version}`,
+          outcome: "ok",
+          details: { id, pins: Object.fromEntries(pins.map((p) => [p.component, `${p.repository}@${p.digest}`])) },
+        });
+        return releaseView(release, pins);
       });
-      return releaseView(row, pins);
-    });
+    } catch (err) {
+      if (err instanceof StaleComponents) return null;
+      throw err;
+    }
   }
 
-  /** By id (rel_…) or name@version. */
+  /**
+   * By id (rel_…) or name@version. Served from the release cache when it holds the release, whatever `db` is: a
+   * release there was committed, and a committed release never changes. Only a read outside a transaction (db is
+   * the store) fills the cache.
+   */
   async getRelease(ref: string, db: Queryable = this.d.store): Promise<ReleaseView> {
     const at = ref.lastIndexOf("@");
-    const r = ref.startsWith("rel_")
-      ? await db.query<ReleaseRow>("SELECT * FROM releases WHERE id = $1", [ref])
-      : at > 0
-        ? await db.query<ReleaseRow>("SELECT * FROM releases WHERE name = $1 AND version = $2", [ref.slice(0, at), ref.slice(at + 1)])
-        : { rows: [] as ReleaseRow[] };
+    const byId = ref.startsWith("rel_");
+    if (!byId && at <= 0) throw releaseNotFound(ref);
+    const name = ref.slice(0, at);
+    const version = ref.slice(at + 1);
+    const cached = byId ? this.releases.getById(ref) : this.releases.getByNameVersion(name, version);
+    if (cached) return cached;
+    const r = byId
+      ? await db.query<ReleaseWithPinsRow>(`${RELEASE_WITH_PINS} WHERE r.id = $1`, [ref])
+      : await db.query<ReleaseWithPinsRow>(`${RELEASE_WITH_PINS} WHERE r.name = $1 AND r.version = $2`, [name, version]);
     const row = r.rows[0];
-    if (!row) throw new FerryError("RELEASE_NOT_FOUND", `no release ${ref} (give an id rel_… or name@version)`);
-    const pins = await db.query<PinRow>("SELECT * FROM release_pins WHERE release_id = $1 ORDER BY component", [row.id]);
-    return releaseView(row, pins.rows);
+    if (!row) throw releaseNotFound(ref);
+    const view = releaseView(row, row.pins);
+    return db === this.d.store ? this.releases.add(view) : view;
   }
 
+  /**
+   * Newest first, keyset-paginated. The page is found by id alone (releases_created_idx); releases the cache lacks
+   * are then read with their pins in one query and cached (a read outside a transaction, so committed).
+   */
   async listReleases(q: { name?: string; component?: string; limit?: number; cursor?: string }): Promise<Page<ReleaseView>> {
     const limit = checkLimit(q.limit);
     const params: unknown[] = [];
@@ -427,20 +519,27 @@ export class CatalogService {
     }
     params.push(limit + 1);
     const rows = (
-      await this.d.store.query<ReleaseRow>(
-        `SELECT r.* FROM releases r ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY r.created_at DESC, r.id DESC LIMIT $${params.length}`,
+      await this.d.store.query<{ id: string; created_at: Date }>(
+        `SELECT r.id, r.created_at FROM releases r ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY r.created_at DESC, r.id DESC LIMIT $${params.length}`,
         params,
       )
     ).rows;
     const page = rows.slice(0, limit);
-    const pins = page.length
-      ? (await this.d.store.query<PinRow>("SELECT * FROM release_pins WHERE release_id = ANY($1) ORDER BY component", [page.map((r) => r.id)])).rows
-      : [];
-    const byRelease = new Map<string, PinRow[]>();
-    for (const p of pins) byRelease.set(p.release_id, [...(byRelease.get(p.release_id) ?? []), p]);
+    const views = new Map<string, ReleaseView>();
+    const missing: string[] = [];
+    for (const { id } of page) {
+      const v = this.releases.getById(id);
+      if (v) views.set(id, v);
+      else missing.push(id);
+    }
+    if (missing.length) {
+      const fetched = await this.d.store.query<ReleaseWithPinsRow>(`${RELEASE_WITH_PINS} WHERE r.id = ANY($1)`, [missing]);
+      for (const row of fetched.rows) views.set(row.id, this.releases.add(releaseView(row, row.pins)));
+    }
     const last = page.at(-1);
     return {
-      items: page.map((r) => releaseView(r, byRelease.get(r.id) ?? [])),
+      // Releases are never deleted, so every id of the page was found.
+      items: page.map((r) => views.get(r.id) as ReleaseView),
       nextCursor: rows.length > limit && last ? encodeCursor({ at: last.created_at.toISOString(), id: last.id }) : null,
     };
   }
@@ -451,6 +550,13 @@ function releaseView(r: ReleaseRow, pins: PinRow[]): ReleaseView {
     id: r.id, name: r.name, version: r.version, notes: r.notes, provenance: r.provenance,
     pins: pins.map(pinView), createdBy: r.created_by, createdAt: iso(r.created_at),
   };
+}
+
+/** Rolls back a release whose planned components no longer match the table; never leaves CatalogService. */
+class StaleComponents extends Error {}
+
+function releaseNotFound(ref: string): FerryError {
+  return new FerryError("RELEASE_NOT_FOUND", `no release ${ref} (give an id rel_… or name@version)`);
 }
 
 function releaseExists(name: string, version: string): FerryError {

@@ -1,7 +1,7 @@
 // Environments, targets, components and releases. Reads need viewer; changes to the estate model need admin;
 // cutting a release needs release-manager.
-import type { FastifyPluginAsync } from "fastify";
-import type { CatalogService } from "../../../domain/catalog/catalog-service.js";
+import type { FastifyPluginAsync, FastifyReply } from "fastify";
+import type { CatalogService, ReleaseView } from "../../../domain/catalog/catalog-service.js";
 import { TARGET_KINDS } from "../../../domain/catalog/target-kinds.js";
 import { actor } from "../server.js";
 
@@ -9,6 +9,20 @@ const NAME = { type: "string", minLength: 1, maxLength: 63 } as const;
 const nameParam = { type: "object", properties: { name: NAME }, required: ["name"] } as const;
 const envTargetParams = { type: "object", properties: { env: NAME, name: NAME }, required: ["env", "name"] } as const;
 const settings = { type: "object" } as const;
+
+// Release bodies are serialised once per release, not once per response. Views from the catalog's release cache are
+// frozen and shared, so their JSON cannot change; anything else is serialised each time. The bytes are those
+// fastify's default serialiser (JSON.stringify) would send, with its content type.
+const releaseJson = new WeakMap<ReleaseView, string>();
+function toJson(v: ReleaseView): string {
+  let s = releaseJson.get(v);
+  if (s === undefined) {
+    s = JSON.stringify(v);
+    if (Object.isFrozen(v)) releaseJson.set(v, s);
+  }
+  return s;
+}
+const sendJson = (reply: FastifyReply, body: string) => reply.type("application/json; charset=utf-8").send(body);
 
 export function catalogRoutes(d: { catalog: CatalogService }): FastifyPluginAsync {
   const c = d.catalog;
@@ -150,15 +164,16 @@ export function catalogRoutes(d: { catalog: CatalogService }): FastifyPluginAsyn
           querystring: { type: "object", additionalProperties: false, properties: { name: NAME, component: NAME, limit: { type: "integer", minimum: 1, maximum: 500 }, cursor: { type: "string", maxLength: 512 } } },
         },
       },
-      async (req) => {
+      async (req, reply) => {
         const page = await c.listReleases(req.query);
-        return { releases: page.items, nextCursor: page.nextCursor };
+        // = JSON.stringify({ releases: page.items, nextCursor: page.nextCursor })
+        return sendJson(reply, `{"releases":[${page.items.map(toJson).join(",")}],"nextCursor":${JSON.stringify(page.nextCursor)}}`);
       },
     );
     app.get<{ Params: { ref: string } }>(
       "/releases/:ref",
       { config: { role: "viewer" }, schema: { summary: "Get a release by id or name@version", params: { type: "object", properties: { ref: { type: "string", minLength: 1, maxLength: 200 } }, required: ["ref"] } } },
-      async (req) => c.getRelease(req.params.ref),
+      async (req, reply) => sendJson(reply, toJson(await c.getRelease(req.params.ref))),
     );
   };
 }
