@@ -31,6 +31,8 @@ export interface RunConfig {
    * or {"auth": base64(user:pass)}}}), used for registries the task brings no credentials for. Never logged.
    */
   registryAuthFile?: string;
+  /** How often targets with a sticker are observed for drift. Default 60 s. */
+  observeEveryMs?: number;
 }
 
 type AgentRegistryAuth = { username?: string; password?: string; identityToken?: string };
@@ -120,7 +122,7 @@ export async function runAgent(config: RunConfig, rt: Runtime): Promise<SessionR
     },
   });
   const agentAuth = config.registryAuthFile ? await readRegistryAuthFile(config.registryAuthFile) : new Map<string, AgentRegistryAuth>();
-  const runner = await new TaskRunner({ stateDir: config.stateDir, session, drivers, logger: rt.logger, agentCredentials: (registry) => agentAuth.get(registry) }).start();
+  const runner = await new TaskRunner({ stateDir: config.stateDir, session, drivers, logger: rt.logger, agentCredentials: (registry) => agentAuth.get(registry), ...(config.observeEveryMs ? { observeEveryMs: config.observeEveryMs } : {}) }).start();
   ref.runner = runner;
   const signals = rt.signals ?? process;
   const onSignal = (signal: string): void => {

@@ -116,7 +116,7 @@ describe("deployments against the real Docker Engine", { skip }, () => {
     for (const a of [agent, other]) {
       const e = await a.enrol(await cp.createJoinString("dev"));
       assert.equal(e.code, 0, e.stderr);
-      a.start(["--docker-socket", socket]);
+      a.start(["--docker-socket", socket, "--observe-interval", "1"]);
     }
     const agents = await waitFor("both agents online with the docker driver", async () => {
       const r = await cp.api<{ agents: { id: string; name: string; status: string; facts: { drivers?: string[] } }[] }>("GET", "/api/v1/agents");
@@ -182,6 +182,21 @@ describe("deployments against the real Docker Engine", { skip }, () => {
     const lines = log.stderr.split("\n").filter((l) => /^\d{4}-/.test(l));
     assert.equal(new Set(lines).size, lines.length, `no line twice:\n${log.stderr}`);
     assert.equal((log.stderr.match(/\[sticker\]/g) ?? []).length, 1, log.stderr);
+  });
+
+  it("flags drift when the container stops outside Ferry, and clears it when it runs again", async () => {
+    type Status = { targets: { target: string; sync: string; drift: string[] }[] };
+    const web = async () => (await cp.api<Status>("GET", "/api/v1/status?environment=dev")).body.targets.find((t) => t.target === "web")!;
+    await runDocker(socket, ["stop", "-t", "1", container]);
+    const drifted = await waitFor("status to show drift", async () => {
+      const t = await web();
+      return t.sync === "drift" ? t : undefined;
+    }, { timeoutMs: 30_000 });
+    assert.ok(drifted.drift.some((d) => /not running|observed stopped/.test(d)), drifted.drift.join("; "));
+    const shown = await cp.cli(["status", "--env", "dev"]);
+    assert.match(shown.stdout, /DRIFT/);
+    await runDocker(socket, ["start", container]);
+    await waitFor("status back in sync", async () => ((await web()).sync === "in-sync" ? true : undefined), { timeoutMs: 30_000 });
   });
 
   it("replaces the running container with a new release, then rolls back to exactly the previous digest", async () => {
@@ -357,7 +372,7 @@ describe("deployments against the real Docker Engine", { skip }, () => {
     const r = await cp.api<DeploymentView>("POST", "/api/v1/deployments", { release: "shop@2", environment: "dev" });
     assert.equal(r.status, 201, JSON.stringify(r.body));
     await cp.restart("SIGTERM");
-    agent.start(["--docker-socket", socket]);
+    agent.start(["--docker-socket", socket, "--observe-interval", "1"]);
     const d = await waitDeployment(r.body.id, (x) => x.state === "succeeded" || x.state === "failed", "the queued deployment to finish after the restart");
     assert.equal(d.state, "succeeded", JSON.stringify(d));
     assert.deepEqual(await httpGet(port, "/version"), { status: 200, body: "web 2" });
@@ -386,7 +401,7 @@ describe("deployments against the real Docker Engine", { skip }, () => {
     assert.equal(r.status, 201);
     await waitDeployment(r.body.id, (x) => (x.tasks[0]?.events ?? []).some((e) => e.step === "health"), "the deploy to reach the health wait");
     await agent.stop("SIGKILL");
-    agent.start(["--docker-socket", socket]);
+    agent.start(["--docker-socket", socket, "--observe-interval", "1"]);
     const d = await waitDeployment(r.body.id, (x) => x.state === "failed" || x.state === "succeeded", "the interrupted task to be reported");
     const t = d.tasks[0]!;
     assert.equal(t.state, "errored", JSON.stringify(t));

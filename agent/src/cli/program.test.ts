@@ -68,6 +68,9 @@ describe("ferry-agent CLI", () => {
     t = io();
     assert.equal(await runCli(["enrol", "--state-dir", "/tmp/x"], t), EXIT.usage);
     assert.match(t.err(), /--join is required/);
+    t = io();
+    assert.equal(await runCli(["run", "--state-dir", "/tmp", "--observe-interval", "0.5"], t), EXIT.usage);
+    assert.match(t.err(), /--observe-interval: "0.5" is not a number of seconds from 1 to 86400/);
   });
 
   it("exits 2 when the state directory is not enrolled", async () => {

@@ -112,12 +112,25 @@ export async function runCli(args: string[], io: CliIo = {}): Promise<number> {
     .addOption(new Option("--log-level <level>", "log level (env FERRY_AGENT_LOG_LEVEL)").choices(LOG_LEVELS))
     .addOption(new Option("--docker-socket <path>", "Docker Engine socket, or \"off\" (env FERRY_AGENT_DOCKER_SOCKET; default DOCKER_HOST's unix socket, else /var/run/docker.sock)"))
     .addOption(new Option("--registry-auth <file>", "registry credentials kept on this host, Docker config.json form, mode 0600 (env FERRY_AGENT_REGISTRY_AUTH)"))
+    .addOption(new Option("--observe-interval <seconds>", "how often targets with a sticker are checked for drift (env FERRY_AGENT_OBSERVE_INTERVAL; default 60)"))
     .action(async (opts: Record<string, unknown>) => {
       const stateDir = pick(opts.stateDir, env.FERRY_AGENT_STATE_DIR, "--state-dir", "FERRY_AGENT_STATE_DIR");
       const lg = makeLogger(level(opts.logLevel, env.FERRY_AGENT_LOG_LEVEL));
       const dockerSocket = (opts.dockerSocket as string | undefined) ?? env.FERRY_AGENT_DOCKER_SOCKET;
       const registryAuthFile = (opts.registryAuth as string | undefined) ?? env.FERRY_AGENT_REGISTRY_AUTH;
-      const result = await runAgent({ stateDir, ...(dockerSocket ? { dockerSocket } : {}), ...(registryAuthFile ? { registryAuthFile } : {}) }, runtime(lg));
+      const observeText = (opts.observeInterval as string | undefined) ?? env.FERRY_AGENT_OBSERVE_INTERVAL;
+      let observeEveryMs: number | undefined;
+      if (observeText !== undefined) {
+        const seconds = Number(observeText);
+        if (!Number.isFinite(seconds) || seconds < 1 || seconds > 86_400) {
+          throw new AgentError("USAGE", "usage", `--observe-interval: "${observeText}" is not a number of seconds from 1 to 86400`);
+        }
+        observeEveryMs = seconds * 1000;
+      }
+      const result = await runAgent(
+        { stateDir, ...(dockerSocket ? { dockerSocket } : {}), ...(registryAuthFile ? { registryAuthFile } : {}), ...(observeEveryMs ? { observeEveryMs } : {}) },
+        runtime(lg),
+      );
       if (result.state === "failed") throw result.error;
     });
 
