@@ -817,7 +817,8 @@ async function run(o: Options, workDir: string): Promise<void> {
   );
   const caPem = ferry.caPem;
 
-  const lastSeenFlushMs = Math.min(30_000, 2 * intervalMs);
+  // The server default (config.ts): min(30 s, 2 × interval + grace), the grace defaulting to one interval.
+  const lastSeenFlushMs = Math.min(30_000, 3 * intervalMs);
   const ferryResult = await measure(o, gens, {
     mode: "ferry",
     pid: ferry.pid,

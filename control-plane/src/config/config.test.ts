@@ -29,7 +29,8 @@ describe("config", () => {
       assert.equal(c.heartbeatIntervalMs, 1000);
       assert.equal(c.logLevel, "debug");
       assert.equal(c.certLifetimeMs, 43_200_000);
-      assert.equal(c.lastSeenFlushMs, 2000);
+      // 2 × interval + grace (the grace defaults to one interval).
+      assert.equal(c.lastSeenFlushMs, 3000);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -223,7 +223,9 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
   const graceText = pick("livenessGrace");
   const livenessGraceMs = graceText ? parseDuration(graceText, "liveness-grace") : heartbeatIntervalMs;
   const flushText = pick("lastSeenFlush");
-  const lastSeenFlushMs = flushText ? parseDuration(flushText, "last-seen-flush") : Math.min(30_000, 2 * heartbeatIntervalMs);
+  // At most once per 30 s per agent, and always at least one heartbeat interval inside the offline window, so no
+  // replica reading the database ever sees an agent as silent that is in fact heartbeating.
+  const lastSeenFlushMs = flushText ? parseDuration(flushText, "last-seen-flush") : Math.min(30_000, 2 * heartbeatIntervalMs + livenessGraceMs);
   if (lastSeenFlushMs >= 3 * heartbeatIntervalMs + livenessGraceMs) {
     throw new FerryError(
       "VALIDATION_FAILED",
