@@ -260,7 +260,7 @@ for (const b of testBackends()) {
       assert.deepEqual(done.transitions!.map((x) => x.seq), [1, 2, 3, 4, 5]);
       assert.equal(done.transitions!.at(-1)!.at, new Date(T0 + 60_000).toISOString());
 
-      assert.deepEqual(fx.events.map((e) => e.type), ["promotion.requested", "promotion.deployed"]);
+      assert.deepEqual(fx.events.map((e) => e.type), ["promotion.requested", "promotion.approved", "promotion.deployed"]);
       assert.deepEqual(fx.events[0]!.data, { promotion: p.id, release: "shop@1", environment: "dev", requestedBy: "alice" });
 
       const chain = await evidenceChain(fx.store);
@@ -298,7 +298,7 @@ for (const b of testBackends()) {
       assert.equal(done.state, "failed");
       assert.equal(done.reason, `deployment ${p.deploymentId} failed`);
       assert.deepEqual(states(done).at(-1), ["deploying", "failed", "ferry"]);
-      assert.deepEqual(fx.events.map((e) => e.type), ["promotion.requested", "promotion.failed"]);
+      assert.deepEqual(fx.events.map((e) => e.type), ["promotion.requested", "promotion.approved", "promotion.failed"]);
       const chain = (await evidenceChain(fx.store)).filter((e) => e.kind === "promotion.deployment");
       const last = verifyEvidence(chain.at(-1)!.envelope, [{ keyId: evidenceKey.keyId, publicKeyPem: evidenceKey.publicKeyPem }]);
       assert.ok(last.ok);
@@ -321,7 +321,7 @@ for (const b of testBackends()) {
       assert.equal(p.deploymentId, null);
       assert.match(p.reason!, /^the deployment could not be started: target web-dev's agent agt_dev is revoked/);
       assert.equal(await count(fx.store, "deployments"), 0);
-      assert.deepEqual(fx.events.map((e) => e.type), ["promotion.requested", "promotion.failed"]);
+      assert.deepEqual(fx.events.map((e) => e.type), ["promotion.requested", "promotion.approved", "promotion.failed"]);
     });
 
     it("waits for approvals from the group and refuses what separation of duties forbids, each refusal audited and writing nothing", async (t) => {
@@ -591,9 +591,11 @@ for (const b of testBackends()) {
       const deploying = await fx.promotions.get(p.id, { history: true });
       assert.equal(deploying.state, "deploying");
       assert.deepEqual(states(deploying).slice(2), [["awaiting_gates", "approved", "ferry"], ["approved", "deploying", "ferry"]]);
-      // Neither a second approval packet nor a false alarm.
+      // One approval packet and one announcement, whichever replica won; no false alarm.
       assert.equal((await evidenceChain(fx.store)).filter((e) => e.subject === p.id).length, 1);
-      assert.deepEqual([...fx.events, ...(other === fx ? [] : other.events)].map((e) => e.type), []);
+      assert.deepEqual([...fx.events, ...(other === fx ? [] : other.events)].map((e) => e.type), ["promotion.approved"]);
+      fx.events.length = 0;
+      if (other !== fx) other.events.length = 0;
 
       await fx.finish(deploying.deploymentId!);
       await Promise.all([fx.promotions.tick(p.id), replica.tick(p.id), fx.promotions.sweep(), replica.sweep()]);

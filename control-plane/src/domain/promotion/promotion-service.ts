@@ -241,7 +241,8 @@ export class PromotionService {
       if (err instanceof FerryError) return this.refuse(who, action, id, err);
       throw err;
     }
-    this.d.events.emit(decision === "approve" ? "promotion.approved" : "promotion.rejected", { promotion: id, by: who.subject, comment });
+    // promotion.approved is announced when every gate has passed (in tick), not for each approval.
+    if (decision === "reject") this.d.events.emit("promotion.rejected", { promotion: id, by: who.subject, reason: comment });
     await this.tick(id);
     return this.get(id);
   }
@@ -330,6 +331,7 @@ export class PromotionService {
           await transition(tx, id, "awaiting_gates", "approved", "ferry", "every gate passed", now);
           const ev = await this.d.evidence.record(tx, "promotion.decision", id, await this.decisionDoc(tx, p, "approved", verdict.results, now));
           await appendAudit(tx, { actor: "ferry", action: "promotion.approved", object: id, outcome: "ok", details: { evidence: ev.id } });
+          events.push(["promotion.approved", { promotion: id, evidence: ev.id, approvals: ctx.approvals.filter((a) => a.decision === "approve").map((a) => a.subject) }]);
           deployNow = { ...p, state: "approved" };
           return;
         }

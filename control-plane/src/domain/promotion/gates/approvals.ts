@@ -5,8 +5,8 @@
 //   - only from subjects in the group who hold the approver role (admin implies it, as everywhere in Ferry);
 //   - the requester's approval never counts;
 //   - a subject counts once, however many times they approved;
-//   - any counted rejection fails the gate for good (details.final = true). The requester may reject (withdraw)
-//     their own request: it can only make the release safer.
+//   - any counted rejection fails the gate for good (details.final = true). A requester's rejection would count too
+//     (it can only make the release safer), though the promotion service takes no decision from the requester.
 import { satisfies, isRole } from "../../auth/roles.js";
 import { checkObject } from "../../catalog/config-schema.js";
 import type { ApprovalRecord, GateContext, GateEvaluator, GateResult } from "./types.js";
