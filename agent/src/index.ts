@@ -23,7 +23,8 @@ export {
   type Identity,
   type LoadedState,
 } from "./core/state-dir.js";
-export { StaticDriverRegistry, type DriverRegistry } from "./drivers/registry.js";
+export { StaticDriverRegistry, type AdvertisedDrivers } from "./drivers/registry.js";
+export { DriverRegistry, DriverError, type TargetDriver } from "./drivers/types.js";
 export { createLogger, type LoggerOptions, type LogLevel } from "./logger.js";
 export { runAgent, runEnrol, type EnrolConfig, type RunConfig, type Runtime } from "./main.js";
 export { EXIT, runCli, type CliIo } from "./cli/program.js";

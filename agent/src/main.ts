@@ -117,8 +117,8 @@ export async function runAgent(config: RunConfig, rt: Runtime): Promise<SessionR
     logger: rt.logger,
     facts: () => collectFacts(drivers),
     reports: {
-      hello: () => ref.runner?.reports().hello() ?? { stickers: [], runningTaskIds: [] },
-      heartbeat: () => ref.runner?.reports().heartbeat() ?? { runningTaskIds: [] },
+      hello: () => ref.runner?.reports.hello() ?? { stickers: [], runningTaskIds: [] },
+      heartbeat: () => ref.runner?.reports.heartbeat() ?? { runningTaskIds: [] },
     },
   });
   const agentAuth = config.registryAuthFile ? await readRegistryAuthFile(config.registryAuthFile) : new Map<string, AgentRegistryAuth>();

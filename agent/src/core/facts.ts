@@ -5,7 +5,7 @@ import * as os from "node:os";
 import { create } from "@bufbuild/protobuf";
 import { HostFactsSchema, type HostFacts } from "@ferry/proto";
 
-import type { DriverRegistry } from "../drivers/registry.js";
+import type { AdvertisedDrivers } from "../drivers/registry.js";
 
 let cachedVersion: string | undefined;
 
@@ -25,7 +25,7 @@ export function agentVersion(): string {
 }
 
 /** Collects the facts now (memory, hostname and drivers can change while the agent runs). */
-export function collectFacts(drivers: DriverRegistry): HostFacts {
+export function collectFacts(drivers: AdvertisedDrivers): HostFacts {
   return create(HostFactsSchema, {
     hostname: os.hostname(),
     os: process.platform,

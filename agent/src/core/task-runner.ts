@@ -23,7 +23,7 @@ import {
 import { TaskRefusal, verifySignedTask, type TaskPayload, type TrustedTaskKey } from "@ferry/pki";
 import type { Logger } from "pino";
 import { DriverError, type DeployPlan, type DriverRegistry, type ProgressSink, type TargetDriver } from "../drivers/types.js";
-import type { Session } from "./session.js";
+import type { Session, SessionReports } from "./session.js";
 import { SPOOL_DIR, TaskSpool } from "./spool.js";
 import { readTrustedKeys, writeTrustedKeys } from "./trusted-keys.js";
 import { StickerStore, stickerMessage, type Observation, type StickerFile } from "./stickers.js";
@@ -109,20 +109,18 @@ export class TaskRunner {
   }
 
   /** What Hello and heartbeats report (Session's `reports` option). */
-  reports() {
-    return {
-      hello: (): { stickers: Sticker[]; runningTaskIds: string[] } => {
-        this.#stickersDirty = false;
-        return { stickers: this.#stickerMessages(), runningTaskIds: [...this.#running.keys()] };
-      },
-      heartbeat: (): { stickers?: Sticker[]; runningTaskIds: string[] } => {
-        this.#heartbeats += 1;
-        const include = this.#stickersDirty || this.#heartbeats % STICKER_REPORT_EVERY === 0;
-        this.#stickersDirty = false;
-        return { ...(include ? { stickers: this.#stickerMessages() } : {}), runningTaskIds: [...this.#running.keys()] };
-      },
-    };
-  }
+  readonly reports: SessionReports = {
+    hello: (): { stickers: Sticker[]; runningTaskIds: string[] } => {
+      this.#stickersDirty = false;
+      return { stickers: this.#stickerMessages(), runningTaskIds: [...this.#running.keys()] };
+    },
+    heartbeat: (): { stickers?: Sticker[]; runningTaskIds: string[] } => {
+      this.#heartbeats += 1;
+      const include = this.#stickersDirty || this.#heartbeats % STICKER_REPORT_EVERY === 0;
+      this.#stickersDirty = false;
+      return { ...(include ? { stickers: this.#stickerMessages() } : {}), runningTaskIds: [...this.#running.keys()] };
+    },
+  };
 
   get journal(): TaskJournal {
     return this.#journal;

@@ -1,16 +1,14 @@
-// The registry of target drivers this agent can run.
-//
-// Drivers (docker, compose, ecs, nomad, ssh, winrm) arrive in later issues, each in its own folder behind one
-// TargetDriver interface. Until then the registry only answers the one question the session needs — which target
-// kinds to advertise in HostFacts.drivers — and an agent advertises none unless configured.
+// What HostFacts.drivers advertises: the target kinds an agent can drive. The real registry of drivers is
+// DriverRegistry in ./types.ts (it satisfies this interface); StaticDriverRegistry advertises a fixed list, for
+// callers that only need the facts (enrolment and session tests, simulated agents).
 
-export interface DriverRegistry {
+export interface AdvertisedDrivers {
   /** Target kinds this agent can drive, e.g. ["docker", "compose"]; sorted, no duplicates. */
   availableDrivers(): string[];
 }
 
-/** A registry with a fixed list of kinds (empty by default). */
-export class StaticDriverRegistry implements DriverRegistry {
+/** A fixed list of kinds (empty by default). */
+export class StaticDriverRegistry implements AdvertisedDrivers {
   readonly #kinds: string[];
 
   constructor(kinds: Iterable<string> = []) {

@@ -367,7 +367,7 @@ export function agentServiceImpl(d: AgentServiceDeps): UntypedServiceImplementat
   const pullTasks = unary<PullTasksRequest, PullTasksResponse>("PullTasks", async (id, req) => {
     const t = d.tasks!;
     const claimed = await t.queue.claim(id.agentId, Math.min(Math.max(req.max || 16, 1), 64));
-    return create(PullTasksResponseSchema, { offers: await Promise.all(claimed.map((c) => t.dispatcher.toOffer(c))) });
+    return create(PullTasksResponseSchema, { offers: await t.dispatcher.toOffers(claimed) });
   });
   const ackTask = unary<AckTaskRequest, AckTaskResponse>("AckTask", async (id, req) => {
     if (req.ack) await d.tasks!.queue.ack(id.agentId, ackInput(req.ack));

@@ -10,6 +10,7 @@ import type { Logger } from "pino";
 import type { ClaimedTask, TaskQueue } from "../../domain/deploy/task-queue.js";
 import type { TaskImage } from "../../ports/signer.js";
 import type { CredentialStore } from "../../ports/registry.js";
+import { parseRepository } from "../registry/reference.js";
 import type { Queryable } from "../../ports/store.js";
 import type { SessionRegistry } from "./session-registry.js";
 
@@ -43,11 +44,17 @@ export class TaskDispatcher {
     this.#timer = null;
   }
 
-  async toOffer(t: ClaimedTask): Promise<TaskOffer> {
-    return create(TaskOfferSchema, {
-      task: create(SignedTaskSchema, { payload: t.payload, payloadType: t.payloadType, keyId: t.keyId, signature: t.signature }),
-      credentials: await this.d.credentialsFor(t.images),
-      attempt: t.attempt,
+  /** Offers for claimed tasks; registry credentials are looked up once for all of them. */
+  async toOffers(tasks: ClaimedTask[]): Promise<TaskOffer[]> {
+    if (tasks.length === 0) return [];
+    const credentials = await this.d.credentialsFor(tasks.flatMap((t) => t.images));
+    return tasks.map((t) => {
+      const registries = new Set(t.images.map((i) => registryOf(i.repository)));
+      return create(TaskOfferSchema, {
+        task: create(SignedTaskSchema, { payload: t.payload, payloadType: t.payloadType, keyId: t.keyId, signature: t.signature }),
+        credentials: credentials.filter((c) => registries.has(c.registry)),
+        attempt: t.attempt,
+      });
     });
   }
 
@@ -68,8 +75,9 @@ export class TaskDispatcher {
         const session = this.d.sessions.get(agentId);
         if (!session || session.closed) break;
         const claimed = await this.d.queue.claim(agentId);
-        for (const t of claimed) {
-          const offer = await this.toOffer(t);
+        const offers = await this.toOffers(claimed);
+        for (const [i, t] of claimed.entries()) {
+          const offer = offers[i]!;
           const live = this.d.sessions.get(agentId);
           // If the stream went away, the offer lease runs out and the task is queued again.
           if (!live || live.closed) break;
@@ -104,10 +112,9 @@ export class TaskDispatcher {
   }
 }
 
-/** The registry host of a repository ("127.0.0.1:5000/shop/web" → "127.0.0.1:5000"; no host → Docker Hub). */
-export function registryHost(repository: string): string {
-  const first = repository.split("/")[0] ?? "";
-  return repository.includes("/") && (first.includes(".") || first.includes(":") || first === "localhost") ? first : "docker.io";
+/** The registry host[:port] of a stored (canonical) repository, as the agent keys credentials by it. */
+function registryOf(repository: string): string {
+  return parseRepository(repository).registry;
 }
 
 /** Credentials for the registries of a task's images, from the components' credential references. */
@@ -122,7 +129,7 @@ export async function registryCredentialsFor(store: Queryable, credentials: Cred
     if (!image || !row.credentials_ref) continue;
     const c = await credentials.get(row.credentials_ref);
     if (!c) continue; // the agent's own credentials may still serve; a pull failure says so plainly
-    const registry = registryHost(image.repository);
+    const registry = registryOf(image.repository);
     out.set(registry, create(RegistryCredentialSchema, { registry, username: c.username, password: c.password }));
   }
   return [...out.values()];

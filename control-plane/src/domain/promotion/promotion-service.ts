@@ -375,7 +375,7 @@ export class PromotionService {
 
   private async startDeployment(p: PromotionRow): Promise<void> {
     try {
-      const dep = await this.d.deployments.deploy(
+      await this.d.deployments.deploy(
         { release: p.release_id, environment: p.environment },
         `promotion:${p.id}`,
         {
@@ -390,7 +390,6 @@ export class PromotionService {
           },
         },
       );
-      void dep;
     } catch (err) {
       if (err instanceof FerryError && err.code === "PROMOTION_ALREADY_DECIDED") return;
       // The deployment could not be created (e.g. a target lost its agent): the promotion fails, with the reason.
