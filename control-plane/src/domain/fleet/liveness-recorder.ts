@@ -7,14 +7,23 @@
 //   - last-heartbeat times and clock skew are written at most once per agent per `lastSeenFlushMs` (30 s by
 //     default), which keeps the database load of a fleet flat no matter the heartbeat interval.
 // A sweeper marks agents offline once they are silent for 3 × interval + grace (see liveness.ts). Every replica
-// runs one; the UPDATE is idempotent, so they do not need to agree on who sweeps.
+// runs one; the UPDATE is idempotent, so they do not need to agree on who sweeps. What each replica trusts:
+//   - an agent connected to this replica is judged from memory, where every heartbeat lands: the database's
+//     last-heartbeat time lags by up to one flush period plus one interval plus one flush tick, which can exceed the
+//     offline window (at the default flush period it does, by up to a tick), so judging it from the database
+//     would flap healthy agents offline and back;
+//   - an agent connected to another replica is that replica's to judge; this one steps in only when the database
+//     shows nothing from it for longer than the holder's largest write lag (the window, or flush period + interval +
+//     tick + a second when that is longer), e.g. when the holder died with the agent;
+//   - an agent connected nowhere is judged from the database, which its last replica brought up to date when the
+//     stream ended (the disconnect write carries the last heartbeat time).
 //
 // Batches are passed as one JSON parameter and expanded with jsonb_to_recordset, which behaves identically on the
 // PostgreSQL server and on PGlite (array parameters of composite types do not).
 import type { Logger } from "pino";
 import type { Clock } from "../../ports/clock.js";
 import type { Store } from "../../ports/store.js";
-import { offlineAfterMs, offlineFrozen, type LivenessPolicy } from "./liveness.js";
+import { isSilent, offlineAfterMs, offlineFrozen, type LivenessPolicy } from "./liveness.js";
 import type { HostFactsRecord } from "./fleet-service.js";
 
 interface Connected {
@@ -29,10 +38,13 @@ interface Disconnected {
   at: number;
 }
 interface Seen {
+  /** The last heartbeat (or connection) time. */
   at: number;
   skewMs: number | null;
   flushedAt: number;
   dirty: boolean;
+  /** The agent's stream is open on this replica. */
+  held: boolean;
 }
 
 export interface LivenessRecorderOptions {
@@ -58,12 +70,25 @@ export class LivenessRecorder {
   private sweepTimer: NodeJS.Timeout | null = null;
   private flushing: Promise<void> = Promise.resolve();
   private stopped = false;
+  /** How often last-seen writes that fell due are made. */
+  private readonly seenTickMs: number;
 
-  constructor(private readonly o: LivenessRecorderOptions) {}
+  constructor(private readonly o: LivenessRecorderOptions) {
+    this.seenTickMs = Math.max(50, Math.min(5000, Math.floor(o.lastSeenFlushMs / 4)));
+  }
+
+  /**
+   * How long an agent held by another replica may look silent in the database before this replica marks it
+   * offline: the holder writes its last heartbeat at most every flush period, and the value written can be one
+   * interval old and wait up to one tick.
+   */
+  heldElsewhereWindowMs(): number {
+    const lag = this.o.lastSeenFlushMs + this.o.policy.heartbeatIntervalMs + this.seenTickMs + 1000;
+    return Math.max(offlineAfterMs(this.o.policy), lag);
+  }
 
   start(): void {
-    const tick = Math.max(50, Math.min(5000, Math.floor(this.o.lastSeenFlushMs / 4)));
-    this.seenTimer = setInterval(() => this.enqueue(() => this.flushSeen(false)), tick);
+    this.seenTimer = setInterval(() => this.enqueue(() => this.flushSeen(false)), this.seenTickMs);
     this.sweepTimer = setInterval(
       () => this.enqueue(() => this.sweep()),
       Math.max(50, Math.min(this.o.policy.heartbeatIntervalMs, 15_000)),
@@ -76,11 +101,13 @@ export class LivenessRecorder {
     const at = this.o.clock.now();
     this.pendingState.set(agentId, { kind: "connected", at, facts, serial, notAfter });
     // The connect write records the heartbeat time too, so the next last-seen write can wait a full period.
-    this.seen.set(agentId, { at, skewMs: null, flushedAt: at, dirty: false });
+    this.seen.set(agentId, { at, skewMs: null, flushedAt: at, dirty: false, held: true });
     this.scheduleState();
   }
 
   disconnected(agentId: string): void {
+    const s = this.seen.get(agentId);
+    if (s) s.held = false;
     this.pendingState.set(agentId, { kind: "disconnected", at: this.o.clock.now() });
     this.scheduleState();
   }
@@ -93,7 +120,8 @@ export class LivenessRecorder {
       s.skewMs = skewMs;
       s.dirty = true;
     } else {
-      this.seen.set(agentId, { at, skewMs, flushedAt: 0, dirty: true });
+      // A heartbeat comes only on an open stream, so the agent is held here even if connected() was not seen.
+      this.seen.set(agentId, { at, skewMs, flushedAt: 0, dirty: true, held: true });
     }
   }
 
@@ -115,6 +143,16 @@ export class LivenessRecorder {
       await this.flushState();
       await this.flushSeen(true);
     });
+  }
+
+  /** Writes the last-seen rows that are due, as the flush timer does (after any flush under way). Used by tests. */
+  async flushDueNow(): Promise<void> {
+    await this.enqueue(() => this.flushSeen(false));
+  }
+
+  /** Runs one offline sweep now (after any flush under way). Used by tests. */
+  async sweepNow(): Promise<void> {
+    await this.enqueue(() => this.sweep());
   }
 
   async stop(): Promise<void> {
@@ -171,13 +209,23 @@ export class LivenessRecorder {
       }
       if (disconnects.length > 0) {
         // Only the replica that holds the connection may mark it closed: the agent may already be connected
-        // somewhere else.
+        // somewhere else. The last heartbeat goes with it, so that from now on the database alone tells when the
+        // agent went silent (it is judged from there once no replica holds it).
+        const rows = disconnects.map(([id]) => {
+          const s = this.seen.get(id);
+          return { id, at: s ? new Date(s.at).toISOString() : null, skew: s?.skewMs ?? null };
+        });
         await this.o.store.query(
-          `UPDATE agents a SET connected = false, updated_at = now()
-             FROM jsonb_to_recordset($1::jsonb) AS u(id text)
+          `UPDATE agents a SET connected = false,
+              last_heartbeat_at = GREATEST(a.last_heartbeat_at, u.at),
+              clock_skew_ms = COALESCE(u.skew, a.clock_skew_ms),
+              updated_at = now()
+             FROM jsonb_to_recordset($1::jsonb) AS u(id text, at timestamptz, skew integer)
             WHERE a.id = u.id AND a.connected_replica = $2`,
-          [JSON.stringify(disconnects.map(([id]) => ({ id }))), this.o.replicaId],
+          [JSON.stringify(rows), this.o.replicaId],
         );
+        // The database now knows all this replica knew of them, unless they came back meanwhile.
+        for (const [id] of disconnects) if (this.seen.get(id)?.held === false) this.seen.delete(id);
       }
       this.o.onFlush?.("state", batch.length);
     } catch (err) {
@@ -218,13 +266,24 @@ export class LivenessRecorder {
     const now = this.o.clock.now();
     const readyAt = this.o.readyAt();
     if (offlineFrozen(this.o.policy, readyAt, now)) return;
-    const cutoff = new Date(now - offlineAfterMs(this.o.policy)).toISOString();
+    const silentHere: string[] = [];
+    for (const [id, s] of this.seen) if (s.held && isSilent(this.o.policy, readyAt, now, s.at)) silentHere.push(id);
     const res = await this.o.store.query<{ id: string; last_heartbeat_at: Date | null }>(
       `UPDATE agents SET status = 'offline', status_changed_at = now(), updated_at = now()
         WHERE status = 'online'
-          AND GREATEST(COALESCE(last_heartbeat_at, '-infinity'::timestamptz), $2::timestamptz) < $1::timestamptz
+          AND CASE
+                WHEN connected AND connected_replica = $3 THEN id = ANY($4::text[])
+                WHEN connected THEN GREATEST(COALESCE(last_heartbeat_at, '-infinity'::timestamptz), $2::timestamptz) < $5::timestamptz
+                ELSE GREATEST(COALESCE(last_heartbeat_at, '-infinity'::timestamptz), $2::timestamptz) < $1::timestamptz
+              END
         RETURNING id, last_heartbeat_at`,
-      [cutoff, new Date(readyAt).toISOString()],
+      [
+        new Date(now - offlineAfterMs(this.o.policy)).toISOString(),
+        new Date(readyAt).toISOString(),
+        this.o.replicaId,
+        silentHere,
+        new Date(now - this.heldElsewhereWindowMs()).toISOString(),
+      ],
     );
     for (const r of res.rows) {
       this.o.log.info({ agentId: r.id, lastHeartbeatAt: r.last_heartbeat_at }, "agent is offline: no heartbeat within the liveness window");
