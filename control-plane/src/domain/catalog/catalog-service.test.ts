@@ -117,5 +117,31 @@ for (const b of testBackends()) {
       await assert.rejects(c.createRelease({ name: "shop", version: "1.0", components: { web: "127.0.0.1:5000/other/web:1.0" } }, "a"), code("COMPONENT_REPOSITORY_MISMATCH"));
       assert.equal((await store.query("SELECT 1 FROM releases")).rowCount, 0);
     });
+
+    it("pages through releases created within one millisecond without skipping or repeating any", async (t) => {
+      const store = await b.open(t);
+      const c = catalog(store);
+      await c.createComponent({ name: "web", repository: "127.0.0.1:5000/team/web" }, "a");
+      // Five releases in the same millisecond, microseconds apart, ids out of time order; two more around them.
+      const at = ["12:00:00.122999", "12:00:00.123001", "12:00:00.123400", "12:00:00.123456", "12:00:00.123457", "12:00:00.123999", "12:00:00.124"];
+      const ids = ["rel_e", "rel_a", "rel_g", "rel_b", "rel_f", "rel_c", "rel_d"];
+      for (const [i, id] of ids.entries()) {
+        await store.query(`INSERT INTO releases (id, name, version, created_by, created_at) VALUES ($1, 'shop', $2, 'a', $3::timestamptz)`, [id, String(i), `2026-11-22T${at[i]}Z`]);
+        await store.query(
+          `INSERT INTO release_pins (release_id, component, repository, digest, media_type) VALUES ($1, 'web', '127.0.0.1:5000/team/web', $2, 'application/vnd.oci.image.manifest.v1+json')`,
+          [id, `sha256:${String(i).repeat(64)}`],
+        );
+      }
+      const seen: string[] = [];
+      let cursor: string | undefined;
+      for (let pages = 0; pages < 10; pages++) {
+        const page = await c.listReleases({ limit: 2, ...(cursor ? { cursor } : {}) });
+        seen.push(...page.items.map((r) => r.id));
+        if (!page.nextCursor) break;
+        cursor = page.nextCursor;
+      }
+      assert.deepEqual(seen, [...ids].reverse());
+      await assert.rejects(c.listReleases({ cursor: Buffer.from(JSON.stringify({ at: "yesterday", id: "rel_a" })).toString("base64url") }), code("VALIDATION_FAILED"));
+    });
   });
 }

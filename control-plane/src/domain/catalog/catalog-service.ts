@@ -18,7 +18,7 @@ import { appendAudit } from "../audit/audit-log.js";
 import { FerryError } from "../errors.js";
 import { checkName } from "../fleet/names.js";
 import { ReleaseCache, SnapshotCache } from "./catalog-caches.js";
-import { checkLimit, decodeCursor, encodeCursor, type Page } from "./pagination.js";
+import { checkLimit, cursorTime, cursorTimeSql, decodeCursor, encodeCursor, type Page } from "./pagination.js";
 import { checkTargetConfig, type TargetKind } from "./target-kinds.js";
 
 const iso = (d: Date): string => d.toISOString();
@@ -514,13 +514,13 @@ export class CatalogService {
     }
     if (q.cursor) {
       const c = decodeCursor(q.cursor, ["at", "id"]);
-      params.push(c["at"], c["id"]);
+      params.push(cursorTime(c["at"] as string), c["id"]);
       where.push(`(r.created_at, r.id) < ($${params.length - 1}::timestamptz, $${params.length})`);
     }
     params.push(limit + 1);
     const rows = (
-      await this.d.store.query<{ id: string; created_at: Date }>(
-        `SELECT r.id, r.created_at FROM releases r ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY r.created_at DESC, r.id DESC LIMIT $${params.length}`,
+      await this.d.store.query<{ id: string; at: string }>(
+        `SELECT r.id, ${cursorTimeSql("r.created_at")} AS at FROM releases r ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY r.created_at DESC, r.id DESC LIMIT $${params.length}`,
         params,
       )
     ).rows;
@@ -540,7 +540,7 @@ export class CatalogService {
     return {
       // Releases are never deleted, so every id of the page was found.
       items: page.map((r) => views.get(r.id) as ReleaseView),
-      nextCursor: rows.length > limit && last ? encodeCursor({ at: last.created_at.toISOString(), id: last.id }) : null,
+      nextCursor: rows.length > limit && last ? encodeCursor({ at: last.at, id: last.id }) : null,
     };
   }
 }

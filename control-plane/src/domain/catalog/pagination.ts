@@ -33,3 +33,23 @@ export function checkLimit(limit: number | undefined, max = 500, dflt = 50): num
   }
   return limit;
 }
+
+/**
+ * A timestamptz column as the text a cursor carries: UTC ISO 8601 with microseconds, PostgreSQL's own precision.
+ * A cursor made from a JavaScript Date would keep milliseconds only, and a page would then skip the rows created in
+ * the same millisecond as its last row but a few microseconds before it. The text is fixed-width, so it also sorts
+ * as the timestamps do.
+ */
+export function cursorTimeSql(column: string): string {
+  return `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
+}
+
+const CURSOR_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$/;
+
+/** A cursor's time field, checked before it reaches SQL (cursors from before microsecond cursors carry milliseconds). */
+export function cursorTime(value: string): string {
+  if (!CURSOR_TIME.test(value) || Number.isNaN(Date.parse(value))) {
+    throw new FerryError("VALIDATION_FAILED", "cursor: not a cursor returned by this API", { field: "cursor" });
+  }
+  return value;
+}

@@ -16,7 +16,7 @@ import type { Queryable, Store } from "../../ports/store.js";
 import { appendAudit } from "../audit/audit-log.js";
 import type { CatalogService, ReleaseView, TargetView } from "../catalog/catalog-service.js";
 import { FerryError } from "../errors.js";
-import { checkLimit, decodeCursor, encodeCursor, type Page } from "../catalog/pagination.js";
+import { checkLimit, cursorTime, cursorTimeSql, decodeCursor, encodeCursor, type Page } from "../catalog/pagination.js";
 
 export const TASK_NOTIFY_CHANNEL = "ferry_tasks";
 
@@ -376,8 +376,8 @@ export class DeploymentService {
   }
 
   async get(id: string, opts: { events?: boolean } = {}): Promise<DeploymentView> {
-    const r = await this.d.store.query<DeploymentRow>(
-      `SELECT d.*, r.name AS release_name, r.version AS release_version FROM deployments d LEFT JOIN releases r ON r.id = d.release_id WHERE d.id = $1`,
+    const r = await this.d.store.query<DeploymentRow & { cursor_at: string }>(
+      `SELECT d.*, r.name AS release_name, r.version AS release_version, ${cursorTimeSql("d.created_at")} AS cursor_at FROM deployments d LEFT JOIN releases r ON r.id = d.release_id WHERE d.id = $1`,
       [id],
     );
     const row = r.rows[0];
@@ -410,10 +410,10 @@ export class DeploymentService {
     if (q.state) where.push(`d.state = $${params.push(q.state)}`);
     if (q.cursor) {
       const c = decodeCursor(q.cursor, ["t", "id"]);
-      where.push(`(d.created_at, d.id) < ($${params.push(new Date(c.t!))}, $${params.push(c.id)})`);
+      where.push(`(d.created_at, d.id) < ($${params.push(cursorTime(c["t"] as string))}::timestamptz, $${params.push(c["id"])})`);
     }
-    const r = await this.d.store.query<DeploymentRow>(
-      `SELECT d.*, r.name AS release_name, r.version AS release_version FROM deployments d LEFT JOIN releases r ON r.id = d.release_id
+    const r = await this.d.store.query<DeploymentRow & { cursor_at: string }>(
+      `SELECT d.*, r.name AS release_name, r.version AS release_version, ${cursorTimeSql("d.created_at")} AS cursor_at FROM deployments d LEFT JOIN releases r ON r.id = d.release_id
         ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY d.created_at DESC, d.id DESC LIMIT ${limit + 1}`,
       params,
     );
@@ -424,7 +424,7 @@ export class DeploymentService {
     );
     const items = rows.map((row) => deploymentView(row, tasks.rows.filter((t) => t.deployment_id === row.id).map((t) => taskView(t))));
     const last = rows[rows.length - 1];
-    return { items, nextCursor: r.rows.length > limit && last ? encodeCursor({ t: new Date(last.created_at).toISOString(), id: last.id }) : null };
+    return { items, nextCursor: r.rows.length > limit && last ? encodeCursor({ t: last.cursor_at, id: last.id }) : null };
   }
 
   /** What is deployed where: per target, Ferry's record, the agent's sticker, and drift between them. */
