@@ -20,6 +20,12 @@ export type NotificationHandler = (payload: string) => void;
 export interface Store extends Queryable {
   readonly kind: "postgres" | "pglite";
   /**
+   * No other process writes this database (PGlite: its data directory is locked to one process). What this process
+   * has committed is then everything there is, which lets a service keep an index of what it wrote. False for a
+   * PostgreSQL server, which replicas share.
+   */
+  readonly exclusive: boolean;
+  /**
    * Runs fn inside one transaction on one connection: committed when fn resolves, rolled back when it throws.
    * Nested calls are not supported; pass the Queryable down instead.
    */

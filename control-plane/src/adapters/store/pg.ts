@@ -49,6 +49,7 @@ const SCHEMA_RE = /^[a-z_][a-z0-9_]{0,62}$/;
 
 export class PostgresStore implements Store {
   readonly kind = "postgres" as const;
+  readonly exclusive = false;
   readonly schema: string | undefined;
   private readonly pool: Pool;
   private readonly listener: PgListener;

@@ -62,6 +62,8 @@ interface ChannelEntry {
 
 export class PgliteStore implements Store {
   readonly kind = "pglite" as const;
+  /** One process per data directory (pglite-lock.ts); an in-memory database belongs to its process. */
+  readonly exclusive = true;
   private readonly channels = new Map<string, ChannelEntry>();
   private listenChain: Promise<void> = Promise.resolve();
   private closing: Promise<void> | undefined;

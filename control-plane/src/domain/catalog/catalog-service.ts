@@ -18,6 +18,7 @@ import { appendAudit } from "../audit/audit-log.js";
 import { FerryError } from "../errors.js";
 import { checkName } from "../fleet/names.js";
 import { ReleaseCache, SnapshotCache } from "./catalog-caches.js";
+import { ReleaseIndex, type IndexedRelease } from "./release-index.js";
 import { checkLimit, cursorTime, cursorTimeSql, decodeCursor, encodeCursor, type Page } from "./pagination.js";
 import { checkTargetConfig, type TargetKind } from "./target-kinds.js";
 
@@ -123,15 +124,34 @@ export interface CatalogDeps {
     releases?: number;
     /** How long a snapshot of the components table is used before it is read again (default 5,000 ms; 0: always read). */
     componentTtlMs?: number;
+    /** Newest releases whose order is kept in memory on an exclusive store (release-index.ts; default 50,000; 0: none). */
+    releaseIndex?: number;
   };
 }
 
 export class CatalogService {
   private readonly releases: ReleaseCache<ReleaseView>;
   private readonly components: SnapshotCache<Map<string, CompRow>>;
+  /** On an exclusive store only: list pages without a query. */
+  private readonly index: ReleaseIndex | null;
 
   constructor(private readonly d: CatalogDeps) {
     this.releases = new ReleaseCache(d.cache?.releases ?? 10_000);
+    const indexed = d.cache?.releaseIndex ?? 50_000;
+    this.index = d.store.exclusive && indexed > 0
+      ? new ReleaseIndex(
+          async (limit) =>
+            (
+              await d.store.query<IndexedRelease>(
+                `SELECT r.id, r.name, ${cursorTimeSql("r.created_at")} AS at,
+                        COALESCE((SELECT array_agg(p.component ORDER BY p.component) FROM release_pins p WHERE p.release_id = r.id), '{}') AS components
+                   FROM releases r ORDER BY r.created_at DESC, r.id DESC LIMIT $1`,
+                [limit],
+              )
+            ).rows,
+          indexed,
+        )
+      : null;
     this.components = new SnapshotCache(
       async () => new Map((await d.store.query<CompRow>("SELECT * FROM components")).rows.map((r) => [r.name, r])),
       d.cache?.componentTtlMs ?? 5_000,
@@ -433,8 +453,8 @@ export class CatalogService {
     }));
     const planned = resolved.map((x) => ({ component: x.component, repository: x.comp.repository, credentials_ref: x.comp.credentials_ref }));
     try {
-      return await this.d.store.transaction(async (tx) => {
-        let row: ReleaseRow & { pinned: number };
+      const created = await this.d.store.transaction(async (tx) => {
+        let row: ReleaseRow & { pinned: number; cursor_at: string };
         try {
           // The release and its pins in one statement. The FK from release_pins to releases is checked at the end
           // of the statement, when the release row of the first CTE is there.
@@ -449,16 +469,16 @@ export class CatalogService {
                  JOIN components c ON c.name = w.component AND c.repository = w.repository AND c.credentials_ref IS NOT DISTINCT FROM w.credentials_ref
                RETURNING 1
              )
-             SELECT rel.*, (SELECT count(*)::int FROM pinned) AS pinned FROM rel`,
+             SELECT rel.*, (SELECT count(*)::int FROM pinned) AS pinned, ${cursorTimeSql("rel.created_at")} AS cursor_at FROM rel`,
             [id, input.name, input.version, input.notes ?? "", provenance, actor, JSON.stringify(pins), JSON.stringify(planned)],
           );
-          row = r.rows[0] as ReleaseRow & { pinned: number };
+          row = r.rows[0] as ReleaseRow & { pinned: number; cursor_at: string };
         } catch (err) {
           if (isUniqueViolation(err)) throw releaseExists(input.name, input.version);
           throw err;
         }
         if (row.pinned !== pins.length) throw new StaleComponents();
-        const { pinned: _, ...release } = row;
+        const { pinned: _, cursor_at: at, ...release } = row;
         await appendAudit(tx, {
           actor,
           action: "release.create",
@@ -466,8 +486,11 @@ export class CatalogService {
           outcome: "ok",
           details: { id, pins: Object.fromEntries(pins.map((p) => [p.component, `${p.repository}@${p.digest}`])) },
         });
-        return releaseView(release, pins);
+        return { view: releaseView(release, pins), at };
       });
+      // Committed: from now on a query would find it.
+      this.index?.add({ at: created.at, id: created.view.id, name: created.view.name, components: pins.map((p) => p.component).sort() });
+      return created.view;
     } catch (err) {
       if (err instanceof StaleComponents) return null;
       throw err;
@@ -497,34 +520,29 @@ export class CatalogService {
   }
 
   /**
-   * Newest first, keyset-paginated. The page is found by id alone (releases_created_idx); releases the cache lacks
-   * are then read with their pins in one query and cached (a read outside a transaction, so committed).
+   * Newest first, keyset-paginated. The page's ids come from the release index on an exclusive store (no query,
+   * when the page lies within the newest releases it keeps) or else from one query on releases_created_idx; releases
+   * the cache lacks are then read with their pins in one query and cached (a read outside a transaction, so
+   * committed).
    */
   async listReleases(q: { name?: string; component?: string; limit?: number; cursor?: string }): Promise<Page<ReleaseView>> {
     const limit = checkLimit(q.limit);
-    const params: unknown[] = [];
-    const where: string[] = [];
-    if (q.name) {
-      params.push(q.name);
-      where.push(`r.name = $${params.length}`);
-    }
-    if (q.component) {
-      params.push(q.component);
-      where.push(`EXISTS (SELECT 1 FROM release_pins p WHERE p.release_id = r.id AND p.component = $${params.length})`);
-    }
+    let before: { at: string; id: string } | undefined;
     if (q.cursor) {
       const c = decodeCursor(q.cursor, ["at", "id"]);
-      params.push(cursorTime(c["at"] as string), c["id"]);
-      where.push(`(r.created_at, r.id) < ($${params.length - 1}::timestamptz, $${params.length})`);
+      before = { at: cursorTime(c["at"] as string), id: c["id"] as string };
     }
-    params.push(limit + 1);
-    const rows = (
-      await this.d.store.query<{ id: string; at: string }>(
-        `SELECT r.id, ${cursorTimeSql("r.created_at")} AS at FROM releases r ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY r.created_at DESC, r.id DESC LIMIT $${params.length}`,
-        params,
-      )
-    ).rows;
-    const page = rows.slice(0, limit);
+    let page: Array<{ id: string; at: string }>;
+    let more: boolean;
+    const indexed = this.index ? (await this.index.ready(), this.index.page({ name: q.name, component: q.component, limit, before })) : null;
+    if (indexed) {
+      page = indexed.items;
+      more = indexed.more;
+    } else {
+      const rows = await this.queryReleasePage(q, limit, before);
+      page = rows.slice(0, limit);
+      more = rows.length > limit;
+    }
     const views = new Map<string, ReleaseView>();
     const missing: string[] = [];
     for (const { id } of page) {
@@ -540,8 +558,37 @@ export class CatalogService {
     return {
       // Releases are never deleted, so every id of the page was found.
       items: page.map((r) => views.get(r.id) as ReleaseView),
-      nextCursor: rows.length > limit && last ? encodeCursor({ at: last.at, id: last.id }) : null,
+      nextCursor: more && last ? encodeCursor({ at: last.at, id: last.id }) : null,
     };
+  }
+
+  /** Up to limit + 1 releases of a page, newest first (the one past the page says whether there is a next page). */
+  private async queryReleasePage(
+    q: { name?: string; component?: string },
+    limit: number,
+    before: { at: string; id: string } | undefined,
+  ): Promise<Array<{ id: string; at: string }>> {
+    const params: unknown[] = [];
+    const where: string[] = [];
+    if (q.name) {
+      params.push(q.name);
+      where.push(`r.name = $${params.length}`);
+    }
+    if (q.component) {
+      params.push(q.component);
+      where.push(`EXISTS (SELECT 1 FROM release_pins p WHERE p.release_id = r.id AND p.component = $${params.length})`);
+    }
+    if (before) {
+      params.push(before.at, before.id);
+      where.push(`(r.created_at, r.id) < ($${params.length - 1}::timestamptz, $${params.length})`);
+    }
+    params.push(limit + 1);
+    return (
+      await this.d.store.query<{ id: string; at: string }>(
+        `SELECT r.id, ${cursorTimeSql("r.created_at")} AS at FROM releases r ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY r.created_at DESC, r.id DESC LIMIT $${params.length}`,
+        params,
+      )
+    ).rows;
   }
 }
 

@@ -46,10 +46,14 @@ export function cursorTimeSql(column: string): string {
 
 const CURSOR_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$/;
 
-/** A cursor's time field, checked before it reaches SQL (cursors from before microsecond cursors carry milliseconds). */
+/**
+ * A cursor's time field, checked before it reaches SQL and brought to cursorTimeSql()'s fixed width (cursors made
+ * before microsecond cursors carry milliseconds).
+ */
 export function cursorTime(value: string): string {
-  if (!CURSOR_TIME.test(value) || Number.isNaN(Date.parse(value))) {
+  const m = CURSOR_TIME.exec(value);
+  if (!m || Number.isNaN(Date.parse(value))) {
     throw new FerryError("VALIDATION_FAILED", "cursor: not a cursor returned by this API", { field: "cursor" });
   }
-  return value;
+  return `${value.slice(0, 19)}.${(m[1] ?? ".").slice(1).padEnd(6, "0")}Z`;
 }
