@@ -106,12 +106,22 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
     if (store.kind === "pglite") {
       // PGlite runs no autovacuum, so without this its planner has no statistics and picks scans that grow with the
       // data (measured: the releases-by-component query). PostgreSQL servers analyze by themselves.
+      // Nor does anything else reclaim the row versions that updates leave behind: the tables updated in place all
+      // the time (agents: liveness; tasks: leases) are vacuumed every minute, which on tables of this size takes
+      // milliseconds. The append-only tables (audit, evidence, logs) leave nothing to reclaim.
       await store.query("ANALYZE");
       const analyzeTimer = setInterval(() => {
         store.query("ANALYZE").catch((err: unknown) => log.warn({ err }, "ANALYZE failed"));
       }, 10 * 60_000);
+      const vacuumTimer = setInterval(() => {
+        store.query("VACUUM agents, tasks").catch((err: unknown) => log.warn({ err }, "VACUUM failed"));
+      }, 60_000);
       analyzeTimer.unref();
-      cleanups.push(() => clearInterval(analyzeTimer));
+      vacuumTimer.unref();
+      cleanups.push(() => {
+        clearInterval(analyzeTimer);
+        clearInterval(vacuumTimer);
+      });
     }
     const ca = await FleetCa.loadOrCreate(cfg.caDir);
     const signer = await TaskSigningKeyring.loadOrCreate(cfg.taskSigningDir);

@@ -31,6 +31,7 @@
 // name before it starts, so the one to restore to is always the last one that ran.
 import { setTimeout as sleep } from "node:timers/promises";
 
+import { credentialRegistry } from "@ferry/proto";
 import type Docker from "dockerode";
 import type { Logger } from "pino";
 
@@ -47,7 +48,7 @@ import {
   type HealthTarget,
   type ResolvedHealthCheck,
 } from "./health.js";
-import { pullImage, registryHost } from "./pull.js";
+import { pullImage } from "./pull.js";
 
 export const DEPLOY_STEPS = ["pull", "verify", "create", "stop-old", "start", "health", "cleanup", "restore"] as const;
 export type DeployStep = (typeof DEPLOY_STEPS)[number];
@@ -175,7 +176,7 @@ export class DockerDeployment {
       // Read just now, together with the image: still what to replace.
       now = found;
     } else {
-      await pullImage(docker, pin, this.#c.plan.credentials(registryHost(pin.repository)), signal, (l) => this.#line(l));
+      await pullImage(docker, pin, this.#c.plan.credentials(credentialRegistry(pin.repository)), signal, (l) => this.#line(l));
       this.#enter("verify", pin.ref);
       // Read the target again: a pull can take minutes, and what to replace is decided now, not before it.
       [image, now] = await Promise.all([this.#verifyImage(), findContainers(docker, name)]);

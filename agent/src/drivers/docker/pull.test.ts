@@ -1,17 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 
-import { engineAuth, registryHost } from "./pull.js";
-
-describe("registryHost", () => {
-  it("reads the registry the way Docker does", () => {
-    assert.equal(registryHost("127.0.0.1:5000/shop/web"), "127.0.0.1:5000");
-    assert.equal(registryHost("registry.example.com/web"), "registry.example.com");
-    assert.equal(registryHost("localhost/web"), "localhost");
-    assert.equal(registryHost("library/busybox"), "docker.io");
-    assert.equal(registryHost("busybox"), "docker.io");
-  });
-});
+import { engineAuth } from "./pull.js";
 
 describe("engineAuth", () => {
   it("sends nothing without credentials", () => {

@@ -5,20 +5,13 @@
 // seconds, and a closing line with layer count, size and time.
 //
 // Credentials go to the engine in the X-Registry-Auth header only; they are never logged and never put in an error.
+import { credentialRegistry } from "@ferry/proto";
 import type Docker from "dockerode";
 
 import type { ImagePin, RegistryAuth } from "../types.js";
 import { dockerError, engineMessage, isEngineUnreachable } from "./errors.js";
 
 const SUMMARY_EVERY_MS = 5_000;
-
-/** The registry host of a repository as Docker reads it: the first path segment if it looks like a host. */
-export function registryHost(repository: string): string {
-  const slash = repository.indexOf("/");
-  if (slash < 0) return "docker.io";
-  const first = repository.slice(0, slash);
-  return first.includes(".") || first.includes(":") || first === "localhost" ? first : "docker.io";
-}
 
 /** The engine's authconfig for a pull; undefined sends none (anonymous pull). */
 export function engineAuth(auth: RegistryAuth | undefined, registry: string): Docker.AuthConfig | undefined {
@@ -56,7 +49,7 @@ export async function pullImage(
   signal: AbortSignal,
   log: (line: string) => void,
 ): Promise<PullSummary> {
-  const registry = registryHost(pin.repository);
+  const registry = credentialRegistry(pin.repository);
   const started = Date.now();
   const layers = new Map<string, { current: number; total: number; done: boolean }>();
   let lastSummary = started;

@@ -5,12 +5,11 @@
 // and went back to the queue). Offers for one agent are never claimed twice at once on this replica; across replicas
 // the claim's FOR UPDATE SKIP LOCKED keeps a task with one claimer.
 import { create } from "@bufbuild/protobuf";
-import { ConnectResponseSchema, RegistryCredentialSchema, SignedTaskSchema, TaskOfferSchema, type RegistryCredential, type TaskOffer } from "@ferry/proto";
+import { ConnectResponseSchema, RegistryCredentialSchema, SignedTaskSchema, TaskOfferSchema, credentialRegistry, type RegistryCredential, type TaskOffer } from "@ferry/proto";
 import type { Logger } from "pino";
 import type { ClaimedTask, TaskQueue } from "../../domain/deploy/task-queue.js";
 import type { TaskImage } from "../../ports/signer.js";
 import type { CredentialStore } from "../../ports/registry.js";
-import { parseRepository } from "../registry/reference.js";
 import type { Queryable } from "../../ports/store.js";
 import type { SessionRegistry } from "./session-registry.js";
 
@@ -49,7 +48,7 @@ export class TaskDispatcher {
     if (tasks.length === 0) return [];
     const credentials = await this.d.credentialsFor(tasks.flatMap((t) => t.images));
     return tasks.map((t) => {
-      const registries = new Set(t.images.map((i) => registryOf(i.repository)));
+      const registries = new Set(t.images.map((i) => credentialRegistry(i.repository)));
       return create(TaskOfferSchema, {
         task: create(SignedTaskSchema, { payload: t.payload, payloadType: t.payloadType, keyId: t.keyId, signature: t.signature }),
         credentials: credentials.filter((c) => registries.has(c.registry)),
@@ -112,11 +111,6 @@ export class TaskDispatcher {
   }
 }
 
-/** The registry host[:port] of a stored (canonical) repository, as the agent keys credentials by it. */
-function registryOf(repository: string): string {
-  return parseRepository(repository).registry;
-}
-
 /** Credentials for the registries of a task's images, from the components' credential references. */
 export async function registryCredentialsFor(store: Queryable, credentials: CredentialStore, images: TaskImage[]): Promise<RegistryCredential[]> {
   const r = await store.query<{ name: string; credentials_ref: string | null }>(
@@ -129,7 +123,7 @@ export async function registryCredentialsFor(store: Queryable, credentials: Cred
     if (!image || !row.credentials_ref) continue;
     const c = await credentials.get(row.credentials_ref);
     if (!c) continue; // the agent's own credentials may still serve; a pull failure says so plainly
-    const registry = registryOf(image.repository);
+    const registry = credentialRegistry(image.repository);
     out.set(registry, create(RegistryCredentialSchema, { registry, username: c.username, password: c.password }));
   }
   return [...out.values()];

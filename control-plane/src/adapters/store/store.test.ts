@@ -176,6 +176,32 @@ for (const b of testBackends()) {
       assert.equal(await later.promise, 1);
     });
 
+    it("keeps refusing inside one transaction callback after another one has ended", T, async (t) => {
+      const store = await b.open(t, { migrate: false });
+      const gate = deferred();
+      const firstDone = deferred();
+      // On PostgreSQL the two callbacks overlap (two connections): the second is still running when the first ends.
+      // On PGlite (one connection) the second starts after the first has ended.
+      const first = store.transaction(async (tx) => {
+        await gate.promise;
+        return tx.query("SELECT 1");
+      });
+      const secondStarted = deferred();
+      const second = store.transaction(async () => {
+        secondStarted.resolve();
+        await firstDone.promise;
+        return store.query("SELECT 1");
+      });
+      if (store.kind === "postgres") await secondStarted.promise;
+      gate.resolve();
+      await first;
+      firstDone.resolve();
+      await assert.rejects(second, /inside a store\.transaction\(\) callback/);
+      // After every transaction has ended nothing is refused, and a new one is guarded again.
+      await store.query("SELECT 1");
+      await assert.rejects(store.transaction(() => store.query("SELECT 1")), /inside a store\.transaction\(\) callback/);
+    });
+
     it("makes a query issued while a transaction is open elsewhere wait, never see its writes", T, async (t) => {
       const store = await b.open(t, { migrate: false });
       await kvTable(store);

@@ -19,7 +19,9 @@
 //     stream ended (the disconnect write carries the last heartbeat time).
 //
 // Batches are passed as one JSON parameter and expanded with jsonb_to_recordset, which behaves identically on the
-// PostgreSQL server and on PGlite (array parameters of composite types do not).
+// PostgreSQL server and on PGlite (array parameters of composite types do not) — except the last-seen batch, the
+// one that runs all the time: it goes as parallel arrays of scalars through unnest(), which both backends take
+// alike and which costs PGlite about a fifth less CPU than parsing the JSON.
 import type { Logger } from "pino";
 import type { Clock } from "../../ports/clock.js";
 import type { Store } from "../../ports/store.js";
@@ -243,7 +245,6 @@ export class LivenessRecorder {
       if (s.dirty && (all || now - s.flushedAt >= this.o.lastSeenFlushMs)) due.push([id, s]);
     }
     if (due.length === 0) return;
-    const rows = due.map(([id, s]) => ({ id, at: new Date(s.at).toISOString(), skew: s.skewMs }));
     await this.o.store.query(
       `UPDATE agents a SET
           last_heartbeat_at = GREATEST(a.last_heartbeat_at, u.at),
@@ -251,9 +252,9 @@ export class LivenessRecorder {
           status = CASE WHEN a.status = 'offline' THEN 'online' ELSE a.status END,
           status_changed_at = CASE WHEN a.status = 'offline' THEN u.at ELSE a.status_changed_at END,
           updated_at = now()
-         FROM jsonb_to_recordset($1::jsonb) AS u(id text, at timestamptz, skew integer)
+         FROM unnest($1::text[], $2::timestamptz[], $3::integer[]) AS u(id, at, skew)
         WHERE a.id = u.id AND a.status <> 'revoked'`,
-      [JSON.stringify(rows)],
+      [due.map(([id]) => id), due.map(([, s]) => new Date(s.at).toISOString()), due.map(([, s]) => s.skewMs)],
     );
     for (const [, s] of due) {
       s.flushedAt = now;
