@@ -17,6 +17,7 @@ import { offlineAfterMs, type LivenessPolicy } from "./domain/fleet/liveness.js"
 import { LivenessRecorder } from "./domain/fleet/liveness-recorder.js";
 import { systemClock, type Clock } from "./ports/clock.js";
 import type { Store } from "./ports/store.js";
+import { startMaintenance } from "./adapters/store/maintenance.js";
 import { openStore } from "./adapters/store/index.js";
 import { EnvAndFileCredentialStore, OciRegistry } from "./adapters/registry/index.js";
 import { AdmissionGate } from "./adapters/grpc/admission.js";
@@ -103,26 +104,7 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
   };
 
   try {
-    if (store.kind === "pglite") {
-      // PGlite runs no autovacuum, so without this its planner has no statistics and picks scans that grow with the
-      // data (measured: the releases-by-component query). PostgreSQL servers analyze by themselves.
-      // Nor does anything else reclaim the row versions that updates leave behind: the tables updated in place all
-      // the time (agents: liveness; tasks: leases) are vacuumed every minute, which on tables of this size takes
-      // milliseconds. The append-only tables (audit, evidence, logs) leave nothing to reclaim.
-      await store.query("ANALYZE");
-      const analyzeTimer = setInterval(() => {
-        store.query("ANALYZE").catch((err: unknown) => log.warn({ err }, "ANALYZE failed"));
-      }, 10 * 60_000);
-      const vacuumTimer = setInterval(() => {
-        store.query("VACUUM agents, tasks").catch((err: unknown) => log.warn({ err }, "VACUUM failed"));
-      }, 60_000);
-      analyzeTimer.unref();
-      vacuumTimer.unref();
-      cleanups.push(() => {
-        clearInterval(analyzeTimer);
-        clearInterval(vacuumTimer);
-      });
-    }
+    cleanups.push(await startMaintenance(store, log.child({ component: "store-maintenance" })));
     const ca = await FleetCa.loadOrCreate(cfg.caDir);
     const signer = await TaskSigningKeyring.loadOrCreate(cfg.taskSigningDir);
     const evidenceKey = await EvidenceKey.loadOrCreate(cfg.evidenceKeyDir);
