@@ -272,6 +272,16 @@ for (const b of testBackends()) {
       assert.equal(store.queries.length, m);
     });
 
+    it("lists at once a release that another service on the same store created", async (t) => {
+      const { raw } = await estate(t);
+      const creator = service(raw);
+      const lister = service(raw);
+      assert.deepEqual((await lister.listReleases({})).items, []); // the lister has read the (empty) table
+      const rel = await creator.createRelease({ name: "shop", version: "1.0", components: { web: ":1" } }, "rm");
+      assert.deepEqual((await lister.listReleases({})).items.map((r) => r.id), [rel.id]);
+      assert.deepEqual((await lister.listReleases({ component: "web" })).items.map((r) => r.id), [rel.id]);
+    });
+
     it("refuses a duplicate name@version through the unique constraint, leaving nothing behind", async (t) => {
       const { raw, c } = await estate(t);
       await c.createRelease({ name: "shop", version: "1", components: { web: ":1" } }, "rm");

@@ -138,20 +138,16 @@ export class CatalogService {
   constructor(private readonly d: CatalogDeps) {
     this.releases = new ReleaseCache(d.cache?.releases ?? 10_000);
     const indexed = d.cache?.releaseIndex ?? 50_000;
-    this.index = d.store.exclusive && indexed > 0
-      ? new ReleaseIndex(
-          async (limit) =>
-            (
-              await d.store.query<IndexedRelease>(
-                `SELECT r.id, r.name, ${cursorTimeSql("r.created_at")} AS at,
-                        COALESCE((SELECT array_agg(p.component ORDER BY p.component) FROM release_pins p WHERE p.release_id = r.id), '{}') AS components
-                   FROM releases r ORDER BY r.created_at DESC, r.id DESC LIMIT $1`,
-                [limit],
-              )
-            ).rows,
-          indexed,
+    const load = async (limit: number) =>
+      (
+        await d.store.query<IndexedRelease>(
+          `SELECT r.id, r.name, ${cursorTimeSql("r.created_at")} AS at,
+                  COALESCE((SELECT array_agg(p.component ORDER BY p.component) FROM release_pins p WHERE p.release_id = r.id), '{}') AS components
+             FROM releases r ORDER BY r.created_at DESC, r.id DESC LIMIT $1`,
+          [limit],
         )
-      : null;
+      ).rows;
+    this.index = d.store.exclusive && indexed > 0 ? ReleaseIndex.of(d.store, () => new ReleaseIndex(load, indexed)) : null;
     this.components = new SnapshotCache(
       async () => new Map((await d.store.query<CompRow>("SELECT * FROM components")).rows.map((r) => [r.name, r])),
       d.cache?.componentTtlMs ?? 5_000,
@@ -534,7 +530,7 @@ export class CatalogService {
     }
     let page: Array<{ id: string; at: string }>;
     let more: boolean;
-    const indexed = this.index ? (await this.index.ready(), this.index.page({ name: q.name, component: q.component, limit, before })) : null;
+    const indexed = this.index ? (await this.index.ready(), this.index.page({ name: q.name || undefined, component: q.component || undefined, limit, before })) : null;
     if (indexed) {
       page = indexed.items;
       more = indexed.more;

@@ -41,7 +41,23 @@ function newer(a: { at: string; id: string }, b: { at: string; id: string }): bo
   return a.at > b.at || (a.at === b.at && a.id > b.id);
 }
 
+const shared = new WeakMap<object, ReleaseIndex>();
+
 export class ReleaseIndex {
+  /**
+   * The index of one store, shared by everything in this process that lists or creates releases on it: an index of
+   * its own per service would miss the releases another service created. The first caller's capacity and loader
+   * make it.
+   */
+  static of(store: object, make: () => ReleaseIndex): ReleaseIndex {
+    let index = shared.get(store);
+    if (!index) {
+      index = make();
+      shared.set(store, index);
+    }
+    return index;
+  }
+
   /** Newest first. */
   private entries: IndexedRelease[] = [];
   private ids = new Set<string>();
