@@ -23,7 +23,6 @@
 // and this side's v1 container started and waited for, so both start from the same state: v1 serving the port.
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync } from "node:fs";
 import { request } from "node:http";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import type { ChildProcess } from "node:child_process";
@@ -32,6 +31,7 @@ import { ORPHAN_GUARD, exited, spawnTracked, stopChild } from "../fleet/children
 import { FerryServer, ROOT } from "../fleet/ferry-server.js";
 import { now } from "../fleet/ipc.js";
 import { FerryApi, type DeploymentView } from "./ferry-api.js";
+import { freePort } from "../../test/helpers/net.js";
 
 const AGENT_BIN = join(ROOT, "agent/bin/ferry-agent.js");
 /** The driver's health schedule (agent/src/drivers/docker/health.ts): first probe at once, then 250 ms doubling up to the interval. */
@@ -92,17 +92,6 @@ export interface CompareResult {
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0, ms)));
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** One GET; the status, or 0 when nothing answered. Same client (node:http) and timeout rule as the driver's probe. */
 function probe(url: string, timeoutMs: number): Promise<{ status: number; body: string }> {

@@ -6,7 +6,7 @@ import * as path from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { PeerCertificate } from "node:tls";
 import { FleetCa } from "./ca.js";
-import { certificateInfo } from "./certificate-info.js";
+import { certificateInfo, peerIdentity } from "./certificate-info.js";
 import { controlPlaneIdentityCheck } from "./control-plane-identity-check.js";
 import { createCsr } from "./csr.js";
 import { fingerprintOf } from "./fingerprint.js";
@@ -97,6 +97,56 @@ describe("certificateInfo", () => {
       webcrypto,
     );
     assert.throws(() => certificateInfo(cert.toString("pem")), isPkiError("CERT_INVALID", /more than one agent/));
+  });
+});
+
+describe("peerIdentity", () => {
+  /** The fields node:tls gives for a peer certificate; X509Certificate prints them with the same OpenSSL code. */
+  const fields = (pem: string) => {
+    const c = new X509Certificate(pem);
+    return { raw: c.raw, serialNumber: c.serialNumber, valid_from: c.validFrom, valid_to: c.validTo, subjectaltname: c.subjectAltName };
+  };
+  const identity = (pem: string) => {
+    const i = certificateInfo(pem);
+    return { serial: i.serial, notBefore: i.notBefore, notAfter: i.notAfter, agentId: i.agentId, isControlPlane: i.isControlPlane };
+  };
+  const selfSigned = async (names: { type: "url" | "dns"; value: string }[]) => {
+    const alg = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
+    const cert = await x509.X509CertificateGenerator.createSelfSigned(
+      {
+        name: "CN=peer",
+        serialNumber: "0a1b2c",
+        keys: await webcrypto.subtle.generateKey(alg, false, ["sign", "verify"]),
+        signingAlgorithm: alg,
+        extensions: [new x509.SubjectAlternativeNameExtension(names)],
+      },
+      webcrypto,
+    );
+    return cert.toString("pem");
+  };
+
+  test("reads what the DER parse reads, for agent and control-plane certificates", async () => {
+    assert.deepEqual(peerIdentity(fields(agentPem)), identity(agentPem));
+    assert.deepEqual(peerIdentity(fields(serverPem)), identity(serverPem));
+    assert.equal(peerIdentity(fields(agentPem)).agentId, "agent-9");
+    assert.equal(peerIdentity(fields(serverPem)).isControlPlane, true);
+    // a serial with a leading zero nibble, other names around the URI
+    const mixed = await selfSigned([{ type: "dns", value: "host.example" }, { type: "url", value: "urn:ferry:agent:agt_7" }, { type: "dns", value: "b.example" }]);
+    assert.deepEqual(peerIdentity(fields(mixed)), identity(mixed));
+    assert.equal(peerIdentity(fields(mixed)).serial, "0a1b2c");
+    assert.equal(peerIdentity(fields(mixed)).agentId, "agt_7");
+  });
+
+  test("falls back to the DER for names node quotes, and still refuses two agents", async () => {
+    const quoted = await selfSigned([{ type: "url", value: "urn:ferry:agent:a, URI:urn:ferry:agent:b" }]);
+    assert.match(fields(quoted).subjectaltname ?? "", /"/, "node quotes a value with a comma in it");
+    assert.deepEqual(peerIdentity(fields(quoted)), identity(quoted));
+    assert.equal(peerIdentity(fields(quoted)).agentId, "a, URI:urn:ferry:agent:b");
+    const two = await selfSigned([{ type: "url", value: "urn:ferry:agent:a" }, { type: "url", value: "urn:ferry:agent:b" }]);
+    assert.throws(() => peerIdentity(fields(two)), isPkiError("CERT_INVALID", /more than one agent/));
+    const none = await selfSigned([{ type: "dns", value: "host.example" }]);
+    assert.deepEqual(peerIdentity(fields(none)), identity(none));
+    assert.equal(peerIdentity(fields(none)).agentId, null);
   });
 });
 

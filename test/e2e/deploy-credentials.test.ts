@@ -6,7 +6,6 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -15,6 +14,7 @@ import { TestControlPlane } from "../helpers/control-plane.js";
 import { buildTestImage, dockerEngine, dockerSkipReason, runDocker, type TestImage } from "../helpers/docker.js";
 import { registrySkipReason, startRegistry, type TestRegistry } from "../helpers/registry.js";
 import { waitFor } from "../helpers/wait.js";
+import { freePort } from "../helpers/net.js";
 
 const skip = (await dockerSkipReason("registry-credentials deployment suite")) || registrySkipReason();
 if (skip) console.warn(`\n*** deploy-credentials suite skipped: ${skip} ***\n`);
@@ -23,17 +23,6 @@ interface DeploymentView {
   id: string;
   state: string;
   tasks: { id: string; state: string; code: string | null; message: string | null }[];
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 async function httpGet(port: number, path: string): Promise<string | null> {

@@ -8,7 +8,6 @@
 // of the control plane mid-deploy, a control-plane restart with tasks queued.
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -22,6 +21,7 @@ import { buildTestImage, dockerEngine, dockerSkipReason, privateDockerdSkipReaso
 import { POSTGRES_SKIP_REASON, createDatabase, testDatabaseUrl } from "../helpers/postgres.js";
 import { registrySkipReason, startRegistry, type TestRegistry } from "../helpers/registry.js";
 import { waitFor } from "../helpers/wait.js";
+import { freePort } from "../helpers/net.js";
 
 const dbUrl = testDatabaseUrl();
 const skip = (await dockerSkipReason("deployment end-to-end suite")) || registrySkipReason() || (dbUrl ? false : POSTGRES_SKIP_REASON);
@@ -43,17 +43,6 @@ interface DeploymentView {
   state: string;
   action: string;
   tasks: TaskView[];
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 async function httpGet(port: number, path: string): Promise<{ status: number; body: string } | null> {

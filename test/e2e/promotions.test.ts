@@ -8,7 +8,6 @@ import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
-import { createServer as createNetServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -20,6 +19,7 @@ import { POSTGRES_SKIP_REASON, createDatabase, testDatabaseUrl } from "../helper
 import { registrySkipReason, startRegistry, type TestRegistry } from "../helpers/registry.js";
 import { waitFor } from "../helpers/wait.js";
 import { verifyWebhookSignature } from "../../control-plane/src/domain/notify/webhooks.js";
+import { freePort } from "../helpers/net.js";
 
 const dbUrl = testDatabaseUrl();
 const skip = (await dockerSkipReason("promotion end-to-end suite")) || registrySkipReason() || (dbUrl ? false : POSTGRES_SKIP_REASON);
@@ -34,17 +34,6 @@ interface Promotion {
   reason: string | null;
   evidence?: { id: string; kind: string; hash: string }[];
   transitions?: { from: string | null; to: string; actor: string }[];
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createNetServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 const criticalTrivy = (digest: string) => ({

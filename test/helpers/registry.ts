@@ -10,7 +10,8 @@ import { existsSync } from "node:fs";
 import { createHash, createPrivateKey, createPublicKey, randomBytes, randomUUID, sign, type KeyObject } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { createServer as createNetServer, type AddressInfo } from "node:net";
+import type { AddressInfo } from "node:net";
+import { freePort } from "./net.js";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FleetCa } from "@ferry/pki";
@@ -83,18 +84,6 @@ export interface TestRegistry {
   /** The Authorization header the push helpers send for a repository (undefined without auth). */
   authorization(repository: string): string | undefined;
   stop(): Promise<void>;
-}
-
-/** A port the kernel says is free now: bind port 0 on loopback, read it, close. */
-export async function freePort(): Promise<number> {
-  const srv = createNetServer();
-  await new Promise<void>((resolve, reject) => {
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => resolve());
-  });
-  const { port } = srv.address() as AddressInfo;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
 }
 
 function registryConfig(p: { port: number; dataDir: string; auth: string }): string {

@@ -21,7 +21,8 @@ import {
   startPrivateDockerd,
   type TestImage,
 } from "../../../../test/helpers/docker.js";
-import { freePort, registrySkipReason, startRegistry, type TestRegistry } from "../../../../test/helpers/registry.js";
+import { freePort } from "../../../../test/helpers/net.js";
+import { registrySkipReason, startRegistry, type TestRegistry } from "../../../../test/helpers/registry.js";
 import { waitFor } from "../../../../test/helpers/wait.js";
 import { DriverError, DriverRegistry, type DeployPlan, type ProgressSink, type TargetRef } from "../types.js";
 import { DockerDriver, pickImage, resolveSocketPath } from "./docker-driver.js";

@@ -12,7 +12,7 @@ import type { Server } from "@grpc/grpc-js";
 import { ServerCredentials } from "@grpc/grpc-js";
 import * as tls from "node:tls";
 import type { Logger } from "pino";
-import { certificateInfo } from "@ferry/pki";
+import { peerIdentity } from "@ferry/pki";
 import type { WireErrorCode } from "@ferry/proto";
 
 export type PeerVerdict =
@@ -59,7 +59,7 @@ export function judgePeer(socket: tls.TLSSocket): PeerVerdict {
     return { ok: false, code, message };
   }
   try {
-    const info = certificateInfo(peer.raw);
+    const info = peerIdentity(peer);
     if (!info.agentId) {
       return { ok: false, code: "CERT_UNTRUSTED", message: "the client certificate carries no agent identity (SAN urn:ferry:agent:<id>)" };
     }
