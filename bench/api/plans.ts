@@ -7,6 +7,8 @@
 //   npm run bench:api:plans -- --releases N
 //   npm run bench:api:plans -- --database-url postgresql://postgres@127.0.0.1:5432/test
 //                                                           also on that server, in a fresh schema dropped at the end
+//   npm run bench:api:plans -- --no-analyze                 the plans of tables without statistics (as PGlite, or a
+//                                                           server without autovacuum, has them until ANALYZE)
 //
 // The seed follows bench:api: 3 components, each release pins 1–3 of them (the first component in about two
 // releases of three, the third in about one of three), names from 10 projects, created a few milliseconds apart.
@@ -22,16 +24,17 @@ interface Options {
   releases: number;
   databaseUrl: string | null;
   calls: number;
+  analyze: boolean;
 }
 
 function usage(msg: string): never {
   console.error(`bench:api:plans: ${msg}`);
-  console.error("usage: npm run bench:api:plans -- [--releases N] [--database-url URL] [--calls N]");
+  console.error("usage: npm run bench:api:plans -- [--releases N] [--database-url URL] [--calls N] [--no-analyze]");
   process.exit(2);
 }
 
 function parse(argv: string[]): Options {
-  const o: Options = { releases: 10_000, databaseUrl: null, calls: 300 };
+  const o: Options = { releases: 10_000, databaseUrl: null, calls: 300, analyze: true };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const v = argv[i + 1];
@@ -41,6 +44,8 @@ function parse(argv: string[]): Options {
       if (a === "--releases") o.releases = n;
       else o.calls = n;
       i++;
+    } else if (a === "--no-analyze") {
+      o.analyze = false;
     } else if (a === "--database-url") {
       if (!v) usage("--database-url needs a value");
       o.databaseUrl = v;
@@ -52,7 +57,7 @@ function parse(argv: string[]): Options {
 
 const COMPONENTS = ["web", "api", "worker"];
 
-async function seed(store: Store, n: number): Promise<void> {
+async function seed(store: Store, n: number, analyze: boolean): Promise<void> {
   for (const c of COMPONENTS) {
     await store.query(`INSERT INTO components (name, repository, created_by) VALUES ($1, $2, 'bench')`, [c, `127.0.0.1:5000/bench/${c}`]);
   }
@@ -76,7 +81,7 @@ async function seed(store: Store, n: number): Promise<void> {
   await pin("web", "i % 3 <> 2");
   await pin("api", "i % 3 <> 1");
   await pin("worker", "i % 3 = 0");
-  if (!process.env.NO_ANALYZE) {
+  if (analyze) {
     await store.query("ANALYZE releases");
     await store.query("ANALYZE release_pins");
   }
@@ -111,7 +116,7 @@ async function time(calls: number, fn: () => Promise<unknown>): Promise<{ p50: n
 
 async function run(label: string, store: Store, o: Options): Promise<void> {
   const t0 = performance.now();
-  await seed(store, o.releases);
+  await seed(store, o.releases, o.analyze);
   console.log(`\n## ${label}: ${o.releases} releases seeded in ${round((performance.now() - t0) / 1000, 1)} s`);
   const deep = await store.query<{ created_at: Date; id: string }>(
     `SELECT created_at, id FROM releases ORDER BY created_at DESC, id DESC OFFSET $1 LIMIT 1`,
