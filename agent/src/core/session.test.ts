@@ -135,7 +135,8 @@ describe("session: stream protocol", () => {
     await waitUntil(() => stream.heartbeats().length >= changedAt + 3, "three heartbeats at the new interval");
     const after = stream.heartbeats().slice(changedAt);
     assert.ok(after.length >= 3);
-    for (const gap of gaps(sentAt)) assert.ok(gap >= 149, `heartbeat gap ${gap} ms after the change to 150 ms`);
+    // Timers run on the monotonic clock and the gaps are read off Date.now(): allow a few ms, as the test above does.
+    for (const gap of gaps(sentAt)) assert.ok(gap >= 150 - 5, `heartbeat gap ${gap} ms after the change to 150 ms`);
     assert.equal(session.heartbeatIntervalMs, 150);
   });
 
