@@ -612,8 +612,9 @@ function verdicts(o: Options, f: TargetResult, b: TargetResult | null): Verdict[
     ferry: `${f.fanout.arrivalMs.p99} / ${f.fanout.worstMaxMs} ms${reachedAll ? "" : " (not all reached)"}`,
     baseline: b ? `${b.fanout.arrivalMs.p99} / ${b.fanout.worstMaxMs} ms` : "-",
     ratio: ratio(f.fanout.arrivalMs.p99, b?.fanout.arrivalMs.p99),
-    target: "p99 < 1 s (10,000 streams)",
-    met: reachedAll && f.fanout.arrivalMs.p99 < 1000,
+    // The target is stated for 10,000 streams; a run with another fleet size shows its figure without a verdict.
+    target: o.agents === 10_000 ? "p99 < 1 s (10,000 streams)" : `p99 < 1 s at 10,000 streams (this run: ${o.agents}; --agents 10000)`,
+    met: o.agents === 10_000 ? reachedAll && f.fanout.arrivalMs.p99 < 1000 : null,
   });
   return v;
 }
