@@ -18,7 +18,6 @@ export {
   keyMatchesCertificate,
   StateDir,
   STATE_FILES,
-  writeFileAtomic,
   type AgentCredentials,
   type Identity,
   type LoadedState,

@@ -1,4 +1,4 @@
-// Durable, atomic placement of secret and public files (CA, task-signing keyring, evidence key).
+// Durable, atomic placement of secret and public files (CA, task-signing keyring, evidence key, the agent's state).
 import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
 import path from "node:path";
@@ -59,4 +59,21 @@ export async function placeFile(dir: string, name: string, data: string, mode: n
   } finally {
     await fs.rm(tmpPath, { force: true }).catch(() => undefined);
   }
+}
+
+/** placeFile for a full path, replacing whatever is there. */
+export async function writeFileAtomic(file: string, data: string, mode: number): Promise<void> {
+  await placeFile(path.dirname(file), path.basename(file), data, mode, false);
+}
+
+/**
+ * Creates a directory for private keys (mode 0700 when created, however the umask is set) or accepts an existing
+ * one; returns its absolute path. Throws a plain Error saying what is wrong; callers wrap it in their own error.
+ */
+export async function ensurePrivateDir(dir: string): Promise<string> {
+  const abs = path.resolve(dir);
+  const created = await fs.mkdir(abs, { recursive: true, mode: 0o700 });
+  if (created !== undefined) await fs.chmod(abs, 0o700);
+  if (!(await fs.stat(abs)).isDirectory()) throw new Error("not a directory");
+  return abs;
 }

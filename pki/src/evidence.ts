@@ -23,7 +23,7 @@ import { promises as fs } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 import * as path from "node:path";
 
-import { errnoCode, placeFile } from "./atomic-file.js";
+import { ensurePrivateDir, errnoCode, placeFile } from "./atomic-file.js";
 import { canonicalJson } from "./canonical-json.js";
 import { pae } from "./task-signing.js";
 
@@ -183,9 +183,7 @@ export class EvidenceKey {
   static async loadOrCreate(dir: string): Promise<EvidenceKey> {
     const abs = path.resolve(dir);
     try {
-      const created = await fs.mkdir(abs, { recursive: true, mode: 0o700 });
-      if (created !== undefined) await fs.chmod(abs, 0o700);
-      if (!(await fs.stat(abs)).isDirectory()) throw new Error("not a directory");
+      await ensurePrivateDir(abs);
     } catch (err) {
       throw new EvidenceKeyError(`cannot use ${abs} as the evidence key directory: ${(err as Error).message}`, { cause: err });
     }

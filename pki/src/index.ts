@@ -67,3 +67,4 @@ export type {
   EvidenceTarget,
   EvidenceVerification,
 } from "./evidence.js";
+export { fsyncDir, writeFileAtomic } from "./atomic-file.js";

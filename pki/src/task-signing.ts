@@ -38,7 +38,7 @@ import type { FileHandle } from "node:fs/promises";
 import * as path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 
-import { errnoCode, fsyncDir, placeFile } from "./atomic-file.js";
+import { ensurePrivateDir, errnoCode, fsyncDir, placeFile } from "./atomic-file.js";
 import { canonicalJson } from "./canonical-json.js";
 
 export const TASK_PAYLOAD_TYPE = "application/vnd.ferry.task.v1+json";
@@ -525,9 +525,7 @@ export class TaskSigningKeyring {
   static async loadOrCreate(dir: string, opts: { now?: number | Date } = {}): Promise<TaskSigningKeyring> {
     const abs = path.resolve(dir);
     try {
-      const created = await fs.mkdir(abs, { recursive: true, mode: 0o700 });
-      if (created !== undefined) await fs.chmod(abs, 0o700);
-      if (!(await fs.stat(abs)).isDirectory()) throw new Error("not a directory");
+      await ensurePrivateDir(abs);
     } catch (err) {
       throw invalid(`cannot use ${abs} as the task-signing key directory: ${(err as Error).message}`, err);
     }

@@ -24,7 +24,7 @@ import * as path from "node:path";
 
 import type { Logger } from "pino";
 
-import { writeFileAtomic } from "./state-dir.js";
+import { writeFileAtomic } from "@ferry/pki";
 
 /** Sub-directory of the agent state directory that holds the spool. */
 export const SPOOL_DIR = "spool";

@@ -7,7 +7,8 @@ import { after, before, describe, it } from "node:test";
 import { createCsr, FleetCa, generateKeyPair } from "@ferry/pki";
 
 import { AgentError } from "./agent-error.js";
-import { StateDir, STATE_FILES, writeFileAtomic, type Identity } from "./state-dir.js";
+import { writeFileAtomic } from "@ferry/pki";
+import { StateDir, STATE_FILES, type Identity } from "./state-dir.js";
 
 let root: string;
 let ca: FleetCa;

@@ -18,11 +18,10 @@
 // identity.json is written last at enrolment: it is the "this directory is enrolled" marker, so a crash half-way
 // through an enrolment leaves a directory that is simply not enrolled yet.
 import { createPrivateKey, createPublicKey, X509Certificate } from "node:crypto";
-import { constants as fsConstants } from "node:fs";
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 
-import { certificateInfo } from "@ferry/pki";
+import { certificateInfo, fsyncDir, writeFileAtomic } from "@ferry/pki";
 
 import { AgentError } from "./agent-error.js";
 
@@ -70,42 +69,6 @@ const KEY_MODE = 0o600;
 const PUBLIC_MODE = 0o644;
 
 const isWindows = process.platform === "win32";
-
-/** fsync a directory so a rename in it is durable. Not possible (nor needed) on Windows. */
-async function fsyncDir(dir: string): Promise<void> {
-  if (isWindows) return;
-  const fh = await fs.open(dir, fsConstants.O_RDONLY);
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-/**
- * Writes `data` to `file` atomically: temp file beside it (created exclusively with `mode`), fsync, rename, fsync
- * the directory. The temp file is removed when anything fails.
- */
-export async function writeFileAtomic(file: string, data: string, mode: number): Promise<void> {
-  const dir = path.dirname(file);
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`);
-  const fh = await fs.open(tmp, "wx", mode);
-  try {
-    try {
-      // The mode given to open() is masked by the umask; the key must be exactly 0600 whatever the umask says.
-      await fh.chmod(mode);
-      await fh.writeFile(data, "utf8");
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await fs.rename(tmp, file);
-  } catch (err) {
-    await fs.rm(tmp, { force: true });
-    throw err;
-  }
-  await fsyncDir(dir);
-}
 
 async function exists(p: string): Promise<boolean> {
   try {

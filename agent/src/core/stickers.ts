@@ -5,7 +5,7 @@ import { promises as fs } from "node:fs";
 import path from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { StickerImageSchema, StickerSchema, type Sticker } from "@ferry/proto";
-import { writeFileAtomic } from "./state-dir.js";
+import { writeFileAtomic } from "@ferry/pki";
 
 export const STICKER_DIR = "stickers";
 

@@ -35,7 +35,7 @@ import * as path from "node:path";
 import { parseTaskPayload, type TaskPayload } from "@ferry/pki";
 import type { Logger } from "pino";
 
-import { writeFileAtomic } from "./state-dir.js";
+import { writeFileAtomic } from "@ferry/pki";
 
 /** Sub-directory of the agent state directory that holds the journal. */
 export const TASK_JOURNAL_DIR = "tasks";
