@@ -50,31 +50,5 @@ export class FerryApi {
   }
 }
 
-export interface TaskEvent {
-  seq: number;
-  at: string;
-  step: string;
-  detail: string;
-}
-
-export interface TaskView {
-  id: string;
-  state: string;
-  agentId: string;
-  target: { id: string; name: string };
-  queuedAt: string;
-  startedAt: string | null;
-  finishedAt: string | null;
-  code: string | null;
-  message: string | null;
-  events?: TaskEvent[];
-}
-
-export interface DeploymentView {
-  id: string;
-  state: string;
-  action: string;
-  createdAt: string;
-  finishedAt: string | null;
-  tasks: TaskView[];
-}
+// The views the API returns are the control plane's own types.
+export type { DeploymentView, TaskEventView as TaskEvent, TaskView } from "../../control-plane/src/domain/deploy/deployment-service.js";
