@@ -21,7 +21,7 @@ import { join } from "node:path";
 import { dockerEngine } from "../../test/helpers/docker.js";
 import { createDatabase } from "../../test/helpers/postgres.js";
 import { pushImage, registrySkipReason, startRegistry, type TestRegistry } from "../../test/helpers/registry.js";
-import { killAllChildrenNow, stopAllChildren } from "../fleet/children.js";
+import { superviseBench } from "../fleet/children.js";
 import { ROOT } from "../fleet/ferry-server.js";
 import { percentile, round } from "../fleet/stats.js";
 import { runDeployComparison, type CompareResult, type Mode } from "./deploy-compare.js";
@@ -312,36 +312,19 @@ async function run(o: Options, workDir: string): Promise<void> {
 async function main(): Promise<void> {
   const o = parseOptions(process.argv.slice(2));
   const workDir = mkdtempSync(join(tmpdir(), "ferry-bench-deploy-"));
-  let cleaned = false;
-  const cleanup = async () => {
-    if (cleaned) return;
-    cleaned = true;
-    await stopAllChildren();
-    for (const hook of abortHooks.splice(0)) await hook().catch(() => null);
-    if (!o.keep) rmSync(workDir, { recursive: true, force: true });
-  };
-  process.on("exit", killAllChildrenNow);
-  for (const sig of ["SIGINT", "SIGTERM"] as const) {
-    process.once(sig, () => {
-      log(`${sig}: stopping every process the bench started`);
-      void cleanup().finally(() => process.exit(130));
-    });
-  }
-  const global = setTimeout(() => {
-    log(`global timeout (${o.timeoutMinutes} min): stopping`);
-    void cleanup().finally(() => process.exit(3));
-  }, o.timeoutMinutes * 60_000);
-  global.unref();
-  try {
-    await run(o, workDir);
-  } catch (err) {
-    log(`the bench could not run: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-    await cleanup();
-    process.exit(1);
-  }
-  clearTimeout(global);
-  await cleanup();
-  process.exit(0);
+  await superviseBench(
+    {
+      timeoutMs: o.timeoutMinutes * 60_000,
+      log,
+      cleanups: [
+        async () => {
+          for (const hook of abortHooks.splice(0)) await hook().catch(() => null);
+        },
+        () => (o.keep ? undefined : rmSync(workDir, { recursive: true, force: true })),
+      ],
+    },
+    () => run(o, workDir),
+  );
 }
 
 void main();

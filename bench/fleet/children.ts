@@ -89,3 +89,49 @@ export function killAllChildrenNow(): void {
     }
   }
 }
+
+/**
+ * Runs a bench's body with every child it starts accounted for: children are stopped, and then the extra cleanups
+ * run, when the body ends, fails, or the global timeout fires, and on SIGINT/SIGTERM; children are killed outright if
+ * the process exits anyway. Exits the process: 0 after the body, 1 when it threw, 3 at the timeout, 130 on a signal.
+ */
+export async function superviseBench(
+  o: { timeoutMs: number; log: (line: string) => void; cleanups: Array<() => Promise<unknown> | void> },
+  body: () => Promise<void>,
+): Promise<never> {
+  let cleaned = false;
+  const cleanup = async () => {
+    if (cleaned) return;
+    cleaned = true;
+    await stopAllChildren();
+    for (const c of o.cleanups) {
+      try {
+        await c();
+      } catch {
+        // best effort: the remaining cleanups still run
+      }
+    }
+  };
+  process.on("exit", killAllChildrenNow);
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    process.once(sig, () => {
+      o.log(`${sig}: stopping every process the bench started`);
+      void cleanup().finally(() => process.exit(130));
+    });
+  }
+  const global = setTimeout(() => {
+    o.log(`global timeout (${o.timeoutMs / 60_000} min): stopping`);
+    void cleanup().finally(() => process.exit(3));
+  }, o.timeoutMs);
+  global.unref();
+  try {
+    await body();
+  } catch (err) {
+    o.log(`the bench could not run: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    await cleanup();
+    process.exit(1);
+  }
+  clearTimeout(global);
+  await cleanup();
+  process.exit(0);
+}

@@ -25,7 +25,7 @@ import { cpus, release, tmpdir, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { FleetCa } from "@ferry/pki";
-import { forkBench, killAllChildrenNow, stopAllChildren, stopChild } from "./children.js";
+import { forkBench, stopChild, superviseBench } from "./children.js";
 import { FERRY_BIN, FerryServer, ROOT } from "./ferry-server.js";
 import { now, Rpc, type AgentIdentity, type BaselineCommands, type ConnectResult, type FailureCounts, type GeneratorCommands, type HeapFigures, type Mode, type RecordResult } from "./ipc.js";
 import { cpuMs, machineCpuMs, openFiles, rssBytes, tcpCounters } from "./proc-stats.js";
@@ -928,35 +928,10 @@ async function run(o: Options, workDir: string): Promise<void> {
 async function main(): Promise<void> {
   const o = parseOptions(process.argv.slice(2));
   const workDir = mkdtempSync(join(tmpdir(), "ferry-bench-"));
-  let cleaned = false;
-  const cleanup = async () => {
-    if (cleaned) return;
-    cleaned = true;
-    await stopAllChildren();
-    if (!o.keep) rmSync(workDir, { recursive: true, force: true });
-  };
-  process.on("exit", killAllChildrenNow);
-  for (const sig of ["SIGINT", "SIGTERM"] as const) {
-    process.once(sig, () => {
-      log(`${sig}: stopping every process the bench started`);
-      void cleanup().finally(() => process.exit(130));
-    });
-  }
-  const global = setTimeout(() => {
-    log(`global timeout (${o.globalTimeoutMs / 60_000} min): stopping`);
-    void cleanup().finally(() => process.exit(3));
-  }, o.globalTimeoutMs);
-  global.unref();
-  try {
-    await run(o, workDir);
-  } catch (err) {
-    log(`the bench could not run: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-    await cleanup();
-    process.exit(1);
-  }
-  clearTimeout(global);
-  await cleanup();
-  process.exit(0);
+  await superviseBench(
+    { timeoutMs: o.globalTimeoutMs, log, cleanups: [() => (o.keep ? undefined : rmSync(workDir, { recursive: true, force: true }))] },
+    () => run(o, workDir),
+  );
 }
 
 void main();
