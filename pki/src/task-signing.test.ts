@@ -57,7 +57,7 @@ function refused(code: TaskRefusalCode) {
 }
 
 /** Signs arbitrary bytes with the ring's active key, bypassing sign()'s validation (an attacker-shaped envelope). */
-function signRaw(keyPem: string, body: Uint8Array, type = TASK_PAYLOAD_TYPE): Uint8Array {
+function signRaw(keyPem: string, body: Uint8Array, type: string = TASK_PAYLOAD_TYPE): Uint8Array {
   return new Uint8Array(cryptoSign(null, pae(type, body), keyPem));
 }
 
@@ -253,7 +253,7 @@ describe("verifySignedTask", async () => {
 
   test("TASK_MALFORMED: wrong payload type, even when correctly signed for it", () => {
     const env = ring.sign(payload());
-    const otherType = "application/vnd.ferry.evidence.v1+json";
+    const otherType: string = "application/vnd.ferry.evidence.v1+json";
     const sig = signRaw(activeKeyPem(ring), env.payload, otherType);
     assert.throws(() => verifySignedTask({ ...env, payloadType: otherType, signature: sig }, opts), refused("TASK_MALFORMED"));
   });

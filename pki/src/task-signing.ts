@@ -38,10 +38,22 @@ import type { FileHandle } from "node:fs/promises";
 import * as path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 
+import {
+  parseTaskPayload as parseContractPayload,
+  payloadTypeOf,
+  TASK_PAYLOAD_TYPES,
+  TASK_PAYLOAD_VERSIONS,
+  TaskPayloadError,
+  versionOfPayloadType,
+  type TaskPayload,
+  isPlainObject,
+} from "@ferry/contract";
+
 import { ensurePrivateDir, errnoCode, fsyncDir, placeFile } from "./atomic-file.js";
 import { canonicalJson } from "./canonical-json.js";
 
-export const TASK_PAYLOAD_TYPE = "application/vnd.ferry.task.v1+json";
+/** The v1 payload type; every version's type is in @ferry/contract's TASK_PAYLOAD_TYPES. */
+export const TASK_PAYLOAD_TYPE = TASK_PAYLOAD_TYPES[1];
 export const TASK_SIGNING_ALGORITHM = "ed25519";
 
 /**
@@ -58,35 +70,9 @@ export const CLOCK_SKEW_LEEWAY_MS = 30_000;
  */
 export const DEFAULT_ROTATION_OVERLAP_MS = 24 * 3600_000;
 
-export type TaskAction = "deploy" | "rollback" | "inspect";
-
-export interface TaskImage {
-  component: string;
-  repository: string;
-  /** "sha256:" + 64 lowercase hex. */
-  digest: string;
-  /** repository@digest, exactly. */
-  ref: string;
-}
-
-/** The signed body of a task. Every field is covered by the signature. */
-export interface TaskPayload {
-  v: 1;
-  taskId: string;
-  deploymentId: string;
-  /** The audience: the only agent allowed to run this task. */
-  agentId: string;
-  /** ms since the epoch. */
-  issuedAt: number;
-  /** ms since the epoch; the agent refuses the task after this (plus CLOCK_SKEW_LEEWAY_MS). */
-  notAfter: number;
-  /** base64url (no padding) of 16 random bytes; the agent's journal refuses a nonce it has seen for another task. */
-  nonce: string;
-  action: TaskAction;
-  target: { id: string; name: string; kind: string; config: Record<string, unknown> };
-  release: { id: string; name: string; version: string } | null;
-  images: TaskImage[];
-}
+// The payload itself — its shape, versions and exact parser — is the contract's (@ferry/contract task-payload.ts);
+// this file signs and verifies envelopes around it.
+export type { TaskAction, TaskImage, TaskPayload } from "@ferry/contract";
 
 /** A signed task, field for field the wire's SignedTask. */
 export interface SignedTaskEnvelope {
@@ -163,114 +149,17 @@ export function taskKeyId(publicKey: KeyObject | string): string {
 // ---------------------------------------------------------------------------------------------------------------
 // Payload validation (shared by signing, so the control plane never signs what agents would refuse)
 
-const DIGEST_RE = /^sha256:[0-9a-f]{64}$/;
-const NONCE_RE = /^[A-Za-z0-9_-]{22}$/;
-const ACTIONS: readonly string[] = ["deploy", "rollback", "inspect"];
-const PAYLOAD_FIELDS = [
-  "v",
-  "taskId",
-  "deploymentId",
-  "agentId",
-  "issuedAt",
-  "notAfter",
-  "nonce",
-  "action",
-  "target",
-  "release",
-  "images",
-] as const;
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
 /**
- * Checks that `value` is exactly a TaskPayload: every field present with its type and no unknown field (a
- * versioned payload type means a field this agent does not know could be one that was meant to restrict it).
- * target.config is free-form; the target's driver validates it.
+ * Checks that `value` is exactly a TaskPayload of the version `payloadType` names (see @ferry/contract), as a
+ * TaskRefusal("TASK_MALFORMED") when it is not. target.config is checked by the target kind's schema.
  */
-export function parseTaskPayload(value: unknown): TaskPayload {
-  const bad = (what: string): never => {
-    throw new TaskRefusal("TASK_MALFORMED", `task payload: ${what}`);
-  };
-  const exact = (obj: Record<string, unknown>, keys: readonly string[], where: string): void => {
-    for (const k of Object.keys(obj)) if (!keys.includes(k)) bad(`unknown field ${where}${k}`);
-  };
-  const str = (obj: Record<string, unknown>, key: string, where: string): string => {
-    const v = obj[key];
-    if (typeof v !== "string" || v === "") bad(`${where}${key} must be a non-empty string`);
-    return v as string;
-  };
-  const time = (obj: Record<string, unknown>, key: string): number => {
-    const v = obj[key];
-    if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) bad(`${key} must be a time in ms`);
-    return v as number;
-  };
-
-  if (!isPlainObject(value)) return bad("not a JSON object");
-  exact(value, PAYLOAD_FIELDS, "");
-  if (value.v !== 1) bad(`unsupported version ${JSON.stringify(value.v)}`);
-  const taskId = str(value, "taskId", "");
-  const deploymentId = str(value, "deploymentId", "");
-  const agentId = str(value, "agentId", "");
-  const issuedAt = time(value, "issuedAt");
-  const notAfter = time(value, "notAfter");
-  if (notAfter < issuedAt) bad("notAfter is before issuedAt");
-  const nonce = str(value, "nonce", "");
-  if (!NONCE_RE.test(nonce)) bad("nonce must be 16 bytes, base64url without padding");
-  const action = value.action;
-  if (typeof action !== "string" || !ACTIONS.includes(action)) bad(`unknown action ${JSON.stringify(action)}`);
-
-  const t = value.target;
-  if (!isPlainObject(t)) return bad("target must be an object");
-  exact(t, ["id", "name", "kind", "config"], "target.");
-  if (!isPlainObject(t.config)) bad("target.config must be an object");
-  const target = {
-    id: str(t, "id", "target."),
-    name: str(t, "name", "target."),
-    kind: str(t, "kind", "target."),
-    config: t.config as Record<string, unknown>,
-  };
-
-  let release: TaskPayload["release"] = null;
-  if (value.release !== null) {
-    const r = value.release;
-    if (!isPlainObject(r)) return bad("release must be an object or null");
-    exact(r, ["id", "name", "version"], "release.");
-    release = { id: str(r, "id", "release."), name: str(r, "name", "release."), version: str(r, "version", "release.") };
+export function parseTaskPayload(value: unknown, payloadType: string = TASK_PAYLOAD_TYPE): TaskPayload {
+  try {
+    return parseContractPayload(value, payloadType);
+  } catch (err) {
+    if (err instanceof TaskPayloadError) throw new TaskRefusal("TASK_MALFORMED", err.message, { cause: err });
+    throw err;
   }
-
-  if (!Array.isArray(value.images)) return bad("images must be an array");
-  const images = (value.images as unknown[]).map((img, i): TaskImage => {
-    const where = `images[${i}].`;
-    if (!isPlainObject(img)) return bad(`images[${i}] must be an object`);
-    exact(img, ["component", "repository", "digest", "ref"], where);
-    const component = str(img, "component", where);
-    const repository = str(img, "repository", where);
-    const digest = str(img, "digest", where);
-    const ref = str(img, "ref", where);
-    // A tag or a second digest smuggled into the repository would make "repository@digest" mean something else.
-    if (repository.includes("@") || /\s/.test(repository)) {
-      bad(`${where}repository ${JSON.stringify(repository)} is not a repository name`);
-    }
-    if (!DIGEST_RE.test(digest)) bad(`${where}digest ${JSON.stringify(digest)} is not sha256:<64 hex>`);
-    if (ref !== `${repository}@${digest}`) bad(`${where}ref ${JSON.stringify(ref)} is not repository@digest`);
-    return { component, repository, digest, ref };
-  });
-
-  return {
-    v: 1,
-    taskId,
-    deploymentId,
-    agentId,
-    issuedAt,
-    notAfter,
-    nonce,
-    action: action as TaskAction,
-    target,
-    release,
-    images,
-  };
 }
 
 /** A fresh task nonce: 16 random bytes, base64url without padding. */
@@ -296,10 +185,10 @@ export function verifySignedTask(
   opts: { trustedKeys: readonly TrustedTaskKey[]; agentId: string; now: number | Date },
 ): TaskPayload {
   const now = typeof opts.now === "number" ? opts.now : opts.now.getTime();
-  if (envelope.payloadType !== TASK_PAYLOAD_TYPE) {
+  if (versionOfPayloadType(envelope.payloadType) === undefined) {
     throw new TaskRefusal(
       "TASK_MALFORMED",
-      `payload type ${JSON.stringify(envelope.payloadType)} is not ${TASK_PAYLOAD_TYPE}`,
+      `payload type ${JSON.stringify(envelope.payloadType)} is not one this agent reads (${TASK_PAYLOAD_VERSIONS.map(payloadTypeOf).join(", ")})`,
     );
   }
 
@@ -359,7 +248,7 @@ export function verifySignedTask(
     canonical = undefined;
   }
   if (canonical !== text) throw new TaskRefusal("TASK_MALFORMED", "task payload is not canonical JSON (RFC 8785)");
-  const payload = parseTaskPayload(parsed);
+  const payload = parseTaskPayload(parsed, envelope.payloadType);
 
   if (payload.agentId !== opts.agentId) {
     throw new TaskRefusal(
@@ -640,12 +529,13 @@ export class TaskSigningKeyring {
    * agents would refuse as malformed), serialised as canonical JSON, and the signature is over its PAE.
    */
   sign(payload: TaskPayload): SignedTaskEnvelope {
-    const checked = parseTaskPayload(JSON.parse(canonicalJson(payload)) as unknown);
+    const payloadType = payloadTypeOf(payload.v);
+    const checked = parseTaskPayload(JSON.parse(canonicalJson(payload)) as unknown, payloadType);
     const body = new Uint8Array(Buffer.from(canonicalJson(checked), "utf8"));
-    const signature = cryptoSign(null, pae(TASK_PAYLOAD_TYPE, body), this.#active.privateKey);
+    const signature = cryptoSign(null, pae(payloadType, body), this.#active.privateKey);
     return {
       payload: body,
-      payloadType: TASK_PAYLOAD_TYPE,
+      payloadType,
       keyId: this.#active.record.keyId,
       signature: new Uint8Array(signature),
     };

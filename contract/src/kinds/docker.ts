@@ -1,0 +1,86 @@
+// docker: one container on a Docker Engine, replaced digest-pinned image by image (docs/drivers/docker.md).
+import type { FieldSpec } from "../config-schema.js";
+import { singleImage, type TargetKindDescriptor } from "../target-kind.js";
+import { absolutePath, ENV_KEY_PATTERN, healthCheck, type HealthCheckConfig } from "./common.js";
+
+/** Marks a previous container parked during a deploy; part of the on-host format, so it never changes. */
+export const OLD_CONTAINER_MARKER = ".ferry-old-";
+const CONTAINER_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
+
+export interface DockerPort {
+  container: number;
+  /** Default: the container port. */
+  host?: number;
+  /** Default: tcp. */
+  protocol?: "tcp" | "udp";
+}
+
+export interface DockerVolume {
+  /** An absolute host path (bind mount) or a named volume. */
+  source: string;
+  target: string;
+  readOnly?: boolean;
+}
+
+export interface DockerTargetConfig {
+  /** The container's name; the previous container is parked as `<container>.ferry-old-<id>` during a deploy. */
+  container: string;
+  /** Which of the release's components this target runs, when the release has several. */
+  component?: string;
+  socketPath?: string;
+  /** Docker network mode; default "host". */
+  network?: string;
+  command?: string[];
+  env?: Record<string, string>;
+  ports?: DockerPort[];
+  volumes?: DockerVolume[];
+  healthCheck?: HealthCheckConfig;
+}
+
+const noColon = (s: string): string | undefined => (s.includes(":") ? "must not contain ':' (Docker's bind syntax uses it as a separator)" : undefined);
+
+const fields: Record<string, FieldSpec> = {
+  container: {
+    type: "string",
+    required: true,
+    maxLength: 128,
+    pattern: CONTAINER_NAME,
+    hint: "must be a Docker container name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)",
+    check: (s) => (s.includes(OLD_CONTAINER_MARKER) ? `must not contain "${OLD_CONTAINER_MARKER}" (the driver parks previous containers under that suffix)` : undefined),
+    doc: "the container's name",
+  },
+  component: { type: "string", maxLength: 128, doc: "which component of the release this target runs (needed when the release pins several)" },
+  socketPath: { ...absolutePath, doc: "the engine's unix socket; default: the agent's docker.socket setting" } as FieldSpec,
+  network: { type: "string", maxLength: 128, doc: "network mode; default host" },
+  command: { type: "string-list", minItems: 1, doc: "overrides the image's CMD" },
+  env: { type: "string-map", keyPattern: ENV_KEY_PATTERN, keyHint: "is not a valid environment variable name" },
+  ports: {
+    type: "list",
+    items: {
+      container: { type: "integer", required: true, min: 1, max: 65535 },
+      host: { type: "integer", min: 1, max: 65535 },
+      protocol: { type: "string", enum: ["tcp", "udp"] },
+    },
+  },
+  volumes: {
+    type: "list",
+    items: {
+      source: { type: "string", required: true, maxLength: 4096, check: noColon },
+      target: { type: "string", required: true, maxLength: 4096, pattern: /^\//, hint: "must be an absolute path", check: noColon },
+      readOnly: { type: "boolean" },
+    },
+  },
+  healthCheck,
+};
+
+export const dockerKind: TargetKindDescriptor<DockerTargetConfig> = {
+  kind: "docker",
+  title: "a container on a Docker Engine",
+  config: { fields },
+  // Host networking: the new container wants the old one's ports, so the two never run side by side.
+  capabilities: [],
+  sticker: "container labels (ferry.*) and a sticker file in the agent's state directory",
+  placement: "host",
+  typed: (c) => c as unknown as DockerTargetConfig,
+  imagesFor: (config, pins) => singleImage(config.component, pins),
+};

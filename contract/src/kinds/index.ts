@@ -1,0 +1,9 @@
+// Every target kind Ferry knows, one descriptor each. A new kind is one file here plus one line below; the control
+// plane and the agent take their kinds from their own registration lines.
+export { dockerKind, OLD_CONTAINER_MARKER, type DockerPort, type DockerTargetConfig, type DockerVolume } from "./docker.js";
+export { composeKind, type ComposeTargetConfig } from "./compose.js";
+export { ecsKind, type EcsTargetConfig } from "./ecs.js";
+export { nomadKind, type NomadTargetConfig } from "./nomad.js";
+export { sshKind, type SshTargetConfig } from "./ssh.js";
+export { winrmKind, type WinrmTargetConfig } from "./winrm.js";
+export { HEALTH_CHECK_TYPES, type HealthCheckConfig, type HealthCheckType } from "./common.js";

@@ -1,0 +1,65 @@
+// Every code a task can end with, other than success: the agent's refusals of a task, its own faults, every driver's
+// failures, and what the control plane records when a task never ran to the end. Codes are part of the task result
+// operators and automation read, so they are stable: add codes, never rename or reuse one.
+//
+//   outcome    failed    the target said no (a check failed, an image is bad); the target is as it was
+//              errored   a system fault (the agent, the engine, a restore that failed); the target may need a look
+//              refused   the agent would not run the task at all; nothing was touched
+//   retryable  whether running the same task again, unchanged, may succeed (an engine that was down, a registry
+//              timeout, a lease that expired) — as opposed to terminal (a bad signature, an image that crashes, a
+//              config that does not fit). Automation (the rollout engine's per-step retry) retries only these.
+// docs/errors.md renders this table beside the API's codes.
+export type ResultOutcome = "failed" | "errored" | "refused";
+
+export interface ResultCodeInfo {
+  outcome: ResultOutcome;
+  retryable: boolean;
+  /** Who raises it: the agent core, a driver (any), or the control plane's task queue. */
+  source: "agent" | "driver" | "control-plane";
+  description: string;
+}
+
+export const RESULT_CODES = {
+  // Refusals (agent core): nothing was touched.
+  TASK_MALFORMED: { outcome: "refused", retryable: false, source: "agent", description: "The payload is not a task this agent reads: wrong type or version, not canonical JSON, wrong shape, or an image not pinned by digest." },
+  TASK_UNKNOWN_KEY: { outcome: "refused", retryable: false, source: "agent", description: "The task was signed by a key the agent does not trust (unknown, or retired)." },
+  TASK_BAD_SIGNATURE: { outcome: "refused", retryable: false, source: "agent", description: "The signature does not verify over the payload received." },
+  TASK_WRONG_AUDIENCE: { outcome: "refused", retryable: false, source: "agent", description: "The task is addressed to another agent." },
+  TASK_EXPIRED: { outcome: "refused", retryable: false, source: "agent", description: "The task's not-after time has passed." },
+  TASK_REPLAYED: { outcome: "refused", retryable: false, source: "agent", description: "The nonce was used by another task, or the task already ran." },
+  TASK_NO_DRIVER: { outcome: "refused", retryable: false, source: "agent", description: "The agent has no driver for the target's kind." },
+  TASK_PHASES_UNSUPPORTED: { outcome: "refused", retryable: false, source: "agent", description: "The task asks for a run of phases this agent's driver cannot perform as a separate step." },
+  TASK_REFUSED: { outcome: "refused", retryable: false, source: "control-plane", description: "The agent refused the task without a code (an agent older than the codes)." },
+  INVALID_TARGET_CONFIG: { outcome: "refused", retryable: false, source: "driver", description: "The target's config does not fit its kind's schema, or does not fit the task's images; names the field." },
+  RELEASE_COMPONENT_MISSING: { outcome: "refused", retryable: false, source: "driver", description: "The target runs a component the task carries no image for." },
+  RELEASE_COMPONENT_AMBIGUOUS: { outcome: "refused", retryable: false, source: "driver", description: "The task carries several images and the target does not say which one it runs." },
+  // Faults of the agent itself.
+  TASK_INTERRUPTED: { outcome: "errored", retryable: true, source: "agent", description: "The agent stopped while the task ran; it was not run again. The result carries what the driver found on the target." },
+  AGENT_ERROR: { outcome: "errored", retryable: true, source: "agent", description: "An unexpected fault in the agent; the message says what." },
+  ABORTED: { outcome: "failed", retryable: true, source: "driver", description: "The task was cancelled while it ran; what ran before was put back." },
+  // Driver failures (every driver uses these where they apply).
+  IMAGE_PULL_FAILED: { outcome: "failed", retryable: true, source: "driver", description: "The registry refused or failed the pull (auth, unknown manifest, network). Nothing was touched." },
+  DIGEST_MISMATCH: { outcome: "failed", retryable: false, source: "driver", description: "What was pulled or started does not carry the pinned digest (tampered registry, moved image, bad pin)." },
+  HEALTH_CHECK_FAILED: { outcome: "failed", retryable: false, source: "driver", description: "The new instance did not become healthy in time, or its own HEALTHCHECK said unhealthy; what ran before was put back. details.health has what the check saw." },
+  INSTANCE_CRASHED: { outcome: "failed", retryable: false, source: "driver", description: "The new instance exited or restarted during the settle window (a crash loop); its exit code and last output are in the task log. What ran before was put back." },
+  RESTORE_FAILED: { outcome: "errored", retryable: false, source: "driver", description: "The task failed and putting back what ran before failed too: the target needs an operator. details has both errors." },
+  // Docker.
+  DOCKER_UNAVAILABLE: { outcome: "errored", retryable: true, source: "driver", description: "The Docker Engine did not answer on its socket." },
+  CONTAINER_CREATE_FAILED: { outcome: "failed", retryable: false, source: "driver", description: "The engine refused to create the new container (name, config, resources)." },
+  CONTAINER_START_FAILED: { outcome: "failed", retryable: false, source: "driver", description: "The engine refused to start the new container, or to stop the previous one." },
+  // Control plane's task queue.
+  TASK_NOT_DELIVERED: { outcome: "errored", retryable: true, source: "control-plane", description: "No agent took the task before its not-after time (agent offline)." },
+  TASK_LEASE_EXPIRED: { outcome: "errored", retryable: true, source: "control-plane", description: "The agent took the task and then stopped reporting on it before its lease ran out." },
+  CANCELLED: { outcome: "refused", retryable: false, source: "control-plane", description: "An operator cancelled the task before an agent took it." },
+} as const satisfies Record<string, ResultCodeInfo>;
+
+export type ResultCode = keyof typeof RESULT_CODES;
+
+export function isResultCode(code: string): code is ResultCode {
+  return Object.hasOwn(RESULT_CODES, code);
+}
+
+/** Whether a task that ended with `code` may succeed if run again unchanged. Unknown codes are terminal. */
+export function isRetryable(code: string): boolean {
+  return isResultCode(code) ? RESULT_CODES[code].retryable : false;
+}
