@@ -5,6 +5,7 @@ import type { EventEmitter } from "node:events";
 import { readFile, stat } from "node:fs/promises";
 import type { Logger } from "pino";
 import { AgentError } from "./core/agent-error.js";
+import type { AgentConfig, DriverSettingsSource } from "./config/agent-config.js";
 
 import { collectFacts } from "./core/facts.js";
 import { enrol, type EnrolResult } from "./core/enrol.js";
@@ -14,26 +15,37 @@ import { DockerDriver } from "./drivers/docker/index.js";
 import { DriverRegistry } from "./drivers/types.js";
 import { TaskRunner } from "./core/task-runner.js";
 
-export interface EnrolConfig {
+export interface EnrolConfig extends RunConfig {
   /** Secret: never logged. */
   joinString: string;
-  stateDir: string;
   name?: string;
   force?: boolean;
 }
 
-export interface RunConfig {
-  stateDir: string;
-  /** Docker Engine socket for docker targets that name none; "off" disables the Docker driver. */
-  dockerSocket?: string;
-  /**
-   * Registry credentials kept on the agent (Docker's config.json form: {"auths": {"host:port": {"username", "password"}
-   * or {"auth": base64(user:pass)}}}), used for registries the task brings no credentials for. Never logged.
-   */
-  registryAuthFile?: string;
-  /** How often targets with a sticker are observed for drift. Default 60 s. */
-  observeEveryMs?: number;
-}
+/**
+ * The agent's resolved configuration (config/agent-config.ts): flags > FERRY_AGENT_* environment > config file >
+ * defaults, one section per driver. registryAuthFile holds registry credentials kept on the agent (Docker's
+ * config.json form: {"auths": {"host:port": {"username", "password"} or {"auth": base64(user:pass)}}}), used for
+ * registries the task brings no credentials for; never logged.
+ */
+export type RunConfig = AgentConfig;
+
+// Until every driver joins through its registration (drivers/index.ts), the schema of the docker section is declared
+// here, beside the one place that builds the docker driver from it.
+const DOCKER_SETTINGS: DriverSettingsSource = {
+  descriptor: { kind: "docker" },
+  enabledByDefault: true,
+  settings: {
+    fields: {
+      socket: { type: "string", maxLength: 4096, pattern: /^\//, hint: "must be an absolute path", doc: "the engine's unix socket for targets that name none; default DOCKER_HOST's unix socket, else /var/run/docker.sock" },
+      stopTimeoutSeconds: { type: "integer", min: 1, max: 600, doc: "how long the engine gives the previous container to stop before killing it; default 10" },
+      settleSeconds: { type: "integer", min: 0, max: 600, doc: "how long a container must keep running to pass a \"none\" health check; default 2" },
+    },
+  },
+};
+
+/** The drivers this build has, as the config resolver sees them: the schema of each one's section. */
+export const DRIVER_REGISTRATIONS: readonly DriverSettingsSource[] = [DOCKER_SETTINGS];
 
 type AgentRegistryAuth = { username?: string; password?: string; identityToken?: string };
 
@@ -79,7 +91,7 @@ export interface Runtime {
 }
 
 export async function runEnrol(config: EnrolConfig, rt: Runtime): Promise<EnrolResult> {
-  const drivers = rt.drivers ?? (await defaultDrivers({ stateDir: config.stateDir }, rt.logger));
+  const drivers = rt.drivers ?? (await defaultDrivers(config, rt.logger));
   const opts: Parameters<typeof enrol>[0] = {
     joinString: config.joinString,
     stateDir: new StateDir(config.stateDir),
@@ -92,13 +104,20 @@ export async function runEnrol(config: EnrolConfig, rt: Runtime): Promise<EnrolR
 }
 
 /**
- * The drivers this host can run: Docker when its Engine answers on the configured socket (an agent on a host without
- * Docker does not advertise the driver, so the control plane refuses to send it docker tasks).
+ * The drivers this host can run: each driver its config section enables, when what it drives answers (an agent on a
+ * host without Docker does not advertise the driver, so the control plane refuses to send it docker tasks).
  */
 export async function defaultDrivers(config: RunConfig, logger: Logger): Promise<DriverRegistry> {
   const registry = new DriverRegistry();
-  if (config.dockerSocket !== "off") {
-    const docker = new DockerDriver({ logger, ...(config.dockerSocket ? { socketPath: config.dockerSocket } : {}) });
+  const section = config.drivers["docker"];
+  if (section?.enabled) {
+    const { socket, stopTimeoutSeconds, settleSeconds } = section.settings as { socket?: string; stopTimeoutSeconds?: number; settleSeconds?: number };
+    const docker = new DockerDriver({
+      logger,
+      ...(socket !== undefined ? { socketPath: socket } : {}),
+      ...(stopTimeoutSeconds !== undefined ? { stopTimeoutSeconds } : {}),
+      ...(settleSeconds !== undefined ? { settleMs: settleSeconds * 1000 } : {}),
+    });
     const up = await docker.available();
     if (up.ok) registry.register(docker);
     else logger.warn({ detail: up.detail }, "Docker Engine not reachable; the docker driver is not offered");
@@ -122,7 +141,7 @@ export async function runAgent(config: RunConfig, rt: Runtime): Promise<SessionR
     },
   });
   const agentAuth = config.registryAuthFile ? await readRegistryAuthFile(config.registryAuthFile) : new Map<string, AgentRegistryAuth>();
-  const runner = await new TaskRunner({ stateDir: config.stateDir, session, drivers, logger: rt.logger, agentCredentials: (registry) => agentAuth.get(registry), ...(config.observeEveryMs ? { observeEveryMs: config.observeEveryMs } : {}) }).start();
+  const runner = await new TaskRunner({ stateDir: config.stateDir, session, drivers, logger: rt.logger, agentCredentials: (registry) => agentAuth.get(registry), observeEveryMs: config.observeIntervalSeconds * 1000 }).start();
   ref.runner = runner;
   const signals = rt.signals ?? process;
   const onSignal = (signal: string): void => {
