@@ -5,14 +5,15 @@ import type { EventEmitter } from "node:events";
 import { readFile, stat } from "node:fs/promises";
 import type { Logger } from "pino";
 import { AgentError } from "./core/agent-error.js";
-import type { AgentConfig, DriverSettingsSource } from "./config/agent-config.js";
+import type { AgentConfig } from "./config/agent-config.js";
 
 import { collectFacts } from "./core/facts.js";
 import { enrol, type EnrolResult } from "./core/enrol.js";
 import { Session, type SessionOptions, type SessionResult } from "./core/session.js";
 import { StateDir } from "./core/state-dir.js";
-import { DockerDriver } from "./drivers/docker/index.js";
-import { DriverRegistry } from "./drivers/types.js";
+import type { DriverRegistration } from "./drivers/driver.js";
+import { DRIVER_REGISTRATIONS } from "./drivers/index.js";
+import { DriverRegistry } from "./drivers/registry.js";
 import { TaskRunner } from "./core/task-runner.js";
 
 export interface EnrolConfig extends RunConfig {
@@ -29,23 +30,6 @@ export interface EnrolConfig extends RunConfig {
  * registries the task brings no credentials for; never logged.
  */
 export type RunConfig = AgentConfig;
-
-// Until every driver joins through its registration (drivers/index.ts), the schema of the docker section is declared
-// here, beside the one place that builds the docker driver from it.
-const DOCKER_SETTINGS: DriverSettingsSource = {
-  descriptor: { kind: "docker" },
-  enabledByDefault: true,
-  settings: {
-    fields: {
-      socket: { type: "string", maxLength: 4096, pattern: /^\//, hint: "must be an absolute path", doc: "the engine's unix socket for targets that name none; default DOCKER_HOST's unix socket, else /var/run/docker.sock" },
-      stopTimeoutSeconds: { type: "integer", min: 1, max: 600, doc: "how long the engine gives the previous container to stop before killing it; default 10" },
-      settleSeconds: { type: "integer", min: 0, max: 600, doc: "how long a container must keep running to pass a \"none\" health check; default 2" },
-    },
-  },
-};
-
-/** The drivers this build has, as the config resolver sees them: the schema of each one's section. */
-export const DRIVER_REGISTRATIONS: readonly DriverSettingsSource[] = [DOCKER_SETTINGS];
 
 type AgentRegistryAuth = { username?: string; password?: string; identityToken?: string };
 
@@ -104,23 +88,20 @@ export async function runEnrol(config: EnrolConfig, rt: Runtime): Promise<EnrolR
 }
 
 /**
- * The drivers this host can run: each driver its config section enables, when what it drives answers (an agent on a
- * host without Docker does not advertise the driver, so the control plane refuses to send it docker tasks).
+ * The drivers this host can run: each registered kind its config section enables (config.drivers, resolved with the
+ * same registrations' schemas) whose target answers (an agent on a host without Docker does not advertise the docker
+ * driver, so the control plane refuses to send it docker tasks). A kind's code is loaded only here, when it is enabled.
  */
-export async function defaultDrivers(config: RunConfig, logger: Logger): Promise<DriverRegistry> {
+export async function defaultDrivers(config: RunConfig, logger: Logger, registrations: readonly DriverRegistration[] = DRIVER_REGISTRATIONS): Promise<DriverRegistry> {
   const registry = new DriverRegistry();
-  const section = config.drivers["docker"];
-  if (section?.enabled) {
-    const { socket, stopTimeoutSeconds, settleSeconds } = section.settings as { socket?: string; stopTimeoutSeconds?: number; settleSeconds?: number };
-    const docker = new DockerDriver({
-      logger,
-      ...(socket !== undefined ? { socketPath: socket } : {}),
-      ...(stopTimeoutSeconds !== undefined ? { stopTimeoutSeconds } : {}),
-      ...(settleSeconds !== undefined ? { settleMs: settleSeconds * 1000 } : {}),
-    });
-    const up = await docker.available();
-    if (up.ok) registry.register(docker);
-    else logger.warn({ detail: up.detail }, "Docker Engine not reachable; the docker driver is not offered");
+  for (const reg of registrations) {
+    const kind = reg.descriptor.kind;
+    const section = config.drivers[kind];
+    if (!(section?.enabled ?? reg.enabledByDefault)) continue;
+    const driver = await reg.create({ logger, settings: section?.settings ?? {} });
+    const up = await driver.available();
+    if (up.ok) registry.register(driver, up.detail);
+    else logger.warn({ kind, detail: up.detail }, `the ${kind} driver cannot reach its targets; it is not offered`);
   }
   return registry;
 }

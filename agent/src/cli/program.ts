@@ -19,12 +19,13 @@ import type { EventEmitter } from "node:events";
 import { Command, CommanderError, Option } from "commander";
 import type { DestinationStream, Logger } from "pino";
 
-import { resolveAgentConfig, type AgentConfig, type AgentFlags, type DriverSettingsSource } from "../config/agent-config.js";
+import { resolveAgentConfig, type AgentConfig, type AgentFlags } from "../config/agent-config.js";
 import { describeAgentConfig, formatConfigRows } from "../config/describe-config.js";
 import { AgentError, isAgentError, type AgentErrorKind } from "../core/agent-error.js";
 import { agentVersion } from "../core/facts.js";
 import { createLogger, LOG_LEVELS, type LogLevel } from "../logger.js";
-import { DRIVER_REGISTRATIONS, runAgent, runEnrol, type Runtime } from "../main.js";
+import { DRIVER_REGISTRATIONS } from "../drivers/index.js";
+import { runAgent, runEnrol, type Runtime } from "../main.js";
 
 export const EXIT = { ok: 0, failure: 1, usage: 2, refused: 3, reenrol: 4 } as const;
 
@@ -45,8 +46,6 @@ export interface CliIo {
   signals?: Pick<EventEmitter, "on" | "off">;
   /** Extra runtime wiring (tests shorten session intervals). */
   runtime?: Partial<Omit<Runtime, "logger">>;
-  /** The drivers whose config sections are accepted; default: every driver of this build. */
-  registrations?: readonly DriverSettingsSource[];
   /** Relative paths resolve against it; default process.cwd(). */
   cwd?: string;
 }
@@ -110,7 +109,8 @@ export async function runCli(args: string[], io: CliIo = {}): Promise<number> {
     .configureOutput({ writeOut: (s) => stdout.write(s), writeErr: (s) => stderr.write(s) })
     .showHelpAfterError("(run ferry-agent --help for usage)");
 
-  const registrations = io.registrations ?? DRIVER_REGISTRATIONS;
+  // The same registrations check the driver sections here and create the drivers in main.ts (defaultDrivers).
+  const registrations = DRIVER_REGISTRATIONS;
   const resolve = (opts: Record<string, unknown>): AgentConfig =>
     resolveAgentConfig({ flags: agentFlags(opts), env, registrations, ...(io.cwd !== undefined ? { cwd: io.cwd } : {}) });
 
