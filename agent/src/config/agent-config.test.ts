@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
@@ -189,6 +189,12 @@ describe("agent config: the config file", () => {
     // Readable by all is fine: the file holds no secret.
     assert.equal(resolve({ stateDir: stateDir({ logLevel: "warn" }, 0o644) }).logLevel, "warn");
     refuses(() => resolve({ stateDir: stateDir(" ".repeat(70_000)) }), /agent\.json: is 70000 bytes; a config file may have at most 65536/);
+    // Only root can give a file away; elsewhere the owner rule is covered by the same code path as the mode rule.
+    if (process.getuid?.() === 0) {
+      const dir = stateDir({ logLevel: "warn" }, 0o644);
+      chownSync(join(dir, "agent.json"), 4242, 4242);
+      refuses(() => resolve({ stateDir: dir }), /agent\.json belongs to uid 4242, neither this agent's user \(uid 0\) nor root; chown it/, "CONFIG_INSECURE");
+    }
     const dirAsFile = join(root, "a-dir");
     mkdirSync(dirAsFile);
     refuses(() => resolve({ stateDir: stateDir(), config: dirAsFile }), /a-dir: is not a regular file/);
