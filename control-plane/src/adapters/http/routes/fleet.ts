@@ -3,7 +3,7 @@ import type { FastifyPluginAsync } from "fastify";
 import { encodeJoinString } from "@ferry/pki";
 import { parseDuration } from "../../../domain/fleet/durations.js";
 import type { AgentStatus, FleetService } from "../../../domain/fleet/fleet-service.js";
-import { actor } from "../server.js";
+import { actor } from "../request-principal.js";
 
 export interface FleetRouteDeps {
   fleet: FleetService;
