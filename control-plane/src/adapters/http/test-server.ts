@@ -32,8 +32,11 @@ const fakeRegistry: ImageRegistry = {
     Promise.resolve({ repository: reference.replace(/:[^:/@]+$/, ""), digest: digestOf(reference), mediaType: "application/vnd.oci.image.manifest.v1+json", sourceTag: reference.split(":").pop() ?? null, platforms: [] }),
 };
 
-/** Builds the API on `store`; closes it and removes its key directory when the test ends. Returns an admin token. */
-export async function startTestHttpServer(t: TestContext, store: Store): Promise<{ app: TestHttpServer; adminToken: string }> {
+/**
+ * Builds the API on `store`; closes it and removes its key directory when the test ends. Returns an admin token and
+ * the directory holding the CA, task-signing keyring and evidence key.
+ */
+export async function startTestHttpServer(t: TestContext, store: Store): Promise<{ app: TestHttpServer; adminToken: string; keyDir: string }> {
   const dir = mkdtempSync(join(tmpdir(), "ferry-http-"));
   const clock = systemClock;
   const ca = await FleetCa.loadOrCreate(join(dir, "ca"));
@@ -72,5 +75,5 @@ export async function startTestHttpServer(t: TestContext, store: Store): Promise
     rmSync(dir, { recursive: true, force: true });
   });
   const admin = await createApiToken(store, { subject: "admin", roles: ["admin"], createdBy: "test", description: "" });
-  return { app, adminToken: admin.secret };
+  return { app, adminToken: admin.secret, keyDir: dir };
 }
