@@ -73,7 +73,7 @@ describe("a PostgreSQL server that went away", { skip: testDatabaseUrl() ? false
     const through = new URL(url);
     through.hostname = "127.0.0.1";
     through.port = String(cable.port);
-    const store = await PostgresStore.connect({ connectionString: through.toString(), schema: owner.schema as string, poolMax: 2 });
+    const store = await PostgresStore.connect({ connectionString: through.toString(), schema: owner.schema, poolMax: 2 });
     t.after(() => store.close());
     const { app, adminToken } = await startTestHttpServer(t, store);
     const get = (path: string) => app.inject({ method: "GET", url: path, headers: { authorization: `Bearer ${adminToken}` } });

@@ -72,6 +72,6 @@ export function checkParameters(values: unknown, where: "path" | "query"): void 
   if (typeof values !== "object" || values === null) return;
   for (const [name, v] of Object.entries(values as Record<string, unknown>)) {
     const list = Array.isArray(v) ? v : [v];
-    if (name.includes("\u0000") || list.some((s) => typeof s === "string" && s.includes("\u0000"))) throw nul(name.replace(/\u0000/g, "\\u0000"), where);
+    if (name.includes("\u0000") || list.some((s) => typeof s === "string" && s.includes("\u0000"))) throw nul(name.replaceAll("\u0000", "\\u0000"), where);
   }
 }

@@ -25,11 +25,11 @@ function fieldOf(instancePath: string): string {
     .reduce((acc, seg) => (/^\d+$/.test(seg) ? `${acc}[${seg}]` : acc ? `${acc}.${seg}` : seg), "");
 }
 
-const join = (items: readonly unknown[]): string => items.map((v) => (v === null ? "null" : String(v))).join(", ");
+const join = (items: readonly unknown[]): string => items.map((v) => (typeof v === "string" ? v : JSON.stringify(v))).join(", ");
 const plural = (n: number, one: string, many = `${one}s`): string => `${n} ${n === 1 ? one : many}`;
 
 function problem(e: FastifySchemaValidationError): string {
-  const p = e.params as Record<string, unknown>;
+  const p = e.params;
   switch (e.keyword) {
     case "enum":
       return `must be one of ${join(p["allowedValues"] as unknown[])}`;
@@ -76,7 +76,7 @@ export function schemaError(errors: readonly FastifySchemaValidationError[], con
   const first = errors[0];
   if (!first) return new FerryError("VALIDATION_FAILED", `${where}: is not valid`, { in: where });
   const path = fieldOf(first.instancePath);
-  const p = first.params as Record<string, unknown>;
+  const p = first.params;
   if (first.keyword === "additionalProperties") {
     const extra = String(p["additionalProperty"]);
     const field = path ? `${path}.${extra}` : extra;

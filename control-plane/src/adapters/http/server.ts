@@ -78,7 +78,9 @@ export async function buildHttpServer(d: HttpServerDeps) {
     // Release references in paths run to 200 characters; fastify's default of 100 refused the longer ones.
     routerOptions: { maxParamLength: 512 },
     clientErrorHandler,
-    frameworkErrors: (err, req, reply) => sendError(req, reply, err),
+    frameworkErrors: (err, req, reply) => {
+      void sendError(req, reply, err);
+    },
   });
   recordRoutes(app);
   registerSchemaValidators(app);
