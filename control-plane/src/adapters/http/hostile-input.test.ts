@@ -135,6 +135,35 @@ async function walk(app: TestHttpServer, token: string): Promise<number> {
   return n;
 }
 
+/** Every number without both bounds and every string without a length bound, as "route part.field" lines. */
+function unbounded(route: RouteOptions): string[] {
+  const out: string[] = [];
+  const visit = (s: Schema & { maxLength?: number; pattern?: string }, where: string): void => {
+    const types = Array.isArray(s.type) ? s.type : s.type ? [s.type] : [];
+    if ((types.includes("integer") || types.includes("number")) && (s.minimum === undefined || s.maximum === undefined)) out.push(where);
+    // A pattern anchored at both ends with bounded repetition bounds the length too (a digest, a serial).
+    const boundedPattern = typeof s.pattern === "string" && /^\^[^*+]*\$$/.test(s.pattern);
+    if (types.includes("string") && s.maxLength === undefined && !s.enum && !boundedPattern) out.push(where);
+    for (const [k, v] of Object.entries(s.properties ?? {})) visit(v, `${where}.${k}`);
+    if (typeof s.additionalProperties === "object") visit(s.additionalProperties, `${where}.*`);
+    if (s.items) visit(s.items, `${where}[]`);
+  };
+  const schema = (route.schema ?? {}) as Record<string, Schema | undefined>;
+  for (const part of ["params", "querystring", "body"]) {
+    const s = schema[part];
+    if (s) visit(s, `${String(route.method)} ${route.url} ${part}`);
+  }
+  return out;
+}
+
+describe("route schemas", () => {
+  it("bound every number and every string the API takes", async (t) => {
+    const store = await testBackends()[0]!.open(t);
+    const { app } = await startTestHttpServer(t, store);
+    assert.deepEqual(registeredRoutes(app).flatMap(unbounded), []);
+  });
+});
+
 for (const b of testBackends()) {
   describe(`hostile input on every route (${b.name})`, () => {
     it("never answers 500, and every refusal has the API's shape and a catalogued code", async (t) => {

@@ -94,7 +94,7 @@ export function fleetRoutes(d: FleetRouteDeps): FastifyPluginAsync {
               environment: { type: "string", minLength: 1, maxLength: 63 },
               ttl: { type: "string", minLength: 1, maxLength: 32 },
               uses: { type: "integer", minimum: 1, maximum: 10000 },
-              labels: { type: "object", additionalProperties: { type: "string" }, maxProperties: 32 },
+              labels: { type: "object", additionalProperties: { type: "string", maxLength: 128 }, maxProperties: 32 },
             },
           },
         },

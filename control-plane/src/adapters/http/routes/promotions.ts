@@ -122,7 +122,7 @@ export function promotionRoutes(d: { promotions: PromotionService; records: Secu
             type: "object",
             additionalProperties: false,
             required: ["digest", "maxSeverity", "reason", "expires"],
-            properties: { digest: DIGEST, maxSeverity: { type: "string" }, reason: { type: "string", maxLength: 2000 }, approver: { type: "string", maxLength: 200 }, expires: { type: "string", maxLength: 64 } },
+            properties: { digest: DIGEST, maxSeverity: { type: "string", maxLength: 32 }, reason: { type: "string", maxLength: 2000 }, approver: { type: "string", maxLength: 200 }, expires: { type: "string", maxLength: 64 } },
           },
         },
       },
