@@ -83,6 +83,7 @@ export const ERROR_CATALOGUE = {
   WEBHOOK_NOT_FOUND: { category: "not_found", description: "No webhook subscription with this id." },
   GROUP_MEMBER_EXISTS: { category: "already_exists", description: "The subject is already in the group." },
   RATE_LIMITED: { category: "resource_exhausted", description: "Too many requests; retry after the time in Retry-After." },
+  SERVER_SHUTTING_DOWN: { category: "unavailable", description: "The replica that got the request is stopping; retry, or send it to another replica." },
   STORE_UNAVAILABLE: { category: "unavailable", description: "The database cannot be reached (or cannot be used by this build: locked, or migrated by a newer Ferry); details.reason says which. Retry, or use another replica." },
   TASK_KEYRING_BUSY: { category: "conflict", description: "Another task-signing key rotation holds the keyring's lock; retry shortly (or remove a lock left by a crashed rotation)." },
   TASK_KEYRING_INVALID: { category: "internal", description: "The task-signing keyring on disk is unreadable, inconsistent or insecure; the server log names the file." },

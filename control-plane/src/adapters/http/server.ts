@@ -81,6 +81,8 @@ export async function buildHttpServer(d: HttpServerDeps) {
     frameworkErrors: (err, req, reply) => {
       void sendError(req, reply, err);
     },
+    // Fastify's own answer while closing is a 503 outside the API's error shape; the hook below answers instead.
+    return503OnClosing: false,
   });
   recordRoutes(app);
   registerSchemaValidators(app);
@@ -98,6 +100,16 @@ export async function buildHttpServer(d: HttpServerDeps) {
   const tokens = new TokenCache((secret) => authenticateApiToken(d.store, secret));
   const openapi = new OpenApiCollector();
   openapi.attach(app);
+
+  // Requests that reach a replica while it stops (pipelined, or on a busy keep-alive connection) are refused
+  // before any work, so a load balancer or client retries them elsewhere.
+  let closing = false;
+  app.addHook("preClose", async () => {
+    closing = true;
+  });
+  app.addHook("onRequest", async () => {
+    if (closing) throw new FerryError("SERVER_SHUTTING_DOWN", "this replica is stopping; retry, or send the request to another replica");
+  });
 
   app.addHook("onRequest", async (req) => {
     const role = req.routeOptions.config.role;
