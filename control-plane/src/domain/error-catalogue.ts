@@ -13,7 +13,7 @@ export const ERROR_CATALOGUE = {
   UNAUTHENTICATED: { category: "unauthenticated", description: "No bearer token, or the token is unknown, expired or revoked." },
   FORBIDDEN: { category: "permission_denied", description: "The token's roles do not include the role this endpoint requires." },
   NOT_FOUND: { category: "not_found", description: "No such resource, or no such route." },
-  VALIDATION_FAILED: { category: "invalid_argument", description: "The request body, query or path is not valid; details name the field." },
+  VALIDATION_FAILED: { category: "invalid_argument", description: "The request body, query or path is not valid (see docs/api.md for the rules every request meets); details.field and details.in name the field, details.sqlstate is set when the database refused the value." },
   BODY_TOO_LARGE: { category: "too_large", description: "The request body exceeds the configured limit." },
   UNSUPPORTED_MEDIA_TYPE: { category: "unsupported_format", description: "The request body is not sent as application/json (the Content-Type header names another type, or none)." },
   MALFORMED_JSON: { category: "invalid_argument", description: "The request body is not valid JSON." },

@@ -17,7 +17,7 @@ export const ERROR_CATEGORIES = {
   unsupported_format: "The request is not in a format the server reads.",
   resource_exhausted: "A rate or quota is used up; retry later.",
   upstream_failed: "A system Ferry depends on (an image registry) failed or refused; nothing was changed.",
-  unavailable: "Ferry's database cannot be reached; retry later, or on another replica.",
+  unavailable: "Ferry cannot serve the request now (its database is unreachable, or this replica is stopping); retry later, or on another replica.",
   internal: "A fault in the server or its configuration; the server log has the details.",
 } as const;
 
