@@ -188,7 +188,7 @@ for (const b of testBackends()) {
       const coerced = await send("POST", "/api/v1/environments", '{"name":123}');
       assert.equal(coerced.status, 400);
       assert.equal(coerced.body.error.message, "name: must be a string");
-      assert.equal((await send("GET", "/api/v1/environments")).body && (await app.inject({ method: "GET", url: "/api/v1/environments/123", headers: { authorization: `Bearer ${adminToken}` } })).statusCode, 404);
+      assert.equal((await send("GET", "/api/v1/environments/123")).status, 404, "no environment was created from the number");
       // Query integers are still read from text, within bounds.
       assert.equal((await send("GET", "/api/v1/audit?limit=2")).status, 200);
       const big = await send("PATCH", "/api/v1/environments/x", '{"position": 2147483648}');
