@@ -2,6 +2,7 @@
 // (error-docs.test.ts fails when it does; `npm run docs:errors` rewrites it). It lives with the scripts because it
 // reads every layer at once: the domain's codes and categories, the HTTP adapter's status table and the wire codes.
 import { status } from "@grpc/grpc-js";
+import { RESULT_CODES } from "@ferry/contract";
 import { WIRE_ERROR_DESCRIPTIONS, WireErrorCodes } from "@ferry/proto";
 import { ERROR_CATALOGUE, type ErrorCode } from "../control-plane/src/domain/error-catalogue.js";
 import { ERROR_CATEGORIES, type ErrorCategory } from "../control-plane/src/domain/error-category.js";
@@ -40,6 +41,23 @@ export function renderErrorDocs(): string {
     "|---|---|---|",
     ...Object.entries(WireErrorCodes).map(
       ([code, s]) => `| \`${code}\` | ${grpcName(s)} | ${WIRE_ERROR_DESCRIPTIONS[code as keyof typeof WireErrorCodes]} |`,
+    ),
+    "",
+    "## Task results",
+    "",
+    "A task that does not succeed ends with one of these codes, in the task's `code` (API, CLI, evidence) and, for a",
+    "refusal, in the agent's `TaskAck.refusal_code`. The catalogue is `RESULT_CODES` in `@ferry/contract`, shared by the",
+    "agent, its drivers and the control plane.",
+    "",
+    "- **outcome**: `refused` — the agent would not run the task, nothing was touched; `failed` — the target said no (a",
+    "  check failed, an image is bad) and what ran before was put back; `errored` — a system fault (the agent, the",
+    "  engine, a restore that failed), the target may need a look.",
+    "- **retryable**: whether running the same task again, unchanged, may succeed. Automation retries only these.",
+    "",
+    "| code | outcome | retryable | raised by | meaning |",
+    "|---|---|---|---|---|",
+    ...Object.entries(RESULT_CODES).map(
+      ([code, info]) => `| \`${code}\` | ${info.outcome} | ${info.retryable ? "yes" : "no"} | ${info.source} | ${info.description} |`,
     ),
     "",
   ];
