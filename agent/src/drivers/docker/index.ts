@@ -22,7 +22,7 @@ export interface DockerSettings {
 }
 
 export const dockerRegistration: DriverRegistration = {
-  descriptor: dockerKind as DriverRegistration["descriptor"],
+  descriptor: dockerKind,
   settings: dockerSettings,
   enabledByDefault: true,
   async create({ logger, settings }) {
@@ -33,7 +33,7 @@ export const dockerRegistration: DriverRegistration = {
       ...(s.socket !== undefined ? { socketPath: s.socket } : {}),
       ...(s.stopTimeoutSeconds !== undefined ? { stopTimeoutSeconds: s.stopTimeoutSeconds } : {}),
       ...(s.settleSeconds !== undefined ? { settleSeconds: s.settleSeconds } : {}),
-    }) as unknown as Awaited<ReturnType<DriverRegistration["create"]>>;
+    });
   },
 };
 
