@@ -22,8 +22,9 @@ export {
   type Identity,
   type LoadedState,
 } from "./core/state-dir.js";
-export { StaticDriverRegistry, type AdvertisedDrivers } from "./drivers/registry.js";
-export { DriverRegistry, DriverError, type TargetDriver } from "./drivers/types.js";
+export { DriverRegistry, StaticDriverRegistry, type AdvertisedDriver, type AdvertisedDrivers } from "./drivers/registry.js";
+export { DriverError, type Driver, type DriverRegistration, type PhaseContext, type PhaseState } from "./drivers/driver.js";
+export { FakeDriver, fakeKind, fakeRegistration, type FakeScript } from "./drivers/fake/index.js";
 export { createLogger, type LoggerOptions, type LogLevel } from "./logger.js";
 export { runAgent, runEnrol, type EnrolConfig, type RunConfig, type Runtime } from "./main.js";
 export { EXIT, runCli, type CliIo } from "./cli/program.js";

@@ -10,8 +10,9 @@ import { collectFacts } from "./core/facts.js";
 import { enrol, type EnrolResult } from "./core/enrol.js";
 import { Session, type SessionOptions, type SessionResult } from "./core/session.js";
 import { StateDir } from "./core/state-dir.js";
-import { DockerDriver } from "./drivers/docker/index.js";
-import { DriverRegistry } from "./drivers/types.js";
+import type { DriverRegistration } from "./drivers/driver.js";
+import { DRIVER_REGISTRATIONS } from "./drivers/index.js";
+import { DriverRegistry } from "./drivers/registry.js";
 import { TaskRunner } from "./core/task-runner.js";
 
 export interface EnrolConfig {
@@ -33,6 +34,8 @@ export interface RunConfig {
   registryAuthFile?: string;
   /** How often targets with a sticker are observed for drift. Default 60 s. */
   observeEveryMs?: number;
+  /** A section per driver kind: `enabled` and the driver's own settings (see each registration's schema). */
+  drivers?: Record<string, DriverSection>;
 }
 
 type AgentRegistryAuth = { username?: string; password?: string; identityToken?: string };
@@ -91,17 +94,34 @@ export async function runEnrol(config: EnrolConfig, rt: Runtime): Promise<EnrolR
   return enrol(opts);
 }
 
+/** A driver's section of the agent config: `enabled` plus the driver's own settings. */
+export type DriverSection = Record<string, unknown> & { enabled?: boolean };
+
+/** The sections of the drivers config, from the run config (the docker socket shorthand maps onto drivers.docker). */
+function driverSections(config: RunConfig): Record<string, DriverSection> {
+  const sections: Record<string, DriverSection> = { ...config.drivers };
+  if (config.dockerSocket !== undefined) {
+    sections["docker"] = config.dockerSocket === "off" ? { ...sections["docker"], enabled: false } : { ...sections["docker"], socket: config.dockerSocket };
+  }
+  return sections;
+}
+
 /**
- * The drivers this host can run: Docker when its Engine answers on the configured socket (an agent on a host without
- * Docker does not advertise the driver, so the control plane refuses to send it docker tasks).
+ * The drivers this host can run: each registered kind that is enabled (by default, or in its config section) and
+ * whose target answers (an agent on a host without Docker does not advertise the docker driver, so the control plane
+ * refuses to send it docker tasks). A kind's code is loaded only here, when it is enabled.
  */
-export async function defaultDrivers(config: RunConfig, logger: Logger): Promise<DriverRegistry> {
+export async function defaultDrivers(config: RunConfig, logger: Logger, registrations: readonly DriverRegistration[] = DRIVER_REGISTRATIONS): Promise<DriverRegistry> {
   const registry = new DriverRegistry();
-  if (config.dockerSocket !== "off") {
-    const docker = new DockerDriver({ logger, ...(config.dockerSocket ? { socketPath: config.dockerSocket } : {}) });
-    const up = await docker.available();
-    if (up.ok) registry.register(docker);
-    else logger.warn({ detail: up.detail }, "Docker Engine not reachable; the docker driver is not offered");
+  const sections = driverSections(config);
+  for (const reg of registrations) {
+    const kind = reg.descriptor.kind;
+    const { enabled, ...settings } = sections[kind] ?? {};
+    if (!(enabled ?? reg.enabledByDefault)) continue;
+    const driver = await reg.create({ logger, settings });
+    const up = await driver.available();
+    if (up.ok) registry.register(driver, up.detail);
+    else logger.warn({ kind, detail: up.detail }, `the ${kind} driver cannot reach its targets; it is not offered`);
   }
   return registry;
 }

@@ -51,7 +51,7 @@ export function parseTargetConfig<C>(descriptor: TargetKindDescriptor<C>, raw: u
 export class ImageSelectionError extends Error {
   override readonly name = "ImageSelectionError";
   constructor(
-    readonly code: "RELEASE_COMPONENT_MISSING" | "RELEASE_COMPONENT_AMBIGUOUS" | "RELEASE_COMPONENT_UNMAPPED",
+    readonly code: "RELEASE_COMPONENT_MISSING" | "RELEASE_COMPONENT_AMBIGUOUS",
     message: string,
     readonly field: string,
   ) {

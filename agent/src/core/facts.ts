@@ -3,7 +3,8 @@ import { readFileSync } from "node:fs";
 import * as os from "node:os";
 
 import { create } from "@bufbuild/protobuf";
-import { HostFactsSchema, type HostFacts } from "@ferry/proto";
+import { TASK_PAYLOAD_VERSIONS } from "@ferry/contract";
+import { DriverFactsSchema, HostFactsSchema, type HostFacts } from "@ferry/proto";
 
 import type { AdvertisedDrivers } from "../drivers/registry.js";
 
@@ -33,6 +34,8 @@ export function collectFacts(drivers: AdvertisedDrivers): HostFacts {
     arch: process.arch,
     agentVersion: agentVersion(),
     drivers: drivers.availableDrivers(),
+    driverFacts: drivers.driverFacts().map((d) => create(DriverFactsSchema, { kind: d.kind, capabilities: [...d.capabilities], detail: d.detail })),
+    taskPayloadVersions: [...TASK_PAYLOAD_VERSIONS],
     cpus: os.availableParallelism(),
     memoryBytes: BigInt(os.totalmem()),
   });

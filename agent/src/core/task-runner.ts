@@ -20,9 +20,12 @@ import {
   type TaskOffer,
   type TaskSigningKey,
 } from "@ferry/proto";
+import { ConfigError, ImageSelectionError, isAllAtOnce, parseTargetConfig, pinProblem, taskPhases, type ImagePin } from "@ferry/contract";
 import { TaskRefusal, verifySignedTask, type TaskPayload, type TrustedTaskKey } from "@ferry/pki";
 import type { Logger } from "pino";
-import { DriverError, type DeployPlan, type DriverRegistry, type ProgressSink, type TargetDriver } from "../drivers/types.js";
+import { DriverError, type Driver, type PhaseContext, type ProgressSink } from "../drivers/driver.js";
+import type { DriverRegistry } from "../drivers/registry.js";
+import { runPhases } from "./phase-runner.js";
 import type { Session, SessionReports } from "./session.js";
 import { SPOOL_DIR, TaskSpool } from "./spool.js";
 import { readTrustedKeys, writeTrustedKeys } from "./trusted-keys.js";
@@ -33,9 +36,12 @@ const CHUNK_BYTES = 32 * 1024;
 /** Heartbeats between full sticker reports when nothing changed. */
 const STICKER_REPORT_EVERY = 20;
 
+/** What the runner needs of the session: its events, a way to send, the pull fallback and the agent's identity. */
+export type TaskSession = Pick<Session, "on" | "send" | "pullTasks" | "agentId" | "streamReady">;
+
 export interface TaskRunnerOptions {
   stateDir: string;
-  session: Session;
+  session: TaskSession;
   drivers: DriverRegistry;
   logger: Logger;
   /** Registry credentials configured on the agent, by registry host (used when the task carries none). */
@@ -43,6 +49,13 @@ export interface TaskRunnerOptions {
   /** How often what runs on each stickered target is observed for drift. Default 60 s. */
   observeEveryMs?: number;
   now?: () => number;
+}
+
+/** A task the agent has checked and will run: its driver, the typed config and the images the target runs. */
+interface Checked {
+  driver: Driver<unknown>;
+  config: unknown;
+  images: ImagePin[];
 }
 
 interface LogCursor {
@@ -174,16 +187,8 @@ export class TaskRunner {
       if (rec.state === "finished") this.#sendResult(rec);
       return;
     }
-    const driver = this.#o.drivers.get(payload.target.kind);
-    let refusal: { code: string; message: string } | undefined;
-    if (!driver) refusal = { code: "TASK_NO_DRIVER", message: `this agent has no ${payload.target.kind} driver` };
-    else {
-      try {
-        driver.checkConfig(payload.target.config);
-      } catch (err) {
-        refusal = { code: err instanceof DriverError ? err.code : "INVALID_TARGET_CONFIG", message: (err as Error).message };
-      }
-    }
+    const checked = this.#check(payload);
+    const refusal = "refusal" in checked ? checked.refusal : undefined;
     if (refusal) {
       await this.#journal.refuse(payload, offer.attempt, refusal);
       log.warn(refusal, "refused a task");
@@ -197,11 +202,47 @@ export class TaskRunner {
     this.#running.set(payload.taskId, controller);
     const credentials = offer.credentials;
     const prev = this.#targetChains.get(payload.target.id) ?? Promise.resolve();
-    const next = prev.then(() => this.#run(payload, driver!, credentials, controller.signal)).finally(() => {
+    const ready = checked as Checked;
+    const next = prev.then(() => this.#run(payload, ready, credentials, controller.signal)).finally(() => {
       this.#running.delete(payload.taskId);
       if (this.#targetChains.get(payload.target.id) === next) this.#targetChains.delete(payload.target.id);
     });
     this.#targetChains.set(payload.target.id, next);
+  }
+
+  /**
+   * What the agent decides before it takes a task on: it has a driver for the kind, the config fits the kind's schema,
+   * the images fit the target, and the driver can run the phases asked for. A "no" here is a refusal: nothing runs.
+   */
+  #check(payload: TaskPayload): Checked | { refusal: { code: string; message: string } } {
+    const driver = this.#o.drivers.get(payload.target.kind);
+    if (!driver) return { refusal: { code: "TASK_NO_DRIVER", message: `this agent has no ${payload.target.kind} driver (it has: ${this.#o.drivers.availableDrivers().join(", ") || "none"})` } };
+    let config: unknown;
+    try {
+      config = parseTargetConfig(driver.descriptor, payload.target.config);
+    } catch (err) {
+      if (err instanceof ConfigError) return { refusal: { code: "INVALID_TARGET_CONFIG", message: err.message } };
+      throw err;
+    }
+    if (payload.action === "inspect") return { driver, config, images: [] };
+    let images: ImagePin[];
+    try {
+      images = driver.descriptor.imagesFor(config, payload.images);
+    } catch (err) {
+      if (err instanceof ImageSelectionError) return { refusal: { code: err.code, message: err.message } };
+      throw err;
+    }
+    for (const pin of images) {
+      const problem = pinProblem(pin);
+      if (problem) return { refusal: { code: "TASK_MALFORMED", message: `image ${pin.component}: ${problem}` } };
+    }
+    const phases = taskPhases(payload);
+    // Phases as separate steps need the driver to pick up a state an earlier task left on the target; until a driver
+    // says it can, only the whole run is accepted.
+    if (!isAllAtOnce(phases)) {
+      return { refusal: { code: "TASK_PHASES_UNSUPPORTED", message: `the ${payload.target.kind} driver runs all-at-once deploys only, not the phases ${phases.join(", ")} on their own` } };
+    }
+    return { driver, config, images };
   }
 
   #ack(taskId: string, accepted: boolean, attempt: number, code = "", message = ""): void {
@@ -210,7 +251,8 @@ export class TaskRunner {
 
   // ── running ────────────────────────────────────────────────────────────────────────────────────────────────
 
-  async #run(payload: TaskPayload, driver: TargetDriver, credentials: RegistryCredential[], signal: AbortSignal): Promise<void> {
+  async #run(payload: TaskPayload, checked: Checked, credentials: RegistryCredential[], signal: AbortSignal): Promise<void> {
+    const { driver } = checked;
     const taskId = payload.taskId;
     const log = this.#log.child({ taskId });
     const startedAt = this.#now();
@@ -225,24 +267,36 @@ export class TaskRunner {
       },
       log: (line) => this.#line(taskId, line),
     };
-    const plan: DeployPlan = {
+    const ctx: PhaseContext<unknown> = {
       taskId,
       deploymentId: payload.deploymentId,
       action: payload.action === "rollback" ? "rollback" : "deploy",
       release: payload.release ?? { id: "", name: "", version: "" },
       target: payload.target,
-      images: payload.images,
+      config: checked.config,
+      images: checked.images,
       credentials: (registry) => {
         const c = credentials.find((x) => x.registry === registry);
         if (c) return { registry, username: c.username, password: c.password, ...(c.identityToken ? { identityToken: c.identityToken } : {}) };
         const own = this.#o.agentCredentials?.(registry);
         return own ? { registry, ...own } : undefined;
       },
+      signal,
+      progress: sink,
     };
     let result: TaskRecordResult;
     sink.step("start", `${payload.action} ${payload.release ? `${payload.release.name}@${payload.release.version}` : ""} to ${payload.target.name}`);
     try {
-      const outcome = await driver.deploy(plan, signal, sink);
+      if (payload.action === "inspect") {
+        const found = await driver.inspect(payload.target);
+        result = { outcome: "succeeded", code: "", message: `${payload.target.name} is ${found.state}`, detailsJson: JSON.stringify(found) };
+        await this.#spool.flush();
+        result.logBytes = this.#spool.size(taskId);
+        await marked;
+        this.#sendResult(await this.#journal.finish(taskId, result));
+        return;
+      }
+      const outcome = await runPhases(driver, ctx, { logger: log, phases: taskPhases(payload) });
       const sticker: StickerFile = {
         version: 1,
         targetId: payload.target.id,

@@ -1,9 +1,10 @@
 // What the control plane needs from its task-signing key: sign a task payload, and publish the public keys agents
-// must trust (two during a rotation). Implemented by TaskSigningKeyring in @ferry/pki, whose types define the
-// payload and the envelope (the agent verifies against the same definitions).
-import type { SignedTaskEnvelope, TaskImage, TaskPayload } from "@ferry/pki";
+// must trust (two during a rotation). Implemented by TaskSigningKeyring in @ferry/pki. The payload is the contract's
+// (@ferry/contract), the envelope pki's; the agent verifies against the same definitions.
+import type { TaskImage, TaskPayload } from "@ferry/contract";
+import type { SignedTaskEnvelope } from "@ferry/pki";
 
-export type { TaskImage, TaskPayload as TaskPayloadV1, SignedTaskEnvelope as SignedEnvelope };
+export type { TaskImage, TaskPayload, SignedTaskEnvelope as SignedEnvelope };
 
 export interface PublishedKey {
   keyId: string;

@@ -4,6 +4,7 @@
 // verified (mtls-listener.ts), never from a message. Checked on every new call: a certificate was presented and
 // chains to a trusted CA, it is inside its validity window now (a connection can outlive its certificate), its
 // serial is not revoked, and its agent is not revoked.
+import { isCapability } from "@ferry/contract";
 import { create } from "@bufbuild/protobuf";
 import type { ServerUnaryCall, sendUnaryData, UntypedServiceImplementation } from "@grpc/grpc-js";
 import type { Logger } from "pino";
@@ -143,6 +144,14 @@ export function factsRecord(f: HostFacts | undefined): Partial<HostFactsRecord> 
     drivers: f.drivers.slice(0, 32).map((d) => d.slice(0, 32)),
     cpus: f.cpus,
     memoryBytes: Number(f.memoryBytes),
+    // What the agent says its drivers offer is taken only as far as Ferry knows the words: unknown capabilities are
+    // dropped, not stored, so a capability check can never pass on a name the contract does not define.
+    driverFacts: f.driverFacts.slice(0, 32).map((d) => ({
+      kind: d.kind.slice(0, 32),
+      capabilities: d.capabilities.filter(isCapability),
+      detail: d.detail.replace(/\0/g, "").slice(0, 256),
+    })),
+    taskPayloadVersions: f.taskPayloadVersions.filter((v) => v >= 1 && v <= 1000).slice(0, 16),
   };
 }
 

@@ -230,6 +230,38 @@ for (const b of testBackends()) {
       assert.deepEqual(some.tasks.map((x) => x.target.name), ["web-2"]);
     });
 
+    it("signs each task in the highest payload version its agent reads: v2 with the all-at-once phases, or v1", async (t) => {
+      const fx = await fixture(b, t);
+      await fx.catalog.createComponent({ name: "web", repository: "127.0.0.1:5000/shop/web" }, "alice");
+      await fx.catalog.createEnvironment({ name: "mixed" }, "alice");
+      await fx.store.query("INSERT INTO agents (id, name, environment, status, facts) VALUES ('agt_new', 'new', 'mixed', 'online', $1)", [
+        JSON.stringify({ drivers: ["docker"], driverFacts: [{ kind: "docker", capabilities: [], detail: "" }], taskPayloadVersions: [1, 2] }),
+      ]);
+      await fx.agent("agt_old", "mixed");
+      await fx.store.query("INSERT INTO agents (id, name, environment, status, facts) VALUES ('agt_future', 'future', 'mixed', 'online', $1)", [JSON.stringify({ drivers: ["docker"], taskPayloadVersions: [7] })]);
+      await fx.target("mixed", "on-new", "agt_new", "web");
+      await fx.target("mixed", "on-old", "agt_old", "web");
+      await fx.target("mixed", "on-future", "agt_future", "web");
+      await fx.release("1", { web: ":1" });
+      // An agent that reads no version this control plane writes is named, like a missing driver.
+      await assert.rejects(fx.deployments.deploy({ release: "shop@1", environment: "mixed" }, "bob"), (e: unknown) => {
+        code("TARGET_DRIVER_UNAVAILABLE")(e);
+        assert.match((e as FerryError).message, /target on-future \(docker\): agent agt_future reads task payload versions 7/);
+        return true;
+      });
+      const dep = await fx.deployments.deploy({ release: "shop@1", environment: "mixed", targets: ["on-new", "on-old"] }, "bob");
+      const rows = await fx.store.query<{ id: string; payload: Uint8Array; payload_type: string; key_id: string; signature: Uint8Array; agent_id: string }>("SELECT id, payload, payload_type, key_id, signature, agent_id FROM tasks");
+      const byAgent = Object.fromEntries(
+        rows.rows.map((r) => [r.agent_id, verifySignedTask({ payload: new Uint8Array(r.payload), payloadType: r.payload_type, keyId: r.key_id, signature: new Uint8Array(r.signature) }, { trustedKeys: keyring.publicKeys(T0), agentId: r.agent_id, now: T0 })]),
+      );
+      assert.equal(dep.tasks.length, 2);
+      assert.equal(byAgent["agt_new"]!.v, 2);
+      assert.deepEqual(byAgent["agt_new"]!.phases, ["prepare", "start", "health", "switch", "retire"]);
+      assert.equal(byAgent["agt_old"]!.v, 1);
+      assert.equal(byAgent["agt_old"]!.phases, undefined);
+      assert.deepEqual(rows.rows.map((r) => r.payload_type).sort(), ["application/vnd.ferry.task.v1+json", "application/vnd.ferry.task.v2+json"]);
+    });
+
     it("refuses unknown names, unserved targets and unresolvable components, writing nothing", async (t) => {
       const fx = await fixture(b, t);
       await estate(fx);
@@ -258,8 +290,8 @@ for (const b of testBackends()) {
       await assert.rejects(to(["fine", "revoked"]), code("TARGET_AGENT_MISMATCH"));
       await assert.rejects(to(["fine", "no-driver"]), (e: unknown) => {
         code("TARGET_DRIVER_UNAVAILABLE")(e);
-        assert.deepEqual((e as FerryError).details, { target: "no-driver", kind: "docker" });
-        assert.match((e as FerryError).message, /it has: compose/);
+        assert.deepEqual((e as FerryError).details, { targets: [{ target: "no-driver", kind: "docker", agent: "agt_q1", problem: "agent agt_q1 has no docker driver (it has: compose)" }] });
+        assert.match((e as FerryError).message, /target no-driver \(docker\): agent agt_q1 has no docker driver \(it has: compose\); the other 1 target\(s\) can be deployed with --target/);
         return true;
       });
       await assert.rejects(to(["fine", "unnamed"]), code("RELEASE_COMPONENT_AMBIGUOUS"));

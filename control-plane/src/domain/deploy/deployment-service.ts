@@ -11,11 +11,13 @@
 //     the current ones (so repeated rollbacks toggle, and a redeployment of the same images is skipped).
 import { randomBytes } from "node:crypto";
 import type { Clock } from "../../ports/clock.js";
-import type { TaskImage, TaskPayloadV1, TaskSigner } from "../../ports/signer.js";
+import { ALL_AT_ONCE_PHASES, ImageSelectionError, negotiatePayloadVersion, type Capability, type TaskPayloadVersion } from "@ferry/contract";
+import type { TaskImage, TaskPayload, TaskSigner } from "../../ports/signer.js";
 import type { Queryable, Store } from "../../ports/store.js";
 import { appendAudit } from "../audit/audit-log.js";
 import type { CatalogService, ReleaseView, TargetView } from "../catalog/catalog-service.js";
 import { FerryError } from "../errors.js";
+import { targetKind } from "../catalog/target-kinds.js";
 import { checkLimit, cursorTime, cursorTimeSql, decodeCursor, encodeCursor, type Page } from "../catalog/pagination.js";
 
 export const TASK_NOTIFY_CHANNEL = "ferry_tasks";
@@ -155,25 +157,47 @@ const TASK_COLUMNS = `t.id, t.deployment_id, t.agent_id, t.target_id, tg.name AS
   t.action, t.state, t.payload, t.payload_type, t.key_id, t.signature, t.images, t.not_after, t.attempt, t.queued_at,
   t.started_at, t.finished_at, t.code, t.message, t.details, t.log_bytes`;
 
-/** The one image a target runs from a release (docker targets run one component). */
+/** The images a target runs from a release, as its kind's descriptor chooses them (the agent's driver chooses alike). */
 export function imagesForTarget(target: Pick<TargetView, "name" | "kind" | "config">, release: Pick<ReleaseView, "pins" | "name" | "version">): TaskImage[] {
-  const wanted = typeof target.config.component === "string" ? target.config.component : undefined;
-  if (wanted) {
-    const pin = release.pins.find((p) => p.component === wanted);
-    if (!pin) {
-      throw new FerryError("RELEASE_COMPONENT_MISSING", `target ${target.name} runs component ${wanted}, which release ${release.name}@${release.version} does not pin`, { target: target.name, component: wanted });
+  const descriptor = targetKind(target.kind);
+  try {
+    return descriptor.imagesFor(descriptor.typed(target.config), release.pins);
+  } catch (err) {
+    if (err instanceof ImageSelectionError) {
+      throw new FerryError(err.code, `target ${target.name}, release ${release.name}@${release.version}: ${err.message}`, { target: target.name, field: err.field });
     }
-    return [{ component: pin.component, repository: pin.repository, digest: pin.digest, ref: `${pin.repository}@${pin.digest}` }];
+    throw err;
   }
-  if (release.pins.length !== 1) {
-    throw new FerryError(
-      "RELEASE_COMPONENT_AMBIGUOUS",
-      `target ${target.name} does not name a component and release ${release.name}@${release.version} pins ${release.pins.length} (${release.pins.map((p) => p.component).join(", ")}); set config.component on the target`,
-      { target: target.name },
-    );
-  }
-  const pin = release.pins[0]!;
-  return [{ component: pin.component, repository: pin.repository, digest: pin.digest, ref: `${pin.repository}@${pin.digest}` }];
+}
+
+/** A target chosen for a deployment, with the task payload version its agent reads. */
+interface SelectedTarget {
+  target: TargetView;
+  payloadVersion: TaskPayloadVersion;
+}
+
+interface AgentDriverRow {
+  id: string;
+  environment: string;
+  revoked_at: Date | null;
+  drivers: unknown;
+  driver_facts: unknown;
+  payload_versions: unknown;
+}
+
+/**
+ * Why an agent cannot serve a target of `kind` needing `needs`, or undefined when it can. An agent that advertises
+ * the kind but no driver facts (one from before they were reported) is taken to offer no capabilities.
+ */
+export function driverProblem(agent: Pick<AgentDriverRow, "id" | "drivers" | "driver_facts">, kind: string, needs: readonly Capability[]): string | undefined {
+  const drivers = Array.isArray(agent.drivers) ? (agent.drivers as unknown[]).filter((d): d is string => typeof d === "string") : [];
+  if (!drivers.includes(kind)) return `agent ${agent.id} has no ${kind} driver (it has: ${drivers.join(", ") || "none"})`;
+  if (needs.length === 0) return undefined;
+  const facts = Array.isArray(agent.driver_facts) ? (agent.driver_facts as { kind?: unknown; capabilities?: unknown }[]) : [];
+  const mine = facts.find((f) => f.kind === kind);
+  const offered = Array.isArray(mine?.capabilities) ? (mine.capabilities as unknown[]) : [];
+  const missing = needs.filter((c) => !offered.includes(c));
+  return missing.length > 0 ? `agent ${agent.id}'s ${kind} driver does not offer ${missing.join(", ")}` : undefined;
 }
 
 export interface DeploymentDeps {
@@ -190,6 +214,8 @@ interface PlannedTask {
   agentId: string;
   release: ReleaseView;
   images: TaskImage[];
+  /** The payload version the task is signed as: the highest one its agent reads. */
+  payloadVersion: TaskPayloadVersion;
 }
 
 export class DeploymentService {
@@ -204,8 +230,18 @@ export class DeploymentService {
     const release = await this.d.catalog.getRelease(input.release);
     await this.d.catalog.getEnvironment(input.environment);
     const targets = await this.selectTargets(input.environment, input.targets);
-    const plan = targets.map((t) => ({ target: t, agentId: t.agentId ?? "", release, images: imagesForTarget(t, release) }));
+    const plan = targets.map(({ target: t, payloadVersion }) => ({ target: t, agentId: t.agentId ?? "", release, images: imagesForTarget(t, release), payloadVersion }));
     return this.enqueue({ environment: input.environment, action: "deploy", releaseId: release.id, retryOf: input.retryOf ?? null }, plan, actor, opts.within);
+  }
+
+  /**
+   * Refuses, exactly as deploy() would, a release that cannot go to the environment's targets — a target whose agent
+   * lacks the driver, a component the release does not pin — without queuing anything. Promotions call it when they are
+   * requested, so nobody approves a promotion that could never deploy.
+   */
+  async checkDeployable(release: ReleaseView, environment: string): Promise<void> {
+    const targets = await this.selectTargets(environment, undefined);
+    for (const { target } of targets) imagesForTarget(target, release);
   }
 
   /** Puts back, on each target, the images it ran before its current ones (newest earlier success with other images). */
@@ -214,7 +250,7 @@ export class DeploymentService {
     const targets = await this.selectTargets(input.environment, input.targets);
     const plan: PlannedTask[] = [];
     const nothing: string[] = [];
-    for (const t of targets) {
+    for (const { target: t, payloadVersion } of targets) {
       // The newest success whose images differ from the current ones: a redeployment of the same images (to repair
       // drift, say) is not what an operator rolls back to.
       const r = await this.d.store.query<{ release_id: string; images: TaskImage[] }>(
@@ -228,7 +264,7 @@ export class DeploymentService {
         nothing.push(t.name);
         continue;
       }
-      plan.push({ target: t, agentId: t.agentId ?? "", release: await this.d.catalog.getRelease(previous.release_id), images: previous.images });
+      plan.push({ target: t, agentId: t.agentId ?? "", release: await this.d.catalog.getRelease(previous.release_id), images: previous.images, payloadVersion });
     }
     if (plan.length === 0 || (input.targets?.length && nothing.length > 0)) {
       throw new FerryError(
@@ -252,9 +288,9 @@ export class DeploymentService {
     const environment = dep.environment;
     const targets = await this.selectTargets(environment, failed.map((t) => t.target.name));
     const plan: PlannedTask[] = [];
-    for (const t of targets) {
+    for (const { target: t, payloadVersion } of targets) {
       const task = failed.find((f) => f.target.id === t.id)!;
-      plan.push({ target: t, agentId: t.agentId ?? "", release: await this.d.catalog.getRelease(task.releaseId), images: task.images });
+      plan.push({ target: t, agentId: t.agentId ?? "", release: await this.d.catalog.getRelease(task.releaseId), images: task.images, payloadVersion });
     }
     return this.enqueue({ environment, action: dep.action, releaseId: dep.releaseId, retryOf: dep.id }, plan, actor);
   }
@@ -276,7 +312,13 @@ export class DeploymentService {
     return this.get(deploymentId);
   }
 
-  private async selectTargets(environment: string, names: string[] | undefined): Promise<TargetView[]> {
+  /**
+   * The targets of a deployment (all of the environment's, or the named ones), each checked: served by an agent of the
+   * environment that is not revoked, advertises a driver for the target's kind with every capability the deployment
+   * needs, and reads a task payload version Ferry writes. Every target that fails the driver check is named in one
+   * refusal, so an operator sees the whole list and can deploy the others with --target.
+   */
+  async selectTargets(environment: string, names: string[] | undefined, needs: readonly Capability[] = []): Promise<SelectedTarget[]> {
     const all = await this.d.catalog.listTargets({ environment });
     let chosen: TargetView[];
     if (names && names.length > 0) {
@@ -290,26 +332,36 @@ export class DeploymentService {
       chosen = all;
     }
     if (chosen.length === 0) throw new FerryError("NO_TARGETS", `environment ${environment} has no targets to deploy to`);
-    const agents = await this.d.store.query<{ id: string; environment: string; revoked_at: Date | null; drivers: string[] | null }>(
-      "SELECT id, environment, revoked_at, facts->'drivers' AS drivers FROM agents WHERE id = ANY($1)",
+    const agents = await this.d.store.query<AgentDriverRow>(
+      `SELECT id, environment, revoked_at, facts->'drivers' AS drivers, facts->'driverFacts' AS driver_facts,
+              facts->'taskPayloadVersions' AS payload_versions
+         FROM agents WHERE id = ANY($1)`,
       [chosen.map((t) => t.agentId).filter((a): a is string => !!a)],
     );
+    const selected: SelectedTarget[] = [];
+    const unserved: { target: string; kind: string; agent: string; problem: string }[] = [];
     for (const t of chosen) {
       if (!t.agentId) throw new FerryError("TARGET_HAS_NO_AGENT", `target ${t.name} has no agent serving it; bind one with ferry target update`, { target: t.name });
       const a = agents.rows.find((r) => r.id === t.agentId);
       if (!a || a.revoked_at || a.environment !== environment) {
         throw new FerryError("TARGET_AGENT_MISMATCH", `target ${t.name}'s agent ${t.agentId} is revoked or not in ${environment}`, { target: t.name });
       }
-      const drivers = Array.isArray(a.drivers) ? a.drivers : [];
-      if (!drivers.includes(t.kind)) {
-        throw new FerryError(
-          "TARGET_DRIVER_UNAVAILABLE",
-          `agent ${t.agentId} serving target ${t.name} does not report a ${t.kind} driver (it has: ${drivers.join(", ") || "none"})`,
-          { target: t.name, kind: t.kind },
-        );
-      }
+      const versions = Array.isArray(a.payload_versions) ? (a.payload_versions as unknown[]).filter((v): v is number => typeof v === "number") : [];
+      const payloadVersion = negotiatePayloadVersion(versions);
+      const problem = driverProblem(a, t.kind, needs) ?? (payloadVersion === undefined ? `agent ${a.id} reads task payload versions ${versions.join(", ")}, none of which this control plane writes` : undefined);
+      if (problem) unserved.push({ target: t.name, kind: t.kind, agent: a.id, problem });
+      else selected.push({ target: t, payloadVersion: payloadVersion! });
     }
-    return chosen;
+    if (unserved.length > 0) {
+      const others = chosen.length - unserved.length;
+      throw new FerryError(
+        "TARGET_DRIVER_UNAVAILABLE",
+        `${unserved.map((u) => `target ${u.target} (${u.kind}): ${u.problem}`).join("; ")}` +
+          (others > 0 ? `; the other ${others} target(s) can be deployed with --target` : ""),
+        { targets: unserved },
+      );
+    }
+    return selected;
   }
 
   private async enqueue(
@@ -341,8 +393,8 @@ export class DeploymentService {
       );
       for (const p of plan) {
         const taskId = `tsk_${randomBytes(10).toString("hex")}`;
-        const payload: TaskPayloadV1 = {
-          v: 1,
+        const payload: TaskPayload = {
+          v: p.payloadVersion,
           taskId,
           deploymentId: id,
           agentId: p.agentId,
@@ -353,6 +405,8 @@ export class DeploymentService {
           target: { id: p.target.id, name: p.target.name, kind: p.target.kind, config: p.target.config },
           release: { id: p.release.id, name: p.release.name, version: p.release.version },
           images: p.images,
+          // A v2 task names its phases; a v1 task means the same all-at-once run.
+          ...(p.payloadVersion >= 2 ? { phases: [...ALL_AT_ONCE_PHASES] } : {}),
         };
         const env = this.d.signer.sign(payload);
         await tx.query(

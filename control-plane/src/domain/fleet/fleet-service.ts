@@ -2,6 +2,7 @@
 //
 // Every change is written together with its audit record in one transaction, so a refused or failed operation
 // leaves nothing half-written.
+import type { Capability } from "@ferry/contract";
 import { randomBytes } from "node:crypto";
 import { PkiError, hashSecret, generateSecret, type FleetCa, type IssuedCertificate } from "@ferry/pki";
 import type { Clock } from "../../ports/clock.js";
@@ -23,6 +24,10 @@ export interface HostFactsRecord {
   drivers: string[];
   cpus: number;
   memoryBytes: number;
+  /** Per driver: the capabilities it offers on that host, and its status line. */
+  driverFacts: { kind: string; capabilities: Capability[]; detail: string }[];
+  /** Task payload versions the agent reads; empty for an agent from before versions were advertised (v1 only). */
+  taskPayloadVersions: number[];
 }
 
 export type AgentStatus = "online" | "offline" | "revoked";

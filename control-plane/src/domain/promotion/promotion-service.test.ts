@@ -311,17 +311,23 @@ for (const b of testBackends()) {
       assert.equal((await fx.promotions.request({ release: "shop@1", environment: "dev" }, alice)).state, "deploying");
     });
 
-    it("fails without a deployment when none can be started, and frees the environment", async (t) => {
+    it("refuses at request time, before any approval, a promotion whose deployment could never be queued", async (t) => {
       const fx = await fixture(b, t);
       await estate(fx);
       await fx.release("1");
-      await fx.store.query("UPDATE agents SET revoked_at = now(), status = 'revoked' WHERE id = 'agt_dev'");
-      const p = await fx.promotions.request({ release: "shop@1", environment: "dev" }, alice);
-      assert.equal(p.state, "failed");
-      assert.equal(p.deploymentId, null);
-      assert.match(p.reason!, /^the deployment could not be started: target web-dev's agent agt_dev is revoked/);
+      // A target the environment's agent has no driver for: refused naming the target and kind, nothing written.
+      await fx.catalog.createTarget({ environment: "dev", name: "jobs-dev", kind: "compose", agentId: "agt_dev", config: { project: "jobs", directory: "/srv/jobs" } }, "alice");
+      const e = await refused(fx, "TARGET_DRIVER_UNAVAILABLE", () => fx.promotions.request({ release: "shop@1", environment: "dev" }, alice), "alice");
+      assert.match(e.message, /target jobs-dev \(compose\): agent agt_dev has no compose driver \(it has: docker\)/);
+      assert.deepEqual((e.details["targets"] as { target: string }[]).map((x) => x.target), ["jobs-dev"]);
+      // A revoked agent: the same, at request time.
+      await fx.catalog.createEnvironment({ name: "lab" }, "alice");
+      await fx.store.query("INSERT INTO agents (id, name, environment, status, facts) VALUES ('agt_lab', 'lab', 'lab', 'online', $1)", [JSON.stringify({ drivers: ["docker"] })]);
+      await fx.catalog.createTarget({ environment: "lab", name: "web-lab", kind: "docker", agentId: "agt_lab", config: { container: "web", component: "web" } }, "alice");
+      await fx.store.query("UPDATE agents SET revoked_at = now(), status = 'revoked' WHERE id = 'agt_lab'");
+      await refused(fx, "TARGET_AGENT_MISMATCH", () => fx.promotions.request({ release: "shop@1", environment: "lab" }, alice), "alice");
       assert.equal(await count(fx.store, "deployments"), 0);
-      assert.deepEqual(fx.events.map((e) => e.type), ["promotion.requested", "promotion.approved", "promotion.failed"]);
+      assert.deepEqual(fx.events.map((e) => e.type), []);
     });
 
     it("waits for approvals from the group and refuses what separation of duties forbids, each refusal audited and writing nothing", async (t) => {

@@ -169,6 +169,13 @@ export class PromotionService {
       }
     }
     try {
+      // Before any approval is collected: a promotion whose deployment could never be queued is refused now.
+      await this.d.deployments.checkDeployable(release, env.name);
+    } catch (err) {
+      if (err instanceof FerryError) return this.refuse(who, "promotion.request", `${release.name}@${release.version}`, err);
+      throw err;
+    }
+    try {
       await this.d.store.transaction(async (tx) => {
         await tx.query("SELECT name FROM environments WHERE name = $1 FOR UPDATE", [env.name]);
         const active = await tx.query<{ id: string; state: string }>(

@@ -21,7 +21,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ferry/agent/v1/agent.proto.
  */
 export const file_ferry_agent_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("ChpmZXJyeS9hZ2VudC92MS9hZ2VudC5wcm90bxIOZmVycnkuYWdlbnQudjEilwEKCUhvc3RGYWN0cxIQCghob3N0bmFtZRgBIAEoCRIKCgJvcxgCIAEoCRISCgpvc19yZWxlYXNlGAMgASgJEgwKBGFyY2gYBCABKAkSFQoNYWdlbnRfdmVyc2lvbhgFIAEoCRIPCgdkcml2ZXJzGAYgAygJEgwKBGNwdXMYByABKA0SFAoMbWVtb3J5X2J5dGVzGAggASgEImsKDEVucm9sUmVxdWVzdBISCgpqb2luX3Rva2VuGAEgASgJEg8KB2Nzcl9wZW0YAiABKAkSDAoEbmFtZRgDIAEoCRIoCgVmYWN0cxgEIAEoCzIZLmZlcnJ5LmFnZW50LnYxLkhvc3RGYWN0cyLCAgoNRW5yb2xSZXNwb25zZRIQCghhZ2VudF9pZBgBIAEoCRIXCg9jZXJ0aWZpY2F0ZV9wZW0YAiABKAkSFQoNY2FfYnVuZGxlX3BlbRgDIAMoCRITCgtlbnZpcm9ubWVudBgEIAEoCRI5CgZsYWJlbHMYBSADKAsyKS5mZXJyeS5hZ2VudC52MS5FbnJvbFJlc3BvbnNlLkxhYmVsc0VudHJ5Eh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgGIAEoDRIWCg5hZ2VudF9lbmRwb2ludBgHIAEoCRI5ChF0YXNrX3NpZ25pbmdfa2V5cxgIIAMoCzIeLmZlcnJ5LmFnZW50LnYxLlRhc2tTaWduaW5nS2V5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiYQoOVGFza1NpZ25pbmdLZXkSDgoGa2V5X2lkGAEgASgJEhEKCWFsZ29yaXRobRgCIAEoCRIWCg5wdWJsaWNfa2V5X3BlbRgDIAEoCRIUCgxub3RfYWZ0ZXJfbXMYBCABKAMi3AIKDkNvbm5lY3RSZXF1ZXN0EiYKBWhlbGxvGAEgASgLMhUuZmVycnkuYWdlbnQudjEuSGVsbG9IABIuCgloZWFydGJlYXQYAiABKAsyGS5mZXJyeS5hZ2VudC52MS5IZWFydGJlYXRIABIkCgRwb25nGAMgASgLMhQuZmVycnkuYWdlbnQudjEuUG9uZ0gAEisKCHRhc2tfYWNrGAQgASgLMhcuZmVycnkuYWdlbnQudjEuVGFza0Fja0gAEjUKDXRhc2tfcHJvZ3Jlc3MYBSABKAsyHC5mZXJyeS5hZ2VudC52MS5UYXNrUHJvZ3Jlc3NIABItCglsb2dfY2h1bmsYBiABKAsyGC5mZXJyeS5hZ2VudC52MS5Mb2dDaHVua0gAEjEKC3Rhc2tfcmVzdWx0GAcgASgLMhouZmVycnkuYWdlbnQudjEuVGFza1Jlc3VsdEgAQgYKBGJvZHkinwEKBUhlbGxvEhAKCGFnZW50X2lkGAEgASgJEigKBWZhY3RzGAIgASgLMhkuZmVycnkuYWdlbnQudjEuSG9zdEZhY3RzEhUKDWFnZW50X3RpbWVfbXMYAyABKAMSKQoIc3RpY2tlcnMYBCADKAsyFy5mZXJyeS5hZ2VudC52MS5TdGlja2VyEhgKEHJ1bm5pbmdfdGFza19pZHMYBSADKAkitgEKCUhlYXJ0YmVhdBIQCghhZ2VudF9pZBgBIAEoCRILCgNzZXEYAiABKAQSFQoNYWdlbnRfdGltZV9tcxgDIAEoAxITCgtsYXN0X3J0dF9tcxgEIAEoDRIpCghzdGlja2VycxgFIAMoCzIXLmZlcnJ5LmFnZW50LnYxLlN0aWNrZXISGQoRc3RpY2tlcnNfaW5jbHVkZWQYBiABKAgSGAoQcnVubmluZ190YXNrX2lkcxgHIAMoCSIVCgRQb25nEg0KBW5vbmNlGAEgASgEIpYDCg9Db25uZWN0UmVzcG9uc2USKgoHd2VsY29tZRgBIAEoCzIXLmZlcnJ5LmFnZW50LnYxLldlbGNvbWVIABI1Cg1oZWFydGJlYXRfYWNrGAIgASgLMhwuZmVycnkuYWdlbnQudjEuSGVhcnRiZWF0QWNrSAASJAoEcGluZxgDIAEoCzIULmZlcnJ5LmFnZW50LnYxLlBpbmdIABIwCgpkaXNjb25uZWN0GAQgASgLMhouZmVycnkuYWdlbnQudjEuRGlzY29ubmVjdEgAEi8KCnRhc2tfb2ZmZXIYBSABKAsyGS5mZXJyeS5hZ2VudC52MS5UYXNrT2ZmZXJIABIpCgdsb2dfYWNrGAYgASgLMhYuZmVycnkuYWdlbnQudjEuTG9nQWNrSAASLwoKcmVzdWx0X2FjaxgHIAEoCzIZLmZlcnJ5LmFnZW50LnYxLlJlc3VsdEFja0gAEjMKDHNpZ25pbmdfa2V5cxgIIAEoCzIbLmZlcnJ5LmFnZW50LnYxLlNpZ25pbmdLZXlzSABCBgoEYm9keSKNAQoHV2VsY29tZRIQCghhZ2VudF9pZBgBIAEoCRIdChVoZWFydGJlYXRfaW50ZXJ2YWxfbXMYAiABKA0SFgoOc2VydmVyX3RpbWVfbXMYAyABKAMSOQoRdGFza19zaWduaW5nX2tleXMYBCADKAsyHi5mZXJyeS5hZ2VudC52MS5UYXNrU2lnbmluZ0tleSJSCgxIZWFydGJlYXRBY2sSCwoDc2VxGAEgASgEEhYKDnNlcnZlcl90aW1lX21zGAIgASgDEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgDIAEoDSIVCgRQaW5nEg0KBW5vbmNlGAEgASgEIkMKCkRpc2Nvbm5lY3QSDAoEY29kZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEhYKDnJldHJ5X2FmdGVyX21zGAMgASgNIioKF1JlbmV3Q2VydGlmaWNhdGVSZXF1ZXN0Eg8KB2Nzcl9wZW0YASABKAkiSgoYUmVuZXdDZXJ0aWZpY2F0ZVJlc3BvbnNlEhcKD2NlcnRpZmljYXRlX3BlbRgBIAEoCRIVCg1jYV9idW5kbGVfcGVtGAIgAygJIlYKClNpZ25lZFRhc2sSDwoHcGF5bG9hZBgBIAEoDBIUCgxwYXlsb2FkX3R5cGUYAiABKAkSDgoGa2V5X2lkGAMgASgJEhEKCXNpZ25hdHVyZRgEIAEoDCJiChJSZWdpc3RyeUNyZWRlbnRpYWwSEAoIcmVnaXN0cnkYASABKAkSEAoIdXNlcm5hbWUYAiABKAkSEAoIcGFzc3dvcmQYAyABKAkSFgoOaWRlbnRpdHlfdG9rZW4YBCABKAkifwoJVGFza09mZmVyEigKBHRhc2sYASABKAsyGi5mZXJyeS5hZ2VudC52MS5TaWduZWRUYXNrEjcKC2NyZWRlbnRpYWxzGAIgAygLMiIuZmVycnkuYWdlbnQudjEuUmVnaXN0cnlDcmVkZW50aWFsEg8KB2F0dGVtcHQYAyABKA0ibAoHVGFza0FjaxIPCgd0YXNrX2lkGAEgASgJEhAKCGFjY2VwdGVkGAIgASgIEhQKDHJlZnVzYWxfY29kZRgDIAEoCRIXCg9yZWZ1c2FsX21lc3NhZ2UYBCABKAkSDwoHYXR0ZW1wdBgFIAEoDSI2Cg5BY2tUYXNrUmVxdWVzdBIkCgNhY2sYASABKAsyFy5mZXJyeS5hZ2VudC52MS5UYXNrQWNrIhEKD0Fja1Rhc2tSZXNwb25zZSJBChNSZXBvcnRSZXN1bHRSZXF1ZXN0EioKBnJlc3VsdBgBIAEoCzIaLmZlcnJ5LmFnZW50LnYxLlRhc2tSZXN1bHQiPgoUUmVwb3J0UmVzdWx0UmVzcG9uc2USJgoDYWNrGAEgASgLMhkuZmVycnkuYWdlbnQudjEuUmVzdWx0QWNrIkwKDFRhc2tQcm9ncmVzcxIPCgd0YXNrX2lkGAEgASgJEgwKBHN0ZXAYAiABKAkSDgoGZGV0YWlsGAMgASgJEg0KBWF0X21zGAQgASgDIkYKCExvZ0NodW5rEg8KB3Rhc2tfaWQYASABKAkSCwoDc2VxGAIgASgEEg4KBm9mZnNldBgDIAEoBBIMCgRkYXRhGAQgASgMIikKBkxvZ0FjaxIPCgd0YXNrX2lkGAEgASgJEg4KBm9mZnNldBgCIAEoBCLgAQoKVGFza1Jlc3VsdBIPCgd0YXNrX2lkGAEgASgJEg8KB291dGNvbWUYAiABKAkSDAoEY29kZRgDIAEoCRIPCgdtZXNzYWdlGAQgASgJEhQKDGRldGFpbHNfanNvbhgFIAEoCRIoCgdzdGlja2VyGAYgASgLMhcuZmVycnkuYWdlbnQudjEuU3RpY2tlchIVCg1zdGFydGVkX2F0X21zGAcgASgDEhYKDmZpbmlzaGVkX2F0X21zGAggASgDEhEKCWxvZ19ieXRlcxgJIAEoBBIPCgdhdHRlbXB0GAogASgNIhwKCVJlc3VsdEFjaxIPCgd0YXNrX2lkGAEgASgJIjsKC1NpZ25pbmdLZXlzEiwKBGtleXMYASADKAsyHi5mZXJyeS5hZ2VudC52MS5UYXNrU2lnbmluZ0tleSJdCgxTdGlja2VySW1hZ2USEQoJY29tcG9uZW50GAEgASgJEhIKCnJlcG9zaXRvcnkYAiABKAkSDgoGZGlnZXN0GAMgASgJEhYKDnJ1bm5pbmdfZGlnZXN0GAQgASgJIqMCCgdTdGlja2VyEhEKCXRhcmdldF9pZBgBIAEoCRITCgt0YXJnZXRfbmFtZRgCIAEoCRISCgpyZWxlYXNlX2lkGAMgASgJEhQKDHJlbGVhc2VfbmFtZRgEIAEoCRIXCg9yZWxlYXNlX3ZlcnNpb24YBSABKAkSFQoNZGVwbG95bWVudF9pZBgGIAEoCRIPCgd0YXNrX2lkGAcgASgJEhUKDXdyaXR0ZW5fYXRfbXMYCCABKAMSEAoIYWdlbnRfaWQYCSABKAkSLAoGaW1hZ2VzGAogAygLMhwuZmVycnkuYWdlbnQudjEuU3RpY2tlckltYWdlEhYKDm9ic2VydmVkX2F0X21zGAsgASgDEhYKDm9ic2VydmVkX3N0YXRlGAwgASgJIh8KEFB1bGxUYXNrc1JlcXVlc3QSCwoDbWF4GAEgASgNIj4KEVB1bGxUYXNrc1Jlc3BvbnNlEikKBm9mZmVycxgBIAMoCzIZLmZlcnJ5LmFnZW50LnYxLlRhc2tPZmZlcjJYChBFbnJvbG1lbnRTZXJ2aWNlEkQKBUVucm9sEhwuZmVycnkuYWdlbnQudjEuRW5yb2xSZXF1ZXN0Gh0uZmVycnkuYWdlbnQudjEuRW5yb2xSZXNwb25zZTK+AwoMQWdlbnRTZXJ2aWNlEk4KB0Nvbm5lY3QSHi5mZXJyeS5hZ2VudC52MS5Db25uZWN0UmVxdWVzdBofLmZlcnJ5LmFnZW50LnYxLkNvbm5lY3RSZXNwb25zZSgBMAESZQoQUmVuZXdDZXJ0aWZpY2F0ZRInLmZlcnJ5LmFnZW50LnYxLlJlbmV3Q2VydGlmaWNhdGVSZXF1ZXN0GiguZmVycnkuYWdlbnQudjEuUmVuZXdDZXJ0aWZpY2F0ZVJlc3BvbnNlElAKCVB1bGxUYXNrcxIgLmZlcnJ5LmFnZW50LnYxLlB1bGxUYXNrc1JlcXVlc3QaIS5mZXJyeS5hZ2VudC52MS5QdWxsVGFza3NSZXNwb25zZRJKCgdBY2tUYXNrEh4uZmVycnkuYWdlbnQudjEuQWNrVGFza1JlcXVlc3QaHy5mZXJyeS5hZ2VudC52MS5BY2tUYXNrUmVzcG9uc2USWQoMUmVwb3J0UmVzdWx0EiMuZmVycnkuYWdlbnQudjEuUmVwb3J0UmVzdWx0UmVxdWVzdBokLmZlcnJ5LmFnZW50LnYxLlJlcG9ydFJlc3VsdFJlc3BvbnNlYgZwcm90bzM");
+  fileDesc("ChpmZXJyeS9hZ2VudC92MS9hZ2VudC5wcm90bxIOZmVycnkuYWdlbnQudjEi6QEKCUhvc3RGYWN0cxIQCghob3N0bmFtZRgBIAEoCRIKCgJvcxgCIAEoCRISCgpvc19yZWxlYXNlGAMgASgJEgwKBGFyY2gYBCABKAkSFQoNYWdlbnRfdmVyc2lvbhgFIAEoCRIPCgdkcml2ZXJzGAYgAygJEgwKBGNwdXMYByABKA0SFAoMbWVtb3J5X2J5dGVzGAggASgEEjEKDGRyaXZlcl9mYWN0cxgJIAMoCzIbLmZlcnJ5LmFnZW50LnYxLkRyaXZlckZhY3RzEh0KFXRhc2tfcGF5bG9hZF92ZXJzaW9ucxgKIAMoDSJBCgtEcml2ZXJGYWN0cxIMCgRraW5kGAEgASgJEhQKDGNhcGFiaWxpdGllcxgCIAMoCRIOCgZkZXRhaWwYAyABKAkiawoMRW5yb2xSZXF1ZXN0EhIKCmpvaW5fdG9rZW4YASABKAkSDwoHY3NyX3BlbRgCIAEoCRIMCgRuYW1lGAMgASgJEigKBWZhY3RzGAQgASgLMhkuZmVycnkuYWdlbnQudjEuSG9zdEZhY3RzIsICCg1FbnJvbFJlc3BvbnNlEhAKCGFnZW50X2lkGAEgASgJEhcKD2NlcnRpZmljYXRlX3BlbRgCIAEoCRIVCg1jYV9idW5kbGVfcGVtGAMgAygJEhMKC2Vudmlyb25tZW50GAQgASgJEjkKBmxhYmVscxgFIAMoCzIpLmZlcnJ5LmFnZW50LnYxLkVucm9sUmVzcG9uc2UuTGFiZWxzRW50cnkSHQoVaGVhcnRiZWF0X2ludGVydmFsX21zGAYgASgNEhYKDmFnZW50X2VuZHBvaW50GAcgASgJEjkKEXRhc2tfc2lnbmluZ19rZXlzGAggAygLMh4uZmVycnkuYWdlbnQudjEuVGFza1NpZ25pbmdLZXkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJhCg5UYXNrU2lnbmluZ0tleRIOCgZrZXlfaWQYASABKAkSEQoJYWxnb3JpdGhtGAIgASgJEhYKDnB1YmxpY19rZXlfcGVtGAMgASgJEhQKDG5vdF9hZnRlcl9tcxgEIAEoAyLcAgoOQ29ubmVjdFJlcXVlc3QSJgoFaGVsbG8YASABKAsyFS5mZXJyeS5hZ2VudC52MS5IZWxsb0gAEi4KCWhlYXJ0YmVhdBgCIAEoCzIZLmZlcnJ5LmFnZW50LnYxLkhlYXJ0YmVhdEgAEiQKBHBvbmcYAyABKAsyFC5mZXJyeS5hZ2VudC52MS5Qb25nSAASKwoIdGFza19hY2sYBCABKAsyFy5mZXJyeS5hZ2VudC52MS5UYXNrQWNrSAASNQoNdGFza19wcm9ncmVzcxgFIAEoCzIcLmZlcnJ5LmFnZW50LnYxLlRhc2tQcm9ncmVzc0gAEi0KCWxvZ19jaHVuaxgGIAEoCzIYLmZlcnJ5LmFnZW50LnYxLkxvZ0NodW5rSAASMQoLdGFza19yZXN1bHQYByABKAsyGi5mZXJyeS5hZ2VudC52MS5UYXNrUmVzdWx0SABCBgoEYm9keSKfAQoFSGVsbG8SEAoIYWdlbnRfaWQYASABKAkSKAoFZmFjdHMYAiABKAsyGS5mZXJyeS5hZ2VudC52MS5Ib3N0RmFjdHMSFQoNYWdlbnRfdGltZV9tcxgDIAEoAxIpCghzdGlja2VycxgEIAMoCzIXLmZlcnJ5LmFnZW50LnYxLlN0aWNrZXISGAoQcnVubmluZ190YXNrX2lkcxgFIAMoCSK2AQoJSGVhcnRiZWF0EhAKCGFnZW50X2lkGAEgASgJEgsKA3NlcRgCIAEoBBIVCg1hZ2VudF90aW1lX21zGAMgASgDEhMKC2xhc3RfcnR0X21zGAQgASgNEikKCHN0aWNrZXJzGAUgAygLMhcuZmVycnkuYWdlbnQudjEuU3RpY2tlchIZChFzdGlja2Vyc19pbmNsdWRlZBgGIAEoCBIYChBydW5uaW5nX3Rhc2tfaWRzGAcgAygJIhUKBFBvbmcSDQoFbm9uY2UYASABKAQilgMKD0Nvbm5lY3RSZXNwb25zZRIqCgd3ZWxjb21lGAEgASgLMhcuZmVycnkuYWdlbnQudjEuV2VsY29tZUgAEjUKDWhlYXJ0YmVhdF9hY2sYAiABKAsyHC5mZXJyeS5hZ2VudC52MS5IZWFydGJlYXRBY2tIABIkCgRwaW5nGAMgASgLMhQuZmVycnkuYWdlbnQudjEuUGluZ0gAEjAKCmRpc2Nvbm5lY3QYBCABKAsyGi5mZXJyeS5hZ2VudC52MS5EaXNjb25uZWN0SAASLwoKdGFza19vZmZlchgFIAEoCzIZLmZlcnJ5LmFnZW50LnYxLlRhc2tPZmZlckgAEikKB2xvZ19hY2sYBiABKAsyFi5mZXJyeS5hZ2VudC52MS5Mb2dBY2tIABIvCgpyZXN1bHRfYWNrGAcgASgLMhkuZmVycnkuYWdlbnQudjEuUmVzdWx0QWNrSAASMwoMc2lnbmluZ19rZXlzGAggASgLMhsuZmVycnkuYWdlbnQudjEuU2lnbmluZ0tleXNIAEIGCgRib2R5Io0BCgdXZWxjb21lEhAKCGFnZW50X2lkGAEgASgJEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgCIAEoDRIWCg5zZXJ2ZXJfdGltZV9tcxgDIAEoAxI5ChF0YXNrX3NpZ25pbmdfa2V5cxgEIAMoCzIeLmZlcnJ5LmFnZW50LnYxLlRhc2tTaWduaW5nS2V5IlIKDEhlYXJ0YmVhdEFjaxILCgNzZXEYASABKAQSFgoOc2VydmVyX3RpbWVfbXMYAiABKAMSHQoVaGVhcnRiZWF0X2ludGVydmFsX21zGAMgASgNIhUKBFBpbmcSDQoFbm9uY2UYASABKAQiQwoKRGlzY29ubmVjdBIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkSFgoOcmV0cnlfYWZ0ZXJfbXMYAyABKA0iKgoXUmVuZXdDZXJ0aWZpY2F0ZVJlcXVlc3QSDwoHY3NyX3BlbRgBIAEoCSJKChhSZW5ld0NlcnRpZmljYXRlUmVzcG9uc2USFwoPY2VydGlmaWNhdGVfcGVtGAEgASgJEhUKDWNhX2J1bmRsZV9wZW0YAiADKAkiVgoKU2lnbmVkVGFzaxIPCgdwYXlsb2FkGAEgASgMEhQKDHBheWxvYWRfdHlwZRgCIAEoCRIOCgZrZXlfaWQYAyABKAkSEQoJc2lnbmF0dXJlGAQgASgMImIKElJlZ2lzdHJ5Q3JlZGVudGlhbBIQCghyZWdpc3RyeRgBIAEoCRIQCgh1c2VybmFtZRgCIAEoCRIQCghwYXNzd29yZBgDIAEoCRIWCg5pZGVudGl0eV90b2tlbhgEIAEoCSJ/CglUYXNrT2ZmZXISKAoEdGFzaxgBIAEoCzIaLmZlcnJ5LmFnZW50LnYxLlNpZ25lZFRhc2sSNwoLY3JlZGVudGlhbHMYAiADKAsyIi5mZXJyeS5hZ2VudC52MS5SZWdpc3RyeUNyZWRlbnRpYWwSDwoHYXR0ZW1wdBgDIAEoDSJsCgdUYXNrQWNrEg8KB3Rhc2tfaWQYASABKAkSEAoIYWNjZXB0ZWQYAiABKAgSFAoMcmVmdXNhbF9jb2RlGAMgASgJEhcKD3JlZnVzYWxfbWVzc2FnZRgEIAEoCRIPCgdhdHRlbXB0GAUgASgNIjYKDkFja1Rhc2tSZXF1ZXN0EiQKA2FjaxgBIAEoCzIXLmZlcnJ5LmFnZW50LnYxLlRhc2tBY2siEQoPQWNrVGFza1Jlc3BvbnNlIkEKE1JlcG9ydFJlc3VsdFJlcXVlc3QSKgoGcmVzdWx0GAEgASgLMhouZmVycnkuYWdlbnQudjEuVGFza1Jlc3VsdCI+ChRSZXBvcnRSZXN1bHRSZXNwb25zZRImCgNhY2sYASABKAsyGS5mZXJyeS5hZ2VudC52MS5SZXN1bHRBY2siTAoMVGFza1Byb2dyZXNzEg8KB3Rhc2tfaWQYASABKAkSDAoEc3RlcBgCIAEoCRIOCgZkZXRhaWwYAyABKAkSDQoFYXRfbXMYBCABKAMiRgoITG9nQ2h1bmsSDwoHdGFza19pZBgBIAEoCRILCgNzZXEYAiABKAQSDgoGb2Zmc2V0GAMgASgEEgwKBGRhdGEYBCABKAwiKQoGTG9nQWNrEg8KB3Rhc2tfaWQYASABKAkSDgoGb2Zmc2V0GAIgASgEIuABCgpUYXNrUmVzdWx0Eg8KB3Rhc2tfaWQYASABKAkSDwoHb3V0Y29tZRgCIAEoCRIMCgRjb2RlGAMgASgJEg8KB21lc3NhZ2UYBCABKAkSFAoMZGV0YWlsc19qc29uGAUgASgJEigKB3N0aWNrZXIYBiABKAsyFy5mZXJyeS5hZ2VudC52MS5TdGlja2VyEhUKDXN0YXJ0ZWRfYXRfbXMYByABKAMSFgoOZmluaXNoZWRfYXRfbXMYCCABKAMSEQoJbG9nX2J5dGVzGAkgASgEEg8KB2F0dGVtcHQYCiABKA0iHAoJUmVzdWx0QWNrEg8KB3Rhc2tfaWQYASABKAkiOwoLU2lnbmluZ0tleXMSLAoEa2V5cxgBIAMoCzIeLmZlcnJ5LmFnZW50LnYxLlRhc2tTaWduaW5nS2V5Il0KDFN0aWNrZXJJbWFnZRIRCgljb21wb25lbnQYASABKAkSEgoKcmVwb3NpdG9yeRgCIAEoCRIOCgZkaWdlc3QYAyABKAkSFgoOcnVubmluZ19kaWdlc3QYBCABKAkiowIKB1N0aWNrZXISEQoJdGFyZ2V0X2lkGAEgASgJEhMKC3RhcmdldF9uYW1lGAIgASgJEhIKCnJlbGVhc2VfaWQYAyABKAkSFAoMcmVsZWFzZV9uYW1lGAQgASgJEhcKD3JlbGVhc2VfdmVyc2lvbhgFIAEoCRIVCg1kZXBsb3ltZW50X2lkGAYgASgJEg8KB3Rhc2tfaWQYByABKAkSFQoNd3JpdHRlbl9hdF9tcxgIIAEoAxIQCghhZ2VudF9pZBgJIAEoCRIsCgZpbWFnZXMYCiADKAsyHC5mZXJyeS5hZ2VudC52MS5TdGlja2VySW1hZ2USFgoOb2JzZXJ2ZWRfYXRfbXMYCyABKAMSFgoOb2JzZXJ2ZWRfc3RhdGUYDCABKAkiHwoQUHVsbFRhc2tzUmVxdWVzdBILCgNtYXgYASABKA0iPgoRUHVsbFRhc2tzUmVzcG9uc2USKQoGb2ZmZXJzGAEgAygLMhkuZmVycnkuYWdlbnQudjEuVGFza09mZmVyMlgKEEVucm9sbWVudFNlcnZpY2USRAoFRW5yb2wSHC5mZXJyeS5hZ2VudC52MS5FbnJvbFJlcXVlc3QaHS5mZXJyeS5hZ2VudC52MS5FbnJvbFJlc3BvbnNlMr4DCgxBZ2VudFNlcnZpY2USTgoHQ29ubmVjdBIeLmZlcnJ5LmFnZW50LnYxLkNvbm5lY3RSZXF1ZXN0Gh8uZmVycnkuYWdlbnQudjEuQ29ubmVjdFJlc3BvbnNlKAEwARJlChBSZW5ld0NlcnRpZmljYXRlEicuZmVycnkuYWdlbnQudjEuUmVuZXdDZXJ0aWZpY2F0ZVJlcXVlc3QaKC5mZXJyeS5hZ2VudC52MS5SZW5ld0NlcnRpZmljYXRlUmVzcG9uc2USUAoJUHVsbFRhc2tzEiAuZmVycnkuYWdlbnQudjEuUHVsbFRhc2tzUmVxdWVzdBohLmZlcnJ5LmFnZW50LnYxLlB1bGxUYXNrc1Jlc3BvbnNlEkoKB0Fja1Rhc2sSHi5mZXJyeS5hZ2VudC52MS5BY2tUYXNrUmVxdWVzdBofLmZlcnJ5LmFnZW50LnYxLkFja1Rhc2tSZXNwb25zZRJZCgxSZXBvcnRSZXN1bHQSIy5mZXJyeS5hZ2VudC52MS5SZXBvcnRSZXN1bHRSZXF1ZXN0GiQuZmVycnkuYWdlbnQudjEuUmVwb3J0UmVzdWx0UmVzcG9uc2ViBnByb3RvMw");
 
 /**
  * Facts an agent reports about the host it runs on.
@@ -76,6 +76,21 @@ export type HostFacts = Message<"ferry.agent.v1.HostFacts"> & {
    * @generated from field: uint64 memory_bytes = 8;
    */
   memoryBytes: bigint;
+
+  /**
+   * Per driver in `drivers`: what it offers on this host (capabilities from @ferry/contract) and its status line.
+   *
+   * @generated from field: repeated ferry.agent.v1.DriverFacts driver_facts = 9;
+   */
+  driverFacts: DriverFacts[];
+
+  /**
+   * Task payload versions this agent reads (@ferry/contract task-payload.ts). Empty: an agent from before
+   * versions were advertised, which reads v1 only.
+   *
+   * @generated from field: repeated uint32 task_payload_versions = 10;
+   */
+  taskPayloadVersions: number[];
 };
 
 /**
@@ -84,6 +99,39 @@ export type HostFacts = Message<"ferry.agent.v1.HostFacts"> & {
  */
 export const HostFactsSchema: GenMessage<HostFacts> = /*@__PURE__*/
   messageDesc(file_ferry_agent_v1_agent, 0);
+
+/**
+ * @generated from message ferry.agent.v1.DriverFacts
+ */
+export type DriverFacts = Message<"ferry.agent.v1.DriverFacts"> & {
+  /**
+   * a target kind, as in HostFacts.drivers
+   *
+   * @generated from field: string kind = 1;
+   */
+  kind: string;
+
+  /**
+   * e.g. "side-by-side", "several-images", "native-rollout", "router"
+   *
+   * @generated from field: repeated string capabilities = 2;
+   */
+  capabilities: string[];
+
+  /**
+   * e.g. "Docker Engine 20.10.24 (API 1.41) on unix:///var/run/docker.sock"
+   *
+   * @generated from field: string detail = 3;
+   */
+  detail: string;
+};
+
+/**
+ * Describes the message ferry.agent.v1.DriverFacts.
+ * Use `create(DriverFactsSchema)` to create a new message.
+ */
+export const DriverFactsSchema: GenMessage<DriverFacts> = /*@__PURE__*/
+  messageDesc(file_ferry_agent_v1_agent, 1);
 
 /**
  * @generated from message ferry.agent.v1.EnrolRequest
@@ -121,7 +169,7 @@ export type EnrolRequest = Message<"ferry.agent.v1.EnrolRequest"> & {
  * Use `create(EnrolRequestSchema)` to create a new message.
  */
 export const EnrolRequestSchema: GenMessage<EnrolRequest> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 1);
+  messageDesc(file_ferry_agent_v1_agent, 2);
 
 /**
  * @generated from message ferry.agent.v1.EnrolResponse
@@ -179,7 +227,7 @@ export type EnrolResponse = Message<"ferry.agent.v1.EnrolResponse"> & {
  * Use `create(EnrolResponseSchema)` to create a new message.
  */
 export const EnrolResponseSchema: GenMessage<EnrolResponse> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 2);
+  messageDesc(file_ferry_agent_v1_agent, 3);
 
 /**
  * A public key that signs tasks. Separate from the fleet CA; rotated with overlap, so during a rotation two keys
@@ -220,7 +268,7 @@ export type TaskSigningKey = Message<"ferry.agent.v1.TaskSigningKey"> & {
  * Use `create(TaskSigningKeySchema)` to create a new message.
  */
 export const TaskSigningKeySchema: GenMessage<TaskSigningKey> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 3);
+  messageDesc(file_ferry_agent_v1_agent, 4);
 
 /**
  * @generated from message ferry.agent.v1.ConnectRequest
@@ -279,7 +327,7 @@ export type ConnectRequest = Message<"ferry.agent.v1.ConnectRequest"> & {
  * Use `create(ConnectRequestSchema)` to create a new message.
  */
 export const ConnectRequestSchema: GenMessage<ConnectRequest> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 4);
+  messageDesc(file_ferry_agent_v1_agent, 5);
 
 /**
  * First message on a Connect stream.
@@ -322,7 +370,7 @@ export type Hello = Message<"ferry.agent.v1.Hello"> & {
  * Use `create(HelloSchema)` to create a new message.
  */
 export const HelloSchema: GenMessage<Hello> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 5);
+  messageDesc(file_ferry_agent_v1_agent, 6);
 
 /**
  * @generated from message ferry.agent.v1.Heartbeat
@@ -374,7 +422,7 @@ export type Heartbeat = Message<"ferry.agent.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 6);
+  messageDesc(file_ferry_agent_v1_agent, 7);
 
 /**
  * @generated from message ferry.agent.v1.Pong
@@ -391,7 +439,7 @@ export type Pong = Message<"ferry.agent.v1.Pong"> & {
  * Use `create(PongSchema)` to create a new message.
  */
 export const PongSchema: GenMessage<Pong> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 7);
+  messageDesc(file_ferry_agent_v1_agent, 8);
 
 /**
  * @generated from message ferry.agent.v1.ConnectResponse
@@ -456,7 +504,7 @@ export type ConnectResponse = Message<"ferry.agent.v1.ConnectResponse"> & {
  * Use `create(ConnectResponseSchema)` to create a new message.
  */
 export const ConnectResponseSchema: GenMessage<ConnectResponse> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 8);
+  messageDesc(file_ferry_agent_v1_agent, 9);
 
 /**
  * @generated from message ferry.agent.v1.Welcome
@@ -488,7 +536,7 @@ export type Welcome = Message<"ferry.agent.v1.Welcome"> & {
  * Use `create(WelcomeSchema)` to create a new message.
  */
 export const WelcomeSchema: GenMessage<Welcome> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 9);
+  messageDesc(file_ferry_agent_v1_agent, 10);
 
 /**
  * @generated from message ferry.agent.v1.HeartbeatAck
@@ -517,7 +565,7 @@ export type HeartbeatAck = Message<"ferry.agent.v1.HeartbeatAck"> & {
  * Use `create(HeartbeatAckSchema)` to create a new message.
  */
 export const HeartbeatAckSchema: GenMessage<HeartbeatAck> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 10);
+  messageDesc(file_ferry_agent_v1_agent, 11);
 
 /**
  * Application-level keepalive. Load balancers drop HTTP/2 PINGs, so the server also pings inside the stream and
@@ -537,7 +585,7 @@ export type Ping = Message<"ferry.agent.v1.Ping"> & {
  * Use `create(PingSchema)` to create a new message.
  */
 export const PingSchema: GenMessage<Ping> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 11);
+  messageDesc(file_ferry_agent_v1_agent, 12);
 
 /**
  * The server is closing the stream. The agent honours retry_after_ms before reconnecting.
@@ -568,7 +616,7 @@ export type Disconnect = Message<"ferry.agent.v1.Disconnect"> & {
  * Use `create(DisconnectSchema)` to create a new message.
  */
 export const DisconnectSchema: GenMessage<Disconnect> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 12);
+  messageDesc(file_ferry_agent_v1_agent, 13);
 
 /**
  * @generated from message ferry.agent.v1.RenewCertificateRequest
@@ -585,7 +633,7 @@ export type RenewCertificateRequest = Message<"ferry.agent.v1.RenewCertificateRe
  * Use `create(RenewCertificateRequestSchema)` to create a new message.
  */
 export const RenewCertificateRequestSchema: GenMessage<RenewCertificateRequest> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 13);
+  messageDesc(file_ferry_agent_v1_agent, 14);
 
 /**
  * @generated from message ferry.agent.v1.RenewCertificateResponse
@@ -607,7 +655,7 @@ export type RenewCertificateResponse = Message<"ferry.agent.v1.RenewCertificateR
  * Use `create(RenewCertificateResponseSchema)` to create a new message.
  */
 export const RenewCertificateResponseSchema: GenMessage<RenewCertificateResponse> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 14);
+  messageDesc(file_ferry_agent_v1_agent, 15);
 
 /**
  * A task as the control plane signed it. payload is the canonical JSON (RFC 8785) of the task; signature is over
@@ -644,7 +692,7 @@ export type SignedTask = Message<"ferry.agent.v1.SignedTask"> & {
  * Use `create(SignedTaskSchema)` to create a new message.
  */
 export const SignedTaskSchema: GenMessage<SignedTask> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 15);
+  messageDesc(file_ferry_agent_v1_agent, 16);
 
 /**
  * Registry credentials for a task's images, resolved by the control plane from its secret store. Not part of the
@@ -681,7 +729,7 @@ export type RegistryCredential = Message<"ferry.agent.v1.RegistryCredential"> & 
  * Use `create(RegistryCredentialSchema)` to create a new message.
  */
 export const RegistryCredentialSchema: GenMessage<RegistryCredential> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 16);
+  messageDesc(file_ferry_agent_v1_agent, 17);
 
 /**
  * @generated from message ferry.agent.v1.TaskOffer
@@ -708,7 +756,7 @@ export type TaskOffer = Message<"ferry.agent.v1.TaskOffer"> & {
  * Use `create(TaskOfferSchema)` to create a new message.
  */
 export const TaskOfferSchema: GenMessage<TaskOffer> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 17);
+  messageDesc(file_ferry_agent_v1_agent, 18);
 
 /**
  * The agent's answer to an offer: accepted (verified, journaled, about to run) or refused with a stable code.
@@ -749,7 +797,7 @@ export type TaskAck = Message<"ferry.agent.v1.TaskAck"> & {
  * Use `create(TaskAckSchema)` to create a new message.
  */
 export const TaskAckSchema: GenMessage<TaskAck> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 18);
+  messageDesc(file_ferry_agent_v1_agent, 19);
 
 /**
  * @generated from message ferry.agent.v1.AckTaskRequest
@@ -766,7 +814,7 @@ export type AckTaskRequest = Message<"ferry.agent.v1.AckTaskRequest"> & {
  * Use `create(AckTaskRequestSchema)` to create a new message.
  */
 export const AckTaskRequestSchema: GenMessage<AckTaskRequest> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 19);
+  messageDesc(file_ferry_agent_v1_agent, 20);
 
 /**
  * @generated from message ferry.agent.v1.AckTaskResponse
@@ -779,7 +827,7 @@ export type AckTaskResponse = Message<"ferry.agent.v1.AckTaskResponse"> & {
  * Use `create(AckTaskResponseSchema)` to create a new message.
  */
 export const AckTaskResponseSchema: GenMessage<AckTaskResponse> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 20);
+  messageDesc(file_ferry_agent_v1_agent, 21);
 
 /**
  * @generated from message ferry.agent.v1.ReportResultRequest
@@ -796,7 +844,7 @@ export type ReportResultRequest = Message<"ferry.agent.v1.ReportResultRequest"> 
  * Use `create(ReportResultRequestSchema)` to create a new message.
  */
 export const ReportResultRequestSchema: GenMessage<ReportResultRequest> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 21);
+  messageDesc(file_ferry_agent_v1_agent, 22);
 
 /**
  * @generated from message ferry.agent.v1.ReportResultResponse
@@ -813,7 +861,7 @@ export type ReportResultResponse = Message<"ferry.agent.v1.ReportResultResponse"
  * Use `create(ReportResultResponseSchema)` to create a new message.
  */
 export const ReportResultResponseSchema: GenMessage<ReportResultResponse> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 22);
+  messageDesc(file_ferry_agent_v1_agent, 23);
 
 /**
  * @generated from message ferry.agent.v1.TaskProgress
@@ -847,7 +895,7 @@ export type TaskProgress = Message<"ferry.agent.v1.TaskProgress"> & {
  * Use `create(TaskProgressSchema)` to create a new message.
  */
 export const TaskProgressSchema: GenMessage<TaskProgress> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 23);
+  messageDesc(file_ferry_agent_v1_agent, 24);
 
 /**
  * A piece of a task's log. offset is the byte offset of data within the task's whole log; the agent spools the log
@@ -882,7 +930,7 @@ export type LogChunk = Message<"ferry.agent.v1.LogChunk"> & {
  * Use `create(LogChunkSchema)` to create a new message.
  */
 export const LogChunkSchema: GenMessage<LogChunk> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 24);
+  messageDesc(file_ferry_agent_v1_agent, 25);
 
 /**
  * The control plane has stored the task's log up to offset.
@@ -906,7 +954,7 @@ export type LogAck = Message<"ferry.agent.v1.LogAck"> & {
  * Use `create(LogAckSchema)` to create a new message.
  */
 export const LogAckSchema: GenMessage<LogAck> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 25);
+  messageDesc(file_ferry_agent_v1_agent, 26);
 
 /**
  * @generated from message ferry.agent.v1.TaskResult
@@ -977,7 +1025,7 @@ export type TaskResult = Message<"ferry.agent.v1.TaskResult"> & {
  * Use `create(TaskResultSchema)` to create a new message.
  */
 export const TaskResultSchema: GenMessage<TaskResult> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 26);
+  messageDesc(file_ferry_agent_v1_agent, 27);
 
 /**
  * @generated from message ferry.agent.v1.ResultAck
@@ -994,7 +1042,7 @@ export type ResultAck = Message<"ferry.agent.v1.ResultAck"> & {
  * Use `create(ResultAckSchema)` to create a new message.
  */
 export const ResultAckSchema: GenMessage<ResultAck> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 27);
+  messageDesc(file_ferry_agent_v1_agent, 28);
 
 /**
  * The trusted task-signing keys changed (rotation). Replaces the agent's set.
@@ -1013,7 +1061,7 @@ export type SigningKeys = Message<"ferry.agent.v1.SigningKeys"> & {
  * Use `create(SigningKeysSchema)` to create a new message.
  */
 export const SigningKeysSchema: GenMessage<SigningKeys> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 28);
+  messageDesc(file_ferry_agent_v1_agent, 29);
 
 /**
  * @generated from message ferry.agent.v1.StickerImage
@@ -1049,7 +1097,7 @@ export type StickerImage = Message<"ferry.agent.v1.StickerImage"> & {
  * Use `create(StickerImageSchema)` to create a new message.
  */
 export const StickerImageSchema: GenMessage<StickerImage> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 29);
+  messageDesc(file_ferry_agent_v1_agent, 30);
 
 /**
  * What Ferry last deployed on a target, as recorded on the target itself, plus what the agent observed there.
@@ -1125,7 +1173,7 @@ export type Sticker = Message<"ferry.agent.v1.Sticker"> & {
  * Use `create(StickerSchema)` to create a new message.
  */
 export const StickerSchema: GenMessage<Sticker> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 30);
+  messageDesc(file_ferry_agent_v1_agent, 31);
 
 /**
  * @generated from message ferry.agent.v1.PullTasksRequest
@@ -1142,7 +1190,7 @@ export type PullTasksRequest = Message<"ferry.agent.v1.PullTasksRequest"> & {
  * Use `create(PullTasksRequestSchema)` to create a new message.
  */
 export const PullTasksRequestSchema: GenMessage<PullTasksRequest> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 31);
+  messageDesc(file_ferry_agent_v1_agent, 32);
 
 /**
  * @generated from message ferry.agent.v1.PullTasksResponse
@@ -1159,7 +1207,7 @@ export type PullTasksResponse = Message<"ferry.agent.v1.PullTasksResponse"> & {
  * Use `create(PullTasksResponseSchema)` to create a new message.
  */
 export const PullTasksResponseSchema: GenMessage<PullTasksResponse> = /*@__PURE__*/
-  messageDesc(file_ferry_agent_v1_agent, 32);
+  messageDesc(file_ferry_agent_v1_agent, 33);
 
 /**
  * @generated from service ferry.agent.v1.EnrolmentService
