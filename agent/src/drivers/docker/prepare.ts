@@ -27,7 +27,7 @@ export function pickImage(config: DockerTargetConfig, images: readonly ImagePin[
   try {
     pin = dockerKind.imagesFor(config, images)[0];
   } catch (err) {
-    if (err instanceof ImageSelectionError) throw dockerError(err.code === "RELEASE_COMPONENT_UNMAPPED" ? "INVALID_TARGET_CONFIG" : err.code, err.message, { field: err.field });
+    if (err instanceof ImageSelectionError) throw dockerError(err.code, err.message, { field: err.field });
     throw err;
   }
   if (!pin) throw dockerError("RELEASE_COMPONENT_AMBIGUOUS", "config.component: the task carries no image", { field: "config.component" });
