@@ -25,6 +25,7 @@ export {
 export { DriverRegistry, StaticDriverRegistry, type AdvertisedDriver, type AdvertisedDrivers } from "./drivers/registry.js";
 export { DriverError, type Driver, type DriverRegistration, type PhaseContext, type PhaseState } from "./drivers/driver.js";
 export { FakeDriver, fakeKind, fakeRegistration, type FakeScript } from "./drivers/fake/index.js";
+export { resolveAgentConfig, type AgentConfig, type AgentFlags, type DriverSection, type Origin } from "./config/agent-config.js";
 export { createLogger, type LoggerOptions, type LogLevel } from "./logger.js";
 export { runAgent, runEnrol, type EnrolConfig, type RunConfig, type Runtime } from "./main.js";
 export { EXIT, runCli, type CliIo } from "./cli/program.js";

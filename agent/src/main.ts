@@ -5,6 +5,7 @@ import type { EventEmitter } from "node:events";
 import { readFile, stat } from "node:fs/promises";
 import type { Logger } from "pino";
 import { AgentError } from "./core/agent-error.js";
+import type { AgentConfig } from "./config/agent-config.js";
 
 import { collectFacts } from "./core/facts.js";
 import { enrol, type EnrolResult } from "./core/enrol.js";
@@ -15,28 +16,20 @@ import { DRIVER_REGISTRATIONS } from "./drivers/index.js";
 import { DriverRegistry } from "./drivers/registry.js";
 import { TaskRunner } from "./core/task-runner.js";
 
-export interface EnrolConfig {
+export interface EnrolConfig extends RunConfig {
   /** Secret: never logged. */
   joinString: string;
-  stateDir: string;
   name?: string;
   force?: boolean;
 }
 
-export interface RunConfig {
-  stateDir: string;
-  /** Docker Engine socket for docker targets that name none; "off" disables the Docker driver. */
-  dockerSocket?: string;
-  /**
-   * Registry credentials kept on the agent (Docker's config.json form: {"auths": {"host:port": {"username", "password"}
-   * or {"auth": base64(user:pass)}}}), used for registries the task brings no credentials for. Never logged.
-   */
-  registryAuthFile?: string;
-  /** How often targets with a sticker are observed for drift. Default 60 s. */
-  observeEveryMs?: number;
-  /** A section per driver kind: `enabled` and the driver's own settings (see each registration's schema). */
-  drivers?: Record<string, DriverSection>;
-}
+/**
+ * The agent's resolved configuration (config/agent-config.ts): flags > FERRY_AGENT_* environment > config file >
+ * defaults, one section per driver. registryAuthFile holds registry credentials kept on the agent (Docker's
+ * config.json form: {"auths": {"host:port": {"username", "password"} or {"auth": base64(user:pass)}}}), used for
+ * registries the task brings no credentials for; never logged.
+ */
+export type RunConfig = AgentConfig;
 
 type AgentRegistryAuth = { username?: string; password?: string; identityToken?: string };
 
@@ -82,7 +75,7 @@ export interface Runtime {
 }
 
 export async function runEnrol(config: EnrolConfig, rt: Runtime): Promise<EnrolResult> {
-  const drivers = rt.drivers ?? (await defaultDrivers({ stateDir: config.stateDir }, rt.logger));
+  const drivers = rt.drivers ?? (await defaultDrivers(config, rt.logger));
   const opts: Parameters<typeof enrol>[0] = {
     joinString: config.joinString,
     stateDir: new StateDir(config.stateDir),
@@ -94,31 +87,18 @@ export async function runEnrol(config: EnrolConfig, rt: Runtime): Promise<EnrolR
   return enrol(opts);
 }
 
-/** A driver's section of the agent config: `enabled` plus the driver's own settings. */
-export type DriverSection = Record<string, unknown> & { enabled?: boolean };
-
-/** The sections of the drivers config, from the run config (the docker socket shorthand maps onto drivers.docker). */
-function driverSections(config: RunConfig): Record<string, DriverSection> {
-  const sections: Record<string, DriverSection> = { ...config.drivers };
-  if (config.dockerSocket !== undefined) {
-    sections["docker"] = config.dockerSocket === "off" ? { ...sections["docker"], enabled: false } : { ...sections["docker"], socket: config.dockerSocket };
-  }
-  return sections;
-}
-
 /**
- * The drivers this host can run: each registered kind that is enabled (by default, or in its config section) and
- * whose target answers (an agent on a host without Docker does not advertise the docker driver, so the control plane
- * refuses to send it docker tasks). A kind's code is loaded only here, when it is enabled.
+ * The drivers this host can run: each registered kind its config section enables (config.drivers, resolved with the
+ * same registrations' schemas) whose target answers (an agent on a host without Docker does not advertise the docker
+ * driver, so the control plane refuses to send it docker tasks). A kind's code is loaded only here, when it is enabled.
  */
 export async function defaultDrivers(config: RunConfig, logger: Logger, registrations: readonly DriverRegistration[] = DRIVER_REGISTRATIONS): Promise<DriverRegistry> {
   const registry = new DriverRegistry();
-  const sections = driverSections(config);
   for (const reg of registrations) {
     const kind = reg.descriptor.kind;
-    const { enabled, ...settings } = sections[kind] ?? {};
-    if (!(enabled ?? reg.enabledByDefault)) continue;
-    const driver = await reg.create({ logger, settings });
+    const section = config.drivers[kind];
+    if (!(section?.enabled ?? reg.enabledByDefault)) continue;
+    const driver = await reg.create({ logger, settings: section?.settings ?? {} });
     const up = await driver.available();
     if (up.ok) registry.register(driver, up.detail);
     else logger.warn({ kind, detail: up.detail }, `the ${kind} driver cannot reach its targets; it is not offered`);
@@ -142,7 +122,7 @@ export async function runAgent(config: RunConfig, rt: Runtime): Promise<SessionR
     },
   });
   const agentAuth = config.registryAuthFile ? await readRegistryAuthFile(config.registryAuthFile) : new Map<string, AgentRegistryAuth>();
-  const runner = await new TaskRunner({ stateDir: config.stateDir, session, drivers, logger: rt.logger, agentCredentials: (registry) => agentAuth.get(registry), ...(config.observeEveryMs ? { observeEveryMs: config.observeEveryMs } : {}) }).start();
+  const runner = await new TaskRunner({ stateDir: config.stateDir, session, drivers, logger: rt.logger, agentCredentials: (registry) => agentAuth.get(registry), observeEveryMs: config.observeIntervalSeconds * 1000 }).start();
   ref.runner = runner;
   const signals = rt.signals ?? process;
   const onSignal = (signal: string): void => {

@@ -1,10 +1,12 @@
 import { strict as assert } from "node:assert";
 import { EventEmitter } from "node:events";
+import { chmodSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { after, afterEach, before, describe, it } from "node:test";
 
 import { wireError } from "@ferry/proto";
 
+import { dockerEngine } from "../../../test/helpers/docker.js";
 import { agentVersion } from "../core/facts.js";
 import { ControlPlaneHarness } from "../test-support/control-plane-harness.js";
 import { logSink } from "../test-support/log-sink.js";
@@ -146,5 +148,53 @@ describe("ferry-agent CLI", () => {
     }
     assert.equal(await exit, EXIT.reenrol);
     assert.match(t.err(), /AGENT_REVOKED: .*revoked.*ferry-agent enrol --force/);
+  });
+
+  it("prints the resolved configuration with each value's source, as text or JSON", async () => {
+    const dir = await harness.tempDir("config");
+    writeFileSync(path.join(dir, "agent.json"), JSON.stringify({ observeIntervalSeconds: 30, drivers: { docker: { settleSeconds: 3 } } }), { mode: 0o600 });
+    const env = { FERRY_AGENT_STATE_DIR: dir, FERRY_AGENT_DRIVER_DOCKER_STOP_TIMEOUT_SECONDS: "20" };
+    let t = io(env);
+    assert.equal(await runCli(["config", "--driver", "docker.socket=/run/a.sock", "--driver", "docker.socket=/run/b.sock", "--log-level", "warn"], t), EXIT.ok, t.err());
+    const text = t.out();
+    assert.match(text, new RegExp(`^configFile +${path.join(dir, "agent.json")} +agent\\.json in the state directory$`, "m"));
+    assert.match(text, new RegExp(`^stateDir +${dir} +FERRY_AGENT_STATE_DIR$`, "m"));
+    assert.match(text, /^logLevel +warn +--log-level$/m);
+    assert.match(text, /^observeIntervalSeconds +30 +\S+agent\.json observeIntervalSeconds$/m);
+    assert.match(text, /^drivers\.docker\.socket +\/run\/b\.sock +--driver docker\.socket$/m);
+    assert.match(text, /^drivers\.docker\.stopTimeoutSeconds +20 +FERRY_AGENT_DRIVER_DOCKER_STOP_TIMEOUT_SECONDS$/m);
+    assert.match(text, /^drivers\.docker\.settleSeconds +3 +\S+agent\.json drivers\.docker\.settleSeconds$/m);
+
+    t = io(env);
+    assert.equal(await runCli(["config", "--json", "--docker-socket", "off"], t), EXIT.ok, t.err());
+    const rows = JSON.parse(t.out()) as Array<{ key: string; value: unknown; source: string; from: string }>;
+    assert.deepEqual(rows.find((r) => r.key === "drivers.docker.enabled"), { key: "drivers.docker.enabled", value: false, source: "flag", from: "--docker-socket" });
+    assert.deepEqual(rows.find((r) => r.key === "registryAuthFile"), { key: "registryAuthFile", value: null, source: "default", from: "default" });
+  });
+
+  it("exits 2 naming the source of a bad configuration value, before connecting anywhere", async () => {
+    const dir = await harness.tempDir("config");
+    let t = io({ FERRY_AGENT_OBSERVE_INTERVAL: "0" });
+    assert.equal(await runCli(["run", "--state-dir", dir], t), EXIT.usage);
+    assert.match(t.err(), /^ferry-agent: CONFIG_INVALID: FERRY_AGENT_OBSERVE_INTERVAL: "0" is not a number of seconds from 1 to 86400\n$/);
+    t = io();
+    assert.equal(await runCli(["run", "--state-dir", dir, "--driver", "docker.socket=docker.sock"], t), EXIT.usage);
+    assert.match(t.err(), /CONFIG_INVALID: --driver docker\.socket: must be an absolute path/);
+    writeFileSync(path.join(dir, "agent.json"), JSON.stringify({ drivers: { docker: { socket: "/x" } } }));
+    chmodSync(path.join(dir, "agent.json"), 0o666);
+    t = io();
+    assert.equal(await runCli(["run", "--state-dir", dir], t), EXIT.usage);
+    assert.match(t.err(), /CONFIG_INSECURE: .*agent\.json is writable by group or others/);
+  });
+
+  it("enrols with the drivers its configuration enables", async () => {
+    const off = io({ FERRY_JOIN: harness.joinString() });
+    assert.equal(await runCli(["enrol", "--state-dir", path.join(await harness.tempDir("cli"), "state"), "--docker-socket", "off"], off), EXIT.ok, off.err());
+    assert.deepEqual(harness.enrolRequests.at(-1)?.facts?.drivers, []);
+    const engine = await dockerEngine();
+    if (!engine.available) return; // the docker driver's own suite reports a missing engine loudly
+    const on = io({ FERRY_JOIN: harness.joinString(), FERRY_AGENT_DRIVER_DOCKER_SOCKET: engine.socketPath });
+    assert.equal(await runCli(["enrol", "--state-dir", path.join(await harness.tempDir("cli"), "state")], on), EXIT.ok, on.err());
+    assert.deepEqual(harness.enrolRequests.at(-1)?.facts?.drivers, ["docker"]);
   });
 });

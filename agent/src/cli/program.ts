@@ -1,24 +1,30 @@
 // The `ferry-agent` command line.
 //
-//   ferry-agent enrol --join STRING --state-dir DIR [--name NAME] [--force]
-//   ferry-agent run --state-dir DIR [--log-level info]
+//   ferry-agent enrol --join STRING --state-dir DIR [--name NAME] [--force] [config options]
+//   ferry-agent run --state-dir DIR [config options]
+//   ferry-agent config --state-dir DIR [config options] [--json]    prints the resolved config and each value's source
 //   ferry-agent --version
 //
-// Flags win over the environment (FERRY_JOIN, FERRY_AGENT_STATE_DIR, FERRY_AGENT_LOG_LEVEL). Exit codes, for
-// installers and supervisors:
+// Config options (every command): --config FILE, --state-dir DIR, --log-level LEVEL, --observe-interval SECONDS,
+// --registry-auth FILE, --driver KIND.KEY=VALUE (repeatable), --docker-socket PATH|off. They are resolved once, with
+// FERRY_AGENT_* variables and the config file beneath them (config/agent-config.ts, docs/agent.md); FERRY_JOIN
+// carries the join string. Exit codes, for installers and supervisors:
 //   0 ok · 1 unreachable or internal failure · 2 usage or configuration error · 3 enrolment refused ·
 //   4 revoked, unknown or expired identity: re-enrol (a supervisor should not restart on 4)
 //
-// stdout carries the JSON log (pretty-printed on a terminal) and nothing else; one-line human summaries and errors
-// go to stderr.
+// stdout carries the JSON log (pretty-printed on a terminal) and nothing else, except for `config`, whose output is
+// the config; one-line human summaries and errors go to stderr.
 import type { EventEmitter } from "node:events";
 
 import { Command, CommanderError, Option } from "commander";
 import type { DestinationStream, Logger } from "pino";
 
+import { resolveAgentConfig, type AgentConfig, type AgentFlags } from "../config/agent-config.js";
+import { describeAgentConfig, formatConfigRows } from "../config/describe-config.js";
 import { AgentError, isAgentError, type AgentErrorKind } from "../core/agent-error.js";
 import { agentVersion } from "../core/facts.js";
 import { createLogger, LOG_LEVELS, type LogLevel } from "../logger.js";
+import { DRIVER_REGISTRATIONS } from "../drivers/index.js";
 import { runAgent, runEnrol, type Runtime } from "../main.js";
 
 export const EXIT = { ok: 0, failure: 1, usage: 2, refused: 3, reenrol: 4 } as const;
@@ -40,24 +46,46 @@ export interface CliIo {
   signals?: Pick<EventEmitter, "on" | "off">;
   /** Extra runtime wiring (tests shorten session intervals). */
   runtime?: Partial<Omit<Runtime, "logger">>;
-}
-
-function usage(message: string): AgentError {
-  return new AgentError("USAGE", "usage", message);
+  /** Relative paths resolve against it; default process.cwd(). */
+  cwd?: string;
 }
 
 function pick(flag: unknown, env: string | undefined, name: string, envName: string): string {
   const value = typeof flag === "string" && flag !== "" ? flag : env;
-  if (value === undefined || value === "") throw usage(`${name} is required (or set ${envName})`);
+  if (value === undefined || value === "") throw new AgentError("USAGE", "usage", `${name} is required (or set ${envName})`);
   return value;
 }
 
-function level(flag: unknown, env: string | undefined): LogLevel {
-  const value = typeof flag === "string" ? flag : (env ?? "info");
-  if (!(LOG_LEVELS as readonly string[]).includes(value)) {
-    throw usage(`log level "${value}" is not one of ${LOG_LEVELS.join(", ")}`);
-  }
-  return value as LogLevel;
+/** The options every command takes: the agent's configuration, resolved by config/agent-config.ts. */
+function withConfigOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option("--config <file>", "JSON config file (env FERRY_AGENT_CONFIG; default <state-dir>/agent.json when it exists)"))
+    .addOption(new Option("--state-dir <dir>", "state directory for identity and keys (env FERRY_AGENT_STATE_DIR)"))
+    .addOption(new Option("--log-level <level>", `log level: ${LOG_LEVELS.join(", ")} (env FERRY_AGENT_LOG_LEVEL; default info)`))
+    .addOption(new Option("--observe-interval <seconds>", "how often targets with a sticker are checked for drift, 1 to 86400 (env FERRY_AGENT_OBSERVE_INTERVAL; default 60)"))
+    .addOption(new Option("--registry-auth <file>", "registry credentials kept on this host, Docker config.json form, mode 0600 (env FERRY_AGENT_REGISTRY_AUTH)"))
+    .addOption(
+      new Option("--driver <kind.key=value>", "a driver setting, e.g. docker.socket=/run/docker.sock or docker.enabled=false; repeatable (env FERRY_AGENT_DRIVER_<KIND>_<KEY>)")
+        .argParser((v: string, previous: string[] | undefined) => [...(previous ?? []), v]),
+    )
+    .addOption(new Option("--docker-socket <path>", "same as --driver docker.socket=PATH; \"off\" is --driver docker.enabled=false (env FERRY_AGENT_DOCKER_SOCKET)"));
+}
+
+function agentFlags(opts: Record<string, unknown>): AgentFlags {
+  const text = (v: unknown): string | undefined => (typeof v === "string" ? v : undefined);
+  const flags: AgentFlags = {};
+  const set = <K extends Exclude<keyof AgentFlags, "driver">>(key: K, v: unknown): void => {
+    const t = text(v);
+    if (t !== undefined) flags[key] = t;
+  };
+  set("config", opts.config);
+  set("stateDir", opts.stateDir);
+  set("logLevel", opts.logLevel);
+  set("observeInterval", opts.observeInterval);
+  set("registryAuth", opts.registryAuth);
+  set("dockerSocket", opts.dockerSocket);
+  if (Array.isArray(opts.driver)) flags.driver = opts.driver.filter((d): d is string => typeof d === "string");
+  return flags;
 }
 
 /** Parses `args` (without node and script) and runs the command. Returns the exit code; never calls process.exit. */
@@ -81,58 +109,54 @@ export async function runCli(args: string[], io: CliIo = {}): Promise<number> {
     .configureOutput({ writeOut: (s) => stdout.write(s), writeErr: (s) => stderr.write(s) })
     .showHelpAfterError("(run ferry-agent --help for usage)");
 
-  program
-    .command("enrol")
-    .alias("enroll")
-    .description("enrol this host with a control plane using a join string from `ferry token create`")
-    .addOption(new Option("--join <string>", "join string (env FERRY_JOIN; prefer the environment: flags show in ps)"))
-    .addOption(new Option("--state-dir <dir>", "state directory for identity and keys (env FERRY_AGENT_STATE_DIR)"))
-    .option("--name <name>", "display name of this agent (default: host name)")
-    .option("--force", "replace an identity already in the state directory", false)
-    .addOption(new Option("--log-level <level>", "log level (env FERRY_AGENT_LOG_LEVEL)").choices(LOG_LEVELS))
-    .action(async (opts: Record<string, unknown>) => {
-      const stateDir = pick(opts.stateDir, env.FERRY_AGENT_STATE_DIR, "--state-dir", "FERRY_AGENT_STATE_DIR");
-      const joinString = pick(opts.join, env.FERRY_JOIN, "--join", "FERRY_JOIN");
-      const lg = makeLogger(level(opts.logLevel, env.FERRY_AGENT_LOG_LEVEL));
-      const config: Parameters<typeof runEnrol>[0] = { joinString, stateDir, force: opts.force === true };
-      if (typeof opts.name === "string") config.name = opts.name;
-      const result = await runEnrol(config, runtime(lg));
-      // stdout carries JSON log lines only (log shippers, jq); the human summary goes beside the errors.
-      stderr.write(
-        `enrolled as agent ${result.identity.agentId}` +
-          (result.identity.environment ? ` in environment ${result.identity.environment}` : "") +
-          `; start it with: ferry-agent run --state-dir ${stateDir}\n`,
-      );
-    });
+  // The same registrations check the driver sections here and create the drivers in main.ts (defaultDrivers).
+  const registrations = DRIVER_REGISTRATIONS;
+  const resolve = (opts: Record<string, unknown>): AgentConfig =>
+    resolveAgentConfig({ flags: agentFlags(opts), env, registrations, ...(io.cwd !== undefined ? { cwd: io.cwd } : {}) });
 
-  program
-    .command("run")
-    .description("run the agent: connect to the control plane and keep the session")
-    .addOption(new Option("--state-dir <dir>", "state directory written by `enrol` (env FERRY_AGENT_STATE_DIR)"))
-    .addOption(new Option("--log-level <level>", "log level (env FERRY_AGENT_LOG_LEVEL)").choices(LOG_LEVELS))
-    .addOption(new Option("--docker-socket <path>", "Docker Engine socket, or \"off\" (env FERRY_AGENT_DOCKER_SOCKET; default DOCKER_HOST's unix socket, else /var/run/docker.sock)"))
-    .addOption(new Option("--registry-auth <file>", "registry credentials kept on this host, Docker config.json form, mode 0600 (env FERRY_AGENT_REGISTRY_AUTH)"))
-    .addOption(new Option("--observe-interval <seconds>", "how often targets with a sticker are checked for drift (env FERRY_AGENT_OBSERVE_INTERVAL; default 60)"))
-    .action(async (opts: Record<string, unknown>) => {
-      const stateDir = pick(opts.stateDir, env.FERRY_AGENT_STATE_DIR, "--state-dir", "FERRY_AGENT_STATE_DIR");
-      const lg = makeLogger(level(opts.logLevel, env.FERRY_AGENT_LOG_LEVEL));
-      const dockerSocket = (opts.dockerSocket as string | undefined) ?? env.FERRY_AGENT_DOCKER_SOCKET;
-      const registryAuthFile = (opts.registryAuth as string | undefined) ?? env.FERRY_AGENT_REGISTRY_AUTH;
-      const observeText = (opts.observeInterval as string | undefined) ?? env.FERRY_AGENT_OBSERVE_INTERVAL;
-      let observeEveryMs: number | undefined;
-      if (observeText !== undefined) {
-        const seconds = Number(observeText);
-        if (!Number.isFinite(seconds) || seconds < 1 || seconds > 86_400) {
-          throw new AgentError("USAGE", "usage", `--observe-interval: "${observeText}" is not a number of seconds from 1 to 86400`);
-        }
-        observeEveryMs = seconds * 1000;
-      }
-      const result = await runAgent(
-        { stateDir, ...(dockerSocket ? { dockerSocket } : {}), ...(registryAuthFile ? { registryAuthFile } : {}), ...(observeEveryMs ? { observeEveryMs } : {}) },
-        runtime(lg),
-      );
+  withConfigOptions(
+    program
+      .command("enrol")
+      .alias("enroll")
+      .description("enrol this host with a control plane using a join string from `ferry token create`")
+      .addOption(new Option("--join <string>", "join string (env FERRY_JOIN; prefer the environment: flags show in ps)"))
+      .option("--name <name>", "display name of this agent (default: host name)")
+      .option("--force", "replace an identity already in the state directory", false),
+  ).action(async (opts: Record<string, unknown>) => {
+    const joinString = pick(opts.join, env.FERRY_JOIN, "--join", "FERRY_JOIN");
+    const config = resolve(opts);
+    const lg = makeLogger(config.logLevel);
+    // The drivers' sections matter here too: the host facts sent with the enrolment list the drivers this agent runs.
+    const enrolConfig: Parameters<typeof runEnrol>[0] = { ...config, joinString, force: opts.force === true };
+    if (typeof opts.name === "string") enrolConfig.name = opts.name;
+    const result = await runEnrol(enrolConfig, runtime(lg));
+    // stdout carries JSON log lines only (log shippers, jq); the human summary goes beside the errors.
+    stderr.write(
+      `enrolled as agent ${result.identity.agentId}` +
+        (result.identity.environment ? ` in environment ${result.identity.environment}` : "") +
+        `; start it with: ferry-agent run --state-dir ${config.stateDir}\n`,
+    );
+  });
+
+  withConfigOptions(program.command("run").description("run the agent: connect to the control plane and keep the session")).action(
+    async (opts: Record<string, unknown>) => {
+      const config = resolve(opts);
+      const lg = makeLogger(config.logLevel);
+      lg.debug({ config: describeAgentConfig(config, registrations) }, "configuration resolved");
+      const result = await runAgent(config, runtime(lg));
       if (result.state === "failed") throw result.error;
-    });
+    },
+  );
+
+  withConfigOptions(
+    program
+      .command("config")
+      .description("print the configuration `run` would use, with where each value came from (secrets redacted)")
+      .option("--json", "print JSON: [{key, value, source, from}]", false),
+  ).action((opts: Record<string, unknown>) => {
+    const rows = describeAgentConfig(resolve(opts), registrations);
+    stdout.write(opts.json === true ? `${JSON.stringify(rows, (_k, v: unknown) => (v === undefined ? null : v), 2)}\n` : formatConfigRows(rows));
+  });
 
   try {
     await program.parseAsync(args, { from: "user" });

@@ -15,6 +15,7 @@ import {
   TaskAckSchema,
   TaskProgressSchema,
   TaskResultSchema,
+  type ConnectRequest,
   type RegistryCredential,
   type Sticker,
   type TaskOffer,
@@ -26,7 +27,7 @@ import type { Logger } from "pino";
 import { DriverError, type Driver, type PhaseContext, type ProgressSink } from "../drivers/driver.js";
 import type { DriverRegistry } from "../drivers/registry.js";
 import { runPhases } from "./phase-runner.js";
-import type { Session, SessionReports } from "./session.js";
+import type { SessionEvents, SessionReports } from "./session.js";
 import { SPOOL_DIR, TaskSpool } from "./spool.js";
 import { readTrustedKeys, writeTrustedKeys } from "./trusted-keys.js";
 import { StickerStore, stickerMessage, type Observation, type StickerFile } from "./stickers.js";
@@ -37,7 +38,13 @@ const CHUNK_BYTES = 32 * 1024;
 const STICKER_REPORT_EVERY = 20;
 
 /** What the runner needs of the session: its events, a way to send, the pull fallback and the agent's identity. */
-export type TaskSession = Pick<Session, "on" | "send" | "pullTasks" | "agentId" | "streamReady">;
+export interface TaskSession {
+  on<K extends keyof SessionEvents>(event: K, listener: (...args: SessionEvents[K]) => void): unknown;
+  send(body: ConnectRequest["body"]): boolean;
+  pullTasks(): Promise<TaskOffer[]>;
+  readonly agentId: string | undefined;
+  readonly streamReady: boolean;
+}
 
 export interface TaskRunnerOptions {
   stateDir: string;
@@ -117,6 +124,7 @@ export class TaskRunner {
   async stop(): Promise<void> {
     this.#stopped = true;
     if (this.#observeTimer) clearInterval(this.#observeTimer);
+    for (const controller of this.#running.values()) controller.abort(new Error("the agent is stopping"));
     await Promise.allSettled([...this.#targetChains.values()]);
     await this.#spool.flush().catch(() => undefined);
   }

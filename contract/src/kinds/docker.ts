@@ -50,7 +50,7 @@ const fields: Record<string, FieldSpec> = {
     doc: "the container's name",
   },
   component: { type: "string", maxLength: 128, doc: "which component of the release this target runs (needed when the release pins several)" },
-  socketPath: { ...absolutePath, doc: "the engine's unix socket; default: the agent's docker.socket setting" } as FieldSpec,
+  socketPath: { ...absolutePath, doc: "the engine's unix socket; default: the agent's docker.socket setting" },
   network: { type: "string", maxLength: 128, doc: "network mode; default host" },
   command: { type: "string-list", minItems: 1, doc: "overrides the image's CMD" },
   env: { type: "string-map", keyPattern: ENV_KEY_PATTERN, keyHint: "is not a valid environment variable name" },

@@ -7,3 +7,4 @@ export { nomadKind, type NomadTargetConfig } from "./nomad.js";
 export { sshKind, type SshTargetConfig } from "./ssh.js";
 export { winrmKind, type WinrmTargetConfig } from "./winrm.js";
 export { HEALTH_CHECK_TYPES, type HealthCheckConfig, type HealthCheckType } from "./common.js";
+export { TARGET_CONFIG_CASES, type TargetConfigCase } from "./config-cases.js";

@@ -69,13 +69,21 @@ const DEFAULT_CODES: Record<Phase, string> = {
 };
 
 export class FakeDriver implements Driver<FakeTargetConfig, FakeState> {
-  readonly descriptor = fakeKind;
+  readonly descriptor: TargetKindDescriptor<FakeTargetConfig>;
   readonly slots = new Map<string, FakeSlot>();
   /** Digests prepare refuses, as a registry without them would. */
   readonly unknownDigests = new Set<string>();
   /** Every phase call, in order: "prepare:tsk_…". */
   readonly calls: string[] = [];
   script: FakeScript = {};
+
+  /**
+   * `descriptor` lets a test put the fake behind another kind's descriptor (to run that kind's config checks through
+   * the core); the slot is then the target's id.
+   */
+  constructor(opts: { descriptor?: TargetKindDescriptor<unknown> } = {}) {
+    this.descriptor = (opts.descriptor ?? fakeKind) as TargetKindDescriptor<FakeTargetConfig>;
+  }
 
   capabilities(): readonly ["side-by-side"] {
     return ["side-by-side"];
@@ -111,7 +119,7 @@ export class FakeDriver implements Driver<FakeTargetConfig, FakeState> {
 
   async inspect(target: TargetRef): Promise<TargetInspection> {
     this.calls.push(`inspect:${target.id}`);
-    const slot = this.slots.get(String(target.config["slot"]));
+    const slot = this.slots.get(slotOf(target));
     const serving = slot?.serving ?? [];
     return {
       state: serving.length > 0 ? "running" : "missing",
@@ -122,7 +130,7 @@ export class FakeDriver implements Driver<FakeTargetConfig, FakeState> {
   }
 
   async readSticker(target: TargetRef): Promise<TargetSticker | undefined> {
-    return this.slots.get(String(target.config["slot"]))?.sticker;
+    return this.slots.get(slotOf(target))?.sticker;
   }
 
   async prepare(ctx: PhaseContext<FakeTargetConfig>): Promise<FakeState> {
@@ -135,7 +143,7 @@ export class FakeDriver implements Driver<FakeTargetConfig, FakeState> {
   }
 
   async start(ctx: PhaseContext<FakeTargetConfig>, state: FakeState): Promise<FakeState> {
-    const slot = this.slot(ctx.config.slot);
+    const slot = this.slot(slotOf(ctx.target));
     const next: FakeState = { ...state, previous: [...slot.serving], previousSticker: slot.sticker ?? null };
     await this.#enter("start", ctx);
     slot.candidate = [...ctx.images];
@@ -158,7 +166,7 @@ export class FakeDriver implements Driver<FakeTargetConfig, FakeState> {
 
   async switch(ctx: PhaseContext<FakeTargetConfig>, state: FakeState): Promise<FakeState> {
     await this.#enter("switch", ctx);
-    const slot = this.slot(ctx.config.slot);
+    const slot = this.slot(slotOf(ctx.target));
     slot.serving = slot.candidate;
     slot.candidate = [];
     slot.sticker = { deploymentId: ctx.deploymentId, taskId: ctx.taskId, releaseId: ctx.release.id, images: ctx.images.map((i) => ({ component: i.component, digest: i.digest })) };
@@ -174,7 +182,7 @@ export class FakeDriver implements Driver<FakeTargetConfig, FakeState> {
   async restore(ctx: PhaseContext<FakeTargetConfig>, state: FakeState): Promise<Record<string, unknown>> {
     await this.#enter("restore", ctx);
     if (this.script.restoreFails) throw new Error("scripted restore failure");
-    const slot = this.slot(ctx.config.slot);
+    const slot = this.slot(slotOf(ctx.target));
     slot.candidate = [];
     slot.serving = [...(state.previous ?? slot.serving)];
     if (state.previousSticker !== undefined) {
@@ -186,10 +194,15 @@ export class FakeDriver implements Driver<FakeTargetConfig, FakeState> {
 
   outcome(ctx: PhaseContext<FakeTargetConfig>, _state: FakeState): DeployOutcome {
     return {
-      running: this.slot(ctx.config.slot).serving.map((i) => ({ component: i.component, repository: i.repository, digest: i.digest })),
-      message: `${ctx.config.slot} serves ${ctx.images.map((i) => i.ref).join(", ")}`,
+      running: this.slot(slotOf(ctx.target)).serving.map((i) => ({ component: i.component, repository: i.repository, digest: i.digest })),
+      message: `${slotOf(ctx.target)} serves ${ctx.images.map((i) => i.ref).join(", ")}`,
     };
   }
+}
+
+function slotOf(target: TargetRef): string {
+  const slot = target.config["slot"];
+  return typeof slot === "string" ? slot : target.id;
 }
 
 /** A registration for tests that build an agent with the fake: `create` hands out the given instance. */
