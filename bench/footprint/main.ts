@@ -3,7 +3,7 @@
 //
 //   npm run bench:footprint                  10,000 deploys on the control plane, 1,000 real agent tasks (≈ 8 min)
 //   npm run bench:footprint -- --quick       1,000 deploys, 100 agent tasks (≈ 3 min)
-//   other flags: --deploys N, --tasks N, --targets K (4), --sim-agents N (20), --heartbeat-ms MS (100),
+//   other flags: --deploys N, --tasks N, --targets K (4), --sim-agents N (50), --heartbeat-ms MS (250),
 //                --database-url URL (PostgreSQL side; default FERRY_TEST_DATABASE_URL, else the local test server),
 //                --no-postgres, --agent bundle|bin (bundle), --keep, --timeout-minutes M
 //
@@ -14,14 +14,14 @@
 //    engine) with the node flags of installers/linux/ferry-agent.service.
 // 2. Idle: each process is sampled every 5 s from 40 to 60 s after it started (and at least 15 s after its agent
 //    came online); the largest RSS in the window is the figure judged.
-// 3. The PostgreSQL server and its agent stop. The PGlite server restarts on its data directory with a 100 ms
+// 3. The PostgreSQL server and its agent stop. The PGlite server restarts on its data directory with a 250 ms
 //    heartbeat interval (the agent reconnects by itself), and two loads run together:
 //    - the real agent runs `--tasks` real deployments over `--targets` docker targets (two busybox httpd images
 //      alternated, so every task replaces a container, with an http health check), each through the whole path:
 //      API, signing, dispatch, signature and digest checks, journal, log spool, Docker, sticker, result;
 //    - `--sim-agents` simulated agents (bench/deploy/dispatch-agents.ts: real mTLS streams, signature checks, instant
-//      success) take `--deploys` deployments, and heartbeat every `--heartbeat-ms` with the real agent: a day of
-//      heartbeats (5,760 at 15 s) for every agent of the control plane several times over.
+//      success) take `--deploys` deployments, and heartbeat every `--heartbeat-ms` with the real agent: the heartbeats
+//      the control plane ingests are printed in agent-days (5,760 heartbeats = one agent for a day at 15 s).
 // 4. After the loads and 30 s of rest, the server and the agent are sampled again for 20 s; "after" must be within
 //    10 % of the idle figure.
 //
@@ -36,12 +36,12 @@ import { fileURLToPath } from "node:url";
 import { buildTestImage, dockerEngine, runDocker } from "../../test/helpers/docker.js";
 import { freePort } from "../../test/helpers/net.js";
 import { createDatabase } from "../../test/helpers/postgres.js";
-import { registrySkipReason, startRegistry, type TestRegistry } from "../../test/helpers/registry.js";
+import { pushImage, registrySkipReason, startRegistry, type TestRegistry } from "../../test/helpers/registry.js";
 import { exited, forkBench, ORPHAN_GUARD, spawnTracked, stopChild, superviseBench } from "../fleet/children.js";
 import { FerryServer, ROOT } from "../fleet/ferry-server.js";
 import { Rpc } from "../fleet/ipc.js";
 import type { AgentsCommands } from "../deploy/ipc.js";
-import { FerryApi, type DeploymentView } from "../deploy/ferry-api.js";
+import { ApiError, FerryApi, type DeploymentView } from "../deploy/ferry-api.js";
 import { MEMORY_REPORTER, mib, window, type MemorySample } from "./memory.js";
 
 const AGENT_BUNDLE = join(ROOT, "installers/dist/ferry-agent.mjs");
@@ -107,8 +107,8 @@ function parseOptions(argv: string[]): Options {
     deploys: num("deploys", quick ? 1000 : 10_000, 0, 100_000),
     tasks: num("tasks", quick ? 100 : 1000, 0, 10_000),
     targets: num("targets", 4, 1, 16),
-    simAgents: num("sim-agents", 20, 1, 500),
-    heartbeatMs: num("heartbeat-ms", 100, 100, 60_000),
+    simAgents: num("sim-agents", 50, 1, 500),
+    heartbeatMs: num("heartbeat-ms", 250, 100, 60_000),
     databaseUrl: flags.has("no-postgres") ? null : typeof db === "string" ? db : (process.env["FERRY_TEST_DATABASE_URL"] ?? "postgresql://postgres@127.0.0.1:5432/test"),
     agent,
     keep: flags.has("keep"),
@@ -273,16 +273,16 @@ interface FleetLoad {
   heartbeats: number;
   seconds: number;
   unfinished: number;
+  targetBusyRetries: number;
 }
 
 /** `o.deploys` deployments to simulated agents that report success at once, 8 requests in flight. */
-async function fleetDeploys(o: Options, server: FerryServer, api: FerryApi, registryHost: string, fleet: Rpc<AgentsCommands>): Promise<FleetLoad> {
+async function fleetDeploys(o: Options, server: FerryServer, api: FerryApi, reg: TestRegistry, fleet: Rpc<AgentsCommands>): Promise<FleetLoad> {
   const env = "bench"; // FerryServer.joinToken's environment
   await api.ensure("/environments", { name: env });
-  await api.ensure("/components", { name: "sim", repository: `${registryHost}/bench-footprint/sim` });
-  // Release creation resolves tags against the registry; the simulated agents never pull, so a digest pin will do.
-  const digest = `sha256:${"0".repeat(64)}`;
-  const rel = await api.call<{ id: string }>("POST", "/releases", { name: "footprint-sim", version: "1", components: { sim: `@${digest}` } });
+  await pushImage(reg, "bench-footprint/sim", "1"); // the simulated agents never pull it; the release must resolve
+  await api.ensure("/components", { name: "sim", repository: `${reg.host}/bench-footprint/sim` });
+  const rel = await api.call<{ id: string }>("POST", "/releases", { name: "footprint-sim", version: "1", components: { sim: ":1" } });
   const enrolled = await fleet.call("enrol", { caPem: server.caPem, enrolPort: server.runtime.enrolPort, joinToken: await server.joinToken(o.simAgents), count: o.simAgents, firstIndex: 0, concurrency: 8 });
   if (enrolled.identities.length < o.simAgents) throw new Error(`only ${enrolled.identities.length} of ${o.simAgents} simulated agents enrolled ${JSON.stringify(enrolled.failures)}`);
   await fleet.call("target", { mode: "ferry", port: server.runtime.agentPort, caPem: server.caPem, heartbeatEveryMs: o.heartbeatMs });
@@ -296,11 +296,23 @@ async function fleetDeploys(o: Options, server: FerryServer, api: FerryApi, regi
   const hb0 = (await fleet.call("status", {})).heartbeatsSent;
   const t0 = Date.now();
   let next = 0;
+  let busy = 0;
   await Promise.all(
     Array.from({ length: 8 }, async () => {
       while (next < o.deploys) {
         const i = next++;
-        await api.call("POST", "/deployments", { release: rel.id, environment: env, targets: [targets[i % targets.length]] });
+        // A target takes one deployment at a time; with targets in turn that only happens when the previous one's
+        // result is still being written: wait a little and ask again.
+        for (;;) {
+          try {
+            await api.call("POST", "/deployments", { release: rel.id, environment: env, targets: [targets[i % targets.length]] });
+            break;
+          } catch (err) {
+            if (!(err instanceof ApiError && err.code === "DEPLOYMENT_IN_PROGRESS")) throw err;
+            busy += 1;
+            await sleep(20);
+          }
+        }
         if ((i + 1) % 1000 === 0) {
           log(`control plane: ${i + 1}/${o.deploys} deployments`);
           await fleet.call("collect", {}); // the simulated agents keep what they saw until collected
@@ -315,7 +327,7 @@ async function fleetDeploys(o: Options, server: FerryServer, api: FerryApi, regi
     unfinished += r.deployments.length;
   }
   await fleet.call("collect", {});
-  return { deploys: o.deploys, agents: o.simAgents, heartbeats: (await fleet.call("status", {})).heartbeatsSent - hb0, seconds: (Date.now() - t0) / 1000, unfinished };
+  return { deploys: o.deploys, agents: o.simAgents, heartbeats: (await fleet.call("status", {})).heartbeatsSent - hb0, seconds: (Date.now() - t0) / 1000, unfinished, targetBusyRetries: busy };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -432,7 +444,7 @@ async function run(o: Options, workDir: string): Promise<void> {
   const loadStarted = Date.now();
   const [agentLoad, fleetLoad] = await Promise.all([
     o.tasks > 0 ? agentTasks(o, api, "footprint", agentA.id, reg, socket, (fn) => abortHooks.push(fn)) : Promise.resolve(null),
-    o.deploys > 0 ? fleetDeploys(o, liteServer, api, reg.host, fleet) : Promise.resolve(null),
+    o.deploys > 0 ? fleetDeploys(o, liteServer, api, reg, fleet) : Promise.resolve(null),
   ]);
   const loadSeconds = (Date.now() - loadStarted) / 1000;
   const fleetStatus = await fleet.call("status", {}).catch(() => null);
@@ -495,7 +507,7 @@ async function run(o: Options, workDir: string): Promise<void> {
   writeFileSync(file, `${JSON.stringify(out, null, 2)}\n`);
   const notes = [
     agentLoad ? `agent tasks: ${agentLoad.succeeded}/${agentLoad.tasks} succeeded ${JSON.stringify(agentLoad.failed)}, ${agentLoad.logBytes.toLocaleString("en")} log bytes, ${agentLoad.seconds.toFixed(0)} s` : "agent tasks: none",
-    fleetLoad ? `control-plane deploys: ${fleetLoad.deploys} to ${fleetLoad.agents} simulated agents in ${fleetLoad.seconds.toFixed(0)} s, ${fleetLoad.unfinished} unfinished; heartbeats: ${fleetLoad.heartbeats.toLocaleString("en")} simulated + ≈ ${realHeartbeats.toLocaleString("en")} from the agent (a day at 15 s is ${HEARTBEATS_PER_DAY})` : "control-plane deploys: none",
+    fleetLoad ? `control-plane deploys: ${fleetLoad.deploys} to ${fleetLoad.agents} simulated agents in ${fleetLoad.seconds.toFixed(0)} s, ${fleetLoad.unfinished} unfinished, ${fleetLoad.targetBusyRetries} retries on a busy target; heartbeats: ${fleetLoad.heartbeats.toLocaleString("en")} simulated + ≈ ${realHeartbeats.toLocaleString("en")} from the agent (a day at 15 s is ${HEARTBEATS_PER_DAY})` : "control-plane deploys: none",
     `RSS is the largest in each window (idle: 40–60 s after start; after: 30–50 s after the loads); heap used as the process reported it at that sample`,
   ];
   process.stdout.write(
