@@ -303,12 +303,12 @@ async function fleetDeploys(o: Options, server: FerryServer, api: FerryApi, reg:
         const i = next++;
         // A target takes one deployment at a time; with targets in turn that only happens when the previous one's
         // result is still being written: wait a little and ask again.
-        for (;;) {
+        for (let attempt = 1; ; attempt++) {
           try {
             await api.call("POST", "/deployments", { release: rel.id, environment: env, targets: [targets[i % targets.length]] });
             break;
           } catch (err) {
-            if (!(err instanceof ApiError && err.code === "DEPLOYMENT_IN_PROGRESS")) throw err;
+            if (!(err instanceof ApiError && err.code === "DEPLOYMENT_IN_PROGRESS") || attempt >= 1500) throw err;
             busy += 1;
             await sleep(20);
           }
