@@ -181,10 +181,16 @@ async function enrolAndRun(o: Options, api: FerryApi, environment: string, workD
   return { child, m: { name, pid: child.pid as number, startedAt, reportFile }, id };
 }
 
-async function waitOnline(api: FerryApi, environment: string, name: string, timeoutMs: number): Promise<string> {
+/** Until the agent is online with the docker driver and, when `since` is given, has heartbeated after it. */
+async function waitOnline(api: FerryApi, environment: string, name: string, timeoutMs: number, since = 0): Promise<string> {
   for (const deadline = Date.now() + timeoutMs; ; ) {
-    const r = await api.call<{ agents: { id: string; name: string; status: string; facts: { drivers?: string[] } }[] }>("GET", `/agents?environment=${environment}`);
-    const a = r.agents.find((x) => x.name === name && x.status === "online" && x.facts.drivers?.includes("docker"));
+    const r = await api.call<{ agents: { id: string; name: string; status: string; connected: boolean; lastHeartbeatAt: string | null; facts: { drivers?: string[] } }[] }>(
+      "GET",
+      `/agents?environment=${environment}`,
+    );
+    const a = r.agents.find(
+      (x) => x.name === name && x.status === "online" && x.connected && x.facts.drivers?.includes("docker") && Date.parse(x.lastHeartbeatAt ?? "") > since,
+    );
     if (a) return a.id;
     if (Date.now() > deadline) throw new Error(`agent ${name} did not come online with the docker driver within ${timeoutMs / 1000} s`);
     await sleep(250);
@@ -434,11 +440,15 @@ async function run(o: Options, workDir: string): Promise<void> {
   if (pgSide) await pgSide.server.stop();
 
   // ---- 3. load on the PGlite control plane and the agent
+  // Same ports: the agent dials the endpoint it enrolled with.
+  const ports = ["--api-listen", new URL(liteServer.runtime.api).host, "--agent-listen", `127.0.0.1:${liteServer.runtime.agentPort}`, "--enrol-listen", `127.0.0.1:${liteServer.runtime.enrolPort}`];
   await liteServer.stop();
-  const restarted = await startServer(pgliteDir, "cp-pglite-load", [], o.heartbeatMs);
+  const restartedAt = Date.now();
+  const restarted = await startServer(pgliteDir, "cp-pglite-load", ports, o.heartbeatMs);
   liteServer = restarted.server;
   const api = new FerryApi(liteServer.runtime.api, pgliteDir);
-  await waitOnline(api, "footprint", "agent-pglite", 60_000);
+  // The agent's status row still says online from before the restart: wait for a heartbeat on the new process.
+  await waitOnline(api, "footprint", "agent-pglite", 90_000, restartedAt);
   log(`PGlite control plane restarted with a ${o.heartbeatMs} ms heartbeat; agent back online; loads: ${o.tasks} agent tasks, ${o.deploys} deployments to ${o.simAgents} simulated agents`);
   const fleet = new Rpc<AgentsCommands>(forkBench(fileURLToPath(new URL("../deploy/dispatch-agents.ts", import.meta.url))), "simulated agents");
   const loadStarted = Date.now();
