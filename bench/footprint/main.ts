@@ -208,8 +208,17 @@ interface AgentLoad {
   seconds: number;
 }
 
-/** `o.tasks` real deployments through the real agent, `o.targets` at a time, alternating two releases per target. */
-async function agentTasks(o: Options, api: FerryApi, env: string, agentId: string, reg: TestRegistry, socket: string, onAbort: (fn: () => Promise<unknown>) => void): Promise<AgentLoad> {
+interface Load<S> {
+  /** Runs until `upTo` units in all have been done (the same instance carries on from where it stopped). */
+  run(upTo: number): Promise<void>;
+  stats: S;
+  /** Quiets the load between runs (the simulated agents disconnect) and brings it back. */
+  pause(): Promise<void>;
+  resume(): Promise<void>;
+}
+
+/** Real deployments through the real agent, `o.targets` at a time, alternating two releases per target. */
+async function agentTasks(o: Options, api: FerryApi, env: string, agentId: string, reg: TestRegistry, socket: string, onAbort: (fn: () => Promise<unknown>) => void): Promise<Load<AgentLoad>> {
   const suffix = randomBytes(3).toString("hex");
   const repository = `bench-footprint-${suffix}/web`;
   const port0 = await freePort();
@@ -243,34 +252,38 @@ async function agentTasks(o: Options, api: FerryApi, env: string, agentId: strin
     targets.push(`web-${i}`);
   }
   const out: AgentLoad = { tasks: 0, succeeded: 0, failed: {}, logBytes: 0, seconds: 0 };
-  const t0 = Date.now();
   let next = 0;
-  await Promise.all(
-    targets.map(async (target) => {
-      for (let round = 0; ; round++) {
-        if (next >= o.tasks) return;
-        next += 1;
-        const d = await api.call<DeploymentView>("POST", "/deployments", { release: round % 2 === 0 ? r1.id : r2.id, environment: env, targets: [target] });
-        for (const deadline = Date.now() + 120_000; ; ) {
-          const v = await api.call<DeploymentView>("GET", `/deployments/${d.id}`);
-          const task = v.tasks[0];
-          if (task && ["succeeded", "failed", "errored", "expired", "cancelled"].includes(task.state)) {
-            out.tasks += 1;
-            out.logBytes += task.logBytes;
-            if (task.state === "succeeded") out.succeeded += 1;
-            else out.failed[`${task.state} ${task.code ?? ""}`.trim()] = (out.failed[`${task.state} ${task.code ?? ""}`.trim()] ?? 0) + 1;
-            break;
+  const rounds = new Map<string, number>();
+  const run = async (upTo: number): Promise<void> => {
+    const t0 = Date.now();
+    await Promise.all(
+      targets.map(async (target) => {
+        for (;;) {
+          if (next >= upTo) return;
+          next += 1;
+          const round = rounds.get(target) ?? 0;
+          rounds.set(target, round + 1);
+          const d = await api.call<DeploymentView>("POST", "/deployments", { release: round % 2 === 0 ? r1.id : r2.id, environment: env, targets: [target] });
+          for (const deadline = Date.now() + 120_000; ; ) {
+            const v = await api.call<DeploymentView>("GET", `/deployments/${d.id}`);
+            const task = v.tasks[0];
+            if (task && ["succeeded", "failed", "errored", "expired", "cancelled"].includes(task.state)) {
+              out.tasks += 1;
+              out.logBytes += task.logBytes;
+              if (task.state === "succeeded") out.succeeded += 1;
+              else out.failed[`${task.state} ${task.code ?? ""}`.trim()] = (out.failed[`${task.state} ${task.code ?? ""}`.trim()] ?? 0) + 1;
+              break;
+            }
+            if (Date.now() > deadline) throw new Error(`deployment ${d.id} on ${target} did not finish within 120 s (${task?.state})`);
+            await sleep(50);
           }
-          if (Date.now() > deadline) throw new Error(`deployment ${d.id} on ${target} did not finish within 120 s (${task?.state})`);
-          await sleep(50);
+          if (out.tasks % 100 === 0) log(`agent: ${out.tasks}/${o.tasks} tasks (${out.succeeded} succeeded)`);
         }
-        if (out.tasks % 100 === 0) log(`agent: ${out.tasks}/${o.tasks} tasks (${out.succeeded} succeeded)`);
-      }
-    }),
-  );
-  out.seconds = (Date.now() - t0) / 1000;
-  await runDocker(socket, ["rm", "-f", ...containers]).catch(() => "");
-  return out;
+      }),
+    );
+    out.seconds += (Date.now() - t0) / 1000;
+  };
+  return { run, stats: out, pause: async () => {}, resume: async () => {} };
 }
 
 interface FleetLoad {
@@ -282,8 +295,8 @@ interface FleetLoad {
   targetBusyRetries: number;
 }
 
-/** `o.deploys` deployments to simulated agents that report success at once, 8 requests in flight. */
-async function fleetDeploys(o: Options, server: FerryServer, api: FerryApi, reg: TestRegistry, fleet: Rpc<AgentsCommands>): Promise<FleetLoad> {
+/** Deployments to simulated agents that report success at once, 8 requests in flight. */
+async function fleetDeploys(o: Options, server: FerryServer, api: FerryApi, reg: TestRegistry, fleet: Rpc<AgentsCommands>): Promise<Load<FleetLoad>> {
   const env = "bench"; // FerryServer.joinToken's environment
   await api.ensure("/environments", { name: env });
   await pushImage(reg, "bench-footprint/sim", "1"); // the simulated agents never pull it; the release must resolve
@@ -291,49 +304,63 @@ async function fleetDeploys(o: Options, server: FerryServer, api: FerryApi, reg:
   const rel = await api.call<{ id: string }>("POST", "/releases", { name: "footprint-sim", version: "1", components: { sim: ":1" } });
   const enrolled = await fleet.call("enrol", { caPem: server.caPem, enrolPort: server.runtime.enrolPort, joinToken: await server.joinToken(o.simAgents), count: o.simAgents, firstIndex: 0, concurrency: 8 });
   if (enrolled.identities.length < o.simAgents) throw new Error(`only ${enrolled.identities.length} of ${o.simAgents} simulated agents enrolled ${JSON.stringify(enrolled.failures)}`);
-  await fleet.call("target", { mode: "ferry", port: server.runtime.agentPort, caPem: server.caPem, heartbeatEveryMs: o.heartbeatMs });
-  const conn = await fleet.call("connect", { concurrency: 16, timeoutMs: 60_000 });
-  if (conn.up < o.simAgents) throw new Error(`only ${conn.up} of ${o.simAgents} simulated agents connected ${JSON.stringify(conn.failures)}`);
+  const connect = async () => {
+    await fleet.call("target", { mode: "ferry", port: server.runtime.agentPort, caPem: server.caPem, heartbeatEveryMs: o.heartbeatMs });
+    const conn = await fleet.call("connect", { concurrency: 16, timeoutMs: 60_000 });
+    if (conn.up < o.simAgents) throw new Error(`only ${conn.up} of ${o.simAgents} simulated agents connected ${JSON.stringify(conn.failures)}`);
+  };
+  await connect();
   const targets: string[] = [];
   for (const a of enrolled.identities) {
     await api.call("POST", `/environments/${env}/targets`, { name: `sim-${a.gi}`, kind: "docker", agentId: a.id, config: { container: `sim-${a.gi}`, component: "sim" } });
     targets.push(`sim-${a.gi}`);
   }
+  const stats: FleetLoad = { deploys: 0, agents: o.simAgents, heartbeats: 0, seconds: 0, unfinished: 0, targetBusyRetries: 0 };
   const hb0 = (await fleet.call("status", {})).heartbeatsSent;
-  const t0 = Date.now();
   let next = 0;
   let busy = 0;
-  await Promise.all(
-    Array.from({ length: 8 }, async () => {
-      while (next < o.deploys) {
-        const i = next++;
-        // A target takes one deployment at a time; with targets in turn that only happens when the previous one's
-        // result is still being written: wait a little and ask again.
-        for (let attempt = 1; ; attempt++) {
-          try {
-            await api.call("POST", "/deployments", { release: rel.id, environment: env, targets: [targets[i % targets.length]] });
-            break;
-          } catch (err) {
-            if (!(err instanceof ApiError && err.code === "DEPLOYMENT_IN_PROGRESS") || attempt >= 1500) throw err;
-            busy += 1;
-            await sleep(20);
+  const run = async (upTo: number): Promise<void> => {
+    const t0 = Date.now();
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        while (next < upTo) {
+          const i = next++;
+          // A target takes one deployment at a time; with targets in turn that only happens when the previous one's
+          // result is still being written: wait a little and ask again.
+          for (let attempt = 1; ; attempt++) {
+            try {
+              await api.call("POST", "/deployments", { release: rel.id, environment: env, targets: [targets[i % targets.length]] });
+              break;
+            } catch (err) {
+              if (!(err instanceof ApiError && err.code === "DEPLOYMENT_IN_PROGRESS") || attempt >= 1500) throw err;
+              busy += 1;
+              await sleep(20);
+            }
+          }
+          if ((i + 1) % 1000 === 0) {
+            log(`control plane: ${i + 1}/${o.deploys} deployments`);
+            await fleet.call("collect", {}); // the simulated agents keep what they saw until collected
           }
         }
-        if ((i + 1) % 1000 === 0) {
-          log(`control plane: ${i + 1}/${o.deploys} deployments`);
-          await fleet.call("collect", {}); // the simulated agents keep what they saw until collected
-        }
-      }
-    }),
-  );
-  await sleep(3000);
-  let unfinished = 0;
-  for (const state of ["queued", "running"]) {
-    const r = await api.call<{ deployments: unknown[] }>("GET", `/deployments?environment=${env}&state=${state}&limit=200`);
-    unfinished += r.deployments.length;
-  }
-  await fleet.call("collect", {});
-  return { deploys: o.deploys, agents: o.simAgents, heartbeats: (await fleet.call("status", {})).heartbeatsSent - hb0, seconds: (Date.now() - t0) / 1000, unfinished, targetBusyRetries: busy };
+      }),
+    );
+    await sleep(3000);
+    let unfinished = 0;
+    for (const state of ["queued", "running"]) {
+      const r = await api.call<{ deployments: unknown[] }>("GET", `/deployments?environment=${env}&state=${state}&limit=200`);
+      unfinished += r.deployments.length;
+    }
+    await fleet.call("collect", {});
+    Object.assign(stats, { deploys: next, heartbeats: (await fleet.call("status", {})).heartbeatsSent - hb0, seconds: stats.seconds + (Date.now() - t0) / 1000, unfinished, targetBusyRetries: busy });
+  };
+  return {
+    run,
+    stats,
+    pause: async () => {
+      await fleet.call("drop", {});
+    },
+    resume: connect,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -451,23 +478,36 @@ async function run(o: Options, workDir: string): Promise<void> {
   await waitOnline(api, "footprint", "agent-pglite", 90_000, restartedAt);
   log(`PGlite control plane restarted with a ${o.heartbeatMs} ms heartbeat; agent back online; loads: ${o.tasks} agent tasks, ${o.deploys} deployments to ${o.simAgents} simulated agents`);
   const fleet = new Rpc<AgentsCommands>(forkBench(fileURLToPath(new URL("../deploy/dispatch-agents.ts", import.meta.url))), "simulated agents");
-  const loadStarted = Date.now();
-  const [agentLoad, fleetLoad] = await Promise.all([
+  const [agentRun, fleetRun] = await Promise.all([
     o.tasks > 0 ? agentTasks(o, api, "footprint", agentA.id, reg, socket, (fn) => abortHooks.push(fn)) : Promise.resolve(null),
     o.deploys > 0 ? fleetDeploys(o, liteServer, api, reg, fleet) : Promise.resolve(null),
   ]);
+  // Two stages: a tenth of each load (every code path has run once: "warm"), a rest and a sample; then the rest of
+  // it, a rest and the "after" sample. After − warm is what the bulk of the load left behind; warm − idle is what
+  // running each path once costs (compiled code, pools, the heap grown to its working size).
+  const loadStarted = Date.now();
+  const stage = async (fraction: number, restMs: number, sampleMs: number) => {
+    await Promise.all([agentRun?.run(Math.ceil(o.tasks * fraction)), fleetRun?.run(Math.ceil(o.deploys * fraction))]);
+    await fleetRun?.pause(); // the simulated agents disconnect: the server is back to its one real agent
+    const from = Date.now() + restMs;
+    const [cp, agent] = await Promise.all([
+      window(restarted.m.pid, restarted.m.reportFile, from, 0, sampleMs),
+      window(agentA.m.pid, agentA.m.reportFile, from, 0, sampleMs),
+    ]);
+    return { cp, agent };
+  };
+  const warm = await stage(0.1, 20_000, 10_000);
+  log(`warm (a tenth of the loads): control plane ${mib(warm.cp.peak.rssBytes)}, agent ${mib(warm.agent.peak.rssBytes)}`);
+  await fleetRun?.resume();
+  const after = await stage(1, 30_000, 20_000);
+  const liteAfter = after.cp;
+  const agentAfter = after.agent;
+  const agentLoad = agentRun?.stats ?? null;
+  const fleetLoad = fleetRun?.stats ?? null;
   const loadSeconds = (Date.now() - loadStarted) / 1000;
   const fleetStatus = await fleet.call("status", {}).catch(() => null);
-  log(`loads done in ${loadSeconds.toFixed(0)} s; resting 30 s`);
-  const realHeartbeats = Math.floor((loadSeconds + 30) * (1000 / o.heartbeatMs));
-
-  // ---- 4. after
-  const afterFrom = Date.now() + 30_000;
-  const [liteAfter, agentAfter] = await Promise.all([
-    window(restarted.m.pid, restarted.m.reportFile, afterFrom, 0, 20_000),
-    window(agentA.m.pid, agentA.m.reportFile, afterFrom, 0, 20_000),
-  ]);
-  await fleet.call("drop", {}).catch(() => null);
+  const realHeartbeats = Math.floor(loadSeconds * (1000 / o.heartbeatMs));
+  log(`loads done in ${loadSeconds.toFixed(0)} s`);
   await stopChild(fleet.child, 5000);
   await stopChild(agentA.child, 10_000);
   await liteServer.stop();
@@ -489,6 +529,8 @@ async function run(o: Options, workDir: string): Promise<void> {
     row("agent, Docker driver, idle", agentIdle.peak, "≤ 50 MB", agentIdle.peak.rssBytes <= TARGET_AGENT_IDLE),
     row("agent (second run, PostgreSQL side), idle", agentBIdle?.peak ?? null),
     row(`agent, after ${agentLoad ? agentLoad.tasks.toLocaleString("en") : 0} tasks`, agentAfter.peak, `≤ idle + 10 % (${(agentGrowth * 100 - 100).toFixed(1)} %)`, agentGrowth <= GROWTH_LIMIT),
+    row(`control plane, PGlite, warm (a tenth of the loads)`, warm.cp.peak, `after vs warm: ${((liteAfter.peak.rssBytes / warm.cp.peak.rssBytes) * 100 - 100).toFixed(1)} %`),
+    row(`agent, warm (${Math.ceil(o.tasks * 0.1)} tasks)`, warm.agent.peak, `after vs warm: ${((agentAfter.peak.rssBytes / warm.agent.peak.rssBytes) * 100 - 100).toFixed(1)} %`),
   ];
   const finished = new Date();
   const git = (args: string[]) => {
@@ -508,6 +550,7 @@ async function run(o: Options, workDir: string): Promise<void> {
     code: { commit: git(["rev-parse", "HEAD"]), uncommittedChanges: git(["status", "--porcelain", "--", "control-plane", "agent", "pki", "proto", "installers", "scripts"])?.split("\n").filter(Boolean).length ?? null },
     idle: { bareNode: bareIdle, bareNodeAgentFlags: bareAgentIdle, pglite: liteIdle, postgres: pgIdle, agent: agentIdle, agentPostgresSide: agentBIdle },
     load: { seconds: loadSeconds, agent: agentLoad, fleet: fleetLoad, fleetStatus, realAgentHeartbeatsApprox: realHeartbeats },
+    warm: { pglite: warm.cp, agent: warm.agent },
     after: { pglite: liteAfter, agent: agentAfter },
     verdicts: rows,
   };
@@ -518,7 +561,7 @@ async function run(o: Options, workDir: string): Promise<void> {
   const notes = [
     agentLoad ? `agent tasks: ${agentLoad.succeeded}/${agentLoad.tasks} succeeded ${JSON.stringify(agentLoad.failed)}, ${agentLoad.logBytes.toLocaleString("en")} log bytes, ${agentLoad.seconds.toFixed(0)} s` : "agent tasks: none",
     fleetLoad ? `control-plane deploys: ${fleetLoad.deploys} to ${fleetLoad.agents} simulated agents in ${fleetLoad.seconds.toFixed(0)} s, ${fleetLoad.unfinished} unfinished, ${fleetLoad.targetBusyRetries} retries on a busy target; heartbeats: ${fleetLoad.heartbeats.toLocaleString("en")} simulated + ≈ ${realHeartbeats.toLocaleString("en")} from the agent (a day at 15 s is ${HEARTBEATS_PER_DAY})` : "control-plane deploys: none",
-    `RSS is the largest in each window (idle: 40–60 s after start; after: 30–50 s after the loads); heap used as the process reported it at that sample`,
+    `RSS is the largest in each window (idle: 40–60 s after start; warm: 20–30 s after a tenth of the loads; after: 30–50 s after all of them, the simulated agents disconnected); heap used as the process reported it at that sample`,
   ];
   process.stdout.write(
     `\nFerry footprint bench — ${started.toISOString()}, ${Math.round((finished.getTime() - started.getTime()) / 1000)} s, load average ${load0.map((l) => l.toFixed(1)).join(" ")} → ${loadavg().map((l) => l.toFixed(1)).join(" ")}\n\n` +
