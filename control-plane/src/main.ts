@@ -141,8 +141,8 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
       credentials,
       clock,
     });
-    const deployments = new DeploymentService({ store, catalog, signer, clock, taskTtlMs: cfg.taskTtlMs });
     const evidence = new EvidenceStore({ store, key: evidenceKey, clock });
+    const deployments = new DeploymentService({ store, catalog, signer, clock, taskTtlMs: cfg.taskTtlMs, evidence });
     const webhooks = new SqlWebhookStore({ store, clock });
     const webhookDispatcher = new WebhookDispatcher({ store: webhooks, logger: log.child({ component: "webhooks" }) });
     cleanups.push(async () => {

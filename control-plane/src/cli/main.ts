@@ -47,7 +47,7 @@ token
   .option("--uses <n>", "join token: how many agents may enrol with it", "1")
   .option("--label <key=value>", "join token: label for the agents that enrol (repeatable)", collect, [])
   .option("--subject <name>", "API token: who it stands for (approvals are attributed to it)")
-  .option("--role <role>", "API token: admin, release-manager, approver, deployer or viewer (repeatable)", collect, [])
+  .option("--role <role>", "API token: admin, release-manager, approver, deployer, gate-override or viewer (repeatable)", collect, [])
   .option("--description <text>", "API token: what it is for")
   .option("--json", "print JSON")
   .action(async (o: { env?: string; ttl?: string; uses: string; label: string[]; subject?: string; role: string[]; description?: string; json?: boolean }) => {

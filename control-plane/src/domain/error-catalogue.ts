@@ -63,6 +63,8 @@ export const ERROR_CATALOGUE = {
   TARGET_DRIVER_UNAVAILABLE: { http: 422, description: "The agent serving a target does not report a driver for the target's kind." },
   RELEASE_COMPONENT_MISSING: { http: 422, description: "A target runs a component that the release does not pin." },
   RELEASE_COMPONENT_AMBIGUOUS: { http: 422, description: "The release pins several components and the target does not say which one it runs (config.component)." },
+  ENVIRONMENT_GATED: { http: 409, description: "The environment has gates: a release reaches it only through a promotion; a direct deploy, rollback or retry there needs an override (gate-override role and a reason)." },
+  IDEMPOTENCY_KEY_SECRET_SHOWN: { http: 409, description: "The request with this Idempotency-Key created a secret, which was shown once and is not stored; revoke what it created (details name it) and create another." },
   PROMOTION_NOT_FOUND: { http: 404, description: "No promotion with this id." },
   PROMOTION_IN_PROGRESS: { http: 409, description: "The environment already has an active promotion; one promotion per environment at a time." },
   PROMOTION_ALREADY_DECIDED: { http: 409, description: "The promotion is past the point where this action applies (already approved, rejected, deploying or finished)." },
