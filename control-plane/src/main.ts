@@ -10,6 +10,7 @@ import { AgentService, ConnectResponseSchema, EnrolmentService, SigningKeysSchem
 import type { ResolvedConfig } from "./config/config.js";
 import { redactUrl } from "./config/config.js";
 import { appendAudit } from "./domain/audit/audit-log.js";
+import { AuditCheckpointer } from "./domain/audit/audit-anchor.js";
 import { createApiToken } from "./domain/auth/api-tokens.js";
 import { CatalogService } from "./domain/catalog/catalog-service.js";
 import { FleetService, REVOCATION_CHANNEL } from "./domain/fleet/fleet-service.js";
@@ -142,6 +143,17 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
       clock,
     });
     const evidence = new EvidenceStore({ store, key: evidenceKey, clock });
+    const auditCheckpointer = new AuditCheckpointer({
+      store,
+      key: evidenceKey,
+      clock,
+      intervalMs: cfg.auditCheckpointIntervalMs,
+      onError: (err) => log.warn({ err }, "could not sign an audit checkpoint"),
+    });
+    auditCheckpointer.start();
+    // Registered early, so it runs late at shutdown (cleanups run in reverse): its final checkpoint comes after the
+    // HTTP server and the background loops stopped appending.
+    cleanups.push(() => auditCheckpointer.stop());
     const deployments = new DeploymentService({ store, catalog, signer, clock, taskTtlMs: cfg.taskTtlMs, evidence });
     const webhooks = new SqlWebhookStore({ store, clock });
     const webhookDispatcher = new WebhookDispatcher({ store: webhooks, logger: log.child({ component: "webhooks" }) });
@@ -357,6 +369,7 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
       records,
       evidence,
       webhooks,
+      auditCheckpointer,
       metrics,
       log,
       version: CONTROL_PLANE_VERSION,

@@ -375,7 +375,11 @@ describe("promotions through gates, with evidence, audit and webhooks", { skip }
     const clean = await cp.cli(["audit", "verify"]);
     assert.equal(clean.code, 0, clean.stdout + clean.stderr);
     const row = (await sql.query<{ seq: string }>("SELECT seq FROM audit_log WHERE action = 'promotion.break-glass'")).rows[0]!;
+    // The database refuses the edit; only the table's owner, switching the append-only trigger off, gets it in.
+    await assert.rejects(sql.query("UPDATE audit_log SET details = '{}' WHERE seq = $1", [row.seq]), /append-only/);
+    await sql.query("ALTER TABLE audit_log DISABLE TRIGGER USER");
     await sql.query("UPDATE audit_log SET details = '{\"reason\": \"routine\"}' WHERE seq = $1", [row.seq]);
+    await sql.query("ALTER TABLE audit_log ENABLE TRIGGER USER");
     const broken = await cp.cli(["audit", "verify"]);
     assert.equal(broken.code, 1);
     assert.match(broken.stdout, new RegExp(`BROKEN at record ${row.seq}\\b`));

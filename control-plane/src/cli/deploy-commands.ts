@@ -14,6 +14,7 @@ function summary(d: DeploymentView): string {
   const what = d.release ? `${d.release.name}@${d.release.version}` : "previous releases";
   const lines = [
     `${d.action === "rollback" ? "Rollback" : "Deployment"} ${d.id}: ${what} to ${d.environment} — ${d.state}`,
+    ...(d.override ? [`  gate override by ${d.override.by}: ${d.override.reason} (evidence ${d.override.evidence ?? "-"})`] : []),
     table(
       ["TARGET", "STATE", "IMAGE", "ATTEMPT", "RESULT"],
       d.tasks.map((t) => [t.target.name, t.state, t.images.map((i) => `${i.component}@${short(i.digest)}`).join(","), String(t.attempt), t.code ? `${t.code}: ${t.message ?? ""}` : (t.message ?? "")]),
@@ -66,10 +67,12 @@ export function deployCommands(program: Command, client: () => ApiClient, print:
     .option("--wait", "follow progress until every target is done; exit 1 unless all succeeded", false)
     .option("--timeout <seconds>", "with --wait: give up after this long", "900")
     .option("--idempotency-key <key>", "safe retries from CI: the same key never deploys twice")
+    .option("--override <reason>", "into an environment with gates: deploy without a promotion (gate-override role; the reason is recorded and signed)")
     .option("--json", "print JSON")
-    .action(async (release: string, o: { to: string; target: string[]; wait: boolean; timeout: string; idempotencyKey?: string; json?: boolean }) => {
+    .action(async (release: string, o: { to: string; target: string[]; wait: boolean; timeout: string; idempotencyKey?: string; override?: string; json?: boolean }) => {
       const body: Record<string, unknown> = { release, environment: o.to };
       if (o.target.length > 0) body["targets"] = o.target;
+      if (o.override !== undefined) body["override"] = { reason: o.override };
       let d = await client().request<DeploymentView>("POST", "/api/v1/deployments", body, o.idempotencyKey ? { "idempotency-key": o.idempotencyKey } : {});
       if (!o.json) process.stderr.write(`deployment ${d.id} queued: ${d.tasks.length} target(s)\n`);
       if (o.wait) d = await follow(client(), d.id, true, Number(o.timeout) * 1000);
@@ -84,10 +87,12 @@ export function deployCommands(program: Command, client: () => ApiClient, print:
     .option("--target <name>", "only this target (repeatable)", collect, [])
     .option("--wait", "follow progress until done; exit 1 unless all succeeded", false)
     .option("--timeout <seconds>", "with --wait: give up after this long", "900")
+    .option("--override <reason>", "into an environment with gates: roll back without a promotion (gate-override role; recorded and signed)")
     .option("--json", "print JSON")
-    .action(async (o: { env: string; target: string[]; wait: boolean; timeout: string; json?: boolean }) => {
+    .action(async (o: { env: string; target: string[]; wait: boolean; timeout: string; override?: string; json?: boolean }) => {
       const body: Record<string, unknown> = { environment: o.env };
       if (o.target.length > 0) body["targets"] = o.target;
+      if (o.override !== undefined) body["override"] = { reason: o.override };
       let d = await client().request<DeploymentView>("POST", "/api/v1/rollbacks", body);
       if (!o.json) process.stderr.write(`rollback ${d.id} queued: ${d.tasks.length} target(s)\n`);
       if (o.wait) d = await follow(client(), d.id, true, Number(o.timeout) * 1000);
@@ -148,9 +153,10 @@ export function deployCommands(program: Command, client: () => ApiClient, print:
     .command("retry <id>")
     .description("deploy again to the targets whose tasks did not succeed")
     .option("--wait", "follow progress until done", false)
+    .option("--override <reason>", "into an environment with gates: retry without a promotion (gate-override role; recorded and signed)")
     .option("--json", "print JSON")
-    .action(async (id: string, o: { wait: boolean; json?: boolean }) => {
-      let d = await client().request<DeploymentView>("POST", `/api/v1/deployments/${enc(id)}/retry`, {});
+    .action(async (id: string, o: { wait: boolean; override?: string; json?: boolean }) => {
+      let d = await client().request<DeploymentView>("POST", `/api/v1/deployments/${enc(id)}/retry`, o.override !== undefined ? { override: { reason: o.override } } : {});
       if (o.wait) d = await follow(client(), d.id, true, 900_000);
       print(!!o.json, d, () => summary(d));
       if (o.wait && d.state !== "succeeded") process.exitCode = 1;

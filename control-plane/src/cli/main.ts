@@ -1,6 +1,7 @@
 // `ferry` — the operator and CI command line. Every command prints for people by default and JSON with --json.
 // Exit codes: 0 success, 1 the server refused (the error code is printed), 2 usage or configuration error,
 // 3 the control plane could not be reached, 4 gave up waiting (--wait --timeout) with the work still going on.
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { Command, CommanderError, Option } from "commander";
 import type { AgentView, JoinTokenView } from "../domain/fleet/fleet-service.js";
 import type { ChainVerdict } from "../domain/audit/audit-log.js";
@@ -210,16 +211,45 @@ program
     print(!!o.json, r, () => `Certificate ${r.serial} revoked.`);
   });
 
-program
-  .command("audit")
-  .description("the audit log")
+const auditCmd = program.command("audit").description("the audit log");
+auditCmd
   .command("verify")
-  .description("walk the hash chain and name the first broken record")
+  .description("walk the hash chain, check it against its signed checkpoints and evidence packets, and name the first broken record")
+  .option("--anchor <file>", "remember the head verified here, and next time check the chain still holds it (a witness outside the database)")
+  .option("--json", "print JSON")
+  .action(async (o: { anchor?: string; json?: boolean }) => {
+    let witness: { seq: number; hash: string } | null = null;
+    if (o.anchor && existsSync(o.anchor)) {
+      try {
+        const w = JSON.parse(readFileSync(o.anchor, "utf8")) as { seq?: unknown; hash?: unknown };
+        if (typeof w.seq !== "number" || typeof w.hash !== "string" || !/^[0-9a-f]{64}$/.test(w.hash)) throw new Error("expected {\"seq\": N, \"hash\": \"<64 hex>\"}");
+        witness = { seq: w.seq, hash: w.hash };
+      } catch (err) {
+        throw new CommanderError(2, "ferry.usage", `--anchor: ${o.anchor}: ${(err as Error).message}`);
+      }
+    }
+    const q = witness ? `?anchorSeq=${witness.seq}&anchorHash=${witness.hash}` : "";
+    const v = await client().request<ChainVerdict>("GET", `/api/v1/audit/verify${q}`);
+    print(!!o.json, v, () =>
+      v.ok
+        ? `Audit log intact: ${v.records} records, head ${v.head}` +
+          (v.anchors ? `; matches ${v.anchors.checkpoints} signed checkpoint(s) and ${v.anchors.evidence} evidence packet(s)${witness ? ` and the head seen before (record ${witness.seq})` : ""}.` : ".")
+        : `Audit log BROKEN at record ${v.brokenAt}: ${v.reason}`,
+    );
+    if (!v.ok) {
+      process.exitCode = 1;
+      return;
+    }
+    // Only a verified head is remembered; a broken chain leaves the old witness in place.
+    if (o.anchor && v.records > 0) writeFileSync(o.anchor, `${JSON.stringify({ seq: v.records, hash: v.head })}\n`);
+  });
+auditCmd
+  .command("checkpoint")
+  .description("sign a checkpoint of the audit head now (the server signs one every interval anyway)")
   .option("--json", "print JSON")
   .action(async (o: { json?: boolean }) => {
-    const v = await client().request<ChainVerdict>("GET", "/api/v1/audit/verify");
-    print(!!o.json, v, () => (v.ok ? `Audit log intact: ${v.records} records, head ${v.head}.` : `Audit log BROKEN at record ${v.brokenAt}: ${v.reason}`));
-    if (!v.ok) process.exitCode = 1;
+    const r = await client().request<{ checkpoint: { seq: number; hash: string } | null }>("POST", "/api/v1/audit/checkpoints");
+    print(!!o.json, r, () => (r.checkpoint ? `Checkpoint signed: record ${r.checkpoint.seq}, ${r.checkpoint.hash}.` : "Nothing new to sign: the newest checkpoint already covers the head."));
   });
 
 async function main(): Promise<void> {

@@ -41,6 +41,10 @@ export function serverCommand(program: Command): void {
     .option("--task-sweep-interval <duration>", "how often leases are checked and missed task notices caught up (default 2s)")
     .option("--evidence-key-dir <dir>", "evidence signing key directory (default <data-dir>/evidence-key)")
     .option("--promotion-ttl <duration>", "how long a promotion may wait for its gates (default 7d)")
+    .option("--audit-checkpoint-interval <duration>", "how often the audit head is signed into a checkpoint when it moved (default 10s)")
+    .option("--webhook-allow <list>", "comma-separated CIDRs or host names webhooks may reach although private or loopback (default none)")
+    .option("--enrol-peer-rate <n>", "enrolments admitted per second from one peer address (default 2)")
+    .option("--enrol-peer-burst <n>", "enrolments admitted at once from one peer address (default 20)")
     .option("--replica-id <id>", "name of this replica in logs and the fleet (default host-pid)")
     .action(async (flags: RawConfig) => {
       const cfg = resolveConfig(flags);
