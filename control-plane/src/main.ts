@@ -32,7 +32,8 @@ import { TaskDispatcher, registryCredentialsFor } from "./adapters/grpc/task-dis
 import { DeploymentService, TASK_NOTIFY_CHANNEL } from "./domain/deploy/deployment-service.js";
 import { TaskQueue } from "./domain/deploy/task-queue.js";
 import { SqlWebhookStore } from "./domain/notify/webhook-service.js";
-import { WebhookDispatcher } from "./domain/notify/webhooks.js";
+import { HttpWebhookTransport, WebhookDispatcher } from "./domain/notify/webhooks.js";
+import { WebhookTargetPolicy } from "./domain/notify/webhook-targets.js";
 import { EvidenceStore } from "./domain/promotion/evidence-store.js";
 import { createGateEngine, parseScanReport } from "./domain/promotion/gate-engine.js";
 import { PromotionService } from "./domain/promotion/promotion-service.js";
@@ -155,8 +156,9 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
     // HTTP server and the background loops stopped appending.
     cleanups.push(() => auditCheckpointer.stop());
     const deployments = new DeploymentService({ store, catalog, signer, clock, taskTtlMs: cfg.taskTtlMs, evidence });
-    const webhooks = new SqlWebhookStore({ store, clock });
-    const webhookDispatcher = new WebhookDispatcher({ store: webhooks, logger: log.child({ component: "webhooks" }) });
+    const webhookPolicy = new WebhookTargetPolicy(cfg.webhookAllow);
+    const webhooks = new SqlWebhookStore({ store, clock, policy: webhookPolicy });
+    const webhookDispatcher = new WebhookDispatcher({ store: webhooks, transport: new HttpWebhookTransport({ policy: webhookPolicy }), logger: log.child({ component: "webhooks" }) });
     cleanups.push(async () => {
       await webhookDispatcher.stop({ timeoutMs: 2000 });
     });

@@ -9,6 +9,7 @@ import { hostname } from "node:os";
 import { isAbsolute, join, resolve } from "node:path";
 import { FerryError } from "../domain/errors.js";
 import { parseDuration } from "../domain/fleet/durations.js";
+import { WebhookTargetPolicy } from "../domain/notify/webhook-targets.js";
 
 export interface RawConfig {
   config?: string;
@@ -312,12 +313,22 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
     evidenceKeyDir: pick("evidenceKeyDir") ? resolve(cwd, pick("evidenceKeyDir") as string) : join(dataDir, "evidence-key"),
     promotionTtlMs: parseDuration(pick("promotionTtl") ?? "7d", "promotion-ttl"),
     auditCheckpointIntervalMs: parseDuration(pick("auditCheckpointInterval") ?? "10s", "audit-checkpoint-interval"),
-    webhookAllow: (pick("webhookAllow") ?? "").split(",").map((s) => s.trim()).filter((s) => s.length > 0),
+    webhookAllow: webhookAllowList(pick("webhookAllow") ?? ""),
     enrolPeerRate: positiveNumber(str("enrolPeerRate"), "enrol-peer-rate", false),
     enrolPeerBurst: positiveNumber(str("enrolPeerBurst"), "enrol-peer-burst"),
     taskSweepIntervalMs: parseDuration(pick("taskSweepInterval") ?? "2s", "task-sweep-interval"),
     taskLeaseMs: pick("taskLease") ? parseDuration(pick("taskLease") as string, "task-lease") : Math.max(60_000, 4 * heartbeatIntervalMs),
   };
+}
+
+function webhookAllowList(text: string): string[] {
+  const list = text.split(",").map((s) => s.trim()).filter((s) => s.length > 0);
+  try {
+    new WebhookTargetPolicy(list);
+  } catch (err) {
+    throw new FerryError("VALIDATION_FAILED", (err as Error).message, { field: "webhook-allow" }, { cause: err });
+  }
+  return list;
 }
 
 /** Redacts the password of a database URL for logs and the startup banner. */

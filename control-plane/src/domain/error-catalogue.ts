@@ -77,6 +77,7 @@ export const ERROR_CATALOGUE = {
   SCAN_REPORT_INVALID: { http: 400, description: "The scan report is neither valid Trivy JSON nor valid SARIF; details say where it fails." },
   EXCEPTION_NOT_FOUND: { http: 404, description: "No security exception with this id." },
   EVIDENCE_NOT_FOUND: { http: 404, description: "No evidence packet with this id." },
+  WEBHOOK_TARGET_FORBIDDEN: { http: 422, description: "The webhook URL's host is (or resolves to) a loopback, private, link-local or otherwise internal address that the allow-list (--webhook-allow) does not name." },
   WEBHOOK_NOT_FOUND: { http: 404, description: "No webhook subscription with this id." },
   GROUP_MEMBER_EXISTS: { http: 409, description: "The subject is already in the group." },
   RATE_LIMITED: { http: 429, description: "Too many requests; retry after the time in Retry-After." },
