@@ -13,6 +13,7 @@ import { appendAudit } from "./domain/audit/audit-log.js";
 import { AuditCheckpointer } from "./domain/audit/audit-anchor.js";
 import { createApiToken } from "./domain/auth/api-tokens.js";
 import { CatalogService } from "./domain/catalog/catalog-service.js";
+import { loadCursorKey, useCursorKey } from "./domain/catalog/pagination.js";
 import { FleetService, REVOCATION_CHANNEL } from "./domain/fleet/fleet-service.js";
 import { offlineAfterMs, type LivenessPolicy } from "./domain/fleet/liveness.js";
 import { LivenessRecorder } from "./domain/fleet/liveness-recorder.js";
@@ -116,6 +117,7 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
     const certChainPem = `${serverCert.certPem.trim()}\n${ca.certPem.trim()}\n`;
 
     const adminSecret = await bootstrapAdminToken(store);
+    useCursorKey(await loadCursorKey(store));
     const adminTokenFile = join(cfg.dataDir, "admin-token");
     if (adminSecret) writeFileAtomic(adminTokenFile, `${adminSecret}\n`, 0o600);
 
