@@ -212,9 +212,9 @@ export class DeploymentService {
     actor: string,
     opts: { within?: (tx: Queryable, deploymentId: string) => Promise<void> } & Omit<DeployAuthority, "override"> = {},
   ): Promise<DeploymentView> {
-    const release = await this.d.catalog.getRelease(input.release);
     const who: DeployAuthority = { promotion: opts.promotion, principal: opts.principal, override: input.override };
     await this.governEarly(input.environment, "deploy", who, actor);
+    const release = await this.d.catalog.getRelease(input.release);
     const targets = await this.selectTargets(input.environment, input.targets);
     const plan = targets.map((t) => ({ target: t, agentId: t.agentId ?? "", release, images: imagesForTarget(t, release) }));
     return this.governed("deploy", who, actor, () =>

@@ -46,7 +46,7 @@ const deployer: Principal = { tokenId: "tok_dep", subject: "dana", roles: ["depl
 const overrider: Principal = { tokenId: "tok_ovr", subject: "olga", roles: ["deployer", "gate-override"] };
 
 const PROD_GATES = [
-  { kind: "approvals", name: "prod approvers", config: { group: "sre", required: 1 } },
+  { kind: "approvals", name: "prod approvers", config: { group: "sre", count: 1 } },
   { kind: "freeze", name: "change freeze", config: { windows: [{ name: "always", timeZone: "UTC", cron: "0 0 * * *", durationMinutes: 1440 }] } },
 ];
 

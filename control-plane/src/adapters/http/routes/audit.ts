@@ -39,7 +39,7 @@ export function auditRoutes(d: { store: Store; keys: () => EvidencePublicKey[]; 
             type: "object",
             additionalProperties: false,
             properties: { anchorSeq: { type: "integer", minimum: 1 }, anchorHash: { type: "string", pattern: "^[0-9a-f]{64}$" } },
-            dependentRequired: { anchorSeq: ["anchorHash"], anchorHash: ["anchorSeq"] },
+            dependencies: { anchorSeq: ["anchorHash"], anchorHash: ["anchorSeq"] },
           },
         },
       },

@@ -78,6 +78,10 @@ export function deploymentRoutes(d: { deployments: DeploymentService }): Fastify
       "/deployments/:id/retry",
       {
         config: { role: "deployer", idempotent: true },
+        // The body is optional (only an override goes in it): no body is an empty one.
+        preValidation: async (req) => {
+          if (req.body === undefined || req.body === null) req.body = {};
+        },
         schema: {
           summary: "Deploy again to the targets whose tasks did not succeed",
           params: idParam,
