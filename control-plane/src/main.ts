@@ -22,7 +22,7 @@ import type { Store } from "./ports/store.js";
 import { startMaintenance } from "./adapters/store/maintenance.js";
 import { openStore } from "./adapters/store/index.js";
 import { EnvAndFileCredentialStore, OciRegistry } from "./adapters/registry/index.js";
-import { AdmissionGate } from "./adapters/grpc/admission.js";
+import { AdmissionGate, PeerAdmission } from "./adapters/grpc/admission.js";
 import { agentServiceImpl, signingKeysMessage, type Revocations } from "./adapters/grpc/agent-service.js";
 import { SIGNING_KEYS_CHANNEL } from "./adapters/http/routes/signing-keys.js";
 import { enrolmentServiceImpl } from "./adapters/grpc/enrolment-service.js";
@@ -341,6 +341,7 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
       enrolmentServiceImpl({
         fleet,
         admission: new AdmissionGate(cfg.enrolRate, cfg.enrolBurst, clock),
+        peerAdmission: new PeerAdmission(cfg.enrolPeerRate, cfg.enrolPeerBurst, clock),
         refusals,
         caBundle,
         agentEndpoint: () => agentEndpoint,
