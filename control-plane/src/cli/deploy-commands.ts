@@ -2,7 +2,7 @@
 import { type Command, CommanderError } from "commander";
 import type { DeploymentView, TargetStatusView, TaskView } from "../domain/deploy/deployment-service.js";
 import type { ApiClient } from "./api-client.js";
-import { table } from "./format.js";
+import { note, table, writeOut } from "./format.js";
 
 type Out = (json: boolean, data: unknown, human: () => string) => void;
 const collect = (v: string, acc: string[]) => [...acc, v];
@@ -35,10 +35,10 @@ async function follow(client: ApiClient, id: string, human: boolean, timeoutMs: 
         for (const e of t.events ?? []) {
           if (e.seq <= (seen.get(t.id) ?? 0)) continue;
           seen.set(t.id, e.seq);
-          process.stderr.write(`${t.target.name}: ${e.step}${e.detail ? ` — ${e.detail}` : ""}\n`);
+          note(`${t.target.name}: ${e.step}${e.detail ? ` — ${e.detail}` : ""}`);
         }
         if (FINAL.has(t.state) || t.state === "errored" || t.state === "expired") {
-          await printLog(client, id, t, logAt, true);
+          await printLog(client, id, t, logAt, true, "stderr");
         }
       }
     }
@@ -50,12 +50,19 @@ async function follow(client: ApiClient, id: string, human: boolean, timeoutMs: 
   }
 }
 
-async function printLog(client: ApiClient, id: string, t: TaskView, at: Map<string, number>, onlyFailures: boolean): Promise<void> {
+/**
+ * Prints a task's log, control characters escaped. `deployment show --logs` asked for the logs: they are its output,
+ * on stdout. While following a deploy (--wait) they are progress, on stderr, so stdout stays the result alone.
+ */
+async function printLog(client: ApiClient, id: string, t: TaskView, at: Map<string, number>, onlyFailures: boolean, to: "stdout" | "stderr"): Promise<void> {
   if (onlyFailures && t.state === "succeeded") return;
   if (at.has(t.id)) return;
   const r = await client.text(`/api/v1/deployments/${enc(id)}/tasks/${enc(t.id)}/log`);
   at.set(t.id, Number(r.headers.get("x-ferry-log-next") ?? 0));
-  if (r.body) process.stderr.write(`--- ${t.target.name} log ---\n${r.body}${r.body.endsWith("\n") ? "" : "\n"}`);
+  if (!r.body) return;
+  const text = `--- ${t.target.name} log ---\n${r.body}${r.body.endsWith("\n") ? "" : "\n"}`;
+  if (to === "stdout") writeOut(text);
+  else note(text.replace(/\n$/, ""));
 }
 
 export function deployCommands(program: Command, client: () => ApiClient, print: Out): void {
@@ -74,7 +81,7 @@ export function deployCommands(program: Command, client: () => ApiClient, print:
       if (o.target.length > 0) body["targets"] = o.target;
       if (o.override !== undefined) body["override"] = { reason: o.override };
       let d = await client().request<DeploymentView>("POST", "/api/v1/deployments", body, o.idempotencyKey ? { "idempotency-key": o.idempotencyKey } : {});
-      if (!o.json) process.stderr.write(`deployment ${d.id} queued: ${d.tasks.length} target(s)\n`);
+      if (!o.json) note(`deployment ${d.id} queued: ${d.tasks.length} target(s)`);
       if (o.wait) d = await follow(client(), d.id, true, Number(o.timeout) * 1000);
       print(!!o.json, d, () => summary(d));
       if (o.wait && d.state !== "succeeded") process.exitCode = 1;
@@ -94,7 +101,7 @@ export function deployCommands(program: Command, client: () => ApiClient, print:
       if (o.target.length > 0) body["targets"] = o.target;
       if (o.override !== undefined) body["override"] = { reason: o.override };
       let d = await client().request<DeploymentView>("POST", "/api/v1/rollbacks", body);
-      if (!o.json) process.stderr.write(`rollback ${d.id} queued: ${d.tasks.length} target(s)\n`);
+      if (!o.json) note(`rollback ${d.id} queued: ${d.tasks.length} target(s)`);
       if (o.wait) d = await follow(client(), d.id, true, Number(o.timeout) * 1000);
       print(!!o.json, d, () => summary(d));
       if (o.wait && d.state !== "succeeded") process.exitCode = 1;
@@ -146,7 +153,7 @@ export function deployCommands(program: Command, client: () => ApiClient, print:
       });
       if (o.logs && !o.json) {
         const at = new Map<string, number>();
-        for (const t of d.tasks) await printLog(c, d.id, t, at, false);
+        for (const t of d.tasks) await printLog(c, d.id, t, at, false, "stdout");
       }
     });
   deployment
