@@ -15,8 +15,8 @@ const realFetch = globalThis.fetch;
 const realTerminal = { ...terminal };
 
 function stubApi(route: Route): void {
-  globalThis.fetch = (async (input: string | URL | Request, init?: RequestInit) => {
-    const url = new URL(String(input));
+  globalThis.fetch = (async (input: string | URL, init?: RequestInit) => {
+    const url = new URL(input);
     const method = init?.method ?? "GET";
     timeline.push(`fetch ${method} ${url.pathname}`);
     const r = route(method, url.pathname);
@@ -59,7 +59,7 @@ describe("CLI output streams", () => {
     assert.match(stdout, /--- web-1 log ---\nline one\n\\x1b\]0;pwned\\x07red\n/);
     assert.match(stdout, /evil\\x1b\[2Jdetail/);
     assert.equal(stderr, "");
-    assert.ok(!/\x1b/.test(stdout));
+    assert.ok(!stdout.includes("\x1b"));
   });
 
   it("promote --wait prints the promotion id before it waits (stderr for people, first JSON progress line with --json)", async () => {
@@ -96,6 +96,6 @@ describe("CLI output streams", () => {
     await ferry("agents");
     assert.match(stdout, /web\\x1b\[31m\\x9b2J/);
     assert.match(stdout, /h\\x07/);
-    assert.ok(!/[\x07\x1b\u009b]/.test(stdout));
+    assert.ok(!["\x07", "\x1b", "\u009b"].some((c) => stdout.includes(c)));
   });
 });

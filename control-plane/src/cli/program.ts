@@ -5,7 +5,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { Command, CommanderError, Option } from "commander";
 import type { AgentView, JoinTokenView } from "../domain/fleet/fleet-service.js";
 import type { ChainVerdict } from "../domain/audit/audit-log.js";
-import { ApiClient, ApiError, ConnectError, resolveClient } from "./api-client.js";
+import { ApiClient, resolveClient } from "./api-client.js";
 import { ago, out, table } from "./format.js";
 import { catalogCommands } from "./catalog-commands.js";
 import { deployCommands } from "./deploy-commands.js";

@@ -70,7 +70,7 @@ export function enrolmentServiceImpl(d: EnrolmentServiceDeps): UntypedServiceImp
         name: req.name,
         facts: factsRecord(req.facts),
         peer,
-        onRefused: (action, code, details) => d.refusals.refuse("enrolment", code, String(details["reason"] ?? code), details, action),
+        onRefused: (action, code, details) => d.refusals.refuse("enrolment", code, typeof details["reason"] === "string" ? details["reason"] : code, details, action),
       });
       d.log.info({ agentId: agent.id, name: agent.name, environment: agent.environment, peer }, "agent enrolled");
       d.onEnrol?.("ok");

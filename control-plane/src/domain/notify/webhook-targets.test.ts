@@ -2,6 +2,7 @@
 // connection is made to), an explicit allow-list, no credentials from URLs, and receivers' answers kept apart from
 // the error line every viewer reads.
 import { strict as assert } from "node:assert";
+import type { lookup } from "node:dns";
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, describe, it } from "node:test";
@@ -95,7 +96,7 @@ describe("webhook deliveries under the policy", () => {
   it("checks the addresses a name resolves to when it connects, not only the name", async () => {
     const rx = await receiver();
     // A resolver that sends an innocent-looking public name to loopback, as a rebinding DNS server would.
-    const resolver = ((_host: string, _o: unknown, cb: (e: null, a: { address: string; family: number }[]) => void) => cb(null, [{ address: "127.0.0.1", family: 4 }])) as unknown as typeof import("node:dns").lookup;
+    const resolver = ((_host: string, _o: unknown, cb: (e: null, a: { address: string; family: number }[]) => void) => cb(null, [{ address: "127.0.0.1", family: 4 }])) as unknown as typeof lookup;
     const refused = await deliverOnce(`http://hooks.example.test:${rx.port}/hooks`, new HttpWebhookTransport({ policy: new WebhookTargetPolicy([], { resolver }) }));
     assert.equal(refused.status, "failed");
     assert.match(refused.lastError ?? "", /destination refused: hooks\.example\.test resolves to 127\.0\.0\.1 is a loopback address/);

@@ -250,7 +250,7 @@ export class HttpWebhookTransport implements WebhookTransport {
       try {
         this.#policy.checkUrl(url);
       } catch (err) {
-        reject(err as Error);
+        reject(err instanceof Error ? err : new Error(String(err)));
         return;
       }
       const secure = url.protocol === "https:";
