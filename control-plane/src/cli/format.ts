@@ -32,10 +32,14 @@ export function safeJson(json: string): string {
   return json.replace(UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }
 
-/** One line (or block) to stdout, made terminal-safe; JSON (text starting with { or [) keeps valid JSON escapes. */
+/** Text for people to stdout, made terminal-safe. */
 export function out(text: string): void {
-  const t = text.trimStart();
-  terminal.out(`${t.startsWith("{") || t.startsWith("[") ? safeJson(text) : safe(text)}\n`);
+  terminal.out(`${safe(text)}\n`);
+}
+
+/** A JSON document to stdout; JSON.stringify escapes C0 controls, safeJson the rest, so it parses back unchanged. */
+export function outJson(data: unknown): void {
+  terminal.out(`${safeJson(JSON.stringify(data, null, 2))}\n`);
 }
 
 /** Progress and notes to stderr, terminal-safe. */

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { Command } from "commander";
-import { safe, safeJson, table } from "./format.js";
+import { out, outJson, safe, safeJson, table, terminal } from "./format.js";
 
 /** Any character a terminal would act on (what safe() must leave none of). */
 const raw = (s: string) => [...s].some((c) => {
@@ -45,5 +45,21 @@ describe("ferry CLI", () => {
     const json = safeJson(JSON.stringify({ name: evil }));
     assert.deepEqual(JSON.parse(json), { name: evil }, "JSON output reads back unchanged");
     assert.ok(!raw(json));
+  });
+
+  it("escapes human output whatever it starts with, and keeps JSON output parseable", () => {
+    const saved = { ...terminal };
+    let written = "";
+    terminal.out = (t) => void (written += t);
+    try {
+      out("[PASSED] gate\x1b[2J");
+      outJson({ name: "a\x1b\u009bb" });
+    } finally {
+      Object.assign(terminal, saved);
+    }
+    const [human, ...json] = written.split("\n");
+    assert.equal(human, "[PASSED] gate\\x1b[2J");
+    assert.deepEqual(JSON.parse(json.join("\n")), { name: "a\x1b\u009bb" });
+    assert.ok(!raw(written.replace(/\n/g, "")));
   });
 });

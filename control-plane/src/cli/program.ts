@@ -6,7 +6,7 @@ import { Command, CommanderError, Option } from "commander";
 import type { AgentView, JoinTokenView } from "../domain/fleet/fleet-service.js";
 import type { ChainVerdict } from "../domain/audit/audit-log.js";
 import { ApiClient, resolveClient } from "./api-client.js";
-import { ago, out, table } from "./format.js";
+import { ago, out, outJson, table } from "./format.js";
 import { catalogCommands } from "./catalog-commands.js";
 import { deployCommands } from "./deploy-commands.js";
 import { freezeCommands, promotionCommands, webhookCommands } from "./promotion-commands.js";
@@ -28,7 +28,8 @@ export function buildProgram(): Command {
   }
 
   function print(json: boolean, data: unknown, human: () => string): void {
-    out(json ? JSON.stringify(data, null, 2) : human());
+    if (json) outJson(data);
+    else out(human());
   }
 
   const collect = (v: string, acc: string[]) => [...acc, v];

@@ -5,7 +5,7 @@ import { type Command, CommanderError } from "commander";
 import { evidenceKeyId, verifyEvidence } from "@ferry/pki";
 import type { GateResultView, PromotionView } from "../domain/promotion/promotion-service.js";
 import type { ApiClient } from "./api-client.js";
-import { note, out, safeJson, table, terminal, writeOut } from "./format.js";
+import { note, outJson, safeJson, table, terminal, writeOut } from "./format.js";
 
 type Out = (json: boolean, data: unknown, human: () => string) => void;
 const enc = encodeURIComponent;
@@ -158,7 +158,7 @@ export function promotionCommands(program: Command, client: () => ApiClient, pri
     .option("--json", "print JSON (the document is JSON already; accepted for scripts that pass it everywhere)")
     .action(async (id: string) => {
       const m = await client().request<unknown>("GET", `/api/v1/promotions/${enc(id)}/release-metadata.json`);
-      out(JSON.stringify(m, null, 2));
+      outJson(m);
     });
   promotion
     .command("notes <id>")
@@ -166,7 +166,7 @@ export function promotionCommands(program: Command, client: () => ApiClient, pri
     .option("--json", "print JSON: { promotion, markdown }")
     .action(async (id: string, o: { json?: boolean }) => {
       const r = await client().text(`/api/v1/promotions/${enc(id)}/release-notes.md`);
-      if (o.json) out(JSON.stringify({ promotion: id, markdown: r.body }, null, 2));
+      if (o.json) outJson({ promotion: id, markdown: r.body });
       else writeOut(r.body);
     });
   program
@@ -268,7 +268,7 @@ export function promotionCommands(program: Command, client: () => ApiClient, pri
     .option("--json", "print JSON: id, kind, subject, hash, key id and the envelope")
     .action(async (id: string, o: { json?: boolean }) => {
       const r = await client().request<{ envelope: unknown }>("GET", `/api/v1/evidence/${enc(id)}`);
-      out(JSON.stringify(o.json ? r : r.envelope, null, 2));
+      outJson(o.json ? r : r.envelope);
     });
   evidence
     .command("key")
