@@ -2,11 +2,14 @@
 // promote --wait names its promotion before it waits, decisions read as words, and agent-supplied text reaches the
 // terminal with its control characters escaped.
 import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { terminal } from "./format.js";
 import { buildProgram } from "./program.js";
 
-type Route = (method: string, path: string) => { status?: number; body: unknown; text?: string } | undefined;
+type Route = (method: string, path: string, search: string) => { status?: number; body: unknown; text?: string } | undefined;
 
 let timeline: string[] = [];
 let stdout = "";
@@ -19,7 +22,7 @@ function stubApi(route: Route): void {
     const url = new URL(input);
     const method = init?.method ?? "GET";
     timeline.push(`fetch ${method} ${url.pathname}`);
-    const r = route(method, url.pathname);
+    const r = route(method, url.pathname, url.search);
     if (!r) return new Response(JSON.stringify({ error: { code: "NOT_FOUND", message: `${method} ${url.pathname}` } }), { status: 404 });
     return new Response(r.text ?? JSON.stringify(r.body), { status: r.status ?? 200, headers: r.text !== undefined ? { "x-ferry-log-next": String(r.text.length) } : {} });
   }) as typeof fetch;
@@ -97,5 +100,27 @@ describe("CLI output streams", () => {
     assert.match(stdout, /web\\x1b\[31m\\x9b2J/);
     assert.match(stdout, /h\\x07/);
     assert.ok(!["\x07", "\x1b", "\u009b"].some((c) => stdout.includes(c)));
+  });
+
+  it("audit verify --anchor remembers the verified head and sends it next time", async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), "ferry-anchor-"));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, "head.json");
+    const seen: string[] = [];
+    stubApi((m, p, q) => {
+      if (p !== "/api/v1/audit/verify") return undefined;
+      seen.push(q);
+      return { body: { ok: true, records: 12, head: "b".repeat(64), anchors: { checkpoints: 1, evidence: 0, latest: null } } };
+    });
+    await ferry("audit", "verify", "--anchor", file);
+    assert.deepEqual(JSON.parse(readFileSync(file, "utf8")), { seq: 12, hash: "b".repeat(64) });
+    await ferry("audit", "verify", "--anchor", file);
+    assert.deepEqual(seen, ["", `?anchorSeq=12&anchorHash=${"b".repeat(64)}`]);
+    assert.match(stdout, /and the head seen before \(record 12\)/);
+    // A broken chain leaves the old witness in place and exits 1.
+    stubApi(() => ({ body: { ok: false, records: 3, brokenAt: 4, reason: "the chain is truncated" } }));
+    await ferry("audit", "verify", "--anchor", file);
+    assert.equal(process.exitCode, 1);
+    assert.deepEqual(JSON.parse(readFileSync(file, "utf8")), { seq: 12, hash: "b".repeat(64) });
   });
 });
