@@ -171,7 +171,7 @@ describe("deployments against the real Docker Engine", { skip }, () => {
     assert.equal((log.stdout.match(/\[start\] deploy/g) ?? []).length, 1, log.stdout);
     const lines = log.stdout.split("\n").filter((l) => /^\d{4}-/.test(l));
     assert.equal(new Set(lines).size, lines.length, `no line twice:\n${log.stdout}`);
-    assert.equal((log.stderr.match(/\[sticker\]/g) ?? []).length, 1, log.stderr);
+    assert.equal((log.stdout.match(/\[sticker\]/g) ?? []).length, 1, log.stdout);
   });
 
   it("flags drift when the container stops outside Ferry, and clears it when it runs again", async () => {
