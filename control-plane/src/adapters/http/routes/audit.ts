@@ -38,7 +38,7 @@ export function auditRoutes(d: { store: Store; keys: () => EvidencePublicKey[]; 
           querystring: {
             type: "object",
             additionalProperties: false,
-            properties: { anchorSeq: { type: "integer", minimum: 1 }, anchorHash: { type: "string", pattern: "^[0-9a-f]{64}$" } },
+            properties: { anchorSeq: { type: "integer", minimum: 1, maximum: 9007199254740991 }, anchorHash: { type: "string", pattern: "^[0-9a-f]{64}$" } },
             dependencies: { anchorSeq: ["anchorHash"], anchorHash: ["anchorSeq"] },
           },
         },
