@@ -33,7 +33,9 @@ import type { DockerEnv, DockerPhaseState } from "./phase-state.js";
 import { prepare } from "./prepare.js";
 import { restore } from "./restore.js";
 import { retire } from "./retire.js";
+import { slotContainer, slotHealthCheck, slotRestore, slotRetire, slotStart, slotSwitch } from "./slots.js";
 import { start } from "./start.js";
+import { SLOTS as SLOT_NAMES, type Router } from "../../routing/router.js";
 
 export const DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock";
 export const DEFAULT_STOP_TIMEOUT_SECONDS = 10;
@@ -46,6 +48,8 @@ export interface DockerDriverOptions {
   stopTimeoutSeconds?: number;
   /** The settle window for targets whose healthCheck sets no settleSeconds. Default 3. */
   settleSeconds?: number;
+  /** The host router; routed targets (config.route) need it, and with it the driver offers side-by-side and router. */
+  router?: Router;
 }
 
 /** The code a phase's unexpected engine error is reported under. */
@@ -83,16 +87,28 @@ export class DockerDriver implements Driver<DockerTargetConfig, DockerPhaseState
   readonly #stopTimeoutSeconds: number;
   readonly #settleMs: number;
   readonly #clients = new Map<string, Docker>();
+  readonly #router: Router | undefined;
 
   constructor(opts: DockerDriverOptions = {}) {
     this.#socketPath = opts.socketPath;
     this.#logger = (opts.logger ?? pino({ level: "silent" })).child({ driver: "docker" });
     this.#stopTimeoutSeconds = opts.stopTimeoutSeconds ?? DEFAULT_STOP_TIMEOUT_SECONDS;
     this.#settleMs = opts.settleSeconds !== undefined ? opts.settleSeconds * 1000 : DEFAULT_SETTLE_MS;
+    this.#router = opts.router;
   }
 
   capabilities(): readonly Capability[] {
-    return dockerKind.capabilities;
+    // Two slots side by side need the router in front of them; without one, replace mode is all there is.
+    return this.#router ? dockerKind.capabilities : [];
+  }
+
+  /** The router for a routed target, or a refusal when this agent has none. */
+  #routerFor(config: DockerTargetConfig): Router | undefined {
+    if (!config.route) return undefined;
+    if (!this.#router) {
+      throw dockerError("ROUTER_UNAVAILABLE", `the target is routed (config.route, service ${config.route.service}) but this agent has no router configured (drivers.docker.router; docs/rollouts.md#setting-up-haproxy)`, {});
+    }
+    return this.#router;
   }
 
   #client(socketPath: string): Docker {
@@ -130,7 +146,14 @@ export class DockerDriver implements Driver<DockerTargetConfig, DockerPhaseState
     try {
       // One cheap call that also tells the operator which engine answered.
       const v = await this.#client(socketPath).version();
-      return { ok: true, detail: `Docker Engine ${v.Version} (API ${v.ApiVersion}) on unix://${socketPath}` };
+      const engine = `Docker Engine ${v.Version} (API ${v.ApiVersion}) on unix://${socketPath}`;
+      if (!this.#router) return { ok: true, detail: engine };
+      // The router is reported with the engine, so the control plane shows which router (and whether it answers).
+      const router = await this.#router.info().then(
+        (i) => `router ${i.kind} ${i.version} (epoch ${i.epoch})`,
+        (err: unknown) => `router ${this.#router!.kind} not reachable: ${(err as Error).message}`,
+      );
+      return { ok: true, detail: `${engine}; ${router}` };
     } catch (err) {
       return { ok: false, detail: `no Docker Engine on unix://${socketPath}: ${engineMessage(err)}` };
     }
@@ -140,6 +163,13 @@ export class DockerDriver implements Driver<DockerTargetConfig, DockerPhaseState
     const config = dockerConfig(target.config);
     const env = this.#env(config);
     try {
+      if (config.route) {
+        // A routed target has no container under its own name: what serves is the running slot container (the
+        // newer one while both run, during a switch).
+        const slots = await Promise.all(SLOT_NAMES.map((s) => findContainers(env.docker, slotContainer(config, s)).then((f) => f.current)));
+        const running = slots.filter((c): c is ContainerView => c !== undefined).sort((a, b) => Number(b.running) - Number(a.running) || b.created.localeCompare(a.created));
+        return { config, socketPath: env.socketPath, found: { current: running[0], parked: [] } };
+      }
       return { config, socketPath: env.socketPath, found: await findContainers(env.docker, config.container) };
     } catch (err) {
       if (isEngineUnreachable(err)) {
@@ -205,14 +235,18 @@ export class DockerDriver implements Driver<DockerTargetConfig, DockerPhaseState
 
   start(ctx: PhaseContext<DockerTargetConfig>, state: DockerPhaseState): Promise<DockerPhaseState> {
     const env = this.#env(ctx.config);
-    return this.#guard("start", env, () => start(ctx, env, state));
+    return this.#guard("start", env, () => {
+      const router = this.#routerFor(ctx.config);
+      return router ? slotStart(ctx, env, router, state) : start(ctx, env, state);
+    });
   }
 
   health(ctx: PhaseContext<DockerTargetConfig>, state: DockerPhaseState): Promise<HealthReport> {
     const env = this.#env(ctx.config);
     return this.#guard("health", env, async () => {
       if (!state.newId || !state.mark) throw dockerError("HEALTH_CHECK_FAILED", "health ran before start: there is no new container to check", {});
-      const check = resolveHealthCheck(ctx.config, state.imageHealthcheck, env.settleMs);
+      const resolved = resolveHealthCheck(ctx.config, state.imageHealthcheck, env.settleMs);
+      const check = state.slot ? slotHealthCheck(resolved, state.slot.port) : resolved;
       const what = `${check.type} check, settle window ${check.settleMs / 1000} s${state.imageHealthcheck ? ", the image's HEALTHCHECK" : ""}`;
       ctx.progress.log(`health: ${what}${check.chosenBecause ? ` (${check.chosenBecause})` : ""}`);
       const result = await waitHealthy(check, containerHealthTarget(env.docker, state.newId), state.mark, ctx.signal, { log: (l) => ctx.progress.log(l) });
@@ -223,6 +257,11 @@ export class DockerDriver implements Driver<DockerTargetConfig, DockerPhaseState
   }
 
   async switch(ctx: PhaseContext<DockerTargetConfig>, state: DockerPhaseState): Promise<DockerPhaseState> {
+    const router = this.#routerFor(ctx.config);
+    if (router && state.slot) {
+      const env = this.#env(ctx.config);
+      return this.#guard("switch", env, () => slotSwitch(ctx, router, state));
+    }
     // Replace mode: start gave the new container the target's name and (host networking) its ports.
     ctx.progress.log(`switch: replace mode: ${ctx.config.container} (${state.newId?.slice(0, 12) ?? "?"}) already serves; nothing more to switch`);
     return state;
@@ -230,10 +269,13 @@ export class DockerDriver implements Driver<DockerTargetConfig, DockerPhaseState
 
   retire(ctx: PhaseContext<DockerTargetConfig>, state: DockerPhaseState): Promise<DockerPhaseState> {
     const env = this.#env(ctx.config);
-    return this.#guard("retire", env, () => retire(ctx, env, state));
+    const router = this.#routerFor(ctx.config);
+    return this.#guard("retire", env, () => (router && state.slot ? slotRetire(ctx, env, router, state) : retire(ctx, env, state)));
   }
 
   restore(ctx: PhaseContext<DockerTargetConfig>, state: DockerPhaseState): Promise<Record<string, unknown>> {
+    const router = ctx.config.route ? this.#router : undefined;
+    if (router && state.slot) return slotRestore(ctx, this.#env(ctx.config), router, state);
     return restore(ctx, this.#env(ctx.config), state);
   }
 
@@ -247,9 +289,15 @@ export class DockerDriver implements Driver<DockerTargetConfig, DockerPhaseState
     if (state.previous?.crashLooping) details["replacedCrashLoop"] = true;
     if (state.recovered) details["recovered"] = true;
     if (state.retireWarnings) details["cleanupWarnings"] = state.retireWarnings;
-    const running: RunningImage = { component: image.component, repository: image.repository, digest: image.digest, imageId: image.id, containerName: container };
+    if (state.slot) {
+      const sl = state.slot;
+      details["slot"] = { service: sl.service, serving: sl.idle, previous: sl.active, reused: sl.reused ?? false, drain: sl.drain ?? null, retained: sl.oldStopped ? sl.activeId : null };
+    }
+    const running: RunningImage = { component: image.component, repository: image.repository, digest: image.digest, imageId: image.id, containerName: state.slot ? slotContainer(ctx.config, state.slot.idle) : container };
     if (state.newId) running.containerId = state.newId;
-    const message = state.alreadyDeployed
+    const message = state.slot
+      ? `${slotContainer(ctx.config, state.slot.idle)} serves ${image.ref} through the router${state.slot.reused ? " (the retained container, started again)" : ""}${state.slot.active ? `; ${slotContainer(ctx.config, state.slot.active)} is retained, stopped` : ""}`
+      : state.alreadyDeployed
       ? `${container} already runs ${image.ref} (task ${ctx.taskId}); nothing to do`
       : `${container} runs ${image.ref}${state.previous ? `, replacing ${state.previous.id.slice(0, 12)}` : ""}`;
     return { running: [running], message, details };

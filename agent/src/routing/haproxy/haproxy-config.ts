@@ -43,6 +43,8 @@ export function haproxyConfig(layout: HaproxyLayout, services: readonly RoutedSe
     // a switch costs a retry, not an error.
     "  retries 2",
     "  option redispatch 1",
+    // An idle server connection the old slot closed when it stopped is retried, not answered with a 502.
+    "  retry-on conn-failure empty-response",
   ];
   for (const s of services) {
     if (!SERVICE_NAME.test(s.name)) throw new Error(`service name ${JSON.stringify(s.name)} must match ${SERVICE_NAME.source}`);

@@ -85,7 +85,7 @@ export class HaproxyRouter implements Router {
   async drain(service: string, slot: Slot, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<DrainResult> {
     const started = Date.now();
     await this.#ok(`set server ${this.#server(service, slot)} state drain`);
-    let remaining = Number.POSITIVE_INFINITY;
+    let remaining: number;
     for (;;) {
       remaining = Number((await this.#rows(service))[slot]["scur"] ?? 0);
       if (remaining === 0 || Date.now() - started >= opts.timeoutMs || opts.signal?.aborted) break;
