@@ -29,6 +29,7 @@ export const RESULT_CODES = {
   TASK_REPLAYED: { outcome: "refused", retryable: false, source: "agent", description: "The nonce was used by another task, or the task already ran." },
   TASK_NO_DRIVER: { outcome: "refused", retryable: false, source: "agent", description: "The agent has no driver for the target's kind." },
   TASK_PHASES_UNSUPPORTED: { outcome: "refused", retryable: false, source: "agent", description: "The task asks for a run of phases this agent's driver cannot perform as a separate step." },
+  TASK_ROUTE_UNSUPPORTED: { outcome: "refused", retryable: false, source: "agent", description: "A route task (router weights, measure, maintenance) went to an agent whose driver for the kind has no router configured." },
   TASK_REFUSED: { outcome: "refused", retryable: false, source: "control-plane", description: "The agent refused the task without a code (an agent older than the codes)." },
   INVALID_TARGET_CONFIG: { outcome: "refused", retryable: false, source: "driver", description: "The target's config does not fit its kind's schema, or does not fit the task's images; names the field." },
   RELEASE_COMPONENT_MISSING: { outcome: "refused", retryable: false, source: "driver", description: "The target runs a component the task carries no image for." },

@@ -10,7 +10,7 @@
 //
 // The engine is reached over its unix socket, chosen per target: config.socketPath, else the driver's socketPath
 // setting, else DOCKER_HOST when it names a unix socket, else /var/run/docker.sock. One dockerode client per socket.
-import { ConfigError, dockerKind, parseTargetConfig, type Capability, type DockerTargetConfig, type Phase, type ResultCode } from "@ferry/contract";
+import { ConfigError, dockerKind, parseTargetConfig, type Capability, type DockerTargetConfig, type Phase, type ResultCode, type RouteOperation } from "@ferry/contract";
 import Docker from "dockerode";
 import { pino, type Logger } from "pino";
 
@@ -20,6 +20,7 @@ import {
   type Driver,
   type HealthReport,
   type PhaseContext,
+  type RouteContext,
   type RunningImage,
   type TargetInspection,
   type TargetRef,
@@ -33,9 +34,9 @@ import type { DockerEnv, DockerPhaseState } from "./phase-state.js";
 import { prepare } from "./prepare.js";
 import { restore } from "./restore.js";
 import { retire } from "./retire.js";
-import { slotContainer, slotHealthCheck, slotRestore, slotRetire, slotStart, slotSwitch } from "./slots.js";
+import { routeOperation, slotContainer, slotHealthCheck, slotRestore, slotRetire, slotStart, slotSwitch } from "./slots.js";
 import { start } from "./start.js";
-import { SLOTS as SLOT_NAMES, type Router } from "../../routing/router.js";
+import { RouterError, SLOTS as SLOT_NAMES, type Router } from "../../routing/router.js";
 
 export const DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock";
 export const DEFAULT_STOP_TIMEOUT_SECONDS = 10;
@@ -82,6 +83,8 @@ export function dockerConfig(raw: Record<string, unknown>): DockerTargetConfig {
 
 export class DockerDriver implements Driver<DockerTargetConfig, DockerPhaseState> {
   readonly descriptor = dockerKind;
+  /** Every phase works from the state alone (ids, names, the slot), so a rollout can run them as separate tasks. */
+  readonly separateSteps = true;
   readonly #socketPath: string | undefined;
   readonly #logger: Logger;
   readonly #stopTimeoutSeconds: number;
@@ -131,6 +134,7 @@ export class DockerDriver implements Driver<DockerTargetConfig, DockerPhaseState
       return await fn();
     } catch (err) {
       if (err instanceof DriverError) throw err;
+      if (err instanceof RouterError) throw dockerError(err.code, err.message, {});
       if (isEngineUnreachable(err)) {
         throw dockerError("DOCKER_UNAVAILABLE", `the Docker Engine at unix://${env.socketPath} did not answer during ${phase}: ${engineMessage(err)}`, {
           socketPath: env.socketPath,
@@ -228,6 +232,17 @@ export class DockerDriver implements Driver<DockerTargetConfig, DockerPhaseState
     return { deploymentId, taskId, releaseId, images: [{ component: l[LABELS.component] ?? "", digest }] };
   }
 
+  async route(ctx: RouteContext<DockerTargetConfig>, op: RouteOperation, state: DockerPhaseState | undefined): Promise<Record<string, unknown>> {
+    const router = this.#routerFor(ctx.config);
+    if (!router) throw dockerError("ROUTE_UNKNOWN", `${ctx.target.name} is not routed (no config.route): there is no router to ${op.op}`, {});
+    try {
+      return await routeOperation(ctx, router, op, state);
+    } catch (err) {
+      if (err instanceof RouterError) throw dockerError(err.code, err.message, {});
+      throw err;
+    }
+  }
+
   prepare(ctx: PhaseContext<DockerTargetConfig>): Promise<DockerPhaseState> {
     const env = this.#env(ctx.config);
     return this.#guard("prepare", env, () => prepare(ctx, env));
@@ -295,7 +310,9 @@ export class DockerDriver implements Driver<DockerTargetConfig, DockerPhaseState
     }
     const running: RunningImage = { component: image.component, repository: image.repository, digest: image.digest, imageId: image.id, containerName: state.slot ? slotContainer(ctx.config, state.slot.idle) : container };
     if (state.newId) running.containerId = state.newId;
-    const message = state.slot
+    const message = state.slot && !state.slot.switched
+      ? `${slotContainer(ctx.config, state.slot.idle)} runs ${image.ref} in the ${state.slot.idle} slot beside what serves; the router gives it no traffic yet`
+      : state.slot
       ? `${slotContainer(ctx.config, state.slot.idle)} serves ${image.ref} through the router${state.slot.reused ? " (the retained container, started again)" : ""}${state.slot.active ? `; ${slotContainer(ctx.config, state.slot.active)} is retained, stopped` : ""}`
       : state.alreadyDeployed
       ? `${container} already runs ${image.ref} (task ${ctx.taskId}); nothing to do`

@@ -24,7 +24,7 @@ import { DriverError, type DeployOutcome, type PhaseContext, type ProgressSink }
 import { DockerDriver, dockerConfig } from "./docker-driver.js";
 
 const HAPROXY = ["/usr/sbin/haproxy", "/usr/bin/haproxy"].find((p) => existsSync(p));
-let skipReason: string | false = (await dockerSkipReason("Docker blue-green tests")) || registrySkipReason() || (HAPROXY ? false : "haproxy is not installed (scripts/test-env.sh installs it)");
+const skipReason: string | false = (await dockerSkipReason("Docker blue-green tests")) || registrySkipReason() || (HAPROXY ? false : "haproxy is not installed (scripts/test-env.sh installs it)");
 if (skipReason && process.env["CI"] === "true") throw new Error(skipReason);
 const canRun = (t: TestContext): boolean => {
   if (skipReason) t.skip(skipReason);

@@ -12,9 +12,9 @@
 //
 // A rollback is the same run with the previous release's digests: start finds the retained container in the idle
 // slot carrying exactly that digest and image, and starts it again instead of creating one.
-import type { DockerTargetConfig } from "@ferry/contract";
+import type { DockerTargetConfig, RouteOperation } from "@ferry/contract";
 
-import type { PhaseContext } from "../driver.js";
+import type { PhaseContext, RouteContext } from "../driver.js";
 import { otherSlot, SLOTS, type DrainResult, type Router, type Slot, type Weights } from "../../routing/router.js";
 import { removeContainer, startContainer, stopContainer } from "./container-ops.js";
 import { deployLabels, findContainers, LABELS, type ContainerView } from "./containers.js";
@@ -183,4 +183,36 @@ export async function slotRestore(ctx: PhaseContext<DockerTargetConfig>, env: Do
   }
   if (slot.removedIdle) done["lostRetained"] = `${slot.removedIdle} (the version retained in the ${slot.idle} slot was removed to make room)`;
   return done;
+}
+
+/**
+ * A router operation between two steps of a rollout. Weights are given for the new slot (the one the rollout's start
+ * step used, from its state); without that state the heavier slot counts as stable. A measure answers the counters
+ * of both slots, named stable and new, with the router's epoch.
+ */
+export async function routeOperation(ctx: RouteContext<DockerTargetConfig>, router: Router, op: RouteOperation, state: DockerPhaseState | undefined): Promise<Record<string, unknown>> {
+  const service = route(ctx.config).service;
+  let newSlot = state?.slot?.idle;
+  if (!newSlot) {
+    const w = await router.weights(service);
+    newSlot = w.blue >= w.green ? "green" : "blue";
+  }
+  const stable = otherSlot(newSlot);
+  switch (op.op) {
+    case "weights": {
+      const asked = { [newSlot]: op.newWeight, [stable]: 100 - op.newWeight } as Weights;
+      const got = await router.setWeights(service, asked);
+      ctx.progress.log(`route: the ${newSlot} slot (new) gets ${got[newSlot]}% of new requests, the ${stable} slot ${got[stable]}%`);
+      return { weights: got, newSlot, stableSlot: stable };
+    }
+    case "measure": {
+      const c = await router.counters(service);
+      return { epoch: c.epoch, at: c.at, newSlot, stableSlot: stable, new: c.slots[newSlot], stable: c.slots[stable], weights: await router.weights(service) };
+    }
+    case "maintenance": {
+      await router.setMaintenance(service, op.message);
+      ctx.progress.log(op.message === null ? "route: maintenance off" : `route: maintenance on: every request is answered 503 "${op.message}"`);
+      return { maintenance: await router.maintenance(service) };
+    }
+  }
 }

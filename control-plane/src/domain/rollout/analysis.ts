@@ -10,8 +10,12 @@ import type { AnalysisConfig } from "./strategy.js";
 export interface SlotCounters {
   requests: number;
   errors5xx: number;
-  /** Sum of response times in ms over `requests`, so averages of a delta can be taken. */
-  responseMsTotal: number;
+  /**
+   * The router's recent average response time in ms at the moment of the read (HAProxy: over its last 1024
+   * responses). A router keeps no cumulative sum, so latency is compared on the `after` read, not on a delta; the
+   * bake must be long enough for the new slot's average to be made of bake traffic (docs/rollouts.md#analysis).
+   */
+  avgResponseMs: number;
 }
 
 export interface CounterRead {
@@ -49,7 +53,7 @@ export interface ExternalCheck {
 const delta = (a: SlotCounters, b: SlotCounters): SlotCounters => ({
   requests: b.requests - a.requests,
   errors5xx: b.errors5xx - a.errors5xx,
-  responseMsTotal: b.responseMsTotal - a.responseMsTotal,
+  avgResponseMs: b.avgResponseMs,
 });
 
 const round = (n: number): number => Math.round(n * 10000) / 10000;
@@ -64,7 +68,7 @@ export function analyse(config: AnalysisConfig, before: CounterRead, after: Coun
     const s = delta(before.stable, after.stable);
     const n = delta(before.new, after.new);
     deltas = { stable: s, new: n };
-    if ([s, n].some((d) => d.requests < 0 || d.errors5xx < 0 || d.responseMsTotal < 0)) {
+    if ([s, n].some((d) => d.requests < 0 || d.errors5xx < 0)) {
       m.push({ name: "epoch", verdict: "inconclusive", value: null, threshold: null, detail: "a counter went backwards without an epoch change; nothing can be concluded" });
     } else {
       // Errors decide first and alone: five 5xx out of eight requests is a failure even though eight is "too few".
@@ -85,8 +89,8 @@ export function analyse(config: AnalysisConfig, before: CounterRead, after: Coun
         detail: n.requests >= config.minRequests ? `${n.requests} requests reached the new slot` : `only ${n.requests} requests reached the new slot (at least ${config.minRequests} needed)`,
       });
       if (n.requests > 0 && s.requests > 0) {
-        const newAvg = n.responseMsTotal / n.requests;
-        const stableAvg = s.responseMsTotal / s.requests;
+        const newAvg = n.avgResponseMs;
+        const stableAvg = s.avgResponseMs;
         // A stable slot answering in 0 ms (a counter's resolution) is held to 1 ms, so the ratio stays finite.
         const ratio = newAvg / Math.max(stableAvg, 1);
         m.push({
