@@ -226,7 +226,7 @@ function parseRoute(r: unknown, bad: (what: string) => never): RouteOperation {
       if (m !== null && (typeof m !== "string" || !/^[\x20\x21\x23-\x5b\x5d-\x7e]{1,256}$/.test(m))) {
         return bad('route.message must be null (maintenance off) or 1–256 printable ASCII characters without " and \\');
       }
-      return { op: "maintenance", message: m as string | null };
+      return { op: "maintenance", message: m };
     }
     default:
       return bad(`route.op must be weights, measure or maintenance, not ${JSON.stringify(r.op)}`);

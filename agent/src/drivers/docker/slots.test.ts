@@ -20,7 +20,9 @@ import { waitFor } from "../../../../test/helpers/wait.js";
 import { runPhases } from "../../core/phase-runner.js";
 import { haproxyConfig } from "../../routing/haproxy/haproxy-config.js";
 import { HaproxyRouter } from "../../routing/haproxy/haproxy-router.js";
-import { DriverError, type DeployOutcome, type PhaseContext, type ProgressSink } from "../driver.js";
+import type { Phase } from "@ferry/contract";
+
+import { DriverError, type DeployOutcome, type PhaseContext, type ProgressSink, type RouteContext } from "../driver.js";
 import { DockerDriver, dockerConfig } from "./docker-driver.js";
 
 const HAPROXY = ["/usr/sbin/haproxy", "/usr/bin/haproxy"].find((p) => existsSync(p));
@@ -63,7 +65,12 @@ class Lines implements ProgressSink {
   }
 }
 
-async function run(image: TestImage, action: "deploy" | "rollback" = "deploy", progress = new Lines()): Promise<DeployOutcome> {
+async function run(
+  image: TestImage,
+  action: "deploy" | "rollback" = "deploy",
+  progress = new Lines(),
+  step?: { phases: Phase[]; state?: Record<string, unknown> },
+): Promise<DeployOutcome & { state: Record<string, unknown> }> {
   const target = { id: "tgt-web", name: "web", kind: "docker", config: config() };
   const ctx: PhaseContext<ReturnType<typeof dockerConfig>> = {
     taskId: `task-${randomBytes(4).toString("hex")}`,
@@ -77,7 +84,12 @@ async function run(image: TestImage, action: "deploy" | "rollback" = "deploy", p
     signal: new AbortController().signal,
     progress,
   };
-  return runPhases(driver, ctx, { logger: pino({ level: "silent" }) });
+  return runPhases(driver, ctx, { logger: pino({ level: "silent" }), ...(step ? { phases: step.phases, ...(step.state ? { state: step.state } : {}) } : {}) });
+}
+
+function routeCtx(): RouteContext<ReturnType<typeof dockerConfig>> {
+  const target = { id: "tgt-web", name: "web", kind: "docker", config: config() };
+  return { taskId: `task-${randomBytes(4).toString("hex")}`, target, config: dockerConfig(target.config), signal: new AbortController().signal, progress: new Lines() };
 }
 
 /** GET /version through the router. */
@@ -235,5 +247,54 @@ describe("Docker blue-green through HAProxy", { concurrency: false }, () => {
     assert.deepEqual([...r.versions], ["1"]);
     assert.deepEqual(await router.weights("web"), { blue: 0, green: 100 });
     assert.equal((await slotContainers())["blue"], undefined, "the unhealthy container was removed");
+  });
+
+  it("a canary as separate steps: start beside, weights, measure, maintenance, then switch from the carried state", async (t) => {
+    if (!canRun(t)) return;
+    // What serves now is v1 (green); the canary is v2 in the blue slot.
+    const first = await run(v2, "deploy", new Lines(), { phases: ["prepare", "start", "health"] });
+    // The state travels through the control plane as JSON: nothing in it may depend on memory.
+    const state = JSON.parse(JSON.stringify(first.state)) as Record<string, unknown>;
+    assert.deepEqual(await router.weights("web"), { blue: 0, green: 100 }, "starting beside gives the new slot no traffic");
+    assert.deepEqual(await version(), { status: 200, body: "1" });
+
+    const set = await driver.route(routeCtx(), { op: "weights", newWeight: 50 }, state as never);
+    assert.deepEqual(set["weights"], { blue: 50, green: 50 });
+    const before = await driver.route(routeCtx(), { op: "measure" }, state as never);
+    const seen = new Set<string>();
+    for (let i = 0; i < 40; i++) seen.add((await version()).body);
+    assert.deepEqual([...seen].sort(), ["1", "2"]);
+    const after = await driver.route(routeCtx(), { op: "measure" }, state as never);
+    type Counters = { requests: number; errors5xx: number };
+    const delta = (k: "new" | "stable") => (after[k] as Counters).requests - (before[k] as Counters).requests;
+    assert.equal(after["epoch"], before["epoch"]);
+    assert.equal(after["newSlot"], "blue");
+    assert.equal(delta("new") + delta("stable"), 40);
+    assert.ok(delta("new") >= 10 && delta("stable") >= 10, `new ${delta("new")}, stable ${delta("stable")}`);
+
+    await driver.route(routeCtx(), { op: "maintenance", message: "upgrading; back at 10:00" }, undefined);
+    assert.deepEqual(await version(), { status: 503, body: "upgrading; back at 10:00" });
+    assert.deepEqual(await driver.route(routeCtx(), { op: "maintenance", message: null }, undefined), { maintenance: null });
+    assert.equal((await version()).status, 200);
+
+    const second = await run(v2, "deploy", new Lines(), { phases: ["switch", "retire"], state });
+    assert.equal(second.running[0]?.containerName, `${RUN}-web-blue`);
+    assert.deepEqual(await router.weights("web"), { blue: 100, green: 0 });
+    assert.deepEqual(await version(), { status: 200, body: "2" });
+    assert.equal((await slotContainers())["green"]?.state, "exited", "v1 is retained for a rollback");
+  });
+
+  it("a canary rolled back at weight 0: traffic back on the stable slot, the canary container removed", async (t) => {
+    if (!canRun(t)) return;
+    const first = await run(v1, "deploy", new Lines(), { phases: ["prepare", "start", "health"] });
+    const state = JSON.parse(JSON.stringify(first.state)) as Record<string, unknown>;
+    assert.equal((state["slot"] as { reused: boolean }).reused, true, "v1 was retained in the green slot");
+    await driver.route(routeCtx(), { op: "weights", newWeight: 25 }, state as never);
+    // The rollback of a canary: weight 0 at once, then the restore phase from the carried state.
+    await driver.route(routeCtx(), { op: "weights", newWeight: 0 }, state as never);
+    assert.deepEqual(await router.weights("web"), { blue: 100, green: 0 });
+    await run(v1, "rollback", new Lines(), { phases: ["restore"], state });
+    assert.deepEqual(await version(), { status: 200, body: "2" });
+    assert.equal((await slotContainers())["green"]?.state, "exited", "the retained container is stopped again, not removed");
   });
 });
