@@ -7,6 +7,7 @@
 //
 //   node load-client.mjs --port 8080 --rate 250 --max-seconds 120 --max-requests 50000 [--path /version]
 import http from "node:http";
+import { clearInterval, setInterval } from "node:timers";
 
 const args = Object.fromEntries(
   process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith("--") ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
