@@ -22,7 +22,9 @@ import type { PhaseContext, ProgressSink } from "../../agent/src/drivers/driver.
 import { DockerDriver, dockerConfig } from "../../agent/src/drivers/docker/docker-driver.js";
 import { haproxyConfig } from "../../agent/src/routing/haproxy/haproxy-config.js";
 import { HaproxyRouter } from "../../agent/src/routing/haproxy/haproxy-router.js";
+import { analyse, type CounterRead } from "../../control-plane/src/domain/rollout/analysis.js";
 import { rollingBatches } from "../../control-plane/src/domain/rollout/planner.js";
+import { parseAnalysis } from "../../control-plane/src/domain/rollout/strategy.js";
 import { buildTestImage, dockerEngine, runDocker, type TestImage } from "../../test/helpers/docker.js";
 import { freePort } from "../../test/helpers/net.js";
 import { startRegistry } from "../../test/helpers/registry.js";
@@ -103,6 +105,7 @@ try {
   const build = (v: string) => buildTestImage({ registry: registry.host, repository: `${RUN}/web`, tag: `v${v}`, version: v, port: 1, socketPath, keepLocal: true });
   const v1 = await build("1");
   const v2 = await build("2");
+  const broken = await build("3");
 
   // ── replace mode (today's all-at-once on a Docker target) ──
   {
@@ -165,6 +168,37 @@ try {
     // v1 answered before the order too (it is this run's first answer); what counts is v1 after v2's last answer.
     const previousServingMs = (rollback.versions["2"]?.last ?? order) - order;
     results["blueGreen"] = { deploy, rollback, deployMs, rollbackMs, switchAfterHealthyMs, previousServingAfterOrderMs: Math.max(0, previousServingMs) };
+
+    // A canary of a broken version: it starts and stays up but never answers on its port. Weight 25 %, then the
+    // analysis of the router's counters every second, as the engine will run it; weight 0 at the first failing one.
+    const brokenConfig = { ...config, command: ["sh", "-c", "trap 'exit 0' TERM INT; sleep 3600 & wait"], healthCheck: { type: "none", settleSeconds: 1 } };
+    const started = await runPhases(driver, ctxFor(brokenConfig, broken, "deploy", new Steps()), { logger: pino({ level: "silent" }), phases: ["prepare", "start", "health"] });
+    const state = JSON.parse(JSON.stringify(started.state)) as never;
+    const routeCtx = () => ({ ...ctxFor(brokenConfig, broken, "deploy", new Steps()) });
+    const read = async (): Promise<CounterRead> => {
+      const m = (await driver.route(routeCtx(), { op: "measure" }, state)) as unknown as CounterRead & { new: CounterRead["new"]; stable: CounterRead["stable"] };
+      return { epoch: m.epoch, new: m.new, stable: m.stable };
+    };
+    const load3 = startLoad(listen);
+    await sleep(500);
+    const before = await read();
+    await driver.route(routeCtx(), { op: "weights", newWeight: 25 }, state);
+    const exposed = Date.now();
+    const analysisConfig = parseAnalysis({ minRequests: 20 }, "analysis");
+    let verdict = "inconclusive";
+    let analyses = 0;
+    while (Date.now() - exposed < 60_000) {
+      await sleep(1000);
+      analyses++;
+      verdict = analyse(analysisConfig, before, await read()).verdict;
+      if (verdict === "fail") break;
+    }
+    await driver.route(routeCtx(), { op: "weights", newWeight: 0 }, state);
+    const weightZeroMs = Date.now() - exposed;
+    await runPhases(driver, ctxFor(brokenConfig, broken, "rollback", new Steps()), { logger: pino({ level: "silent" }), phases: ["restore"], state });
+    await sleep(500);
+    const canary = await load3.stop();
+    results["canary"] = { verdict, analyses, weightZeroAfterExposedMs: weightZeroMs, load: canary };
   }
 
   // ── rolling over N targets, batches of 25 %, a soak between batches, images present ──
@@ -199,6 +233,7 @@ try {
   rmSync(dir, { recursive: true, force: true });
 }
 
+const c = results["canary"] as { verdict: string; weightZeroAfterExposedMs: number; load: LoadReport };
 const r = results as { replace: { deploy: LoadReport; rollback: LoadReport }; blueGreen: { deploy: LoadReport; rollback: LoadReport; switchAfterHealthyMs: number; previousServingAfterOrderMs: number; rollbackMs: number }; rolling: { ferryMs: number; dockerCliScriptMs: number; targets: number } };
 const line = (name: string, v: string, target: string, met: boolean) => process.stdout.write(`${name.padEnd(58)} ${v.padEnd(28)} ${target.padEnd(14)} ${met ? "met" : "MISSED"}\n`);
 line("replace deploy: failed requests / longest gap", `${r.replace.deploy.failed} / ${r.replace.deploy.longestGapMs} ms (${r.replace.deploy.achievedRate}/s)`, "(comparison)", true);
@@ -207,6 +242,7 @@ line("blue-green deploy: failed requests / longest gap", `${r.blueGreen.deploy.f
 line("blue-green rollback: failed requests / longest gap", `${r.blueGreen.rollback.failed} / ${r.blueGreen.rollback.longestGapMs} ms`, "0 failed", r.blueGreen.rollback.failed === 0);
 line("traffic on the new slot after it is healthy", `${r.blueGreen.switchAfterHealthyMs} ms`, "≤ 1000 ms", r.blueGreen.switchAfterHealthyMs <= 1000);
 line("rollback: previous digest serving after the order", `${r.blueGreen.previousServingAfterOrderMs} ms (task ${r.blueGreen.rollbackMs} ms)`, "≤ 5000 ms", r.blueGreen.previousServingAfterOrderMs <= 5000);
+line("canary of a broken version: weight 0 after exposure", `${c.weightZeroAfterExposedMs} ms (${c.verdict}; ${c.load.failed} failed requests)`, "≤ 30000 ms", c.verdict === "fail" && c.weightZeroAfterExposedMs <= 30_000);
 line(`rolling over ${r.rolling.targets} targets, 25 % batches, ${SOAK_S} s soak`, `${r.rolling.ferryMs} ms (docker CLI script ${r.rolling.dockerCliScriptMs} ms)`, "< 90000 ms", r.rolling.ferryMs < 90_000);
 mkdirSync(join(ROOT, "bench-results"), { recursive: true });
 const file = join(ROOT, "bench-results", `rollout-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);

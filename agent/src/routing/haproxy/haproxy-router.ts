@@ -104,9 +104,11 @@ export class HaproxyRouter implements Router {
     const [info, rows] = await Promise.all([this.info(), this.#rows(service)]);
     const slot = (row: Record<string, string>): SlotCounters => {
       const n = (k: string): number => Number(row[k] || 0);
-      // A connection the slot refused is a request the client saw fail (HAProxy answers 503 for it): count it in
-      // both, or a canary that does not even listen would look like one that gets no traffic.
-      const refused = n("econ");
+      // A request the slot could not take is a failure of the slot, whether the client saw it (econ: HAProxy answered
+      // 503) or not (wredis: HAProxy retried it on the other slot, so the client got the stable version's answer).
+      // Count both in requests and in errors, or a canary that does not even listen would look like one that gets
+      // no traffic.
+      const refused = n("econ") + n("wredis");
       return {
         requests: n("hrsp_1xx") + n("hrsp_2xx") + n("hrsp_3xx") + n("hrsp_4xx") + n("hrsp_5xx") + n("hrsp_other") + refused,
         errors5xx: n("hrsp_5xx") + refused,
