@@ -149,6 +149,20 @@ describe("HAProxy router (real haproxy on loopback)", { skip: missing }, () => {
     assert.equal(after.slots.blue.errors5xx - before.slots.blue.errors5xx, 0);
   });
 
+  it("counts requests a slot could not take as its failures, though HAProxy retried them on the other slot", async () => {
+    const closed = await freePort();
+    await router.setServer("web", "green", "127.0.0.1", closed);
+    const before = await router.counters("web");
+    await router.setWeights("web", { blue: 50, green: 50 });
+    for (let i = 0; i < 10; i++) assert.deepEqual(await get(), { status: 200, body: "blue" });
+    await router.setWeights("web", { blue: 100, green: 0 });
+    const after = await router.counters("web");
+    const failed = after.slots.green.errors5xx - before.slots.green.errors5xx;
+    assert.ok(failed >= 3, `green failed ${failed} times`);
+    assert.equal(after.slots.green.requests - before.slots.green.requests, failed);
+    await router.setServer("web", "green", "127.0.0.1", ports.green);
+  });
+
   it("points a slot at another port", async () => {
     const s = await router.setServer("web", "green", "127.0.0.1", ports.spare);
     assert.equal(s.port, ports.spare);
