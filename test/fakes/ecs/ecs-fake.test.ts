@@ -69,7 +69,7 @@ describe("ECS fake: the contract", () => {
     const latest = await ecs.send(new DescribeTaskDefinitionCommand({ taskDefinition: "fam", include: ["TAGS"] }));
     assert.equal(latest.taskDefinition?.revision, 3);
     assert.deepEqual(latest.tags, []);
-    const tagged = await ecs.send(new DescribeTaskDefinitionCommand({ taskDefinition: a.taskDefinition!.taskDefinitionArn!, include: ["TAGS"] }));
+    const tagged = await ecs.send(new DescribeTaskDefinitionCommand({ taskDefinition: a.taskDefinition.taskDefinitionArn!, include: ["TAGS"] }));
     assert.deepEqual(tagged.tags, [{ key: "k", value: "v" }]);
     const noTags = await ecs.send(new DescribeTaskDefinitionCommand({ taskDefinition: "fam:1" }));
     assert.equal(noTags.tags, undefined, "tags only when asked for");
@@ -84,7 +84,7 @@ describe("ECS fake: the contract", () => {
     const created = await ecs.send(new CreateServiceCommand({ cluster: "contract", serviceName: "api", taskDefinition: "svc", desiredCount: 2, tags: [{ key: "team", value: "a" }] }));
     const arn = created.service!.serviceArn!;
     assert.equal(created.service?.deployments?.[0]?.rolloutState, "IN_PROGRESS");
-    assert.match(created.service!.deployments![0]!.id!, /^ecs-svc\/\d{19}$/);
+    assert.match(created.service.deployments[0].id!, /^ecs-svc\/\d{19}$/);
     const list = await ecs.send(new ListServicesCommand({ cluster: "contract" }));
     assert.deepEqual(list.serviceArns, [arn]);
     const d = await ecs.send(new DescribeServicesCommand({ cluster: "contract", services: ["api", "ghost"], include: ["TAGS"] }));

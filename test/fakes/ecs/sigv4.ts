@@ -44,7 +44,7 @@ export function checkSigV4(
   const canonical = [method, path, canonicalQuery, canonicalHeaders, signedHeaders, sha256(body)].join("\n");
   const scope = `${date}/${scopeRegion}/${service}/aws4_request`;
   const toSign = ["AWS4-HMAC-SHA256", amzDate, scope, sha256(canonical)].join("\n");
-  const key = hmac(hmac(hmac(hmac(`AWS4${secret}`, date!), scopeRegion!), service!), "aws4_request");
+  const key = hmac(hmac(hmac(hmac(`AWS4${secret}`, date!), scopeRegion), service), "aws4_request");
   const expected = createHmac("sha256", key).update(toSign).digest();
   const given = Buffer.from(signature!, "hex");
   if (given.length !== expected.length || !timingSafeEqual(given, expected)) {

@@ -2,6 +2,8 @@
 // nanoseconds, X-Nomad-Token and 403 "Permission denied", plain-text errors, X-Nomad-Index with blocking queries,
 // a version bump only on change, the deployment states of canaries, unhealthy allocations, auto-revert, the progress
 // deadline, a newer register, and 429.
+// Bodies are read as the untyped JSON the API answers: the point here is the wire, not a client's types.
+/* eslint-disable @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-return, @typescript-eslint/no-unsafe-call */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 

@@ -386,7 +386,7 @@ export class NomadFake {
     const job = body["Job"] as Json | undefined;
     if (!job || typeof job !== "object") throw new HttpError(400, "Job must be specified");
     if (pathId !== undefined && job["ID"] !== pathId) throw new HttpError(400, "Job ID does not match name");
-    return this.#register({ ...job, Namespace: (job["Namespace"] as string | undefined) ?? namespace }, body);
+    return this.#register({ ...job, Namespace: (job["Namespace"]) ?? namespace }, body);
   }
 
   #register(job: Json, opts: Json): Json {
@@ -468,7 +468,7 @@ export class NomadFake {
     const current = rec.versions.at(-1)!;
     if (typeof version !== "number") throw new HttpError(400, "missing job version");
     if (body["EnforcePriorVersion"] !== undefined && body["EnforcePriorVersion"] !== null && body["EnforcePriorVersion"] !== current["Version"]) {
-      throw new HttpError(500, `current job has version ${String(current["Version"])}; enforcing version ${String(body["EnforcePriorVersion"])}`);
+      throw new HttpError(500, `current job has version ${String(current["Version"])}; enforcing version ${JSON.stringify(body["EnforcePriorVersion"])}`);
     }
     if (version === current["Version"]) throw new HttpError(500, `can't revert to current version`);
     const target = rec.versions.find((v) => v["Version"] === version);
@@ -511,8 +511,8 @@ export class NomadFake {
       Namespace: ev.Namespace,
       JobID: ev.JobID,
       JobVersion: version,
-      JobModifyIndex: job["JobModifyIndex"] as number,
-      JobSpecModifyIndex: job["JobModifyIndex"] as number,
+      JobModifyIndex: job["JobModifyIndex"],
+      JobSpecModifyIndex: job["JobModifyIndex"],
       JobCreateIndex: job["CreateIndex"] as number,
       IsMultiregion: false,
       TaskGroups: {},
@@ -531,7 +531,7 @@ export class NomadFake {
         AutoRevert: u.AutoRevert,
         AutoPromote: u.AutoPromote,
         ProgressDeadline: u.ProgressDeadline,
-        RequireProgressBy: new Date(Math.min(d.requireProgressByMs[name]!, 8.64e15)).toISOString(),
+        RequireProgressBy: new Date(Math.min(d.requireProgressByMs[name], 8.64e15)).toISOString(),
         Promoted: false,
         PlacedCanaries: [],
         // Canaries are placed only when allocations of an older version exist to be replaced.

@@ -284,6 +284,7 @@ export class EcsDriver implements Driver<EcsTargetConfig, EcsPhaseState> {
     const ours = out.service?.deployments?.find((d) => d.status === "PRIMARY" && d.taskDefinition === arn);
     if (!ours?.id) throw new DriverError("PLATFORM_REJECTED", `ECS UpdateService did not start a deployment of ${arn}`, {});
     ctx.progress.log(`start: ECS deployment ${ours.id} of ${arn} started (maximum ${out.service?.deploymentConfiguration?.maximumPercent}%, minimum healthy ${out.service?.deploymentConfiguration?.minimumHealthyPercent}%, circuit breaker with${dc.circuitBreakerRollback === false ? "out" : ""} rollback)`);
+    this.#logger.info({ taskId: ctx.taskId, service: config.service, taskDefinition: arn, deploymentId: ours.id }, "ECS deployment started");
     return { ...next, deploymentId: ours.id };
   }
 

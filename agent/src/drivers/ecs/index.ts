@@ -29,7 +29,7 @@ export const ecsRegistration: DriverRegistration = {
   enabledByDefault: false,
   async create({ logger, settings }) {
     const { EcsDriver } = await import("./ecs-driver.js");
-    return new EcsDriver({ logger, settings: settings as EcsSettings });
+    return new EcsDriver({ logger, settings: settings });
   },
 };
 

@@ -35,7 +35,7 @@ export const nomadRegistration: DriverRegistration = {
   enabledByDefault: false,
   async create({ logger, settings }) {
     const { NomadDriver } = await import("./nomad-driver.js");
-    return new NomadDriver({ logger, settings: settings as NomadSettings });
+    return new NomadDriver({ logger, settings: settings });
   },
 };
 

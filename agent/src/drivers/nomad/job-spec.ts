@@ -68,7 +68,8 @@ export function taskOf(job: NomadJob, key: string): NomadTask {
 }
 
 export function imageOf(job: NomadJob, key: string): string {
-  return String(taskOf(job, key).Config?.["image"] ?? "");
+  const image = taskOf(job, key).Config?.["image"];
+  return typeof image === "string" ? image : "";
 }
 
 export function pinFor(mapping: Record<string, string>, key: string, images: readonly ImagePin[]): ImagePin {
@@ -83,7 +84,7 @@ export function runsImages(job: NomadJob, mapping: Record<string, string>, image
 
 /** The job to register: the current one with the mapped images and the sticker in Meta; indexes left to Nomad. */
 export function nextJob(job: NomadJob, mapping: Record<string, string>, images: readonly ImagePin[], sticker: TargetSticker): Record<string, unknown> {
-  const copy = structuredClone(job) as NomadJob;
+  const copy = structuredClone<NomadJob>(job);
   for (const key of Object.keys(mapping)) {
     const t = taskOf(copy, key);
     t.Config = { ...(t.Config ?? {}), image: pinFor(mapping, key, images).ref };

@@ -234,8 +234,8 @@ export class NomadDriver implements Driver<NomadTargetConfig, NomadPhaseState> {
     try {
       out = (await this.#call<{ EvalID: string; JobModifyIndex: number }>(t, "POST", `/v1/job/${encodeURIComponent(config.job)}`, `registering job ${config.job}`, { body: { Job: next, EnforceIndex: true, JobModifyIndex: state.jobModifyIndex }, signal: ctx.signal })).body;
     } catch (err) {
-      if (err instanceof DriverError && String(err.details["nomad"] ?? "").startsWith("Enforcing job modify index")) {
-        throw new DriverError("PLATFORM_BUSY", `Nomad job ${config.job} changed since it was read: ${String(err.details["nomad"])}; nothing was registered`, err.details);
+      if (err instanceof DriverError && (typeof err.details["nomad"] === "string" ? err.details["nomad"] : "").startsWith("Enforcing job modify index")) {
+        throw new DriverError("PLATFORM_BUSY", `Nomad job ${config.job} changed since it was read: ${err.details["nomad"] as string}; nothing was registered`, err.details);
       }
       throw err;
     }
@@ -244,6 +244,7 @@ export class NomadDriver implements Driver<NomadTargetConfig, NomadPhaseState> {
       throw new DriverError("PLATFORM_BUSY", `Nomad job ${config.job} changed again right after Ferry registered it (modify index ${out.JobModifyIndex} → ${after.JobModifyIndex})`, {});
     }
     ctx.progress.log(`start: registered job ${config.job} version ${after.Version} (evaluation ${out.EvalID})`);
+    this.#logger.info({ taskId: ctx.taskId, job: config.job, version: after.Version, evalId: out.EvalID }, "Nomad job registered");
     return { ...state, newVersion: after.Version, evalId: out.EvalID, jobModifyIndex: out.JobModifyIndex };
   }
 
