@@ -300,6 +300,10 @@ export class EcsDriver implements Driver<EcsTargetConfig, EcsPhaseState> {
       if (line !== last) ctx.progress.log(`health: ${line}`);
       last = line;
       if (!ours) {
+        // ECS drops a failed deployment from deployments[] once its rollback completes; the service's events still
+        // say why it went.
+        const event = (svc.events ?? []).find((e) => state.deploymentId !== undefined && e.message?.includes(state.deploymentId) && /fail/i.test(e.message));
+        if (event) return this.#failed(ctx, config, `ECS deployment ${state.deploymentId} failed and ECS rolled back: ${event.message}`, "INSTANCE_CRASHED", deployments);
         const primary = deployments.find((d) => d.status === "PRIMARY");
         return this.#failed(ctx, config, `ECS deployment ${state.deploymentId} is no longer on the service; ${primary ? `${primary.id} (${primary.taskDefinition}) is primary` : "no deployment is primary"}`, "HEALTH_CHECK_FAILED", deployments);
       }
