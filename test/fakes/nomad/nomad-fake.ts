@@ -16,6 +16,7 @@
 // a newer register cancels a running deployment. Scriptable: failing images, ticks a new allocation takes to be
 // healthy, and 429 answers.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { randomUUID } from "node:crypto";
 
@@ -173,10 +174,12 @@ export class NomadFake {
     }
   }
 
-  async listen(): Promise<string> {
-    this.#server = createServer((req, res) => void this.#handle(req, res));
+  /** Listens on loopback; with `tls`, over HTTPS (and with `tls.ca`, requiring a client certificate, as Nomad's mTLS). */
+  async listen(tls?: { key: string; cert: string; ca?: string }): Promise<string> {
+    const handler = (req: IncomingMessage, res: ServerResponse): void => void this.#handle(req, res);
+    this.#server = tls ? createHttpsServer({ key: tls.key, cert: tls.cert, ...(tls.ca ? { ca: tls.ca, requestCert: true, rejectUnauthorized: true } : {}) }, handler) : createServer(handler);
     await new Promise<void>((resolve) => this.#server!.listen(0, "127.0.0.1", resolve));
-    return `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
+    return `${tls ? "https" : "http"}://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
   }
 
   async close(): Promise<void> {

@@ -3,7 +3,8 @@
 // without auto_revert, a stalled deployment failed by Ferry, a job changed under the task, ACL refusals, 429s,
 // refusals that touch nothing, drift.
 import assert from "node:assert/strict";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, beforeEach, describe, it } from "node:test";
@@ -317,6 +318,34 @@ describe("Nomad driver against the Nomad fake", () => {
     const err = await failure(p);
     assert.equal(err.code, "HEALTH_CHECK_FAILED");
     assert.match(err.message, /Cancelled due to newer version of job/);
+  });
+
+  it("reaches an API behind mutual TLS with the CA, client certificate and server name from its settings", async () => {
+    // Throwaway test certificates, made here with openssl: a CA, a server certificate for server.global.nomad (as
+    // Nomad names its servers) and a client certificate.
+    const dir = mkdtempSync(join(tmpdir(), "ferry-nomad-tls-"));
+    const ssl = (...args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: "pipe" });
+    ssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=ferry test nomad CA");
+    for (const [name, cn, ext] of [["server", "server.global.nomad", "subjectAltName=DNS:server.global.nomad"], ["client", "ferry-agent", "extendedKeyUsage=clientAuth"]] as const) {
+      ssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", `/CN=${cn}`);
+      writeFileSync(join(dir, `${name}.ext`), `${ext}\n`);
+      ssl("x509", "-req", "-in", `${name}.csr`, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", `${name}.pem`, "-days", "1", "-extfile", `${name}.ext`);
+    }
+    const secure = new NomadFake({ tokens: { [TOKEN]: "write" }, tickMs: 15 });
+    const tlsAddress = await secure.listen({ key: readFileSync(join(dir, "server.key"), "utf8"), cert: readFileSync(join(dir, "server.pem"), "utf8"), ca: readFileSync(join(dir, "ca.pem"), "utf8") });
+    try {
+      secure.seedJob(job("tls"));
+      const d = new NomadDriver({ settings: { tokenFile, caFile: join(dir, "ca.pem"), clientCertFile: join(dir, "client.pem"), clientKeyFile: join(dir, "client.key"), tlsServerName: "server.global.nomad", blockingWaitSeconds: 2 }, env: {} });
+      const seen = await d.inspect(target({ address: tlsAddress, job: "tls" }));
+      assert.equal(seen.state, "running");
+      // Without the client certificate the server refuses the handshake; without the CA the agent refuses the server.
+      const noClient = new NomadDriver({ settings: { tokenFile, caFile: join(dir, "ca.pem"), tlsServerName: "server.global.nomad" }, env: {} });
+      assert.equal((await failure(noClient.inspect(target({ address: tlsAddress, job: "tls" })))).code, "PLATFORM_UNAVAILABLE");
+      const noCa = new NomadDriver({ settings: { tokenFile, clientCertFile: join(dir, "client.pem"), clientKeyFile: join(dir, "client.key"), tlsServerName: "server.global.nomad" }, env: {} });
+      assert.match((await failure(noCa.inspect(target({ address: tlsAddress, job: "tls" })))).message, /certificate/);
+    } finally {
+      await secure.close();
+    }
   });
 
   it("registers with a settings schema for address, token file and TLS", async () => {
