@@ -52,6 +52,13 @@ export const RESULT_CODES = {
   ROUTER_UNAVAILABLE: { outcome: "errored", retryable: true, source: "agent", description: "The host router (HAProxy's runtime socket) did not answer." },
   ROUTER_COMMAND_FAILED: { outcome: "failed", retryable: false, source: "agent", description: "The host router refused a change (a weight, a server address, a maintenance message); the message carries its answer." },
   ROUTE_UNKNOWN: { outcome: "refused", retryable: false, source: "agent", description: "The host router has no route (backend with a blue and a green server) for the target's service: its config does not match the target's route." },
+  // Platforms with their own rollout (ECS, Nomad), driven from a gateway agent.
+  TARGET_NOT_FOUND: { outcome: "failed", retryable: false, source: "driver", description: "The platform does not know what the target names (an ECS cluster or service, a Nomad job, or a container or task the target maps). Nothing was touched." },
+  TARGET_UNSUPPORTED: { outcome: "failed", retryable: false, source: "driver", description: "The target is set up in a way the driver does not drive (an ECS service whose deployment controller is not ECS, a Nomad task that is not a Docker task); the message says what. Nothing was touched." },
+  PLATFORM_UNAVAILABLE: { outcome: "errored", retryable: true, source: "driver", description: "The platform's API did not answer, throttled past the driver's retries, or failed (network, 5xx, 429)." },
+  PLATFORM_ACCESS_DENIED: { outcome: "failed", retryable: false, source: "driver", description: "The platform refused the gateway agent's credentials for a call (AWS AccessDenied, Nomad 403 Permission denied); the call is named." },
+  PLATFORM_REJECTED: { outcome: "failed", retryable: false, source: "driver", description: "The platform refused a change as invalid (an ECS ClientException or InvalidParameterException, a Nomad 400); what ran before was put back." },
+  PLATFORM_BUSY: { outcome: "failed", retryable: true, source: "driver", description: "A deployment not started by this task is running on the target, or the job changed under the task (Nomad check-and-set); nothing of this task was applied." },
   // Control plane's task queue.
   TASK_NOT_DELIVERED: { outcome: "errored", retryable: true, source: "control-plane", description: "No agent took the task before its not-after time (agent offline)." },
   TASK_LEASE_EXPIRED: { outcome: "errored", retryable: true, source: "control-plane", description: "The agent took the task and then stopped reporting on it before its lease ran out." },

@@ -2,5 +2,7 @@
 // only when the agent creates the driver (see main.ts defaultDrivers), so kinds an agent does not serve cost nothing.
 import type { DriverRegistration } from "./driver.js";
 import { dockerRegistration } from "./docker/index.js";
+import { ecsRegistration } from "./ecs/index.js";
+import { nomadRegistration } from "./nomad/index.js";
 
-export const DRIVER_REGISTRATIONS: readonly DriverRegistration[] = [dockerRegistration];
+export const DRIVER_REGISTRATIONS: readonly DriverRegistration[] = [dockerRegistration, ecsRegistration, nomadRegistration];
