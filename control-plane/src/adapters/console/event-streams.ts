@@ -1,0 +1,97 @@
+// GET /api/v1/console/events: a server-sent event stream of change topics for the console.
+//
+// Authenticated like every /api route (the bearer token in the Authorization header; the console reads the stream
+// with fetch, never EventSource, because EventSource cannot send headers and a token in a URL ends up in logs).
+// Bounded on every side: at most `maxStreams` streams per replica (RATE_LIMITED beyond, and the console falls back to
+// polling); per stream, pending topics are a set (so a slow reader holds at most one entry per topic) and nothing is
+// written while the socket has not drained; each stream ends after `maxAgeMs` so a revoked token stops receiving
+// within that time (the console reconnects, which authenticates again).
+import type { FastifyPluginAsync, FastifyReply } from "fastify";
+import { FerryError } from "../../domain/errors.js";
+import type { ChangeFeed, Topic } from "./change-feed.js";
+
+export interface EventStreamOptions {
+  feed: ChangeFeed;
+  maxStreams?: number;
+  maxAgeMs?: number;
+  keepaliveMs?: number;
+}
+
+interface Stream {
+  reply: FastifyReply;
+  pending: Set<Topic>;
+  close: () => void;
+}
+
+export function eventStreamRoutes(o: EventStreamOptions): FastifyPluginAsync & { open: () => number; closeAll: () => void } {
+  const maxStreams = o.maxStreams ?? 200;
+  const maxAgeMs = o.maxAgeMs ?? 10 * 60_000;
+  const keepaliveMs = o.keepaliveMs ?? 15_000;
+  const streams = new Set<Stream>();
+  let eventId = 0;
+
+  const flush = (s: Stream) => {
+    const raw = s.reply.raw;
+    if (s.pending.size === 0 || raw.writableNeedDrain || raw.destroyed) return;
+    const topics = [...s.pending];
+    s.pending.clear();
+    raw.write(`id: ${++eventId}\nevent: change\ndata: ${JSON.stringify({ topics })}\n\n`);
+  };
+
+  const plugin: FastifyPluginAsync = async (app) => {
+    app.addHook("preClose", async () => {
+      for (const s of [...streams]) s.close();
+    });
+    app.get(
+      "/console/events",
+      { config: { role: "viewer" }, schema: { summary: "Server-sent events naming what changed (fleet, deployments, logs, promotions, releases, estate, catalog), for the console" } },
+      async (req, reply) => {
+        if (streams.size >= maxStreams) {
+          throw new FerryError("RATE_LIMITED", `this replica already serves ${maxStreams} console event streams; poll instead, or retry later`, { retryAfterSeconds: 30 });
+        }
+        const raw = reply.raw;
+        reply.hijack();
+        raw.writeHead(200, {
+          "content-type": "text/event-stream; charset=utf-8",
+          "cache-control": "no-cache, no-transform",
+          // Tells nginx-style proxies not to buffer the stream; where a proxy buffers anyway the console sees no
+          // "ready" event within its deadline and falls back to polling.
+          "x-accel-buffering": "no",
+          connection: "keep-alive",
+        });
+        const s: Stream = {
+          reply,
+          pending: new Set(),
+          close: () => {
+            if (!streams.delete(s)) return;
+            unsubscribe();
+            clearInterval(keepalive);
+            clearTimeout(expiry);
+            raw.end();
+          },
+        };
+        streams.add(s);
+        const unsubscribe = o.feed.subscribe((topics) => {
+          for (const t of topics) s.pending.add(t);
+          flush(s);
+        });
+        raw.on("drain", () => flush(s));
+        raw.on("close", () => s.close());
+        req.raw.on("close", () => s.close());
+        const keepalive = setInterval(() => {
+          if (!raw.writableNeedDrain) raw.write(": keepalive\n\n");
+        }, keepaliveMs);
+        const expiry = setTimeout(() => s.close(), maxAgeMs);
+        keepalive.unref();
+        expiry.unref();
+        raw.write(`retry: 1000\nevent: ready\ndata: ${JSON.stringify({ intervalMs: o.feed.intervalMs, maxAgeMs })}\n\n`);
+      },
+    );
+  };
+  return Object.assign(plugin, {
+    open: () => streams.size,
+    closeAll: () => {
+      for (const s of [...streams]) s.close();
+    },
+  });
+}
