@@ -12,6 +12,7 @@ export type CellState = "in-sync" | "deploying" | "drift" | "offline" | "revoked
 export const STATE_ORDER: readonly CellState[] = ["revoked", "offline", "no-agent", "drift", "stale", "deploying", "not-reported", "never-deployed", "in-sync"];
 
 export interface MatrixTarget {
+  environment: string;
   targetId: string;
   target: string;
   kind: string;
@@ -91,6 +92,7 @@ export function buildMatrix(environments: string[], components: string[], status
     const images = s.deployed?.images.map((i) => ({ component: i.component, digest: i.digest })) ??
       stickerImages.filter((i) => typeof i.component === "string").map((i) => ({ component: i.component as string, digest: i.digest ?? "" }));
     const base = {
+      environment: s.environment,
       targetId: s.targetId,
       target: s.target,
       kind: s.kind,

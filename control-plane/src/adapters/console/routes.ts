@@ -7,7 +7,7 @@
 // in Authorization headers — never in a URL, so it never reaches an access log.
 import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import type { FastifyPluginAsync } from "fastify";
+import type { FastifyPluginAsync, FastifyReply } from "fastify";
 import type { Logger } from "pino";
 import { ChangeFeed } from "./change-feed.js";
 import { consoleApiRoutes, type ConsoleApiDeps } from "./console-api.js";
@@ -79,7 +79,7 @@ export function consoleRoutes(d: ConsoleRouteDeps): FastifyPluginAsync {
       "x-frame-options": "DENY",
     });
     const shell = assets?.get("/index.html");
-    const sendShell = async (_req: unknown, reply: import("fastify").FastifyReply) =>
+    const sendShell = async (_req: unknown, reply: FastifyReply) =>
       reply.headers(headers("text/html; charset=utf-8", "no-cache")).send(shell?.body ?? NOT_BUILT);
     app.get("/", sendShell);
     for (const p of PAGES) {
