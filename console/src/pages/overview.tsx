@@ -1,7 +1,7 @@
 // The overview: environment × component matrix, fleet health, delivery metrics, waiting promotions, recent
 // deployments. One filter narrows every section.
 import { useState } from "preact/hooks";
-import { Badge, duration, ErrorBox, Placeholder, Section, Table, Time } from "../ui.js";
+import { Badge, duration, ErrorBox, Id, Placeholder, Section, Table, Time } from "../ui.js";
 import { useResource } from "../resource.js";
 import type { Deployment, Matrix, Overview, Promotion } from "../types.js";
 import { FailureReason } from "./deployment.js";
@@ -157,24 +157,7 @@ function MatrixTable({ m, q }: { m: Matrix; q: string }) {
                 if (!cell) return <td key={c} class="muted">—</td>;
                 return (
                   <td key={c} class={`cell c-${cell.state}`} data-cell={`${e}/${c}`}>
-                    <Badge state={cell.state} />
-                    <div class="cell-release">
-                      {cell.releases.length === 0 ? <span class="muted">no release</span> : cell.releases.length > 1 ? <span class="warn">mixed: {cell.releases.join(", ")}</span> : (
-                        <a href={`/releases/${cell.targets[0]?.release?.id ?? ""}`}>{cell.releases[0]}</a>
-                      )}
-                    </div>
-                    <ul class="cell-targets">
-                      {cell.targets.map((t) => (
-                        <li key={t.targetId} title={t.reasons.join("\n")}>
-                          {t.target}
-                          {t.digest ? <code class="digest"> {t.digest.slice(7, 19)}</code> : null}
-                          {t.state !== cell.state || cell.targets.length > 1 ? <> <Badge state={t.state} /></> : null}
-                          {t.agentStatus && t.agentStatus !== "online" && t.agentId ? <> · <a href={`/agents/${t.agentId}`}>{t.agentName}</a></> : null}
-                          {t.activeTask ? <> · <a href={`/deployments/${t.activeTask.deploymentId}`}>{t.activeTask.state}</a></> : null}
-                          {t.reasons.length && t.state !== "in-sync" ? <div class="reason">{t.reasons[0]}</div> : null}
-                        </li>
-                      ))}
-                    </ul>
+                    <Cell cell={cell} />
                   </td>
                 );
               })}
@@ -183,6 +166,64 @@ function MatrixTable({ m, q }: { m: Matrix; q: string }) {
         })}
       </tbody>
     </Table>
+  );
+}
+
+const natural = new Intl.Collator(undefined, { numeric: true });
+const SHOW_ALL_UP_TO = 3;
+const SHOW_PROBLEMS = 4;
+
+/** One environment × component cell: the worst state, the release(s) and digest(s), counts per state, and the
+ *  targets that need attention (all targets when there are only a few). */
+function Cell({ cell }: { cell: Matrix["cells"][number] }) {
+  const counts = new Map<string, number>();
+  const digests = new Map<string, number>();
+  for (const t of cell.targets) {
+    counts.set(t.state, (counts.get(t.state) ?? 0) + 1);
+    if (t.digest) digests.set(t.digest, (digests.get(t.digest) ?? 0) + 1);
+  }
+  const targets = [...cell.targets].sort((a, b) => natural.compare(a.target, b.target));
+  const few = targets.length <= SHOW_ALL_UP_TO;
+  const shown = few ? targets : targets.filter((t) => t.state !== "in-sync").slice(0, SHOW_PROBLEMS);
+  const problems = targets.filter((t) => t.state !== "in-sync").length;
+  return (
+    <>
+      <Badge state={cell.state} />
+      <div class="cell-release">
+        {cell.releases.length === 0 ? <span class="muted">no release</span> : cell.releases.length > 1 ? <span class="warn">mixed: {cell.releases.join(", ")}</span> : (
+          <a href={`/releases/${cell.targets[0]?.release?.id ?? ""}`}>{cell.releases[0]}</a>
+        )}
+      </div>
+      <div class="small">
+        {[...digests.entries()].slice(0, 2).map(([d, n]) => (
+          <div key={d}>
+            <Id value={d} short={10} />
+            {digests.size > 1 ? <span class="muted"> on {n}</span> : null}
+          </div>
+        ))}
+        {digests.size > 2 ? <div class="warn">{digests.size} different digests</div> : null}
+      </div>
+      {!few ? (
+        <div class="small muted">
+          {targets.length} targets: {[...counts.entries()].sort((a, b) => b[1] - a[1]).map(([st, n]) => `${n} ${st}`).join(", ")}
+        </div>
+      ) : null}
+      <ul class="cell-targets">
+        {shown.map((t) => (
+          <li key={t.targetId} title={t.reasons.join("\n")}>
+            {t.target} {t.state !== "in-sync" || !few ? <Badge state={t.state} /> : null}
+            {t.agentStatus && t.agentStatus !== "online" && t.agentId ? <> · <a href={`/agents/${t.agentId}`}>{t.agentName}</a></> : null}
+            {t.activeTask ? <> · <a href={`/deployments/${t.activeTask.deploymentId}`}>{t.activeTask.state}</a></> : null}
+            {t.reasons.length && t.state !== "in-sync" ? <div class="reason">{t.reasons[0]}</div> : null}
+          </li>
+        ))}
+      </ul>
+      {!few && problems > shown.length ? (
+        <a class="small" href={`/environments/${cell.environment}`}>
+          {problems - shown.length} more needing attention
+        </a>
+      ) : null}
+    </>
   );
 }
 
