@@ -4,9 +4,11 @@
 //   API token     — bearer secret for the JSON API and CLI, with a subject and roles; stored hashed
 //   replica       — one control-plane process; replicas share PostgreSQL and nothing else
 //
-// Domain code throws FerryError with a stable code. Each wire (HTTP, gRPC) maps codes to its status once; the
-// original error travels as `cause`. The catalogue with HTTP statuses and descriptions lives in error-catalogue.ts.
-import type { ErrorCode } from "./error-catalogue.js";
+// Domain code throws FerryError with a stable code. Each code belongs to a transport-neutral category
+// (error-category.ts); each wire (HTTP, gRPC) maps categories to its statuses once, in its adapter. The original error
+// travels as `cause`. The catalogue of codes, categories and descriptions lives in error-catalogue.ts.
+import { ERROR_CATALOGUE, type ErrorCode } from "./error-catalogue.js";
+import type { ErrorCategory } from "./error-category.js";
 
 export class FerryError extends Error {
   override readonly name = "FerryError";
@@ -17,6 +19,10 @@ export class FerryError extends Error {
     options?: { cause?: unknown },
   ) {
     super(message, options);
+  }
+
+  get category(): ErrorCategory {
+    return ERROR_CATALOGUE[this.code].category;
   }
 }
 

@@ -2,18 +2,25 @@
 //
 // Every /api route declares the role it needs in its route config; one onRequest hook authenticates the bearer
 // token and checks the role before any handler runs. Bodies are validated by JSON schema with unknown fields
-// refused (Ajv's removeAdditional is off: silently dropping a misspelt field would hide the typo).
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest } from "fastify";
+// refused (Ajv's removeAdditional is off: silently dropping a misspelt field would hide the typo), body types are never
+// coerced (schema-validators.ts), and the rules in input-rules.ts (no NUL, bounded JSON depth, no "__proto__" keys)
+// hold for every route. Every refusal, down to those Node's HTTP parser makes, has the API's error shape (errors.ts).
+import Fastify, { LogController, type FastifyBaseLogger } from "fastify";
 import type { Logger } from "pino";
 import type { Store } from "../../ports/store.js";
 import { authenticateApiToken } from "../../domain/auth/api-tokens.js";
 import { TokenCache } from "./token-cache.js";
-import { satisfies, type Principal, type Role } from "../../domain/auth/roles.js";
+import { satisfies, type Role } from "../../domain/auth/roles.js";
 import { audit } from "../../domain/audit/audit-log.js";
 import { FerryError } from "../../domain/errors.js";
 import type { FleetService } from "../../domain/fleet/fleet-service.js";
 import { consoleRoutes } from "../console/routes.js";
+import { clientErrorHandler } from "./client-errors.js";
 import { sendError } from "./errors.js";
+import { checkParameters, parseJsonBody } from "./input-rules.js";
+import { recordRoutes } from "./route-table.js";
+import { registerSchemaValidators } from "./schema-validators.js";
+import "./request-principal.js";
 import type { Metrics } from "./metrics.js";
 import { fleetRoutes, type FleetRouteDeps } from "./routes/fleet.js";
 import { auditRoutes } from "./routes/audit.js";
@@ -34,9 +41,6 @@ import { registerIdempotency } from "./idempotency.js";
 import { OpenApiCollector } from "./openapi.js";
 
 declare module "fastify" {
-  interface FastifyRequest {
-    principal: Principal | null;
-  }
   interface FastifyContextConfig {
     /** Role required to call the route; routes without one are public (healthz, metrics, dashboard shell). */
     role?: Role;
@@ -70,13 +74,42 @@ export async function buildHttpServer(d: HttpServerDeps) {
     bodyLimit: d.maxBodyBytes,
     // Per-request lines would dominate the log at fleet scale; request metrics cover the traffic instead.
     logController: new LogController({ disableRequestLogging: true }),
-    ajv: { customOptions: { removeAdditional: false, allErrors: false } },
     genReqId: () => `req_${Math.random().toString(36).slice(2, 12)}`,
+    // Release references in paths run to 200 characters; fastify's default of 100 refused the longer ones.
+    routerOptions: { maxParamLength: 512 },
+    clientErrorHandler,
+    frameworkErrors: (err, req, reply) => {
+      void sendError(req, reply, err);
+    },
+    // Fastify's own answer while closing is a 503 outside the API's error shape; the hook below answers instead.
+    return503OnClosing: false,
+  });
+  recordRoutes(app);
+  registerSchemaValidators(app);
+  // JSON is the only body the API reads; without a parser for text/plain, such a body is UNSUPPORTED_MEDIA_TYPE
+  // rather than a string that then fails the body's schema.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (_req, body, done) => {
+    try {
+      done(null, parseJsonBody(body as string));
+    } catch (err) {
+      done(err as Error, undefined);
+    }
   });
   app.decorateRequest("principal", null);
   const tokens = new TokenCache((secret) => authenticateApiToken(d.store, secret));
   const openapi = new OpenApiCollector();
   openapi.attach(app);
+
+  // Requests that reach a replica while it stops (pipelined, or on a busy keep-alive connection) are refused
+  // before any work, so a load balancer or client retries them elsewhere.
+  let closing = false;
+  app.addHook("preClose", async () => {
+    closing = true;
+  });
+  app.addHook("onRequest", async () => {
+    if (closing) throw new FerryError("SERVER_SHUTTING_DOWN", "this replica is stopping; retry, or send the request to another replica");
+  });
 
   app.addHook("onRequest", async (req) => {
     const role = req.routeOptions.config.role;
@@ -108,6 +141,11 @@ export async function buildHttpServer(d: HttpServerDeps) {
       { method: req.method, route: req.routeOptions.url ?? "unmatched", status: String(reply.statusCode) },
       reply.elapsedTime / 1000,
     );
+  });
+
+  app.addHook("preValidation", async (req) => {
+    checkParameters(req.params, "path");
+    checkParameters(req.query, "query");
   });
 
   registerIdempotency(app, d.store);
@@ -143,9 +181,3 @@ export async function buildHttpServer(d: HttpServerDeps) {
   await app.register(consoleRoutes({ store: d.store, catalog: d.catalog, deployments: d.deployments, fleet: d.fleet, log: d.log }));
   return app;
 }
-
-export function actor(req: FastifyRequest): string {
-  return req.principal ? req.principal.subject : "anonymous";
-}
-
-export type Reply = FastifyReply;

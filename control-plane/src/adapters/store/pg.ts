@@ -78,6 +78,13 @@ export class PostgresStore implements Store {
     // An idle pooled connection that fails (server restart, terminated backend) is dropped and replaced by the pool;
     // without a listener the 'error' event would crash the process.
     this.pool.on("error", (err) => this.log.warn({ err: { message: err.message } }, "an idle PostgreSQL connection failed; the pool replaces it"));
+    // pg-pool removes that listener while a connection is checked out, yet pg still emits 'error' on a client whose
+    // connection breaks under a running query (the query is rejected with the same error, which the caller gets and
+    // the API answers as STORE_UNAVAILABLE). A listener for the client's whole life keeps that from being an
+    // uncaught exception that stops the process.
+    this.pool.on("connect", (client) => {
+      client.on("error", (err) => this.log.warn({ err: { message: err.message } }, "a PostgreSQL connection in use failed"));
+    });
     this.listener = new PgListener({
       client: { ...common, application_name: "ferry-listener" },
       log: this.log,

@@ -180,7 +180,11 @@ export class CatalogService {
         await appendAudit(tx, { actor, action: "environment.create", object: input.name, outcome: "ok", details: { position } });
         return envView(r.rows[0] as EnvRow);
       } catch (err) {
-        if (isUniqueViolation(err)) throw new FerryError("ENVIRONMENT_EXISTS", `an environment named ${input.name} or at position ${position} already exists`);
+        if (isUniqueViolation(err)) {
+          // Name the position only when the caller chose it; an appended environment can only clash by name.
+          const clash = input.position === undefined ? "" : ` or at position ${position}`;
+          throw new FerryError("ENVIRONMENT_EXISTS", `an environment named ${input.name}${clash} already exists`);
+        }
         throw err;
       }
     });

@@ -5,7 +5,7 @@ import { appendAudit } from "../../../domain/audit/audit-log.js";
 import { createApiToken, listApiTokens, revokeApiToken } from "../../../domain/auth/api-tokens.js";
 import { ROLES, type Role } from "../../../domain/auth/roles.js";
 import { parseDuration } from "../../../domain/fleet/durations.js";
-import { actor } from "../server.js";
+import { actor } from "../request-principal.js";
 
 export function apiTokenRoutes(d: { store: Store; onRevoke: () => void }): FastifyPluginAsync {
   return async (app) => {

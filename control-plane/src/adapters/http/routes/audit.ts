@@ -14,7 +14,7 @@ export function auditRoutes(d: { store: Store }): FastifyPluginAsync {
           querystring: {
             type: "object",
             additionalProperties: false,
-            properties: { after: { type: "integer", minimum: 0 }, limit: { type: "integer", minimum: 1, maximum: 1000 } },
+            properties: { after: { type: "integer", minimum: 0, maximum: Number.MAX_SAFE_INTEGER }, limit: { type: "integer", minimum: 1, maximum: 1000 } },
           },
         },
       },

@@ -3,7 +3,7 @@
 import type { FastifyPluginAsync, FastifyReply } from "fastify";
 import type { CatalogService, ReleaseView } from "../../../domain/catalog/catalog-service.js";
 import { TARGET_KINDS } from "../../../domain/catalog/target-kinds.js";
-import { actor } from "../server.js";
+import { actor } from "../request-principal.js";
 
 const NAME = { type: "string", minLength: 1, maxLength: 63 } as const;
 const nameParam = { type: "object", properties: { name: NAME }, required: ["name"] } as const;
@@ -35,7 +35,7 @@ export function catalogRoutes(d: { catalog: CatalogService }): FastifyPluginAsyn
         config: { role: "admin" },
         schema: {
           summary: "Create an environment (appended after the last unless a position is given)",
-          body: { type: "object", additionalProperties: false, required: ["name"], properties: { name: NAME, position: { type: "integer", minimum: 1 }, description: { type: "string", maxLength: 1000 }, settings } },
+          body: { type: "object", additionalProperties: false, required: ["name"], properties: { name: NAME, position: { type: "integer", minimum: 1, maximum: 1_000_000 }, description: { type: "string", maxLength: 1000 }, settings } },
         },
       },
       async (req, reply) => reply.status(201).send(await c.createEnvironment(req.body, actor(req))),
@@ -48,7 +48,7 @@ export function catalogRoutes(d: { catalog: CatalogService }): FastifyPluginAsyn
         schema: {
           summary: "Change an environment's position, description or settings",
           params: nameParam,
-          body: { type: "object", additionalProperties: false, properties: { position: { type: "integer", minimum: 1 }, description: { type: "string", maxLength: 1000 }, settings } },
+          body: { type: "object", additionalProperties: false, properties: { position: { type: "integer", minimum: 1, maximum: 1_000_000 }, description: { type: "string", maxLength: 1000 }, settings } },
         },
       },
       async (req) => c.updateEnvironment(req.params.name, req.body, actor(req)),

@@ -1,7 +1,7 @@
 // Deployments, rollbacks and what runs where. Deploying and rolling back need deployer; reading needs viewer.
 import type { FastifyPluginAsync } from "fastify";
 import type { DeploymentService } from "../../../domain/deploy/deployment-service.js";
-import { actor } from "../server.js";
+import { actor } from "../request-principal.js";
 
 const NAME = { type: "string", minLength: 1, maxLength: 63 } as const;
 const ID = { type: "string", minLength: 1, maxLength: 64 } as const;
@@ -83,7 +83,7 @@ export function deploymentRoutes(d: { deployments: DeploymentService }): Fastify
         schema: {
           summary: "A task's log from a byte offset (text/plain); X-Ferry-Log-Next and X-Ferry-Log-Complete tell where to continue",
           params: { type: "object", properties: { id: ID, task: ID }, required: ["id", "task"] },
-          querystring: { type: "object", additionalProperties: false, properties: { offset: { type: "integer", minimum: 0 }, limit: { type: "integer", minimum: 1, maximum: 8_388_608 } } },
+          querystring: { type: "object", additionalProperties: false, properties: { offset: { type: "integer", minimum: 0, maximum: Number.MAX_SAFE_INTEGER }, limit: { type: "integer", minimum: 1, maximum: 8_388_608 } } },
         },
       },
       async (req, reply) => {

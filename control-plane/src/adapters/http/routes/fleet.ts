@@ -3,7 +3,7 @@ import type { FastifyPluginAsync } from "fastify";
 import { encodeJoinString } from "@ferry/pki";
 import { parseDuration } from "../../../domain/fleet/durations.js";
 import type { AgentStatus, FleetService } from "../../../domain/fleet/fleet-service.js";
-import { actor } from "../server.js";
+import { actor } from "../request-principal.js";
 
 export interface FleetRouteDeps {
   fleet: FleetService;
@@ -94,7 +94,7 @@ export function fleetRoutes(d: FleetRouteDeps): FastifyPluginAsync {
               environment: { type: "string", minLength: 1, maxLength: 63 },
               ttl: { type: "string", minLength: 1, maxLength: 32 },
               uses: { type: "integer", minimum: 1, maximum: 10000 },
-              labels: { type: "object", additionalProperties: { type: "string" }, maxProperties: 32 },
+              labels: { type: "object", additionalProperties: { type: "string", maxLength: 128 }, maxProperties: 32 },
             },
           },
         },

@@ -1,24 +1,16 @@
 // Promotions and what their gates read: scan reports, security exceptions, approver groups; plus evidence packets.
 // Requesting a promotion needs deployer (it ends in a deployment); approving needs approver; break-glass needs the
 // environment's break-glass role (admin by default); scans need release-manager; exceptions and groups need admin.
-import type { FastifyPluginAsync, FastifyRequest } from "fastify";
-import type { Principal } from "../../../domain/auth/roles.js";
-import { FerryError } from "../../../domain/errors.js";
+import type { FastifyPluginAsync } from "fastify";
 import type { EvidenceStore } from "../../../domain/promotion/evidence-store.js";
 import type { PromotionService } from "../../../domain/promotion/promotion-service.js";
 import type { SecurityRecords } from "../../../domain/promotion/security-records.js";
-import { actor } from "../server.js";
+import { actor, principalOf as principal } from "../request-principal.js";
 
 const NAME = { type: "string", minLength: 1, maxLength: 63 } as const;
 const ID = { type: "string", minLength: 1, maxLength: 64 } as const;
 const idParam = { type: "object", properties: { id: ID }, required: ["id"] } as const;
 const DIGEST = { type: "string", pattern: "^sha256:[a-f0-9]{64}$" } as const;
-
-function principal(req: FastifyRequest): Principal {
-  const p = req.principal;
-  if (!p) throw new FerryError("UNAUTHENTICATED", "no bearer token");
-  return p;
-}
 
 export function promotionRoutes(d: { promotions: PromotionService; records: SecurityRecords; evidence: EvidenceStore }): FastifyPluginAsync {
   const s = d.promotions;
@@ -130,7 +122,7 @@ export function promotionRoutes(d: { promotions: PromotionService; records: Secu
             type: "object",
             additionalProperties: false,
             required: ["digest", "maxSeverity", "reason", "expires"],
-            properties: { digest: DIGEST, maxSeverity: { type: "string" }, reason: { type: "string", maxLength: 2000 }, approver: { type: "string", maxLength: 200 }, expires: { type: "string", maxLength: 64 } },
+            properties: { digest: DIGEST, maxSeverity: { type: "string", maxLength: 32 }, reason: { type: "string", maxLength: 2000 }, approver: { type: "string", maxLength: 200 }, expires: { type: "string", maxLength: 64 } },
           },
         },
       },

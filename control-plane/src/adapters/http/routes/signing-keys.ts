@@ -7,7 +7,7 @@ import { appendAudit } from "../../../domain/audit/audit-log.js";
 import { FerryError } from "../../../domain/errors.js";
 import { parseDuration } from "../../../domain/fleet/durations.js";
 import type { Store } from "../../../ports/store.js";
-import { actor } from "../server.js";
+import { actor } from "../request-principal.js";
 
 export const SIGNING_KEYS_CHANNEL = "ferry_signing_keys";
 

@@ -2,7 +2,7 @@
 import type { FastifyPluginAsync } from "fastify";
 import type { SqlWebhookStore } from "../../../domain/notify/webhook-service.js";
 import { WEBHOOK_EVENT_TYPES } from "../../../domain/notify/webhooks.js";
-import { actor } from "../server.js";
+import { actor } from "../request-principal.js";
 
 const idParam = { type: "object", properties: { id: { type: "string", minLength: 1, maxLength: 64 } }, required: ["id"] } as const;
 
