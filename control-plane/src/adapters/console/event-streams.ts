@@ -44,8 +44,19 @@ export function eventStreamRoutes(o: EventStreamOptions): FastifyPluginAsync & {
     });
     app.get(
       "/console/events",
-      { config: { role: "viewer" }, schema: { summary: "Server-sent events naming what changed (fleet, deployments, logs, promotions, releases, estate, catalog), for the console" } },
+      {
+        config: { role: "viewer" },
+        schema: {
+          summary: "Server-sent events naming what changed (fleet, deployments, logs, promotions, releases, estate, catalog), for the console",
+          querystring: { type: "object", additionalProperties: false, properties: {} },
+        },
+      },
       async (req, reply) => {
+        // A stream request carries nothing; refusing a body keeps a confused client from holding a stream open.
+        const length = req.headers["content-length"];
+        if ((length !== undefined && length !== "0") || req.headers["transfer-encoding"]) {
+          throw new FerryError("VALIDATION_FAILED", "body: GET /api/v1/console/events takes no request body", { field: "body", in: "body" });
+        }
         if (streams.size >= maxStreams) {
           throw new FerryError("RATE_LIMITED", `this replica already serves ${maxStreams} console event streams; poll instead, or retry later`, { retryAfterSeconds: 30 });
         }
