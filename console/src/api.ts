@@ -9,6 +9,14 @@ export class ApiError extends Error {
   }
 }
 
+// The link `ferry server` prints on its first start carries the admin token in the URL fragment, which browsers never
+// send to a server: take it into this tab's storage and drop it from the address bar (and so from history).
+const fromFragment = /(?:^|[#&])token=([^&]+)/.exec(location.hash);
+if (fromFragment?.[1]) {
+  sessionStorage.setItem(KEY, decodeURIComponent(fromFragment[1]));
+  history.replaceState(null, "", location.pathname + location.search);
+}
+
 let token: string | null = sessionStorage.getItem(KEY) ?? localStorage.getItem(KEY);
 
 export function getToken(): string | null {

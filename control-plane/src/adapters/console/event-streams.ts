@@ -19,8 +19,44 @@ export interface EventStreamOptions {
 
 interface Stream {
   reply: FastifyReply;
-  pending: Set<Topic>;
+  buffer: TopicBuffer;
   close: () => void;
+}
+
+/** The writable side of one stream, as far as the buffer needs it. */
+export interface StreamSink {
+  readonly writableNeedDrain: boolean;
+  readonly destroyed: boolean;
+  write(chunk: string): boolean;
+}
+
+/**
+ * What one stream still has to send: a set of topics, so a subscriber that reads slowly holds at most one entry per
+ * topic however many changes happen, and nothing is written while the socket has not drained (its kernel and Node
+ * buffers then stay at one event's size).
+ */
+export class TopicBuffer {
+  private readonly pending = new Set<Topic>();
+  constructor(
+    private readonly sink: StreamSink,
+    private readonly nextId: () => number,
+  ) {}
+
+  get size(): number {
+    return this.pending.size;
+  }
+
+  add(topics: Iterable<Topic>): void {
+    for (const t of topics) this.pending.add(t);
+    this.flush();
+  }
+
+  flush(): void {
+    if (this.pending.size === 0 || this.sink.writableNeedDrain || this.sink.destroyed) return;
+    const topics = [...this.pending];
+    this.pending.clear();
+    this.sink.write(`id: ${this.nextId()}\nevent: change\ndata: ${JSON.stringify({ topics })}\n\n`);
+  }
 }
 
 export function eventStreamRoutes(o: EventStreamOptions): FastifyPluginAsync & { open: () => number; closeAll: () => void } {
@@ -29,14 +65,6 @@ export function eventStreamRoutes(o: EventStreamOptions): FastifyPluginAsync & {
   const keepaliveMs = o.keepaliveMs ?? 15_000;
   const streams = new Set<Stream>();
   let eventId = 0;
-
-  const flush = (s: Stream) => {
-    const raw = s.reply.raw;
-    if (s.pending.size === 0 || raw.writableNeedDrain || raw.destroyed) return;
-    const topics = [...s.pending];
-    s.pending.clear();
-    raw.write(`id: ${++eventId}\nevent: change\ndata: ${JSON.stringify({ topics })}\n\n`);
-  };
 
   const plugin: FastifyPluginAsync = async (app) => {
     app.addHook("preClose", async () => {
@@ -72,7 +100,7 @@ export function eventStreamRoutes(o: EventStreamOptions): FastifyPluginAsync & {
         });
         const s: Stream = {
           reply,
-          pending: new Set(),
+          buffer: new TopicBuffer(raw, () => ++eventId),
           close: () => {
             if (!streams.delete(s)) return;
             unsubscribe();
@@ -82,11 +110,8 @@ export function eventStreamRoutes(o: EventStreamOptions): FastifyPluginAsync & {
           },
         };
         streams.add(s);
-        const unsubscribe = o.feed.subscribe((topics) => {
-          for (const t of topics) s.pending.add(t);
-          flush(s);
-        });
-        raw.on("drain", () => flush(s));
+        const unsubscribe = o.feed.subscribe((topics) => s.buffer.add(topics));
+        raw.on("drain", () => s.buffer.flush());
         raw.on("close", () => s.close());
         req.raw.on("close", () => s.close());
         const keepalive = setInterval(() => {
