@@ -13,9 +13,12 @@
 // A docker CLI round does what the driver does, by hand: v1 runs in a container of its own; `docker image inspect
 // repo@digest` and, only if the engine does not have it, `docker pull repo@digest` (the driver's rule: an image the
 // engine holds under that exact digest is not pulled again), `docker create --network host --name NEW repo@digest`,
-// `docker stop OLD` (both want the port), `docker start NEW`, GET the health URL until 200 on the driver's own
-// schedule (agent/src/drivers/docker/health.ts: at once, then after 250 ms, 500 ms, then every interval), `docker rm
-// OLD`. One process per step, as a script would. Both sides stop the old container with the engine's default 10 s
+// `docker stop OLD` (both want the port), `docker start NEW`, `docker inspect NEW` (its RestartCount and StartedAt),
+// GET the health URL until 200 on the driver's own schedule (agent/src/drivers/docker/health.ts: at once, then after
+// 250 ms, 500 ms, then every interval), then — as the driver does, and as a script must to tell a crash loop from a
+// healthy service — wait until the settle window after the start has passed and `docker inspect NEW` again: still
+// running, same RestartCount and StartedAt. `docker rm OLD`. One process per step, as a script would. Both sides use
+// the same settle window (SETTLE_SECONDS, set in the target's healthCheck). Both sides stop the old container with the engine's default 10 s
 // grace (the test image exits on SIGTERM at once).
 //
 // Cold: the v2 image is removed from the engine before the round (`docker rmi repo@digest`, checked); warm: it is
@@ -37,6 +40,8 @@ const AGENT_BIN = join(ROOT, "agent/bin/ferry-agent.js");
 /** The driver's health schedule (agent/src/drivers/docker/health.ts): first probe at once, then 250 ms doubling up to the interval. */
 const FIRST_PROBE_DELAY_MS = 250;
 const HEALTH_INTERVAL_SECONDS = 1;
+/** The settle window both sides wait: the driver's default, written into the bench target's config explicitly. */
+const SETTLE_SECONDS = 3;
 
 export type Mode = "cold" | "warm";
 
@@ -239,7 +244,7 @@ export async function runDeployComparison(o: CompareOptions): Promise<CompareRes
       name: "web",
       kind: "docker",
       agentId,
-      config: { container, component: "web", healthCheck: { type: "http", url: healthUrl, timeoutSeconds: 30, intervalSeconds: HEALTH_INTERVAL_SECONDS } },
+      config: { container, component: "web", healthCheck: { type: "http", url: healthUrl, timeoutSeconds: 30, intervalSeconds: HEALTH_INTERVAL_SECONDS, settleSeconds: SETTLE_SECONDS } },
     });
     const stickerFile = join(stateDir, "stickers", `${target.id}.json`);
     const rel1 = await api.call<{ id: string }>("POST", "/releases", { name: "bench-web", version: "1", components: { web: ":1" } });
@@ -339,7 +344,15 @@ export async function runDeployComparison(o: CompareOptions): Promise<CompareRes
       await timed("create", () => runDocker(socket, ["create", "--network", "host", "--name", next, v2.pinned]));
       await timed("stop-old", () => runDocker(socket, ["stop", cliOld]));
       await timed("start", () => runDocker(socket, ["start", next]));
+      const startedAt = now();
+      const inspectRun = async () => (await runDocker(socket, ["inspect", "--format", "{{.State.Running}} {{.State.Restarting}} {{.RestartCount}} {{.State.StartedAt}}", next])).trim();
+      const mark = await timed("inspect", inspectRun);
       const healthProbes = await timed("health", () => waitHealthy(healthUrl, 30_000));
+      await timed("settle", async () => {
+        await sleep(startedAt + SETTLE_SECONDS * 1000 - now());
+        const seen = await inspectRun();
+        if (seen !== mark) throw new Error(`the docker CLI's new container restarted during the settle window (${mark} -> ${seen})`);
+      });
       await timed("cleanup", () => runDocker(socket, ["rm", cliOld]));
       const totalMs = now() - t0;
       const served = await probe(`${base}/version`, 2000);

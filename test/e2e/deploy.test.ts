@@ -142,7 +142,7 @@ describe("deployments against the real Docker Engine", { skip }, () => {
     const { code, d, stderr } = await deploy("shop@1");
     assert.equal(code, 0, stderr);
     assert.equal(d.state, "succeeded", JSON.stringify(d));
-    assert.match(stderr, /web: pull/);
+    assert.match(stderr, /web: prepare/);
     assert.deepEqual(await httpGet(port, "/version"), { status: 200, body: "web 1" });
     const c = await inspect();
     assert.equal(c.State.Running, true);

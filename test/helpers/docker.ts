@@ -206,6 +206,13 @@ export interface TestImageOptions {
   healthy?: boolean;
   /** Adds a Docker HEALTHCHECK (wget of /health every second, unhealthy after 3 failures). */
   dockerHealthcheck?: boolean;
+  /** The path the Docker HEALTHCHECK fetches; default /health. A path that does not exist makes it turn unhealthy. */
+  healthcheckPath?: string;
+  /**
+   * A crashing image: it serves as usual, then prints a line to stderr and exits with `exitCode` `afterSeconds`
+   * after it starts (under a restart policy, a crash loop).
+   */
+  crash?: { afterSeconds: number; exitCode: number };
   /** Credentials for a registry with basic auth (used for `docker login` in a private client config). */
   auth?: { username: string; password: string };
   /** Keep the image in the engine after the push; by default it is removed so a deploy really pulls it. */
@@ -249,9 +256,12 @@ export async function buildTestImage(opts: TestImageOptions): Promise<TestImage>
     // httpd as PID 1 would ignore SIGTERM (PID 1 has no default handlers) and every stop would wait out the engine's
     // timeout; a shell that exits on TERM makes stops instant.
     const httpd = `httpd -f -p 127.0.0.1:${opts.port} -h /www`;
-    const changes = [`CMD ["sh", "-c", ${JSON.stringify(`trap 'exit 0' TERM INT; ${httpd} & wait`)}]`, `LABEL test.ferry.version=${JSON.stringify(opts.version)}`];
+    const main = opts.crash
+      ? `trap 'exit 0' TERM INT; echo "v${opts.version} starting"; ${httpd} & sleep ${opts.crash.afterSeconds} & wait $!; echo "v${opts.version} crashing with exit code ${opts.crash.exitCode}" >&2; exit ${opts.crash.exitCode}`
+      : `trap 'exit 0' TERM INT; ${httpd} & wait`;
+    const changes = [`CMD ["sh", "-c", ${JSON.stringify(main)}]`, `LABEL test.ferry.version=${JSON.stringify(opts.version)}`];
     if (opts.dockerHealthcheck) {
-      changes.push(`HEALTHCHECK --interval=1s --timeout=1s --retries=3 CMD wget -q -O /dev/null http://127.0.0.1:${opts.port}/health`);
+      changes.push(`HEALTHCHECK --interval=1s --timeout=1s --retries=3 CMD wget -q -O /dev/null http://127.0.0.1:${opts.port}${opts.healthcheckPath ?? "/health"}`);
     }
     await runDocker(socketPath, ["import", ...changes.flatMap((c) => ["--change", c]), image, ref]);
 

@@ -65,6 +65,17 @@ describe("TaskJournal", () => {
     assert.deepEqual((await TaskJournal.open(dir)).pendingResults(), []);
   });
 
+  test("a version 2 payload (with phases) survives a reopen, so an interrupted v2 task is still reported", async () => {
+    const dir = freshDir();
+    const j = await TaskJournal.open(dir);
+    const p = payload("task-v2", { v: 2, phases: ["prepare", "start", "health", "switch", "retire"] });
+    await j.accept(p, 1);
+    await j.markRunning("task-v2");
+    const again = await TaskJournal.open(dir);
+    assert.deepEqual(again.get("task-v2")?.payload, p);
+    assert.deepEqual(again.interrupted().map((r) => r.taskId), ["task-v2"]);
+  });
+
   test("checkReplay: new, redelivery, replay", async () => {
     const j = await TaskJournal.open(freshDir());
     const a = payload("task-a");

@@ -32,6 +32,7 @@ import { constants as fsConstants } from "node:fs";
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 
+import { payloadTypeOf, TASK_PAYLOAD_VERSIONS } from "@ferry/contract";
 import { parseTaskPayload, type TaskPayload } from "@ferry/pki";
 import type { Logger } from "pino";
 
@@ -138,7 +139,9 @@ function parseRecord(raw: string): TaskRecord {
     throw new Error("attempt, startedAt or resultAcked missing");
   }
   if (!optNumber(v.runningAt) || !optNumber(v.finishedAt)) throw new Error("bad runningAt or finishedAt");
-  const payload = parseTaskPayload(v.payload);
+  // A record keeps the payload as the task carried it, in whichever version it was signed; read it back as that version.
+  const stored = (v.payload as { v?: unknown } | null)?.v;
+  const payload = parseTaskPayload(v.payload, payloadTypeOf(TASK_PAYLOAD_VERSIONS.find((x) => x === stored) ?? 1));
   if (payload.taskId !== v.taskId || payload.nonce !== v.nonce) throw new Error("payload does not match the record");
   const record: TaskRecord = {
     taskId: v.taskId,

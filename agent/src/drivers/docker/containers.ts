@@ -5,8 +5,9 @@
 // an operator) and the next deploy (to recover before it starts) read from here.
 import type Docker from "dockerode";
 
-import type { DeployPlan, ImagePin } from "../types.js";
-import { OLD_CONTAINER_MARKER } from "./config.js";
+import { OLD_CONTAINER_MARKER, type ImagePin } from "@ferry/contract";
+
+import type { PhaseContext } from "../driver.js";
 import { engineStatus } from "./errors.js";
 
 /** The labels a deployed container carries: what runs there and which task put it there. */
@@ -21,16 +22,16 @@ export const LABELS = {
   target: "ferry.target",
 } as const;
 
-export function deployLabels(plan: DeployPlan, pin: ImagePin): Record<string, string> {
+export function deployLabels(ctx: PhaseContext<unknown>, pin: ImagePin): Record<string, string> {
   return {
-    [LABELS.release]: plan.release.id,
-    [LABELS.releaseName]: plan.release.name,
-    [LABELS.releaseVersion]: plan.release.version,
+    [LABELS.release]: ctx.release.id,
+    [LABELS.releaseName]: ctx.release.name,
+    [LABELS.releaseVersion]: ctx.release.version,
     [LABELS.component]: pin.component,
     [LABELS.digest]: pin.digest,
-    [LABELS.deployment]: plan.deploymentId,
-    [LABELS.task]: plan.taskId,
-    [LABELS.target]: plan.target.id,
+    [LABELS.deployment]: ctx.deploymentId,
+    [LABELS.task]: ctx.taskId,
+    [LABELS.target]: ctx.target.id,
   };
 }
 
@@ -57,7 +58,16 @@ export interface ContainerView {
   name: string;
   /** The engine's state: created, running, exited, paused, restarting, removing, dead. */
   status: string;
+  /** Running and not between two runs of a restart loop. */
   running: boolean;
+  /** Docker is restarting it under its restart policy (it exited and has not started again yet). */
+  restarting: boolean;
+  /** Restarts under the restart policy since it was last started by hand. */
+  restartCount: number;
+  /** The engine's StartedAt of its current (or last) run. */
+  startedAt: string;
+  /** Its exit code when it last exited (0 while a run is under way). */
+  exitCode: number;
   /** The reference it was created from (for Ferry's containers: repository@digest). */
   imageRef: string;
   imageId: string;
@@ -104,6 +114,10 @@ async function view(docker: Docker, id: string): Promise<ContainerView | undefin
     name: info.Name.replace(/^\//, ""),
     status: info.State.Status,
     running: info.State.Running && !info.State.Restarting,
+    restarting: info.State.Restarting,
+    restartCount: info.RestartCount ?? 0,
+    startedAt: info.State.StartedAt,
+    exitCode: info.State.ExitCode,
     imageRef,
     imageId: info.Image,
     repository,
@@ -133,12 +147,13 @@ export function describeLeftovers(found: TargetContainers, container: string): s
   if (!current) {
     return `a deploy was interrupted after parking the previous container: ${container} is missing and the previous container is parked as ${names}; the next deploy puts it back first`;
   }
-  if (!current.running) {
+  if (!current.running && !current.restarting) {
     const task = current.labels[LABELS.task];
     return (
       `a deploy was interrupted: ${container} (${current.status}${task ? `, task ${task}` : ""}) is not running and the previous ` +
       `container is parked as ${names}; the next deploy removes the unfinished container and puts the previous one back first`
     );
   }
-  return `a deploy was interrupted before its cleanup: ${container} runs and the previous container is still parked as ${names}; the next successful deploy removes it`;
+  const now = current.restarting ? "crash-loops (Docker keeps restarting it)" : "runs";
+  return `a deploy was interrupted before its cleanup: ${container} ${now} and the previous container is still parked as ${names}; the next successful deploy removes it`;
 }

@@ -24,8 +24,14 @@ import {
 import { freePort } from "../../../../test/helpers/net.js";
 import { registrySkipReason, startRegistry, type TestRegistry } from "../../../../test/helpers/registry.js";
 import { waitFor } from "../../../../test/helpers/wait.js";
-import { DriverError, DriverRegistry, type DeployPlan, type ProgressSink, type TargetRef } from "../types.js";
-import { DockerDriver, pickImage, resolveSocketPath } from "./docker-driver.js";
+import { checkObject, ConfigError, type ImagePin } from "@ferry/contract";
+import { pino } from "pino";
+
+import { runPhases } from "../../core/phase-runner.js";
+import { DriverError, type DeployOutcome, type PhaseContext, type ProgressSink, type RegistryAuth, type TargetRef } from "../driver.js";
+import { DockerDriver, dockerConfig, resolveSocketPath } from "./docker-driver.js";
+import { dockerRegistration, dockerSettings } from "./index.js";
+import { pickImage } from "./prepare.js";
 
 const SUITE = "Docker driver integration tests";
 let skipReason: string | false = false;
@@ -54,6 +60,8 @@ let socketPath: string;
 let docker: Docker;
 let driver: DockerDriver;
 
+const ALL_PHASES = ["prepare", "start", "health", "switch", "retire"];
+
 class Recorder implements ProgressSink {
   readonly steps: string[] = [];
   readonly lines: string[] = [];
@@ -78,7 +86,30 @@ function target(container: string, extra: Record<string, unknown> = {}): TargetR
 
 type Pinnable = TestImage | { repository: string; digest: string; ref?: string };
 
-function plan(p: { container: string; image: Pinnable; taskId?: string; config?: Record<string, unknown>; version?: string }): DeployPlan {
+/** What the agent core hands the driver for one task (the task's fields; the config is checked in `deploy`). */
+interface Plan {
+  taskId: string;
+  deploymentId: string;
+  action: "deploy" | "rollback";
+  release: { id: string; name: string; version: string };
+  target: TargetRef;
+  images: ImagePin[];
+  credentials(registry: string): RegistryAuth | undefined;
+}
+
+/** Runs one task's phases as the agent core does: config checked with the kind's schema, then runPhases. */
+async function deploy(p: Plan, signal: AbortSignal, progress: ProgressSink, d: DockerDriver = driver): Promise<DeployOutcome> {
+  let config;
+  try {
+    config = dockerConfig(p.target.config);
+  } catch (err) {
+    throw err instanceof DriverError ? new DriverError(err.code, err.message, err.details, true) : err;
+  }
+  const ctx: PhaseContext<ReturnType<typeof dockerConfig>> = { ...p, config, signal, progress };
+  return runPhases(d, ctx, { logger: pino({ level: "silent" }) });
+}
+
+function plan(p: { container: string; image: Pinnable; taskId?: string; config?: Record<string, unknown>; version?: string }): Plan {
   // A TestImage's `ref` is its tag; the pin is repository@digest unless a test forges `ref` on purpose.
   const ref = "pinned" in p.image ? p.image.pinned : (p.image.ref ?? `${p.image.repository}@${p.image.digest}`);
   return {
@@ -136,11 +167,10 @@ async function expectDriverError(p: Promise<unknown>, code: string): Promise<Dri
 describe("DockerDriver without an engine", () => {
   const digest = (c: string) => `sha256:${c.repeat(64)}`;
   const pin = (component: string, d = digest("a")) => ({ component, repository: `127.0.0.1:5000/shop/${component}`, digest: d, ref: `127.0.0.1:5000/shop/${component}@${d}` });
-  const planWith = (images: DeployPlan["images"]): DeployPlan => ({ ...plan({ container: "web", image: { repository: "r/x", digest: digest("0") } }), images });
 
-  it("picks the one image, or the configured component", () => {
-    assert.equal(pickImage(planWith([pin("web")]), { container: "web" }).component, "web");
-    assert.equal(pickImage(planWith([pin("web"), pin("api")]), { container: "web", component: "api" }).component, "api");
+  it("picks the one image, or the configured component, with the kind's descriptor", () => {
+    assert.equal(pickImage({ container: "web" }, [pin("web")]).component, "web");
+    assert.equal(pickImage({ container: "web", component: "api" }, [pin("web"), pin("api")]).component, "api");
   });
 
   it("refuses an ambiguous, missing or malformed pin", () => {
@@ -148,17 +178,29 @@ describe("DockerDriver without an engine", () => {
       try {
         fn();
       } catch (err) {
-        assert.ok(err instanceof DriverError);
-        assert.equal(err.restored, true);
+        assert.ok(err instanceof DriverError, String(err));
         return err.code;
       }
       return "no error";
     };
-    assert.equal(code(() => pickImage(planWith([pin("web"), pin("api")]), { container: "web" })), "INVALID_TARGET_CONFIG");
-    assert.equal(code(() => pickImage(planWith([pin("web")]), { container: "web", component: "db" })), "INVALID_TARGET_CONFIG");
-    assert.equal(code(() => pickImage(planWith([]), { container: "web" })), "INVALID_TARGET_CONFIG");
-    assert.equal(code(() => pickImage(planWith([{ ...pin("web"), ref: "127.0.0.1:5000/shop/web:latest" }]), { container: "web" })), "DIGEST_MISMATCH");
-    assert.equal(code(() => pickImage(planWith([pin("web", "sha256:abc")]), { container: "web" })), "DIGEST_MISMATCH");
+    assert.equal(code(() => pickImage({ container: "web" }, [pin("web"), pin("api")])), "RELEASE_COMPONENT_AMBIGUOUS");
+    assert.equal(code(() => pickImage({ container: "web", component: "db" }, [pin("web")])), "RELEASE_COMPONENT_MISSING");
+    assert.equal(code(() => pickImage({ container: "web" }, [])), "RELEASE_COMPONENT_AMBIGUOUS");
+    assert.equal(code(() => pickImage({ container: "web" }, [{ ...pin("web"), ref: "127.0.0.1:5000/shop/web:latest" }])), "DIGEST_MISMATCH");
+    assert.equal(code(() => pickImage({ container: "web" }, [pin("web", "sha256:abc")])), "DIGEST_MISMATCH");
+  });
+
+  it("checks target config with the contract's one docker schema", () => {
+    assert.deepEqual(dockerConfig({ container: "web", healthCheck: { type: "none", settleSeconds: 5 } }), { container: "web", healthCheck: { type: "none", settleSeconds: 5 } });
+    for (const [raw, field] of [
+      [{}, "config.container"],
+      [{ container: "web", contianer: "x" }, "config.contianer"],
+      [{ container: "web.ferry-old-abc" }, "config.container"],
+      [{ container: "web", healthCheck: { type: "http" } }, "config.healthCheck.url"],
+      [{ container: "web", healthCheck: { type: "none", settleSeconds: 601 } }, "config.healthCheck.settleSeconds"],
+    ] as const) {
+      assert.throws(() => dockerConfig(raw), (err: unknown) => err instanceof DriverError && err.code === "INVALID_TARGET_CONFIG" && err.details["field"] === field, JSON.stringify(raw));
+    }
   });
 
   it("chooses the socket: target config, then driver option, then DOCKER_HOST, then the default", () => {
@@ -169,17 +211,38 @@ describe("DockerDriver without an engine", () => {
     assert.equal(resolveSocketPath({}, undefined, {}), "/var/run/docker.sock");
   });
 
-  it("registers under its kind", () => {
-    const registry = new DriverRegistry().register(new DockerDriver());
-    assert.ok(registry.get("docker") instanceof DockerDriver);
-    assert.deepEqual(registry.kinds(), ["docker"]);
+  it("registers with the docker descriptor, a drivers.docker settings schema, and a factory that loads the driver", async () => {
+    assert.equal(dockerRegistration.descriptor.kind, "docker");
+    assert.equal(dockerRegistration.enabledByDefault, true);
+    assert.deepEqual(checkObject({ socket: "/run/docker.sock", stopTimeoutSeconds: 5, settleSeconds: 0 }, dockerSettings, "drivers.docker"), {
+      socket: "/run/docker.sock",
+      stopTimeoutSeconds: 5,
+      settleSeconds: 0,
+    });
+    for (const [raw, field] of [
+      [{ socket: "run/docker.sock" }, "drivers.docker.socket"],
+      [{ stopTimeoutSeconds: 0 }, "drivers.docker.stopTimeoutSeconds"],
+      [{ settleSeconds: 601 }, "drivers.docker.settleSeconds"],
+      [{ sokcet: "/x" }, "drivers.docker.sokcet"],
+    ] as const) {
+      assert.throws(() => checkObject(raw, dockerSettings, "drivers.docker"), (err: unknown) => err instanceof ConfigError && err.path === field, JSON.stringify(raw));
+    }
+    const created = await dockerRegistration.create({ logger: pino({ level: "silent" }), settings: { socket: "/nonexistent/docker.sock", settleSeconds: 1 } });
+    assert.ok(created instanceof DockerDriver);
+    assert.equal(created.descriptor.kind, "docker");
+    assert.deepEqual(created.capabilities(), []);
+    const up = await created.available();
+    assert.equal(up.ok, false);
+    assert.match(up.detail, /nonexistent/);
   });
 
   it("an unreachable engine is DOCKER_UNAVAILABLE, with nothing changed", async () => {
     const d = new DockerDriver({ socketPath: "/nonexistent/docker.sock" });
     await assert.rejects(d.inspect(target("web")), (err: unknown) => err instanceof DriverError && err.code === "DOCKER_UNAVAILABLE");
     const p = plan({ container: "web", image: { repository: "127.0.0.1:5000/shop/web", digest: digest("a") } });
-    await assert.rejects(d.deploy(p, new AbortController().signal, new Recorder()), (err: unknown) => err instanceof DriverError && err.code === "DOCKER_UNAVAILABLE" && err.restored);
+    const progress = new Recorder();
+    await assert.rejects(deploy(p, new AbortController().signal, progress, d), (err: unknown) => err instanceof DriverError && err.code === "DOCKER_UNAVAILABLE" && err.restored);
+    assert.deepEqual(progress.steps, ["prepare"]);
   });
 });
 
@@ -188,7 +251,7 @@ describe("DockerDriver against a real engine", { concurrency: false }, () => {
     if (skipReason || setupError) return;
     socketPath = (await dockerEngine()).socketPath;
     docker = new Docker({ socketPath });
-    driver = new DockerDriver({ socketPath, stopTimeoutSeconds: 2, settleMs: 500 });
+    driver = new DockerDriver({ socketPath, stopTimeoutSeconds: 2, settleSeconds: 1 });
     registry = await startRegistry();
   });
 
@@ -224,8 +287,8 @@ describe("DockerDriver against a real engine", { concurrency: false }, () => {
     const before = await driver.inspect(p.target);
     assert.equal(before.state, "missing");
 
-    const outcome = await driver.deploy(p, new AbortController().signal, progress);
-    assert.deepEqual(progress.steps, ["pull", "verify", "create", "stop-old", "start", "health", "cleanup"]);
+    const outcome = await deploy(p, new AbortController().signal, progress);
+    assert.deepEqual(progress.steps, ALL_PHASES);
     assert.equal(outcome.running[0]?.digest, v1.digest);
     assert.equal(outcome.running[0]?.containerName, name);
     assert.equal(await version(port), "1.0.0");
@@ -260,10 +323,10 @@ describe("DockerDriver against a real engine", { concurrency: false }, () => {
     const [v1, v2] = [await image(port, "1.0.0"), await image(port, "2.0.0")];
     assert.notEqual(v1.digest, v2.digest);
     const name = containerName("replace");
-    const first = await driver.deploy(plan({ container: name, image: v1, config: httpHealth(port) }), new AbortController().signal, new Recorder());
+    const first = await deploy(plan({ container: name, image: v1, config: httpHealth(port) }), new AbortController().signal, new Recorder());
     const oldId = first.running[0]?.containerId;
 
-    const outcome = await driver.deploy(plan({ container: name, image: v2, config: httpHealth(port) }), new AbortController().signal, new Recorder());
+    const outcome = await deploy(plan({ container: name, image: v2, config: httpHealth(port) }), new AbortController().signal, new Recorder());
     assert.equal(outcome.running[0]?.digest, v2.digest);
     assert.equal(outcome.details?.["replaced"], oldId);
     assert.equal(await version(port), "2.0.0");
@@ -280,11 +343,11 @@ describe("DockerDriver against a real engine", { concurrency: false }, () => {
     const v1 = await image(port, "1.0.0");
     const sick = await image(port, "2.0.0", { healthy: false });
     const name = containerName("sick");
-    const first = await driver.deploy(plan({ container: name, image: v1, config: httpHealth(port) }), new AbortController().signal, new Recorder());
+    const first = await deploy(plan({ container: name, image: v1, config: httpHealth(port) }), new AbortController().signal, new Recorder());
     const oldId = first.running[0]?.containerId;
 
     const progress = new Recorder();
-    const err = await expectDriverError(driver.deploy(plan({ container: name, image: sick, config: httpHealth(port, 3) }), new AbortController().signal, progress), "HEALTH_CHECK_FAILED");
+    const err = await expectDriverError(deploy(plan({ container: name, image: sick, config: httpHealth(port, 3) }), new AbortController().signal, progress), "HEALTH_CHECK_FAILED");
     assert.equal(err.restored, true);
     const health = err.details["health"] as { type: string; observed: { status?: number; body?: string } };
     assert.equal(health.type, "http");
@@ -304,39 +367,123 @@ describe("DockerDriver against a real engine", { concurrency: false }, () => {
     const bad = await image(port, "2.0.0", { dockerHealthcheck: true, healthy: false });
     const name = containerName("dockerhc");
     const progress = new Recorder();
-    const ok = await driver.deploy(plan({ container: name, image: good }), new AbortController().signal, progress);
+    const ok = await deploy(plan({ container: name, image: good }), new AbortController().signal, progress);
     assert.equal((ok.details?.["health"] as { type: string }).type, "docker");
 
-    const err = await expectDriverError(driver.deploy(plan({ container: name, image: bad }), new AbortController().signal, new Recorder()), "HEALTH_CHECK_FAILED");
+    const err = await expectDriverError(deploy(plan({ container: name, image: bad }), new AbortController().signal, new Recorder()), "HEALTH_CHECK_FAILED");
     assert.equal(err.restored, true);
-    const health = err.details["health"] as { observed: { status: string; log: Array<{ exitCode: number; output: string }> } };
-    assert.equal(health.observed.status, "unhealthy");
-    assert.ok(health.observed.log.length > 0);
-    assert.ok(health.observed.log.every((e) => e.exitCode !== 0));
+    const health = err.details["health"] as { observed: { healthcheck: { status: string; log: Array<{ exitCode: number; output: string }> } } };
+    assert.equal(health.observed.healthcheck.status, "unhealthy");
+    assert.ok(health.observed.healthcheck.log.length > 0);
+    assert.ok(health.observed.healthcheck.log.every((e) => e.exitCode !== 0));
     assert.equal((await containersOf(name))[0]?.id, ok.running[0]?.containerId);
   });
 
-  it("a container that exits at once fails fast with its exit code and output", async (t) => {
+  it("a container that exits at once fails fast as INSTANCE_CRASHED, its exit code and output in the task log", async (t) => {
     if (!canRun(t)) return;
     const port = await freePort();
     const v1 = await image(port, "1.0.0");
     const name = containerName("exits");
     const started = Date.now();
+    const progress = new Recorder();
     const err = await expectDriverError(
-      driver.deploy(
-        plan({ container: name, image: v1, config: { command: ["sh", "-c", "echo boom >&2; exit 3"], ...httpHealth(port, 30) } }),
-        new AbortController().signal,
-        new Recorder(),
-      ),
-      "HEALTH_CHECK_FAILED",
+      deploy(plan({ container: name, image: v1, config: { command: ["sh", "-c", "echo boom >&2; exit 3"], ...httpHealth(port, 30) } }), new AbortController().signal, progress),
+      "INSTANCE_CRASHED",
     );
     assert.ok(Date.now() - started < 15_000, "should not wait out the 30 s timeout");
     const observed = (err.details["health"] as { observed: { container: { exitCode: number; logs: string } } }).observed;
     assert.equal(observed.container.exitCode, 3);
     assert.match(observed.container.logs, /boom/);
+    assert.ok(progress.lines.some((l) => /exit code 3/.test(l)), progress.lines.join("\n"));
+    assert.ok(progress.lines.includes("health:   | boom"), progress.lines.join("\n"));
     // There was no previous container: the target is empty again.
     assert.equal(err.restored, true);
     assert.deepEqual(await containersOf(name), []);
+  });
+
+  it("a crash-looping image (exits 3 a second after it starts, Docker restarting it) fails; the previous version serves again and the next deploy succeeds", async (t) => {
+    if (!canRun(t)) return;
+    const port = await freePort();
+    const v1 = await image(port, "1.0.0");
+    const looping = await buildTestImage({ registry: registry.host, repository: `${RUN}/web`, tag: "v2-crash", version: "2.0.0", port, socketPath, crash: { afterSeconds: 1, exitCode: 3 } });
+    const v3 = await image(port, "3.0.0");
+    const name = containerName("crashloop");
+    const first = await deploy(plan({ container: name, image: v1, config: httpHealth(port) }), new AbortController().signal, new Recorder());
+
+    // The driver's own default settle window (3 s), the image's default check ("none"): running alone must not pass.
+    const defaults = new DockerDriver({ socketPath, stopTimeoutSeconds: 2 });
+    const progress = new Recorder();
+    const err = await expectDriverError(deploy(plan({ container: name, image: looping }), new AbortController().signal, progress, defaults), "INSTANCE_CRASHED");
+    assert.equal(err.restored, true);
+    assert.deepEqual(progress.steps, ["prepare", "start", "health", "restore"]);
+    assert.ok(progress.lines.some((l) => /exit code 3/.test(l)), progress.lines.join("\n"));
+    assert.ok(progress.lines.some((l) => l.includes("v2.0.0 crashing with exit code 3")), progress.lines.join("\n"));
+    assert.ok(progress.lines.some((l) => l.includes("host networking: old and new cannot run side by side; the switch has a short outage")), progress.lines.join("\n"));
+    assert.deepEqual(await containersOf(name), [{ id: first.running[0]?.containerId, name, state: "running" }]);
+    assert.equal(await version(port), "1.0.0");
+
+    const next = await deploy(plan({ container: name, image: v3, config: httpHealth(port) }), new AbortController().signal, new Recorder());
+    assert.equal(next.running[0]?.digest, v3.digest);
+    assert.equal(await version(port), "3.0.0");
+  });
+
+  it("a crash-looping (restarting) old container is replaced by a good deploy, and restore puts a crash loop back as it was", async (t) => {
+    if (!canRun(t)) return;
+    const port = await freePort();
+    const looping = await buildTestImage({ registry: registry.host, repository: `${RUN}/web`, tag: "v1-crash", version: "1.0.0", port, socketPath, crash: { afterSeconds: 0, exitCode: 3 } });
+    const sick = await image(port, "2.0.0", { healthy: false });
+    const v3 = await image(port, "3.0.0");
+    const name = containerName("oldloop");
+    // An old container stuck in a crash loop, as the engine runs it: created the way the driver creates containers.
+    await runDocker(socketPath, ["pull", "--quiet", looping.pinned]);
+    const old = await docker.createContainer({ name, Image: looping.pinned, Labels: { "ferry.task": "old-task", "ferry.digest": looping.digest }, HostConfig: { NetworkMode: "host", RestartPolicy: { Name: "unless-stopped" } } });
+    await old.start();
+    await waitFor("the old container to be restarting", async () => ((await old.inspect()).State.Restarting ? true : undefined), { timeoutMs: 20_000, intervalMs: 50 });
+
+    // A failing deploy over it: restore puts the crash loop back and says so, rather than failing the restore.
+    const failed = await expectDriverError(deploy(plan({ container: name, image: sick, config: httpHealth(port, 2) }), new AbortController().signal, new Recorder()), "HEALTH_CHECK_FAILED");
+    assert.equal(failed.restored, true);
+    assert.equal((failed.details["restore"] as { crashLooping?: boolean }).crashLooping, true);
+    assert.deepEqual((await containersOf(name)).map((c) => c.id), [old.id]);
+    const back = await old.inspect();
+    assert.equal(back.HostConfig.RestartPolicy?.Name, "unless-stopped");
+    assert.ok(back.State.Running || back.State.Restarting, back.State.Status);
+
+    await waitFor("the old container to be restarting again", async () => ((await old.inspect()).State.Restarting ? true : undefined), { timeoutMs: 20_000, intervalMs: 50 });
+    const progress = new Recorder();
+    const ok = await deploy(plan({ container: name, image: v3, config: httpHealth(port) }), new AbortController().signal, progress);
+    assert.equal(ok.running[0]?.digest, v3.digest);
+    assert.equal(ok.details?.["replaced"], old.id);
+    assert.equal(ok.details?.["replacedCrashLoop"], true);
+    assert.ok(progress.lines.some((l) => /crash-loops/.test(l)), progress.lines.join("\n"));
+    assert.equal(await version(port), "3.0.0");
+    assert.deepEqual((await containersOf(name)).map((c) => c.name), [name]);
+  });
+
+  it("the image's HEALTHCHECK is honoured even when an http check is configured and passes", async (t) => {
+    if (!canRun(t)) return;
+    const port = await freePort();
+    const v1 = await image(port, "1.0.0");
+    // /health answers 200 (the configured check passes) but the image's own HEALTHCHECK probes a path that is missing.
+    const bad = await buildTestImage({ registry: registry.host, repository: `${RUN}/web`, tag: "v2-hc", version: "2.0.0", port, socketPath, dockerHealthcheck: true, healthcheckPath: "/missing" });
+    const name = containerName("hcwins");
+    const first = await deploy(plan({ container: name, image: v1, config: httpHealth(port) }), new AbortController().signal, new Recorder());
+    const err = await expectDriverError(deploy(plan({ container: name, image: bad, config: httpHealth(port, 30) }), new AbortController().signal, new Recorder()), "HEALTH_CHECK_FAILED");
+    assert.match(err.message, /HEALTHCHECK reports unhealthy/);
+    assert.equal(err.restored, true);
+    assert.deepEqual(await containersOf(name), [{ id: first.running[0]?.containerId, name, state: "running" }]);
+    assert.equal(await waitFor("v1 to serve again", async () => (await version(port).catch(() => "")) || undefined), "1.0.0");
+  });
+
+  it("reads the sticker off the container's labels", async (t) => {
+    if (!canRun(t)) return;
+    const port = await freePort();
+    const v1 = await image(port, "1.0.0");
+    const name = containerName("sticker");
+    assert.equal(await driver.readSticker(target(name)), undefined);
+    const p = plan({ container: name, image: v1, config: httpHealth(port) });
+    await deploy(p, new AbortController().signal, new Recorder());
+    assert.deepEqual(await driver.readSticker(p.target), { deploymentId: p.deploymentId, taskId: p.taskId, releaseId: p.release.id, images: [{ component: "web", digest: v1.digest }] });
   });
 
   it("digest mismatch: a registry serving other content for the pinned digest never reaches a container", async (t) => {
@@ -344,7 +491,7 @@ describe("DockerDriver against a real engine", { concurrency: false }, () => {
     const port = await freePort();
     const [v1, v2] = [await image(port, "1.0.0"), await image(port, "2.0.0")];
     const name = containerName("tamper");
-    const first = await driver.deploy(plan({ container: name, image: v1, config: httpHealth(port) }), new AbortController().signal, new Recorder());
+    const first = await deploy(plan({ container: name, image: v1, config: httpHealth(port) }), new AbortController().signal, new Recorder());
 
     // A loopback proxy in front of the registry that answers v2's manifest when asked for a (never pushed) digest.
     const repo = `${RUN}/web`;
@@ -353,11 +500,11 @@ describe("DockerDriver against a real engine", { concurrency: false }, () => {
     t.after(() => proxy.close());
     const progress = new Recorder();
     const err = await expectDriverError(
-      driver.deploy(plan({ container: name, image: { repository: `${proxy.host}/${repo}`, digest: forged } }), new AbortController().signal, progress),
+      deploy(plan({ container: name, image: { repository: `${proxy.host}/${repo}`, digest: forged } }), new AbortController().signal, progress),
       "DIGEST_MISMATCH",
     );
     assert.equal(err.restored, true);
-    assert.deepEqual(progress.steps, ["pull"]);
+    assert.deepEqual(progress.steps, ["prepare"]);
     assert.match(err.message, /does not hash to that digest/, err.message);
     assert.ok(proxy.tampered() > 0, "the proxy should have served the forged manifest");
     assert.deepEqual(await containersOf(name), [{ id: first.running[0]?.containerId, name, state: "running" }]);
@@ -370,11 +517,13 @@ describe("DockerDriver against a real engine", { concurrency: false }, () => {
     const name = containerName("badpin");
     const progress = new Recorder();
     const err = await expectDriverError(
-      driver.deploy(plan({ container: name, image: { repository: v1.repository, digest: v1.digest, ref: v2.pinned } }), new AbortController().signal, progress),
+      deploy(plan({ container: name, image: { repository: v1.repository, digest: v1.digest, ref: v2.pinned } }), new AbortController().signal, progress),
       "DIGEST_MISMATCH",
     );
     assert.equal(err.restored, true);
-    assert.deepEqual(progress.steps, []);
+    // Refused in prepare, before the engine was asked for anything.
+    assert.deepEqual(progress.steps, ["prepare"]);
+    assert.deepEqual(progress.lines, []);
   });
 
   it("an unknown digest is IMAGE_PULL_FAILED and leaves the running container alone", async (t) => {
@@ -382,9 +531,9 @@ describe("DockerDriver against a real engine", { concurrency: false }, () => {
     const port = await freePort();
     const v1 = await image(port, "1.0.0");
     const name = containerName("unknown");
-    const first = await driver.deploy(plan({ container: name, image: v1, config: httpHealth(port) }), new AbortController().signal, new Recorder());
+    const first = await deploy(plan({ container: name, image: v1, config: httpHealth(port) }), new AbortController().signal, new Recorder());
     const missing = `sha256:${randomBytes(32).toString("hex")}`;
-    const err = await expectDriverError(driver.deploy(plan({ container: name, image: { repository: v1.repository, digest: missing } }), new AbortController().signal, new Recorder()), "IMAGE_PULL_FAILED");
+    const err = await expectDriverError(deploy(plan({ container: name, image: { repository: v1.repository, digest: missing } }), new AbortController().signal, new Recorder()), "IMAGE_PULL_FAILED");
     assert.equal(err.restored, true);
     assert.equal((await containersOf(name))[0]?.id, first.running[0]?.containerId);
   });
@@ -398,19 +547,19 @@ describe("DockerDriver against a real engine", { concurrency: false }, () => {
     const v1 = await buildTestImage({ registry: secured.host, repository: `${RUN}/private`, tag: "1", version: "1.0.0", port, socketPath, auth: user });
     const name = containerName("auth");
     const anonymous = plan({ container: name, image: v1, config: httpHealth(port) });
-    const err = await expectDriverError(driver.deploy(anonymous, new AbortController().signal, new Recorder()), "IMAGE_PULL_FAILED");
+    const err = await expectDriverError(deploy(anonymous, new AbortController().signal, new Recorder()), "IMAGE_PULL_FAILED");
     assert.equal(err.details["credentials"], "none");
 
     const asked: string[] = [];
     const progress = new Recorder();
-    const withCredentials: DeployPlan = {
+    const withCredentials: Plan = {
       ...anonymous,
       credentials: (registryHost) => {
         asked.push(registryHost);
         return registryHost === secured.host ? { registry: registryHost, username: user.username, password: user.password } : undefined;
       },
     };
-    const outcome = await driver.deploy(withCredentials, new AbortController().signal, progress);
+    const outcome = await deploy(withCredentials, new AbortController().signal, progress);
     assert.equal(outcome.running[0]?.digest, v1.digest);
     assert.deepEqual(asked, [secured.host]);
     assert.ok(!progress.lines.some((l) => l.includes(user.password)), "the password must never reach the task log");
@@ -423,7 +572,7 @@ describe("DockerDriver against a real engine", { concurrency: false }, () => {
     const [v1, v2] = [await image(port, "1.0.0"), await image(port, "2.0.0")];
     const sick = await image(port, "3.0.0", { healthy: false });
     const name = containerName("crash");
-    const first = await driver.deploy(plan({ container: name, image: v1, config: httpHealth(port) }), new AbortController().signal, new Recorder());
+    const first = await deploy(plan({ container: name, image: v1, config: httpHealth(port) }), new AbortController().signal, new Recorder());
     const oldId = first.running[0]?.containerId ?? "";
 
     // What a deploy leaves when the agent dies after "stop-old": the old container parked and stopped, the new one
@@ -443,7 +592,7 @@ describe("DockerDriver against a real engine", { concurrency: false }, () => {
     assert.match(String(seen.details["interruptedDeploy"]), /interrupted/);
 
     // A failing deploy now restores the container that ran before the crash, not the unfinished one.
-    const err = await expectDriverError(driver.deploy(plan({ container: name, image: sick, config: httpHealth(port, 2) }), new AbortController().signal, new Recorder()), "HEALTH_CHECK_FAILED");
+    const err = await expectDriverError(deploy(plan({ container: name, image: sick, config: httpHealth(port, 2) }), new AbortController().signal, new Recorder()), "HEALTH_CHECK_FAILED");
     assert.equal(err.restored, true);
     assert.deepEqual(await containersOf(name), [{ id: oldId, name, state: "running" }]);
     assert.equal(await waitFor("v1 to serve again", async () => (await version(port).catch(() => "")) || undefined), "1.0.0");
@@ -455,7 +604,7 @@ describe("DockerDriver against a real engine", { concurrency: false }, () => {
     assert.equal(missing.state, "missing");
     assert.match(String(missing.details["interruptedDeploy"]), /missing/);
 
-    const ok = await driver.deploy(plan({ container: name, image: v2, config: httpHealth(port) }), new AbortController().signal, new Recorder());
+    const ok = await deploy(plan({ container: name, image: v2, config: httpHealth(port) }), new AbortController().signal, new Recorder());
     assert.equal(ok.running[0]?.digest, v2.digest);
     assert.deepEqual((await containersOf(name)).map((c) => c.name), [name]);
     assert.equal(await version(port), "2.0.0");
@@ -467,20 +616,21 @@ describe("DockerDriver against a real engine", { concurrency: false }, () => {
     const v1 = await image(port, "1.0.0");
     const name = containerName("idem");
     const p = plan({ container: name, image: v1, config: httpHealth(port) });
-    const first = await driver.deploy(p, new AbortController().signal, new Recorder());
+    const first = await deploy(p, new AbortController().signal, new Recorder());
     const progress = new Recorder();
-    const again = await driver.deploy(p, new AbortController().signal, progress);
+    const again = await deploy(p, new AbortController().signal, progress);
     assert.equal(again.details?.["alreadyDeployed"], true);
     assert.equal(again.running[0]?.containerId, first.running[0]?.containerId);
-    assert.ok(!progress.steps.includes("pull") && !progress.steps.includes("create"), progress.steps.join(","));
+    assert.ok(progress.lines.some((l) => l.includes("redelivered")), progress.lines.join("\n"));
+    assert.ok(!progress.lines.some((l) => l.startsWith("prepare: pull") || l.startsWith("start: created")), progress.lines.join("\n"));
     // A different task with the same digest does redeploy (it is a new decision, e.g. a rollback).
     const otherProgress = new Recorder();
-    const other = await driver.deploy({ ...p, taskId: "another-task" }, new AbortController().signal, otherProgress);
+    const other = await deploy({ ...p, taskId: "another-task" }, new AbortController().signal, otherProgress);
     assert.notEqual(other.running[0]?.containerId, first.running[0]?.containerId);
     // The engine holds the image under its digest: checked, not pulled again.
-    assert.deepEqual(otherProgress.steps, ["pull", "verify", "create", "stop-old", "start", "health", "cleanup"]);
+    assert.deepEqual(otherProgress.steps, ALL_PHASES);
     assert.ok(otherProgress.lines.some((l) => l.includes("not pulling it again")), otherProgress.lines.join("\n"));
-    assert.ok(otherProgress.lines.some((l) => l.startsWith("verify:") && l.includes(v1.digest)), otherProgress.lines.join("\n"));
+    assert.ok(otherProgress.lines.some((l) => l.startsWith("prepare: verified:") && l.includes(v1.digest)), otherProgress.lines.join("\n"));
   });
 
   it("an abort during the health check restores the old container", async (t) => {
@@ -489,17 +639,17 @@ describe("DockerDriver against a real engine", { concurrency: false }, () => {
     const v1 = await image(port, "1.0.0");
     const sick = await image(port, "2.0.0", { healthy: false });
     const name = containerName("abort");
-    const first = await driver.deploy(plan({ container: name, image: v1, config: httpHealth(port) }), new AbortController().signal, new Recorder());
+    const first = await deploy(plan({ container: name, image: v1, config: httpHealth(port) }), new AbortController().signal, new Recorder());
     const ac = new AbortController();
     const progress = new Recorder();
     progress.onStep = (step) => {
       if (step === "health") setTimeout(() => ac.abort(new Error("cancelled by operator")), 500);
     };
     const started = Date.now();
-    const err = await expectDriverError(driver.deploy(plan({ container: name, image: sick, config: httpHealth(port, 60) }), ac.signal, progress), "ABORTED");
+    const err = await expectDriverError(deploy(plan({ container: name, image: sick, config: httpHealth(port, 60) }), ac.signal, progress), "ABORTED");
     assert.ok(Date.now() - started < 20_000);
     assert.equal(err.restored, true);
-    assert.equal(err.details["step"], "health");
+    assert.equal(err.details["phase"], "health");
     assert.deepEqual(await containersOf(name), [{ id: first.running[0]?.containerId, name, state: "running" }]);
   });
 
@@ -517,7 +667,7 @@ describe("DockerDriver against a real engine", { concurrency: false }, () => {
     const [v1, v2] = [await image(port, "1.0.0"), await image(port, "2.0.0")];
     const name = containerName("restart");
     const config = { socketPath: engine.socketPath, ...httpHealth(port) };
-    const first = await driver.deploy(plan({ container: name, image: v1, config }), new AbortController().signal, new Recorder());
+    const first = await deploy(plan({ container: name, image: v1, config }), new AbortController().signal, new Recorder());
     assert.equal(await version(port), "1.0.0");
 
     await engine.stop();
@@ -532,7 +682,7 @@ describe("DockerDriver against a real engine", { concurrency: false }, () => {
     assert.equal(seen.running[0]?.containerId, first.running[0]?.containerId);
     assert.equal(await waitFor("v1 to serve", async () => (await version(port).catch(() => "")) || undefined), "1.0.0");
 
-    const second = await driver.deploy(plan({ container: name, image: v2, config }), new AbortController().signal, new Recorder());
+    const second = await deploy(plan({ container: name, image: v2, config }), new AbortController().signal, new Recorder());
     assert.equal(second.running[0]?.digest, v2.digest);
     assert.equal(await version(port), "2.0.0");
   });

@@ -1,19 +1,42 @@
-// The Docker target driver: one container per target on a Docker Engine, replaced digest-pinned image by image
-// (docs/drivers/docker.md).
+// The Docker target driver: one container per target on a Docker Engine, replaced digest-pinned image by image, as
+// the phases every driver speaks (docs/drivers/docker.md):
+//
+//   prepare  pull and verify the image (prepare.ts)                   nothing on the target changes
+//   start    park the old container, create, stop the old, start (start.ts)   the short outage of replace mode
+//   health   running with no restart through the settle window, the check passing, the image's HEALTHCHECK healthy
+//   switch   nothing more: in replace mode the new container already has the target's name and ports
+//   retire   remove the previous and older parked containers (retire.ts)
+//   restore  put the previous container back, from the state alone (restore.ts)
 //
 // The engine is reached over its unix socket, chosen per target: config.socketPath, else the driver's socketPath
-// option, else DOCKER_HOST when it names a unix socket, else /var/run/docker.sock. One dockerode client per socket.
+// setting, else DOCKER_HOST when it names a unix socket, else /var/run/docker.sock. One dockerode client per socket.
+import { ConfigError, dockerKind, parseTargetConfig, type Capability, type DockerTargetConfig, type Phase, type ResultCode } from "@ferry/contract";
 import Docker from "dockerode";
 import { pino, type Logger } from "pino";
 
-import type { DeployOutcome, DeployPlan, ImagePin, ProgressSink, RunningImage, TargetDriver, TargetInspection, TargetRef } from "../types.js";
-import { parseDockerConfig, type DockerTargetConfig } from "./config.js";
+import {
+  DriverError,
+  type DeployOutcome,
+  type Driver,
+  type HealthReport,
+  type PhaseContext,
+  type RunningImage,
+  type TargetInspection,
+  type TargetRef,
+  type TargetSticker,
+} from "../driver.js";
+import { containerHealthTarget, resolveHealthCheck } from "./container-health.js";
 import { describeLeftovers, ferryLabels, findContainers, LABELS, type ContainerView } from "./containers.js";
-import { DockerDeployment } from "./deploy.js";
 import { dockerError, engineMessage, isEngineUnreachable } from "./errors.js";
+import { DEFAULT_SETTLE_MS, waitHealthy, type HealthResult, type ResolvedHealthCheck } from "./health.js";
+import type { DockerEnv, DockerPhaseState } from "./phase-state.js";
+import { prepare } from "./prepare.js";
+import { restore } from "./restore.js";
+import { retire } from "./retire.js";
+import { start } from "./start.js";
 
 export const DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock";
-const DIGEST = /^sha256:[0-9a-f]{64}$/;
+export const DEFAULT_STOP_TIMEOUT_SECONDS = 10;
 
 export interface DockerDriverOptions {
   /** The engine socket for targets whose config names none. */
@@ -21,9 +44,18 @@ export interface DockerDriverOptions {
   logger?: Logger;
   /** Seconds the engine gives the previous container to stop before it kills it (docker stop -t). Default 10. */
   stopTimeoutSeconds?: number;
-  /** How long a container must keep running to pass a "none" health check. Default 2000 ms. */
-  settleMs?: number;
+  /** The settle window for targets whose healthCheck sets no settleSeconds. Default 3. */
+  settleSeconds?: number;
 }
+
+/** The code a phase's unexpected engine error is reported under. */
+const PHASE_CODES: Record<Exclude<Phase, "restore">, ResultCode> = {
+  prepare: "IMAGE_PULL_FAILED",
+  start: "CONTAINER_START_FAILED",
+  health: "HEALTH_CHECK_FAILED",
+  switch: "CONTAINER_START_FAILED",
+  retire: "CONTAINER_START_FAILED",
+};
 
 /** The socket a target's engine is on (see the file comment for the order). */
 export function resolveSocketPath(config: { socketPath?: string }, optionSocket?: string, env: NodeJS.ProcessEnv = process.env): string {
@@ -34,46 +66,33 @@ export function resolveSocketPath(config: { socketPath?: string }, optionSocket?
   return DEFAULT_DOCKER_SOCKET;
 }
 
-/** The one image of the plan this target runs: config.component picks it when the task carries several. */
-export function pickImage(plan: DeployPlan, config: DockerTargetConfig): ImagePin {
-  const names = plan.images.map((i) => i.component).join(", ") || "none";
-  let pin: ImagePin | undefined;
-  if (config.component !== undefined) {
-    pin = plan.images.find((i) => i.component === config.component);
-    if (!pin) {
-      throw dockerError("INVALID_TARGET_CONFIG", `config.component: "${config.component}" is not among the task's images (${names})`, { field: "config.component" }, true);
-    }
-  } else if (plan.images.length === 1) {
-    pin = plan.images[0];
-  } else {
-    const problem = plan.images.length === 0 ? "the task carries no image" : `the task carries several images (${names}); set config.component to pick one`;
-    throw dockerError("INVALID_TARGET_CONFIG", `config.component: ${problem}`, { field: "config.component" }, true);
+/** A target's config checked with the kind's schema (the one definition), as a driver failure when it does not fit. */
+export function dockerConfig(raw: Record<string, unknown>): DockerTargetConfig {
+  try {
+    return parseTargetConfig(dockerKind, raw);
+  } catch (err) {
+    if (err instanceof ConfigError) throw dockerError("INVALID_TARGET_CONFIG", err.message, { field: err.path });
+    throw err;
   }
-  if (!pin) throw dockerError("INVALID_TARGET_CONFIG", "config.component: no image to deploy", { field: "config.component" }, true);
-  // The agent core checks the task's pins; a driver still never runs anything but repository@digest.
-  if (!DIGEST.test(pin.digest) || pin.ref !== `${pin.repository}@${pin.digest}` || pin.repository.includes("@")) {
-    throw dockerError("DIGEST_MISMATCH", `the image pin for ${pin.component} is not repository@sha256:<digest> (ref ${pin.ref}, digest ${pin.digest})`, { pin }, true);
-  }
-  return pin;
 }
 
-export class DockerDriver implements TargetDriver {
-  readonly kind = "docker";
+export class DockerDriver implements Driver<DockerTargetConfig, DockerPhaseState> {
+  readonly descriptor = dockerKind;
   readonly #socketPath: string | undefined;
   readonly #logger: Logger;
   readonly #stopTimeoutSeconds: number;
-  readonly #settleMs: number | undefined;
+  readonly #settleMs: number;
   readonly #clients = new Map<string, Docker>();
 
   constructor(opts: DockerDriverOptions = {}) {
     this.#socketPath = opts.socketPath;
     this.#logger = (opts.logger ?? pino({ level: "silent" })).child({ driver: "docker" });
-    this.#stopTimeoutSeconds = opts.stopTimeoutSeconds ?? 10;
-    this.#settleMs = opts.settleMs;
+    this.#stopTimeoutSeconds = opts.stopTimeoutSeconds ?? DEFAULT_STOP_TIMEOUT_SECONDS;
+    this.#settleMs = opts.settleSeconds !== undefined ? opts.settleSeconds * 1000 : DEFAULT_SETTLE_MS;
   }
 
-  checkConfig(config: Record<string, unknown>): void {
-    parseDockerConfig(config);
+  capabilities(): readonly Capability[] {
+    return dockerKind.capabilities;
   }
 
   #client(socketPath: string): Docker {
@@ -85,9 +104,31 @@ export class DockerDriver implements TargetDriver {
     return docker;
   }
 
+  #env(config: DockerTargetConfig): DockerEnv {
+    const socketPath = resolveSocketPath(config, this.#socketPath);
+    return { docker: this.#client(socketPath), socketPath, logger: this.#logger, stopTimeoutSeconds: this.#stopTimeoutSeconds, settleMs: this.#settleMs };
+  }
+
+  /** Runs a phase, turning an engine error that is not already a DriverError into one with a stable code. */
+  async #guard<T>(phase: Exclude<Phase, "restore">, env: DockerEnv, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof DriverError) throw err;
+      if (isEngineUnreachable(err)) {
+        throw dockerError("DOCKER_UNAVAILABLE", `the Docker Engine at unix://${env.socketPath} did not answer during ${phase}: ${engineMessage(err)}`, {
+          socketPath: env.socketPath,
+          error: engineMessage(err),
+        });
+      }
+      throw dockerError(PHASE_CODES[phase], `${phase} failed: ${engineMessage(err)}`, { error: engineMessage(err) });
+    }
+  }
+
   async available(): Promise<{ ok: boolean; detail: string }> {
     const socketPath = resolveSocketPath({}, this.#socketPath);
     try {
+      // One cheap call that also tells the operator which engine answered.
       const v = await this.#client(socketPath).version();
       return { ok: true, detail: `Docker Engine ${v.Version} (API ${v.ApiVersion}) on unix://${socketPath}` };
     } catch (err) {
@@ -95,23 +136,27 @@ export class DockerDriver implements TargetDriver {
     }
   }
 
-  async inspect(target: TargetRef): Promise<TargetInspection> {
-    const config = parseDockerConfig(target.config);
-    const socketPath = resolveSocketPath(config, this.#socketPath);
-    let found;
+  async #find(target: TargetRef): Promise<{ config: DockerTargetConfig; socketPath: string; found: Awaited<ReturnType<typeof findContainers>> }> {
+    const config = dockerConfig(target.config);
+    const env = this.#env(config);
     try {
-      found = await findContainers(this.#client(socketPath), config.container);
+      return { config, socketPath: env.socketPath, found: await findContainers(env.docker, config.container) };
     } catch (err) {
       if (isEngineUnreachable(err)) {
-        throw dockerError("DOCKER_UNAVAILABLE", `no Docker Engine on unix://${socketPath}: ${engineMessage(err)}`, { socketPath, error: engineMessage(err) });
+        throw dockerError("DOCKER_UNAVAILABLE", `no Docker Engine on unix://${env.socketPath}: ${engineMessage(err)}`, { socketPath: env.socketPath, error: engineMessage(err) });
       }
       throw err;
     }
+  }
+
+  async inspect(target: TargetRef): Promise<TargetInspection> {
+    const { config, socketPath, found } = await this.#find(target);
     const { current, parked } = found;
     const describe = (c: ContainerView) => ({
       id: c.id,
       name: c.name,
       status: c.status,
+      restartCount: c.restartCount,
       image: c.imageRef,
       imageId: c.imageId,
       digest: c.digest,
@@ -119,17 +164,13 @@ export class DockerDriver implements TargetDriver {
       task: c.labels[LABELS.task] ?? "",
       created: c.created,
     });
-    const details: Record<string, unknown> = {
-      socketPath,
-      container: current ? describe(current) : null,
-      leftovers: parked.map(describe),
-    };
+    const details: Record<string, unknown> = { socketPath, container: current ? describe(current) : null, leftovers: parked.map(describe) };
     const interrupted = describeLeftovers(found, config.container);
     if (interrupted) details["interruptedDeploy"] = interrupted;
+    if (current?.restarting) details["crashLooping"] = `${config.container} is restarting (exit code ${current.exitCode}, ${current.restartCount} restart(s)): it crash-loops`;
     if (current && current.labels[LABELS.digest] && current.digest && current.labels[LABELS.digest] !== current.digest) {
       details["digestMismatch"] = `label ${LABELS.digest} says ${current.labels[LABELS.digest]}, the image carries ${current.digest}`;
     }
-
     const running: RunningImage[] = [];
     if (current?.running) {
       running.push({
@@ -149,22 +190,83 @@ export class DockerDriver implements TargetDriver {
     };
   }
 
-  async deploy(plan: DeployPlan, signal: AbortSignal, progress: ProgressSink): Promise<DeployOutcome> {
-    const config = parseDockerConfig(plan.target.config);
-    const pin = pickImage(plan, config);
-    const socketPath = resolveSocketPath(config, this.#socketPath);
-    const deployment = new DockerDeployment({
-      docker: this.#client(socketPath),
-      socketPath,
-      config,
-      pin,
-      plan,
-      signal,
-      progress,
-      logger: this.#logger,
-      stopTimeoutSeconds: this.#stopTimeoutSeconds,
-      settleMs: this.#settleMs,
-    });
-    return deployment.run();
+  async readSticker(target: TargetRef): Promise<TargetSticker | undefined> {
+    const { current } = (await this.#find(target)).found;
+    const l = current?.labels ?? {};
+    const [deploymentId, taskId, releaseId, digest] = [l[LABELS.deployment], l[LABELS.task], l[LABELS.release], l[LABELS.digest]];
+    if (!deploymentId || !taskId || !releaseId || !digest) return undefined;
+    return { deploymentId, taskId, releaseId, images: [{ component: l[LABELS.component] ?? "", digest }] };
   }
+
+  prepare(ctx: PhaseContext<DockerTargetConfig>): Promise<DockerPhaseState> {
+    const env = this.#env(ctx.config);
+    return this.#guard("prepare", env, () => prepare(ctx, env));
+  }
+
+  start(ctx: PhaseContext<DockerTargetConfig>, state: DockerPhaseState): Promise<DockerPhaseState> {
+    const env = this.#env(ctx.config);
+    return this.#guard("start", env, () => start(ctx, env, state));
+  }
+
+  health(ctx: PhaseContext<DockerTargetConfig>, state: DockerPhaseState): Promise<HealthReport> {
+    const env = this.#env(ctx.config);
+    return this.#guard("health", env, async () => {
+      if (!state.newId || !state.mark) throw dockerError("HEALTH_CHECK_FAILED", "health ran before start: there is no new container to check", {});
+      const check = resolveHealthCheck(ctx.config, state.imageHealthcheck, env.settleMs);
+      const what = `${check.type} check, settle window ${check.settleMs / 1000} s${state.imageHealthcheck ? ", the image's HEALTHCHECK" : ""}`;
+      ctx.progress.log(`health: ${what}${check.chosenBecause ? ` (${check.chosenBecause})` : ""}`);
+      const result = await waitHealthy(check, containerHealthTarget(env.docker, state.newId), state.mark, ctx.signal, { log: (l) => ctx.progress.log(l) });
+      const report: HealthReport = { ok: result.ok, summary: result.summary, details: healthDetails(result, check) };
+      if (result.code) report.code = result.code;
+      return report;
+    });
+  }
+
+  async switch(ctx: PhaseContext<DockerTargetConfig>, state: DockerPhaseState): Promise<DockerPhaseState> {
+    // Replace mode: start gave the new container the target's name and (host networking) its ports.
+    ctx.progress.log(`switch: replace mode: ${ctx.config.container} (${state.newId?.slice(0, 12) ?? "?"}) already serves; nothing more to switch`);
+    return state;
+  }
+
+  retire(ctx: PhaseContext<DockerTargetConfig>, state: DockerPhaseState): Promise<DockerPhaseState> {
+    const env = this.#env(ctx.config);
+    return this.#guard("retire", env, () => retire(ctx, env, state));
+  }
+
+  restore(ctx: PhaseContext<DockerTargetConfig>, state: DockerPhaseState): Promise<Record<string, unknown>> {
+    return restore(ctx, this.#env(ctx.config), state);
+  }
+
+  outcome(ctx: PhaseContext<DockerTargetConfig>, state: DockerPhaseState): DeployOutcome {
+    const { image, container } = state;
+    const details: Record<string, unknown> = { containerId: state.newId, imageId: image.id, image: state.source };
+    const health = (state as Record<string, unknown>)["health"];
+    if (health) details["health"] = health;
+    if (state.alreadyDeployed) details["alreadyDeployed"] = true;
+    if (state.previous && !state.alreadyDeployed) details["replaced"] = state.previous.id;
+    if (state.previous?.crashLooping) details["replacedCrashLoop"] = true;
+    if (state.recovered) details["recovered"] = true;
+    if (state.retireWarnings) details["cleanupWarnings"] = state.retireWarnings;
+    const running: RunningImage = { component: image.component, repository: image.repository, digest: image.digest, imageId: image.id, containerName: container };
+    if (state.newId) running.containerId = state.newId;
+    const message = state.alreadyDeployed
+      ? `${container} already runs ${image.ref} (task ${ctx.taskId}); nothing to do`
+      : `${container} runs ${image.ref}${state.previous ? `, replacing ${state.previous.id.slice(0, 12)}` : ""}`;
+    return { running: [running], message, details };
+  }
+}
+
+function healthDetails(r: HealthResult, check: ResolvedHealthCheck): Record<string, unknown> {
+  return {
+    type: r.type,
+    ok: r.ok,
+    summary: r.summary,
+    attempts: r.attempts,
+    elapsedMs: r.elapsedMs,
+    timeoutSeconds: check.timeoutMs / 1000,
+    settleSeconds: check.settleMs / 1000,
+    ...(check.url ? { url: check.url } : {}),
+    ...(check.port ? { port: check.port } : {}),
+    observed: r.observed,
+  };
 }

@@ -1,30 +1,11 @@
-// The Docker driver's failure codes. They are part of the task result the control plane records and operators see,
-// so they are stable: add codes, never rename or reuse one.
-import { DriverError } from "../types.js";
+// Turning what the Docker Engine answers into the driver's failures. The codes themselves are @ferry/contract's
+// RESULT_CODES (docs/errors.md), shared by every driver.
+import type { ResultCode } from "@ferry/contract";
 
-export const DOCKER_ERROR_CODES = [
-  /** The target config (or how it fits the task's images) is wrong; names the field. Nothing was touched. */
-  "INVALID_TARGET_CONFIG",
-  /** The Docker Engine did not answer on its socket. */
-  "DOCKER_UNAVAILABLE",
-  /** The registry refused or failed the pull (auth, unknown manifest, network). Nothing was touched. */
-  "IMAGE_PULL_FAILED",
-  /** What was pulled or started does not carry the pinned digest (tampered registry, moved image, bad pin). */
-  "DIGEST_MISMATCH",
-  "CONTAINER_CREATE_FAILED",
-  "CONTAINER_START_FAILED",
-  /** The new container did not become healthy in time; details.health carries the check's output. */
-  "HEALTH_CHECK_FAILED",
-  /** Putting the previous container back failed too: the target needs an operator. Never `restored`. */
-  "RESTORE_FAILED",
-  /** The task was cancelled; the previous container was put back. */
-  "ABORTED",
-] as const;
+import { DriverError } from "../driver.js";
 
-export type DockerErrorCode = (typeof DOCKER_ERROR_CODES)[number];
-
-export function dockerError(code: DockerErrorCode, message: string, details: Record<string, unknown> = {}, restored = false): DriverError {
-  return new DriverError(code, message, details, restored);
+export function dockerError(code: ResultCode, message: string, details: Record<string, unknown> = {}): DriverError {
+  return new DriverError(code, message, details);
 }
 
 /** Socket-level failures: the engine is not there (as opposed to the engine answering with an error). */

@@ -5,10 +5,10 @@
 // seconds, and a closing line with layer count, size and time.
 //
 // Credentials go to the engine in the X-Registry-Auth header only; they are never logged and never put in an error.
-import { credentialRegistry } from "@ferry/proto";
+import { credentialRegistry, type ImagePin } from "@ferry/contract";
 import type Docker from "dockerode";
 
-import type { ImagePin, RegistryAuth } from "../types.js";
+import type { RegistryAuth } from "../driver.js";
 import { dockerError, engineMessage, isEngineUnreachable } from "./errors.js";
 
 const SUMMARY_EVERY_MS = 5_000;
@@ -59,9 +59,9 @@ export async function pullImage(
   const fail = (message: string): never => {
     const details = { image: pin.ref, registry, error: message, credentials: auth ? "supplied" : "none" };
     if (DIGEST_REFUSAL.test(message)) {
-      throw dockerError("DIGEST_MISMATCH", `the registry served content for ${pin.ref} that does not hash to that digest: ${message}`, details, true);
+      throw dockerError("DIGEST_MISMATCH", `the registry served content for ${pin.ref} that does not hash to that digest: ${message}`, details);
     }
-    throw dockerError("IMAGE_PULL_FAILED", `pulling ${pin.ref} failed: ${message}`, details, true);
+    throw dockerError("IMAGE_PULL_FAILED", `pulling ${pin.ref} failed: ${message}`, details);
   };
 
   const onEvent = (e: PullEvent) => {
@@ -103,7 +103,7 @@ export async function pullImage(
     stream = await docker.createImage(engineAuth(auth, registry) as Docker.AuthConfig, { fromImage: pin.repository, tag: pin.digest, abortSignal: signal });
   } catch (err) {
     signal.throwIfAborted();
-    if (isEngineUnreachable(err)) throw dockerError("DOCKER_UNAVAILABLE", `the Docker Engine did not answer: ${engineMessage(err)}`, { error: engineMessage(err) }, true);
+    if (isEngineUnreachable(err)) throw dockerError("DOCKER_UNAVAILABLE", `the Docker Engine did not answer: ${engineMessage(err)}`, { error: engineMessage(err) });
     return fail(engineMessage(err));
   }
   await new Promise<void>((resolve, reject) => {

@@ -1,0 +1,100 @@
+// The engine side of health checks: which check a target gets, and a container as health.ts reads it.
+import type { DockerTargetConfig } from "@ferry/contract";
+import type Docker from "dockerode";
+
+import { DEFAULT_HEALTH_INTERVAL_MS, DEFAULT_HEALTH_TIMEOUT_MS, type ContainerHealthState, type HealthTarget, type ResolvedHealthCheck } from "./health.js";
+
+/**
+ * The check to run: the configured one, else the image's own HEALTHCHECK when it defines one, else "none" (running
+ * through the settle window). The image's HEALTHCHECK is honoured in every case (health.ts); choosing `docker` here
+ * only makes an image without one a failure. `settleMs` is the target's healthCheck.settleSeconds, else the
+ * agent-wide default from the driver's settings.
+ */
+export function resolveHealthCheck(config: DockerTargetConfig, imageHealthcheck: boolean, defaultSettleMs: number): ResolvedHealthCheck {
+  const hc = config.healthCheck;
+  const timeoutMs = (hc?.timeoutSeconds ?? DEFAULT_HEALTH_TIMEOUT_MS / 1000) * 1000;
+  const intervalMs = (hc?.intervalSeconds ?? DEFAULT_HEALTH_INTERVAL_MS / 1000) * 1000;
+  const settleMs = hc?.settleSeconds !== undefined ? hc.settleSeconds * 1000 : defaultSettleMs;
+  if (hc) {
+    const check: ResolvedHealthCheck = { type: hc.type, timeoutMs, intervalMs, settleMs };
+    if (hc.url !== undefined) check.url = hc.url;
+    if (hc.port !== undefined) check.port = hc.port;
+    return check;
+  }
+  if (imageHealthcheck) {
+    return { type: "docker", timeoutMs, intervalMs, settleMs, chosenBecause: "no healthCheck configured; the image defines a HEALTHCHECK" };
+  }
+  return { type: "none", timeoutMs, intervalMs, settleMs, chosenBecause: "no healthCheck configured and the image defines no HEALTHCHECK: running with no restart through the settle window" };
+}
+
+export function imageHasHealthcheck(image: Docker.ImageInspectInfo): boolean {
+  const test = image.Config?.Healthcheck?.Test;
+  return !!test && test.length > 0 && test[0] !== "NONE";
+}
+
+/** Non-TTY container output is framed: [stream, 0, 0, 0, size (u32 BE)] + payload. */
+export function demuxLogs(buf: Buffer): string {
+  let out = "";
+  let off = 0;
+  while (off + 8 <= buf.length && buf[off + 1] === 0 && buf[off + 2] === 0 && buf[off + 3] === 0) {
+    const size = buf.readUInt32BE(off + 4);
+    out += buf.subarray(off + 8, off + 8 + size).toString("utf8");
+    off += 8 + size;
+  }
+  return off === 0 ? buf.toString("utf8") : out;
+}
+
+export function healthState(info: Docker.ContainerInspectInfo): ContainerHealthState {
+  const s = info.State;
+  const state: ContainerHealthState = {
+    running: s.Running,
+    restarting: s.Restarting,
+    status: s.Status,
+    exitCode: s.ExitCode,
+    restartCount: info.RestartCount ?? 0,
+    startedAt: s.StartedAt,
+  };
+  if (s.Error) state.error = s.Error;
+  if (s.Health) {
+    state.health = {
+      status: s.Health.Status,
+      log: (s.Health.Log ?? []).map((e) => ({ start: e.Start, exitCode: e.ExitCode, output: e.Output })),
+    };
+  }
+  return state;
+}
+
+async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
+  let text = "";
+  for await (const chunk of stream) text += typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8");
+  return text;
+}
+
+export function containerHealthTarget(docker: Docker, id: string): HealthTarget {
+  const c = docker.getContainer(id);
+  return {
+    async state() {
+      return healthState(await c.inspect());
+    },
+    async logsTail(lines) {
+      const raw = await c.logs({ stdout: true, stderr: true, tail: lines, follow: false });
+      return demuxLogs(Buffer.isBuffer(raw) ? raw : Buffer.from(String(raw)));
+    },
+    async lastExit(sinceMs) {
+      // With `until`, the events endpoint answers with what it recorded and closes; `die` carries the exit code.
+      // Timestamps as "seconds.fraction" (the engine reads both parts), so `until` is now and never in the future.
+      const stream = await docker.getEvents({
+        since: (sinceMs / 1000).toFixed(3),
+        until: (Date.now() / 1000).toFixed(3),
+        filters: { container: [id], type: ["container"], event: ["die"] },
+      } as unknown as Docker.GetEventsOptions);
+      let code: number | undefined;
+      for (const line of (await readAll(stream)).split("\n")) {
+        if (!line.trim()) continue;
+        const exit = (JSON.parse(line) as { Actor?: { Attributes?: Record<string, string> } }).Actor?.Attributes?.["exitCode"];
+        if (exit !== undefined && /^\d+$/.test(exit)) code = Number(exit);
+      }
+      return code;
+    },
+  };
+}

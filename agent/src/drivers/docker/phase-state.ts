@@ -1,0 +1,59 @@
+// What the Docker driver records between its phases: plain JSON (ids, names, flags), so that restore — and a later
+// task running a later phase — can work from the state alone, without anything held in memory.
+import type Docker from "dockerode";
+import type { Logger } from "pino";
+
+import type { StartMark } from "./health.js";
+
+/** The container that served before this task, as start found and left it. */
+export type PreviousContainer = {
+  id: string;
+  /** Its name when start found it (the target's name, or a parked name it was recovered from). */
+  name: string;
+  /** The engine's status when start found it: running, restarting, exited, created, ... */
+  status: string;
+  /** Whether it ran (or Docker kept restarting it): restore starts it again. */
+  wasRunning: boolean;
+  /** It was crash-looping before this task (restarting, or restarted within the last minute): restore puts it back
+   *  into its loop and reports that, rather than failing because it does not stay up. */
+  crashLooping: boolean;
+  /** Its name while parked beside the new container; absent while it has the target's name. */
+  parkedAs?: string;
+  /** Whether start stopped it (it is stopped now). */
+  stopped?: boolean;
+};
+
+export type DockerPhaseState = {
+  socketPath: string;
+  container: string;
+  /** The verified image every later phase runs. */
+  image: { component: string; repository: string; digest: string; ref: string; id: string };
+  /** The image defines a HEALTHCHECK (which health honours whatever the configured check). */
+  imageHealthcheck: boolean;
+  /** How prepare got the image: pulled, or already in the engine under exactly repository@digest. */
+  source: "pulled" | "local" | "running";
+  /** A redelivered task: this task's container already runs this digest; nothing is replaced. */
+  alreadyDeployed?: boolean;
+  previous?: PreviousContainer;
+  /** Parked containers older than `previous`, which retire removes. */
+  older: Array<{ id: string; name: string }>;
+  /** Start put back what an interrupted deploy left parked before it began. */
+  recovered?: boolean;
+  /** The container this task created (or, when alreadyDeployed, found). */
+  newId?: string;
+  /** The new container as start left it running: a restart after this is a crash. */
+  mark?: StartMark;
+  /** Containers retire removed, and what it could not remove. */
+  retired?: string[];
+  retireWarnings?: string[];
+};
+
+/** What the phases share from the driver: one engine client and the agent-wide settings. */
+export interface DockerEnv {
+  docker: Docker;
+  socketPath: string;
+  logger: Logger;
+  stopTimeoutSeconds: number;
+  /** The settle window when the target's healthCheck names none. */
+  settleMs: number;
+}
