@@ -134,7 +134,9 @@ async function main(): Promise<void> {
     let t0 = performance.now();
     const r = await cp.api("POST", `/api/v1/agents/agt_bench${i}/revoke`, { reason: "bench" });
     if (r.status !== 200) throw new Error(`revoke: ${r.status} ${JSON.stringify(r.body)}`);
-    await page.waitForFunction(`document.querySelector(".stat-sub")?.textContent !== ${JSON.stringify(before)}`, undefined, { timeout: 10_000, polling: "raf" });
+    // A locator, not waitForFunction: the console's CSP (no 'unsafe-eval') refuses evaluated strings.
+    const exact = new RegExp(`^${before.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`);
+    await page.locator(".stat-sub").first().filter({ hasNotText: exact }).waitFor({ timeout: 10_000 });
     updates["agent revoked"]!.push(performance.now() - t0);
     t0 = performance.now();
     const e = await cp.api("POST", "/api/v1/environments", { name: `bench-${i}` });

@@ -21,6 +21,12 @@ export function FailureReason({ t }: { t: Task }) {
   );
 }
 
+/** A deployment started by a promotion names it as "promotion:<id>": link to it. */
+function Requester({ who }: { who: string }) {
+  const m = /^promotion:(\S+)$/.exec(who);
+  return m ? <a href={`/promotions/${m[1]}`}>promotion {m[1]}</a> : <>{who}</>;
+}
+
 export function DeploymentPage({ id }: { id: string }) {
   const r = useResource<Deployment>(`/api/v1/deployments/${encodeURIComponent(id)}`, ["deployments", "logs"]);
   const d = r.data;
@@ -42,7 +48,7 @@ export function DeploymentPage({ id }: { id: string }) {
           rows={[
             ["Release", d.release ? <a href={`/releases/${d.release.id}`}>{d.release.name}@{d.release.version}</a> : "each target's previous release"],
             ["Environment", <a href={`/environments/${d.environment}`}>{d.environment}</a>],
-            ["Requested", <><Time at={d.createdAt} /> by {d.requestedBy}</>],
+            ["Requested", <><Time at={d.createdAt} /> by <Requester who={d.requestedBy} /></>],
             ["Finished", d.finishedAt ? <Time at={d.finishedAt} /> : "not yet"],
             ["Progress", `${done} of ${d.tasks.length} targets finished`],
             ["Retry of", d.retryOf ? <a href={`/deployments/${d.retryOf}`}>{d.retryOf}</a> : "—"],
