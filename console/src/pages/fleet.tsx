@@ -7,6 +7,10 @@ import { lacks } from "../session.js";
 import type { Agent, Environment } from "../types.js";
 import { Badge, Copy, ErrorBox, Fields, Id, Placeholder, Section, Table, Time, relative } from "../ui.js";
 
+const natural = new Intl.Collator(undefined, { numeric: true });
+// Agents needing attention first: offline, then reconnecting, then online; revoked ones last.
+const rank = (a: Agent) => (a.status === "offline" ? 0 : a.status === "revoked" ? 3 : a.connected ? 2 : 1);
+
 function certWarn(a: Agent): boolean {
   return a.status !== "revoked" && !!a.certificate.notAfter && Date.parse(a.certificate.notAfter) - Date.now() < 2 * 3600_000;
 }
@@ -16,7 +20,9 @@ export function FleetPage() {
   const envs = useResource<{ environments: Environment[] }>("/api/v1/environments", ["catalog"]);
   const [filter, setFilter] = useState("");
   const q = filter.trim().toLowerCase();
-  const agents = (r.data?.agents ?? []).filter((a) => !q || JSON.stringify([a.name, a.id, a.environment, a.labels, a.facts.hostname, a.status]).toLowerCase().includes(q));
+  const agents = (r.data?.agents ?? [])
+    .filter((a) => !q || JSON.stringify([a.name, a.id, a.environment, a.labels, a.facts.hostname, a.status]).toLowerCase().includes(q))
+    .sort((a, b) => rank(a) - rank(b) || natural.compare(a.name, b.name));
   const counts = { online: 0, offline: 0, revoked: 0 };
   for (const a of r.data?.agents ?? []) counts[a.status]++;
   return (
