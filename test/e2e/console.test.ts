@@ -166,7 +166,7 @@ describe("the console, driven in Chromium", { skip }, () => {
     await waitText(rita, ".page-head .badge", /succeeded/, 120_000);
     await rita.click('a[href^="/deployments/"]');
     await rita.waitForSelector('[data-log-state="complete"]', { timeout: LIVE_MS });
-    assert.match(await rita.locator(".log-body").first().innerText(), /pull: /);
+    assert.match(await rita.locator(".log-body").first().innerText(), /\[prepare\][\s\S]*\[health\][\s\S]*\[switch\]/);
     await shot(rita, "deployment");
 
     for (const env of ["staging", "prod"]) {
@@ -195,7 +195,7 @@ describe("the console, driven in Chromium", { skip }, () => {
       await rita.waitForSelector('[data-log-state]', { timeout: LIVE_MS });
       await waitText(rita, ".page-head .badge", /succeeded/, 120_000);
       await rita.waitForSelector('[data-log-state="complete"]', { timeout: LIVE_MS });
-      assert.match(await rita.locator(".log-body").first().innerText(), /pull: /);
+      assert.match(await rita.locator(".log-body").first().innerText(), /\[prepare\][\s\S]*\[health\][\s\S]*\[switch\]/);
       const version = await fetch(`http://127.0.0.1:${ports[env]}/version`).then((r) => r.text());
       assert.equal(version.trim(), "web 1");
     }
