@@ -129,6 +129,8 @@ describe("interfaces", () => {
       "get /api/v1/evidence", "get /api/v1/evidence/{id}", "get /api/v1/evidence-keys",
       "post /api/v1/webhooks", "get /api/v1/webhooks", "post /api/v1/webhooks/{id}/disable", "post /api/v1/webhooks/{id}/enable",
       "get /api/v1/webhooks/deliveries",
+      "get /api/v1/console/overview", "get /api/v1/console/events", "get /api/v1/console/agents/{id}/activity",
+      "get /api/v1/console/releases/{ref}/activity", "get /api/v1/console/environments/{name}/activity",
     ];
     const documented = Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m} ${p}`));
     assert.deepEqual([...documented].sort(), [...expected].sort());
