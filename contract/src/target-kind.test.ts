@@ -47,6 +47,9 @@ describe("target kinds", () => {
 describe("images and result codes", () => {
   it("files credentials under the registry host as the Docker Engine reads it", () => {
     assert.equal(credentialRegistry("127.0.0.1:5000/shop/web"), "127.0.0.1:5000");
+    assert.equal(credentialRegistry("registry.example.com/web"), "registry.example.com");
+    assert.equal(credentialRegistry("[::1]:5000/web"), "[::1]:5000");
+    assert.equal(credentialRegistry("docker.io/library/busybox"), "docker.io");
     assert.equal(credentialRegistry("library/busybox"), "docker.io");
     assert.equal(credentialRegistry("busybox"), "docker.io");
     assert.equal(credentialRegistry("localhost/x"), "localhost");

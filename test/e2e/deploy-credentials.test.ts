@@ -14,7 +14,7 @@ import { TestControlPlane } from "../helpers/control-plane.js";
 import { buildTestImage, dockerEngine, dockerSkipReason, runDocker, type TestImage } from "../helpers/docker.js";
 import { registrySkipReason, startRegistry, type TestRegistry } from "../helpers/registry.js";
 import { waitFor } from "../helpers/wait.js";
-import { freePort } from "../helpers/net.js";
+import { freePort, httpGet as probe } from "../helpers/net.js";
 
 const skip = (await dockerSkipReason("registry-credentials deployment suite")) || registrySkipReason();
 if (skip) console.warn(`\n*** deploy-credentials suite skipped: ${skip} ***\n`);
@@ -25,21 +25,18 @@ interface DeploymentView {
   tasks: { id: string; state: string; code: string | null; message: string | null }[];
 }
 
-async function httpGet(port: number, path: string): Promise<string | null> {
-  try {
-    const res = await fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(2000) });
-    return res.ok ? (await res.text()).trim() : null;
-  } catch {
-    return null;
-  }
-}
-
 /** Every file under dir, recursively (the agent's state directory). */
 function filesUnder(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
     const p = join(dir, e.name);
     return e.isDirectory() ? filesUnder(p) : e.isFile() ? [p] : [];
   });
+}
+
+/** The body of a 2xx answer, or null. */
+async function httpGet(port: number, path: string): Promise<string | null> {
+  const r = await probe(port, path);
+  return r && r.status >= 200 && r.status < 300 ? r.body : null;
 }
 
 describe("deploying from a registry that needs credentials", { skip }, () => {

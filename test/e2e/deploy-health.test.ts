@@ -17,7 +17,7 @@ import { after, before, describe, it } from "node:test";
 import { TestAgent } from "../helpers/agent.js";
 import { TestControlPlane } from "../helpers/control-plane.js";
 import { buildTestImage, dockerEngine, dockerSkipReason, runDocker, type TestImage } from "../helpers/docker.js";
-import { freePort } from "../helpers/net.js";
+import { freePort, httpGet } from "../helpers/net.js";
 import { registrySkipReason, startRegistry, type TestRegistry } from "../helpers/registry.js";
 import { waitFor } from "../helpers/wait.js";
 
@@ -39,14 +39,6 @@ interface DeploymentView {
   tasks: TaskView[];
 }
 
-async function httpGet(port: number, path: string): Promise<{ status: number; body: string } | null> {
-  try {
-    const res = await fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(2000) });
-    return { status: res.status, body: (await res.text()).trim() };
-  } catch {
-    return null;
-  }
-}
 
 /**
  * A TCP proxy on loopback in front of the registry. While `slow` is on, what the registry sends is passed on in

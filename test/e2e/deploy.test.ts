@@ -21,7 +21,7 @@ import { buildTestImage, dockerEngine, dockerSkipReason, privateDockerdSkipReaso
 import { POSTGRES_SKIP_REASON, createDatabase, testDatabaseUrl } from "../helpers/postgres.js";
 import { registrySkipReason, startRegistry, type TestRegistry } from "../helpers/registry.js";
 import { waitFor } from "../helpers/wait.js";
-import { freePort } from "../helpers/net.js";
+import { freePort, httpGet } from "../helpers/net.js";
 
 const dbUrl = testDatabaseUrl();
 const skip = (await dockerSkipReason("deployment end-to-end suite")) || registrySkipReason() || (dbUrl ? false : POSTGRES_SKIP_REASON);
@@ -45,14 +45,6 @@ interface DeploymentView {
   tasks: TaskView[];
 }
 
-async function httpGet(port: number, path: string): Promise<{ status: number; body: string } | null> {
-  try {
-    const res = await fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(2000) });
-    return { status: res.status, body: (await res.text()).trim() };
-  } catch {
-    return null;
-  }
-}
 
 describe("deployments against the real Docker Engine", { skip }, () => {
   let cp: TestControlPlane;

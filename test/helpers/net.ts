@@ -12,3 +12,13 @@ export async function freePort(): Promise<number> {
   await new Promise<void>((resolve) => srv.close(() => resolve()));
   return port;
 }
+
+/** GET http://127.0.0.1:port/path with a 2 s limit: the status and trimmed body, or null when nothing answered. */
+export async function httpGet(port: number, path: string): Promise<{ status: number; body: string } | null> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(2000) });
+    return { status: res.status, body: (await res.text()).trim() };
+  } catch {
+    return null;
+  }
+}

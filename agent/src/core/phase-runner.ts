@@ -11,21 +11,7 @@
 import { ALL_AT_ONCE_PHASES, type Phase } from "@ferry/contract";
 import type { Logger } from "pino";
 
-import { DriverError, type DeployOutcome, type Driver, type PhaseContext, type PhaseState } from "../drivers/driver.js";
-
-/**
- * A phase that fails after changing the target throws this (or a DriverError whose details.state holds the same), so
- * restore knows what the half-done phase left behind.
- */
-export class PhaseFailure extends Error {
-  override readonly name = "PhaseFailure";
-  constructor(
-    readonly error: DriverError,
-    readonly state: PhaseState,
-  ) {
-    super(error.message);
-  }
-}
+import { DriverError, PhaseFailure, type DeployOutcome, type Driver, type PhaseContext, type PhaseState } from "../drivers/driver.js";
 
 export interface PhaseRunOptions {
   logger: Logger;

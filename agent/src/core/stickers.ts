@@ -21,6 +21,8 @@ export interface StickerFile {
   action: string;
   writtenAt: string;
   agentId: string;
+  /** The target's config as the task carried it, so drift can still be observed after the journal forgets the task. */
+  targetConfig?: Record<string, unknown>;
 }
 
 export interface Observation {

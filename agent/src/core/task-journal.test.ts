@@ -182,7 +182,8 @@ describe("TaskJournal", () => {
   test("task ids that are not safe file names are stored under a hash", async () => {
     const dir = freshDir();
     const j = await TaskJournal.open(dir);
-    for (const id of ["../escape", "a/b", ".hidden", "x".repeat(300)]) {
+    // Task ids are at most 128 characters (the payload bounds them); these are unsafe for other reasons.
+    for (const id of ["../escape", "a/b", ".hidden", "x y"]) {
       await j.accept(payload(id), 1);
       assert.match(journalFileName(id), /^sha256-[0-9a-f]{64}\.json$/);
     }

@@ -317,6 +317,7 @@ export class TaskRunner {
         action: payload.action,
         writtenAt: new Date(this.#now()).toISOString(),
         agentId: payload.agentId,
+        targetConfig: payload.target.config,
       };
       // Like the driver's steps, the event marks the start of the step. The log so far is fsynced while the sticker
       // is written; both are on disk before the journal records the end.
@@ -496,8 +497,11 @@ export class TaskRunner {
     if (this.#stopped) return;
     for (const s of this.#stickers.all()) {
       if (this.#running.size > 0 && [...this.#running.keys()].some((id) => this.#journal.get(id)?.payload.target.id === s.targetId)) continue;
-      const rec = this.#journal.get(s.taskId);
-      await this.#observe(s.targetId, s.targetKind, rec?.payload.target ?? { id: s.targetId, name: s.targetName, kind: s.targetKind, config: {} });
+      // The target's config comes from the task that wrote the sticker (kept in the sticker too, for when the journal
+      // has pruned the task); a sticker from before that, with neither, is reported as written, without an observation.
+      const config = this.#journal.get(s.taskId)?.payload.target.config ?? s.targetConfig;
+      if (!config) continue;
+      await this.#observe(s.targetId, s.targetKind, { id: s.targetId, name: s.targetName, kind: s.targetKind, config });
     }
   }
 

@@ -120,6 +120,21 @@ export class DriverError extends Error {
   }
 }
 
+/**
+ * A phase that fails half-way, after changing the target, and hands restore what it had done so far. A phase may
+ * also write its progress into the state object it was given as it goes (the runner restores from that same object
+ * when the phase throws); PhaseFailure is for a phase that builds its state separately.
+ */
+export class PhaseFailure extends Error {
+  override readonly name = "PhaseFailure";
+  constructor(
+    readonly error: DriverError,
+    readonly state: PhaseState,
+  ) {
+    super(error.message);
+  }
+}
+
 export interface Driver<Config = Record<string, unknown>, State extends PhaseState = PhaseState> {
   readonly descriptor: TargetKindDescriptor<Config>;
   /** What this driver offers on this host now: a subset of the descriptor's capabilities. */

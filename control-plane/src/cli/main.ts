@@ -10,6 +10,7 @@ import { catalogCommands } from "./catalog-commands.js";
 import { deployCommands } from "./deploy-commands.js";
 import { freezeCommands, promotionCommands, webhookCommands } from "./promotion-commands.js";
 import { serverCommand } from "./server-command.js";
+import { storeCommand } from "./store-command.js";
 
 const program = new Command("ferry")
   .description("Ferry — release orchestration for container estates that do not run on Kubernetes")
@@ -32,6 +33,7 @@ function print(json: boolean, data: unknown, human: () => string): void {
 const collect = (v: string, acc: string[]) => [...acc, v];
 
 serverCommand(program);
+storeCommand(program);
 catalogCommands(program, client, print);
 deployCommands(program, client, print);
 promotionCommands(program, client, print);
@@ -245,7 +247,7 @@ async function main(): Promise<void> {
     }
     const code = (err as { code?: string }).code;
     process.stderr.write(`error: ${code ? `${code}: ` : ""}${(err as Error).message}\n`);
-    process.exit(code === "VALIDATION_FAILED" || code === "STORE_LOCKED" ? 2 : 1);
+    process.exit(code === "VALIDATION_FAILED" || code === "STORE_LOCKED" || code === "STORE_COPY_REFUSED" ? 2 : 1);
   }
 }
 

@@ -5,7 +5,8 @@
 // and went back to the queue). Offers for one agent are never claimed twice at once on this replica; across replicas
 // the claim's FOR UPDATE SKIP LOCKED keeps a task with one claimer.
 import { create } from "@bufbuild/protobuf";
-import { ConnectResponseSchema, RegistryCredentialSchema, SignedTaskSchema, TaskOfferSchema, credentialRegistry, type RegistryCredential, type TaskOffer } from "@ferry/proto";
+import { credentialRegistry } from "@ferry/contract";
+import { ConnectResponseSchema, RegistryCredentialSchema, SignedTaskSchema, TaskOfferSchema, type RegistryCredential, type TaskOffer } from "@ferry/proto";
 import type { Logger } from "pino";
 import type { ClaimedTask, TaskQueue } from "../../domain/deploy/task-queue.js";
 import type { TaskImage } from "../../ports/signer.js";
