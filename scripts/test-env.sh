@@ -6,6 +6,7 @@
 #  - Debian's docker.io, docker-compose, busybox-static (the test images are built from it: no public registry is
 #    reachable), openssh-server (the SSH suites start their own sshd on a loopback port) and haproxy (the host
 #    router the rollout suites drive; each starts its own instance on loopback ports, never the system service).
+#  - Debian's chromium, which the console's browser suite drives through playwright-core.
 #  - The project's own Docker Engine on unix:///run/ferry-test/docker.sock (data root /var/lib/ferry-test-docker),
 #    separate from any system Docker: no bridge, no iptables rules; test containers use host networking and listen
 #    on loopback. The suites find it at that path (FERRY_TEST_DOCKER_SOCKET overrides it); stop it with
@@ -26,6 +27,8 @@ dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 # The host router of the rollout suites (each starts its own haproxy on loopback ports with a socket in a temp dir).
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+# The console's browser suite drives Debian's Chromium through playwright-core (no browser download).
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"
   # Package scripts must not start services (a system dockerd would create a bridge and iptables rules; sshd would

@@ -7,12 +7,12 @@ import { startControlPlane } from "../main.js";
 export function serverCommand(program: Command): void {
   program
     .command("server")
-    .description("run the control plane (API + dashboard, agent listener, enrolment listener)")
+    .description("run the control plane (API + console, agent listener, enrolment listener)")
     .option("--config <file>", "JSON config file (default <data-dir>/ferry.json when present)")
     .option("--data-dir <dir>", "state directory: CA, embedded database, admin token (default ./.ferry)")
     .option("--ca-dir <dir>", "fleet CA directory (default <data-dir>/ca); replicas sharing a database share it")
     .option("--database-url <url>", "PostgreSQL server URL; without it the embedded PGlite database in the data dir is used")
-    .option("--api-listen <host:port>", "API and dashboard (default 127.0.0.1:7070)")
+    .option("--api-listen <host:port>", "API and console (default 127.0.0.1:7070)")
     .option("--agent-listen <host:port>", "agent mTLS listener (default 127.0.0.1:7071)")
     .option("--enrol-listen <host:port>", "enrolment TLS listener (default 127.0.0.1:7072)")
     .option("--advertise-host <host>", "host name agents use to reach this server (put in join strings)")
@@ -60,7 +60,7 @@ export function serverCommand(program: Command): void {
       const lines = [
         "",
         `Ferry control plane is running.`,
-        `  API and dashboard   ${cp.api}`,
+        `  API and console     ${cp.api}`,
         `  agent listener      port ${cp.agentPort} (mTLS)`,
         `  enrolment listener  port ${cp.enrolPort} (TLS)`,
         `  fleet CA            ${cp.caFingerprint}`,
@@ -73,7 +73,7 @@ export function serverCommand(program: Command): void {
           "",
           `  ${cp.newAdminSecret}`,
           "",
-          `Dashboard: ${cp.api}/#token=${cp.newAdminSecret}`,
+          `Console: ${cp.api}/#token=${cp.newAdminSecret}`,
         );
       } else if (cp.adminTokenFile) {
         lines.push(`  admin token file    ${cp.adminTokenFile}`);

@@ -192,7 +192,7 @@ for (const backend of backends) {
       assert.equal(code(r), "VALIDATION_FAILED");
     });
 
-    it("serves the dashboard with framing refused", async () => {
+    it("serves the console with framing refused", async () => {
       const r = await call(null, "GET", "/");
       assert.equal(r.status, 200);
       assert.match(r.headers.get("content-security-policy") ?? "", /frame-ancestors 'none'/);
