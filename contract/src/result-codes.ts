@@ -47,6 +47,15 @@ export const RESULT_CODES = {
   DOCKER_UNAVAILABLE: { outcome: "errored", retryable: true, source: "driver", description: "The Docker Engine did not answer on its socket." },
   CONTAINER_CREATE_FAILED: { outcome: "failed", retryable: false, source: "driver", description: "The engine refused to create the new container (name, config, resources)." },
   CONTAINER_START_FAILED: { outcome: "failed", retryable: false, source: "driver", description: "The engine refused to start the new container, or to stop the previous one." },
+  // Agentless targets (ssh, winrm): the gateway agent's connection to the host.
+  HOST_UNREACHABLE: { outcome: "errored", retryable: true, source: "driver", description: "The gateway agent could not connect to the host (refused, no route, DNS, connect timeout). Nothing was touched." },
+  HOST_KEY_MISMATCH: { outcome: "refused", retryable: false, source: "driver", description: "The host presented a key other than the one pinned in the target's config (or recorded on first use): the agent did not log in. Nothing was touched." },
+  HOST_KEY_UNKNOWN: { outcome: "refused", retryable: false, source: "driver", description: "The target pins no host key and trust on first use is not possible (no drivers.ssh.knownHostsFile on the agent). Nothing was touched." },
+  SSH_AUTH_FAILED: { outcome: "refused", retryable: false, source: "driver", description: "The host refused the gateway agent's key (or the key file is missing or unreadable). Nothing was touched." },
+  CONNECTION_LOST: { outcome: "errored", retryable: true, source: "driver", description: "The connection to the host dropped while a command ran; the result carries what the agent then found on the host." },
+  COMMAND_NOT_FOUND: { outcome: "failed", retryable: false, source: "driver", description: "The host has no such command (exit code 127, or a PowerShell CommandNotFoundException): sh, sudo, docker, a script's command." },
+  SCRIPT_FAILED: { outcome: "failed", retryable: false, source: "driver", description: "A deploy or health script exited non-zero; its exit code and last output are in the task log and details." },
+  SCRIPT_TIMEOUT: { outcome: "failed", retryable: false, source: "driver", description: "A script ran longer than its timeout and was stopped." },
   // Control plane's task queue.
   TASK_NOT_DELIVERED: { outcome: "errored", retryable: true, source: "control-plane", description: "No agent took the task before its not-after time (agent offline)." },
   TASK_LEASE_EXPIRED: { outcome: "errored", retryable: true, source: "control-plane", description: "The agent took the task and then stopped reporting on it before its lease ran out." },

@@ -2,5 +2,6 @@
 // only when the agent creates the driver (see main.ts defaultDrivers), so kinds an agent does not serve cost nothing.
 import type { DriverRegistration } from "./driver.js";
 import { dockerRegistration } from "./docker/index.js";
+import { sshRegistration } from "./ssh/index.js";
 
-export const DRIVER_REGISTRATIONS: readonly DriverRegistration[] = [dockerRegistration];
+export const DRIVER_REGISTRATIONS: readonly DriverRegistration[] = [dockerRegistration, sshRegistration];

@@ -39,7 +39,8 @@ export interface DockerTargetConfig {
 
 const noColon = (s: string): string | undefined => (s.includes(":") ? "must not contain ':' (Docker's bind syntax uses it as a separator)" : undefined);
 
-const fields: Record<string, FieldSpec> = {
+/** The container fields, shared with the ssh kind's `docker` section (the same container, on a host reached over SSH). */
+export const dockerContainerFields: Record<string, FieldSpec> = {
   container: {
     type: "string",
     required: true,
@@ -76,7 +77,7 @@ const fields: Record<string, FieldSpec> = {
 export const dockerKind: TargetKindDescriptor<DockerTargetConfig> = {
   kind: "docker",
   title: "a container on a Docker Engine",
-  config: { fields },
+  config: { fields: dockerContainerFields },
   // Host networking: the new container wants the old one's ports, so the two never run side by side.
   capabilities: [],
   sticker: "container labels (ferry.*) and a sticker file in the agent's state directory",
