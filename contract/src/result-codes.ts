@@ -56,6 +56,11 @@ export const RESULT_CODES = {
   COMMAND_NOT_FOUND: { outcome: "failed", retryable: false, source: "driver", description: "The host has no such command (exit code 127, or a PowerShell CommandNotFoundException): sh, sudo, docker, a script's command." },
   SCRIPT_FAILED: { outcome: "failed", retryable: false, source: "driver", description: "A deploy or health script exited non-zero; its exit code and last output are in the task log and details." },
   SCRIPT_TIMEOUT: { outcome: "failed", retryable: false, source: "driver", description: "A script ran longer than its timeout and was stopped." },
+  WINRM_AUTH_FAILED: { outcome: "refused", retryable: false, source: "driver", description: "The WinRM service refused the gateway agent's credentials (HTTP 401) or the account may not use WinRM (access denied, WSMan fault 5). Nothing was touched." },
+  HOST_CERTIFICATE_REJECTED: { outcome: "refused", retryable: false, source: "driver", description: "The host's TLS certificate does not chain to a CA the gateway agent trusts, or does not name the host. Nothing was touched." },
+  WINRM_QUOTA_EXCEEDED: { outcome: "errored", retryable: true, source: "driver", description: "The WinRM service refused another shell for the account (w:QuotaLimit): too many shells or operations at once." },
+  WINRM_FAULT: { outcome: "errored", retryable: false, source: "driver", description: "The WinRM service answered a WS-Management fault (details.wsmanCode, details.subcode), or an envelope was over its MaxEnvelopeSize." },
+  SERVICE_NOT_FOUND: { outcome: "failed", retryable: false, source: "driver", description: "The Windows service the target names does not exist on the host. Nothing was touched." },
   // Control plane's task queue.
   TASK_NOT_DELIVERED: { outcome: "errored", retryable: true, source: "control-plane", description: "No agent took the task before its not-after time (agent offline)." },
   TASK_LEASE_EXPIRED: { outcome: "errored", retryable: true, source: "control-plane", description: "The agent took the task and then stopped reporting on it before its lease ran out." },

@@ -3,5 +3,6 @@
 import type { DriverRegistration } from "./driver.js";
 import { dockerRegistration } from "./docker/index.js";
 import { sshRegistration } from "./ssh/index.js";
+import { winrmRegistration } from "./winrm/index.js";
 
-export const DRIVER_REGISTRATIONS: readonly DriverRegistration[] = [dockerRegistration, sshRegistration];
+export const DRIVER_REGISTRATIONS: readonly DriverRegistration[] = [dockerRegistration, sshRegistration, winrmRegistration];

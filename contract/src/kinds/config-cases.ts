@@ -69,6 +69,11 @@ export const TARGET_CONFIG_CASES: readonly TargetConfigCase[] = [
   { kind: "ssh", name: "script timeout too long", config: { ...SSH, mode: "script", script: { deploy: "true", timeoutSeconds: 86_401 } }, field: "config.script.timeoutSeconds" },
   { kind: "ssh", name: "a key reference with a path", config: { ...SSH, credentialsRef: "../id_ed25519", docker: { container: "web" } }, field: "config.credentialsRef" },
   { kind: "ssh", name: "a private key in the config", config: { ...SSH, privateKey: "-----BEGIN", docker: { container: "web" } }, field: "config.privateKey" },
-  { kind: "winrm", name: "a host", config: { host: "win-1", user: "Administrator", transport: "https" } },
-  { kind: "winrm", name: "transport", config: { host: "win-1", user: "a", transport: "smb" }, field: "config.transport" },
+  { kind: "winrm", name: "a script host", config: { host: "win-1", transport: "https", script: { deploy: "Write-Output $env:FERRY_DIGEST" } } },
+  { kind: "winrm", name: "a service", config: { host: "win-1", auth: "basic", credentialsRef: "ops", mode: "service", service: { name: "ShopWeb", install: "Copy-Item x y", healthUrl: "http://127.0.0.1:8080/health" }, stickerPath: "C:\\ProgramData\\Ferry\\web.json" } },
+  { kind: "winrm", name: "transport", config: { host: "win-1", transport: "smb", script: { deploy: "1" } }, field: "config.transport" },
+  { kind: "winrm", name: "a password in the config", config: { host: "win-1", password: "x", script: { deploy: "1" } }, field: "config.password" },
+  { kind: "winrm", name: "service mode without a service", config: { host: "win-1", mode: "service" }, field: "config.service" },
+  { kind: "winrm", name: "a service name with a quote", config: { host: "win-1", mode: "service", service: { name: "a'b", install: "1" } }, field: "config.service.name" },
+  { kind: "winrm", name: "sticker path not Windows", config: { host: "win-1", script: { deploy: "1" }, stickerPath: "/var/x" }, field: "config.stickerPath" },
 ];

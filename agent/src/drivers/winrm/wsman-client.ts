@@ -102,8 +102,6 @@ export class WsmanClient {
   readonly #o: Required<Omit<WsmanClientOptions, "ca">> & { ca?: string | Buffer };
   readonly #url: URL;
   readonly #agent: http.Agent;
-  /** NTLM authenticates a connection; once done, requests on it go without a handshake. */
-  #ntlmSocket: unknown;
 
   constructor(opts: WsmanClientOptions) {
     this.#o = { operationTimeoutSeconds: 20, maxEnvelopeSize: DEFAULT_MAX_ENVELOPE, requestSlackMs: 30_000, ...opts };
@@ -200,7 +198,7 @@ export class WsmanClient {
         },
       );
       req.on("timeout", () => req.destroy(Object.assign(new Error("no answer in time"), { code: "ETIMEDOUT" })));
-      req.on("error", (err) => reject(signal?.aborted ? signal.reason : transportError(err, this.#url)));
+      req.on("error", (err) => reject(signal?.aborted && signal.reason instanceof Error ? signal.reason : transportError(err, this.#url)));
       req.end(envelope);
     });
   }
