@@ -8,7 +8,7 @@ import type { ObjectRule } from "../config-schema.js";
 import { singleImage, type TargetKindDescriptor } from "../target-kind.js";
 import { ENV_KEY_PATTERN, HOST_PATTERN, httpUrl } from "./common.js";
 
-export const WINRM_MODES = ["service", "script"] as const;
+export const WINRM_MODES = ["service", "container", "script"] as const;
 export type WinrmMode = (typeof WINRM_MODES)[number];
 
 export interface WinrmScriptConfig {
@@ -35,6 +35,18 @@ export interface WinrmServiceConfig {
   timeoutSeconds?: number;
 }
 
+export interface WinrmContainerConfig {
+  /** The container's name on the host's Docker Engine. */
+  name: string;
+  env?: Record<string, string>;
+  command?: string[];
+  /** How long the new container must keep running with no restart; default 5. */
+  settleSeconds?: number;
+  healthUrl?: string;
+  /** Bounds the pull and each step; default 600. */
+  timeoutSeconds?: number;
+}
+
 export interface WinrmTargetConfig {
   host: string;
   port?: number;
@@ -44,6 +56,7 @@ export interface WinrmTargetConfig {
   credentialsRef?: string;
   mode?: WinrmMode;
   service?: WinrmServiceConfig;
+  container?: WinrmContainerConfig;
   script?: WinrmScriptConfig;
   stickerPath?: string;
   /** WS-Man OperationTimeout for each Receive; default 20. */
@@ -60,6 +73,8 @@ const rules: ObjectRule[] = [
   (c) => (c["mode"] === "service" && c["service"] === undefined ? ["service", "is required when mode is service"] : undefined),
   (c) => (c["mode"] === "service" && c["script"] !== undefined ? ["script", "is only for mode script"] : undefined),
   (c) => ((c["mode"] ?? "script") === "script" && c["service"] !== undefined ? ["service", "is only for mode service"] : undefined),
+  (c) => (c["mode"] === "container" && c["container"] === undefined ? ["container", "is required when mode is container"] : undefined),
+  (c) => (c["mode"] !== "container" && c["container"] !== undefined ? ["container", "is only for mode container"] : undefined),
 ];
 
 export const winrmKind: TargetKindDescriptor<WinrmTargetConfig> = {
@@ -80,6 +95,18 @@ export const winrmKind: TargetKindDescriptor<WinrmTargetConfig> = {
           install: { type: "string", required: true, maxLength: SCRIPT_MAX },
           rollback: { type: "string", maxLength: SCRIPT_MAX },
           env,
+          settleSeconds: { type: "integer", min: 0, max: 600 },
+          healthUrl: httpUrl("GET on the host's loopback until 2xx"),
+          timeoutSeconds: { type: "integer", min: 1, max: 3600 },
+        },
+      },
+      container: {
+        type: "object",
+        doc: "mode container: a Windows container on the host's Docker Engine, driven with the docker CLI through PowerShell",
+        fields: {
+          name: { type: "string", required: true, maxLength: 128, pattern: /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/, hint: "must be a Docker container name", check: (s) => (s.includes(".ferry-old-") ? 'must not contain ".ferry-old-"' : undefined) },
+          env,
+          command: { type: "string-list", minItems: 1, maxItems: 64 },
           settleSeconds: { type: "integer", min: 0, max: 600 },
           healthUrl: httpUrl("GET on the host's loopback until 2xx"),
           timeoutSeconds: { type: "integer", min: 1, max: 3600 },

@@ -180,6 +180,68 @@ describe("winrm driver against the WinRM fake", () => {
     assert.equal(missing.error?.restored, true);
   });
 
+  it("deploys a Windows container by digest through the host's docker CLI: verify, park, replace, check, retire, restore", async () => {
+    // The host's engine as the scripts see it: one container under the target's name, by id.
+    let current: string | undefined;
+    let seq = 0;
+    let tamper = false;
+    const sent: string[] = [];
+    const host = new Host((s) => {
+      if (s.includes("FERRY-SOURCE:")) {
+        sent.push("prepare");
+        if (tamper) return { output: [{ stream: "stderr", text: "the image does not carry it\r\n" }], exitCode: 11 };
+        return { output: [{ stream: "stdout", text: `FERRY-SOURCE:pulled\r\nFERRY-IMAGE-ID:sha256:${"e".repeat(64)}\r\n${current ? `FERRY-PREVIOUS:${current}|true\r\n` : ""}` }], exitCode: 0 };
+      }
+      if (s.includes("docker create")) {
+        sent.push("start");
+        const id = `${String(++seq).repeat(12)}${"0".repeat(52)}`;
+        const parked = current ? `FERRY-PARKED:web.ferry-old-${current.slice(0, 12)}\r\n` : "";
+        current = id;
+        return { output: [{ stream: "stdout", text: `${parked}FERRY-CREATED:${id}\r\n${parked ? "FERRY-STOPPED\r\n" : ""}` }], exitCode: 0 };
+      }
+      if (s.includes("StartedAt")) {
+        sent.push("check");
+        return /'3{12}/.test(s) ? { output: [{ stream: "stderr", text: "the container exited or restarted (false|1|x)\r\n" }], exitCode: 2 } : { exitCode: 0 };
+      }
+      if (s.includes("docker rename") && s.includes("docker rm -f")) {
+        sent.push("restore");
+        return { exitCode: 0 };
+      }
+      if (s.includes("docker rm -f")) {
+        sent.push("retire");
+        return { exitCode: 0 };
+      }
+      return undefined;
+    });
+    const f = await hostFake(host);
+    const cfg = { mode: "container", container: { name: "web", healthUrl: "http://127.0.0.1:8080/health", settleSeconds: 1 } };
+    const first = await run(target(f, cfg));
+    assert.ok(first.outcome, `${first.error?.message}\n${first.lines.join("\n")}`);
+    assert.deepEqual(sent, ["prepare", "start", "check"]);
+    const create = host.ran.find((x) => x.includes("docker create"))!;
+    assert.match(create, new RegExp(`'ferry.digest=${DIGEST}'`));
+    assert.match(create, new RegExp(`'${IMAGE.ref.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}'`), "the container is created from repository@digest");
+    sent.length = 0;
+    const second = await run(target(f, cfg), driver(), "2.0.0");
+    assert.ok(second.outcome, second.error?.message);
+    assert.deepEqual(sent, ["prepare", "start", "check", "retire"], "the parked previous container is removed after the check passed");
+    sent.length = 0;
+    const third = await run(target(f, cfg), driver(), "3.0.0");
+    assert.equal(third.error?.code, "INSTANCE_CRASHED", third.error?.message);
+    assert.equal(third.error?.restored, true);
+    assert.deepEqual(sent, ["prepare", "start", "check", "restore"]);
+    const restore = host.ran[host.ran.length - 1]!;
+    assert.match(restore, /docker rm -f '3{12}/);
+    assert.match(restore, /docker rename 'web\.ferry-old-2{12}' 'web'/);
+    assert.match(restore, /docker start 'web'/);
+    sent.length = 0;
+    tamper = true;
+    const tampered = await run(target(f, cfg));
+    assert.equal(tampered.error?.code, "DIGEST_MISMATCH");
+    assert.equal(tampered.error?.restored, true);
+    assert.deepEqual(sent, ["prepare"], "nothing was started");
+  });
+
   it("gives clear codes for credentials, certificates, quota, a dropped connection and an unreachable host", async () => {
     const host = new Host((s) => (s.includes("drop-me") ? { dropMidReceive: true } : undefined));
     const f = await hostFake(host, { maxShellsPerUser: 0 });

@@ -13,7 +13,9 @@ import { promises as fs } from "node:fs";
 import { ConfigError, parseTargetConfig, winrmKind, type Capability, type ImagePin, type WinrmTargetConfig } from "@ferry/contract";
 
 import { DriverError, PhaseFailure, type DeployOutcome, type Driver, type HealthReport, type PhaseContext, type PhaseState, type TargetInspection, type TargetRef, type TargetSticker } from "../driver.js";
+import { EXIT, healthScript, MARK, markers, prepareScript, restoreScript, retireScript, startScript } from "./container-scripts.js";
 import { runPowerShell, type PsRun } from "./powershell.js";
+import { psQuote } from "./ps-quote.js";
 import { WsmanClient, WsmanError } from "./wsman-client.js";
 
 export interface WinrmSettings {
@@ -38,6 +40,15 @@ interface WinrmState extends PhaseState {
   previous: Sticker | null;
   started?: boolean;
   sticker?: string;
+  /** Container mode: what prepare verified and found, and what start did, step by step. */
+  container?: {
+    imageId: string;
+    source: string;
+    previous?: { id: string; running: boolean };
+    parked?: string;
+    newId?: string;
+    stopped?: boolean;
+  };
 }
 
 const NEVER_ABORTS = new AbortController().signal;
@@ -53,10 +64,6 @@ export function winrmConfig(raw: Record<string, unknown>): WinrmTargetConfig {
   }
 }
 
-/** A PowerShell single-quoted string. */
-export function psQuote(s: string): string {
-  return `'${s.replace(/'/g, "''")}'`;
-}
 
 function stickerPath(config: WinrmTargetConfig, targetId: string): string {
   return config.stickerPath ?? `C:\\ProgramData\\Ferry\\stickers\\${targetId.replace(/[^A-Za-z0-9_.-]/g, "_")}.json`;
@@ -72,6 +79,24 @@ export function wsmanFailure(err: unknown, where: string): DriverError {
   if (err.subcode === "w:QuotaLimit") return new DriverError("WINRM_QUOTA_EXCEEDED", `${where}: ${err.message}`, details);
   return new DriverError("WINRM_FAULT", `${where}: ${err.message}`, details);
 }
+
+/** A script failure whose exit code names a step of container mode, with that step's code. */
+function byExit(failure: DriverError, codes: Record<number, string>): DriverError {
+  const exit = failure.details["exitCode"];
+  const code = failure.code === "SCRIPT_FAILED" && typeof exit === "number" ? codes[exit] : undefined;
+  return code ? new DriverError(code, failure.message, failure.details) : failure;
+}
+
+const CONTAINER_LABELS = (ctx: PhaseContext<WinrmTargetConfig>, i: ImagePin): Record<string, string> => ({
+  "ferry.release": ctx.release.id,
+  "ferry.release.name": ctx.release.name,
+  "ferry.release.version": ctx.release.version,
+  "ferry.component": i.component,
+  "ferry.digest": i.digest,
+  "ferry.deployment": ctx.deploymentId,
+  "ferry.task": ctx.taskId,
+  "ferry.target": ctx.target.id,
+});
 
 export class WinrmDriver implements Driver<WinrmTargetConfig, WinrmState> {
   readonly descriptor = winrmKind;
@@ -207,6 +232,17 @@ export class WinrmDriver implements Driver<WinrmTargetConfig, WinrmState> {
         if (r.exitCode !== 0) throw new DriverError("WINRM_FAULT", `checking the service ${service.name} on ${where} failed`, { output: r.tail });
         ctx.progress.log(`prepare: the service ${service.name} exists on ${where}`);
       }
+      const container = ctx.config.container;
+      if (ctx.config.mode === "container" && container) {
+        const { run, failure } = await this.#run(client, where, ctx, "prepare", prepareScript(image, container.name), {}, container.timeoutSeconds ?? 600);
+        if (failure) throw byExit(failure, { [EXIT.pullFailed]: "IMAGE_PULL_FAILED", [EXIT.digestMismatch]: "DIGEST_MISMATCH" });
+        const m = markers(run.stdout);
+        const imageId = m.get(MARK.image);
+        if (!imageId) throw new DriverError("DIGEST_MISMATCH", `${where}: the engine did not name the image of ${image.ref}`, { output: run.tail });
+        const prev = m.get(MARK.previous)?.split("|");
+        ctx.progress.log(`prepare: verified: image ${imageId.slice(7, 19)} carries ${image.ref} (${m.get(MARK.source) ?? "?"})`);
+        return { image, previous, container: { imageId, source: m.get(MARK.source) ?? "", ...(prev?.[0] ? { previous: { id: prev[0], running: prev[1] === "true" } } : {}) } };
+      }
       return { image, previous };
     });
   }
@@ -220,6 +256,18 @@ export class WinrmDriver implements Driver<WinrmTargetConfig, WinrmState> {
         const body = `Stop-Service -Name ${psQuote(service.name)} -Force\n& { ${service.install} }\nStart-Service -Name ${psQuote(service.name)}`;
         const { failure } = await this.#run(client, where, ctx, "install", body, this.#env(ctx, state, "install"), t);
         if (failure) throw new PhaseFailure(failure, state);
+        return state;
+      }
+      const container = ctx.config.container;
+      if (ctx.config.mode === "container" && container && state.container) {
+        const c = state.container;
+        const { run, failure } = await this.#run(client, where, ctx, "start", startScript(state.image, container, c.imageId, c.previous, CONTAINER_LABELS(ctx, state.image)), {}, container.timeoutSeconds ?? 600);
+        // What the script did, step by step, is what restore undoes — also when it failed half-way.
+        const m = markers(run.stdout);
+        if (m.has(MARK.parked)) c.parked = m.get(MARK.parked)!;
+        if (m.has(MARK.created)) c.newId = m.get(MARK.created)!;
+        if (m.has(MARK.stopped)) c.stopped = true;
+        if (failure) throw new PhaseFailure(byExit(failure, { [EXIT.digestMismatch]: "DIGEST_MISMATCH", 20: "CONTAINER_CREATE_FAILED", 21: "CONTAINER_CREATE_FAILED", 22: "CONTAINER_START_FAILED", 23: "CONTAINER_START_FAILED" }), state);
         return state;
       }
       const s = ctx.config.script!;
@@ -245,6 +293,10 @@ export class WinrmDriver implements Driver<WinrmTargetConfig, WinrmState> {
           (service.healthUrl
             ? `while ($true) { try { $r = Invoke-WebRequest -UseBasicParsing -TimeoutSec 5 -Uri ${psQuote(service.healthUrl)}; if ($r.StatusCode -ge 200 -and $r.StatusCode -lt 300) { exit 0 } } catch { }; if ((Get-Date) -gt $deadline) { Write-Error 'the health URL did not answer 2xx'; exit 1 }; Start-Sleep -Seconds 1 }\n`
             : "exit 0\n");
+      } else if (ctx.config.mode === "container" && ctx.config.container && state.container?.newId) {
+        name = "check";
+        timeout = (ctx.config.container.timeoutSeconds ?? 600) + (ctx.config.container.settleSeconds ?? 5);
+        script = healthScript(ctx.config.container, state.container.newId);
       } else {
         script = ctx.config.script?.health;
         timeout = ctx.config.script?.timeoutSeconds ?? DEFAULT_SCRIPT_TIMEOUT_SECONDS;
@@ -253,7 +305,7 @@ export class WinrmDriver implements Driver<WinrmTargetConfig, WinrmState> {
       const { run, failure } = await this.#run(client, where, ctx, name, script, this.#env(ctx, state, name), timeout);
       if (!failure) return { ok: true, summary: `the ${name} passed`, details: { type: name, output: run.tail } };
       if (failure.code !== "SCRIPT_FAILED") throw failure;
-      const crashed = ctx.config.mode === "service" && run.exitCode === 2;
+      const crashed = (ctx.config.mode === "service" || ctx.config.mode === "container") && run.exitCode === EXIT.crashed;
       return { ok: false, code: crashed ? "INSTANCE_CRASHED" : "HEALTH_CHECK_FAILED", summary: failure.message, details: { type: name, ...failure.details } };
     });
   }
@@ -286,14 +338,29 @@ export class WinrmDriver implements Driver<WinrmTargetConfig, WinrmState> {
   }
 
   async retire(ctx: PhaseContext<WinrmTargetConfig>, state: WinrmState): Promise<WinrmState> {
-    ctx.progress.log("retire: the install or deploy script replaced what ran; nothing to retire");
-    return state;
+    const parked = state.container?.parked;
+    if (ctx.config.mode !== "container" || !parked) {
+      ctx.progress.log("retire: nothing served before that is still there to remove");
+      return state;
+    }
+    return this.#with(ctx.config, async (client, where) => {
+      const { failure } = await this.#run(client, where, ctx, "retire", retireScript(parked), {}, 120);
+      if (failure) throw failure;
+      ctx.progress.log(`retire: removed ${parked}`);
+      return state;
+    });
   }
 
   restore(ctx: PhaseContext<WinrmTargetConfig>, state: WinrmState): Promise<Record<string, unknown>> {
     const rctx = { ...ctx, signal: NEVER_ABORTS };
     return this.#with(ctx.config, async (client, where) => {
       if (!state.started) return { nothing: "nothing ran on the host" };
+      const c = state.container;
+      if (ctx.config.mode === "container" && ctx.config.container && c) {
+        const { failure } = await this.#run(client, where, rctx, "restore", restoreScript(ctx.config.container.name, c.newId, c.parked, c.previous?.running === true), {}, 300);
+        if (failure) throw new Error(failure.message);
+        return { removed: c.newId ?? null, container: c.previous?.id ?? null, restarted: !!c.parked && c.previous?.running === true };
+      }
       const service = ctx.config.service;
       const rollback = ctx.config.mode === "service" ? service?.rollback : ctx.config.script?.rollback;
       if (!rollback) throw new Error(`the target has no rollback script: what the ${ctx.config.mode === "service" ? "install" : "deploy"} script changed stays on the host`);
@@ -309,8 +376,8 @@ export class WinrmDriver implements Driver<WinrmTargetConfig, WinrmState> {
     const i = state.image;
     return {
       running: [{ component: i.component, repository: i.repository, digest: i.digest }],
-      message: `${ctx.config.mode === "service" ? `the service ${ctx.config.service?.name}` : "the deploy script"} runs ${i.ref} on ${ctx.config.host}`,
-      details: { mode: ctx.config.mode ?? "script", sticker: state.sticker, health: state["health"] },
+      message: `${ctx.config.mode === "service" ? `the service ${ctx.config.service?.name}` : ctx.config.mode === "container" ? `the container ${ctx.config.container?.name}` : "the deploy script"} runs ${i.ref} on ${ctx.config.host}`,
+      details: { mode: ctx.config.mode ?? "script", sticker: state.sticker, health: state["health"], ...(state.container ? { container: state.container } : {}) },
     };
   }
 
