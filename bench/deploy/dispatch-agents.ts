@@ -65,6 +65,9 @@ let trusted: TrustedTaskKey[] = [];
 let seen: TaskSeen[] = [];
 let offers = 0;
 let refused = 0;
+let heartbeatsSent = 0;
+/** Heartbeat period set by the orchestrator instead of the server's (bench:footprint compresses a day of them). */
+let heartbeatEveryMs: number | null = null;
 const lost: Record<string, number> = {};
 
 let round: { waiting: Set<Agent>; done: () => void; failures: Record<string, number>; inFlight: number; queue: Agent[]; concurrency: number } | null = null;
@@ -88,7 +91,8 @@ function scheduleBeat(a: Agent, delayMs: number): void {
     if (!a.up) return;
     a.seq += 1;
     send(a, { body: { case: "heartbeat", value: create(HeartbeatSchema, { agentId: a.id, seq: BigInt(a.seq), agentTimeMs: BigInt(Date.now()) }) } });
-    scheduleBeat(a, a.intervalMs);
+    heartbeatsSent += 1;
+    scheduleBeat(a, heartbeatEveryMs ?? a.intervalMs);
   }, delayMs);
 }
 
@@ -107,7 +111,7 @@ function markUp(a: Agent): void {
     if (round.waiting.size === 0) round.done();
   }
   // Spread the fleet's heartbeats over the interval.
-  scheduleBeat(a, Math.random() * a.intervalMs);
+  scheduleBeat(a, Math.random() * (heartbeatEveryMs ?? a.intervalMs));
 }
 
 function onOffer(a: Agent, offer: TaskOffer): void {
@@ -310,6 +314,7 @@ serve<AgentsCommands>({
     drop();
     port = args.port;
     trusted = [];
+    heartbeatEveryMs = args.heartbeatEveryMs ?? null;
     if (args.caPem !== caPem) {
       caPem = args.caPem;
       for (const a of agents) a.ctx = null;
@@ -322,7 +327,7 @@ serve<AgentsCommands>({
     seen = [];
     return out;
   },
-  status: () => ({ agents: agents.length, up: agents.filter((a) => a.up).length, lost, offers, refused }),
+  status: () => ({ agents: agents.length, up: agents.filter((a) => a.up).length, lost, offers, refused, heartbeatsSent }),
   drop: () => {
     drop();
     return null;

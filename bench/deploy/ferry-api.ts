@@ -31,7 +31,8 @@ export class FerryApi {
     if (!res.ok) {
       let code = `HTTP_${res.status}`;
       try {
-        code = (JSON.parse(text) as { code?: string }).code ?? code;
+        const body = JSON.parse(text) as { code?: string; error?: { code?: string } };
+        code = body.error?.code ?? body.code ?? code;
       } catch {
         // not JSON
       }

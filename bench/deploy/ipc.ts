@@ -26,6 +26,8 @@ export interface AgentsStatus {
   lost: Record<string, number>;
   offers: number;
   refused: number;
+  /** Heartbeats written by this process's agents since it started. */
+  heartbeatsSent: number;
 }
 
 export type AgentsCommands = {
@@ -37,7 +39,7 @@ export type AgentsCommands = {
   /** Takes identities enrolled earlier (the fleet cache). */
   load: { args: { caPem: string; identities: AgentIdentity[] }; result: { loaded: number } };
   /** Drops every stream and points the agents at a server. */
-  target: { args: { mode: DispatchMode; port: number; caPem: string }; result: null };
+  target: { args: { mode: DispatchMode; port: number; caPem: string; heartbeatEveryMs?: number }; result: null };
   /** Connects every agent (bounded attempts in flight); resolves when all are up or at the deadline. */
   connect: { args: { concurrency: number; timeoutMs: number }; result: { up: number; notUp: number; failures: Record<string, number> } };
   /** Every task seen since the last collect (and forgets them). */

@@ -27,6 +27,9 @@ export interface FerryServerOptions {
   bin?: string;
   /** Write a V8 CPU profile of the server here (node --cpu-prof) when it stops. */
   cpuProfDir?: string;
+  /** Extra node flags (e.g. a preload) and environment for the server process. */
+  nodeArgs?: string[];
+  env?: Record<string, string>;
   timeoutMs: number;
 }
 
@@ -47,6 +50,7 @@ export class FerryServer {
     const out = openSync(logFile, "a");
     const nodeArgs = ["--import", ORPHAN_GUARD];
     if (o.cpuProfDir) nodeArgs.push("--cpu-prof", `--cpu-prof-dir=${o.cpuProfDir}`);
+    if (o.nodeArgs) nodeArgs.push(...o.nodeArgs);
     const child = spawnTracked(
       process.execPath,
       [
@@ -62,7 +66,7 @@ export class FerryServer {
         ...o.args,
       ],
       // Logs go to a file, as a service's would; piping 15,000 connect lines through the bench would load it.
-      { cwd: ROOT, env: { ...process.env, NODE_OPTIONS: "", FERRY_LOG_FORMAT: "json" }, stdio: ["ignore", out, out] },
+      { cwd: ROOT, env: { ...process.env, NODE_OPTIONS: "", FERRY_LOG_FORMAT: "json", ...o.env }, stdio: ["ignore", out, out] },
     );
     closeSync(out);
     const deadline = Date.now() + o.timeoutMs;

@@ -29,6 +29,7 @@ export const RESULT_CODES = {
   TASK_REPLAYED: { outcome: "refused", retryable: false, source: "agent", description: "The nonce was used by another task, or the task already ran." },
   TASK_NO_DRIVER: { outcome: "refused", retryable: false, source: "agent", description: "The agent has no driver for the target's kind." },
   TASK_PHASES_UNSUPPORTED: { outcome: "refused", retryable: false, source: "agent", description: "The task asks for a run of phases this agent's driver cannot perform as a separate step." },
+  TASK_ROUTE_UNSUPPORTED: { outcome: "refused", retryable: false, source: "agent", description: "A route task (router weights, measure, maintenance) went to an agent whose driver for the kind has no router configured." },
   TASK_REFUSED: { outcome: "refused", retryable: false, source: "control-plane", description: "The agent refused the task without a code (an agent older than the codes)." },
   INVALID_TARGET_CONFIG: { outcome: "refused", retryable: false, source: "driver", description: "The target's config does not fit its kind's schema, or does not fit the task's images; names the field." },
   RELEASE_COMPONENT_MISSING: { outcome: "refused", retryable: false, source: "driver", description: "The target runs a component the task carries no image for." },
@@ -47,6 +48,10 @@ export const RESULT_CODES = {
   DOCKER_UNAVAILABLE: { outcome: "errored", retryable: true, source: "driver", description: "The Docker Engine did not answer on its socket." },
   CONTAINER_CREATE_FAILED: { outcome: "failed", retryable: false, source: "driver", description: "The engine refused to create the new container (name, config, resources)." },
   CONTAINER_START_FAILED: { outcome: "failed", retryable: false, source: "driver", description: "The engine refused to start the new container, or to stop the previous one." },
+  // The host router (docs/rollouts.md#the-router).
+  ROUTER_UNAVAILABLE: { outcome: "errored", retryable: true, source: "agent", description: "The host router (HAProxy's runtime socket) did not answer." },
+  ROUTER_COMMAND_FAILED: { outcome: "failed", retryable: false, source: "agent", description: "The host router refused a change (a weight, a server address, a maintenance message); the message carries its answer." },
+  ROUTE_UNKNOWN: { outcome: "refused", retryable: false, source: "agent", description: "The host router has no route (backend with a blue and a green server) for the target's service: its config does not match the target's route." },
   // Agentless targets (ssh, winrm): the gateway agent's connection to the host.
   HOST_UNREACHABLE: { outcome: "errored", retryable: true, source: "driver", description: "The gateway agent could not connect to the host (refused, no route, DNS, connect timeout). Nothing was touched." },
   HOST_KEY_MISMATCH: { outcome: "refused", retryable: false, source: "driver", description: "The host presented a key other than the one pinned in the target's config (or recorded on first use): the agent did not log in. Nothing was touched." },

@@ -55,9 +55,11 @@ fi
 
 install -d -m 0755 "$OPT" "$(dirname "$BIN")"
 install -m 0644 "$BUNDLE" "$OPT/ferry-agent.mjs"
+# FERRY_AGENT_NODE_FLAGS (set by the systemd unit) carries node's runtime flags; unquoted on purpose, one word each.
 cat > "$BIN.tmp" <<WRAPPER
 #!/bin/sh
-exec node "$OPT/ferry-agent.mjs" "\$@"
+# shellcheck disable=SC2086
+exec node \$FERRY_AGENT_NODE_FLAGS "$OPT/ferry-agent.mjs" "\$@"
 WRAPPER
 chmod 0755 "$BIN.tmp" && mv "$BIN.tmp" "$BIN"
 install -d -m 0700 "$STATE"

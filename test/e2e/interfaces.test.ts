@@ -105,7 +105,7 @@ describe("interfaces", () => {
     const expected = [
       "get /api/v1/agents", "get /api/v1/agents/{id}", "post /api/v1/agents/{id}/revoke", "post /api/v1/certificates/{serial}/revoke",
       "post /api/v1/join-tokens", "get /api/v1/join-tokens", "post /api/v1/join-tokens/{id}/revoke", "post /api/v1/fleet/ping",
-      "get /api/v1/fleet/summary", "get /api/v1/audit", "get /api/v1/audit/verify", "get /api/v1/whoami",
+      "get /api/v1/fleet/summary", "get /api/v1/audit", "get /api/v1/audit/verify", "post /api/v1/audit/checkpoints", "get /api/v1/whoami",
       "get /api/v1/environments", "post /api/v1/environments", "get /api/v1/environments/{name}", "patch /api/v1/environments/{name}",
       "delete /api/v1/environments/{name}", "get /api/v1/targets", "post /api/v1/environments/{env}/targets",
       "get /api/v1/environments/{env}/targets/{name}", "patch /api/v1/environments/{env}/targets/{name}",

@@ -66,6 +66,10 @@ const rules: ObjectRule[] = [
 
 const SCRIPT_MAX = 65_536;
 
+// The docker kind's container fields, without `route`: the host router is driven by an agent on the host itself, and
+// a gateway agent has none on the remote host.
+const { route: _route, ...sshDockerFields } = dockerContainerFields;
+
 /** An absolute remote path the driver puts into shell commands (quoted): no quotes, no newlines. */
 const remotePath: FieldSpec = {
   type: "string",
@@ -87,7 +91,7 @@ export const sshKind: TargetKindDescriptor<SshTargetConfig> = {
       credentialsRef: { type: "string", maxLength: 128, pattern: CREDENTIALS_REF_PATTERN, hint: "must be a key file name in the agent's drivers.ssh.keyDir", doc: "which of the gateway agent's keys" },
       sudo: { type: "boolean", doc: "run remote commands with sudo -n" },
       mode: { type: "string", enum: SSH_MODES, doc: "default docker" },
-      docker: { type: "object", fields: dockerContainerFields, doc: "mode docker: the container, as for the docker kind (socketPath is the remote engine's socket)" },
+      docker: { type: "object", fields: sshDockerFields, doc: "mode docker: the container, as for the docker kind (socketPath is the remote engine's socket)" },
       script: {
         type: "object",
         doc: "mode script",

@@ -41,11 +41,22 @@ export function serverCommand(program: Command): void {
     .option("--task-sweep-interval <duration>", "how often leases are checked and missed task notices caught up (default 2s)")
     .option("--evidence-key-dir <dir>", "evidence signing key directory (default <data-dir>/evidence-key)")
     .option("--promotion-ttl <duration>", "how long a promotion may wait for its gates (default 7d)")
+    .option("--audit-checkpoint-interval <duration>", "how often the audit head is signed into a checkpoint when it moved (default 10s)")
+    .option("--webhook-allow <list>", "comma-separated CIDRs or host names webhooks may reach although private or loopback (default none)")
+    .option("--enrol-peer-rate <n>", "enrolments admitted per second from one peer address (default 2)")
+    .option("--enrol-peer-burst <n>", "enrolments admitted at once from one peer address (default 20)")
     .option("--replica-id <id>", "name of this replica in logs and the fleet (default host-pid)")
-    .action(async (flags: RawConfig) => {
+    .option("--json", "when ready, print one JSON line on stdout (API address, ports, CA fingerprint, admin token on first start) instead of the banner")
+    .action(async (opts: RawConfig & { json?: boolean }) => {
+      const { json, ...flags } = opts;
       const cfg = resolveConfig(flags);
       const log = createLogger({ level: cfg.logLevel, format: cfg.logFormat });
       const cp = await startControlPlane(cfg, log);
+      if (json) {
+        process.stdout.write(
+          `${JSON.stringify({ api: cp.api, agentPort: cp.agentPort, enrolPort: cp.enrolPort, caFingerprint: cp.caFingerprint, adminTokenFile: cp.adminTokenFile, adminToken: cp.newAdminSecret })}\n`,
+        );
+      }
       const lines = [
         "",
         `Ferry control plane is running.`,
@@ -68,7 +79,7 @@ export function serverCommand(program: Command): void {
         lines.push(`  admin token file    ${cp.adminTokenFile}`);
       }
       lines.push("", "Enrol an agent:  ferry token create --env dev", "");
-      process.stderr.write(`${lines.join("\n")}\n`);
+      if (!json) process.stderr.write(`${lines.join("\n")}\n`);
       let stopping = false;
       const stop = (signal: string) => {
         if (stopping) return;

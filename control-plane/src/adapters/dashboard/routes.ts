@@ -19,7 +19,11 @@ export function dashboardRoutes(): FastifyPluginAsync {
         reply
           .header("content-type", f.type)
           .header("cache-control", "no-cache")
-          .header("content-security-policy", "default-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self' data:")
+          // No framing anywhere (clickjacking: the console's buttons approve, break glass and roll back). CSP
+          // frame-ancestors for current browsers, X-Frame-Options for older ones.
+          .header("content-security-policy", "default-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+          .header("x-frame-options", "DENY")
+          .header("referrer-policy", "no-referrer")
           .header("x-content-type-options", "nosniff")
           .send(f.body),
       );

@@ -34,6 +34,7 @@ import type { PromotionService } from "../../domain/promotion/promotion-service.
 import type { SecurityRecords } from "../../domain/promotion/security-records.js";
 import type { EvidenceStore } from "../../domain/promotion/evidence-store.js";
 import type { SqlWebhookStore } from "../../domain/notify/webhook-service.js";
+import type { AuditCheckpointer } from "../../domain/audit/audit-anchor.js";
 import type { TaskSigningKeyring } from "@ferry/pki";
 import type { DeploymentService } from "../../domain/deploy/deployment-service.js";
 import type { CatalogService } from "../../domain/catalog/catalog-service.js";
@@ -58,6 +59,7 @@ export interface HttpServerDeps extends FleetRouteDeps {
   records: SecurityRecords;
   evidence: EvidenceStore;
   webhooks: SqlWebhookStore;
+  auditCheckpointer?: AuditCheckpointer;
   metrics: Metrics;
   log: Logger;
   maxBodyBytes: number;
@@ -170,7 +172,7 @@ export async function buildHttpServer(d: HttpServerDeps) {
   app.get("/api/v1/whoami", { config: { role: "viewer" }, schema: { summary: "The calling token's subject and roles" } }, async (req) => req.principal);
 
   await app.register(fleetRoutes(d), { prefix: "/api/v1" });
-  await app.register(auditRoutes({ store: d.store }), { prefix: "/api/v1" });
+  await app.register(auditRoutes({ store: d.store, keys: () => d.evidence.publicKeys(), ...(d.auditCheckpointer ? { checkpointer: d.auditCheckpointer } : {}) }), { prefix: "/api/v1" });
   await app.register(catalogRoutes({ catalog: d.catalog }), { prefix: "/api/v1" });
   await app.register(deploymentRoutes({ deployments: d.deployments }), { prefix: "/api/v1" });
   await app.register(promotionRoutes({ promotions: d.promotions, records: d.records, evidence: d.evidence }), { prefix: "/api/v1" });

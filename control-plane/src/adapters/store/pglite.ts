@@ -28,7 +28,9 @@ import { dirname, resolve } from "node:path";
 import { PGlite, types, type Results, type Transaction } from "@electric-sql/pglite";
 import type { NotificationHandler, Queryable, QueryResult, Store } from "../../ports/store.js";
 import { checkChannel, quoteChannel } from "./channel.js";
+import { holdsCluster, initialiseDataDir } from "./pglite-initdb.js";
 import { acquireDirLock, type DirLock } from "./pglite-lock.js";
+import { pgliteInitdbParams, pgliteStartParams, useOptimisingWasmCompiler } from "./pglite-settings.js";
 import { silentLogger, type StoreLogger } from "./store-logger.js";
 import { assertNotInTransaction, outsideTransactionScope, runInTransactionScope } from "./transaction-scope.js";
 
@@ -89,14 +91,15 @@ export class PgliteStore implements Store {
     }
     let db: PGlite | undefined;
     try {
+      // Memory settings, the WebAssembly compiler and the out-of-process first initdb: pglite-settings.ts.
+      useOptimisingWasmCompiler();
+      if (dataDir && !o.loadDataDir && !holdsCluster(dataDir)) await initialiseDataDir(dataDir);
       db = new PGlite({
         ...(dataDir ? { dataDir } : {}),
         ...(o.loadDataDir ? { loadDataDir: o.loadDataDir } : {}),
         parsers: PARSERS,
-        // After a start that needed recovery (a loaded dump, a crash), PostgreSQL arms its startup-progress timer,
-        // which in the WASM runtime is a referenced setTimeout that re-arms itself: it wakes the process every
-        // 10 s and keeps Node from exiting. PGlite never shows that progress log anyway.
-        startParams: [...PGlite.defaultStartParams, "-c", "log_startup_progress_interval=0"],
+        startParams: pgliteStartParams(),
+        initDbStartParams: pgliteInitdbParams(),
       });
       await db.waitReady;
       if (o.schema) await db.exec(`CREATE SCHEMA IF NOT EXISTS "${o.schema}"; SET search_path TO "${o.schema}"`);
