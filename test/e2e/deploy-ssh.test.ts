@@ -125,9 +125,9 @@ describe("agentless SSH targets through a gateway agent", { skip }, () => {
     assert.equal(sticker.deploymentId, d.id);
     assert.equal(sticker.images[0]?.digest, images.v1!.digest);
     const log = await cp.cli(["deployment", "show", d.id, "--logs"]);
-    assert.match(log.stderr, /connected to .*127\.0\.0\.1:\d+ \(host key SHA256:/);
-    assert.match(log.stderr, /prepare: verified: image/);
-    assert.match(log.stderr, /forwarded through the SSH connection/);
+    assert.match(log.stdout, /connected to .*127\.0\.0\.1:\d+ \(host key SHA256:/);
+    assert.match(log.stdout, /prepare: verified: image/);
+    assert.match(log.stdout, /forwarded through the SSH connection/);
     const status = await waitFor("status in sync from the sticker read over SSH", async () => {
       const r = await cp.cli(["status", "--env", "dev", "--json"]);
       const s = JSON.parse(r.stdout) as { targets: { target: string; sync: string; deployed: { images: { digest: string }[] } | null }[] };
@@ -180,6 +180,6 @@ describe("agentless SSH targets through a gateway agent", { skip }, () => {
     assert.ok(existsSync(join(scratch, "job.rolled-back")));
     assert.equal(readFileSync(join(scratch, "job.rolled-back"), "utf8").trim(), images.v1!.digest, "the rollback script got the previous digest");
     const log = await cp.cli(["deployment", "show", failed.d.id, "--logs"]);
-    assert.match(log.stderr, /deploy: ! migration failed/);
+    assert.match(log.stdout, /deploy: ! migration failed/);
   });
 });

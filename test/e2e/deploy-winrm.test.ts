@@ -111,7 +111,7 @@ describe("WinRM targets through a gateway agent (against the WinRM fake)", { ski
     assert.equal(d.state, "succeeded", JSON.stringify(d));
     assert.ok(ran.some((s) => s.includes(`$env:FERRY_IMAGE = '${REPO}@${DIGEST}'`)), ran.join("\n---\n"));
     const log = await cp.cli(["deployment", "show", d.id, "--logs"]);
-    assert.match(log.stderr, /deploy: \| deployed/);
+    assert.match(log.stdout, /deploy: \| deployed/);
     const status = await waitFor("status in sync from the sticker read over WinRM", async () => {
       const s = JSON.parse((await cp.cli(["status", "--env", "dev", "--json"])).stdout) as { targets: { target: string; sync: string; deployed: { images: { digest: string }[] } | null }[] };
       const t = s.targets.find((x) => x.target === "iis");
