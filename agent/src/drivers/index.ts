@@ -4,5 +4,7 @@ import type { DriverRegistration } from "./driver.js";
 import { dockerRegistration } from "./docker/index.js";
 import { ecsRegistration } from "./ecs/index.js";
 import { nomadRegistration } from "./nomad/index.js";
+import { sshRegistration } from "./ssh/index.js";
+import { winrmRegistration } from "./winrm/index.js";
 
-export const DRIVER_REGISTRATIONS: readonly DriverRegistration[] = [dockerRegistration, ecsRegistration, nomadRegistration];
+export const DRIVER_REGISTRATIONS: readonly DriverRegistration[] = [dockerRegistration, ecsRegistration, nomadRegistration, sshRegistration, winrmRegistration];
