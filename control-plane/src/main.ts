@@ -277,12 +277,15 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
       "grpc-node.max_session_memory": 10,
     };
 
+    // grpc-js turns a response it cannot encode into INTERNAL for the agent and says nothing here.
+    const encodeFailed = (method: string, err: unknown) => log.error({ err, method }, "could not encode a response to an agent; the call failed with INTERNAL");
+
     // ---- agent listener (mTLS) ----
     const agentGrpc = new grpc.Server(grpcOptions);
     let listener: MtlsListener | null = null;
     let agentEndpoint = cfg.advertiseAgent;
     agentGrpc.addService(
-      serverDefinition(AgentService, { maxMessageBytes: cfg.maxMessageBytes }),
+      serverDefinition(AgentService, { maxMessageBytes: cfg.maxMessageBytes, onEncodeError: encodeFailed }),
       agentServiceImpl({
         fleet,
         listener: () => listener as MtlsListener,
@@ -321,7 +324,7 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
     const enrolGrpc = new grpc.Server(grpcOptions);
     let enrolEndpoint = cfg.advertiseEnrol;
     enrolGrpc.addService(
-      serverDefinition(EnrolmentService, { maxMessageBytes: cfg.maxMessageBytes }),
+      serverDefinition(EnrolmentService, { maxMessageBytes: cfg.maxMessageBytes, onEncodeError: encodeFailed }),
       enrolmentServiceImpl({
         fleet,
         admission: new AdmissionGate(cfg.enrolRate, cfg.enrolBurst, clock),

@@ -20,6 +20,7 @@ export { canonicalJson } from "./canonical-json.js";
 export {
   CLOCK_SKEW_LEEWAY_MS,
   DEFAULT_ROTATION_OVERLAP_MS,
+  MAX_ROTATION_OVERLAP_MS,
   KEYRING_INDEX_FILE,
   TASK_PAYLOAD_TYPE,
   TASK_SIGNING_ALGORITHM,
