@@ -4,7 +4,7 @@ import { mkdirSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync, e
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
-import { EvidenceKey, FleetCa, TaskSigningKeyring } from "@ferry/pki";
+import { EvidenceKey, FleetCa, LISTENER_TLS_OPTIONS, TaskSigningKeyring } from "@ferry/pki";
 import { create } from "@bufbuild/protobuf";
 import { AgentService, ConnectResponseSchema, EnrolmentService, SigningKeysSchema, serverDefinition } from "@ferry/proto";
 import type { ResolvedConfig } from "./config/config.js";
@@ -25,6 +25,7 @@ import { agentServiceImpl, signingKeysMessage, type Revocations } from "./adapte
 import { SIGNING_KEYS_CHANNEL } from "./adapters/http/routes/signing-keys.js";
 import { enrolmentServiceImpl } from "./adapters/grpc/enrolment-service.js";
 import { MtlsListener } from "./adapters/grpc/mtls-listener.js";
+import { TlsFront } from "./adapters/grpc/tls-front.js";
 import { RefusalRecorder } from "./adapters/grpc/refusals.js";
 import { SessionRegistry } from "./adapters/grpc/session-registry.js";
 import { TaskDispatcher, registryCredentialsFor } from "./adapters/grpc/task-dispatcher.js";
@@ -309,6 +310,8 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
       caBundle: caBundle(),
       log: log.child({ component: "agent-listener" }),
       onRefusedConnection: (v, peer) => refusals.refuse("agent", v.code, v.message, { peer }),
+      isKnownAgent: (agentId) => fleet.isEnrolled(agentId),
+      tlsOptions: LISTENER_TLS_OPTIONS,
     });
     const agentPort = await listener.listen(cfg.agentListen.host, cfg.agentListen.port);
     agentEndpoint = withPort(cfg.advertiseAgent, agentPort);
@@ -337,16 +340,13 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
         onEnrol: (outcome) => metrics.enrolments.inc({ outcome }),
       }),
     );
-    const enrolHost = cfg.enrolListen.host.includes(":") ? `[${cfg.enrolListen.host}]` : cfg.enrolListen.host;
-    const enrolPort = await new Promise<number>((resolve, reject) => {
-      enrolGrpc.bindAsync(
-        `${enrolHost}:${cfg.enrolListen.port}`,
-        grpc.ServerCredentials.createSsl(null, [{ private_key: Buffer.from(serverCert.keyPem), cert_chain: Buffer.from(certChainPem) }], false),
-        (err, port) => (err ? reject(err) : resolve(port)),
-      );
-    });
+    const enrolFront = new TlsFront(enrolGrpc, serverCert.keyPem, certChainPem, log.child({ component: "enrolment" }));
+    const enrolPort = await enrolFront.listen(cfg.enrolListen.host, cfg.enrolListen.port);
     enrolEndpoint = withPort(cfg.advertiseEnrol, enrolPort);
-    cleanups.push(() => enrolGrpc.forceShutdown());
+    cleanups.push(async () => {
+      await enrolFront.close();
+      enrolGrpc.forceShutdown();
+    });
 
     // ---- HTTP API + dashboard ----
     const http = await buildHttpServer({

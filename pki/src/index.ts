@@ -69,3 +69,4 @@ export type {
   EvidenceVerification,
 } from "./evidence.js";
 export { fsyncDir, writeFileAtomic } from "./atomic-file.js";
+export { LISTENER_CIPHERS, LISTENER_TLS_OPTIONS } from "./tls-options.js";

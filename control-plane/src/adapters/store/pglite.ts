@@ -29,6 +29,8 @@ import { PGlite, types, type Results, type Transaction } from "@electric-sql/pgl
 import type { NotificationHandler, Queryable, QueryResult, Store } from "../../ports/store.js";
 import { checkChannel, quoteChannel } from "./channel.js";
 import { acquireDirLock, type DirLock } from "./pglite-lock.js";
+import { checkDataDir, makePrivate, openFailed } from "./pglite-data-dir.js";
+import { StoreError } from "./store-error.js";
 import { silentLogger, type StoreLogger } from "./store-logger.js";
 import { assertNotInTransaction, outsideTransactionScope, runInTransactionScope } from "./transaction-scope.js";
 
@@ -88,7 +90,12 @@ export class PgliteStore implements Store {
       lock = await acquireDirLock(dataDir);
     }
     let db: PGlite | undefined;
+    let state: "new" | "existing" | undefined;
     try {
+      if (dataDir) {
+        state = await checkDataDir(dataDir);
+        if (state === "existing") await makePrivate(dataDir);
+      }
       db = new PGlite({
         ...(dataDir ? { dataDir } : {}),
         ...(o.loadDataDir ? { loadDataDir: o.loadDataDir } : {}),
@@ -99,11 +106,13 @@ export class PgliteStore implements Store {
         startParams: [...PGlite.defaultStartParams, "-c", "log_startup_progress_interval=0"],
       });
       await db.waitReady;
+      if (dataDir) await makePrivate(dataDir);
       if (o.schema) await db.exec(`CREATE SCHEMA IF NOT EXISTS "${o.schema}"; SET search_path TO "${o.schema}"`);
     } catch (err) {
       if (db && !db.closed) await db.close().catch(() => {});
       lock?.release();
-      throw err;
+      // PGlite fails on a damaged directory with "Aborted()" or a WASM trap: say what it means.
+      throw dataDir && state === "existing" && !(err instanceof StoreError) ? openFailed(dataDir, err) : err;
     }
     return new PgliteStore(db, lock, o.log ?? silentLogger, dataDir);
   }

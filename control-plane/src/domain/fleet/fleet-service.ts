@@ -303,6 +303,12 @@ export class FleetService {
 
   // ---- agents ------------------------------------------------------------------------------------------------
 
+  /** Whether this agent id was ever enrolled here (revoked agents included: revocation has its own refusal). */
+  async isEnrolled(agentId: string): Promise<boolean> {
+    const r = await this.deps.store.query("SELECT 1 FROM agents WHERE id = $1", [agentId]);
+    return r.rowCount > 0;
+  }
+
   async listAgents(filter: { environment?: string; status?: AgentStatus } = {}): Promise<AgentView[]> {
     const where: string[] = [];
     const params: unknown[] = [];
