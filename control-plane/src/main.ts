@@ -1,7 +1,6 @@
 // Composition root: resolved config -> store -> trust -> services -> servers.
 import { randomBytes, randomInt } from "node:crypto";
-import { mkdirSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync, existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { EvidenceKey, FleetCa, LISTENER_TLS_OPTIONS, TaskSigningKeyring } from "@ferry/pki";
@@ -9,8 +8,9 @@ import { create } from "@bufbuild/protobuf";
 import { AgentService, ConnectResponseSchema, EnrolmentService, SigningKeysSchema, serverDefinition } from "@ferry/proto";
 import type { ResolvedConfig } from "./config/config.js";
 import { redactUrl } from "./config/config.js";
-import { appendAudit } from "./domain/audit/audit-log.js";
-import { createApiToken } from "./domain/auth/api-tokens.js";
+import { bootstrapAdminToken, hasUsableAdminToken } from "./domain/auth/admin-token.js";
+import { checkReplicaIdentity } from "./domain/fleet/replica-identity.js";
+import { adminTokenPath, prepareDataDir, removeRuntime, writeAdminToken, writeRuntime } from "./data-dir.js";
 import { CatalogService } from "./domain/catalog/catalog-service.js";
 import { FleetService, REVOCATION_CHANNEL } from "./domain/fleet/fleet-service.js";
 import { offlineAfterMs, type LivenessPolicy } from "./domain/fleet/liveness.js";
@@ -57,37 +57,13 @@ export interface RunningControlPlane {
   stop(): Promise<void>;
 }
 
-function writeFileAtomic(path: string, data: string, mode: number): void {
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, data, { mode });
-  const fd = openSync(tmp, "r");
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
-}
-
-/** Creates the first admin API token when none exists; returns its secret only when it was created now. */
-async function bootstrapAdminToken(store: Store): Promise<string | null> {
-  return store.transaction(async (tx) => {
-    await tx.query("SELECT pg_advisory_xact_lock($1)", [0x4645_5232]);
-    const existing = await tx.query("SELECT 1 FROM api_tokens WHERE 'admin' = ANY(roles) AND revoked_at IS NULL LIMIT 1");
-    if (existing.rowCount > 0) return null;
-    const created = await createApiToken(tx, { subject: "admin", roles: ["admin"], createdBy: "bootstrap", description: "created at first start" });
-    await appendAudit(tx, { actor: "bootstrap", action: "api-token.create", object: created.id, outcome: "ok", details: { subject: "admin", roles: ["admin"] } });
-    return created.secret;
-  });
-}
-
 function withPort(endpoint: string, port: number): string {
   return endpoint.replace(/:0$/, `:${port}`);
 }
 
 export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock: Clock = systemClock): Promise<RunningControlPlane> {
   const startedAt = clock.now();
-  mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
+  await prepareDataDir(cfg.dataDir, log);
   log.info({ dataDir: cfg.dataDir, database: cfg.databaseUrl ? redactUrl(cfg.databaseUrl) : "pglite" }, "starting control plane");
 
   const storeOpts: Parameters<typeof openStore>[0] = { dataDir: cfg.dataDir, log };
@@ -114,9 +90,18 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
     const serverCert = await ca.issueServerCertificate({ hosts: cfg.tlsHosts, lifetimeMs: SERVER_CERT_LIFETIME_MS });
     const certChainPem = `${serverCert.certPem.trim()}\n${ca.certPem.trim()}\n`;
 
+    await checkReplicaIdentity(
+      store,
+      { caFingerprint: ca.fingerprint, activeTaskSigningKeyId: signer.active.keyId, taskSigningKeyIds: signer.keys.map((k) => k.keyId) },
+      { caDir: cfg.caDir, taskSigningDir: cfg.taskSigningDir },
+    );
+
     const adminSecret = await bootstrapAdminToken(store);
-    const adminTokenFile = join(cfg.dataDir, "admin-token");
-    if (adminSecret) writeFileAtomic(adminTokenFile, `${adminSecret}\n`, 0o600);
+    const adminTokenFile = adminTokenPath(cfg.dataDir);
+    if (adminSecret) await writeAdminToken(cfg.dataDir, adminSecret);
+    else if (!(await hasUsableAdminToken(store))) {
+      log.warn({ dataDir: cfg.dataDir }, "no admin API token is left (all revoked or expired); create one with: ferry admin-token reset --data-dir <data-dir> (or --database-url)");
+    }
 
     const metrics = createMetrics();
     // Until the listeners are up, "now" stands in for the ready time, which keeps offline decisions frozen.
@@ -397,7 +382,8 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
       caFingerprint: ca.fingerprint,
       startedAt: new Date(startedAt).toISOString(),
     };
-    writeFileAtomic(join(cfg.dataDir, "runtime.json"), `${JSON.stringify(runtime, null, 2)}\n`, 0o644);
+    await writeRuntime(cfg.dataDir, runtime);
+    cleanups.push(() => removeRuntime(cfg.dataDir, process.pid));
     log.info(runtime, "control plane ready");
 
     return {

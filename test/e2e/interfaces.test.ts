@@ -16,6 +16,7 @@ describe("interfaces", () => {
 
   before(async () => {
     cp = await TestControlPlane.start();
+    for (const env of ["dev", "qa"]) await cp.ensureEnvironment(env);
     const r = await cp.cli(["token", "create", "--env", "dev", "--json"]);
     assert.equal(r.code, 0, r.stderr);
     joinString = (JSON.parse(r.stdout) as { joinString: string }).joinString;

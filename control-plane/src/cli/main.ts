@@ -10,6 +10,7 @@ import { catalogCommands } from "./catalog-commands.js";
 import { deployCommands } from "./deploy-commands.js";
 import { freezeCommands, promotionCommands, webhookCommands } from "./promotion-commands.js";
 import { serverCommand } from "./server-command.js";
+import { adminTokenCommand } from "./admin-token-command.js";
 
 const program = new Command("ferry")
   .description("Ferry — release orchestration for container estates that do not run on Kubernetes")
@@ -32,6 +33,7 @@ function print(json: boolean, data: unknown, human: () => string): void {
 const collect = (v: string, acc: string[]) => [...acc, v];
 
 serverCommand(program);
+adminTokenCommand(program, print);
 catalogCommands(program, client, print);
 deployCommands(program, client, print);
 promotionCommands(program, client, print);

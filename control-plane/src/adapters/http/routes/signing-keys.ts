@@ -14,6 +14,7 @@ import { appendAudit } from "../../../domain/audit/audit-log.js";
 import { resignUndeliveredTasks } from "../../../domain/deploy/task-resign.js";
 import { FerryError } from "../../../domain/errors.js";
 import { parseDuration } from "../../../domain/fleet/durations.js";
+import { recordKeyring } from "../../../domain/fleet/replica-identity.js";
 import type { Store } from "../../../ports/store.js";
 import { actor } from "../server.js";
 
@@ -62,6 +63,7 @@ export function signingKeyRoutes(d: { store: Store; keyring: TaskSigningKeyring;
         const active = await d.keyring.rotate({ overlapMs });
         const outcome = await d.store.transaction(async (tx) => {
           const resign = emergency ? await resignUndeliveredTasks(tx, d.keyring, before) : null;
+          await recordKeyring(tx, active.keyId, d.keyring.keys.map((k) => k.keyId));
           await appendAudit(tx, {
             actor: actor(req),
             action: emergency ? "task-signing-key.retire" : "task-signing-key.rotate",
