@@ -1,10 +1,9 @@
 // Composition root: resolved config -> store -> trust -> services -> servers.
 import { randomBytes, randomInt } from "node:crypto";
-import { mkdirSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync, existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
-import { EvidenceKey, FleetCa, TaskSigningKeyring } from "@ferry/pki";
+import { EvidenceKey, FleetCa, LISTENER_TLS_OPTIONS, TaskSigningKeyring } from "@ferry/pki";
 import { create } from "@bufbuild/protobuf";
 import { AgentService, ConnectResponseSchema, EnrolmentService, SigningKeysSchema, serverDefinition } from "@ferry/proto";
 import type { ResolvedConfig } from "./config/config.js";
@@ -12,6 +11,9 @@ import { redactUrl } from "./config/config.js";
 import { appendAudit } from "./domain/audit/audit-log.js";
 import { AuditCheckpointer } from "./domain/audit/audit-anchor.js";
 import { createApiToken } from "./domain/auth/api-tokens.js";
+import { bootstrapAdminToken, hasUsableAdminToken } from "./domain/auth/admin-token.js";
+import { checkReplicaIdentity } from "./domain/fleet/replica-identity.js";
+import { adminTokenPath, prepareDataDir, removeRuntime, writeAdminToken, writeRuntime } from "./data-dir.js";
 import { CatalogService } from "./domain/catalog/catalog-service.js";
 import { loadCursorKey, useCursorKey } from "./domain/catalog/pagination.js";
 import { FleetService, REVOCATION_CHANNEL } from "./domain/fleet/fleet-service.js";
@@ -27,6 +29,7 @@ import { agentServiceImpl, signingKeysMessage, type Revocations } from "./adapte
 import { SIGNING_KEYS_CHANNEL } from "./adapters/http/routes/signing-keys.js";
 import { enrolmentServiceImpl } from "./adapters/grpc/enrolment-service.js";
 import { MtlsListener } from "./adapters/grpc/mtls-listener.js";
+import { TlsFront } from "./adapters/grpc/tls-front.js";
 import { RefusalRecorder } from "./adapters/grpc/refusals.js";
 import { SessionRegistry } from "./adapters/grpc/session-registry.js";
 import { TaskDispatcher, registryCredentialsFor } from "./adapters/grpc/task-dispatcher.js";
@@ -59,37 +62,13 @@ export interface RunningControlPlane {
   stop(): Promise<void>;
 }
 
-function writeFileAtomic(path: string, data: string, mode: number): void {
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, data, { mode });
-  const fd = openSync(tmp, "r");
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
-}
-
-/** Creates the first admin API token when none exists; returns its secret only when it was created now. */
-async function bootstrapAdminToken(store: Store): Promise<string | null> {
-  return store.transaction(async (tx) => {
-    await tx.query("SELECT pg_advisory_xact_lock($1)", [0x4645_5232]);
-    const existing = await tx.query("SELECT 1 FROM api_tokens WHERE 'admin' = ANY(roles) AND revoked_at IS NULL LIMIT 1");
-    if (existing.rowCount > 0) return null;
-    const created = await createApiToken(tx, { subject: "admin", roles: ["admin"], createdBy: "bootstrap", description: "created at first start" });
-    await appendAudit(tx, { actor: "bootstrap", action: "api-token.create", object: created.id, outcome: "ok", details: { subject: "admin", roles: ["admin"] } });
-    return created.secret;
-  });
-}
-
 function withPort(endpoint: string, port: number): string {
   return endpoint.replace(/:0$/, `:${port}`);
 }
 
 export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock: Clock = systemClock): Promise<RunningControlPlane> {
   const startedAt = clock.now();
-  mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
+  await prepareDataDir(cfg.dataDir, log);
   log.info({ dataDir: cfg.dataDir, database: cfg.databaseUrl ? redactUrl(cfg.databaseUrl) : "pglite" }, "starting control plane");
 
   const storeOpts: Parameters<typeof openStore>[0] = { dataDir: cfg.dataDir, log };
@@ -116,10 +95,19 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
     const serverCert = await ca.issueServerCertificate({ hosts: cfg.tlsHosts, lifetimeMs: SERVER_CERT_LIFETIME_MS });
     const certChainPem = `${serverCert.certPem.trim()}\n${ca.certPem.trim()}\n`;
 
+    await checkReplicaIdentity(
+      store,
+      { caFingerprint: ca.fingerprint, activeTaskSigningKeyId: signer.active.keyId, taskSigningKeyIds: signer.keys.map((k) => k.keyId) },
+      { caDir: cfg.caDir, taskSigningDir: cfg.taskSigningDir },
+    );
+
     const adminSecret = await bootstrapAdminToken(store);
     useCursorKey(await loadCursorKey(store));
-    const adminTokenFile = join(cfg.dataDir, "admin-token");
-    if (adminSecret) writeFileAtomic(adminTokenFile, `${adminSecret}\n`, 0o600);
+    const adminTokenFile = adminTokenPath(cfg.dataDir);
+    if (adminSecret) await writeAdminToken(cfg.dataDir, adminSecret);
+    else if (!(await hasUsableAdminToken(store))) {
+      log.warn({ dataDir: cfg.dataDir }, "no admin API token is left (all revoked or expired); create one with: ferry admin-token reset --data-dir <data-dir> (or --database-url)");
+    }
 
     const metrics = createMetrics();
     // Until the listeners are up, "now" stands in for the ready time, which keeps offline decisions frozen.
@@ -293,12 +281,15 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
       "grpc-node.max_session_memory": 10,
     };
 
+    // grpc-js turns a response it cannot encode into INTERNAL for the agent and says nothing here.
+    const encodeFailed = (method: string, err: unknown) => log.error({ err, method }, "could not encode a response to an agent; the call failed with INTERNAL");
+
     // ---- agent listener (mTLS) ----
     const agentGrpc = new grpc.Server(grpcOptions);
     let listener: MtlsListener | null = null;
     let agentEndpoint = cfg.advertiseAgent;
     agentGrpc.addService(
-      serverDefinition(AgentService, { maxMessageBytes: cfg.maxMessageBytes }),
+      serverDefinition(AgentService, { maxMessageBytes: cfg.maxMessageBytes, onEncodeError: encodeFailed }),
       agentServiceImpl({
         fleet,
         listener: () => listener as MtlsListener,
@@ -322,6 +313,8 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
       caBundle: caBundle(),
       log: log.child({ component: "agent-listener" }),
       onRefusedConnection: (v, peer) => refusals.refuse("agent", v.code, v.message, { peer }),
+      isKnownAgent: (agentId) => fleet.isEnrolled(agentId),
+      tlsOptions: LISTENER_TLS_OPTIONS,
     });
     const agentPort = await listener.listen(cfg.agentListen.host, cfg.agentListen.port);
     agentEndpoint = withPort(cfg.advertiseAgent, agentPort);
@@ -337,7 +330,7 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
     const enrolGrpc = new grpc.Server(grpcOptions);
     let enrolEndpoint = cfg.advertiseEnrol;
     enrolGrpc.addService(
-      serverDefinition(EnrolmentService, { maxMessageBytes: cfg.maxMessageBytes }),
+      serverDefinition(EnrolmentService, { maxMessageBytes: cfg.maxMessageBytes, onEncodeError: encodeFailed }),
       enrolmentServiceImpl({
         fleet,
         admission: new AdmissionGate(cfg.enrolRate, cfg.enrolBurst, clock),
@@ -351,16 +344,13 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
         onEnrol: (outcome) => metrics.enrolments.inc({ outcome }),
       }),
     );
-    const enrolHost = cfg.enrolListen.host.includes(":") ? `[${cfg.enrolListen.host}]` : cfg.enrolListen.host;
-    const enrolPort = await new Promise<number>((resolve, reject) => {
-      enrolGrpc.bindAsync(
-        `${enrolHost}:${cfg.enrolListen.port}`,
-        grpc.ServerCredentials.createSsl(null, [{ private_key: Buffer.from(serverCert.keyPem), cert_chain: Buffer.from(certChainPem) }], false),
-        (err, port) => (err ? reject(err) : resolve(port)),
-      );
-    });
+    const enrolFront = new TlsFront(enrolGrpc, serverCert.keyPem, certChainPem, log.child({ component: "enrolment" }));
+    const enrolPort = await enrolFront.listen(cfg.enrolListen.host, cfg.enrolListen.port);
     enrolEndpoint = withPort(cfg.advertiseEnrol, enrolPort);
-    cleanups.push(() => enrolGrpc.forceShutdown());
+    cleanups.push(async () => {
+      await enrolFront.close();
+      enrolGrpc.forceShutdown();
+    });
 
     // ---- HTTP API + dashboard ----
     const http = await buildHttpServer({
@@ -412,7 +402,8 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
       caFingerprint: ca.fingerprint,
       startedAt: new Date(startedAt).toISOString(),
     };
-    writeFileAtomic(join(cfg.dataDir, "runtime.json"), `${JSON.stringify(runtime, null, 2)}\n`, 0o644);
+    await writeRuntime(cfg.dataDir, runtime);
+    cleanups.push(() => removeRuntime(cfg.dataDir, process.pid));
     log.info(runtime, "control plane ready");
 
     return {

@@ -12,6 +12,7 @@ import { deployCommands } from "./deploy-commands.js";
 import { freezeCommands, promotionCommands, webhookCommands } from "./promotion-commands.js";
 import { serverCommand } from "./server-command.js";
 import { storeCommand } from "./store-command.js";
+import { adminTokenCommand } from "./admin-token-command.js";
 
 export function buildProgram(): Command {
   const program = new Command("ferry")
@@ -37,6 +38,7 @@ export function buildProgram(): Command {
 
   serverCommand(program);
   storeCommand(program);
+  adminTokenCommand(program, print);
   catalogCommands(program, client, print);
   deployCommands(program, client, print);
   promotionCommands(program, client, print);

@@ -65,20 +65,24 @@ export function serverCommand(program: Command): void {
         `  enrolment listener  port ${cp.enrolPort} (TLS)`,
         `  fleet CA            ${cp.caFingerprint}`,
       ];
-      if (cp.newAdminSecret) {
+      // The secret goes to the file only. Shown on a terminal, never into a pipe or a log collector: stderr of a
+      // service is usually kept somewhere others can read.
+      if (cp.newAdminSecret && process.stderr.isTTY) {
         lines.push(
           "",
-          "First start: an admin API token was created. It is shown once here and kept in",
+          "First start: an admin API token was created. It is shown once here (this is a terminal) and kept in",
           `  ${cp.adminTokenFile} (mode 0600):`,
           "",
           `  ${cp.newAdminSecret}`,
           "",
           `Console: ${cp.api}/#token=${cp.newAdminSecret}`,
         );
+      } else if (cp.newAdminSecret) {
+        lines.push("", `First start: an admin API token was created and written to ${cp.adminTokenFile} (mode 0600) only.`);
       } else if (cp.adminTokenFile) {
         lines.push(`  admin token file    ${cp.adminTokenFile}`);
       }
-      lines.push("", "Enrol an agent:  ferry token create --env dev", "");
+      lines.push("", "Enrol an agent:  ferry env create dev && ferry token create --env dev", "");
       if (!json) process.stderr.write(`${lines.join("\n")}\n`);
       let stopping = false;
       const stop = (signal: string) => {

@@ -52,6 +52,12 @@ describe("config", () => {
       [{ streamRate: "-1" }, /^stream-rate:/],
       [{ logFormat: "xml" }, /^log-format:/],
       [{ lastSeenFlush: "2m" }, /last-seen-flush/],
+      // Every duration is bounded: an overflow would otherwise reach the wire, a Date or a timer.
+      [{ taskTtl: "99999999999999h" }, /^task-ttl: must be between/],
+      [{ certLifetime: "400d" }, /^cert-lifetime: must be between/],
+      [{ taskLease: "30d" }, /^task-lease: must be between/],
+      [{ taskSweepInterval: "25d" }, /^task-sweep-interval: must be between/],
+      [{ promotionTtl: "9999999d" }, /^promotion-ttl: must be between/],
     ];
     for (const [flags, re] of bad) {
       assert.throws(() => resolveConfig(flags, {}, "/"), (e: unknown) => e instanceof FerryError && e.code === "VALIDATION_FAILED" && re.test(e.message), JSON.stringify(flags));

@@ -223,6 +223,12 @@ function formatHostPort(host: string, port: number): string {
   return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
+// Bounds of the configured durations: each stays well inside Node's timer range (24.8 days) where it drives a
+// timer, and inside what an operator could mean (docs/operations.md lists them).
+const MINUTE = 60_000;
+const HOUR = 60 * MINUTE;
+const DAY = 24 * HOUR;
+
 /** Merges the sources and validates. `flags` are the parsed command-line options. */
 export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): ResolvedConfig {
   const fromEnv = rawFromEnv(env);
@@ -239,14 +245,13 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
 
   const dataDirText = pick("dataDir") ?? DEFAULTS.dataDir;
   const dataDir = isAbsolute(dataDirText) ? dataDirText : resolve(cwd, dataDirText);
-  const heartbeatIntervalMs = parseDuration(str("heartbeatInterval"), "heartbeat-interval");
-  if (heartbeatIntervalMs < 100) throw new FerryError("VALIDATION_FAILED", "heartbeat-interval: at least 100ms", { field: "heartbeat-interval" });
+  const heartbeatIntervalMs = parseDuration(str("heartbeatInterval"), "heartbeat-interval", { min: 100, max: 10 * MINUTE });
   const graceText = pick("livenessGrace");
-  const livenessGraceMs = graceText ? parseDuration(graceText, "liveness-grace") : heartbeatIntervalMs;
+  const livenessGraceMs = graceText ? parseDuration(graceText, "liveness-grace", { max: HOUR }) : heartbeatIntervalMs;
   const flushText = pick("lastSeenFlush");
   // At most once per 30 s per agent, and always at least one heartbeat interval inside the offline window, so no
   // replica reading the database ever sees an agent as silent that is in fact heartbeating.
-  const lastSeenFlushMs = flushText ? parseDuration(flushText, "last-seen-flush") : Math.min(30_000, 2 * heartbeatIntervalMs + livenessGraceMs);
+  const lastSeenFlushMs = flushText ? parseDuration(flushText, "last-seen-flush", { max: HOUR }) : Math.min(30_000, 2 * heartbeatIntervalMs + livenessGraceMs);
   if (lastSeenFlushMs >= 3 * heartbeatIntervalMs + livenessGraceMs) {
     throw new FerryError(
       "VALIDATION_FAILED",
@@ -294,7 +299,7 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
     heartbeatIntervalMs,
     livenessGraceMs,
     lastSeenFlushMs,
-    certLifetimeMs: parseDuration(str("certLifetime"), "cert-lifetime"),
+    certLifetimeMs: parseDuration(str("certLifetime"), "cert-lifetime", { min: MINUTE, max: 366 * DAY }),
     enrolRate: positiveNumber(str("enrolRate"), "enrol-rate", false),
     enrolBurst: positiveNumber(str("enrolBurst"), "enrol-burst"),
     streamRate: positiveNumber(str("streamRate"), "stream-rate", false),
@@ -305,19 +310,19 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
     logFormat,
     replicaId: pick("replicaId") ?? `${hostname()}-${process.pid}`,
     registryCredentials: pick("registryCredentials") ? resolve(cwd, pick("registryCredentials") as string) : null,
-    registryTimeoutMs: parseDuration(pick("registryTimeout") ?? "10s", "registry-timeout"),
+    registryTimeoutMs: parseDuration(pick("registryTimeout") ?? "10s", "registry-timeout", { min: 100, max: 10 * MINUTE }),
     insecureRegistries: (pick("insecureRegistries") ?? "").split(",").map((s) => s.trim()).filter((s) => s.length > 0),
     taskSigningDir: pick("taskSigningDir") ? resolve(cwd, pick("taskSigningDir") as string) : join(dataDir, "task-signing"),
-    taskTtlMs: parseDuration(pick("taskTtl") ?? "1h", "task-ttl"),
-    taskAckTimeoutMs: parseDuration(pick("taskAckTimeout") ?? "30s", "task-ack-timeout"),
+    taskTtlMs: parseDuration(pick("taskTtl") ?? "1h", "task-ttl", { min: 1000, max: 7 * DAY }),
+    taskAckTimeoutMs: parseDuration(pick("taskAckTimeout") ?? "30s", "task-ack-timeout", { min: 100, max: HOUR }),
     evidenceKeyDir: pick("evidenceKeyDir") ? resolve(cwd, pick("evidenceKeyDir") as string) : join(dataDir, "evidence-key"),
-    promotionTtlMs: parseDuration(pick("promotionTtl") ?? "7d", "promotion-ttl"),
-    auditCheckpointIntervalMs: parseDuration(pick("auditCheckpointInterval") ?? "10s", "audit-checkpoint-interval"),
+    promotionTtlMs: parseDuration(pick("promotionTtl") ?? "7d", "promotion-ttl", { min: MINUTE, max: 366 * DAY }),
+    auditCheckpointIntervalMs: parseDuration(pick("auditCheckpointInterval") ?? "10s", "audit-checkpoint-interval", { min: 1000, max: DAY }),
     webhookAllow: webhookAllowList(pick("webhookAllow") ?? ""),
     enrolPeerRate: positiveNumber(str("enrolPeerRate"), "enrol-peer-rate", false),
     enrolPeerBurst: positiveNumber(str("enrolPeerBurst"), "enrol-peer-burst"),
-    taskSweepIntervalMs: parseDuration(pick("taskSweepInterval") ?? "2s", "task-sweep-interval"),
-    taskLeaseMs: pick("taskLease") ? parseDuration(pick("taskLease") as string, "task-lease") : Math.max(60_000, 4 * heartbeatIntervalMs),
+    taskSweepIntervalMs: parseDuration(pick("taskSweepInterval") ?? "2s", "task-sweep-interval", { min: 100, max: 10 * MINUTE }),
+    taskLeaseMs: pick("taskLease") ? parseDuration(pick("taskLease") as string, "task-lease", { min: 1000, max: DAY }) : Math.max(60_000, 4 * heartbeatIntervalMs),
   };
 }
 

@@ -46,6 +46,7 @@ import type { Clock } from "../../ports/clock.js";
 import { isFerryError } from "../../domain/errors.js";
 import type { FleetService, HostFactsRecord } from "../../domain/fleet/fleet-service.js";
 import { clockSkewMs } from "../../domain/fleet/liveness.js";
+import { storableCount, storableFacts, storableText } from "../../domain/fleet/agent-input.js";
 import type { LivenessRecorder } from "../../domain/fleet/liveness-recorder.js";
 import type { AdmissionGate } from "./admission.js";
 import type { MtlsListener, PeerVerdict } from "./mtls-listener.js";
@@ -87,19 +88,20 @@ export function signingKeysMessage(keys: PublishedKey[]): TaskSigningKey[] {
 
 /** A sticker as stored and served by the API (plain JSON, times as epoch ms). */
 export function stickerRecord(s: Sticker): Record<string, unknown> {
+  // Agent-supplied text goes into jsonb: storableText drops what PostgreSQL refuses (NUL, lone surrogates).
   return {
-    targetId: s.targetId.slice(0, 64),
-    targetName: s.targetName.slice(0, 128),
-    releaseId: s.releaseId.slice(0, 64),
-    releaseName: s.releaseName.slice(0, 128),
-    releaseVersion: s.releaseVersion.slice(0, 128),
-    deploymentId: s.deploymentId.slice(0, 64),
-    taskId: s.taskId.slice(0, 64),
-    writtenAtMs: Number(s.writtenAtMs),
-    agentId: s.agentId.slice(0, 64),
-    images: s.images.slice(0, 32).map((i) => ({ component: i.component.slice(0, 128), repository: i.repository.slice(0, 512), digest: i.digest.slice(0, 80), runningDigest: i.runningDigest.slice(0, 80) })),
-    observedAtMs: Number(s.observedAtMs),
-    observedState: s.observedState.slice(0, 32),
+    targetId: storableText(s.targetId, 64),
+    targetName: storableText(s.targetName, 128),
+    releaseId: storableText(s.releaseId, 64),
+    releaseName: storableText(s.releaseName, 128),
+    releaseVersion: storableText(s.releaseVersion, 128),
+    deploymentId: storableText(s.deploymentId, 64),
+    taskId: storableText(s.taskId, 64),
+    writtenAtMs: storableCount(s.writtenAtMs, MAX_TIME_MS),
+    agentId: storableText(s.agentId, 64),
+    images: s.images.slice(0, 32).map((i) => ({ component: storableText(i.component, 128), repository: storableText(i.repository, 512), digest: storableText(i.digest, 80), runningDigest: storableText(i.runningDigest, 80) })),
+    observedAtMs: storableCount(s.observedAtMs, MAX_TIME_MS),
+    observedState: storableText(s.observedState, 32),
   };
 }
 
@@ -133,26 +135,23 @@ function ackInput(a: TaskAck): { taskId: string; accepted: boolean; code: string
 
 type Authenticated = PeerVerdict & { ok: true };
 
+/** The largest time in ms a JavaScript Date (and a timestamptz built from it) can hold. */
+const MAX_TIME_MS = 8_640_000_000_000_000;
+
 export function factsRecord(f: HostFacts | undefined): Partial<HostFactsRecord> {
   if (!f) return {};
-  return {
-    hostname: f.hostname.slice(0, 255),
-    os: f.os.slice(0, 64),
-    osRelease: f.osRelease.slice(0, 128),
-    arch: f.arch.slice(0, 32),
-    agentVersion: f.agentVersion.slice(0, 64),
-    drivers: f.drivers.slice(0, 32).map((d) => d.slice(0, 32)),
+  return storableFacts({
+    hostname: f.hostname,
+    os: f.os,
+    osRelease: f.osRelease,
+    arch: f.arch,
+    agentVersion: f.agentVersion,
+    drivers: f.drivers,
     cpus: f.cpus,
-    memoryBytes: Number(f.memoryBytes),
-    // What the agent says its drivers offer is taken only as far as Ferry knows the words: unknown capabilities are
-    // dropped, not stored, so a capability check can never pass on a name the contract does not define.
-    driverFacts: f.driverFacts.slice(0, 32).map((d) => ({
-      kind: d.kind.slice(0, 32),
-      capabilities: d.capabilities.filter(isCapability),
-      detail: d.detail.replace(/\0/g, "").slice(0, 256),
-    })),
-    taskPayloadVersions: f.taskPayloadVersions.filter((v) => v >= 1 && v <= 1000).slice(0, 16),
-  };
+    memoryBytes: storableCount(f.memoryBytes, Number.MAX_SAFE_INTEGER),
+    driverFacts: f.driverFacts.map((d) => ({ kind: d.kind, capabilities: d.capabilities.filter(isCapability), detail: d.detail })),
+    taskPayloadVersions: f.taskPayloadVersions,
+  });
 }
 
 export function agentServiceImpl(d: AgentServiceDeps): UntypedServiceImplementation {

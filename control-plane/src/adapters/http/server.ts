@@ -155,13 +155,43 @@ export async function buildHttpServer(d: HttpServerDeps) {
   app.setErrorHandler((err, req, reply) => sendError(req, reply, err));
   app.setNotFoundHandler((req, reply) => sendError(req, reply, new FerryError("NOT_FOUND", `no route ${req.method} ${req.url.split("?")[0]}`)));
 
+  // Reading is not enough: a damaged database can answer SELECT 1 while every audited write fails. /healthz also
+  // proves the store can write — an audit record and a settings row inserted in a transaction that is then rolled
+  // back, so nothing is kept — at most once per WRITE_PROBE_MS; the verdict is cached in between, so polling
+  // /healthz cannot turn into write load.
+  const WRITE_PROBE_MS = 5000;
+  let probe: { at: number; error: string | null } | null = null;
+  const rollback = new Error("write probe: roll back");
+  const writeProbe = async (): Promise<string | null> => {
+    const now = Date.now();
+    if (probe && now - probe.at < WRITE_PROBE_MS) return probe.error;
+    let error: string | null = null;
+    try {
+      await d.store.transaction(async (tx) => {
+        await tx.query(
+          `INSERT INTO audit_log (seq, actor, action, object, outcome, prev_hash, hash) VALUES (-1, 'healthz', 'healthz.probe', '-', 'ok', '', '')`,
+        );
+        await tx.query("INSERT INTO control_plane_settings (key, value) VALUES ('healthz.probe', '{}'::jsonb) ON CONFLICT (key) DO UPDATE SET updated_at = now()");
+        throw rollback;
+      });
+    } catch (err) {
+      if (err !== rollback) error = (err as Error).message;
+    }
+    probe = { at: now, error };
+    return error;
+  };
+
   app.get("/healthz", async (_req, reply) => {
     try {
       await d.store.query("SELECT 1");
-      return { status: "ok", store: d.store.kind, replica: d.replicaId, uptimeSeconds: Math.round((Date.now() - d.startedAt) / 1000) };
     } catch (err) {
       return reply.status(503).send({ status: "unavailable", store: d.store.kind, reason: (err as Error).message });
     }
+    const writeError = await writeProbe();
+    if (writeError !== null) {
+      return reply.status(503).send({ status: "unavailable", store: d.store.kind, reason: `the store cannot write: ${writeError}` });
+    }
+    return { status: "ok", store: d.store.kind, replica: d.replicaId, uptimeSeconds: Math.round((Date.now() - d.startedAt) / 1000) };
   });
 
   app.get("/metrics", async (_req, reply) => {

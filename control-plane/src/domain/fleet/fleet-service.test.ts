@@ -34,12 +34,18 @@ async function csr(): Promise<string> {
   return createCsr(kp.privateKeyPem, { commonName: "test" });
 }
 
+/** Join tokens are only issued for environments that exist. */
+async function withEnvironments(store: Store): Promise<Store> {
+  await store.query("INSERT INTO environments (name, position, created_by) VALUES ('dev', 1, 'test'), ('prod', 2, 'test')");
+  return store;
+}
+
 const code = (c: string) => (e: unknown) => e instanceof FerryError && e.code === c;
 
 for (const b of testBackends()) {
   describe(`FleetService on ${b.name}`, () => {
     it("enrols with a join token: agent, certificate and audit record written together", async (t) => {
-      const store = await b.open(t);
+      const store = await withEnvironments(await b.open(t));
       const fleet = service(store);
       const { secret, token } = await fleet.createJoinToken({ environment: "prod", ttlMs: 60_000, uses: 1, labels: { zone: "a" }, createdBy: "alice" });
       const { agent, certificate } = await fleet.enrol({ tokenSecret: secret, csrPem: await csr(), name: "db-1", facts: { hostname: "db-1" }, peer: "127.0.0.1:1" });
@@ -54,7 +60,7 @@ for (const b of testBackends()) {
     });
 
     it("consumes a single-use token exactly once under concurrency", async (t) => {
-      const store = await b.open(t);
+      const store = await withEnvironments(await b.open(t));
       const fleet = service(store);
       const { secret } = await fleet.createJoinToken({ environment: "dev", ttlMs: 60_000, uses: 1, labels: {}, createdBy: "alice" });
       const csrs = await Promise.all(Array.from({ length: 6 }, () => csr()));
@@ -65,7 +71,7 @@ for (const b of testBackends()) {
     });
 
     it("tells expired, revoked, unknown and malformed tokens apart, and audits each refusal", async (t) => {
-      const store = await b.open(t);
+      const store = await withEnvironments(await b.open(t));
       let now = Date.now();
       const fleet = service(store, () => now);
       const expiring = await fleet.createJoinToken({ environment: "dev", ttlMs: 60_000, uses: 1, labels: {}, createdBy: "a" });
@@ -83,7 +89,7 @@ for (const b of testBackends()) {
     });
 
     it("leaves the token unspent when the CSR is refused", async (t) => {
-      const store = await b.open(t);
+      const store = await withEnvironments(await b.open(t));
       const fleet = service(store);
       const { secret, token } = await fleet.createJoinToken({ environment: "dev", ttlMs: 60_000, uses: 1, labels: {}, createdBy: "a" });
       await assert.rejects(fleet.enrol({ tokenSecret: secret, csrPem: "not a csr", name: "", facts: {}, peer: "p" }), code("CSR_INVALID"));
@@ -92,10 +98,13 @@ for (const b of testBackends()) {
     });
 
     it("validates join-token input", async (t) => {
-      const store = await b.open(t);
+      const store = await withEnvironments(await b.open(t));
       const fleet = service(store);
       const base = { environment: "dev", ttlMs: 60_000, uses: 1, labels: {}, createdBy: "a" };
       await assert.rejects(fleet.createJoinToken({ ...base, environment: "Prod!" }), code("VALIDATION_FAILED"));
+      // A well-formed name of an environment that does not exist: an agent enrolled with it would belong nowhere.
+      await assert.rejects(fleet.createJoinToken({ ...base, environment: "ghost" }), code("ENVIRONMENT_NOT_FOUND"));
+      assert.equal((await store.query("SELECT 1 FROM join_tokens WHERE environment = 'ghost'")).rowCount, 0);
       await assert.rejects(fleet.createJoinToken({ ...base, uses: 0 }), code("VALIDATION_FAILED"));
       await assert.rejects(fleet.createJoinToken({ ...base, ttlMs: 40 * 86_400_000 }), code("VALIDATION_FAILED"));
       await assert.rejects(fleet.createJoinToken({ ...base, labels: { "bad key!": "x" } }), code("VALIDATION_FAILED"));
@@ -103,7 +112,7 @@ for (const b of testBackends()) {
     });
 
     it("revokes an agent with all its certificates, once, and renewals stop", async (t) => {
-      const store = await b.open(t);
+      const store = await withEnvironments(await b.open(t));
       const fleet = service(store);
       const { secret } = await fleet.createJoinToken({ environment: "dev", ttlMs: 60_000, uses: 1, labels: {}, createdBy: "a" });
       const { agent } = await fleet.enrol({ tokenSecret: secret, csrPem: await csr(), name: "x", facts: {}, peer: "p" });
@@ -120,7 +129,7 @@ for (const b of testBackends()) {
     });
 
     it("answers with the freshest heartbeat this replica holds, ahead of the coalesced database value", async (t) => {
-      const store = await b.open(t);
+      const store = await withEnvironments(await b.open(t));
       const now = Date.now();
       const recent = new Map<string, { at: number; skewMs: number | null }>();
       const fleet = new FleetService({
@@ -145,7 +154,7 @@ for (const b of testBackends()) {
     });
 
     it("delivers revocation notices to listeners", async (t) => {
-      const store = await b.open(t);
+      const store = await withEnvironments(await b.open(t));
       const fleet = service(store);
       const { secret } = await fleet.createJoinToken({ environment: "dev", ttlMs: 60_000, uses: 1, labels: {}, createdBy: "a" });
       const { agent } = await fleet.enrol({ tokenSecret: secret, csrPem: await csr(), name: "x", facts: {}, peer: "p" });

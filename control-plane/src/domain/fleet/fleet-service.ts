@@ -152,6 +152,12 @@ export class FleetService {
     const secret = generateSecret();
     const expiresAt = new Date(this.deps.clock.now() + input.ttlMs);
     const row = await this.deps.store.transaction(async (tx) => {
+      // An agent enrolled with a token for an environment that does not exist would belong nowhere: no target of
+      // any environment could name it, and nothing would warn. Environments are created first (ferry env create).
+      const env = await tx.query("SELECT 1 FROM environments WHERE name = $1 FOR SHARE", [input.environment]);
+      if (env.rowCount === 0) {
+        throw new FerryError("ENVIRONMENT_NOT_FOUND", `no environment ${input.environment}; create it first (ferry env create ${input.environment})`, { environment: input.environment });
+      }
       const res = await tx.query<JoinTokenRow>(
         `INSERT INTO join_tokens (id, token_hash, environment, labels, uses_allowed, expires_at, created_by)
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *`,
@@ -316,6 +322,12 @@ export class FleetService {
   }
 
   // ---- agents ------------------------------------------------------------------------------------------------
+
+  /** Whether this agent id was ever enrolled here (revoked agents included: revocation has its own refusal). */
+  async isEnrolled(agentId: string): Promise<boolean> {
+    const r = await this.deps.store.query("SELECT 1 FROM agents WHERE id = $1", [agentId]);
+    return r.rowCount > 0;
+  }
 
   async listAgents(filter: { environment?: string; status?: AgentStatus } = {}): Promise<AgentView[]> {
     const where: string[] = [];
