@@ -137,7 +137,7 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
     const catalog = new CatalogService({
       checkSettings: (settings) => gates.check(settings),
       store,
-      registry: new OciRegistry({ timeoutMs: cfg.registryTimeoutMs, insecureRegistries: cfg.insecureRegistries }),
+      registry: new OciRegistry({ timeoutMs: cfg.registryTimeoutMs, insecureRegistries: cfg.insecureRegistries, internalHosts: cfg.registryInternalHosts }),
       credentials,
       clock,
     });

@@ -34,6 +34,7 @@ export function serverCommand(program: Command): void {
     .option("--registry-credentials <file>", "JSON file of registry credentials by name (mode 0600)")
     .option("--registry-timeout <duration>", "time allowed for one registry request (default 10s)")
     .option("--insecure-registries <list>", "comma-separated registries reached over plain HTTP (loopback always is)")
+    .option("--registry-internal-hosts <list>", "comma-separated loopback/link-local hosts a registry may redirect to or name as token realm")
     .option("--task-signing-dir <dir>", "task-signing keyring directory (default <data-dir>/task-signing)")
     .option("--task-ttl <duration>", "how long a queued task stays valid (default 1h)")
     .option("--task-ack-timeout <duration>", "how long an offered task waits for the agent's answer (default 30s)")

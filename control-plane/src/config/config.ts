@@ -38,6 +38,7 @@ export interface RawConfig {
   registryCredentials?: string;
   registryTimeout?: string;
   insecureRegistries?: string;
+  registryInternalHosts?: string;
   taskSigningDir?: string;
   taskTtl?: string;
   taskAckTimeout?: string;
@@ -82,6 +83,8 @@ export interface ResolvedConfig {
   registryTimeoutMs: number;
   /** Registries reached over plain HTTP (loopback registries always are). */
   insecureRegistries: string[];
+  /** Loopback or link-local hosts a registry's redirects and token realms may name (see docs/registry.md). */
+  registryInternalHosts: string[];
   /** The task-signing keyring's directory; replicas sharing one database must share it too, like the CA. */
   taskSigningDir: string;
   /** A queued task's signed lifetime: not delivered by then, it expires. */
@@ -126,6 +129,7 @@ const ENV_KEYS: Record<keyof RawConfig, string> = {
   registryCredentials: "FERRY_REGISTRY_CREDENTIALS_FILE",
   registryTimeout: "FERRY_REGISTRY_TIMEOUT",
   insecureRegistries: "FERRY_INSECURE_REGISTRIES",
+  registryInternalHosts: "FERRY_REGISTRY_INTERNAL_HOSTS",
   taskSigningDir: "FERRY_TASK_SIGNING_DIR",
   taskTtl: "FERRY_TASK_TTL",
   taskAckTimeout: "FERRY_TASK_ACK_TIMEOUT",
@@ -286,6 +290,7 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
     registryCredentials: pick("registryCredentials") ? resolve(cwd, pick("registryCredentials") as string) : null,
     registryTimeoutMs: parseDuration(pick("registryTimeout") ?? "10s", "registry-timeout"),
     insecureRegistries: (pick("insecureRegistries") ?? "").split(",").map((s) => s.trim()).filter((s) => s.length > 0),
+    registryInternalHosts: (pick("registryInternalHosts") ?? "").split(",").map((s) => s.trim()).filter((s) => s.length > 0),
     taskSigningDir: pick("taskSigningDir") ? resolve(cwd, pick("taskSigningDir") as string) : join(dataDir, "task-signing"),
     taskTtlMs: parseDuration(pick("taskTtl") ?? "1h", "task-ttl"),
     taskAckTimeoutMs: parseDuration(pick("taskAckTimeout") ?? "30s", "task-ack-timeout"),

@@ -51,6 +51,7 @@ export const ERROR_CATALOGUE = {
   REGISTRY_DIGEST_MISMATCH: { http: 502, description: "The registry's Docker-Content-Digest does not match the hash of the manifest it served." },
   REGISTRY_ERROR: { http: 502, description: "The registry answered with an unexpected status or an unreadable manifest." },
   REGISTRY_CREDENTIALS_INVALID: { http: 500, description: "The registry credentials store is misconfigured (unreadable, insecure mode, or not valid JSON); the server log says which." },
+  REGISTRY_TARGET_REFUSED: { http: 502, description: "The registry redirected Ferry, or named a token realm, somewhere Ferry does not go: plain http from https, a loopback or link-local address not allowed by registryInternalHosts, user information in the URL, or too many redirects." },
   REGISTRY_CREDENTIALS_NOT_FOUND: { http: 422, description: "A component names registry credentials that the secret store does not hold." },
   DEPLOYMENT_NOT_FOUND: { http: 404, description: "No deployment with this id." },
   TASK_NOT_FOUND: { http: 404, description: "The deployment has no task with this id." },
