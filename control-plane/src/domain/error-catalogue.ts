@@ -24,6 +24,7 @@ export const ERROR_CATALOGUE = {
   JOIN_TOKEN_NOT_FOUND: { http: 404, description: "No join token with this id." },
   CSR_INVALID: { http: 400, description: "The certificate signing request does not parse or its signature does not verify." },
   CSR_KEY_NOT_ALLOWED: { http: 400, description: "The certificate signing request's key is not ECDSA P-256." },
+  CSR_KEY_REUSED: { http: 400, description: "A certificate renewal's CSR carries a public key this agent has had certified before; renewals need a new key pair." },
   UNKNOWN_TARGET_KIND: { http: 400, description: "A target's kind is not one of docker, compose, ecs, nomad, ssh, winrm." },
   ENVIRONMENT_NOT_FOUND: { http: 404, description: "No environment with this name." },
   ENVIRONMENT_EXISTS: { http: 409, description: "An environment with this name (or at this position) already exists." },
