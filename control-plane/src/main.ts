@@ -6,7 +6,7 @@ import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { EvidenceKey, FleetCa, TaskSigningKeyring } from "@ferry/pki";
 import { create } from "@bufbuild/protobuf";
-import { AgentService, ConnectResponseSchema, EnrolmentService, SigningKeysSchema, serverDefinition } from "@ferry/proto";
+import { AgentService, ConnectResponseSchema, EnrolmentService, SigningKeysSchema, errorCodeInterceptor, serverDefinition } from "@ferry/proto";
 import type { ResolvedConfig } from "./config/config.js";
 import { redactUrl } from "./config/config.js";
 import { appendAudit } from "./domain/audit/audit-log.js";
@@ -275,6 +275,8 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
       "grpc.keepalive_timeout_ms": 20_000,
       "grpc.keepalive_permit_without_calls": 1,
       "grpc-node.max_session_memory": 10,
+      // Every status an agent gets carries a Ferry code; a response that cannot be encoded is logged, not swallowed.
+      interceptors: [errorCodeInterceptor({ onSerializeError: (err, method) => log.error({ err, method }, "could not encode a gRPC response") })],
     };
 
     // ---- agent listener (mTLS) ----

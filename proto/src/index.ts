@@ -2,3 +2,4 @@ export * from "./gen/ferry/agent/v1/agent_pb.js";
 export * from "./grpc.js";
 export * from "./errors.js";
 export * from "./registry-key.js";
+export * from "./error-code-interceptor.js";
