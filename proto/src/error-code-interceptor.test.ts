@@ -13,7 +13,7 @@ import { clientConstructor, serverDefinition } from "./grpc.js";
 async function serve(t: { after(fn: () => void): void }, withInterceptor: boolean, logged: string[]) {
   const server = new grpc.Server(withInterceptor ? { interceptors: [errorCodeInterceptor({ onSerializeError: (err, method) => logged.push(`${method}: ${(err as Error).message}`) })] } : {});
   server.addService(serverDefinition(AgentService, { maxMessageBytes: 1024 * 1024 }), {
-    pullTasks: (_call: unknown, cb: grpc.sendUnaryData<unknown>) => cb(new Error("boom: a plain error") as grpc.ServiceError),
+    pullTasks: (_call: unknown, cb: grpc.sendUnaryData<unknown>) => cb(new Error("boom: a plain error")),
     ackTask: (_call: unknown, cb: grpc.sendUnaryData<unknown>) => cb(wireError("PROTOCOL_VIOLATION", "already coded")),
     reportResult: () => undefined,
     renewCertificate: () => undefined,
