@@ -8,7 +8,7 @@ import { EvidenceKey, FleetCa, TaskSigningKeyring } from "@ferry/pki";
 import { create } from "@bufbuild/protobuf";
 import { AgentService, ConnectResponseSchema, EnrolmentService, SigningKeysSchema, errorCodeInterceptor, serverDefinition } from "@ferry/proto";
 import type { ResolvedConfig } from "./config/config.js";
-import { redactUrl } from "./config/config.js";
+import { isLoopbackHost, redactUrl } from "./config/config.js";
 import { appendAudit } from "./domain/audit/audit-log.js";
 import { createApiToken } from "./domain/auth/api-tokens.js";
 import { CatalogService } from "./domain/catalog/catalog-service.js";
@@ -38,6 +38,7 @@ import { PromotionService } from "./domain/promotion/promotion-service.js";
 import { SecurityRecords } from "./domain/promotion/security-records.js";
 import { createMetrics } from "./adapters/http/metrics.js";
 import { buildHttpServer } from "./adapters/http/server.js";
+import { apiTlsMaterial, watchOperatorTls } from "./adapters/http/api-tls.js";
 
 export const FLEET_PING_CHANNEL = "ferry_fleet_ping";
 const CONTROL_PLANE_VERSION = (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version;
@@ -46,6 +47,8 @@ const DEFAULT_JOIN_TOKEN_TTL_MS = 30 * 60_000;
 
 export interface RunningControlPlane {
   readonly api: string;
+  /** Where the API's certificate comes from; null for plain HTTP. */
+  readonly apiTls: "ferry-ca" | "operator" | null;
   readonly agentPort: number;
   readonly enrolPort: number;
   readonly caFingerprint: string;
@@ -348,7 +351,9 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
     cleanups.push(() => enrolGrpc.forceShutdown());
 
     // ---- HTTP API + dashboard ----
+    const apiTls = apiTlsMaterial(cfg.apiTls, { keyPem: serverCert.keyPem, certChainPem });
     const http = await buildHttpServer({
+      https: apiTls,
       store,
       fleet,
       catalog,
@@ -376,6 +381,10 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
     });
     const apiAddress = await http.listen({ host: cfg.apiListen.host, port: cfg.apiListen.port });
     cleanups.push(() => http.close());
+    if (apiTls?.source === "operator") cleanups.push(watchOperatorTls(http.server as unknown as Parameters<typeof watchOperatorTls>[0], cfg.apiTls, log.child({ component: "http" })));
+    if (!apiTls && !isLoopbackHost(cfg.apiListen.host)) {
+      log.warn({ apiListen: cfg.apiListen }, "the API listens beyond loopback over plain HTTP (--api-tls off): bearer tokens cross the network in clear unless a TLS proxy is in front");
+    }
 
     const gaugeTimer = setInterval(() => {
       metrics.agentsConnected.set(sessions.size);
@@ -401,6 +410,7 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
 
     return {
       api: apiAddress,
+      apiTls: apiTls?.source ?? null,
       agentPort,
       enrolPort,
       caFingerprint: ca.fingerprint,

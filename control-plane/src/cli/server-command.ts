@@ -13,6 +13,9 @@ export function serverCommand(program: Command): void {
     .option("--ca-dir <dir>", "fleet CA directory (default <data-dir>/ca); replicas sharing a database share it")
     .option("--database-url <url>", "PostgreSQL server URL; without it the embedded PGlite database in the data dir is used")
     .option("--api-listen <host:port>", "API and dashboard (default 127.0.0.1:7070)")
+    .option("--api-tls <mode>", "API over HTTPS: auto (certificate from Ferry's CA for the advertised names) or off (default: off on loopback, auto elsewhere)")
+    .option("--api-tls-cert <file>", "API over HTTPS with your certificate chain (PEM); with --api-tls-key; re-read when it changes")
+    .option("--api-tls-key <file>", "private key (PEM) for --api-tls-cert")
     .option("--agent-listen <host:port>", "agent mTLS listener (default 127.0.0.1:7071)")
     .option("--enrol-listen <host:port>", "enrolment TLS listener (default 127.0.0.1:7072)")
     .option("--advertise-host <host>", "host name agents use to reach this server (put in join strings)")
@@ -50,7 +53,7 @@ export function serverCommand(program: Command): void {
       const lines = [
         "",
         `Ferry control plane is running.`,
-        `  API and dashboard   ${cp.api}`,
+        `  API and dashboard   ${cp.api}${cp.apiTls === "ferry-ca" ? " (certificate from the fleet CA: ferry --ca <ca-dir>/ca.crt, or --ca-fingerprint below)" : cp.apiTls === "operator" ? " (your certificate)" : ""}`,
         `  agent listener      port ${cp.agentPort} (mTLS)`,
         `  enrolment listener  port ${cp.enrolPort} (TLS)`,
         `  fleet CA            ${cp.caFingerprint}`,

@@ -4,6 +4,7 @@
 // token and checks the role before any handler runs. Bodies are validated by JSON schema with unknown fields
 // refused (Ajv's removeAdditional is off: silently dropping a misspelt field would hide the typo).
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest } from "fastify";
+import { API_TLS_DEFAULTS } from "./api-tls.js";
 import type { Logger } from "pino";
 import type { Store } from "../../ports/store.js";
 import { authenticateApiToken } from "../../domain/auth/api-tokens.js";
@@ -57,6 +58,8 @@ export interface HttpServerDeps extends FleetRouteDeps {
   metrics: Metrics;
   log: Logger;
   maxBodyBytes: number;
+  /** Serve HTTPS with this key and certificate chain (api-tls.ts); plain HTTP without. */
+  https?: { key: string; cert: string } | null;
   replicaId: string;
   startedAt: number;
   version: string;
@@ -66,6 +69,7 @@ export async function buildHttpServer(d: HttpServerDeps) {
   // Typed as fastify's logger so the instance keeps fastify's default generics (pino's Logger differs only in them).
   const httpLog: FastifyBaseLogger = d.log.child({ component: "http" });
   const app = Fastify({
+    ...(d.https ? { https: { ...API_TLS_DEFAULTS, key: d.https.key, cert: d.https.cert } } : {}),
     loggerInstance: httpLog,
     bodyLimit: d.maxBodyBytes,
     // Per-request lines would dominate the log at fleet scale; request metrics cover the traffic instead.
