@@ -10,6 +10,7 @@ import type { Store } from "../../ports/store.js";
 import { verifyChain, listAudit } from "../audit/audit-log.js";
 import { FerryError } from "../errors.js";
 import { FleetService } from "./fleet-service.js";
+import { defaultRenewalLimit } from "./renewal-policy.js";
 
 let ca: FleetCa;
 const dir = mkdtempSync(join(tmpdir(), "ferry-fleet-"));
@@ -121,7 +122,18 @@ for (const b of testBackends()) {
 
     it("refuses a renewal with a key the agent already had certified, and rate-limits renewals per agent", async (t) => {
       const store = await b.open(t);
-      const fleet = service(store);
+      // 1 h certificates: the default limit is 3 + one per half-life in 10 minutes = 4.
+      assert.deepEqual(defaultRenewalLimit(3_600_000), { max: 4, windowMs: 600_000 });
+      assert.deepEqual(defaultRenewalLimit(120_000), { max: 13, windowMs: 600_000 });
+      const fleet = new FleetService({
+        store,
+        ca,
+        clock: { now: () => Date.now() },
+        liveness: { heartbeatIntervalMs: 15_000, graceMs: 15_000 },
+        certLifetimeMs: 3_600_000,
+        readyAt: () => 0,
+        renewalLimit: { max: 3, windowMs: 600_000 },
+      });
       const { secret } = await fleet.createJoinToken({ environment: "dev", ttlMs: 60_000, uses: 2, labels: {}, createdBy: "a" });
       const enrolCsr = await csr();
       const { agent } = await fleet.enrol({ tokenSecret: secret, csrPem: enrolCsr, name: "x", facts: {}, peer: "p" });

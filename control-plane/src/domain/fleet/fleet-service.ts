@@ -10,7 +10,7 @@ import { appendAudit } from "../audit/audit-log.js";
 import { FerryError } from "../errors.js";
 import { isSilent, type LivenessPolicy } from "./liveness.js";
 import { checkLabels, checkName } from "./names.js";
-import { DEFAULT_RENEWAL_LIMIT, checkFreshKey, checkRenewalRate, publicKeySha256, type RenewalLimit } from "./renewal-policy.js";
+import { checkFreshKey, defaultRenewalLimit, checkRenewalRate, publicKeySha256, type RenewalLimit } from "./renewal-policy.js";
 
 export const REVOCATION_CHANNEL = "ferry_revocations";
 const TOKEN_SECRET = /^[A-Za-z0-9_-]{43}$/;
@@ -104,7 +104,7 @@ export interface FleetServiceDeps {
    * reads served by the replica holding an agent's stream are as fresh as its last heartbeat.
    */
   recentHeartbeat?: (agentId: string) => { at: number; skewMs: number | null } | undefined;
-  /** Certificate renewals allowed per agent and window (renewal-policy.ts); default 3 per 10 minutes. */
+  /** Certificate renewals allowed per agent and window (renewal-policy.ts); default defaultRenewalLimit(certLifetimeMs). */
   renewalLimit?: RenewalLimit;
 }
 
@@ -283,7 +283,7 @@ export class FleetService {
       const row = res.rows[0];
       if (!row) throw new FerryError("AGENT_NOT_FOUND", `no agent ${agentId}`);
       if (row.status === "revoked") throw new FerryError("AGENT_REVOKED", `agent ${agentId} is revoked`);
-      await checkRenewalRate(tx, agentId, this.deps.renewalLimit ?? DEFAULT_RENEWAL_LIMIT);
+      await checkRenewalRate(tx, agentId, this.deps.renewalLimit ?? defaultRenewalLimit(this.deps.certLifetimeMs));
       const cert = await this.issue(csrPem, agentId);
       const keySha256 = publicKeySha256(cert.certPem);
       await checkFreshKey(tx, agentId, keySha256);

@@ -19,7 +19,16 @@ export interface RenewalLimit {
   windowMs: number;
 }
 
-export const DEFAULT_RENEWAL_LIMIT: RenewalLimit = { max: 3, windowMs: 10 * 60_000 };
+const WINDOW_MS = 10 * 60_000;
+
+/**
+ * 3 renewals per 10 minutes beyond what the certificate lifetime itself calls for (one per half-life): 4 with the
+ * default 24 h lifetime, more for an operator who chose very short-lived certificates, so the limit never stops an
+ * agent that renews on schedule.
+ */
+export function defaultRenewalLimit(certLifetimeMs: number): RenewalLimit {
+  return { max: 3 + Math.ceil(WINDOW_MS / Math.max(1000, certLifetimeMs / 2)), windowMs: WINDOW_MS };
+}
 
 /** SHA-256 (hex) of a certificate's public key, as stored in agent_certificates.public_key_sha256. */
 export function publicKeySha256(certPem: string): string {
