@@ -5,9 +5,9 @@ import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { EvidenceKey, FleetCa, LISTENER_TLS_OPTIONS, TaskSigningKeyring } from "@ferry/pki";
 import { create } from "@bufbuild/protobuf";
-import { AgentService, ConnectResponseSchema, EnrolmentService, SigningKeysSchema, serverDefinition } from "@ferry/proto";
+import { AgentService, ConnectResponseSchema, EnrolmentService, SigningKeysSchema, errorCodeInterceptor, serverDefinition } from "@ferry/proto";
 import type { ResolvedConfig } from "./config/config.js";
-import { redactUrl } from "./config/config.js";
+import { isLoopbackHost, redactUrl } from "./config/config.js";
 import { appendAudit } from "./domain/audit/audit-log.js";
 import { AuditCheckpointer } from "./domain/audit/audit-anchor.js";
 import { createApiToken } from "./domain/auth/api-tokens.js";
@@ -44,6 +44,7 @@ import { PromotionService } from "./domain/promotion/promotion-service.js";
 import { SecurityRecords } from "./domain/promotion/security-records.js";
 import { createMetrics } from "./adapters/http/metrics.js";
 import { buildHttpServer } from "./adapters/http/server.js";
+import { apiTlsMaterial, watchOperatorTls } from "./adapters/http/api-tls.js";
 
 export const FLEET_PING_CHANNEL = "ferry_fleet_ping";
 const CONTROL_PLANE_VERSION = (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version;
@@ -52,6 +53,8 @@ const DEFAULT_JOIN_TOKEN_TTL_MS = 30 * 60_000;
 
 export interface RunningControlPlane {
   readonly api: string;
+  /** Where the API's certificate comes from; null for plain HTTP. */
+  readonly apiTls: "ferry-ca" | "operator" | null;
   readonly agentPort: number;
   readonly enrolPort: number;
   readonly caFingerprint: string;
@@ -129,7 +132,7 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
     const catalog = new CatalogService({
       checkSettings: (settings) => gates.check(settings),
       store,
-      registry: new OciRegistry({ timeoutMs: cfg.registryTimeoutMs, insecureRegistries: cfg.insecureRegistries }),
+      registry: new OciRegistry({ timeoutMs: cfg.registryTimeoutMs, insecureRegistries: cfg.insecureRegistries, internalHosts: cfg.registryInternalHosts }),
       credentials,
       clock,
     });
@@ -279,6 +282,8 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
       "grpc.keepalive_timeout_ms": 20_000,
       "grpc.keepalive_permit_without_calls": 1,
       "grpc-node.max_session_memory": 10,
+      // Every status an agent gets carries a Ferry code; a response that cannot be encoded is logged, not swallowed.
+      interceptors: [errorCodeInterceptor({ onSerializeError: (err, method) => log.error({ err, method }, "could not encode a gRPC response") })],
     };
 
     // grpc-js turns a response it cannot encode into INTERNAL for the agent and says nothing here.
@@ -353,7 +358,9 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
     });
 
     // ---- HTTP API + dashboard ----
+    const apiTls = apiTlsMaterial(cfg.apiTls, { keyPem: serverCert.keyPem, certChainPem });
     const http = await buildHttpServer({
+      https: apiTls,
       store,
       fleet,
       catalog,
@@ -382,6 +389,10 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
     });
     const apiAddress = await http.listen({ host: cfg.apiListen.host, port: cfg.apiListen.port });
     cleanups.push(() => http.close());
+    if (apiTls?.source === "operator") cleanups.push(watchOperatorTls(http.server as unknown as Parameters<typeof watchOperatorTls>[0], cfg.apiTls, log.child({ component: "http" })));
+    if (!apiTls && !isLoopbackHost(cfg.apiListen.host)) {
+      log.warn({ apiListen: cfg.apiListen }, "the API listens beyond loopback over plain HTTP (--api-tls off): bearer tokens cross the network in clear unless a TLS proxy is in front");
+    }
 
     const gaugeTimer = setInterval(() => {
       metrics.agentsConnected.set(sessions.size);
@@ -408,6 +419,7 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
 
     return {
       api: apiAddress,
+      apiTls: apiTls?.source ?? null,
       agentPort,
       enrolPort,
       caFingerprint: ca.fingerprint,

@@ -146,6 +146,8 @@ export function deployCommands(program: Command, client: () => ApiClient, print:
         const parts = [summary(d)];
         for (const t of d.tasks) {
           parts.push("", `${t.target.name} (${t.id}, agent ${t.agentId}):`);
+          const earlier = (t.eventsTotal ?? 0) - (t.events?.length ?? 0);
+          if (earlier > 0) parts.push(`  … ${earlier} earlier event${earlier === 1 ? "" : "s"} (GET /api/v1/deployments/${d.id}/tasks/${t.id}/events)`);
           for (const e of t.events ?? []) parts.push(`  ${e.at}  ${e.step}${e.detail ? ` — ${e.detail}` : ""}`);
           if (t.details) parts.push(`  details: ${JSON.stringify(t.details)}`);
         }

@@ -73,4 +73,25 @@ describe("config", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it("serves the API over HTTPS off loopback unless told otherwise, and checks the TLS settings", () => {
+    assert.deepEqual(resolveConfig({}, {}, "/srv").apiTls, { mode: "off" });
+    assert.deepEqual(resolveConfig({ apiListen: "[::1]:7070" }, {}, "/srv").apiTls, { mode: "off" });
+    assert.deepEqual(resolveConfig({ apiListen: "0.0.0.0:7070" }, {}, "/srv").apiTls, { mode: "auto" });
+    assert.deepEqual(resolveConfig({ apiListen: "0.0.0.0:7070", apiTls: "off" }, {}, "/srv").apiTls, { mode: "off" });
+    assert.deepEqual(resolveConfig({}, { FERRY_API_TLS: "auto" }, "/srv").apiTls, { mode: "auto" });
+    assert.deepEqual(resolveConfig({ apiTlsCert: "tls/api.crt", apiTlsKey: "tls/api.key" }, {}, "/srv").apiTls, { mode: "files", certFile: "/srv/tls/api.crt", keyFile: "/srv/tls/api.key" });
+    const field = (f: () => unknown) => {
+      try {
+        f();
+      } catch (err) {
+        assert.ok(err instanceof FerryError && err.code === "VALIDATION_FAILED");
+        return err.details["field"];
+      }
+      assert.fail("expected VALIDATION_FAILED");
+    };
+    assert.equal(field(() => resolveConfig({ apiTls: "on" }, {}, "/srv")), "api-tls");
+    assert.equal(field(() => resolveConfig({ apiTlsCert: "a.crt" }, {}, "/srv")), "api-tls-key");
+    assert.equal(field(() => resolveConfig({ apiTls: "off", apiTlsCert: "a.crt", apiTlsKey: "a.key" }, {}, "/srv")), "api-tls");
+  });
 });

@@ -22,6 +22,7 @@ import {
   isMalformed,
   wireError,
   type ConnectRequestSchema,
+  type ConnectRequest,
   type Incoming,
   type RenewCertificateRequestSchema,
   type RenewCertificateResponse,
@@ -53,6 +54,8 @@ import type { MtlsListener, PeerVerdict } from "./mtls-listener.js";
 import type { RefusalRecorder } from "./refusals.js";
 import type { AgentCall, LiveSession, SessionRegistry } from "./session-registry.js";
 import { toWireError } from "./wire-errors.js";
+import { DEFAULT_STREAM_INTAKE, StreamIntake, taskMessageBytes } from "./stream-intake.js";
+import { MAX_TASK_LOG_BYTES } from "../../domain/deploy/agent-input-limits.js";
 
 export interface Revocations {
   serials: Set<string>;
@@ -74,7 +77,11 @@ export interface AgentServiceDeps {
   helloTimeoutMs?: number;
   onHeartbeat?: () => void;
   tasks?: AgentTaskDeps;
+  /** Back-pressure per stream (stream-intake.ts); defaults DEFAULT_STREAM_INTAKE. */
+  streamIntake?: { highBytes?: number; lowBytes?: number; observe?: (pendingBytes: number, paused: boolean, agentId: string) => void };
 }
+
+type TaskMessageBody = Extract<ConnectRequest["body"], { case: "taskAck" | "taskProgress" | "logChunk" | "taskResult" }>;
 
 export interface AgentTaskDeps {
   queue: TaskQueue;
@@ -199,6 +206,19 @@ export function agentServiceImpl(d: AgentServiceDeps): UntypedServiceImplementat
     const serial = (fn: () => Promise<void>) => {
       chain = chain.then(fn).catch((err: unknown) => log.warn({ err }, "could not apply a task message; the agent will resend it"));
     };
+    const intake = new StreamIntake(call, {
+      ...DEFAULT_STREAM_INTAKE,
+      ...d.streamIntake,
+      ...(d.streamIntake?.observe ? { observe: (bytes: number, paused: boolean) => d.streamIntake?.observe?.(bytes, paused, id.agentId) } : { observe: undefined }),
+    });
+    // One warning per task and kind of refusal per stream: a misbehaving agent must not flood the log either.
+    const warned = new Set<string>();
+    const droppedOnce = (taskId: string, kind: string, message: string) => {
+      const key = `${kind}\0${taskId}`;
+      if (warned.has(key) || warned.size > 1000) return;
+      warned.add(key);
+      log.warn({ taskId, kind }, message);
+    };
     const helloTimer = setTimeout(() => {
       call.emit("error", refuse("PROTOCOL_VIOLATION", "no Hello within the time allowed", { peer, agentId: id.agentId }));
     }, d.helloTimeoutMs ?? 10_000);
@@ -285,28 +305,13 @@ export function agentServiceImpl(d: AgentServiceDeps): UntypedServiceImplementat
           const t = d.tasks;
           if (!t) return violation("PROTOCOL_VIOLATION", "this control plane does not run tasks");
           const live = session;
+          const size = taskMessageBytes(body);
+          intake.add(size);
           serial(async () => {
-            switch (body.case) {
-              case "taskAck":
-                await t.queue.ack(id.agentId, ackInput(body.value));
-                return;
-              case "taskProgress":
-                await t.queue.progress(id.agentId, { taskId: body.value.taskId, step: body.value.step, detail: body.value.detail, at: Number(body.value.atMs) });
-                return;
-              case "logChunk": {
-                const stored = await t.queue.appendLog(id.agentId, body.value.taskId, Number(body.value.offset), body.value.data);
-                if (stored !== null) {
-                  d.sessions.send(live, create(ConnectResponseSchema, { body: { case: "logAck", value: create(LogAckSchema, { taskId: body.value.taskId, offset: BigInt(stored) }) } }));
-                }
-                return;
-              }
-              case "taskResult": {
-                const known = await t.queue.result(id.agentId, resultInput(body.value));
-                // An unknown task (not this agent's) is acknowledged too, so the agent stops resending it; it is logged.
-                if (!known) log.warn({ taskId: body.value.taskId }, "result for a task this agent does not own");
-                d.sessions.send(live, create(ConnectResponseSchema, { body: { case: "resultAck", value: create(ResultAckSchema, { taskId: body.value.taskId }) } }));
-                return;
-              }
+            try {
+              await applyTaskMessage(t, live, body);
+            } finally {
+              intake.done(size);
             }
           });
           return;
@@ -317,6 +322,35 @@ export function agentServiceImpl(d: AgentServiceDeps): UntypedServiceImplementat
           return violation("PROTOCOL_VIOLATION", "empty or unknown message");
       }
     });
+
+    /** Applies one task message of this stream; called in stream order (serial). */
+    async function applyTaskMessage(t: AgentTaskDeps, live: LiveSession, body: TaskMessageBody): Promise<void> {
+      switch (body.case) {
+        case "taskAck":
+          await t.queue.ack(id.agentId, ackInput(body.value));
+          return;
+        case "taskProgress": {
+          const kept = await t.queue.progress(id.agentId, { taskId: body.value.taskId, step: body.value.step, detail: body.value.detail, at: Number(body.value.atMs) });
+          if (!kept) droppedOnce(body.value.taskId, "progress", "progress for a task that is not running, or past the per-task event limit, was not kept");
+          return;
+        }
+        case "logChunk": {
+          const r = await t.queue.appendLog(id.agentId, body.value.taskId, Number(body.value.offset), body.value.data);
+          if (r !== null) {
+            if (r.dropped) droppedOnce(body.value.taskId, `log-${r.dropped}`, r.dropped === "cap" ? `log past the per-task limit of ${MAX_TASK_LOG_BYTES} bytes was not kept` : "log past the length the task's result declared was not kept");
+            d.sessions.send(live, create(ConnectResponseSchema, { body: { case: "logAck", value: create(LogAckSchema, { taskId: body.value.taskId, offset: BigInt(r.ackOffset) }) } }));
+          }
+          return;
+        }
+        case "taskResult": {
+          const known = await t.queue.result(id.agentId, resultInput(body.value));
+          // An unknown task (not this agent's) is acknowledged too, so the agent stops resending it; it is logged.
+          if (!known) log.warn({ taskId: body.value.taskId }, "result for a task this agent does not own");
+          d.sessions.send(live, create(ConnectResponseSchema, { body: { case: "resultAck", value: create(ResultAckSchema, { taskId: body.value.taskId }) } }));
+          return;
+        }
+      }
+    }
 
     const ended = () => {
       clearTimeout(helloTimer);

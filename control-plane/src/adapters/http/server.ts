@@ -5,7 +5,8 @@
 // refused (Ajv's removeAdditional is off: silently dropping a misspelt field would hide the typo), body types are never
 // coerced (schema-validators.ts), and the rules in input-rules.ts (no NUL, bounded JSON depth, no "__proto__" keys)
 // hold for every route. Every refusal, down to those Node's HTTP parser makes, has the API's error shape (errors.ts).
-import Fastify, { LogController, type FastifyBaseLogger } from "fastify";
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest } from "fastify";
+import { API_TLS_DEFAULTS } from "./api-tls.js";
 import type { Logger } from "pino";
 import type { Store } from "../../ports/store.js";
 import { authenticateApiToken } from "../../domain/auth/api-tokens.js";
@@ -63,6 +64,8 @@ export interface HttpServerDeps extends FleetRouteDeps {
   metrics: Metrics;
   log: Logger;
   maxBodyBytes: number;
+  /** Serve HTTPS with this key and certificate chain (api-tls.ts); plain HTTP without. */
+  https?: { key: string; cert: string } | null;
   replicaId: string;
   startedAt: number;
   version: string;
@@ -72,6 +75,7 @@ export async function buildHttpServer(d: HttpServerDeps) {
   // Typed as fastify's logger so the instance keeps fastify's default generics (pino's Logger differs only in them).
   const httpLog: FastifyBaseLogger = d.log.child({ component: "http" });
   const app = Fastify({
+    ...(d.https ? { https: { ...API_TLS_DEFAULTS, key: d.https.key, cert: d.https.cert } } : {}),
     loggerInstance: httpLog,
     bodyLimit: d.maxBodyBytes,
     // Per-request lines would dominate the log at fleet scale; request metrics cover the traffic instead.

@@ -583,6 +583,29 @@ for (const b of testBackends()) {
       await assert.rejects(fx.deployments.get("dep_missing"), code("DEPLOYMENT_NOT_FOUND"));
     });
 
+    it("shows each task's newest 100 events with the total, and pages through all of them", async (t) => {
+      const fx = await fixture(b, t);
+      await estate(fx);
+      await fx.release("1");
+      const dep = await fx.deployments.deploy({ release: "shop@1", environment: "dev", targets: ["web-1"] }, "bob");
+      const task = dep.tasks[0]!;
+      await fx.store.query("INSERT INTO task_events (task_id, seq, at, step, detail) SELECT $1, g, now(), 'step-' || g, '' FROM generate_series(1, 250) g", [task.id]);
+      const shown = (await fx.deployments.get(dep.id, { events: true })).tasks[0]!;
+      assert.equal(shown.eventsTotal, 250);
+      assert.deepEqual(shown.events!.map((e) => e.seq), Array.from({ length: 100 }, (_, i) => 151 + i));
+      const seen: number[] = [];
+      let after: number | null = 0;
+      while (after !== null) {
+        const page = await fx.deployments.taskEvents(dep.id, task.id, after, 60);
+        assert.ok(page.events.length <= 60);
+        seen.push(...page.events.map((e) => e.seq));
+        after = page.nextAfter;
+      }
+      assert.deepEqual(seen, Array.from({ length: 250 }, (_, i) => i + 1));
+      await assert.rejects(fx.deployments.taskEvents(dep.id, "tsk_missing"), code("TASK_NOT_FOUND"));
+      await assert.rejects(fx.deployments.taskEvents(dep.id, task.id, 0, 501), code("VALIDATION_FAILED"));
+    });
+
     it("reports per target what Ferry deployed, what the agent reported, drift and the active task", async (t) => {
       const fx = await fixture(b, t);
       await estate(fx);

@@ -10,6 +10,7 @@ import type { Store } from "../../ports/store.js";
 import { verifyChain, listAudit } from "../audit/audit-log.js";
 import { FerryError } from "../errors.js";
 import { FleetService } from "./fleet-service.js";
+import { defaultRenewalLimit } from "./renewal-policy.js";
 
 let ca: FleetCa;
 const dir = mkdtempSync(join(tmpdir(), "ferry-fleet-"));
@@ -126,6 +127,45 @@ for (const b of testBackends()) {
       await assert.rejects(fleet.revokeAgent(agent.id, "alice", "again"), code("AGENT_ALREADY_REVOKED"));
       await assert.rejects(fleet.renewCertificate(agent.id, await csr()), code("AGENT_REVOKED"));
       await assert.rejects(fleet.getAgent("agt_missing"), code("AGENT_NOT_FOUND"));
+    });
+
+    it("refuses a renewal with a key the agent already had certified, and rate-limits renewals per agent", async (t) => {
+      const store = await b.open(t);
+      // 1 h certificates: the default limit is 3 + one per half-life in 10 minutes = 4.
+      assert.deepEqual(defaultRenewalLimit(3_600_000), { max: 4, windowMs: 600_000 });
+      assert.deepEqual(defaultRenewalLimit(120_000), { max: 13, windowMs: 600_000 });
+      const fleet = new FleetService({
+        store,
+        ca,
+        clock: { now: () => Date.now() },
+        liveness: { heartbeatIntervalMs: 15_000, graceMs: 15_000 },
+        certLifetimeMs: 3_600_000,
+        readyAt: () => 0,
+        renewalLimit: { max: 3, windowMs: 600_000 },
+      });
+      const { secret } = await fleet.createJoinToken({ environment: "dev", ttlMs: 60_000, uses: 2, labels: {}, createdBy: "a" });
+      const enrolCsr = await csr();
+      const { agent } = await fleet.enrol({ tokenSecret: secret, csrPem: enrolCsr, name: "x", facts: {}, peer: "p" });
+      const { agent: other } = await fleet.enrol({ tokenSecret: secret, csrPem: await csr(), name: "y", facts: {}, peer: "p" });
+      // The enrolment key again, then one CSR replayed many times: the first use of a new key passes, no repeat does.
+      await assert.rejects(fleet.renewCertificate(agent.id, enrolCsr), code("CSR_KEY_REUSED"));
+      const replayed = await csr();
+      await fleet.renewCertificate(agent.id, replayed);
+      const again = await Promise.allSettled(Array.from({ length: 20 }, () => fleet.renewCertificate(agent.id, replayed)));
+      assert.ok(again.every((r) => r.status === "rejected" && code("CSR_KEY_REUSED")(r.reason)), JSON.stringify(again.map((r) => r.status)));
+      // Fresh keys: up to the limit (3 per 10 minutes, the first renewal above included), then RATE_LIMITED with a retry hint.
+      await fleet.renewCertificate(agent.id, await csr());
+      await fleet.renewCertificate(agent.id, await csr());
+      const limited = await fleet.renewCertificate(agent.id, await csr()).then(
+        () => assert.fail("expected RATE_LIMITED"),
+        (err: unknown) => err as FerryError,
+      );
+      assert.equal(limited.code, "RATE_LIMITED");
+      assert.ok(typeof limited.details["retryAfterMs"] === "number" && limited.details["retryAfterMs"] > 0 && limited.details["retryAfterMs"] <= 600_000);
+      // The limit is per agent.
+      await fleet.renewCertificate(other.id, await csr());
+      const certs = await store.query<{ n: string | number }>("SELECT count(*) AS n FROM agent_certificates WHERE agent_id = $1", [agent.id]);
+      assert.equal(Number(certs.rows[0]?.n), 4, "the enrolment and three renewals; nothing for the refused calls");
     });
 
     it("answers with the freshest heartbeat this replica holds, ahead of the coalesced database value", async (t) => {
