@@ -142,11 +142,11 @@ describe("rollout commands", () => {
       const url = new URL(input);
       calls.push(`${init?.method ?? "GET"} ${url.pathname}`);
       if (url.pathname === "/api/v1/deployments") {
-        sent = JSON.parse(String(init?.body));
+        sent = JSON.parse(init?.body as string) as unknown;
         return new Response(JSON.stringify({ ...deployment, state: "queued", rollout: rolloutView("running") }), { status: 201 });
       }
       if (url.pathname === "/api/v1/rollouts/rol_1/pause") return new Response(JSON.stringify(rolloutView("running", true)));
-      if (url.pathname === "/api/v1/rollouts/rol_1/abort") return new Response(JSON.stringify({ ...rolloutView("running"), abortRequested: true, echoed: JSON.parse(String(init?.body)) }));
+      if (url.pathname === "/api/v1/rollouts/rol_1/abort") return new Response(JSON.stringify({ ...rolloutView("running"), abortRequested: true, echoed: JSON.parse(init?.body as string) as unknown }));
       return new Response(JSON.stringify(rolloutView("rolled_back")));
     }) as typeof fetch;
     await ferry("deploy", "shop@2", "--to", "dev", "--strategy", '{"kind":"rolling","batch":1,"soakSeconds":60}');
@@ -157,7 +157,7 @@ describe("rollout commands", () => {
     await assert.rejects(ferry("deploy", "shop@2", "--to", "dev", "--strategy", "{oops"), /--strategy: not valid JSON/);
     stdout = "";
     await ferry("rollout", "show", "rol_1");
-    assert.match(stdout, /rolled_back\n  reason: ROLLOUT_WAVE_FAILED 1 of 1 targets failed/);
+    assert.match(stdout, /rolled_back\n {2}reason: ROLLOUT_WAVE_FAILED 1 of 1 targets failed/);
     assert.match(stdout, /batch 1 of 2\s+succeeded\s+1\s+web-1 succeeded/);
     stdout = "";
     await ferry("rollout", "pause", "rol_1", "--json");

@@ -23,7 +23,8 @@ function stepResult(s: RolloutStepView): string {
 }
 
 export function rolloutSummary(r: RolloutView): string {
-  const reason = r.reason ? `\n  reason: ${String(r.reason["code"] ?? "")} ${String(r.reason["message"] ?? "")}${r.reason["by"] ? ` (by ${String(r.reason["by"])})` : ""}` : "";
+  const text = (v: unknown): string => (typeof v === "string" ? v : "");
+  const reason = r.reason ? `\n  reason: ${text(r.reason["code"])} ${text(r.reason["message"])}${r.reason["by"] ? ` (by ${text(r.reason["by"])})` : ""}` : "";
   return [
     `Rollout ${r.id}: ${r.strategy.kind} to ${r.environment} — ${r.state}${r.paused ? " (paused)" : ""}${r.abortRequested && r.state === "running" ? " (aborting)" : ""}${reason}`,
     table(
