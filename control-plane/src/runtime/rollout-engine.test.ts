@@ -48,6 +48,7 @@ interface Fx {
   store: Store;
   clock: { t: number };
   deployments: DeploymentService;
+  queue: TaskQueue;
   rollouts: RolloutService;
   events: { type: string; data: Record<string, unknown> }[];
   /** A new engine instance (a restarted control plane, or another replica). */
@@ -80,6 +81,7 @@ async function fixture(b: TestBackend, t: TestContext): Promise<Fx> {
     store,
     clock,
     deployments,
+    queue,
     rollouts,
     events,
     engine: (replica = "cp-1") => new RolloutEngine({ store, stepper, clock: { now }, replicaId: replica, leaseMs: 30_000 }),
@@ -279,6 +281,38 @@ for (const b of testBackends()) {
       await assert.rejects(fx.rollouts.get("rol_nope"), code("ROLLOUT_NOT_FOUND"));
       const audit = (await listAudit(fx.store, { limit: 500 })).map((a) => a.action);
       for (const a of ["rollout.pause", "rollout.resume", "rollout.promote", "rollout.abort"]) assert.ok(audit.includes(a), a);
+    });
+
+    it("times a wave out: undelivered tasks are cancelled, a running one counts as updated and is rolled back once it ends", async (t) => {
+      const fx = await fixture(b, t);
+      const { rollout } = await create(fx, { kind: "rolling", batch: 2 });
+      const engine = fx.engine();
+      // web-1's agent takes its task and goes quiet; web-2's agent never takes it.
+      const task = (await fx.store.query<{ id: string }>("SELECT t.id FROM tasks t JOIN targets tg ON tg.id = t.target_id WHERE tg.name = 'web-1' AND t.state = 'queued'")).rows[0]!.id;
+      await fx.queue.claim("agt_1");
+      await fx.queue.ack("agt_1", { taskId: task, accepted: true, code: "", message: "" });
+      fx.clock.t += 899_000;
+      await fx.settle(engine);
+      assert.equal((await fx.rollouts.get(rollout.id)).steps[0]!.state, "running");
+      fx.clock.t += 2000;
+      await fx.settle(engine);
+      let r = await fx.rollouts.get(rollout.id);
+      assert.equal(r.state, "rolling_back");
+      assert.equal(r.reason?.["code"], "ROLLOUT_STEP_TIMEOUT");
+      const outcomes = Object.values(r.steps[0]!.result["targets"] as Record<string, { name: string; state: string }>).map((o) => [o.name, o.state]).sort();
+      assert.deepEqual(outcomes, [["web-1", "running"], ["web-2", "cancelled"]]);
+      // The rollback waits for web-1's task to end (two tasks never race on a target), then puts release 1 back.
+      assert.deepEqual(stepStates(r).slice(-1), ["rb:wave:pending"]);
+      await fx.queue.result("agt_1", { taskId: task, outcome: "succeeded", code: "", message: "", details: {}, sticker: null, startedAt: fx.clock.t, finishedAt: fx.clock.t, logBytes: 0, attempt: 1 });
+      await fx.settle(engine);
+      assert.deepEqual((await fx.agents()).map((x) => [x.target, x.action, x.images[0]!.digest]), [["web-1", "rollback", v1]]);
+      await fx.settle(engine);
+      r = await fx.rollouts.get(rollout.id);
+      assert.equal(r.state, "rolled_back");
+      assert.deepEqual(await current(fx.store), { "web-1": v1, "web-2": v1, "web-3": v1, "web-4": v1 });
+      const status = engine.status();
+      assert.equal(status.name, "rollout-engine");
+      assert.ok(status.transitions > 0 && status.ticks > 0 && status.lastError === null);
     });
 
     it("halts on failure with manual rollback until an operator aborts; refuses strategies the engine does not run", async (t) => {

@@ -235,7 +235,7 @@ export class RolloutStepper {
       // Timed out: what has not been delivered is cancelled; what is running may still finish, so it is counted as
       // updated (a rollback then puts its previous digests back, which is harmless if its task fails after all).
       await cancelQueued(tx, step, now);
-      await this.fail(tx, r, step, { code: "ROLLOUT_STEP_TIMEOUT", message: `the wave did not finish within ${step.spec.timeoutSeconds} s` }, { targets: outcomes }, events);
+      await this.fail(tx, r, step, { code: "ROLLOUT_STEP_TIMEOUT", message: `the wave did not finish within ${step.spec.timeoutSeconds} s` }, { targets: await waveOutcomes(tx, r, step) }, events);
       return { kind: "moved" };
     }
     const failed = Object.entries(outcomes).filter(([, o]) => o.state !== "succeeded");
