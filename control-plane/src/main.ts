@@ -182,6 +182,7 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
         store,
         deployments,
         clock,
+        evidence,
         events: { emit: (type, data) => webhookDispatcher.enqueue({ type, id: `evt_${randomBytes(8).toString("hex")}`, at: new Date(clock.now()).toISOString(), data }) },
       }),
       onError: (err, rollout) => log.warn({ err, rollout }, "rollout engine tick failed"),

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it, type TestContext } from "node:test";
-import { TaskSigningKeyring } from "@ferry/pki";
+import { EvidenceKey, TaskSigningKeyring, verifyEvidence, type EvidenceEnvelope } from "@ferry/pki";
 import { testBackends, type TestBackend } from "../adapters/store/test-backends.js";
 import type { ImageRegistry } from "../ports/registry.js";
 import type { TaskImage } from "../ports/signer.js";
@@ -18,6 +18,7 @@ import { CatalogService } from "../domain/catalog/catalog-service.js";
 import { DeploymentService } from "../domain/deploy/deployment-service.js";
 import { TaskQueue } from "../domain/deploy/task-queue.js";
 import { FerryError } from "../domain/errors.js";
+import { EvidenceStore } from "../domain/promotion/evidence-store.js";
 import { RolloutService, type RolloutView } from "../domain/rollout/rollout-service.js";
 import { RolloutStepper } from "../domain/rollout/rollout-stepper.js";
 import { parseStrategy } from "../domain/rollout/strategy.js";
@@ -27,9 +28,11 @@ const T0 = Date.UTC(2030, 0, 1);
 const TTL = 3_600_000;
 
 let keyring: TaskSigningKeyring;
+let evidenceKey: EvidenceKey;
 const dir = mkdtempSync(join(tmpdir(), "ferry-rollout-"));
 before(async () => {
   keyring = await TaskSigningKeyring.loadOrCreate(join(dir, "task-signing"), { now: T0 - 1000 });
+  evidenceKey = await EvidenceKey.loadOrCreate(join(dir, "evidence"));
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -68,7 +71,8 @@ async function fixture(b: TestBackend, t: TestContext): Promise<Fx> {
   const queue = new TaskQueue({ store, clock: { now }, timings: { ackTimeoutMs: 30_000, runningLeaseMs: 60_000 } });
   const rollouts = new RolloutService({ store, catalog, deployments, clock: { now } });
   const events: Fx["events"] = [];
-  const stepper = new RolloutStepper({ store, deployments, clock: { now }, events: { emit: (type, data) => events.push({ type, data }) } });
+  const evidence = new EvidenceStore({ store, key: evidenceKey, clock: { now } });
+  const stepper = new RolloutStepper({ store, deployments, clock: { now }, evidence, events: { emit: (type, data) => events.push({ type, data }) } });
   await catalog.createEnvironment({ name: "dev" }, "alice");
   await catalog.createComponent({ name: "web", repository: "127.0.0.1:5000/team/web" }, "alice");
   for (let i = 1; i <= 4; i++) {
@@ -165,6 +169,26 @@ for (const b of testBackends()) {
       const audit = (await listAudit(fx.store, { limit: 500 })).map((a) => a.action);
       for (const a of ["rollout.create", "rollout.step.start", "rollout.step.succeeded", "rollout.step.failed", "rollout.rollback", "rollout.rolled_back"]) assert.ok(audit.includes(a), a);
       assert.deepEqual([...new Set(fx.events.map((e) => e.type))].sort(), ["rollout.rolled_back", "rollout.rolling_back", "rollout.step"]);
+      // Signed evidence: one packet per finished step, one per decision; the rollback's says which step failed, what
+      // its targets reported, and exactly what each updated target went back to.
+      const packets = await fx.store.query<{ kind: string; envelope: EvidenceEnvelope }>("SELECT kind, envelope FROM evidence WHERE subject_id = $1 ORDER BY seq", [rollout.id]);
+      const docs = packets.rows.map((p) => {
+        const v = verifyEvidence(p.envelope, [evidenceKey.publicKey]);
+        assert.ok(v.ok, JSON.stringify(v));
+        return v.document;
+      });
+      assert.deepEqual(docs.map((d) => `${String(d["kind"])}:${String(d["outcome"] ?? d["decision"])}`), [
+        "rollout.step:succeeded", "rollout.step:succeeded", "rollout.step:succeeded", "rollout.step:succeeded", "rollout.step:failed",
+        "rollout.decision:rollback", "rollout.step:succeeded", "rollout.decision:rolled_back",
+      ]);
+      const decision = docs[5]!;
+      assert.deepEqual(decision["failedStep"], { index: 4, name: "batch 3 of 4", state: "failed" });
+      assert.equal(Object.values(decision["measured"] as Record<string, { code: string }>)[0]!.code, "HEALTH_CHECK_FAILED");
+      assert.deepEqual((decision["rollingBack"] as { target: string; images: string[] }[]).map((x) => [x.target, x.images]), [
+        ["web-1", ["127.0.0.1:5000/team/web@" + v1]],
+        ["web-2", ["127.0.0.1:5000/team/web@" + v1]],
+      ]);
+      assert.equal(r.steps[4]!.result["evidence"], (await fx.store.query<{ id: string }>("SELECT id FROM evidence WHERE subject_id = $1 ORDER BY seq OFFSET 4 LIMIT 1", [rollout.id])).rows[0]!.id);
     });
 
     it("finishes a rolling deploy and leaves every target on the new release; the targets are its own while it runs", async (t) => {

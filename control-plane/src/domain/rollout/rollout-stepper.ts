@@ -35,11 +35,18 @@ export interface RolloutEvents {
   emit(type: "rollout.step" | "rollout.succeeded" | "rollout.halted" | "rollout.rolling_back" | "rollout.rolled_back" | "rollout.failed", data: Record<string, unknown>): void;
 }
 
+/** Signs and chains an evidence packet in the transaction given (the promotion evidence store). */
+export interface RolloutEvidence {
+  record(tx: Queryable, kind: string, subjectId: string, doc: Record<string, unknown>): Promise<{ id: string; hash: string }>;
+}
+
 export interface StepperDeps {
   store: Store;
   deployments: DeploymentService;
   clock: Clock;
   events?: RolloutEvents;
+  /** When set, every step's outcome and every decision of the engine is a signed evidence packet (docs/evidence.md). */
+  evidence?: RolloutEvidence;
 }
 
 const ENGINE = "rollout-engine";
@@ -86,7 +93,8 @@ export class RolloutStepper {
       // Past the last step: the plan (or the rollback plan) is done.
       const state = r.state === "running" ? "succeeded" : "rolled_back";
       await tx.query("UPDATE rollouts SET state = $2, finished_at = $3, updated_at = $3, lease_owner = NULL, lease_expires_at = NULL WHERE id = $1", [id, state, now]);
-      await appendAudit(tx, { actor: ENGINE, action: `rollout.${state}`, object: id, outcome: state === "succeeded" ? "ok" : "failed", details: { environment: r.environment, reason: r.reason } }, now);
+      const ev = await this.decision(tx, r, state, { reason: r.reason });
+      await appendAudit(tx, { actor: ENGINE, action: `rollout.${state}`, object: id, outcome: state === "succeeded" ? "ok" : "failed", details: { environment: r.environment, reason: r.reason, evidence: ev } }, now);
       events.push([`rollout.${state}`, { rollout: id, environment: r.environment, release: r.release_id, reason: r.reason }]);
       return { kind: "done" };
     }
@@ -271,22 +279,25 @@ export class RolloutStepper {
 
   private async finishStep(tx: Queryable, r: RolloutRow, step: StepRow, state: "succeeded", result: Record<string, unknown>, events: [Parameters<RolloutEvents["emit"]>[0], Record<string, unknown>][]): Promise<void> {
     const now = this.now();
-    await tx.query("UPDATE rollout_steps SET state = $3, finished_at = $4, result = result || $5 WHERE rollout_id = $1 AND idx = $2", [r.id, step.idx, state, now, JSON.stringify(result)]);
+    const ev = await this.stepEvidence(tx, r, step, state, result);
+    await tx.query("UPDATE rollout_steps SET state = $3, finished_at = $4, result = result || $5 WHERE rollout_id = $1 AND idx = $2", [r.id, step.idx, state, now, JSON.stringify({ ...result, evidence: ev })]);
     await tx.query("UPDATE rollouts SET current_step = $2, updated_at = $3 WHERE id = $1", [r.id, step.idx + 1, now]);
-    await appendAudit(tx, { actor: ENGINE, action: "rollout.step.succeeded", object: r.id, outcome: "ok", details: { step: step.idx, kind: step.kind, name: step.name, ...summary(result) } }, now);
+    await appendAudit(tx, { actor: ENGINE, action: "rollout.step.succeeded", object: r.id, outcome: "ok", details: { step: step.idx, kind: step.kind, name: step.name, ...summary(result), evidence: ev } }, now);
     events.push(["rollout.step", { rollout: r.id, step: step.idx, name: step.name, kind: step.kind, state }]);
   }
 
   /** A step failed: a forward step stops the rollout (rolls back, or halts when rollback is manual); a rollback step fails it. */
   private async fail(tx: Queryable, r: RolloutRow, step: StepRow, why: { code: string; message: string }, result: Record<string, unknown>, events: [Parameters<RolloutEvents["emit"]>[0], Record<string, unknown>][]): Promise<void> {
     const now = this.now();
-    await tx.query("UPDATE rollout_steps SET state = 'failed', finished_at = $3, result = result || $4 WHERE rollout_id = $1 AND idx = $2", [r.id, step.idx, now, JSON.stringify({ ...result, error: why })]);
-    await appendAudit(tx, { actor: ENGINE, action: "rollout.step.failed", object: r.id, outcome: "failed", details: { step: step.idx, kind: step.kind, name: step.name, ...why } }, now);
+    const ev = await this.stepEvidence(tx, r, step, "failed", { ...result, error: why });
+    await tx.query("UPDATE rollout_steps SET state = 'failed', finished_at = $3, result = result || $4 WHERE rollout_id = $1 AND idx = $2", [r.id, step.idx, now, JSON.stringify({ ...result, error: why, evidence: ev })]);
+    await appendAudit(tx, { actor: ENGINE, action: "rollout.step.failed", object: r.id, outcome: "failed", details: { step: step.idx, kind: step.kind, name: step.name, ...why, evidence: ev } }, now);
     events.push(["rollout.step", { rollout: r.id, step: step.idx, name: step.name, kind: step.kind, state: "failed", code: why.code }]);
     const reason = { step: step.idx, stepName: step.name, ...why };
     if (step.phase === "rollback") {
       await tx.query("UPDATE rollouts SET state = 'failed', reason = coalesce(reason, '{}'::jsonb) || $2, finished_at = $3, updated_at = $3, lease_owner = NULL, lease_expires_at = NULL WHERE id = $1", [r.id, JSON.stringify({ rollbackFailed: reason }), now]);
-      await appendAudit(tx, { actor: ENGINE, action: "rollout.failed", object: r.id, outcome: "failed", details: { environment: r.environment, rollbackFailed: reason } }, now);
+      const dev = await this.decision(tx, r, "failed", { reason: { ...r.reason, rollbackFailed: reason } });
+      await appendAudit(tx, { actor: ENGINE, action: "rollout.failed", object: r.id, outcome: "failed", details: { environment: r.environment, rollbackFailed: reason, evidence: dev } }, now);
       events.push(["rollout.failed", { rollout: r.id, environment: r.environment, reason }]);
       return;
     }
@@ -294,7 +305,8 @@ export class RolloutStepper {
     await tx.query("UPDATE rollouts SET reason = $2, updated_at = $3 WHERE id = $1", [r.id, JSON.stringify(reason), now]);
     if (r.strategy.rollback === "manual") {
       await tx.query("UPDATE rollouts SET state = 'halted' WHERE id = $1", [r.id]);
-      await appendAudit(tx, { actor: ENGINE, action: "rollout.halted", object: r.id, outcome: "failed", details: { environment: r.environment, reason } }, now);
+      const dev = await this.decision(tx, r, "halted", { reason, failedStep: { index: step.idx, name: step.name }, measured: result["targets"] ?? null });
+      await appendAudit(tx, { actor: ENGINE, action: "rollout.halted", object: r.id, outcome: "failed", details: { environment: r.environment, reason, evidence: dev } }, now);
       events.push(["rollout.halted", { rollout: r.id, environment: r.environment, reason }]);
       return;
     }
@@ -320,8 +332,39 @@ export class RolloutStepper {
     const reason = r.reason ?? (r.abort_requested ? { code: "ROLLOUT_ABORTED", message: "aborted by an operator" } : null);
     await tx.query("UPDATE rollouts SET state = 'rolling_back', current_step = $2, reason = $3, paused = false, updated_at = $4 WHERE id = $1", [r.id, from, JSON.stringify(reason), now]);
     const names = updated.map((t) => nameOf(r, t));
-    await appendAudit(tx, { actor: ENGINE, action: "rollout.rollback", object: r.id, outcome: "ok", details: { environment: r.environment, reason, rollingBack: names } }, now);
+    // The decision's evidence: why (the failed step and what its targets reported, or the abort), and exactly what
+    // each updated target goes back to.
+    const failedStep = steps.rows.filter((x) => x.phase === "forward" && (x.state === "failed" || x.state === "skipped") && x.result["targets"]).pop();
+    const ev = await this.decision(tx, r, "rollback", {
+      reason,
+      failedStep: failedStep ? { index: failedStep.idx, name: failedStep.name, state: failedStep.state } : null,
+      measured: failedStep?.result["targets"] ?? null,
+      rollingBack: updated.map((t) => ({ target: nameOf(r, t), releaseId: r.previous[t]?.releaseId ?? null, images: (r.previous[t]?.images ?? []).map((i) => i.ref) })),
+    });
+    await appendAudit(tx, { actor: ENGINE, action: "rollout.rollback", object: r.id, outcome: "ok", details: { environment: r.environment, reason, rollingBack: names, evidence: ev } }, now);
     events.push(["rollout.rolling_back", { rollout: r.id, environment: r.environment, reason, targets: names }]);
+  }
+
+  /** A signed packet for one step's outcome (kind rollout.step); its id, or null without an evidence store. */
+  private async stepEvidence(tx: Queryable, r: RolloutRow, step: StepRow, outcome: string, result: Record<string, unknown>): Promise<string | null> {
+    if (!this.d.evidence) return null;
+    const targets = result["targets"] as Record<string, TargetOutcome> | undefined;
+    const doc = {
+      rollout: { id: r.id, environment: r.environment, releaseId: r.release_id, strategy: r.strategy.kind },
+      step: { index: step.idx, phase: step.phase, kind: step.kind, name: step.name, attempts: step.attempts, startedAt: step.started_at ? new Date(step.started_at).toISOString() : null, finishedAt: this.now().toISOString() },
+      outcome,
+      targets: targets ? Object.values(targets).map((o) => ({ target: o.name, state: o.state, code: o.code, message: o.message, task: o.task, deployment: o.deployment })) : [],
+      error: (result["error"] as Record<string, unknown> | undefined) ?? null,
+      promotedBy: typeof step.result["promotedBy"] === "string" ? step.result["promotedBy"] : null,
+    };
+    return (await this.d.evidence.record(tx, "rollout.step", r.id, doc)).id;
+  }
+
+  /** A signed packet for a decision of the engine (kind rollout.decision): rollback, halted, succeeded, rolled_back, failed. */
+  private async decision(tx: Queryable, r: RolloutRow, decision: string, facts: Record<string, unknown>): Promise<string | null> {
+    if (!this.d.evidence) return null;
+    const doc = { rollout: { id: r.id, environment: r.environment, releaseId: r.release_id, strategy: r.strategy.kind, requestedBy: r.requested_by }, decision, ...facts };
+    return (await this.d.evidence.record(tx, "rollout.decision", r.id, doc)).id;
   }
 }
 
