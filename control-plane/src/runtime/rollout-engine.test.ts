@@ -339,6 +339,25 @@ for (const b of testBackends()) {
       assert.ok(status.transitions > 0 && status.ticks > 0 && status.lastError === null);
     });
 
+    it("two replicas on separate pools tick at once: each wave is queued once and the rollout ends the same", { skip: b.kind !== "postgres" ? "needs two pools on PostgreSQL" : false }, async (t) => {
+      const fx = await fixture(b, t);
+      const other = await b.open(t, { shareWith: fx.store });
+      const now = () => fx.clock.t;
+      const catalog2 = new CatalogService({ store: other, registry: fakeRegistry, credentials: { get: async () => null }, clock: { now } });
+      const deployments2 = new DeploymentService({ store: other, catalog: catalog2, signer: keyring, clock: { now }, taskTtlMs: TTL });
+      const replica2 = new RolloutEngine({ store: other, stepper: new RolloutStepper({ store: other, deployments: deployments2, clock: { now } }), clock: { now }, replicaId: "cp-2" });
+      const replica1 = fx.engine("cp-1");
+      const { rollout } = await create(fx, { kind: "rolling", batch: 1 });
+      for (let i = 0; i < 4; i++) {
+        await fx.agents();
+        for (let k = 0; k < 3; k++) await Promise.all([replica1.tick(), replica2.tick()]);
+      }
+      const r = await fx.rollouts.get(rollout.id);
+      assert.equal(r.state, "succeeded");
+      const tasks = await fx.store.query<{ n: string | number }>("SELECT count(*) AS n FROM tasks WHERE action = 'deploy'");
+      assert.equal(Number(tasks.rows[0]!.n), 4 + 4, "one task per target for release 1, one per target for the rollout");
+    });
+
     it("halts on failure with manual rollback until an operator aborts; refuses strategies the engine does not run", async (t) => {
       const fx = await fixture(b, t);
       await assert.rejects(create(fx, "blue-green"), code("ROLLOUT_STRATEGY_UNSUPPORTED"));
