@@ -39,7 +39,7 @@ export function deploymentRoutes(d: { deployments: DeploymentService; catalog?: 
               targets: targetsList,
               override,
               // Checked by the strategy parser (domain/rollout/strategy.ts), which names the offending field.
-              strategy: { type: ["string", "object"] },
+              strategy: { type: ["string", "object"], maxLength: 32, maxProperties: 16 },
             },
           },
         },
