@@ -358,6 +358,23 @@ for (const b of testBackends()) {
       assert.equal(Number(tasks.rows[0]!.n), 4 + 4, "one task per target for release 1, one per target for the rollout");
     });
 
+    it("fails a wave that cannot be queued (its target's agent was revoked meanwhile) and rolls back", async (t) => {
+      const fx = await fixture(b, t);
+      const { rollout } = await create(fx, { kind: "rolling", batch: 1 });
+      const engine = fx.engine();
+      await fx.agents();
+      await fx.store.query("UPDATE agents SET revoked_at = now() WHERE id = 'agt_2'");
+      await fx.settle(engine);
+      const r = await fx.rollouts.get(rollout.id);
+      assert.equal(r.state, "rolling_back");
+      assert.equal(r.reason?.["code"], "TARGET_AGENT_MISMATCH");
+      assert.equal(r.steps[1]!.state, "failed");
+      assert.equal(r.steps[1]!.attempts, 0, "nothing was queued for it");
+      assert.deepEqual((await fx.agents()).map((x) => [x.target, x.action]), [["web-1", "rollback"]]);
+      await fx.settle(engine);
+      assert.equal((await fx.rollouts.get(rollout.id)).state, "rolled_back");
+    });
+
     it("halts on failure with manual rollback until an operator aborts; refuses strategies the engine does not run", async (t) => {
       const fx = await fixture(b, t);
       await assert.rejects(create(fx, "blue-green"), code("ROLLOUT_STRATEGY_UNSUPPORTED"));
