@@ -41,6 +41,10 @@ import { WebhookTargetPolicy } from "./domain/notify/webhook-targets.js";
 import { EvidenceStore } from "./domain/promotion/evidence-store.js";
 import { createGateEngine, parseScanReport } from "./domain/promotion/gate-engine.js";
 import { PromotionService } from "./domain/promotion/promotion-service.js";
+import { RolloutService } from "./domain/rollout/rollout-service.js";
+import { RolloutStepper } from "./domain/rollout/rollout-stepper.js";
+import { checkStrategySetting } from "./domain/rollout/strategy.js";
+import { RolloutEngine } from "./runtime/rollout-engine.js";
 import { SecurityRecords } from "./domain/promotion/security-records.js";
 import { createMetrics } from "./adapters/http/metrics.js";
 import { buildHttpServer } from "./adapters/http/server.js";
@@ -130,7 +134,11 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
     // Fail at start, not at the first release, when the credentials file is unreadable, insecure or malformed.
     await credentials.check();
     const catalog = new CatalogService({
-      checkSettings: (settings) => gates.check(settings),
+      checkSettings: (settings) => {
+        gates.check(settings);
+        // An environment's default strategy is checked when it is set, not when the next deploy trips on it.
+        checkStrategySetting(settings);
+      },
       store,
       registry: new OciRegistry({ timeoutMs: cfg.registryTimeoutMs, insecureRegistries: cfg.insecureRegistries, internalHosts: cfg.registryInternalHosts }),
       credentials,
@@ -155,6 +163,23 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
     cleanups.push(async () => {
       await webhookDispatcher.stop({ timeoutMs: 2000 });
     });
+    const rollouts = new RolloutService({ store, catalog, deployments, clock });
+    // Rollouts live in the store; every replica runs the engine (leases and row locks keep replicas apart).
+    const rolloutEngine = new RolloutEngine({
+      store,
+      clock,
+      replicaId: cfg.replicaId,
+      stepper: new RolloutStepper({
+        store,
+        deployments,
+        clock,
+        evidence,
+        events: { emit: (type, data) => webhookDispatcher.enqueue({ type, id: `evt_${randomBytes(8).toString("hex")}`, at: new Date(clock.now()).toISOString(), data }) },
+      }),
+      onError: (err, rollout) => log.warn({ err, rollout }, "rollout engine tick failed"),
+    });
+    rolloutEngine.start();
+    cleanups.push(() => rolloutEngine.stop());
     const promotions = new PromotionService({
       store,
       catalog,
@@ -365,6 +390,7 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
       fleet,
       catalog,
       deployments,
+      rollouts,
       keyring: signer,
       taskTtlMs: cfg.taskTtlMs,
       promotions,

@@ -1,7 +1,9 @@
 // `ferry deploy|deployments|deployment|rollback|status` — putting releases on targets and seeing what runs where.
 import { type Command, CommanderError } from "commander";
 import type { DeploymentView, TargetStatusView, TaskView } from "../domain/deploy/deployment-service.js";
+import type { RolloutView } from "../domain/rollout/rollout-service.js";
 import type { ApiClient } from "./api-client.js";
+import { rolloutSummary } from "./rollout-commands.js";
 import { note, table, writeOut } from "./format.js";
 
 type Out = (json: boolean, data: unknown, human: () => string) => void;
@@ -50,6 +52,37 @@ async function follow(client: ApiClient, id: string, human: boolean, timeoutMs: 
   }
 }
 
+/** A --strategy value: JSON when it looks like an object, else a kind's name. */
+function parseStrategyOption(v: string): unknown {
+  if (!v.trimStart().startsWith("{")) return v;
+  try {
+    return JSON.parse(v) as unknown;
+  } catch {
+    throw new CommanderError(2, "ferry.usage", `--strategy: not valid JSON: ${v.slice(0, 80)}`);
+  }
+}
+
+const ROLLOUT_FINAL = new Set(["succeeded", "failed", "rolled_back"]);
+
+/** Follows a rollout until it is final (or halted: that waits for an operator), printing each step as it changes. */
+async function followRollout(client: ApiClient, id: string, timeoutMs: number): Promise<RolloutView> {
+  const started = Date.now();
+  const seen = new Map<number, string>();
+  for (;;) {
+    const r = await client.request<RolloutView>("GET", `/api/v1/rollouts/${enc(id)}`);
+    for (const s of r.steps) {
+      if (seen.get(s.index) === s.state) continue;
+      seen.set(s.index, s.state);
+      if (s.state !== "pending") note(`step ${s.index} ${s.name}: ${s.state}`);
+    }
+    if (ROLLOUT_FINAL.has(r.state) || r.state === "halted") return r;
+    if (Date.now() - started > timeoutMs) {
+      throw new CommanderError(4, "ferry.timeout", `rollout ${id} is still ${r.state} after ${Math.round(timeoutMs / 1000)} s; follow it with: ferry rollout show ${id}`);
+    }
+    await new Promise((res) => setTimeout(res, 1000));
+  }
+}
+
 /**
  * Prints a task's log, control characters escaped. `deployment show --logs` asked for the logs: they are its output,
  * on stdout. While following a deploy (--wait) they are progress, on stderr, so stdout stays the result alone.
@@ -75,12 +108,23 @@ export function deployCommands(program: Command, client: () => ApiClient, print:
     .option("--timeout <seconds>", "with --wait: give up after this long", "900")
     .option("--idempotency-key <key>", "safe retries from CI: the same key never deploys twice")
     .option("--override <reason>", "into an environment with gates: deploy without a promotion (gate-override role; the reason is recorded and signed)")
+    .option("--strategy <kind-or-json>", 'rollout strategy instead of the environment\'s: a kind ("rolling") or JSON (\'{"kind":"rolling","batch":"25%"}\')')
     .option("--json", "print JSON")
-    .action(async (release: string, o: { to: string; target: string[]; wait: boolean; timeout: string; idempotencyKey?: string; override?: string; json?: boolean }) => {
+    .action(async (release: string, o: { to: string; target: string[]; wait: boolean; timeout: string; idempotencyKey?: string; override?: string; strategy?: string; json?: boolean }) => {
       const body: Record<string, unknown> = { release, environment: o.to };
       if (o.target.length > 0) body["targets"] = o.target;
       if (o.override !== undefined) body["override"] = { reason: o.override };
-      let d = await client().request<DeploymentView>("POST", "/api/v1/deployments", body, o.idempotencyKey ? { "idempotency-key": o.idempotencyKey } : {});
+      if (o.strategy !== undefined) body["strategy"] = parseStrategyOption(o.strategy);
+      let d = await client().request<DeploymentView & { rollout?: RolloutView }>("POST", "/api/v1/deployments", body, o.idempotencyKey ? { "idempotency-key": o.idempotencyKey } : {});
+      if (d.rollout) {
+        // A rollout: its first wave is this deployment; --wait follows the whole rollout.
+        let r: RolloutView = d.rollout;
+        if (!o.json) note(`rollout ${r.id} started (${r.strategy.kind}, ${r.steps.length} steps); first wave: deployment ${d.id}`);
+        if (o.wait) r = await followRollout(client(), r.id, Number(o.timeout) * 1000);
+        print(!!o.json, o.wait ? r : d, () => rolloutSummary(r));
+        if (o.wait && r.state !== "succeeded") process.exitCode = 1;
+        return;
+      }
       if (!o.json) note(`deployment ${d.id} queued: ${d.tasks.length} target(s)`);
       if (o.wait) d = await follow(client(), d.id, true, Number(o.timeout) * 1000);
       print(!!o.json, d, () => summary(d));

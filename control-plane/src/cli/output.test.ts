@@ -124,3 +124,49 @@ describe("CLI output streams", () => {
     assert.deepEqual(JSON.parse(readFileSync(file, "utf8")), { seq: 12, hash: "b".repeat(64) });
   });
 });
+
+const rolloutView = (state: string, paused = false) => ({
+  id: "rol_1", deploymentId: "dep_1", environment: "dev", releaseId: "rel_1", strategy: { kind: "rolling" }, state, currentStep: 1, paused, abortRequested: false,
+  reason: state === "rolled_back" ? { code: "ROLLOUT_WAVE_FAILED", message: "1 of 1 targets failed" } : null, requestedBy: "dana", targets: [], createdAt: "t", updatedAt: "t", finishedAt: null,
+  steps: [
+    { index: 0, phase: "forward", kind: "wave", name: "batch 1 of 2", state: "succeeded", attempts: 1, spec: {}, startedAt: "t", finishedAt: "t", deadlineAt: null, wakeAt: null, result: { targets: { tg_1: { name: "web-1", state: "succeeded", code: null } } } },
+    { index: 1, phase: "forward", kind: "wait", name: "soak after batch 1", state: "running", attempts: 1, spec: {}, startedAt: "t", finishedAt: null, deadlineAt: null, wakeAt: "2030-01-01T00:01:00.000Z", result: {} },
+  ],
+});
+
+describe("rollout commands", () => {
+  it("deploy --strategy sends the parsed strategy and names the rollout; rollout show, pause and abort print steps or JSON", async () => {
+    let sent: unknown;
+    const calls: string[] = [];
+    globalThis.fetch = (async (input: string | URL, init?: RequestInit) => {
+      const url = new URL(input);
+      calls.push(`${init?.method ?? "GET"} ${url.pathname}`);
+      if (url.pathname === "/api/v1/deployments") {
+        sent = JSON.parse(init?.body as string) as unknown;
+        return new Response(JSON.stringify({ ...deployment, state: "queued", rollout: rolloutView("running") }), { status: 201 });
+      }
+      if (url.pathname === "/api/v1/rollouts/rol_1/pause") return new Response(JSON.stringify(rolloutView("running", true)));
+      if (url.pathname === "/api/v1/rollouts/rol_1/abort") return new Response(JSON.stringify({ ...rolloutView("running"), abortRequested: true, echoed: JSON.parse(init?.body as string) as unknown }));
+      return new Response(JSON.stringify(rolloutView("rolled_back")));
+    }) as typeof fetch;
+    await ferry("deploy", "shop@2", "--to", "dev", "--strategy", '{"kind":"rolling","batch":1,"soakSeconds":60}');
+    assert.deepEqual((sent as { strategy: unknown }).strategy, { kind: "rolling", batch: 1, soakSeconds: 60 });
+    assert.match(stderr, /rollout rol_1 started \(rolling, 2 steps\); first wave: deployment dep_1/);
+    assert.match(stdout, /Rollout rol_1: rolling to dev — running/);
+    assert.match(stdout, /soak after batch 1\s+running\s+1\s+until 2030-01-01T00:01:00.000Z/);
+    await assert.rejects(ferry("deploy", "shop@2", "--to", "dev", "--strategy", "{oops"), /--strategy: not valid JSON/);
+    stdout = "";
+    await ferry("rollout", "show", "rol_1");
+    assert.match(stdout, /rolled_back\n {2}reason: ROLLOUT_WAVE_FAILED 1 of 1 targets failed/);
+    assert.match(stdout, /batch 1 of 2\s+succeeded\s+1\s+web-1 succeeded/);
+    stdout = "";
+    await ferry("rollout", "pause", "rol_1", "--json");
+    assert.equal((JSON.parse(stdout) as { paused: boolean }).paused, true);
+    stdout = "";
+    await ferry("rollout", "abort", "rol_1", "--reason", "wrong build", "--json");
+    assert.deepEqual((JSON.parse(stdout) as { echoed: unknown }).echoed, { reason: "wrong build" });
+    stdout = "";
+    await ferry("rollouts", "--env", "dev", "--json");
+    assert.ok(calls.includes("GET /api/v1/rollouts"), calls.join("\n"));
+  });
+});

@@ -9,6 +9,7 @@ import { ApiClient, resolveClient } from "./api-client.js";
 import { ago, out, outJson, table } from "./format.js";
 import { catalogCommands } from "./catalog-commands.js";
 import { deployCommands } from "./deploy-commands.js";
+import { rolloutCommands } from "./rollout-commands.js";
 import { freezeCommands, promotionCommands, webhookCommands } from "./promotion-commands.js";
 import { serverCommand } from "./server-command.js";
 import { storeCommand } from "./store-command.js";
@@ -43,6 +44,7 @@ export function buildProgram(): Command {
   adminTokenCommand(program, print);
   catalogCommands(program, client, print);
   deployCommands(program, client, print);
+  rolloutCommands(program, client, print);
   promotionCommands(program, client, print);
   webhookCommands(program, client, print);
   freezeCommands(program, client, print);

@@ -28,6 +28,8 @@ import { auditRoutes } from "./routes/audit.js";
 import { apiTokenRoutes } from "./routes/api-tokens.js";
 import { catalogRoutes } from "./routes/catalog.js";
 import { deploymentRoutes } from "./routes/deployments.js";
+import { rolloutRoutes } from "./routes/rollouts.js";
+import type { RolloutService } from "../../domain/rollout/rollout-service.js";
 import { signingKeyRoutes } from "./routes/signing-keys.js";
 import { promotionRoutes } from "./routes/promotions.js";
 import { webhookRoutes } from "./routes/webhooks.js";
@@ -54,6 +56,8 @@ export interface HttpServerDeps extends FleetRouteDeps {
   fleet: FleetService;
   catalog: CatalogService;
   deployments: DeploymentService;
+  /** The rollout service; without it only all-at-once deployments are possible. */
+  rollouts?: RolloutService;
   keyring: TaskSigningKeyring;
   taskTtlMs: number;
   promotions: PromotionService;
@@ -208,7 +212,8 @@ export async function buildHttpServer(d: HttpServerDeps) {
   await app.register(fleetRoutes(d), { prefix: "/api/v1" });
   await app.register(auditRoutes({ store: d.store, keys: () => d.evidence.publicKeys(), ...(d.auditCheckpointer ? { checkpointer: d.auditCheckpointer } : {}) }), { prefix: "/api/v1" });
   await app.register(catalogRoutes({ catalog: d.catalog }), { prefix: "/api/v1" });
-  await app.register(deploymentRoutes({ deployments: d.deployments }), { prefix: "/api/v1" });
+  await app.register(deploymentRoutes({ deployments: d.deployments, catalog: d.catalog, ...(d.rollouts ? { rollouts: d.rollouts } : {}) }), { prefix: "/api/v1" });
+  if (d.rollouts) await app.register(rolloutRoutes({ rollouts: d.rollouts }), { prefix: "/api/v1" });
   await app.register(promotionRoutes({ promotions: d.promotions, records: d.records, evidence: d.evidence }), { prefix: "/api/v1" });
   await app.register(webhookRoutes({ webhooks: d.webhooks }), { prefix: "/api/v1" });
   await app.register(signingKeyRoutes({ store: d.store, keyring: d.keyring, taskTtlMs: d.taskTtlMs }), { prefix: "/api/v1" });

@@ -17,6 +17,8 @@ import { EvidenceStore } from "../../domain/promotion/evidence-store.js";
 import { createGateEngine, parseScanReport } from "../../domain/promotion/gate-engine.js";
 import { PromotionService } from "../../domain/promotion/promotion-service.js";
 import { SecurityRecords } from "../../domain/promotion/security-records.js";
+import { RolloutService } from "../../domain/rollout/rollout-service.js";
+import { checkStrategySetting } from "../../domain/rollout/strategy.js";
 import { systemClock } from "../../ports/clock.js";
 import type { ImageRegistry } from "../../ports/registry.js";
 import type { Store } from "../../ports/store.js";
@@ -44,8 +46,12 @@ export async function startTestHttpServer(t: TestContext, store: Store): Promise
   const evidenceKey = await EvidenceKey.loadOrCreate(join(dir, "evidence"));
   const gates = createGateEngine();
   const fleet = new FleetService({ store, ca, clock, liveness: { heartbeatIntervalMs: 15_000, graceMs: 15_000 }, certLifetimeMs: 3_600_000, readyAt: () => 0 });
-  const catalog = new CatalogService({ checkSettings: (s) => gates.check(s), store, registry: fakeRegistry, credentials: new EnvAndFileCredentialStore({ env: {} }), clock });
+  const catalog = new CatalogService({ checkSettings: (s) => {
+    gates.check(s);
+    checkStrategySetting(s);
+  }, store, registry: fakeRegistry, credentials: new EnvAndFileCredentialStore({ env: {} }), clock });
   const deployments = new DeploymentService({ store, catalog, signer: keyring, clock, taskTtlMs: 3_600_000 });
+  const rollouts = new RolloutService({ store, catalog, deployments, clock });
   const evidence = new EvidenceStore({ store, key: evidenceKey, clock });
   const promotions = new PromotionService({ store, catalog, deployments, gates, evidence, clock, ttlMs: 86_400_000, events: { emit: () => {} } });
   const app = await buildHttpServer({
@@ -53,6 +59,7 @@ export async function startTestHttpServer(t: TestContext, store: Store): Promise
     fleet,
     catalog,
     deployments,
+    rollouts,
     keyring,
     taskTtlMs: 3_600_000,
     promotions,

@@ -415,8 +415,39 @@ export class DeploymentService {
     return selected;
   }
 
+  /**
+   * Queues one wave of a rollout (the rollout engine calls it). The rollout went through the environment's governance
+   * when it was created (its first wave is a deploy() like any other), so later waves are not checked again; every
+   * target is still checked for its agent and driver. `targets` gives, for a rollback wave, the exact release and images
+   * each target goes back to; a deploy wave puts `releaseId` on each.
+   */
+  async enqueueWave(
+    w: { rolloutId: string; environment: string; action: "deploy" | "rollback"; releaseId: string | null; targets: { name: string; releaseId?: string; images?: TaskImage[] }[] },
+    actor: string,
+    within: (tx: Queryable, deploymentId: string) => Promise<void>,
+  ): Promise<DeploymentView> {
+    const selected = await this.selectTargets(w.environment, w.targets.map((t) => t.name));
+    const releases = new Map<string, ReleaseView>();
+    const releaseOf = async (id: string): Promise<ReleaseView> => {
+      const have = releases.get(id);
+      if (have) return have;
+      const r = await this.d.catalog.getRelease(id);
+      releases.set(id, r);
+      return r;
+    };
+    const plan: PlannedTask[] = [];
+    for (const { target: t, payloadVersion } of selected) {
+      const want = w.targets.find((x) => x.name === t.name)!;
+      const release = await releaseOf(want.releaseId ?? w.releaseId ?? "");
+      plan.push({ target: t, agentId: t.agentId ?? "", release, images: want.images ?? imagesForTarget(t, release), payloadVersion });
+    }
+    const ids = new Set(plan.map((p) => p.release.id));
+    const releaseId = w.action === "deploy" ? w.releaseId : ids.size === 1 ? [...ids][0]! : null;
+    return this.enqueue({ environment: w.environment, action: w.action, releaseId, retryOf: null, rolloutId: w.rolloutId }, plan, actor, within);
+  }
+
   private async enqueue(
-    dep: { environment: string; action: "deploy" | "rollback"; releaseId: string | null; retryOf: string | null },
+    dep: { environment: string; action: "deploy" | "rollback"; releaseId: string | null; retryOf: string | null; rolloutId?: string },
     plan: PlannedTask[],
     actor: string,
     within?: (tx: Queryable, deploymentId: string) => Promise<void>,
@@ -437,6 +468,17 @@ export class DeploymentService {
       if (busy.rows.length > 0) {
         const list = busy.rows.map((b) => `${b.name} (${b.deployment_id}, ${b.state})`).join(", ");
         throw new FerryError("DEPLOYMENT_IN_PROGRESS", `targets still have unfinished deployments: ${list}`, { targets: busy.rows.map((b) => b.name) });
+      }
+      // A target of an active rollout belongs to it between its waves too (docs/rollouts.md#the-engine).
+      const owned = await tx.query<{ id: string; name: string }>(
+        `SELECT r.id, t.value->>'name' AS name FROM rollouts r, jsonb_array_elements(r.targets) t
+          WHERE r.state IN ('running', 'halted', 'rolling_back') AND r.id IS DISTINCT FROM $2 AND t.value->>'id' = ANY($1)
+          ORDER BY r.id, name`,
+        [ids, dep.rolloutId ?? null],
+      );
+      if (owned.rows.length > 0) {
+        const list = owned.rows.map((o) => `${o.name} (rollout ${o.id})`).join(", ");
+        throw new FerryError("DEPLOYMENT_IN_PROGRESS", `targets belong to an active rollout: ${list}; wait for it, or abort it`, { targets: owned.rows.map((o) => o.name) });
       }
       await tx.query(
         `INSERT INTO deployments (id, environment, release_id, action, state, retry_of, requested_by, created_at, updated_at)
@@ -473,7 +515,7 @@ export class DeploymentService {
         action: dep.action === "rollback" ? "deployment.rollback" : "deployment.create",
         object: id,
         outcome: "ok",
-        details: { environment: dep.environment, releaseId: dep.releaseId, retryOf: dep.retryOf, targets: plan.map((p) => ({ target: p.target.name, images: p.images.map((i) => i.ref) })) },
+        details: { environment: dep.environment, releaseId: dep.releaseId, retryOf: dep.retryOf, ...(dep.rolloutId ? { rollout: dep.rolloutId } : {}), targets: plan.map((p) => ({ target: p.target.name, images: p.images.map((i) => i.ref) })) },
       });
       if (governance) {
         const targets = plan.map((p) => ({ target: p.target.name, agent: p.agentId, images: p.images.map((i) => i.ref) }));

@@ -204,10 +204,13 @@ describe("webhookRetryDelayMs", () => {
 });
 
 describe("WebhookDispatcher", () => {
-  test("event types are the promotion lifecycle", () => {
+  test("event types are the promotion and rollout lifecycles", () => {
     assert.deepEqual(
       [...WEBHOOK_EVENT_TYPES],
-      ["promotion.requested", "promotion.approved", "promotion.rejected", "promotion.blocked", "promotion.deployed", "promotion.failed", "promotion.rolled_back"],
+      [
+        "promotion.requested", "promotion.approved", "promotion.rejected", "promotion.blocked", "promotion.deployed", "promotion.failed", "promotion.rolled_back",
+        "rollout.step", "rollout.succeeded", "rollout.halted", "rollout.rolling_back", "rollout.rolled_back", "rollout.failed",
+      ],
     );
   });
 

@@ -34,6 +34,12 @@ export const WEBHOOK_EVENT_TYPES = [
   "promotion.deployed",
   "promotion.failed",
   "promotion.rolled_back",
+  "rollout.step",
+  "rollout.succeeded",
+  "rollout.halted",
+  "rollout.rolling_back",
+  "rollout.rolled_back",
+  "rollout.failed",
 ] as const;
 
 export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];

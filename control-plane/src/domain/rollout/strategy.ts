@@ -233,3 +233,9 @@ export function parseStrategy(raw: unknown, where = "strategy"): Strategy {
     }
   }
 }
+
+/** Checks an environment's `settings.strategy` (its default strategy), when set; VALIDATION_FAILED names the field. */
+export function checkStrategySetting(settings: Record<string, unknown>): void {
+  const raw = settings["strategy"];
+  if (raw !== undefined && raw !== null) parseStrategy(raw, "settings.strategy");
+}

@@ -2,7 +2,11 @@
 // Into an environment with gates, a direct deploy, rollback or retry also needs an override: { "override":
 // { "reason": "…" } } from a caller with the gate-override role (domain/deploy/governance.ts, docs/gates.md).
 import type { FastifyPluginAsync } from "fastify";
+import type { CatalogService } from "../../../domain/catalog/catalog-service.js";
 import type { DeploymentService } from "../../../domain/deploy/deployment-service.js";
+import { FerryError } from "../../../domain/errors.js";
+import type { RolloutService } from "../../../domain/rollout/rollout-service.js";
+import { parseStrategy } from "../../../domain/rollout/strategy.js";
 import { actor } from "../request-principal.js";
 
 const NAME = { type: "string", minLength: 1, maxLength: 63 } as const;
@@ -16,10 +20,10 @@ const override = {
   properties: { reason: { type: "string", minLength: 1, maxLength: 1000 } },
 } as const;
 
-export function deploymentRoutes(d: { deployments: DeploymentService }): FastifyPluginAsync {
+export function deploymentRoutes(d: { deployments: DeploymentService; catalog?: CatalogService; rollouts?: RolloutService }): FastifyPluginAsync {
   const s = d.deployments;
   return async (app) => {
-    app.post<{ Body: { release: string; environment: string; targets?: string[]; override?: { reason: string } } }>(
+    app.post<{ Body: { release: string; environment: string; targets?: string[]; override?: { reason: string }; strategy?: unknown } }>(
       "/deployments",
       {
         config: { role: "deployer", idempotent: true },
@@ -29,11 +33,32 @@ export function deploymentRoutes(d: { deployments: DeploymentService }): Fastify
             type: "object",
             additionalProperties: false,
             required: ["release", "environment"],
-            properties: { release: { type: "string", minLength: 1, maxLength: 200 }, environment: NAME, targets: targetsList, override },
+            properties: {
+              release: { type: "string", minLength: 1, maxLength: 200 },
+              environment: NAME,
+              targets: targetsList,
+              override,
+              // Checked by the strategy parser (domain/rollout/strategy.ts), which names the offending field.
+              strategy: { type: ["string", "object"], maxLength: 32, maxProperties: 16 },
+            },
           },
         },
       },
-      async (req, reply) => reply.status(201).send(await s.deploy(req.body, actor(req), { principal: req.principal })),
+      async (req, reply) => {
+        const { strategy: requested, ...input } = req.body;
+        // All-at-once (the default) is the deployment path as it always was; any other strategy is a rollout whose
+        // first wave is the deployment returned, with the rollout beside it.
+        if (d.catalog && d.rollouts) {
+          const strategy = d.rollouts.resolveStrategy(await d.catalog.getEnvironment(input.environment), requested);
+          if (strategy.kind !== "all-at-once") {
+            const { rollout, deployment } = await d.rollouts.create({ ...input, strategy }, actor(req), { principal: req.principal });
+            return reply.status(201).send({ ...deployment, rollout });
+          }
+        } else if (requested !== undefined && parseStrategy(requested).kind !== "all-at-once") {
+          throw new FerryError("ROLLOUT_STRATEGY_UNSUPPORTED", "this server runs no rollout engine; only all-at-once deployments are possible");
+        }
+        return reply.status(201).send(await s.deploy(input, actor(req), { principal: req.principal }));
+      },
     );
     app.post<{ Body: { environment: string; targets?: string[]; override?: { reason: string } } }>(
       "/rollbacks",
