@@ -5,7 +5,7 @@
 // refused (Ajv's removeAdditional is off: silently dropping a misspelt field would hide the typo), body types are never
 // coerced (schema-validators.ts), and the rules in input-rules.ts (no NUL, bounded JSON depth, no "__proto__" keys)
 // hold for every route. Every refusal, down to those Node's HTTP parser makes, has the API's error shape (errors.ts).
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest } from "fastify";
+import Fastify, { LogController, type FastifyBaseLogger } from "fastify";
 import { API_TLS_DEFAULTS } from "./api-tls.js";
 import type { Logger } from "pino";
 import type { Store } from "../../ports/store.js";

@@ -28,7 +28,7 @@ import { dirname, resolve } from "node:path";
 import { PGlite, types, type Results, type Transaction } from "@electric-sql/pglite";
 import type { NotificationHandler, Queryable, QueryResult, Store } from "../../ports/store.js";
 import { checkChannel, quoteChannel } from "./channel.js";
-import { holdsCluster, initialiseDataDir } from "./pglite-initdb.js";
+import { initialiseDataDir } from "./pglite-initdb.js";
 import { acquireDirLock, type DirLock } from "./pglite-lock.js";
 import { pgliteInitdbParams, pgliteStartParams, useOptimisingWasmCompiler } from "./pglite-settings.js";
 import { checkDataDir, makePrivate, openFailed } from "./pglite-data-dir.js";
