@@ -47,6 +47,11 @@ export const RESULT_CODES = {
   DOCKER_UNAVAILABLE: { outcome: "errored", retryable: true, source: "driver", description: "The Docker Engine did not answer on its socket." },
   CONTAINER_CREATE_FAILED: { outcome: "failed", retryable: false, source: "driver", description: "The engine refused to create the new container (name, config, resources)." },
   CONTAINER_START_FAILED: { outcome: "failed", retryable: false, source: "driver", description: "The engine refused to start the new container, or to stop the previous one." },
+  // Compose.
+  COMPOSE_CLI_MISSING: { outcome: "errored", retryable: true, source: "driver", description: "Neither docker-compose nor docker compose runs on the host; install one (docs/drivers/compose.md)." },
+  COMPOSE_PROJECT_INVALID: { outcome: "refused", retryable: false, source: "driver", description: "The project's directory is missing or not writable, or its compose file is missing; nothing was touched. details.field names the config field." },
+  COMPOSE_FILE_INVALID: { outcome: "refused", retryable: false, source: "driver", description: "The compose file does not load (invalid YAML, Compose says no), a mapped service is not in it, or a service has build: and no image (Ferry deploys images, it does not build). Nothing was touched." },
+  COMPOSE_UP_FAILED: { outcome: "failed", retryable: false, source: "driver", description: "docker-compose up (or down) failed for a service; the message has Compose's own words. What ran before was put back." },
   // Control plane's task queue.
   TASK_NOT_DELIVERED: { outcome: "errored", retryable: true, source: "control-plane", description: "No agent took the task before its not-after time (agent offline)." },
   TASK_LEASE_EXPIRED: { outcome: "errored", retryable: true, source: "control-plane", description: "The agent took the task and then stopped reporting on it before its lease ran out." },
