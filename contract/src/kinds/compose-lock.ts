@@ -68,7 +68,11 @@ export function parseComposeLock(text: string): { pins: Record<string, { ref: st
   const pins: Record<string, { ref: string; component: string; digest: string }> = {};
   for (const [name, s] of Object.entries(services as Record<string, { image?: unknown; labels?: Record<string, unknown> }>)) {
     if (typeof s?.image !== "string") return { problem: `service ${name} has no image` };
-    pins[name] = { ref: s.image, component: String(s.labels?.[COMPOSE_LOCK_LABELS.component] ?? ""), digest: String(s.labels?.[COMPOSE_LOCK_LABELS.digest] ?? "") };
+    const label = (key: string): string => {
+      const v = s.labels?.[key];
+      return typeof v === "string" ? v : "";
+    };
+    pins[name] = { ref: s.image, component: label(COMPOSE_LOCK_LABELS.component), digest: label(COMPOSE_LOCK_LABELS.digest) };
   }
   return { pins };
 }

@@ -33,7 +33,7 @@ function run(file: string, args: readonly string[], opts: { env: NodeJS.ProcessE
       args,
       { env: opts.env, cwd: opts.cwd, maxBuffer: MAX_OUTPUT_BYTES, timeout: opts.timeoutMs ?? DEFAULT_CLI_TIMEOUT_MS, signal: opts.signal, encoding: "utf8" },
       (err, stdout, stderr) => {
-        if (err) reject(Object.assign(err, { stdout, stderr }));
+        if (err) reject(Object.assign(err as Error, { stdout, stderr }));
         else resolve({ stdout, stderr });
       },
     );

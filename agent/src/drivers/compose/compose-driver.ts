@@ -166,6 +166,7 @@ export class ComposeDriver implements Driver<ComposeTargetConfig, ComposePhaseSt
       const log = (l: string) => raw(`prepare: ${l}`);
       await checkProjectDirectory(config.directory, file);
       const cli = await this.#requireCli(socketPath);
+      this.#logger.debug({ taskId: ctx.taskId, project: config.project, cli: cli.command.join(" ") }, "compose prepare");
       log(`${cli.command.join(" ")} ${cli.version} (Compose ${cli.flavour}), project ${config.project} in ${config.directory}`);
 
       const pins = this.#pins(ctx);
