@@ -51,6 +51,7 @@ export const composeKind: TargetKindDescriptor<ComposeTargetConfig> = {
   sticker: "the lock file (ferry.lock.json) and service labels",
   placement: "host",
   typed: (c) => c as unknown as ComposeTargetConfig,
+  componentsNamed: (config) => Object.entries(config.services ?? {}).map(([service, component]) => ({ field: `config.services.${service}`, component })),
   imagesFor: (config, pins) => {
     const wanted = new Set(Object.values(config.services ?? {}));
     if (wanted.size === 0) return pins.map(pinOf);
