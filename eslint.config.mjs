@@ -10,7 +10,7 @@ export default tseslint.config(
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: {
-      parserOptions: { projectService: { allowDefaultProject: ["*.mjs", "scripts/*.mjs", "*/bin/*.js"] }, tsconfigRootDir: import.meta.dirname },
+      parserOptions: { projectService: { allowDefaultProject: ["*.mjs", "scripts/*.mjs", "*/bin/*.js", "bench/rollout/*.mjs"] }, tsconfigRootDir: import.meta.dirname },
     },
     plugins: { "import-x": importX },
     settings: {

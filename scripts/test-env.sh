@@ -4,7 +4,9 @@
 #    on 127.0.0.1 with its own config) and apache2-utils (htpasswd, for the registry's basic-auth realm).
 #  - PostgreSQL on 127.0.0.1:5432 with a `test` database (used when FERRY_TEST_DATABASE_URL is set).
 #  - Debian's docker.io, docker-compose, busybox-static (the test images are built from it: no public registry is
-#    reachable) and openssh-server (the SSH suites start their own sshd on a loopback port).
+#    reachable), openssh-server (the SSH suites start their own sshd on a loopback port) and haproxy (the host
+#    router the rollout suites drive; each starts its own instance on loopback ports, never the system service).
+#  - Debian's chromium, which the console's browser suite drives through playwright-core.
 #  - The project's own Docker Engine on unix:///run/ferry-test/docker.sock (data root /var/lib/ferry-test-docker),
 #    separate from any system Docker: no bridge, no iptables rules; test containers use host networking and listen
 #    on loopback. The suites find it at that path (FERRY_TEST_DOCKER_SOCKET overrides it); stop it with
@@ -23,6 +25,10 @@ command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 # The static build specifically: the test images contain nothing but this one binary.
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need+=(busybox-static)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
+# The host router of the rollout suites (each starts its own haproxy on loopback ports with a socket in a temp dir).
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+# The console's browser suite drives Debian's Chromium through playwright-core (no browser download).
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"
   # Package scripts must not start services (a system dockerd would create a bridge and iptables rules; sshd would

@@ -145,7 +145,7 @@ export async function runDispatch(o: DispatchOptions): Promise<DispatchResult> {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     // Enrolment is set-up, not what is measured: let the server enrol as fast as it can, with certificates that
     // outlive the cache (as bench/fleet does).
-    server = await FerryServer.start({ dataDir, heartbeatIntervalMs: 15_000, args: [...serverArgs, "--enrol-rate", "100000", "--enrol-burst", "100000", "--cert-lifetime", "720h"], timeoutMs: 120_000 });
+    server = await FerryServer.start({ dataDir, heartbeatIntervalMs: 15_000, args: [...serverArgs, "--enrol-rate", "100000", "--enrol-burst", "100000", "--enrol-peer-rate", "100000", "--enrol-peer-burst", "100000", "--cert-lifetime", "720h"], timeoutMs: 120_000 });
     log(`dispatch: enrolling ${N} agents over gRPC`);
     const e0 = now();
     const shares = Array.from({ length: o.generators }, (_, i) => Math.floor(N / o.generators) + (i < N % o.generators ? 1 : 0));

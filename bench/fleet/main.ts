@@ -731,7 +731,7 @@ async function prepareFleet(o: Options, gens: Generators, intervalMs: number): P
       dataDir: join(dir, "data"),
       heartbeatIntervalMs: intervalMs,
       // Enrolment is set-up, not what is measured: let the bench enrol as fast as the server can.
-      args: ["--enrol-rate", "100000", "--enrol-burst", "100000", "--cert-lifetime", BENCH_CERT_LIFETIME],
+      args: ["--enrol-rate", "100000", "--enrol-burst", "100000", "--enrol-peer-rate", "100000", "--enrol-peer-burst", "100000", "--cert-lifetime", BENCH_CERT_LIFETIME],
       ...(o.ferryBin ? { bin: o.ferryBin } : {}),
       timeoutMs: 120_000,
     }),

@@ -13,7 +13,9 @@
 // An all-at-once deploy runs prepare → start → health → switch → retire inside one signed task, with restore on any
 // failure after start. Strategies (rolling, blue-green, canary) schedule the same phases as separate steps, so a
 // task can carry any ordered run of them (see task-payload.ts).
-export const TASK_ACTIONS = ["deploy", "rollback", "inspect"] as const;
+// `route` (v2 only) changes or reads the host router in front of a routed target: weights for a canary step, a
+// measure of the per-slot counters for an analysis, maintenance mode on or off. It runs no phase.
+export const TASK_ACTIONS = ["deploy", "rollback", "inspect", "route"] as const;
 export type TaskAction = (typeof TASK_ACTIONS)[number];
 
 export const PHASES = ["prepare", "start", "health", "switch", "retire", "restore"] as const;

@@ -29,6 +29,7 @@ export const RESULT_CODES = {
   TASK_REPLAYED: { outcome: "refused", retryable: false, source: "agent", description: "The nonce was used by another task, or the task already ran." },
   TASK_NO_DRIVER: { outcome: "refused", retryable: false, source: "agent", description: "The agent has no driver for the target's kind." },
   TASK_PHASES_UNSUPPORTED: { outcome: "refused", retryable: false, source: "agent", description: "The task asks for a run of phases this agent's driver cannot perform as a separate step." },
+  TASK_ROUTE_UNSUPPORTED: { outcome: "refused", retryable: false, source: "agent", description: "A route task (router weights, measure, maintenance) went to an agent whose driver for the kind has no router configured." },
   TASK_REFUSED: { outcome: "refused", retryable: false, source: "control-plane", description: "The agent refused the task without a code (an agent older than the codes)." },
   INVALID_TARGET_CONFIG: { outcome: "refused", retryable: false, source: "driver", description: "The target's config does not fit its kind's schema, or does not fit the task's images; names the field." },
   RELEASE_COMPONENT_MISSING: { outcome: "refused", retryable: false, source: "driver", description: "The target runs a component the task carries no image for." },
@@ -52,6 +53,17 @@ export const RESULT_CODES = {
   COMPOSE_PROJECT_INVALID: { outcome: "refused", retryable: false, source: "driver", description: "The project's directory is missing or not writable, or its compose file is missing; nothing was touched. details.field names the config field." },
   COMPOSE_FILE_INVALID: { outcome: "refused", retryable: false, source: "driver", description: "The compose file does not load (invalid YAML, Compose says no), a mapped service is not in it, or a service has build: and no image (Ferry deploys images, it does not build). Nothing was touched." },
   COMPOSE_UP_FAILED: { outcome: "failed", retryable: false, source: "driver", description: "docker-compose up (or down) failed for a service; the message has Compose's own words. What ran before was put back." },
+  // The host router (docs/rollouts.md#the-router).
+  ROUTER_UNAVAILABLE: { outcome: "errored", retryable: true, source: "agent", description: "The host router (HAProxy's runtime socket) did not answer." },
+  ROUTER_COMMAND_FAILED: { outcome: "failed", retryable: false, source: "agent", description: "The host router refused a change (a weight, a server address, a maintenance message); the message carries its answer." },
+  ROUTE_UNKNOWN: { outcome: "refused", retryable: false, source: "agent", description: "The host router has no route (backend with a blue and a green server) for the target's service: its config does not match the target's route." },
+  // Platforms with their own rollout (ECS, Nomad), driven from a gateway agent.
+  TARGET_NOT_FOUND: { outcome: "failed", retryable: false, source: "driver", description: "The platform does not know what the target names (an ECS cluster or service, a Nomad job, or a container or task the target maps). Nothing was touched." },
+  TARGET_UNSUPPORTED: { outcome: "failed", retryable: false, source: "driver", description: "The target is set up in a way the driver does not drive (an ECS service whose deployment controller is not ECS, a Nomad task that is not a Docker task); the message says what. Nothing was touched." },
+  PLATFORM_UNAVAILABLE: { outcome: "errored", retryable: true, source: "driver", description: "The platform's API did not answer, throttled past the driver's retries, or failed (network, 5xx, 429)." },
+  PLATFORM_ACCESS_DENIED: { outcome: "failed", retryable: false, source: "driver", description: "The platform refused the gateway agent's credentials for a call (AWS AccessDenied, Nomad 403 Permission denied); the call is named." },
+  PLATFORM_REJECTED: { outcome: "failed", retryable: false, source: "driver", description: "The platform refused a change as invalid (an ECS ClientException or InvalidParameterException, a Nomad 400); what ran before was put back." },
+  PLATFORM_BUSY: { outcome: "failed", retryable: true, source: "driver", description: "A deployment not started by this task is running on the target, or the job changed under the task (Nomad check-and-set); nothing of this task was applied." },
   // Control plane's task queue.
   TASK_NOT_DELIVERED: { outcome: "errored", retryable: true, source: "control-plane", description: "No agent took the task before its not-after time (agent offline)." },
   TASK_LEASE_EXPIRED: { outcome: "errored", retryable: true, source: "control-plane", description: "The agent took the task and then stopped reporting on it before its lease ran out." },

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 
 import { ALL_AT_ONCE_PHASES, isAllAtOnce, phasesProblem } from "./phases.js";
-import { negotiatePayloadVersion, parseTaskPayload, TASK_PAYLOAD_TYPES, TaskPayloadError, taskPhases, versionOfPayloadType } from "./task-payload.js";
+import { MAX_STATE_BYTES, negotiatePayloadVersion, parseTaskPayload, TASK_PAYLOAD_TYPES, TaskPayloadError, taskPhases, versionOfPayloadType } from "./task-payload.js";
 
 const DIGEST = `sha256:${"a".repeat(64)}`;
 const v1 = () => ({
@@ -75,5 +75,28 @@ describe("task payload versions", () => {
     assert.equal(phasesProblem(["switch", "retire"]), undefined);
     assert.ok(isAllAtOnce(ALL_AT_ONCE_PHASES));
     assert.ok(!isAllAtOnce(["prepare"]));
+  });
+
+  it("carries an earlier step's driver state, bounded", () => {
+    const p = parseTaskPayload({ ...v2(["switch", "retire"]), state: { slot: { idle: "green" } } }, TASK_PAYLOAD_TYPES[2]);
+    assert.deepEqual(p.state, { slot: { idle: "green" } });
+    malformed(() => parseTaskPayload({ ...v2(), state: [] }, TASK_PAYLOAD_TYPES[2]), /state must be an object/);
+    malformed(() => parseTaskPayload({ ...v2(), state: { big: "x".repeat(MAX_STATE_BYTES) } }, TASK_PAYLOAD_TYPES[2]), /at most 65536 bytes/);
+    malformed(() => parseTaskPayload({ ...v1(), state: {} }, TASK_PAYLOAD_TYPES[1]), /unknown field state/);
+  });
+
+  it("reads route tasks: weights, measure, maintenance; exactly", () => {
+    const route = (r: unknown, extra: Record<string, unknown> = {}) => parseTaskPayload({ ...v1(), v: 2, action: "route", images: [], route: r, ...extra }, TASK_PAYLOAD_TYPES[2]);
+    assert.deepEqual(route({ op: "weights", newWeight: 25 }).route, { op: "weights", newWeight: 25 });
+    assert.deepEqual(route({ op: "measure" }, { state: { slot: {} } }).route, { op: "measure" });
+    assert.deepEqual(route({ op: "maintenance", message: "back at 10:00" }).route, { op: "maintenance", message: "back at 10:00" });
+    assert.deepEqual(route({ op: "maintenance", message: null }).route, { op: "maintenance", message: null });
+    malformed(() => route({ op: "weights", newWeight: 101 }), /from 0 to 100/);
+    malformed(() => route({ op: "weights", newWeight: 5, slot: "blue" }), /unknown field route.slot/);
+    malformed(() => route({ op: "reload" }), /route.op must be/);
+    malformed(() => route({ op: "maintenance", message: "a\nb" }), /printable ASCII/);
+    malformed(() => route({ op: "measure" }, { phases: ["switch"] }), /runs no phase/);
+    malformed(() => parseTaskPayload({ ...v2(), route: { op: "measure" } }, TASK_PAYLOAD_TYPES[2]), /only a route task/);
+    malformed(() => parseTaskPayload({ ...v1(), action: "route" }, TASK_PAYLOAD_TYPES[1]), /needs payload v2/);
   });
 });

@@ -3,7 +3,10 @@
 //
 // Versions. The payload type names the version, so a signature over one version can never be read as another:
 //   v1  application/vnd.ferry.task.v1+json  deploy/rollback/inspect; runs every deploy phase (all-at-once)
-//   v2  application/vnd.ferry.task.v2+json  v1 plus `phases`: the ordered run of phases the task performs
+//   v2  application/vnd.ferry.task.v2+json  v1 plus `phases`: the ordered run of phases the task performs; `state`:
+//       the driver's state an earlier step of the same rollout left (its result's details.state), carried back so a
+//       later step (switch, retire, restore) picks up exactly what start did; and the `route` action with `route`:
+//       one router operation (weights, measure, maintenance) on a routed target
 // An agent advertises the versions it reads (HostFacts.task_payload_versions; an agent that says nothing reads v1
 // only). The control plane signs the highest version both sides speak. A v1 task means exactly what a v2 task with
 // the all-at-once phases means, so agents that speak only v1 keep receiving all-at-once deploys; work that needs
@@ -55,9 +58,22 @@ export interface TaskPayload {
   target: TaskTarget;
   release: { id: string; name: string; version: string } | null;
   images: TaskImage[];
-  /** v2 only (and required there): the phases to run, in order. */
+  /** v2 only (and required there for deploy and rollback): the phases to run, in order. */
   phases?: Phase[];
+  /** v2 only: the driver state an earlier step returned (plain JSON, at most MAX_STATE_BYTES). */
+  state?: Record<string, unknown>;
+  /** v2 only, and required with action "route": what to do on the router. */
+  route?: RouteOperation;
 }
+
+/**
+ * A router operation on a routed target. Weights are for the slot the rollout started (`newWeight`, 0–100; the
+ * stable slot gets the rest), so a canary step never needs to know which colour is which.
+ */
+export type RouteOperation = { op: "weights"; newWeight: number } | { op: "measure" } | { op: "maintenance"; message: string | null };
+
+/** Bound on the carried driver state (canonical JSON bytes): ids, names and flags, never data. */
+export const MAX_STATE_BYTES = 64 * 1024;
 
 /** The payload is not a task this version of Ferry understands. Agents report it as TASK_MALFORMED. */
 export class TaskPayloadError extends Error {
@@ -66,7 +82,7 @@ export class TaskPayloadError extends Error {
 
 const NONCE_RE = /^[A-Za-z0-9_-]{22}$/;
 const FIELDS_V1 = ["v", "taskId", "deploymentId", "agentId", "issuedAt", "notAfter", "nonce", "action", "target", "release", "images"];
-const FIELDS_V2 = [...FIELDS_V1, "phases"];
+const FIELDS_V2 = [...FIELDS_V1, "phases", "state", "route"];
 /** Bounds on what a payload may carry: a task is small. */
 const MAX_ID = 128;
 const MAX_IMAGES = 64;
@@ -171,11 +187,48 @@ export function parseTaskPayload(value: unknown, payloadType: string = TASK_PAYL
 
   const payload: TaskPayload = { v: version, taskId, deploymentId, agentId, issuedAt, notAfter, nonce, action: action as TaskAction, target, release, images };
   if (version === 2) {
-    const phases = value.phases;
-    if (!Array.isArray(phases) || phases.some((p) => typeof p !== "string")) return bad("phases must be a list of phase names");
-    const problem = phasesProblem(phases as string[]);
-    if (problem) bad(`phases ${problem}`);
-    payload.phases = [...(phases as Phase[])];
-  }
+    if (action === "route") {
+      if (value.phases !== undefined) bad("phases: a route task runs no phase");
+      payload.route = parseRoute(value.route, bad);
+    } else {
+      if (value.route !== undefined) bad(`route: only a route task carries one, not a ${String(action)} task`);
+      const phases = value.phases;
+      if (!Array.isArray(phases) || phases.some((p) => typeof p !== "string")) return bad("phases must be a list of phase names");
+      const problem = phasesProblem(phases as string[]);
+      if (problem) bad(`phases ${problem}`);
+      payload.phases = [...(phases as Phase[])];
+    }
+    if (value.state !== undefined) {
+      if (!isPlainObject(value.state)) bad("state must be an object");
+      const bytes = Buffer.byteLength(JSON.stringify(value.state), "utf8");
+      if (bytes > MAX_STATE_BYTES) bad(`state must be at most ${MAX_STATE_BYTES} bytes of JSON (it is ${bytes})`);
+      payload.state = value.state as Record<string, unknown>;
+    }
+  } else if (action === "route") bad("action route needs payload v2");
   return payload;
+}
+
+function parseRoute(r: unknown, bad: (what: string) => never): RouteOperation {
+  if (!isPlainObject(r)) return bad("route must be an object with an op");
+  switch (r.op) {
+    case "weights": {
+      for (const k of Object.keys(r)) if (k !== "op" && k !== "newWeight") bad(`unknown field route.${k}`);
+      const w = r.newWeight;
+      if (typeof w !== "number" || !Number.isInteger(w) || w < 0 || w > 100) return bad("route.newWeight must be a whole number from 0 to 100");
+      return { op: "weights", newWeight: w };
+    }
+    case "measure":
+      for (const k of Object.keys(r)) if (k !== "op") bad(`unknown field route.${k}`);
+      return { op: "measure" };
+    case "maintenance": {
+      for (const k of Object.keys(r)) if (k !== "op" && k !== "message") bad(`unknown field route.${k}`);
+      const m = r.message;
+      if (m !== null && (typeof m !== "string" || !/^[\x20\x21\x23-\x5b\x5d-\x7e]{1,256}$/.test(m))) {
+        return bad('route.message must be null (maintenance off) or 1–256 printable ASCII characters without " and \\');
+      }
+      return { op: "maintenance", message: m };
+    }
+    default:
+      return bad(`route.op must be weights, measure or maintenance, not ${JSON.stringify(r.op)}`);
+  }
 }

@@ -10,8 +10,10 @@ import { AgentService, ConnectResponseSchema, EnrolmentService, SigningKeysSchem
 import type { ResolvedConfig } from "./config/config.js";
 import { redactUrl } from "./config/config.js";
 import { appendAudit } from "./domain/audit/audit-log.js";
+import { AuditCheckpointer } from "./domain/audit/audit-anchor.js";
 import { createApiToken } from "./domain/auth/api-tokens.js";
 import { CatalogService } from "./domain/catalog/catalog-service.js";
+import { loadCursorKey, useCursorKey } from "./domain/catalog/pagination.js";
 import { FleetService, REVOCATION_CHANNEL } from "./domain/fleet/fleet-service.js";
 import { offlineAfterMs, type LivenessPolicy } from "./domain/fleet/liveness.js";
 import { LivenessRecorder } from "./domain/fleet/liveness-recorder.js";
@@ -20,7 +22,7 @@ import type { Store } from "./ports/store.js";
 import { startMaintenance } from "./adapters/store/maintenance.js";
 import { openStore } from "./adapters/store/index.js";
 import { EnvAndFileCredentialStore, OciRegistry } from "./adapters/registry/index.js";
-import { AdmissionGate } from "./adapters/grpc/admission.js";
+import { AdmissionGate, PeerAdmission } from "./adapters/grpc/admission.js";
 import { agentServiceImpl, signingKeysMessage, type Revocations } from "./adapters/grpc/agent-service.js";
 import { SIGNING_KEYS_CHANNEL } from "./adapters/http/routes/signing-keys.js";
 import { enrolmentServiceImpl } from "./adapters/grpc/enrolment-service.js";
@@ -31,7 +33,8 @@ import { TaskDispatcher, registryCredentialsFor } from "./adapters/grpc/task-dis
 import { DeploymentService, TASK_NOTIFY_CHANNEL } from "./domain/deploy/deployment-service.js";
 import { TaskQueue } from "./domain/deploy/task-queue.js";
 import { SqlWebhookStore } from "./domain/notify/webhook-service.js";
-import { WebhookDispatcher } from "./domain/notify/webhooks.js";
+import { HttpWebhookTransport, WebhookDispatcher } from "./domain/notify/webhooks.js";
+import { WebhookTargetPolicy } from "./domain/notify/webhook-targets.js";
 import { EvidenceStore } from "./domain/promotion/evidence-store.js";
 import { createGateEngine, parseScanReport } from "./domain/promotion/gate-engine.js";
 import { PromotionService } from "./domain/promotion/promotion-service.js";
@@ -114,6 +117,7 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
     const certChainPem = `${serverCert.certPem.trim()}\n${ca.certPem.trim()}\n`;
 
     const adminSecret = await bootstrapAdminToken(store);
+    useCursorKey(await loadCursorKey(store));
     const adminTokenFile = join(cfg.dataDir, "admin-token");
     if (adminSecret) writeFileAtomic(adminTokenFile, `${adminSecret}\n`, 0o600);
 
@@ -141,10 +145,22 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
       credentials,
       clock,
     });
-    const deployments = new DeploymentService({ store, catalog, signer, clock, taskTtlMs: cfg.taskTtlMs });
     const evidence = new EvidenceStore({ store, key: evidenceKey, clock });
-    const webhooks = new SqlWebhookStore({ store, clock });
-    const webhookDispatcher = new WebhookDispatcher({ store: webhooks, logger: log.child({ component: "webhooks" }) });
+    const auditCheckpointer = new AuditCheckpointer({
+      store,
+      key: evidenceKey,
+      clock,
+      intervalMs: cfg.auditCheckpointIntervalMs,
+      onError: (err) => log.warn({ err }, "could not sign an audit checkpoint"),
+    });
+    auditCheckpointer.start();
+    // Registered early, so it runs late at shutdown (cleanups run in reverse): its final checkpoint comes after the
+    // HTTP server and the background loops stopped appending.
+    cleanups.push(() => auditCheckpointer.stop());
+    const deployments = new DeploymentService({ store, catalog, signer, clock, taskTtlMs: cfg.taskTtlMs, evidence });
+    const webhookPolicy = new WebhookTargetPolicy(cfg.webhookAllow);
+    const webhooks = new SqlWebhookStore({ store, clock, policy: webhookPolicy });
+    const webhookDispatcher = new WebhookDispatcher({ store: webhooks, transport: new HttpWebhookTransport({ policy: webhookPolicy }), logger: log.child({ component: "webhooks" }) });
     cleanups.push(async () => {
       await webhookDispatcher.stop({ timeoutMs: 2000 });
     });
@@ -325,6 +341,7 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
       enrolmentServiceImpl({
         fleet,
         admission: new AdmissionGate(cfg.enrolRate, cfg.enrolBurst, clock),
+        peerAdmission: new PeerAdmission(cfg.enrolPeerRate, cfg.enrolPeerBurst, clock),
         refusals,
         caBundle,
         agentEndpoint: () => agentEndpoint,
@@ -357,6 +374,7 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
       records,
       evidence,
       webhooks,
+      auditCheckpointer,
       metrics,
       log,
       version: CONTROL_PLANE_VERSION,

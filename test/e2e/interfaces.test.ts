@@ -1,4 +1,4 @@
-// The operator-facing surfaces of a real server: health, metrics, dashboard, CLI behaviour on bad input, and
+// The operator-facing surfaces of a real server: health, metrics, console shell, CLI behaviour on bad input, and
 // secrets kept out of the log.
 import assert from "node:assert/strict";
 import { readFileSync, statSync } from "node:fs";
@@ -52,15 +52,20 @@ describe("interfaces", () => {
     assert.match(text, /ferry_http_request_duration_seconds_bucket/);
   });
 
-  it("serves the dashboard with a strict content security policy", async () => {
+  it("serves the console with a strict content security policy, on every page path", async () => {
     const page = await fetch(`${cp.runtime.api}/`);
     assert.equal(page.status, 200);
-    assert.match(page.headers.get("content-security-policy") ?? "", /default-src 'self'/);
+    assert.match(page.headers.get("content-security-policy") ?? "", /default-src 'self'.*frame-ancestors 'none'/);
     const html = await page.text();
-    assert.match(html, /<script src="\/dashboard.js">/);
-    const js = await fetch(`${cp.runtime.api}/dashboard.js`);
+    const script = /<script type="module" src="\/(console-[0-9a-f]+\.js)">/.exec(html);
+    assert.ok(script, html);
+    const js = await fetch(`${cp.runtime.api}/${script[1]}`);
     assert.match(js.headers.get("content-type") ?? "", /javascript/);
-    assert.match(await js.text(), /\/api\/v1\/agents/);
+    assert.match(js.headers.get("cache-control") ?? "", /immutable/);
+    assert.match(await js.text(), /\/api\/v1\/console\/overview/);
+    const deep = await fetch(`${cp.runtime.api}/promotions/prm_anything`);
+    assert.equal(deep.status, 200);
+    assert.equal(await deep.text(), html);
   });
 
   it("shows one agent in human form and lists and revokes join tokens", async () => {
@@ -105,7 +110,7 @@ describe("interfaces", () => {
     const expected = [
       "get /api/v1/agents", "get /api/v1/agents/{id}", "post /api/v1/agents/{id}/revoke", "post /api/v1/certificates/{serial}/revoke",
       "post /api/v1/join-tokens", "get /api/v1/join-tokens", "post /api/v1/join-tokens/{id}/revoke", "post /api/v1/fleet/ping",
-      "get /api/v1/fleet/summary", "get /api/v1/audit", "get /api/v1/audit/verify", "get /api/v1/whoami",
+      "get /api/v1/fleet/summary", "get /api/v1/audit", "get /api/v1/audit/verify", "post /api/v1/audit/checkpoints", "get /api/v1/whoami",
       "get /api/v1/environments", "post /api/v1/environments", "get /api/v1/environments/{name}", "patch /api/v1/environments/{name}",
       "delete /api/v1/environments/{name}", "get /api/v1/targets", "post /api/v1/environments/{env}/targets",
       "get /api/v1/environments/{env}/targets/{name}", "patch /api/v1/environments/{env}/targets/{name}",
@@ -124,6 +129,8 @@ describe("interfaces", () => {
       "get /api/v1/evidence", "get /api/v1/evidence/{id}", "get /api/v1/evidence-keys",
       "post /api/v1/webhooks", "get /api/v1/webhooks", "post /api/v1/webhooks/{id}/disable", "post /api/v1/webhooks/{id}/enable",
       "get /api/v1/webhooks/deliveries",
+      "get /api/v1/console/overview", "get /api/v1/console/events", "get /api/v1/console/agents/{id}/activity",
+      "get /api/v1/console/releases/{ref}/activity", "get /api/v1/console/environments/{name}/activity",
     ];
     const documented = Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m} ${p}`));
     assert.deepEqual([...documented].sort(), [...expected].sort());

@@ -375,10 +375,35 @@ describe("promotions through gates, with evidence, audit and webhooks", { skip }
     const clean = await cp.cli(["audit", "verify"]);
     assert.equal(clean.code, 0, clean.stdout + clean.stderr);
     const row = (await sql.query<{ seq: string }>("SELECT seq FROM audit_log WHERE action = 'promotion.break-glass'")).rows[0]!;
+    // The database refuses the edit; only the table's owner, switching the append-only trigger off, gets it in.
+    await assert.rejects(sql.query("UPDATE audit_log SET details = '{}' WHERE seq = $1", [row.seq]), /append-only/);
+    await sql.query("ALTER TABLE audit_log DISABLE TRIGGER USER");
     await sql.query("UPDATE audit_log SET details = '{\"reason\": \"routine\"}' WHERE seq = $1", [row.seq]);
+    await sql.query("ALTER TABLE audit_log ENABLE TRIGGER USER");
     const broken = await cp.cli(["audit", "verify"]);
     assert.equal(broken.code, 1);
     assert.match(broken.stdout, new RegExp(`BROKEN at record ${row.seq}\\b`));
+  });
+
+  it("refuses a direct deploy or rollback into gated prod from the CLI; a gate-override holder gets in with a reason, recorded and signed", async () => {
+    const deploy = await cp.cli(["deploy", "shop@1", "--to", "prod", "--json"], as("dana"));
+    assert.equal(deploy.code, 1);
+    assert.match(deploy.stderr, /ENVIRONMENT_GATED: prod has gates .* only through a promotion/);
+    const rollback = await cp.cli(["rollback", "--env", "prod"], as("dana"));
+    assert.match(rollback.stderr, /ENVIRONMENT_GATED/);
+    const noRole = await cp.cli(["deploy", "shop@1", "--to", "prod", "--override", "please"], as("dana"));
+    assert.match(noRole.stderr, /FORBIDDEN: an override into prod needs the gate-override role/);
+    const refused = await sql.query<{ action: string }>("SELECT action FROM audit_log WHERE outcome = 'refused' AND object = 'prod' AND code = 'ENVIRONMENT_GATED' ORDER BY seq");
+    assert.deepEqual(refused.rows.map((r) => r.action), ["deployment.create", "deployment.rollback"]);
+    const t = await cp.api<{ secret: string }>("POST", "/api/v1/api-tokens", { subject: "olga", roles: ["deployer", "gate-override"] });
+    const over = await cp.cli(["deploy", "shop@1", "--to", "prod", "--override", "hotfix INC-1", "--wait", "--timeout", "120", "--json"], { FERRY_TOKEN: t.body.secret });
+    assert.equal(over.code, 0, over.stderr);
+    const d = JSON.parse(over.stdout) as { id: string; state: string; override: { by: string; reason: string; evidence: string } };
+    assert.equal(d.state, "succeeded");
+    assert.deepEqual([d.override.by, d.override.reason], ["olga", "hotfix INC-1"]);
+    const ev = await cp.cli(["evidence", "list", "--subject", d.id, "--json"]);
+    const kinds = (JSON.parse(ev.stdout) as { evidence: { id: string; kind: string }[] }).evidence.map((e) => e.kind);
+    assert.ok(kinds.includes("deployment.override"), kinds.join(","));
   });
 
   function writeJson(name: string, v: unknown): string {

@@ -37,7 +37,7 @@ describe("refusals", () => {
   const scratch = mkdtempSync(join(tmpdir(), "ferry-refusals-"));
 
   before(async () => {
-    cp = await TestControlPlane.start({ extraArgs: ["--enrol-rate", "1000", "--enrol-burst", "1000"] });
+    cp = await TestControlPlane.start({ extraArgs: ["--enrol-rate", "1000", "--enrol-burst", "1000", "--enrol-peer-rate", "1000", "--enrol-peer-burst", "1000"] });
     caPem = readFileSync(join(cp.dataDir, "ca", "ca.crt"), "utf8");
     ca = await FleetCa.loadOrCreate(join(cp.dataDir, "ca"));
   });

@@ -16,8 +16,8 @@ export class TestAgent {
     return run(AGENT_BIN, ["enrol", "--join", joinString, "--state-dir", this.stateDir, "--name", this.name, ...extra], { FERRY_LOG_FORMAT: "json" });
   }
 
-  start(extra: string[] = []): Proc {
-    this.proc = start(AGENT_BIN, ["run", "--state-dir", this.stateDir, "--log-level", "debug", ...extra]);
+  start(extra: string[] = [], env: NodeJS.ProcessEnv = {}): Proc {
+    this.proc = start(AGENT_BIN, ["run", "--state-dir", this.stateDir, "--log-level", "debug", ...extra], env);
     return this.proc;
   }
 

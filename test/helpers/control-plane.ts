@@ -51,6 +51,8 @@ export class TestControlPlane {
       "--enrol-listen", `127.0.0.1:${ports?.enrol ?? 0}`,
       "--heartbeat-interval", this.opts.heartbeatInterval ?? "250ms",
       "--log-level", "debug",
+      // Test webhook receivers listen on loopback, which webhooks may reach only when allowed (docs/webhooks.md).
+      "--webhook-allow", "127.0.0.1/32,::1/128",
       ...(this.opts.databaseUrl ? ["--database-url", this.opts.databaseUrl] : []),
       ...(this.opts.extraArgs ?? []),
     ];

@@ -75,6 +75,23 @@ describe("ferry-agent CLI", () => {
     assert.match(t.err(), /--observe-interval: "0.5" is not a number of seconds from 1 to 86400/);
   });
 
+  it("prints the HAProxy config for a routed service, checked with the route schema", async () => {
+    const t = io();
+    assert.equal(await runCli(["router", "haproxy-config", "--service", "web", "--listen", "0.0.0.0:8080", "--blue", "8081", "--green", "8082"], t), EXIT.ok, t.err());
+    assert.match(t.out(), /stats socket \/run\/haproxy\/ferry.sock mode 600 level admin/);
+    assert.match(t.out(), /frontend ferry_web_in\n {2}bind 0\.0\.0\.0:8080/);
+    assert.match(t.out(), /server blue 127\.0\.0\.1:8081 weight 100\n {2}server green 127\.0\.0\.1:8082 weight 0/);
+    let bad = io();
+    assert.equal(await runCli(["router", "haproxy-config", "--service", "web", "--listen", "0.0.0.0:8080", "--blue", "8081", "--green", "8081"], bad), EXIT.usage);
+    assert.match(bad.err(), /route\.slots\.green: must differ from blue/);
+    bad = io();
+    assert.equal(await runCli(["router", "haproxy-config", "--service", "Web App", "--listen", "0.0.0.0:8080", "--blue", "8081", "--green", "8082"], bad), EXIT.usage);
+    assert.match(bad.err(), /route\.service/);
+    bad = io();
+    assert.equal(await runCli(["router", "haproxy-config", "--service", "web", "--listen", "x:1", "--blue", "8081", "--green", "8082", "--socket", "relative.sock"], bad), EXIT.usage);
+    assert.match(bad.err(), /--socket: must be an absolute path/);
+  });
+
   it("exits 2 when the state directory is not enrolled", async () => {
     const t = io();
     assert.equal(await runCli(["run", "--state-dir", await harness.tempDir("empty")], t), EXIT.usage);

@@ -25,6 +25,8 @@ import { AgentError, isAgentError, type AgentErrorKind } from "../core/agent-err
 import { agentVersion } from "../core/facts.js";
 import { createLogger, LOG_LEVELS, type LogLevel } from "../logger.js";
 import { DRIVER_REGISTRATIONS } from "../drivers/index.js";
+import { checkObject, ConfigError, dockerKind, type ObjectSchema } from "@ferry/contract";
+import { haproxyConfig } from "../routing/haproxy/haproxy-config.js";
 import { runAgent, runEnrol, type Runtime } from "../main.js";
 
 export const EXIT = { ok: 0, failure: 1, usage: 2, refused: 3, reenrol: 4 } as const;
@@ -157,6 +159,39 @@ export async function runCli(args: string[], io: CliIo = {}): Promise<number> {
     const rows = describeAgentConfig(resolve(opts), registrations);
     stdout.write(opts.json === true ? `${JSON.stringify(rows, (_k, v: unknown) => (v === undefined ? null : v), 2)}\n` : formatConfigRows(rows));
   });
+
+  program
+    .command("router")
+    .description("the host router in front of routed targets (docs/rollouts.md)")
+    .command("haproxy-config")
+    .description("print the HAProxy configuration for one routed service (docs/rollouts.md#setting-up-haproxy)")
+    .requiredOption("--service <name>", "the route's service name ([a-z0-9][a-z0-9_-]*)")
+    .requiredOption("--listen <host:port>", "where HAProxy listens for the service's clients")
+    .requiredOption("--blue <port>", "the blue slot's loopback port")
+    .requiredOption("--green <port>", "the green slot's loopback port")
+    .option("--socket <path>", "the admin runtime socket the agent uses", "/run/haproxy/ferry.sock")
+    .option("--maintenance-map <path>", "the map file of maintenance messages", "/etc/haproxy/ferry-maintenance.map")
+    .action((opts: Record<string, string>) => {
+      // Checked with the docker descriptor's own route schema, so what this prints fits a target's config.
+      const routeSchema = dockerKind.config.fields["route"] as unknown as ObjectSchema;
+      const port = (s: string | undefined): unknown => (s !== undefined && /^\d{1,5}$/.test(s) ? Number(s) : s);
+      let route: Record<string, unknown>;
+      try {
+        route = checkObject({ service: opts.service, listen: opts.listen, slots: { blue: port(opts.blue), green: port(opts.green) } }, routeSchema, "route");
+        for (const k of ["socket", "maintenanceMap"] as const) {
+          if (!/^\/[^\s]{0,4095}$/.test(opts[k] ?? "")) throw new ConfigError(`--${k === "socket" ? "socket" : "maintenance-map"}`, "must be an absolute path without spaces");
+        }
+      } catch (err) {
+        if (err instanceof ConfigError) throw new AgentError("USAGE", "usage", err.message);
+        throw err;
+      }
+      const slots = route["slots"] as { blue: number; green: number };
+      stdout.write(
+        haproxyConfig({ socket: opts.socket!, maintenanceMap: opts.maintenanceMap! }, [
+          { name: route["service"] as string, listen: route["listen"] as string, slots: { blue: { address: "127.0.0.1", port: slots.blue }, green: { address: "127.0.0.1", port: slots.green } } },
+        ]),
+      );
+    });
 
   try {
     await program.parseAsync(args, { from: "user" });

@@ -17,6 +17,11 @@ export interface PhaseRunOptions {
   logger: Logger;
   /** The phases to run; default all-at-once. */
   phases?: readonly Phase[];
+  /**
+   * The state an earlier step of the same rollout returned (task payload v2 `state`). A run that begins after
+   * prepare picks up from it, and counts the target as already touched: a failure restores from it.
+   */
+  state?: PhaseState;
   /** Turns a driver's unexpected error into a DriverError with a stable code (e.g. an engine that went away). */
   classify?: (err: unknown, phase: Phase) => DriverError;
 }
@@ -27,13 +32,17 @@ function defaultClassify(err: unknown, phase: Phase): DriverError {
   return new DriverError("AGENT_ERROR", `${phase} failed: ${(err as Error)?.message ?? String(err)}`, { phase });
 }
 
-/** Runs `phases` of `driver` for one task; resolves with the outcome, or throws a DriverError with `restored` set. */
-export async function runPhases<C>(driver: Driver<C>, ctx: PhaseContext<C>, opts: PhaseRunOptions): Promise<DeployOutcome> {
+/**
+ * Runs `phases` of `driver` for one task; resolves with the outcome and the state the last phase left (which a later
+ * step of a rollout is given back), or throws a DriverError with `restored` set.
+ */
+export async function runPhases<C>(driver: Driver<C>, ctx: PhaseContext<C>, opts: PhaseRunOptions): Promise<DeployOutcome & { state: PhaseState }> {
   const phases = opts.phases ?? ALL_AT_ONCE_PHASES;
   const classify = opts.classify ?? defaultClassify;
   const log = opts.logger;
-  let state: PhaseState = {};
-  let touched = false;
+  let state: PhaseState = opts.state ?? {};
+  // A later step of a rollout (switch, retire, ...) starts on a target an earlier step's start already changed.
+  let touched = opts.state !== undefined && phases[0] !== "prepare";
   let phase: Phase = phases[0] ?? "prepare";
   const warnings: string[] = [];
 
@@ -84,7 +93,7 @@ export async function runPhases<C>(driver: Driver<C>, ctx: PhaseContext<C>, opts
   }
   const outcome = driver.outcome(ctx, state);
   if (warnings.length > 0) outcome.details = { ...outcome.details, warnings };
-  return outcome;
+  return { ...outcome, state };
 }
 
 async function fail<C>(

@@ -127,8 +127,8 @@ describe("TaskRunner with the fake driver", () => {
     await a.runner.stop();
   });
 
-  it("runs a v2 task with the all-at-once phases, and refuses one that asks for phases on their own", async () => {
-    const a = await agent(stateDir("v2"));
+  it("runs a v2 task with the all-at-once phases, and refuses phases on their own for a driver that cannot", async () => {
+    const a = await agent(stateDir("v2"), new FakeDriver({ separateSteps: false }));
     const whole = payload({ v: 2, phases: ["prepare", "start", "health", "switch", "retire"] });
     a.offer(whole);
     assert.equal((await a.resultOf(whole.taskId)).outcome, "succeeded");
@@ -138,6 +138,69 @@ describe("TaskRunner with the fake driver", () => {
     assert.equal(ack.accepted, false);
     assert.equal(ack.refusalCode, "TASK_PHASES_UNSUPPORTED");
     assert.ok(!a.driver.calls.some((c) => c.endsWith(part.taskId)));
+    await a.runner.stop();
+  });
+
+  it("runs a rollout's phases as separate tasks: the state one step returns is what the next step picks up", async () => {
+    const a = await agent(stateDir("steps"));
+    a.driver.slot("web").serving = [image("web", "a")];
+    const first = payload({ v: 2, phases: ["prepare", "start", "health"] });
+    a.offer(first);
+    const r1 = await a.resultOf(first.taskId);
+    assert.equal(r1.outcome, "succeeded", r1.message);
+    const state = (JSON.parse(r1.detailsJson) as { state: Record<string, unknown> }).state;
+    assert.deepEqual(state["previous"], [image("web", "a")], "start recorded what served before");
+    assert.equal(r1.sticker, undefined, "no sticker before traffic moves");
+    assert.deepEqual(a.driver.slot("web").serving.map((i) => i.digest), [digest("a")], "the old version still serves");
+
+    // A step that picks up from an earlier one needs its state.
+    const orphan = payload({ v: 2, phases: ["switch", "retire"] });
+    a.offer(orphan);
+    const refused = await a.ackOf(orphan.taskId);
+    assert.equal(refused.refusalCode, "TASK_PHASES_UNSUPPORTED");
+    assert.match(refused.refusalMessage, /carries no state/);
+
+    const weights = payload({ v: 2, action: "route", images: [], route: { op: "weights", newWeight: 25 }, state });
+    a.offer(weights);
+    const rw = await a.resultOf(weights.taskId);
+    assert.equal(rw.outcome, "succeeded", rw.message);
+    assert.deepEqual(JSON.parse(rw.detailsJson), { weights: { new: 25, stable: 75 } });
+    const measure = payload({ v: 2, action: "route", images: [], route: { op: "measure" } });
+    a.offer(measure);
+    assert.equal((JSON.parse((await a.resultOf(measure.taskId)).detailsJson) as { epoch: string }).epoch, "fake");
+
+    const second = payload({ v: 2, phases: ["switch", "retire"], state });
+    a.offer(second);
+    const r2 = await a.resultOf(second.taskId);
+    assert.equal(r2.outcome, "succeeded", r2.message);
+    assert.deepEqual(a.driver.slot("web").serving.map((i) => i.digest), [digest("b")]);
+    assert.equal(r2.sticker?.deploymentId, second.deploymentId, "the switching step writes the sticker");
+    await a.runner.stop();
+  });
+
+  it("a later step that fails restores from the carried state", async () => {
+    const a = await agent(stateDir("steps-restore"));
+    a.driver.slot("web").serving = [image("web", "a")];
+    const first = payload({ v: 2, phases: ["prepare", "start", "health"] });
+    a.offer(first);
+    const state = (JSON.parse((await a.resultOf(first.taskId)).detailsJson) as { state: Record<string, unknown> }).state;
+    a.driver.script = { failIn: "switch" };
+    const second = payload({ v: 2, phases: ["switch", "retire"], state });
+    a.offer(second);
+    const r = await a.resultOf(second.taskId);
+    assert.equal(r.outcome, "failed");
+    assert.equal((JSON.parse(r.detailsJson) as { restored: boolean }).restored, true);
+    assert.ok(a.driver.calls.includes(`restore:${second.taskId}`));
+    assert.deepEqual(a.driver.slot("web").serving.map((i) => i.digest), [digest("a")]);
+    await a.runner.stop();
+  });
+
+  it("refuses a route task when the driver has no router", async () => {
+    const a = await agent(stateDir("no-router"), new FakeDriver({ router: false }));
+    const p = payload({ v: 2, action: "route", images: [], route: { op: "maintenance", message: "back soon" } });
+    a.offer(p);
+    const ack = await a.ackOf(p.taskId);
+    assert.equal(ack.refusalCode, "TASK_ROUTE_UNSUPPORTED");
     await a.runner.stop();
   });
 

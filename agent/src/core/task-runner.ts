@@ -21,7 +21,7 @@ import {
   type TaskOffer,
   type TaskSigningKey,
 } from "@ferry/proto";
-import { ConfigError, ImageSelectionError, isAllAtOnce, parseTargetConfig, pinProblem, taskPhases, type ImagePin } from "@ferry/contract";
+import { ConfigError, ImageSelectionError, isAllAtOnce, MAX_STATE_BYTES, parseTargetConfig, pinProblem, taskPhases, type ImagePin } from "@ferry/contract";
 import { TaskRefusal, verifySignedTask, type TaskPayload, type TrustedTaskKey } from "@ferry/pki";
 import type { Logger } from "pino";
 import { DriverError, type Driver, type PhaseContext, type ProgressSink } from "../drivers/driver.js";
@@ -34,6 +34,8 @@ import { StickerStore, stickerMessage, type Observation, type StickerFile } from
 import { TASK_JOURNAL_DIR, TaskJournal, type TaskRecord, type TaskRecordResult } from "./task-journal.js";
 
 const CHUNK_BYTES = 32 * 1024;
+/** Bound on what a route task reports (weights, counters of two slots, a message): small. */
+const MAX_ROUTE_DETAILS = 16 * 1024;
 /** Heartbeats between full sticker reports when nothing changed. */
 const STICKER_REPORT_EVERY = 20;
 
@@ -233,6 +235,10 @@ export class TaskRunner {
       throw err;
     }
     if (payload.action === "inspect") return { driver, config, images: [] };
+    if (payload.action === "route") {
+      if (!driver.route) return { refusal: { code: "TASK_ROUTE_UNSUPPORTED", message: `the ${payload.target.kind} driver of this agent has no router (docs/rollouts.md#setting-up-haproxy)` } };
+      return { driver, config, images: [] };
+    }
     let images: ImagePin[];
     try {
       images = driver.descriptor.imagesFor(config, payload.images);
@@ -245,10 +251,15 @@ export class TaskRunner {
       if (problem) return { refusal: { code: "TASK_MALFORMED", message: `image ${pin.component}: ${problem}` } };
     }
     const phases = taskPhases(payload);
-    // Phases as separate steps need the driver to pick up a state an earlier task left on the target; until a driver
-    // says it can, only the whole run is accepted.
+    // Phases as separate steps need the driver to pick up the state an earlier task left (carried back in the
+    // payload); a driver that does not say it can runs the whole run only.
     if (!isAllAtOnce(phases)) {
-      return { refusal: { code: "TASK_PHASES_UNSUPPORTED", message: `the ${payload.target.kind} driver runs all-at-once deploys only, not the phases ${phases.join(", ")} on their own` } };
+      if (!driver.separateSteps) {
+        return { refusal: { code: "TASK_PHASES_UNSUPPORTED", message: `the ${payload.target.kind} driver runs all-at-once deploys only, not the phases ${phases.join(", ")} on their own` } };
+      }
+      if (phases[0] !== "prepare" && payload.state === undefined) {
+        return { refusal: { code: "TASK_PHASES_UNSUPPORTED", message: `the phases ${phases.join(", ")} pick up from an earlier step, and the task carries no state from one` } };
+      }
     }
     return { driver, config, images };
   }
@@ -304,7 +315,32 @@ export class TaskRunner {
         this.#sendResult(await this.#journal.finish(taskId, result));
         return;
       }
-      const outcome = await runPhases(driver, ctx, { logger: log, phases: taskPhases(payload) });
+      if (payload.action === "route") {
+        const found = await driver.route!({ taskId, target: payload.target, config: checked.config, signal, progress: sink }, payload.route!, payload.state);
+        const detailsJson = JSON.stringify(found);
+        if (detailsJson.length > MAX_ROUTE_DETAILS) throw new DriverError("AGENT_ERROR", `the router's answer is larger than ${MAX_ROUTE_DETAILS} bytes`);
+        result = { outcome: "succeeded", code: "", message: `${payload.route!.op} on ${payload.target.name}`, detailsJson };
+        await this.#spool.flush();
+        result.logBytes = this.#spool.size(taskId);
+        await marked;
+        this.#sendResult(await this.#journal.finish(taskId, result));
+        return;
+      }
+      const phases = taskPhases(payload);
+      const outcome = await runPhases(driver, ctx, { logger: log, phases, ...(payload.state ? { state: payload.state } : {}) });
+      const stateJson = JSON.stringify(outcome.state);
+      // The state goes back to the control plane, which carries it to the next step: bounded like the payload.
+      if (Buffer.byteLength(stateJson, "utf8") > MAX_STATE_BYTES) throw new DriverError("AGENT_ERROR", `the driver's state is larger than ${MAX_STATE_BYTES} bytes`);
+      if (!phases.includes("switch")) {
+        // A step that started the new version beside the old one (or retired the old) changes what the sticker says
+        // only when traffic moves: the sticker is written by the step that switches.
+        result = { outcome: "succeeded", code: "", message: outcome.message, detailsJson: JSON.stringify({ running: outcome.running, ...outcome.details, state: outcome.state }) };
+        await this.#spool.flush();
+        result.logBytes = this.#spool.size(taskId);
+        await marked;
+        this.#sendResult(await this.#journal.finish(taskId, result));
+        return;
+      }
       const sticker: StickerFile = {
         version: 1,
         targetId: payload.target.id,
@@ -329,7 +365,7 @@ export class TaskRunner {
         at: this.#now(),
       });
       this.#stickersDirty = true;
-      result = { outcome: "succeeded", code: "", message: outcome.message, detailsJson: JSON.stringify({ running: outcome.running, ...outcome.details }), sticker: { ...sticker } };
+      result = { outcome: "succeeded", code: "", message: outcome.message, detailsJson: JSON.stringify({ running: outcome.running, ...outcome.details, state: outcome.state }), sticker: { ...sticker } };
     } catch (err) {
       if (err instanceof DriverError) {
         this.#line(taskId, `failed: ${err.code}: ${err.message}`);

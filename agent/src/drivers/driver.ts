@@ -12,7 +12,7 @@
 // start and later phases do, and restore must be able to undo any of them from the state alone.
 //
 // Drivers import nothing from the wire (proto) and nothing from the agent core: what they need comes in the context.
-import type { Capability, ImagePin, ObjectSchema, TargetKindDescriptor, TaskAction } from "@ferry/contract";
+import type { Capability, ImagePin, ObjectSchema, RouteOperation, TargetKindDescriptor, TaskAction } from "@ferry/contract";
 import type { Logger } from "pino";
 
 export type { ImagePin };
@@ -43,7 +43,7 @@ export interface ProgressSink {
 export interface PhaseContext<Config> {
   taskId: string;
   deploymentId: string;
-  action: Exclude<TaskAction, "inspect">;
+  action: Exclude<TaskAction, "inspect" | "route">;
   release: { id: string; name: string; version: string };
   target: TargetRef;
   /** target.config, checked against the kind's schema and typed. */
@@ -135,8 +135,28 @@ export class PhaseFailure extends Error {
   }
 }
 
+/** What a router operation (a `route` task) is given. */
+export interface RouteContext<Config> {
+  taskId: string;
+  target: TargetRef;
+  config: Config;
+  signal: AbortSignal;
+  progress: ProgressSink;
+}
+
 export interface Driver<Config = Record<string, unknown>, State extends PhaseState = PhaseState> {
   readonly descriptor: TargetKindDescriptor<Config>;
+  /**
+   * The driver's phases can run as separate tasks: a later task is given the state an earlier one returned (task
+   * payload v2 `state`) and picks up from it. Without this, the agent accepts only the all-at-once run.
+   */
+  readonly separateSteps?: boolean;
+  /**
+   * A router operation on a routed target (weights for the slot a rollout started, a measure of per-slot counters,
+   * maintenance on or off); `state` is what the rollout's start step returned, when the operation needs it. Resolves
+   * with what the router reports afterwards (bounded JSON). Absent when the driver has no router.
+   */
+  route?(ctx: RouteContext<Config>, op: RouteOperation, state: State | undefined): Promise<Record<string, unknown>>;
   /** What this driver offers on this host now: a subset of the descriptor's capabilities. */
   capabilities(): readonly Capability[];
   /** Whether the driver can reach what it drives (the Docker socket answers, ...), for host facts and diagnostics. */

@@ -3,5 +3,7 @@
 import type { DriverRegistration } from "./driver.js";
 import { composeRegistration } from "./compose/index.js";
 import { dockerRegistration } from "./docker/index.js";
+import { ecsRegistration } from "./ecs/index.js";
+import { nomadRegistration } from "./nomad/index.js";
 
-export const DRIVER_REGISTRATIONS: readonly DriverRegistration[] = [dockerRegistration, composeRegistration];
+export const DRIVER_REGISTRATIONS: readonly DriverRegistration[] = [dockerRegistration, composeRegistration, ecsRegistration, nomadRegistration];

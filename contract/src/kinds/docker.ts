@@ -22,6 +22,23 @@ export interface DockerVolume {
   readOnly?: boolean;
 }
 
+/**
+ * A routed target: the host router (HAProxy) serves `listen` and sends requests to one of two slots, each a
+ * container `<container>-blue` / `<container>-green` listening on its own loopback port, told by an environment
+ * variable. Blue-green, canary and A/B need it (docs/rollouts.md).
+ */
+export interface DockerRoute {
+  /** The router's name for the service ([a-z0-9][a-z0-9_-]*): HAProxy backend `ferry_<service>`. */
+  service: string;
+  /** host:port the router listens on for the service's clients (documentation, and the generated config). */
+  listen: string;
+  slots: { blue: number; green: number };
+  /** The environment variable a slot's container reads its port from; default PORT. */
+  portEnv?: string;
+  /** How long the old slot is drained after a switch before its container stops (earlier when no connection is left); default 30. */
+  drainSeconds?: number;
+}
+
 export interface DockerTargetConfig {
   /** The container's name; the previous container is parked as `<container>.ferry-old-<id>` during a deploy. */
   container: string;
@@ -35,6 +52,7 @@ export interface DockerTargetConfig {
   ports?: DockerPort[];
   volumes?: DockerVolume[];
   healthCheck?: HealthCheckConfig;
+  route?: DockerRoute;
 }
 
 const noColon = (s: string): string | undefined => (s.includes(":") ? "must not contain ':' (Docker's bind syntax uses it as a separator)" : undefined);
@@ -71,14 +89,31 @@ const fields: Record<string, FieldSpec> = {
     },
   },
   healthCheck,
+  route: {
+    type: "object",
+    doc: "put the host router in front: two slots on loopback ports, switched by weight (docs/rollouts.md)",
+    fields: {
+      service: { type: "string", required: true, maxLength: 63, pattern: /^[a-z0-9][a-z0-9_-]{0,62}$/, hint: "must be [a-z0-9][a-z0-9_-]* (the router's backend is ferry_<service>)" },
+      listen: { type: "string", required: true, maxLength: 261, pattern: /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]{1,253}):\d{1,5}$/, hint: "must be host:port" },
+      slots: {
+        type: "object",
+        required: true,
+        fields: { blue: { type: "integer", required: true, min: 1, max: 65535 }, green: { type: "integer", required: true, min: 1, max: 65535 } },
+        rules: [(o) => (o["blue"] === o["green"] ? ["green", "must differ from blue: each slot listens on its own port"] : undefined)],
+      },
+      portEnv: { type: "string", maxLength: 128, pattern: ENV_KEY_PATTERN, hint: "is not a valid environment variable name" },
+      drainSeconds: { type: "integer", min: 0, max: 3600 },
+    },
+  },
 };
 
 export const dockerKind: TargetKindDescriptor<DockerTargetConfig> = {
   kind: "docker",
   title: "a container on a Docker Engine",
   config: { fields },
-  // Host networking: the new container wants the old one's ports, so the two never run side by side.
-  capabilities: [],
+  // Without a route, host networking gives old and new the same ports, so they never run side by side; with a route
+  // each slot has its own port. An agent advertises these only when it has a router (docs/rollouts.md).
+  capabilities: ["side-by-side", "router"],
   sticker: "container labels (ferry.*) and a sticker file in the agent's state directory",
   placement: "host",
   typed: (c) => c as unknown as DockerTargetConfig,

@@ -2,7 +2,7 @@
 import { type Command, CommanderError } from "commander";
 import type { DeploymentView, TargetStatusView, TaskView } from "../domain/deploy/deployment-service.js";
 import type { ApiClient } from "./api-client.js";
-import { table } from "./format.js";
+import { note, table, writeOut } from "./format.js";
 
 type Out = (json: boolean, data: unknown, human: () => string) => void;
 const collect = (v: string, acc: string[]) => [...acc, v];
@@ -14,6 +14,7 @@ function summary(d: DeploymentView): string {
   const what = d.release ? `${d.release.name}@${d.release.version}` : "previous releases";
   const lines = [
     `${d.action === "rollback" ? "Rollback" : "Deployment"} ${d.id}: ${what} to ${d.environment} — ${d.state}`,
+    ...(d.override ? [`  gate override by ${d.override.by}: ${d.override.reason} (evidence ${d.override.evidence ?? "-"})`] : []),
     table(
       ["TARGET", "STATE", "IMAGE", "ATTEMPT", "RESULT"],
       d.tasks.map((t) => [t.target.name, t.state, t.images.map((i) => `${i.component}@${short(i.digest)}`).join(","), String(t.attempt), t.code ? `${t.code}: ${t.message ?? ""}` : (t.message ?? "")]),
@@ -34,10 +35,10 @@ async function follow(client: ApiClient, id: string, human: boolean, timeoutMs: 
         for (const e of t.events ?? []) {
           if (e.seq <= (seen.get(t.id) ?? 0)) continue;
           seen.set(t.id, e.seq);
-          process.stderr.write(`${t.target.name}: ${e.step}${e.detail ? ` — ${e.detail}` : ""}\n`);
+          note(`${t.target.name}: ${e.step}${e.detail ? ` — ${e.detail}` : ""}`);
         }
         if (FINAL.has(t.state) || t.state === "errored" || t.state === "expired") {
-          await printLog(client, id, t, logAt, true);
+          await printLog(client, id, t, logAt, true, "stderr");
         }
       }
     }
@@ -49,12 +50,19 @@ async function follow(client: ApiClient, id: string, human: boolean, timeoutMs: 
   }
 }
 
-async function printLog(client: ApiClient, id: string, t: TaskView, at: Map<string, number>, onlyFailures: boolean): Promise<void> {
+/**
+ * Prints a task's log, control characters escaped. `deployment show --logs` asked for the logs: they are its output,
+ * on stdout. While following a deploy (--wait) they are progress, on stderr, so stdout stays the result alone.
+ */
+async function printLog(client: ApiClient, id: string, t: TaskView, at: Map<string, number>, onlyFailures: boolean, to: "stdout" | "stderr"): Promise<void> {
   if (onlyFailures && t.state === "succeeded") return;
   if (at.has(t.id)) return;
   const r = await client.text(`/api/v1/deployments/${enc(id)}/tasks/${enc(t.id)}/log`);
   at.set(t.id, Number(r.headers.get("x-ferry-log-next") ?? 0));
-  if (r.body) process.stderr.write(`--- ${t.target.name} log ---\n${r.body}${r.body.endsWith("\n") ? "" : "\n"}`);
+  if (!r.body) return;
+  const text = `--- ${t.target.name} log ---\n${r.body}${r.body.endsWith("\n") ? "" : "\n"}`;
+  if (to === "stdout") writeOut(text);
+  else note(text.replace(/\n$/, ""));
 }
 
 export function deployCommands(program: Command, client: () => ApiClient, print: Out): void {
@@ -66,12 +74,14 @@ export function deployCommands(program: Command, client: () => ApiClient, print:
     .option("--wait", "follow progress until every target is done; exit 1 unless all succeeded", false)
     .option("--timeout <seconds>", "with --wait: give up after this long", "900")
     .option("--idempotency-key <key>", "safe retries from CI: the same key never deploys twice")
+    .option("--override <reason>", "into an environment with gates: deploy without a promotion (gate-override role; the reason is recorded and signed)")
     .option("--json", "print JSON")
-    .action(async (release: string, o: { to: string; target: string[]; wait: boolean; timeout: string; idempotencyKey?: string; json?: boolean }) => {
+    .action(async (release: string, o: { to: string; target: string[]; wait: boolean; timeout: string; idempotencyKey?: string; override?: string; json?: boolean }) => {
       const body: Record<string, unknown> = { release, environment: o.to };
       if (o.target.length > 0) body["targets"] = o.target;
+      if (o.override !== undefined) body["override"] = { reason: o.override };
       let d = await client().request<DeploymentView>("POST", "/api/v1/deployments", body, o.idempotencyKey ? { "idempotency-key": o.idempotencyKey } : {});
-      if (!o.json) process.stderr.write(`deployment ${d.id} queued: ${d.tasks.length} target(s)\n`);
+      if (!o.json) note(`deployment ${d.id} queued: ${d.tasks.length} target(s)`);
       if (o.wait) d = await follow(client(), d.id, true, Number(o.timeout) * 1000);
       print(!!o.json, d, () => summary(d));
       if (o.wait && d.state !== "succeeded") process.exitCode = 1;
@@ -84,12 +94,14 @@ export function deployCommands(program: Command, client: () => ApiClient, print:
     .option("--target <name>", "only this target (repeatable)", collect, [])
     .option("--wait", "follow progress until done; exit 1 unless all succeeded", false)
     .option("--timeout <seconds>", "with --wait: give up after this long", "900")
+    .option("--override <reason>", "into an environment with gates: roll back without a promotion (gate-override role; recorded and signed)")
     .option("--json", "print JSON")
-    .action(async (o: { env: string; target: string[]; wait: boolean; timeout: string; json?: boolean }) => {
+    .action(async (o: { env: string; target: string[]; wait: boolean; timeout: string; override?: string; json?: boolean }) => {
       const body: Record<string, unknown> = { environment: o.env };
       if (o.target.length > 0) body["targets"] = o.target;
+      if (o.override !== undefined) body["override"] = { reason: o.override };
       let d = await client().request<DeploymentView>("POST", "/api/v1/rollbacks", body);
-      if (!o.json) process.stderr.write(`rollback ${d.id} queued: ${d.tasks.length} target(s)\n`);
+      if (!o.json) note(`rollback ${d.id} queued: ${d.tasks.length} target(s)`);
       if (o.wait) d = await follow(client(), d.id, true, Number(o.timeout) * 1000);
       print(!!o.json, d, () => summary(d));
       if (o.wait && d.state !== "succeeded") process.exitCode = 1;
@@ -141,16 +153,17 @@ export function deployCommands(program: Command, client: () => ApiClient, print:
       });
       if (o.logs && !o.json) {
         const at = new Map<string, number>();
-        for (const t of d.tasks) await printLog(c, d.id, t, at, false);
+        for (const t of d.tasks) await printLog(c, d.id, t, at, false, "stdout");
       }
     });
   deployment
     .command("retry <id>")
     .description("deploy again to the targets whose tasks did not succeed")
     .option("--wait", "follow progress until done", false)
+    .option("--override <reason>", "into an environment with gates: retry without a promotion (gate-override role; recorded and signed)")
     .option("--json", "print JSON")
-    .action(async (id: string, o: { wait: boolean; json?: boolean }) => {
-      let d = await client().request<DeploymentView>("POST", `/api/v1/deployments/${enc(id)}/retry`, {});
+    .action(async (id: string, o: { wait: boolean; override?: string; json?: boolean }) => {
+      let d = await client().request<DeploymentView>("POST", `/api/v1/deployments/${enc(id)}/retry`, o.override !== undefined ? { override: { reason: o.override } } : {});
       if (o.wait) d = await follow(client(), d.id, true, 900_000);
       print(!!o.json, d, () => summary(d));
       if (o.wait && d.state !== "succeeded") process.exitCode = 1;

@@ -5,7 +5,7 @@ import { type Command, CommanderError } from "commander";
 import { evidenceKeyId, verifyEvidence } from "@ferry/pki";
 import type { GateResultView, PromotionView } from "../domain/promotion/promotion-service.js";
 import type { ApiClient } from "./api-client.js";
-import { table } from "./format.js";
+import { note, outJson, safeJson, table, terminal, writeOut } from "./format.js";
 
 type Out = (json: boolean, data: unknown, human: () => string) => void;
 const enc = encodeURIComponent;
@@ -19,11 +19,16 @@ function gatesTable(gates: GateResultView[]): string {
   return gates.map((g) => `  [${g.state.toUpperCase()}] ${g.name} (${g.gate}): ${g.reason}${g.remedy ? `\n           → ${g.remedy}` : ""}`).join("\n");
 }
 
+/** "approve" → "approved", "reject" → "rejected" (not "rejectd"). */
+export function pastTense(decision: string): string {
+  return decision === "approve" ? "approved" : decision === "reject" ? "rejected" : decision;
+}
+
 function summary(p: PromotionView): string {
   return [
     `Promotion ${p.id}: ${p.release.name}@${p.release.version} → ${p.environment} — ${p.state}${p.reason ? ` (${p.reason})` : ""}`,
     `  requested by ${p.requestedBy} at ${p.requestedAt}${p.deploymentId ? `; deployment ${p.deploymentId}` : ""}`,
-    ...(p.approvals.length ? [`  decisions: ${p.approvals.map((a) => `${a.subject} ${a.decision}d${a.comment ? ` ("${a.comment}")` : ""}`).join(", ")}`] : []),
+    ...(p.approvals.length ? [`  decisions: ${p.approvals.map((a) => `${a.subject} ${pastTense(a.decision)}${a.comment ? ` ("${a.comment}")` : ""}`).join(", ")}`] : []),
     ...(p.breakGlass ? [`  break-glass by ${p.breakGlass.by}: ${p.breakGlass.reason}`] : []),
     gatesTable(p.gates),
   ].join("\n");
@@ -54,12 +59,20 @@ export function promotionCommands(program: Command, client: () => ApiClient, pri
     .action(async (release: string, o: { to: string; wait: boolean; timeout: string; json?: boolean }) => {
       let p = await client().request<PromotionView>("POST", "/api/v1/promotions", { release, environment: o.to });
       if (o.wait) {
+        // The id comes first, at once: a CI log shows what to approve, or look at, while this waits. Progress goes to
+        // stderr — for people as lines, with --json as one JSON object per line — and the result alone to stdout.
+        const progress = (event: string, extra: Record<string, unknown>, human: string) => {
+          if (o.json) terminal.err(`${safeJson(JSON.stringify({ event, promotion: p.id, ...extra }))}\n`);
+          else note(human);
+        };
+        progress("requested", { release: `${p.release.name}@${p.release.version}`, environment: p.environment, state: p.state }, `promotion ${p.id} requested: ${p.release.name}@${p.release.version} → ${p.environment}`);
         const deadline = Date.now() + Number(o.timeout) * 1000;
         let last = "";
         while (!FINAL.has(p.state)) {
           if (Date.now() > deadline) throw new CommanderError(4, "ferry.timeout", `promotion ${p.id} is still ${p.state}; see: ferry why-blocked ${p.id}`);
-          const line = `${p.state}: ${p.gates.filter((g) => g.state !== "passed").map((g) => `${g.name}: ${g.reason}`).join("; ")}`;
-          if (line !== last) process.stderr.write(`${line}\n`);
+          const blocking = p.gates.filter((g) => g.state !== "passed");
+          const line = `${p.state}: ${blocking.map((g) => `${g.name}: ${g.reason}`).join("; ")}`;
+          if (line !== last) progress("progress", { state: p.state, blocking: blocking.map((g) => ({ name: g.name, state: g.state, reason: g.reason })) }, line);
           last = line;
           await new Promise((r) => setTimeout(r, 1000));
           p = await client().request<PromotionView>("GET", `/api/v1/promotions/${enc(p.id)}`);
@@ -141,17 +154,20 @@ export function promotionCommands(program: Command, client: () => ApiClient, pri
     });
   promotion
     .command("metadata <id>")
-    .description("release-metadata.json of a successful promotion")
+    .description("release-metadata.json of a successful promotion (JSON either way)")
+    .option("--json", "print JSON (the document is JSON already; accepted for scripts that pass it everywhere)")
     .action(async (id: string) => {
       const m = await client().request<unknown>("GET", `/api/v1/promotions/${enc(id)}/release-metadata.json`);
-      process.stdout.write(`${JSON.stringify(m, null, 2)}\n`);
+      outJson(m);
     });
   promotion
     .command("notes <id>")
     .description("release-notes.md of a successful promotion")
-    .action(async (id: string) => {
+    .option("--json", "print JSON: { promotion, markdown }")
+    .action(async (id: string, o: { json?: boolean }) => {
       const r = await client().text(`/api/v1/promotions/${enc(id)}/release-notes.md`);
-      process.stdout.write(r.body);
+      if (o.json) outJson({ promotion: id, markdown: r.body });
+      else writeOut(r.body);
     });
   program
     .command("why-blocked <id>")
@@ -211,15 +227,19 @@ export function promotionCommands(program: Command, client: () => ApiClient, pri
   const group = program.command("group").description("groups of subjects that approve promotions");
   group
     .command("add <group> <subject>")
-    .action(async (g: string, subject: string) => {
+    .description("add a subject to a group")
+    .option("--json", "print JSON")
+    .action(async (g: string, subject: string, o: { json?: boolean }) => {
       await client().request("POST", `/api/v1/groups/${enc(g)}/members`, { subject });
-      process.stdout.write(`${subject} added to ${g}\n`);
+      print(!!o.json, { group: g, subject, member: true }, () => `${subject} added to ${g}`);
     });
   group
     .command("remove <group> <subject>")
-    .action(async (g: string, subject: string) => {
+    .description("remove a subject from a group")
+    .option("--json", "print JSON")
+    .action(async (g: string, subject: string, o: { json?: boolean }) => {
       await client().request("DELETE", `/api/v1/groups/${enc(g)}/members/${enc(subject)}`);
-      process.stdout.write(`${subject} removed from ${g}\n`);
+      print(!!o.json, { group: g, subject, member: false }, () => `${subject} removed from ${g}`);
     });
   group
     .command("list")
@@ -244,17 +264,19 @@ export function promotionCommands(program: Command, client: () => ApiClient, pri
     });
   evidence
     .command("get <id>")
-    .description("print a packet's envelope (save it to verify offline)")
-    .action(async (id: string) => {
+    .description("print a packet's envelope (save it to verify offline); with --json, the packet's record around it")
+    .option("--json", "print JSON: id, kind, subject, hash, key id and the envelope")
+    .action(async (id: string, o: { json?: boolean }) => {
       const r = await client().request<{ envelope: unknown }>("GET", `/api/v1/evidence/${enc(id)}`);
-      process.stdout.write(`${JSON.stringify(r.envelope, null, 2)}\n`);
+      outJson(o.json ? r : r.envelope);
     });
   evidence
     .command("key")
     .description("print the evidence public key (PEM), for offline verification")
-    .action(async () => {
+    .option("--json", "print JSON: key ids, algorithms and PEMs")
+    .action(async (o: { json?: boolean }) => {
       const r = await client().request<{ keys: { keyId: string; publicKeyPem: string }[] }>("GET", "/api/v1/evidence-keys");
-      process.stdout.write(r.keys.map((k) => k.publicKeyPem.trim()).join("\n") + "\n");
+      print(!!o.json, r, () => r.keys.map((k) => k.publicKeyPem.trim()).join("\n"));
     });
   evidence
     .command("verify <file>")
@@ -357,7 +379,8 @@ export function freezeCommands(program: Command, client: () => ApiClient, print:
     .option("--start <HH:MM>", "weekly: start time")
     .option("--end <HH:MM>", "weekly: end time (24:00 for midnight; before start crosses midnight)")
     .option("--break-glass-role <role>", "role a break-glass override needs (default admin)")
-    .action(async (o: { env: string; name: string; tz: string; cron?: string; duration?: string; days?: string; start?: string; end?: string; breakGlassRole?: string }) => {
+    .option("--json", "print JSON")
+    .action(async (o: { env: string; name: string; tz: string; cron?: string; duration?: string; days?: string; start?: string; end?: string; breakGlassRole?: string; json?: boolean }) => {
       let w: WindowDecl;
       if (o.cron) {
         if (!o.duration || !/^\d+$/.test(o.duration)) usage("--duration: whole minutes, required with --cron");
@@ -375,13 +398,14 @@ export function freezeCommands(program: Command, client: () => ApiClient, print:
       }
       gate.config = { ...(gate.config ?? {}), windows: [...windowsOf(gate), w], ...(o.breakGlassRole ? { breakGlassRole: o.breakGlassRole } : {}) };
       await save(o.env, settings, gates);
-      process.stdout.write(`freeze window ${o.name} added to ${o.env}\n`);
+      print(!!o.json, { environment: o.env, added: w }, () => `freeze window ${o.name} added to ${o.env}`);
     });
   freeze
     .command("remove")
     .requiredOption("--env <env>", "environment")
     .requiredOption("--name <name>", "the window's name")
-    .action(async (o: { env: string; name: string }) => {
+    .option("--json", "print JSON")
+    .action(async (o: { env: string; name: string; json?: boolean }) => {
       const { settings, gates } = await load(o.env);
       let found = false;
       const next = gates.flatMap((g) => {
@@ -392,6 +416,6 @@ export function freezeCommands(program: Command, client: () => ApiClient, print:
       });
       if (!found) usage(`${o.env} has no freeze window named ${o.name}`);
       await save(o.env, settings, next);
-      process.stdout.write(`freeze window ${o.name} removed from ${o.env}\n`);
+      print(!!o.json, { environment: o.env, removed: o.name }, () => `freeze window ${o.name} removed from ${o.env}`);
     });
 }

@@ -7,12 +7,12 @@ import { startControlPlane } from "../main.js";
 export function serverCommand(program: Command): void {
   program
     .command("server")
-    .description("run the control plane (API + dashboard, agent listener, enrolment listener)")
+    .description("run the control plane (API + console, agent listener, enrolment listener)")
     .option("--config <file>", "JSON config file (default <data-dir>/ferry.json when present)")
     .option("--data-dir <dir>", "state directory: CA, embedded database, admin token (default ./.ferry)")
     .option("--ca-dir <dir>", "fleet CA directory (default <data-dir>/ca); replicas sharing a database share it")
     .option("--database-url <url>", "PostgreSQL server URL; without it the embedded PGlite database in the data dir is used")
-    .option("--api-listen <host:port>", "API and dashboard (default 127.0.0.1:7070)")
+    .option("--api-listen <host:port>", "API and console (default 127.0.0.1:7070)")
     .option("--agent-listen <host:port>", "agent mTLS listener (default 127.0.0.1:7071)")
     .option("--enrol-listen <host:port>", "enrolment TLS listener (default 127.0.0.1:7072)")
     .option("--advertise-host <host>", "host name agents use to reach this server (put in join strings)")
@@ -41,15 +41,26 @@ export function serverCommand(program: Command): void {
     .option("--task-sweep-interval <duration>", "how often leases are checked and missed task notices caught up (default 2s)")
     .option("--evidence-key-dir <dir>", "evidence signing key directory (default <data-dir>/evidence-key)")
     .option("--promotion-ttl <duration>", "how long a promotion may wait for its gates (default 7d)")
+    .option("--audit-checkpoint-interval <duration>", "how often the audit head is signed into a checkpoint when it moved (default 10s)")
+    .option("--webhook-allow <list>", "comma-separated CIDRs or host names webhooks may reach although private or loopback (default none)")
+    .option("--enrol-peer-rate <n>", "enrolments admitted per second from one peer address (default 2)")
+    .option("--enrol-peer-burst <n>", "enrolments admitted at once from one peer address (default 20)")
     .option("--replica-id <id>", "name of this replica in logs and the fleet (default host-pid)")
-    .action(async (flags: RawConfig) => {
+    .option("--json", "when ready, print one JSON line on stdout (API address, ports, CA fingerprint, admin token on first start) instead of the banner")
+    .action(async (opts: RawConfig & { json?: boolean }) => {
+      const { json, ...flags } = opts;
       const cfg = resolveConfig(flags);
       const log = createLogger({ level: cfg.logLevel, format: cfg.logFormat });
       const cp = await startControlPlane(cfg, log);
+      if (json) {
+        process.stdout.write(
+          `${JSON.stringify({ api: cp.api, agentPort: cp.agentPort, enrolPort: cp.enrolPort, caFingerprint: cp.caFingerprint, adminTokenFile: cp.adminTokenFile, adminToken: cp.newAdminSecret })}\n`,
+        );
+      }
       const lines = [
         "",
         `Ferry control plane is running.`,
-        `  API and dashboard   ${cp.api}`,
+        `  API and console     ${cp.api}`,
         `  agent listener      port ${cp.agentPort} (mTLS)`,
         `  enrolment listener  port ${cp.enrolPort} (TLS)`,
         `  fleet CA            ${cp.caFingerprint}`,
@@ -62,13 +73,13 @@ export function serverCommand(program: Command): void {
           "",
           `  ${cp.newAdminSecret}`,
           "",
-          `Dashboard: ${cp.api}/#token=${cp.newAdminSecret}`,
+          `Console: ${cp.api}/#token=${cp.newAdminSecret}`,
         );
       } else if (cp.adminTokenFile) {
         lines.push(`  admin token file    ${cp.adminTokenFile}`);
       }
       lines.push("", "Enrol an agent:  ferry token create --env dev", "");
-      process.stderr.write(`${lines.join("\n")}\n`);
+      if (!json) process.stderr.write(`${lines.join("\n")}\n`);
       let stopping = false;
       const stop = (signal: string) => {
         if (stopping) return;

@@ -9,6 +9,7 @@ import { hostname } from "node:os";
 import { isAbsolute, join, resolve } from "node:path";
 import { FerryError } from "../domain/errors.js";
 import { parseDuration } from "../domain/fleet/durations.js";
+import { WebhookTargetPolicy } from "../domain/notify/webhook-targets.js";
 
 export interface RawConfig {
   config?: string;
@@ -45,6 +46,10 @@ export interface RawConfig {
   taskSweepInterval?: string;
   evidenceKeyDir?: string;
   promotionTtl?: string;
+  auditCheckpointInterval?: string;
+  webhookAllow?: string;
+  enrolPeerRate?: string;
+  enrolPeerBurst?: string;
 }
 
 export interface ListenAddress {
@@ -96,6 +101,16 @@ export interface ResolvedConfig {
   evidenceKeyDir: string;
   /** How long a promotion may wait for its gates before it expires. */
   promotionTtlMs: number;
+  /** How often the audit head is signed into a checkpoint (when it moved). */
+  auditCheckpointIntervalMs: number;
+  /**
+   * Webhook destinations allowed although they are private, loopback or link-local (CIDRs, or host names matched
+   * exactly); everything else of that kind is refused at subscription and at delivery (docs/webhooks.md).
+   */
+  webhookAllow: string[];
+  /** Enrolments admitted per second, and at once, from one peer address (an IPv6 /64 counts as one). */
+  enrolPeerRate: number;
+  enrolPeerBurst: number;
 }
 
 const ENV_KEYS: Record<keyof RawConfig, string> = {
@@ -133,6 +148,10 @@ const ENV_KEYS: Record<keyof RawConfig, string> = {
   taskSweepInterval: "FERRY_TASK_SWEEP_INTERVAL",
   evidenceKeyDir: "FERRY_EVIDENCE_KEY_DIR",
   promotionTtl: "FERRY_PROMOTION_TTL",
+  auditCheckpointInterval: "FERRY_AUDIT_CHECKPOINT_INTERVAL",
+  webhookAllow: "FERRY_WEBHOOK_ALLOW",
+  enrolPeerRate: "FERRY_ENROL_PEER_RATE",
+  enrolPeerBurst: "FERRY_ENROL_PEER_BURST",
 };
 
 export const DEFAULTS = {
@@ -144,6 +163,8 @@ export const DEFAULTS = {
   certLifetime: "24h",
   enrolRate: "20",
   enrolBurst: "100",
+  enrolPeerRate: "2",
+  enrolPeerBurst: "20",
   streamRate: "1000",
   streamBurst: "2000",
   maxMessageBytes: String(1024 * 1024),
@@ -291,9 +312,23 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
     taskAckTimeoutMs: parseDuration(pick("taskAckTimeout") ?? "30s", "task-ack-timeout"),
     evidenceKeyDir: pick("evidenceKeyDir") ? resolve(cwd, pick("evidenceKeyDir") as string) : join(dataDir, "evidence-key"),
     promotionTtlMs: parseDuration(pick("promotionTtl") ?? "7d", "promotion-ttl"),
+    auditCheckpointIntervalMs: parseDuration(pick("auditCheckpointInterval") ?? "10s", "audit-checkpoint-interval"),
+    webhookAllow: webhookAllowList(pick("webhookAllow") ?? ""),
+    enrolPeerRate: positiveNumber(str("enrolPeerRate"), "enrol-peer-rate", false),
+    enrolPeerBurst: positiveNumber(str("enrolPeerBurst"), "enrol-peer-burst"),
     taskSweepIntervalMs: parseDuration(pick("taskSweepInterval") ?? "2s", "task-sweep-interval"),
     taskLeaseMs: pick("taskLease") ? parseDuration(pick("taskLease") as string, "task-lease") : Math.max(60_000, 4 * heartbeatIntervalMs),
   };
+}
+
+function webhookAllowList(text: string): string[] {
+  const list = text.split(",").map((s) => s.trim()).filter((s) => s.length > 0);
+  try {
+    new WebhookTargetPolicy(list);
+  } catch (err) {
+    throw new FerryError("VALIDATION_FAILED", (err as Error).message, { field: "webhook-allow" }, { cause: err });
+  }
+  return list;
 }
 
 /** Redacts the password of a database URL for logs and the startup banner. */

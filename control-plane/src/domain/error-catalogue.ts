@@ -88,6 +88,9 @@ export const ERROR_CATALOGUE = {
   TASK_KEYRING_BUSY: { category: "conflict", description: "Another task-signing key rotation holds the keyring's lock; retry shortly (or remove a lock left by a crashed rotation)." },
   TASK_KEYRING_INVALID: { category: "internal", description: "The task-signing keyring on disk is unreadable, inconsistent or insecure; the server log names the file." },
   PKI_MATERIAL_INVALID: { category: "internal", description: "The control plane's own CA, key or certificate material is unreadable or inconsistent; the server log says which." },
+  ENVIRONMENT_GATED: { category: "conflict", description: "The environment has gates: a release reaches it only through a promotion; a direct deploy, rollback or retry there needs an override (gate-override role and a reason)." },
+  IDEMPOTENCY_KEY_SECRET_SHOWN: { category: "conflict", description: "The request with this Idempotency-Key created a secret, which was shown once and is not stored; revoke what it created (details name it) and create another." },
+  WEBHOOK_TARGET_FORBIDDEN: { category: "failed_precondition", description: "The webhook URL's host is (or resolves to) a loopback, private, link-local or otherwise internal address that the allow-list (--webhook-allow) does not name." },
   INTERNAL: { category: "internal", description: "An unexpected fault; the log has the details under the request id." },
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -10,7 +10,7 @@
 //
 // The engine is reached over its unix socket, chosen per target: config.socketPath, else the driver's socketPath
 // setting, else DOCKER_HOST when it names a unix socket, else /var/run/docker.sock. One dockerode client per socket.
-import { ConfigError, dockerKind, parseTargetConfig, type Capability, type DockerTargetConfig, type Phase, type ResultCode } from "@ferry/contract";
+import { ConfigError, dockerKind, parseTargetConfig, type Capability, type DockerTargetConfig, type Phase, type ResultCode, type RouteOperation } from "@ferry/contract";
 import Docker from "dockerode";
 import { pino, type Logger } from "pino";
 
@@ -20,6 +20,7 @@ import {
   type Driver,
   type HealthReport,
   type PhaseContext,
+  type RouteContext,
   type RunningImage,
   type TargetInspection,
   type TargetRef,
@@ -33,7 +34,9 @@ import type { DockerEnv, DockerPhaseState } from "./phase-state.js";
 import { prepare } from "./prepare.js";
 import { restore } from "./restore.js";
 import { retire } from "./retire.js";
+import { routeOperation, slotContainer, slotHealthCheck, slotRestore, slotRetire, slotStart, slotSwitch } from "./slots.js";
 import { start } from "./start.js";
+import { RouterError, SLOTS as SLOT_NAMES, type Router } from "../../routing/router.js";
 
 export const DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock";
 export const DEFAULT_STOP_TIMEOUT_SECONDS = 10;
@@ -46,6 +49,8 @@ export interface DockerDriverOptions {
   stopTimeoutSeconds?: number;
   /** The settle window for targets whose healthCheck sets no settleSeconds. Default 3. */
   settleSeconds?: number;
+  /** The host router; routed targets (config.route) need it, and with it the driver offers side-by-side and router. */
+  router?: Router;
 }
 
 /** The code a phase's unexpected engine error is reported under. */
@@ -78,21 +83,35 @@ export function dockerConfig(raw: Record<string, unknown>): DockerTargetConfig {
 
 export class DockerDriver implements Driver<DockerTargetConfig, DockerPhaseState> {
   readonly descriptor = dockerKind;
+  /** Every phase works from the state alone (ids, names, the slot), so a rollout can run them as separate tasks. */
+  readonly separateSteps = true;
   readonly #socketPath: string | undefined;
   readonly #logger: Logger;
   readonly #stopTimeoutSeconds: number;
   readonly #settleMs: number;
   readonly #clients = new Map<string, Docker>();
+  readonly #router: Router | undefined;
 
   constructor(opts: DockerDriverOptions = {}) {
     this.#socketPath = opts.socketPath;
     this.#logger = (opts.logger ?? pino({ level: "silent" })).child({ driver: "docker" });
     this.#stopTimeoutSeconds = opts.stopTimeoutSeconds ?? DEFAULT_STOP_TIMEOUT_SECONDS;
     this.#settleMs = opts.settleSeconds !== undefined ? opts.settleSeconds * 1000 : DEFAULT_SETTLE_MS;
+    this.#router = opts.router;
   }
 
   capabilities(): readonly Capability[] {
-    return dockerKind.capabilities;
+    // Two slots side by side need the router in front of them; without one, replace mode is all there is.
+    return this.#router ? dockerKind.capabilities : [];
+  }
+
+  /** The router for a routed target, or a refusal when this agent has none. */
+  #routerFor(config: DockerTargetConfig): Router | undefined {
+    if (!config.route) return undefined;
+    if (!this.#router) {
+      throw dockerError("ROUTER_UNAVAILABLE", `the target is routed (config.route, service ${config.route.service}) but this agent has no router configured (drivers.docker.router; docs/rollouts.md#setting-up-haproxy)`, {});
+    }
+    return this.#router;
   }
 
   #client(socketPath: string): Docker {
@@ -115,6 +134,7 @@ export class DockerDriver implements Driver<DockerTargetConfig, DockerPhaseState
       return await fn();
     } catch (err) {
       if (err instanceof DriverError) throw err;
+      if (err instanceof RouterError) throw dockerError(err.code, err.message, {});
       if (isEngineUnreachable(err)) {
         throw dockerError("DOCKER_UNAVAILABLE", `the Docker Engine at unix://${env.socketPath} did not answer during ${phase}: ${engineMessage(err)}`, {
           socketPath: env.socketPath,
@@ -130,7 +150,14 @@ export class DockerDriver implements Driver<DockerTargetConfig, DockerPhaseState
     try {
       // One cheap call that also tells the operator which engine answered.
       const v = await this.#client(socketPath).version();
-      return { ok: true, detail: `Docker Engine ${v.Version} (API ${v.ApiVersion}) on unix://${socketPath}` };
+      const engine = `Docker Engine ${v.Version} (API ${v.ApiVersion}) on unix://${socketPath}`;
+      if (!this.#router) return { ok: true, detail: engine };
+      // The router is reported with the engine, so the control plane shows which router (and whether it answers).
+      const router = await this.#router.info().then(
+        (i) => `router ${i.kind} ${i.version} (epoch ${i.epoch})`,
+        (err: unknown) => `router ${this.#router!.kind} not reachable: ${(err as Error).message}`,
+      );
+      return { ok: true, detail: `${engine}; ${router}` };
     } catch (err) {
       return { ok: false, detail: `no Docker Engine on unix://${socketPath}: ${engineMessage(err)}` };
     }
@@ -140,6 +167,13 @@ export class DockerDriver implements Driver<DockerTargetConfig, DockerPhaseState
     const config = dockerConfig(target.config);
     const env = this.#env(config);
     try {
+      if (config.route) {
+        // A routed target has no container under its own name: what serves is the running slot container (the
+        // newer one while both run, during a switch).
+        const slots = await Promise.all(SLOT_NAMES.map((s) => findContainers(env.docker, slotContainer(config, s)).then((f) => f.current)));
+        const running = slots.filter((c): c is ContainerView => c !== undefined).sort((a, b) => Number(b.running) - Number(a.running) || b.created.localeCompare(a.created));
+        return { config, socketPath: env.socketPath, found: { current: running[0], parked: [] } };
+      }
       return { config, socketPath: env.socketPath, found: await findContainers(env.docker, config.container) };
     } catch (err) {
       if (isEngineUnreachable(err)) {
@@ -198,6 +232,17 @@ export class DockerDriver implements Driver<DockerTargetConfig, DockerPhaseState
     return { deploymentId, taskId, releaseId, images: [{ component: l[LABELS.component] ?? "", digest }] };
   }
 
+  async route(ctx: RouteContext<DockerTargetConfig>, op: RouteOperation, state: DockerPhaseState | undefined): Promise<Record<string, unknown>> {
+    const router = this.#routerFor(ctx.config);
+    if (!router) throw dockerError("ROUTE_UNKNOWN", `${ctx.target.name} is not routed (no config.route): there is no router to ${op.op}`, {});
+    try {
+      return await routeOperation(ctx, router, op, state);
+    } catch (err) {
+      if (err instanceof RouterError) throw dockerError(err.code, err.message, {});
+      throw err;
+    }
+  }
+
   prepare(ctx: PhaseContext<DockerTargetConfig>): Promise<DockerPhaseState> {
     const env = this.#env(ctx.config);
     return this.#guard("prepare", env, () => prepare(ctx, env));
@@ -205,14 +250,18 @@ export class DockerDriver implements Driver<DockerTargetConfig, DockerPhaseState
 
   start(ctx: PhaseContext<DockerTargetConfig>, state: DockerPhaseState): Promise<DockerPhaseState> {
     const env = this.#env(ctx.config);
-    return this.#guard("start", env, () => start(ctx, env, state));
+    return this.#guard("start", env, () => {
+      const router = this.#routerFor(ctx.config);
+      return router ? slotStart(ctx, env, router, state) : start(ctx, env, state);
+    });
   }
 
   health(ctx: PhaseContext<DockerTargetConfig>, state: DockerPhaseState): Promise<HealthReport> {
     const env = this.#env(ctx.config);
     return this.#guard("health", env, async () => {
       if (!state.newId || !state.mark) throw dockerError("HEALTH_CHECK_FAILED", "health ran before start: there is no new container to check", {});
-      const check = resolveHealthCheck(ctx.config, state.imageHealthcheck, env.settleMs);
+      const resolved = resolveHealthCheck(ctx.config, state.imageHealthcheck, env.settleMs);
+      const check = state.slot ? slotHealthCheck(resolved, state.slot.port) : resolved;
       const what = `${check.type} check, settle window ${check.settleMs / 1000} s${state.imageHealthcheck ? ", the image's HEALTHCHECK" : ""}`;
       ctx.progress.log(`health: ${what}${check.chosenBecause ? ` (${check.chosenBecause})` : ""}`);
       const result = await waitHealthy(check, containerHealthTarget(env.docker, state.newId), state.mark, ctx.signal, { log: (l) => ctx.progress.log(l) });
@@ -223,6 +272,11 @@ export class DockerDriver implements Driver<DockerTargetConfig, DockerPhaseState
   }
 
   async switch(ctx: PhaseContext<DockerTargetConfig>, state: DockerPhaseState): Promise<DockerPhaseState> {
+    const router = this.#routerFor(ctx.config);
+    if (router && state.slot) {
+      const env = this.#env(ctx.config);
+      return this.#guard("switch", env, () => slotSwitch(ctx, router, state));
+    }
     // Replace mode: start gave the new container the target's name and (host networking) its ports.
     ctx.progress.log(`switch: replace mode: ${ctx.config.container} (${state.newId?.slice(0, 12) ?? "?"}) already serves; nothing more to switch`);
     return state;
@@ -230,10 +284,13 @@ export class DockerDriver implements Driver<DockerTargetConfig, DockerPhaseState
 
   retire(ctx: PhaseContext<DockerTargetConfig>, state: DockerPhaseState): Promise<DockerPhaseState> {
     const env = this.#env(ctx.config);
-    return this.#guard("retire", env, () => retire(ctx, env, state));
+    const router = this.#routerFor(ctx.config);
+    return this.#guard("retire", env, () => (router && state.slot ? slotRetire(ctx, env, router, state) : retire(ctx, env, state)));
   }
 
   restore(ctx: PhaseContext<DockerTargetConfig>, state: DockerPhaseState): Promise<Record<string, unknown>> {
+    const router = ctx.config.route ? this.#router : undefined;
+    if (router && state.slot) return slotRestore(ctx, this.#env(ctx.config), router, state);
     return restore(ctx, this.#env(ctx.config), state);
   }
 
@@ -247,9 +304,17 @@ export class DockerDriver implements Driver<DockerTargetConfig, DockerPhaseState
     if (state.previous?.crashLooping) details["replacedCrashLoop"] = true;
     if (state.recovered) details["recovered"] = true;
     if (state.retireWarnings) details["cleanupWarnings"] = state.retireWarnings;
-    const running: RunningImage = { component: image.component, repository: image.repository, digest: image.digest, imageId: image.id, containerName: container };
+    if (state.slot) {
+      const sl = state.slot;
+      details["slot"] = { service: sl.service, serving: sl.idle, previous: sl.active, reused: sl.reused ?? false, drain: sl.drain ?? null, retained: sl.oldStopped ? sl.activeId : null };
+    }
+    const running: RunningImage = { component: image.component, repository: image.repository, digest: image.digest, imageId: image.id, containerName: state.slot ? slotContainer(ctx.config, state.slot.idle) : container };
     if (state.newId) running.containerId = state.newId;
-    const message = state.alreadyDeployed
+    const message = state.slot && !state.slot.switched
+      ? `${slotContainer(ctx.config, state.slot.idle)} runs ${image.ref} in the ${state.slot.idle} slot beside what serves; the router gives it no traffic yet`
+      : state.slot
+      ? `${slotContainer(ctx.config, state.slot.idle)} serves ${image.ref} through the router${state.slot.reused ? " (the retained container, started again)" : ""}${state.slot.active ? `; ${slotContainer(ctx.config, state.slot.active)} is retained, stopped` : ""}`
+      : state.alreadyDeployed
       ? `${container} already runs ${image.ref} (task ${ctx.taskId}); nothing to do`
       : `${container} runs ${image.ref}${state.previous ? `, replacing ${state.previous.id.slice(0, 12)}` : ""}`;
     return { running: [running], message, details };

@@ -4,6 +4,7 @@
 // the agent creates the driver, so an agent that serves no Docker target pays nothing for it.
 import { dockerKind, type ObjectSchema } from "@ferry/contract";
 
+import type { Router } from "../../routing/router.js";
 import type { DriverRegistration } from "../driver.js";
 
 /** The agent config's `drivers.docker` section. */
@@ -12,6 +13,9 @@ export const dockerSettings: ObjectSchema = {
     socket: { type: "string", maxLength: 4096, pattern: /^\//, hint: "must be an absolute path", doc: "the engine's unix socket for targets whose config names none; default DOCKER_HOST (unix://) or /var/run/docker.sock" },
     stopTimeoutSeconds: { type: "integer", min: 1, max: 600, doc: "how long the engine gives the previous container to stop before it kills it (docker stop -t); default 10" },
     settleSeconds: { type: "integer", min: 0, max: 600, doc: "how long a new container must run with no restart before it can count as healthy, for targets whose healthCheck sets none; default 3" },
+    router: { type: "string", enum: ["haproxy"], doc: "the host router in front of routed targets (config.route); none by default (docs/rollouts.md)" },
+    routerSocket: { type: "string", maxLength: 4096, pattern: /^\//, hint: "must be an absolute path", doc: "the router's admin socket (HAProxy: stats socket ... level admin); default /run/haproxy/ferry.sock" },
+    routerMaintenanceMap: { type: "string", maxLength: 4096, pattern: /^\//, hint: "must be an absolute path", doc: "the map file of maintenance messages the HAProxy config reads; default /etc/haproxy/ferry-maintenance.map" },
   },
 };
 
@@ -19,6 +23,9 @@ export interface DockerSettings {
   socket?: string;
   stopTimeoutSeconds?: number;
   settleSeconds?: number;
+  router?: "haproxy";
+  routerSocket?: string;
+  routerMaintenanceMap?: string;
 }
 
 export const dockerRegistration: DriverRegistration = {
@@ -28,7 +35,13 @@ export const dockerRegistration: DriverRegistration = {
   async create({ logger, settings }) {
     const { DockerDriver } = await import("./docker-driver.js");
     const s = settings as DockerSettings;
+    let router: Router | undefined;
+    if (s.router === "haproxy") {
+      const { HaproxyRouter } = await import("../../routing/haproxy/haproxy-router.js");
+      router = new HaproxyRouter({ socket: s.routerSocket ?? "/run/haproxy/ferry.sock", maintenanceMap: s.routerMaintenanceMap ?? "/etc/haproxy/ferry-maintenance.map" });
+    }
     return new DockerDriver({
+      ...(router ? { router } : {}),
       logger,
       ...(s.socket !== undefined ? { socketPath: s.socket } : {}),
       ...(s.stopTimeoutSeconds !== undefined ? { stopTimeoutSeconds: s.stopTimeoutSeconds } : {}),

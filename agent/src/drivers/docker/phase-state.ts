@@ -4,6 +4,7 @@ import type Docker from "dockerode";
 import type { Logger } from "pino";
 
 import type { StartMark } from "./health.js";
+import type { SlotState } from "./slots.js";
 
 /** The container that served before this task, as start found and left it. */
 export type PreviousContainer = {
@@ -46,6 +47,8 @@ export type DockerPhaseState = {
   /** Containers retire removed, and what it could not remove. */
   retired?: string[];
   retireWarnings?: string[];
+  /** Slot mode (a routed target): the slots, the router's weights before, what was switched and drained. */
+  slot?: SlotState;
 };
 
 /** What the phases share from the driver: one engine client and the agent-wide settings. */

@@ -150,7 +150,7 @@ async function adopt(ctx: PhaseContext<DockerTargetConfig>, env: DockerEnv, stat
   return state;
 }
 
-function createOptions(ctx: PhaseContext<DockerTargetConfig>, state: DockerPhaseState, log: (line: string) => void): Docker.ContainerCreateOptions {
+export function createOptions(ctx: PhaseContext<DockerTargetConfig>, state: DockerPhaseState, log: (line: string) => void): Docker.ContainerCreateOptions {
   const { config } = ctx;
   const network = config.network ?? "host";
   const opts: Docker.ContainerCreateOptions = {

@@ -6,9 +6,20 @@
 //
 // It follows the same contract as a real driver — phases change the target only as their names say, state is plain
 // JSON, restore works from the state alone — so a core test that passes against it holds for the real drivers too.
-import { singleImage, type ImagePin, type Phase, type TargetKindDescriptor } from "@ferry/contract";
+import { singleImage, type ImagePin, type Phase, type RouteOperation, type TargetKindDescriptor } from "@ferry/contract";
 
-import { DriverError, type DeployOutcome, type Driver, type DriverRegistration, type HealthReport, type PhaseContext, type TargetInspection, type TargetRef, type TargetSticker } from "../driver.js";
+import {
+  DriverError,
+  type DeployOutcome,
+  type Driver,
+  type DriverRegistration,
+  type HealthReport,
+  type PhaseContext,
+  type RouteContext,
+  type TargetInspection,
+  type TargetRef,
+  type TargetSticker,
+} from "../driver.js";
 
 export interface FakeTargetConfig {
   /** The slot of the in-memory world this target is. */
@@ -76,13 +87,21 @@ export class FakeDriver implements Driver<FakeTargetConfig, FakeState> {
   /** Every phase call, in order: "prepare:tsk_…". */
   readonly calls: string[] = [];
   script: FakeScript = {};
+  /** Phases run as separate tasks pick up from the state an earlier one returned (the state is plain JSON). */
+  readonly separateSteps: boolean;
+  /** The fake router's operations; absent when the test builds the fake without a router. */
+  readonly route?: (ctx: RouteContext<FakeTargetConfig>, op: RouteOperation, state: FakeState | undefined) => Promise<Record<string, unknown>>;
+  /** The fake router: the new slot's weight per target slot, and maintenance messages. */
+  readonly routes = new Map<string, { newWeight: number; maintenance: string | null; requests: number }>();
 
   /**
    * `descriptor` lets a test put the fake behind another kind's descriptor (to run that kind's config checks through
    * the core); the slot is then the target's id.
    */
-  constructor(opts: { descriptor?: TargetKindDescriptor<unknown> } = {}) {
+  constructor(opts: { descriptor?: TargetKindDescriptor<unknown>; separateSteps?: boolean; router?: boolean } = {}) {
     this.descriptor = (opts.descriptor ?? fakeKind) as TargetKindDescriptor<FakeTargetConfig>;
+    this.separateSteps = opts.separateSteps ?? true;
+    if (opts.router !== false) this.route = (ctx, op, state) => this.#route(ctx, op, state);
   }
 
   capabilities(): readonly ["side-by-side"] {
@@ -114,6 +133,23 @@ export class FakeDriver implements Driver<FakeTargetConfig, FakeState> {
     }
     if (this.script.failIn === phase && phase !== "restore") {
       throw new DriverError(this.script.failCode ?? DEFAULT_CODES[phase], `scripted failure in ${phase}`);
+    }
+  }
+
+  async #route(ctx: RouteContext<FakeTargetConfig>, op: RouteOperation, state: FakeState | undefined): Promise<Record<string, unknown>> {
+    this.calls.push(`route:${op.op}:${ctx.taskId}`);
+    const r = this.routes.get(ctx.config.slot) ?? { newWeight: 0, maintenance: null, requests: 0 };
+    this.routes.set(ctx.config.slot, r);
+    switch (op.op) {
+      case "weights":
+        if (!state) throw new DriverError("ROUTER_COMMAND_FAILED", "weights need the state of the step that started the new slot");
+        r.newWeight = op.newWeight;
+        return { weights: { new: r.newWeight, stable: 100 - r.newWeight } };
+      case "measure":
+        return { epoch: "fake", new: { requests: r.requests, errors5xx: 0, avgResponseMs: 1 }, stable: { requests: r.requests, errors5xx: 0, avgResponseMs: 1 } };
+      case "maintenance":
+        r.maintenance = op.message;
+        return { maintenance: r.maintenance };
     }
   }
 

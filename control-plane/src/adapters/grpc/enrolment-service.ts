@@ -1,4 +1,8 @@
 // EnrolmentService (TLS, server-authenticated): join token + CSR -> certificate.
+//
+// Unauthenticated, so everything a caller can make it do is bounded: each peer address has its own admission bucket
+// in front of the shared one (a flood from one address spends only its own), and every refusal is recorded through
+// the refusal recorder, which audits at most a fixed number per code per minute (and logs and counts the rest).
 import { create } from "@bufbuild/protobuf";
 import type { ServerUnaryCall, sendUnaryData, UntypedServiceImplementation } from "@grpc/grpc-js";
 import type { Logger } from "pino";
@@ -14,7 +18,7 @@ import {
 } from "@ferry/proto";
 import { isFerryError } from "../../domain/errors.js";
 import type { FleetService } from "../../domain/fleet/fleet-service.js";
-import type { AdmissionGate } from "./admission.js";
+import type { AdmissionGate, PeerAdmission } from "./admission.js";
 import { factsRecord } from "./agent-service.js";
 import type { RefusalRecorder } from "./refusals.js";
 import { toWireError } from "./wire-errors.js";
@@ -22,6 +26,8 @@ import { toWireError } from "./wire-errors.js";
 export interface EnrolmentServiceDeps {
   fleet: FleetService;
   admission: AdmissionGate;
+  /** Per peer address, checked before `admission`. */
+  peerAdmission?: PeerAdmission;
   refusals: RefusalRecorder;
   caBundle: () => string[];
   agentEndpoint: () => string;
@@ -37,6 +43,12 @@ export function enrolmentServiceImpl(d: EnrolmentServiceDeps): UntypedServiceImp
     callback: sendUnaryData<EnrolResponse>,
   ): Promise<void> {
     const peer = call.getPeer();
+    const own = d.peerAdmission?.tryAdmit(peer) ?? { admitted: true as const };
+    if (!own.admitted) {
+      d.onEnrol?.("refused");
+      callback(wireError("RATE_LIMITED", "too many enrolments from this address; retry later", own.retryAfterMs));
+      return;
+    }
     const admission = d.admission.tryAdmit();
     if (!admission.admitted) {
       d.onEnrol?.("refused");
@@ -51,13 +63,14 @@ export function enrolmentServiceImpl(d: EnrolmentServiceDeps): UntypedServiceImp
       return;
     }
     try {
-      // FleetService audits its own refusals (token and CSR problems); only log here.
+      // Token and CSR refusals go through the capped recorder (FleetService would audit each one otherwise).
       const { agent, certificate } = await d.fleet.enrol({
         tokenSecret: req.joinToken,
         csrPem: req.csrPem,
         name: req.name,
         facts: factsRecord(req.facts),
         peer,
+        onRefused: (action, code, details) => d.refusals.refuse("enrolment", code, typeof details["reason"] === "string" ? details["reason"] : code, details, action),
       });
       d.log.info({ agentId: agent.id, name: agent.name, environment: agent.environment, peer }, "agent enrolled");
       d.onEnrol?.("ok");
@@ -76,7 +89,8 @@ export function enrolmentServiceImpl(d: EnrolmentServiceDeps): UntypedServiceImp
       );
     } catch (err) {
       d.onEnrol?.("refused");
-      if (isFerryError(err)) d.log.warn({ code: err.code, peer }, `enrolment refused: ${err.message}`);
+      // The refusal itself was logged by the recorder; only what it did not see (a fault) is logged here.
+      if (!isFerryError(err)) d.log.warn({ err, peer }, "enrolment failed");
       callback(toWireError(err, d.log));
     }
   }

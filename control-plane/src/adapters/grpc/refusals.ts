@@ -15,7 +15,8 @@ export class RefusalRecorder {
     private readonly perMinute = 30,
   ) {}
 
-  refuse(listener: "agent" | "enrolment", code: string, message: string, details: Record<string, unknown>): void {
+  /** `action` names the audit record (default `<listener>.call`). */
+  refuse(listener: "agent" | "enrolment", code: string, message: string, details: Record<string, unknown>, action = `${listener}.call`): void {
     this.metric.inc({ code, listener });
     this.log.warn({ code, listener, ...details }, `refused: ${message}`);
     const minute = Math.floor(Date.now() / 60_000);
@@ -27,7 +28,7 @@ export class RefusalRecorder {
     this.counts.set(code, n);
     if (n > this.perMinute) return;
     this.fleet
-      .refuse(`${listener}.call`, typeof details["agentId"] === "string" ? details["agentId"] : "-", code, { ...details, message })
+      .refuse(action, typeof details["agentId"] === "string" ? details["agentId"] : "-", code, { ...details, message })
       .catch((err: unknown) => this.log.warn({ err }, "could not write the audit record for a refusal"));
   }
 }

@@ -1,4 +1,4 @@
-// The JSON API, /healthz, /metrics and the dashboard.
+// The JSON API, /healthz, /metrics and the operator console.
 //
 // Every /api route declares the role it needs in its route config; one onRequest hook authenticates the bearer
 // token and checks the role before any handler runs. Bodies are validated by JSON schema with unknown fields
@@ -14,7 +14,7 @@ import { satisfies, type Role } from "../../domain/auth/roles.js";
 import { audit } from "../../domain/audit/audit-log.js";
 import { FerryError } from "../../domain/errors.js";
 import type { FleetService } from "../../domain/fleet/fleet-service.js";
-import { dashboardRoutes } from "../dashboard/routes.js";
+import { consoleRoutes } from "../console/routes.js";
 import { clientErrorHandler } from "./client-errors.js";
 import { sendError } from "./errors.js";
 import { checkParameters, parseJsonBody } from "./input-rules.js";
@@ -34,6 +34,7 @@ import type { PromotionService } from "../../domain/promotion/promotion-service.
 import type { SecurityRecords } from "../../domain/promotion/security-records.js";
 import type { EvidenceStore } from "../../domain/promotion/evidence-store.js";
 import type { SqlWebhookStore } from "../../domain/notify/webhook-service.js";
+import type { AuditCheckpointer } from "../../domain/audit/audit-anchor.js";
 import type { TaskSigningKeyring } from "@ferry/pki";
 import type { DeploymentService } from "../../domain/deploy/deployment-service.js";
 import type { CatalogService } from "../../domain/catalog/catalog-service.js";
@@ -42,7 +43,7 @@ import { OpenApiCollector } from "./openapi.js";
 
 declare module "fastify" {
   interface FastifyContextConfig {
-    /** Role required to call the route; routes without one are public (healthz, metrics, dashboard shell). */
+    /** Role required to call the route; routes without one are public (healthz, metrics, the console shell). */
     role?: Role;
   }
 }
@@ -58,6 +59,7 @@ export interface HttpServerDeps extends FleetRouteDeps {
   records: SecurityRecords;
   evidence: EvidenceStore;
   webhooks: SqlWebhookStore;
+  auditCheckpointer?: AuditCheckpointer;
   metrics: Metrics;
   log: Logger;
   maxBodyBytes: number;
@@ -170,7 +172,7 @@ export async function buildHttpServer(d: HttpServerDeps) {
   app.get("/api/v1/whoami", { config: { role: "viewer" }, schema: { summary: "The calling token's subject and roles" } }, async (req) => req.principal);
 
   await app.register(fleetRoutes(d), { prefix: "/api/v1" });
-  await app.register(auditRoutes({ store: d.store }), { prefix: "/api/v1" });
+  await app.register(auditRoutes({ store: d.store, keys: () => d.evidence.publicKeys(), ...(d.auditCheckpointer ? { checkpointer: d.auditCheckpointer } : {}) }), { prefix: "/api/v1" });
   await app.register(catalogRoutes({ catalog: d.catalog }), { prefix: "/api/v1" });
   await app.register(deploymentRoutes({ deployments: d.deployments }), { prefix: "/api/v1" });
   await app.register(promotionRoutes({ promotions: d.promotions, records: d.records, evidence: d.evidence }), { prefix: "/api/v1" });
@@ -178,6 +180,6 @@ export async function buildHttpServer(d: HttpServerDeps) {
   await app.register(signingKeyRoutes({ store: d.store, keyring: d.keyring, taskTtlMs: d.taskTtlMs }), { prefix: "/api/v1" });
   await app.register(apiTokenRoutes({ store: d.store, onRevoke: () => tokens.clear() }), { prefix: "/api/v1" });
   app.get("/api/v1/openapi.json", async () => openapi.document(d.version));
-  await app.register(dashboardRoutes());
+  await app.register(consoleRoutes({ store: d.store, catalog: d.catalog, deployments: d.deployments, fleet: d.fleet, log: d.log }));
   return app;
 }

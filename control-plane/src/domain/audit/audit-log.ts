@@ -3,10 +3,13 @@
 // Each record's hash is sha256(prev_hash || canonical JSON of the record's fields). Changing, inserting or deleting
 // a row breaks the chain at that row, which verifyChain names. Appends from every replica are serialised with a
 // transaction-scoped advisory lock, so seq is gapless and the chain is linear. There is deliberately no update or
-// delete path in this module.
+// delete path in this module, and the database refuses both (migration 0007). A chain cut short or rewritten from
+// some record on is caught by its anchors: signed checkpoints, the head in each evidence packet, and the verifier's
+// own last-seen head (audit-anchor.ts).
 import { createHash } from "node:crypto";
 import type { Queryable, Store } from "../../ports/store.js";
-import { canonicalJson } from "@ferry/pki";
+import { canonicalJson, type EvidencePublicKey } from "@ferry/pki";
+import { verifyAnchors, type AuditHead } from "./audit-anchor.js";
 
 export const GENESIS_HASH = "0".repeat(64);
 const AUDIT_LOCK_KEY = 0x4645_5231; // "FER1"
@@ -112,11 +115,15 @@ export async function listAudit(store: Queryable, opts: { afterSeq?: number; lim
 }
 
 export type ChainVerdict =
-  | { ok: true; records: number; head: string }
+  | { ok: true; records: number; head: string; anchors?: { checkpoints: number; evidence: number; latest: AuditHead | null } }
   | { ok: false; records: number; brokenAt: number; reason: string };
 
-/** Walks the whole chain in pages; names the first record whose link or content does not check. */
-export async function verifyChain(store: Queryable): Promise<ChainVerdict> {
+/**
+ * Walks the whole chain in pages and names the first record whose link or content does not check; then, given the
+ * evidence keys, checks the chain against its anchors (signed checkpoints, evidence packets, and `witness`: a head
+ * the caller saw before), which is what catches a truncated or rewritten tail.
+ */
+export async function verifyChain(store: Queryable, opts: { keys?: readonly EvidencePublicKey[]; witness?: AuditHead | null } = {}): Promise<ChainVerdict> {
   let prevHash = GENESIS_HASH;
   let expectedSeq = 1;
   let count = 0;
@@ -138,5 +145,8 @@ export async function verifyChain(store: Queryable): Promise<ChainVerdict> {
       expectedSeq++;
     }
   }
-  return { ok: true, records: count, head: prevHash };
+  if (!opts.keys) return { ok: true, records: count, head: prevHash };
+  const anchors = await verifyAnchors(store, opts.keys, count, opts.witness ?? null);
+  if (!anchors.ok) return { ok: false, records: count, brokenAt: anchors.brokenAt, reason: anchors.reason };
+  return { ok: true, records: count, head: prevHash, anchors: { checkpoints: anchors.checkpoints, evidence: anchors.evidence, latest: anchors.latest } };
 }

@@ -1,6 +1,8 @@
 // API roles. admin implies every other role; the others are independent, so separation of duties can be expressed
-// (a release manager who cannot approve, an approver who cannot deploy).
-export const ROLES = ["admin", "release-manager", "approver", "deployer", "viewer"] as const;
+// (a release manager who cannot approve, an approver who cannot deploy). gate-override lets a direct deploy,
+// rollback or retry into an environment with gates through without a promotion (docs/gates.md); deployer does not
+// carry it, so it is granted to the few who need it, on purpose.
+export const ROLES = ["admin", "release-manager", "approver", "deployer", "gate-override", "viewer"] as const;
 export type Role = (typeof ROLES)[number];
 
 export function isRole(s: string): s is Role {

@@ -1,6 +1,34 @@
 // Keyset pagination: a cursor is the sort key of the last item returned, opaque to clients. Stable under inserts,
 // unlike offsets, and cheap at any depth.
+//
+// Cursors are tamper-evident: base64url(JSON key) + "." + base64url(HMAC-SHA256(server key, that text), 16 bytes).
+// A cursor this API did not make — hand-made, edited, or from another installation — is refused with
+// VALIDATION_FAILED before any of it reaches SQL. The key is one per installation, kept in the store
+// (control_plane_settings, created at first start by loadCursorKey), so every replica accepts every other's cursors;
+// until it is set (tests, tools) a random per-process key is used.
+import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import type { Queryable } from "../../ports/store.js";
 import { FerryError } from "../errors.js";
+
+let cursorKey: Buffer = randomBytes(32);
+
+/** Makes `key` the one cursors are signed and checked with (at start, from loadCursorKey). */
+export function useCursorKey(key: Buffer): void {
+  if (key.length < 32) throw new RangeError("a cursor key needs at least 32 bytes");
+  cursorKey = Buffer.from(key);
+}
+
+/** The installation's cursor key, created on first use; concurrent first starts agree on one (ON CONFLICT). */
+export async function loadCursorKey(db: Queryable): Promise<Buffer> {
+  await db.query("INSERT INTO control_plane_settings (key, value) VALUES ('cursor_hmac_key', $1) ON CONFLICT (key) DO NOTHING", [JSON.stringify(randomBytes(32).toString("base64"))]);
+  const r = await db.query<{ value: unknown }>("SELECT value FROM control_plane_settings WHERE key = 'cursor_hmac_key'");
+  const v = r.rows[0]?.value;
+  if (typeof v !== "string") throw new Error("control_plane_settings.cursor_hmac_key is not a base64 string");
+  return Buffer.from(v, "base64");
+}
+
+const mac = (text: string): Buffer => createHmac("sha256", cursorKey).update(text).digest().subarray(0, 16);
+const refused = () => new FerryError("VALIDATION_FAILED", "cursor: not a cursor returned by this API (cursors are signed; an edited or hand-made one is refused)", { field: "cursor" });
 
 export interface Page<T> {
   items: T[];
@@ -8,12 +36,19 @@ export interface Page<T> {
 }
 
 export function encodeCursor(key: Record<string, string>): string {
-  return Buffer.from(JSON.stringify(key)).toString("base64url");
+  const text = Buffer.from(JSON.stringify(key)).toString("base64url");
+  return `${text}.${mac(text).toString("base64url")}`;
 }
 
 export function decodeCursor(cursor: string, fields: readonly string[]): Record<string, string> {
+  const dot = cursor.lastIndexOf(".");
+  if (dot <= 0) throw refused();
+  const text = cursor.slice(0, dot);
+  const given = Buffer.from(cursor.slice(dot + 1), "base64url");
+  const want = mac(text);
+  if (given.length !== want.length || !timingSafeEqual(given, want)) throw refused();
   try {
-    const v = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8")) as Record<string, unknown>;
+    const v = JSON.parse(Buffer.from(text, "base64url").toString("utf8")) as Record<string, unknown>;
     const out: Record<string, string> = {};
     for (const f of fields) {
       const x = v[f];
@@ -22,7 +57,7 @@ export function decodeCursor(cursor: string, fields: readonly string[]): Record<
     }
     return out;
   } catch {
-    throw new FerryError("VALIDATION_FAILED", "cursor: not a cursor returned by this API", { field: "cursor" });
+    throw refused();
   }
 }
 

@@ -15,12 +15,17 @@ import { ALL_AT_ONCE_PHASES, ImageSelectionError, negotiatePayloadVersion, type 
 import type { TaskImage, TaskPayload, TaskSigner } from "../../ports/signer.js";
 import type { Queryable, Store } from "../../ports/store.js";
 import { appendAudit } from "../audit/audit-log.js";
+import type { Principal } from "../auth/roles.js";
 import type { CatalogService, ReleaseView, TargetView } from "../catalog/catalog-service.js";
 import { FerryError } from "../errors.js";
 import { targetKind } from "../catalog/target-kinds.js";
 import { checkLimit, cursorTime, cursorTimeSql, decodeCursor, encodeCursor, type Page } from "../catalog/pagination.js";
+import { auditRefusal, clearDirect, enforceWithin, type DeployAuthority, type DirectAction, type OverrideEvidenceRecorder, type OverrideRecord } from "./governance.js";
 
 export const TASK_NOTIFY_CHANNEL = "ferry_tasks";
+
+/** Refusals raised by the in-transaction governance re-check, told apart from other errors of the same code. */
+const governanceRefusals = new WeakSet<FerryError>();
 
 export type DeploymentState = "queued" | "running" | "succeeded" | "failed" | "cancelled";
 export type TaskState = "queued" | "leased" | "running" | "succeeded" | "failed" | "errored" | "expired" | "cancelled";
@@ -64,6 +69,8 @@ export interface DeploymentView {
   state: DeploymentState;
   retryOf: string | null;
   requestedBy: string;
+  /** The gate override that let this direct deployment into a gated environment (docs/gates.md), or null. */
+  override: OverrideRecord | null;
   createdAt: string;
   updatedAt: string;
   finishedAt: string | null;
@@ -78,6 +85,7 @@ interface DeploymentRow {
   state: DeploymentState;
   retry_of: string | null;
   requested_by: string;
+  override?: OverrideRecord | null;
   created_at: Date;
   updated_at: Date;
   finished_at: Date | null;
@@ -146,6 +154,7 @@ function deploymentView(r: DeploymentRow, tasks: TaskView[]): DeploymentView {
     state: r.state,
     retryOf: r.retry_of,
     requestedBy: r.requested_by,
+    override: r.override ?? null,
     createdAt: iso(r.created_at)!,
     updatedAt: iso(r.updated_at)!,
     finishedAt: iso(r.finished_at),
@@ -207,6 +216,8 @@ export interface DeploymentDeps {
   clock: Clock;
   /** How long a signed task stays valid after it is queued. */
   taskTtlMs: number;
+  /** Signs the evidence packet of a gate override (governance.ts); required for overrides to be possible. */
+  evidence?: OverrideEvidenceRecorder;
 }
 
 interface PlannedTask {
@@ -223,15 +234,18 @@ export class DeploymentService {
 
   /** Deploys a release (id or name@version) to an environment's targets (all of them unless named). */
   async deploy(
-    input: { release: string; environment: string; targets?: string[]; retryOf?: string },
+    input: { release: string; environment: string; targets?: string[]; retryOf?: string; override?: { reason: string } },
     actor: string,
-    opts: { within?: (tx: Queryable, deploymentId: string) => Promise<void> } = {},
+    opts: { within?: (tx: Queryable, deploymentId: string) => Promise<void> } & Omit<DeployAuthority, "override"> = {},
   ): Promise<DeploymentView> {
+    const who: DeployAuthority = { promotion: opts.promotion, principal: opts.principal, override: input.override };
+    await this.governEarly(input.environment, "deploy", who, actor);
     const release = await this.d.catalog.getRelease(input.release);
-    await this.d.catalog.getEnvironment(input.environment);
     const targets = await this.selectTargets(input.environment, input.targets);
     const plan = targets.map(({ target: t, payloadVersion }) => ({ target: t, agentId: t.agentId ?? "", release, images: imagesForTarget(t, release), payloadVersion }));
-    return this.enqueue({ environment: input.environment, action: "deploy", releaseId: release.id, retryOf: input.retryOf ?? null }, plan, actor, opts.within);
+    return this.governed("deploy", who, actor, () =>
+      this.enqueue({ environment: input.environment, action: "deploy", releaseId: release.id, retryOf: input.retryOf ?? null }, plan, actor, opts.within, { action: "deploy", who }),
+    );
   }
 
   /**
@@ -245,8 +259,9 @@ export class DeploymentService {
   }
 
   /** Puts back, on each target, the images it ran before its current ones (newest earlier success with other images). */
-  async rollback(input: { environment: string; targets?: string[] }, actor: string): Promise<DeploymentView> {
-    await this.d.catalog.getEnvironment(input.environment);
+  async rollback(input: { environment: string; targets?: string[]; override?: { reason: string } }, actor: string, by: { principal?: Principal | null } = {}): Promise<DeploymentView> {
+    const who: DeployAuthority = { principal: by.principal, override: input.override };
+    await this.governEarly(input.environment, "rollback", who, actor);
     const targets = await this.selectTargets(input.environment, input.targets);
     const plan: PlannedTask[] = [];
     const nothing: string[] = [];
@@ -274,12 +289,16 @@ export class DeploymentService {
       );
     }
     const releases = new Set(plan.map((p) => p.release.id));
-    return this.enqueue({ environment: input.environment, action: "rollback", releaseId: releases.size === 1 ? [...releases][0]! : null, retryOf: null }, plan, actor);
+    return this.governed("rollback", who, actor, () =>
+      this.enqueue({ environment: input.environment, action: "rollback", releaseId: releases.size === 1 ? [...releases][0]! : null, retryOf: null }, plan, actor, undefined, { action: "rollback", who }),
+    );
   }
 
   /** A new deployment of the same release to the targets whose tasks did not succeed. */
-  async retry(deploymentId: string, actor: string): Promise<DeploymentView> {
+  async retry(deploymentId: string, actor: string, by: { principal?: Principal | null; override?: { reason: string } | null } = {}): Promise<DeploymentView> {
     const dep = await this.get(deploymentId);
+    const who: DeployAuthority = { principal: by.principal, override: by.override };
+    await this.governEarly(dep.environment, "retry", who, actor);
     if (dep.state === "queued" || dep.state === "running") {
       throw new FerryError("DEPLOYMENT_IN_PROGRESS", `deployment ${dep.id} is still ${dep.state}; wait for it to finish`, { deployment: dep.id });
     }
@@ -292,7 +311,9 @@ export class DeploymentService {
       const task = failed.find((f) => f.target.id === t.id)!;
       plan.push({ target: t, agentId: t.agentId ?? "", release: await this.d.catalog.getRelease(task.releaseId), images: task.images, payloadVersion });
     }
-    return this.enqueue({ environment, action: dep.action, releaseId: dep.releaseId, retryOf: dep.id }, plan, actor);
+    return this.governed("retry", who, actor, () =>
+      this.enqueue({ environment, action: dep.action, releaseId: dep.releaseId, retryOf: dep.id }, plan, actor, undefined, { action: "retry", who }),
+    );
   }
 
   /** Cancels the tasks of a deployment that no agent has picked up yet. */
@@ -311,6 +332,32 @@ export class DeploymentService {
     });
     return this.get(deploymentId);
   }
+
+  // ── governance entry checks (governance.ts) ─────────────────────────────────────────────────────────────────
+
+  /** Refuses, before anything else is looked at, a direct deployment that the environment's gates do not allow. */
+  private async governEarly(environment: string, action: DirectAction, who: DeployAuthority, actor: string): Promise<void> {
+    const env = await this.d.catalog.getEnvironment(environment);
+    try {
+      clearDirect(env.name, env.settings, action, who, new Date(this.d.clock.now()));
+    } catch (err) {
+      if (err instanceof FerryError) await auditRefusal(this.d.store, actor, action, env.name, err, who.override);
+      throw err;
+    }
+  }
+
+  /** Runs an enqueue, auditing a refusal raised by the in-transaction re-check (the transaction itself rolled back). */
+  private async governed(action: DirectAction, who: DeployAuthority, actor: string, run: () => Promise<DeploymentView>): Promise<DeploymentView> {
+    try {
+      return await run();
+    } catch (err) {
+      if (err instanceof FerryError && governanceRefusals.has(err)) {
+        await auditRefusal(this.d.store, actor, action, typeof err.details["environment"] === "string" ? err.details["environment"] : "", err, who.override);
+      }
+      throw err;
+    }
+  }
+
 
   /**
    * The targets of a deployment (all of the environment's, or the named ones), each checked: served by an agent of the
@@ -369,6 +416,7 @@ export class DeploymentService {
     plan: PlannedTask[],
     actor: string,
     within?: (tx: Queryable, deploymentId: string) => Promise<void>,
+    governance?: { action: DirectAction; who: DeployAuthority },
   ): Promise<DeploymentView> {
     const id = `dep_${randomBytes(8).toString("hex")}`;
     const now = this.d.clock.now();
@@ -423,6 +471,15 @@ export class DeploymentService {
         outcome: "ok",
         details: { environment: dep.environment, releaseId: dep.releaseId, retryOf: dep.retryOf, targets: plan.map((p) => ({ target: p.target.name, images: p.images.map((i) => i.ref) })) },
       });
+      if (governance) {
+        const targets = plan.map((p) => ({ target: p.target.name, agent: p.agentId, images: p.images.map((i) => i.ref) }));
+        try {
+          await enforceWithin(tx, { evidence: this.d.evidence, now: new Date(now) }, { id, ...dep, targets }, governance.action, governance.who);
+        } catch (err) {
+          if (err instanceof FerryError) governanceRefusals.add(err);
+          throw err;
+        }
+      }
       if (within) await within(tx, id);
       for (const agentId of new Set(plan.map((p) => p.agentId))) await tx.query("SELECT pg_notify($1, $2)", [TASK_NOTIFY_CHANNEL, agentId]);
     });

@@ -116,6 +116,11 @@ export interface EnrolInput {
   name: string;
   facts: Partial<HostFactsRecord>;
   peer: string;
+  /**
+   * How a refusal is recorded. Enrolment is unauthenticated — whoever connects drives it — so the gRPC adapter passes
+   * its capped refusal recorder here (adapters/grpc/refusals.ts); without it each refusal is audited directly.
+   */
+  onRefused?: (action: string, code: string, details: Record<string, unknown>) => void;
 }
 
 export interface EnrolResult {
@@ -190,8 +195,12 @@ export class FleetService {
    * CSR that fails to issue rolls the use back.
    */
   async enrol(input: EnrolInput): Promise<EnrolResult> {
+    const refused = async (action: string, code: string, details: Record<string, unknown>) => {
+      if (input.onRefused) input.onRefused(action, code, details);
+      else await this.refuse(action, "-", code, details);
+    };
     if (!TOKEN_SECRET.test(input.tokenSecret)) {
-      await this.refuse("enrol", "-", "JOIN_TOKEN_MALFORMED", { peer: input.peer });
+      await refused("enrol", "JOIN_TOKEN_MALFORMED", { peer: input.peer });
       throw new FerryError("JOIN_TOKEN_MALFORMED", "the join token is not of the right form (43 base64url characters)");
     }
     const name = input.name.trim() || input.facts.hostname || "agent";
@@ -239,7 +248,7 @@ export class FleetService {
         return { agent: this.view(res.rows[0] as AgentRow), certificate };
       });
     } catch (err) {
-      if (err instanceof FerryError) await this.refuse("agent.enrol", "-", err.code, { peer: input.peer, reason: err.message });
+      if (err instanceof FerryError) await refused("agent.enrol", err.code, { peer: input.peer, reason: err.message });
       throw err;
     }
   }

@@ -3,7 +3,7 @@
 import { randomBytes } from "node:crypto";
 import type { Clock } from "../../ports/clock.js";
 import type { Store } from "../../ports/store.js";
-import { appendAudit } from "../audit/audit-log.js";
+import { appendAudit, audit } from "../audit/audit-log.js";
 import { FerryError } from "../errors.js";
 import {
   WEBHOOK_EVENT_TYPES,
@@ -13,9 +13,15 @@ import {
   type WebhookStore,
   type WebhookSubscription,
 } from "./webhooks.js";
+import { WebhookTargetError, WebhookTargetPolicy } from "./webhook-targets.js";
+
+/** A refused subscription is a decision worth keeping: someone tried to point Ferry at an internal address. */
+function appendAuditRefusal(store: Store, actor: string, url: string, reason: string): Promise<unknown> {
+  return audit(store, { actor, action: "webhook.create", object: url, outcome: "refused", code: "WEBHOOK_TARGET_FORBIDDEN", details: { reason } });
+}
 
 interface SubRow { id: string; url: string; events: string[]; secret: string; enabled: boolean; disabled_reason: string | null; created_by: string; created_at: Date }
-interface DelRow { id: string; subscription_id: string; event_type: string; event_id: string; status: WebhookDeliveryStatus; attempts: number; last_status: number | null; last_error: string | null; next_attempt_at: Date | null; created_at: Date }
+interface DelRow { id: string; subscription_id: string; event_type: string; event_id: string; status: WebhookDeliveryStatus; attempts: number; last_status: number | null; last_error: string | null; last_response: string | null; next_attempt_at: Date | null; created_at: Date }
 
 export interface SubscriptionView {
   id: string;
@@ -32,7 +38,7 @@ const subView = (r: SubRow): SubscriptionView => ({
 });
 
 export class SqlWebhookStore implements WebhookStore {
-  constructor(private readonly d: { store: Store; clock: Clock }) {}
+  constructor(private readonly d: { store: Store; clock: Clock; policy?: WebhookTargetPolicy }) {}
 
   async listSubscriptions(eventType: WebhookEventType): Promise<WebhookSubscription[]> {
     const r = await this.d.store.query<SubRow>("SELECT * FROM webhook_subscriptions WHERE enabled AND $1 = ANY(events)", [eventType]);
@@ -45,11 +51,11 @@ export class SqlWebhookStore implements WebhookStore {
 
   async recordDelivery(x: WebhookDelivery): Promise<void> {
     await this.d.store.query(
-      `INSERT INTO webhook_deliveries (id, subscription_id, event_type, event_id, status, attempts, last_status, last_error, next_attempt_at, created_at, updated_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+      `INSERT INTO webhook_deliveries (id, subscription_id, event_type, event_id, status, attempts, last_status, last_error, next_attempt_at, created_at, updated_at, last_response)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
        ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, attempts = EXCLUDED.attempts, last_status = EXCLUDED.last_status,
-         last_error = EXCLUDED.last_error, next_attempt_at = EXCLUDED.next_attempt_at, updated_at = EXCLUDED.updated_at`,
-      [x.id, x.subscriptionId, x.event, x.eventId, x.status, x.attempts, x.lastStatusCode, x.lastError?.slice(0, 2000) ?? null, x.nextAttemptAt === null ? null : new Date(x.nextAttemptAt), new Date(x.createdAt), new Date(this.d.clock.now())],
+         last_error = EXCLUDED.last_error, next_attempt_at = EXCLUDED.next_attempt_at, updated_at = EXCLUDED.updated_at, last_response = EXCLUDED.last_response`,
+      [x.id, x.subscriptionId, x.event, x.eventId, x.status, x.attempts, x.lastStatusCode, x.lastError?.slice(0, 2000) ?? null, x.nextAttemptAt === null ? null : new Date(x.nextAttemptAt), new Date(x.createdAt), new Date(this.d.clock.now()), x.lastResponse?.slice(0, 2000) ?? null],
     );
   }
 
@@ -78,6 +84,18 @@ export class SqlWebhookStore implements WebhookStore {
       throw new FerryError("VALIDATION_FAILED", `url: "${input.url}" is not a URL`, { field: "url" });
     }
     if (url.protocol !== "https:" && url.protocol !== "http:") throw new FerryError("VALIDATION_FAILED", "url: must be http(s)", { field: "url" });
+    if (url.username || url.password) {
+      throw new FerryError("VALIDATION_FAILED", "url: must not carry user:password@ — deliveries are authenticated by their HMAC signature (ferry-signature), and credentials in URLs end up in logs", { field: "url" });
+    }
+    try {
+      await (this.d.policy ?? new WebhookTargetPolicy()).resolve(url);
+    } catch (err) {
+      if (err instanceof WebhookTargetError) {
+        await appendAuditRefusal(this.d.store, actor, `${url.protocol}//${url.host}${url.pathname}`, err.message);
+        throw new FerryError("WEBHOOK_TARGET_FORBIDDEN", `url: ${err.message}`, { field: "url" }, { cause: err });
+      }
+      throw err;
+    }
     const events = input.events?.length ? input.events : [...WEBHOOK_EVENT_TYPES];
     for (const e of events) {
       if (!(WEBHOOK_EVENT_TYPES as readonly string[]).includes(e)) {
@@ -122,6 +140,7 @@ function delivery(x: DelRow): WebhookDelivery {
     status: x.status,
     attempts: x.attempts,
     lastError: x.last_error,
+    lastResponse: x.last_response,
     lastStatusCode: x.last_status,
     nextAttemptAt: x.next_attempt_at ? new Date(x.next_attempt_at).getTime() : null,
     createdAt: new Date(x.created_at).getTime(),

@@ -24,6 +24,7 @@ import * as https from "node:https";
 import { setTimeout as sleepReal } from "node:timers/promises";
 
 import type { Clock } from "../../ports/clock.js";
+import { WebhookTargetError, WebhookTargetPolicy } from "./webhook-targets.js";
 
 export const WEBHOOK_EVENT_TYPES = [
   "promotion.requested",
@@ -67,7 +68,13 @@ export interface WebhookDelivery {
   eventId: string;
   status: WebhookDeliveryStatus;
   attempts: number;
+  /** What went wrong last: "HTTP 503", "no response within 5000 ms", … — never the receiver's response body. */
   lastError: string | null;
+  /**
+   * The start of the receiver's last error response (at most 512 bytes). It can carry whatever the receiver says, so
+   * the API shows it to admins only (docs/webhooks.md).
+   */
+  lastResponse?: string | null;
   /** HTTP status of the last attempt, or null when it got no response (timeout, refused connection...). */
   lastStatusCode: number | null;
   /** ms since the epoch; null once the delivery is finished (delivered, failed or dropped). */
@@ -218,19 +225,41 @@ export interface WebhookTransport {
 
 const SNIPPET_BYTES = 512;
 
-/** POSTs with node:http / node:https over keep-alive agents of its own, so close() can drop every socket. */
+/**
+ * POSTs with node:http / node:https over keep-alive agents of its own, so close() can drop every socket. Every
+ * request goes through the destination policy (webhook-targets.ts): the URL's credentials are dropped, an IP host is
+ * checked, and a host name is checked on the addresses the connection is made to. The default policy allows no
+ * internal destination at all.
+ */
 export class HttpWebhookTransport implements WebhookTransport {
   readonly #http = new http.Agent({ keepAlive: true });
   readonly #https = new https.Agent({ keepAlive: true });
+  readonly #policy: WebhookTargetPolicy;
+
+  constructor(opts: { policy?: WebhookTargetPolicy; allow?: readonly string[] } = {}) {
+    this.#policy = opts.policy ?? new WebhookTargetPolicy(opts.allow ?? []);
+  }
 
   send(req: WebhookRequest): Promise<WebhookResponse> {
     return new Promise<WebhookResponse>((resolve, reject) => {
-      const secure = req.url.protocol === "https:";
-      const request = (secure ? https : http).request(req.url, {
+      const url = new URL(req.url);
+      // Node would send user:password@ as Basic auth to wherever the name resolves; subscriptions made before this
+      // rule may still carry one.
+      url.username = "";
+      url.password = "";
+      try {
+        this.#policy.checkUrl(url);
+      } catch (err) {
+        reject(err instanceof Error ? err : new Error(String(err)));
+        return;
+      }
+      const secure = url.protocol === "https:";
+      const request = (secure ? https : http).request(url, {
         method: "POST",
         headers: { ...req.headers, "content-length": String(Buffer.byteLength(req.body)) },
         agent: secure ? this.#https : this.#http,
         signal: req.signal,
+        lookup: this.#policy.lookupFor(url.hostname),
       });
       request.on("error", reject);
       request.on("response", (res) => {
@@ -369,7 +398,7 @@ interface InFlight {
 
 type Outcome =
   | { kind: "response"; status: number; retryAfter: string | null; snippet: string }
-  | { kind: "error"; message: string };
+  | { kind: "error"; message: string; refused?: boolean };
 
 const silent: WebhookLogger = { warn: () => {} };
 
@@ -647,12 +676,15 @@ export class WebhookDispatcher {
       const res = await this.#transport.send({ url, headers, body: q.body, signal: flight.abort.signal });
       outcome = { kind: "response", status: res.status, retryAfter: res.retryAfter, snippet: res.bodySnippet };
     } catch (err) {
-      const message = flight.shutdown
-        ? "interrupted by shutdown"
-        : flight.abort.signal.aborted
-          ? `no response within ${this.#timeoutMs} ms`
-          : (err as Error).message || String(err);
-      outcome = { kind: "error", message };
+      const refused = err instanceof WebhookTargetError || (err as { code?: unknown }).code === "WEBHOOK_TARGET_FORBIDDEN";
+      const message = refused
+        ? `destination refused: ${(err as Error).message}`
+        : flight.shutdown
+          ? "interrupted by shutdown"
+          : flight.abort.signal.aborted
+            ? `no response within ${this.#timeoutMs} ms`
+            : (err as Error).message || String(err);
+      outcome = { kind: "error", message, refused };
     } finally {
       clearTimeout(timer);
       ep.inFlight--;
@@ -682,9 +714,16 @@ export class WebhookDispatcher {
       await this.#save(r);
       return;
     }
+    if (outcome.kind === "error" && outcome.refused) {
+      // The destination policy said no: retrying cannot help, and it says nothing about the endpoint's health.
+      r.lastResponse = null;
+      this.#finish(q, "failed", outcome.message);
+      return;
+    }
     if (outcome.kind === "response" && outcome.status >= 200 && outcome.status < 300) {
       this.#breakerSuccess(ep);
       r.lastError = null;
+      r.lastResponse = null;
       this.#finish(q, "delivered", null);
       return;
     }
@@ -697,10 +736,11 @@ export class WebhookDispatcher {
       return;
     }
 
-    const error =
-      outcome.kind === "error" ? outcome.message : `HTTP ${outcome.status}${outcome.snippet ? `: ${outcome.snippet.slice(0, 200)}` : ""}`;
+    // The receiver's words go to lastResponse (admins only), never into lastError, which every viewer reads.
+    const error = outcome.kind === "error" ? outcome.message : `HTTP ${outcome.status}`;
     this.#breakerFailure(ep, q.url, now);
     r.lastError = error;
+    r.lastResponse = outcome.kind === "response" && outcome.snippet ? outcome.snippet.slice(0, SNIPPET_BYTES) : null;
     if (r.attempts >= this.#retry.maxAttempts) {
       this.#finish(q, "failed", error);
       return;

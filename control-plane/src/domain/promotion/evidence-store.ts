@@ -5,6 +5,7 @@ import { randomBytes } from "node:crypto";
 import { EVIDENCE_GENESIS_HASH, evidenceHash, signEvidence, type EvidenceEnvelope, type EvidenceKey } from "@ferry/pki";
 import type { Clock } from "../../ports/clock.js";
 import type { Queryable, Store } from "../../ports/store.js";
+import { auditHead as currentAuditHead } from "../audit/audit-anchor.js";
 import { FerryError } from "../errors.js";
 import type { EvidenceRecorder } from "./promotion-service.js";
 
@@ -31,7 +32,10 @@ export class EvidenceStore implements EvidenceRecorder {
     const previousEvidenceHash = prev.rows[0]?.hash ?? EVIDENCE_GENESIS_HASH;
     const id = `evd_${randomBytes(8).toString("hex")}`;
     const createdAt = new Date(this.d.clock.now());
-    const full = { v: 1, ...doc, id, kind, subjectId, previousEvidenceHash, createdAt: createdAt.toISOString() };
+    // The audit chain's head, under this packet's signature: a packet kept by an auditor then proves how long the
+    // audit log was when it was written (domain/audit/audit-anchor.ts).
+    const auditHead = await currentAuditHead(tx);
+    const full = { v: 1, ...doc, id, kind, subjectId, previousEvidenceHash, auditHead, createdAt: createdAt.toISOString() };
     const envelope = signEvidence(full, this.d.key);
     const hash = evidenceHash(envelope);
     await tx.query(

@@ -386,6 +386,7 @@ export class PromotionService {
         { release: p.release_id, environment: p.environment },
         `promotion:${p.id}`,
         {
+          promotion: p.id,
           // In the deployment's own transaction: the promotion is deploying exactly when its deployment exists.
           within: async (tx, deploymentId) => {
             const locked = await tx.query<{ state: string; deployment_id: string | null }>("SELECT state, deployment_id FROM promotions WHERE id = $1 FOR UPDATE", [p.id]);
@@ -455,7 +456,7 @@ export class PromotionService {
     );
     for (const { id } of pending.rows) {
       await this.d.store.transaction(async (tx) => {
-        const dep = await tx.query<{ id: string; environment: string; release_id: string | null; action: string; state: string; requested_by: string; created_at: Date; finished_at: Date | null; retry_of: string | null }>(
+        const dep = await tx.query<{ id: string; environment: string; release_id: string | null; action: string; state: string; requested_by: string; created_at: Date; finished_at: Date | null; retry_of: string | null; override: Record<string, unknown> | null }>(
           "SELECT * FROM deployments WHERE id = $1 FOR UPDATE",
           [id],
         );
@@ -473,6 +474,8 @@ export class PromotionService {
         await this.d.evidence.record(tx, "deployment", id, {
           deployment: { id: d.id, action: d.action, environment: d.environment, releaseId: d.release_id, retryOf: d.retry_of, promotion: promotion.rows[0]?.id ?? null },
           requester: { subject: d.requested_by, at: iso(d.created_at) },
+          // A direct deployment into a gated environment: the override that let it in (its own packet has the details).
+          ...(d.override ? { override: d.override } : {}),
           outcome: d.state,
           targets: tasks.rows.map((t) => ({
             task: t.id,

@@ -12,7 +12,7 @@ export function apiTokenRoutes(d: { store: Store; onRevoke: () => void }): Fasti
     app.post<{ Body: { subject: string; roles: Role[]; description?: string; ttl?: string } }>(
       "/api-tokens",
       {
-        config: { role: "admin", idempotent: true },
+        config: { role: "admin", idempotent: true, secretResponse: true },
         schema: {
           summary: "Create an API token for a subject with roles; the secret is in this response only",
           body: {

@@ -1,4 +1,6 @@
 // Deployments, rollbacks and what runs where. Deploying and rolling back need deployer; reading needs viewer.
+// Into an environment with gates, a direct deploy, rollback or retry also needs an override: { "override":
+// { "reason": "…" } } from a caller with the gate-override role (domain/deploy/governance.ts, docs/gates.md).
 import type { FastifyPluginAsync } from "fastify";
 import type { DeploymentService } from "../../../domain/deploy/deployment-service.js";
 import { actor } from "../request-principal.js";
@@ -7,11 +9,17 @@ const NAME = { type: "string", minLength: 1, maxLength: 63 } as const;
 const ID = { type: "string", minLength: 1, maxLength: 64 } as const;
 const idParam = { type: "object", properties: { id: ID }, required: ["id"] } as const;
 const targetsList = { type: "array", items: NAME, maxItems: 500 } as const;
+const override = {
+  type: "object",
+  additionalProperties: false,
+  required: ["reason"],
+  properties: { reason: { type: "string", minLength: 1, maxLength: 1000 } },
+} as const;
 
 export function deploymentRoutes(d: { deployments: DeploymentService }): FastifyPluginAsync {
   const s = d.deployments;
   return async (app) => {
-    app.post<{ Body: { release: string; environment: string; targets?: string[] } }>(
+    app.post<{ Body: { release: string; environment: string; targets?: string[]; override?: { reason: string } } }>(
       "/deployments",
       {
         config: { role: "deployer", idempotent: true },
@@ -21,22 +29,22 @@ export function deploymentRoutes(d: { deployments: DeploymentService }): Fastify
             type: "object",
             additionalProperties: false,
             required: ["release", "environment"],
-            properties: { release: { type: "string", minLength: 1, maxLength: 200 }, environment: NAME, targets: targetsList },
+            properties: { release: { type: "string", minLength: 1, maxLength: 200 }, environment: NAME, targets: targetsList, override },
           },
         },
       },
-      async (req, reply) => reply.status(201).send(await s.deploy(req.body, actor(req))),
+      async (req, reply) => reply.status(201).send(await s.deploy(req.body, actor(req), { principal: req.principal })),
     );
-    app.post<{ Body: { environment: string; targets?: string[] } }>(
+    app.post<{ Body: { environment: string; targets?: string[]; override?: { reason: string } } }>(
       "/rollbacks",
       {
         config: { role: "deployer", idempotent: true },
         schema: {
           summary: "Put back, on each target, the images it ran before its current ones (its newest earlier success with other images)",
-          body: { type: "object", additionalProperties: false, required: ["environment"], properties: { environment: NAME, targets: targetsList } },
+          body: { type: "object", additionalProperties: false, required: ["environment"], properties: { environment: NAME, targets: targetsList, override } },
         },
       },
-      async (req, reply) => reply.status(201).send(await s.rollback(req.body, actor(req))),
+      async (req, reply) => reply.status(201).send(await s.rollback(req.body, actor(req), { principal: req.principal })),
     );
     app.get<{ Querystring: { environment?: string; state?: string; limit?: number; cursor?: string } }>(
       "/deployments",
@@ -66,10 +74,21 @@ export function deploymentRoutes(d: { deployments: DeploymentService }): Fastify
       { config: { role: "viewer" }, schema: { summary: "Get a deployment with its tasks and their progress events", params: idParam } },
       async (req) => s.get(req.params.id, { events: true }),
     );
-    app.post<{ Params: { id: string } }>(
+    app.post<{ Params: { id: string }; Body: { override?: { reason: string } } | undefined }>(
       "/deployments/:id/retry",
-      { config: { role: "deployer", idempotent: true }, schema: { summary: "Deploy again to the targets whose tasks did not succeed", params: idParam } },
-      async (req, reply) => reply.status(201).send(await s.retry(req.params.id, actor(req))),
+      {
+        config: { role: "deployer", idempotent: true },
+        // The body is optional (only an override goes in it): no body is an empty one.
+        preValidation: async (req) => {
+          if (req.body === undefined || req.body === null) req.body = {};
+        },
+        schema: {
+          summary: "Deploy again to the targets whose tasks did not succeed",
+          params: idParam,
+          body: { type: "object", additionalProperties: false, properties: { override } },
+        },
+      },
+      async (req, reply) => reply.status(201).send(await s.retry(req.params.id, actor(req), { principal: req.principal, override: req.body?.override ?? null })),
     );
     app.post<{ Params: { id: string } }>(
       "/deployments/:id/cancel",

@@ -83,7 +83,7 @@ export function fleetRoutes(d: FleetRouteDeps): FastifyPluginAsync {
     app.post<{ Body: { environment: string; ttl?: string; uses?: number; labels?: Record<string, string> } }>(
       "/join-tokens",
       {
-        config: { role: "admin", idempotent: true },
+        config: { role: "admin", idempotent: true, secretResponse: true },
         schema: {
           summary: "Create a join token; the join string is in this response only",
           body: {

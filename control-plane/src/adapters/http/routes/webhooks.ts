@@ -44,13 +44,17 @@ export function webhookRoutes(d: { webhooks: SqlWebhookStore }): FastifyPluginAs
           },
         },
       },
-      async (req) => ({
-        deliveries: await d.webhooks.listDeliveries({
+      async (req) => {
+        const deliveries = await d.webhooks.listDeliveries({
           ...(req.query.subscription ? { subscriptionId: req.query.subscription } : {}),
           ...(req.query.event ? { eventId: req.query.event } : {}),
           ...(req.query.status ? { status: req.query.status } : {}),
-        }),
-      }),
+        });
+        // What a receiver answered can be anything its operator (or an attacker behind the URL) chose to send back:
+        // admins see it, everyone else sees the status line only.
+        const admin = req.principal?.roles.includes("admin") ?? false;
+        return { deliveries: admin ? deliveries : deliveries.map(({ lastResponse: _hidden, ...rest }) => rest) };
+      },
     );
   };
 }

@@ -14,7 +14,7 @@
 //     both occurrences of that hour (two real hours). A cron start in the overlap fires once, at the first
 //     occurrence, like cron itself.
 // Windows are half-open: frozen from the start instant, free again at the end instant.
-import { satisfies, isRole, type Role } from "../../auth/roles.js";
+import { ROLES, satisfies, isRole, type Role } from "../../auth/roles.js";
 import { FerryError } from "../../errors.js";
 import { nextMatch, parseCron, previousMatch, type CronSchedule } from "./cron.js";
 import { isoSeconds, type GateContext, type GateEvaluator, type GateResult } from "./types.js";
@@ -143,7 +143,7 @@ export function parseFreezeConfig(raw: unknown): FreezeConfig {
   let breakGlassRole: Role = "admin";
   if (raw.breakGlassRole !== undefined && raw.breakGlassRole !== null) {
     if (typeof raw.breakGlassRole !== "string" || !isRole(raw.breakGlassRole)) {
-      fail("config.breakGlassRole", `${JSON.stringify(raw.breakGlassRole)} is not a role (admin, release-manager, approver, deployer, viewer)`);
+      fail("config.breakGlassRole", `${JSON.stringify(raw.breakGlassRole)} is not a role (${ROLES.join(", ")})`);
     }
     breakGlassRole = raw.breakGlassRole as Role;
   }

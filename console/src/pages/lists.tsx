@@ -1,0 +1,197 @@
+// The list pages: the approval queue (promotions), deployments, releases. Each filters on the server where the API
+// can (state, environment, name) and pages with "more" rather than loading everything.
+import { useState } from "preact/hooks";
+import { api } from "../api.js";
+import { useResource } from "../resource.js";
+import { navigate, useLocation } from "../router.js";
+import { getMe } from "../session.js";
+import type { Deployment, Promotion, Release } from "../types.js";
+import { Badge, ErrorBox, Placeholder, Section, Table, Time } from "../ui.js";
+import { DeploymentList } from "./overview.js";
+
+const PROMOTION_STATES = ["", "awaiting_gates", "requested", "approved", "deploying", "succeeded", "failed", "rolled_back", "rejected", "cancelled", "expired"];
+
+function setQuery(key: string, value: string): void {
+  const q = new URLSearchParams(location.search);
+  if (value) q.set(key, value);
+  else q.delete(key);
+  const s = q.toString();
+  navigate(`${location.pathname}${s ? `?${s}` : ""}`, true);
+}
+
+export function PromotionsPage() {
+  const { query } = useLocation();
+  const state = query.get("state") ?? "";
+  const env = query.get("environment") ?? "";
+  const qs = new URLSearchParams({ limit: "100", ...(state ? { state } : {}), ...(env ? { environment: env } : {}) });
+  const r = useResource<{ promotions: Promotion[] }>(`/api/v1/promotions?${qs.toString()}`, ["promotions"]);
+  const me = getMe();
+  return (
+    <>
+      <div class="page-head">
+        <h1>Promotions</h1>
+        <label class="inline">
+          State{" "}
+          <select value={state} onChange={(e) => setQuery("state", (e.target as HTMLSelectElement).value)}>
+            {PROMOTION_STATES.map((s) => (
+              <option key={s} value={s}>
+                {s ? s.replace(/_/g, " ") : "any"}
+              </option>
+            ))}
+          </select>
+        </label>
+      </div>
+      <p class="muted small">The approval queue: promotions waiting for gates come first. Requesting a promotion starts from a release's page.</p>
+      <ErrorBox error={r.error} />
+      {r.data ? (
+        r.data.promotions.length === 0 ? (
+          <p class="muted">No promotions{state ? ` in state ${state.replace(/_/g, " ")}` : ""}.</p>
+        ) : (
+          <Table label="promotions">
+            <thead>
+              <tr>
+                <th>Promotion</th>
+                <th>State</th>
+                <th>Blocked by</th>
+                <th>Requested</th>
+              </tr>
+            </thead>
+            <tbody>
+              {[...r.data.promotions]
+                .sort((a, b) => Number(b.state === "awaiting_gates") - Number(a.state === "awaiting_gates"))
+                .map((p) => {
+                  const pending = p.gates.filter((g) => g.state !== "passed");
+                  return (
+                    <tr key={p.id}>
+                      <td>
+                        <a href={`/promotions/${p.id}`}>
+                          {p.release.name}@{p.release.version} → {p.environment}
+                        </a>
+                      </td>
+                      <td>
+                        <Badge state={p.state} />
+                      </td>
+                      <td class="wrap">
+                        {p.state === "awaiting_gates" || p.state === "requested"
+                          ? pending.map((g) => (
+                              <div key={g.name}>
+                                <b>{g.name}</b>: {g.reason}
+                                {g.gate === "approvals" && p.requestedBy === me?.subject ? <span class="muted"> (not you: you requested it)</span> : null}
+                              </div>
+                            ))
+                          : p.reason ?? "—"}
+                      </td>
+                      <td>
+                        <Time at={p.requestedAt} /> <span class="muted">by {p.requestedBy}</span>
+                      </td>
+                    </tr>
+                  );
+                })}
+            </tbody>
+          </Table>
+        )
+      ) : (
+        <Placeholder rows={6} />
+      )}
+    </>
+  );
+}
+
+export function DeploymentsPage() {
+  const { query } = useLocation();
+  const state = query.get("state") ?? "";
+  const qs = new URLSearchParams({ limit: "50", ...(state ? { state } : {}) });
+  const r = useResource<{ deployments: Deployment[]; nextCursor: string | null }>(`/api/v1/deployments?${qs.toString()}`, ["deployments"]);
+  const [more, setMore] = useState<{ items: Deployment[]; cursor: string | null } | null>(null);
+  const items = [...(r.data?.deployments ?? []), ...(more?.items ?? [])];
+  const cursor = more ? more.cursor : r.data?.nextCursor ?? null;
+  return (
+    <>
+      <div class="page-head">
+        <h1>Deployments</h1>
+        <label class="inline">
+          State{" "}
+          <select value={state} onChange={(e) => { setMore(null); setQuery("state", (e.target as HTMLSelectElement).value); }}>
+            {["", "queued", "running", "succeeded", "failed", "cancelled"].map((s) => (
+              <option key={s} value={s}>{s || "any"}</option>
+            ))}
+          </select>
+        </label>
+      </div>
+      <ErrorBox error={r.error} />
+      {r.data ? <DeploymentList items={items} /> : <Placeholder rows={8} />}
+      {cursor ? (
+        <button type="button" onClick={() => void api<{ deployments: Deployment[]; nextCursor: string | null }>(`/api/v1/deployments?${new URLSearchParams({ ...Object.fromEntries(qs), cursor }).toString()}`).then((n) => setMore({ items: [...(more?.items ?? []), ...n.deployments], cursor: n.nextCursor }))}>
+          More
+        </button>
+      ) : null}
+    </>
+  );
+}
+
+export function ReleasesPage() {
+  const { query } = useLocation();
+  const name = query.get("name") ?? "";
+  const [draft, setDraft] = useState(name);
+  const qs = new URLSearchParams({ limit: "50", ...(name ? { name } : {}) });
+  const r = useResource<{ releases: Release[]; nextCursor: string | null }>(`/api/v1/releases?${qs.toString()}`, ["releases"]);
+  const [more, setMore] = useState<{ items: Release[]; cursor: string | null } | null>(null);
+  const items = [...(r.data?.releases ?? []), ...(more?.items ?? [])];
+  const cursor = more ? more.cursor : r.data?.nextCursor ?? null;
+  return (
+    <>
+      <div class="page-head">
+        <h1>Releases</h1>
+        <form
+          class="inline"
+          onSubmit={(e) => {
+            e.preventDefault();
+            setMore(null);
+            setQuery("name", draft.trim());
+          }}
+        >
+          <input type="search" aria-label="Release name" placeholder="release name (exact)" value={draft} onInput={(e) => setDraft((e.target as HTMLInputElement).value)} />
+          <button type="submit">Find</button>
+        </form>
+      </div>
+      <ErrorBox error={r.error} />
+      <Section title={name ? `Releases named ${name}` : "Newest releases"} id="releases">
+        {r.data ? (
+          items.length === 0 ? (
+            <p class="muted">No releases{name ? ` named ${name}` : ""}. Cut one with <code>ferry release create</code>.</p>
+          ) : (
+            <Table label="releases">
+              <thead>
+                <tr>
+                  <th>Release</th>
+                  <th>Components</th>
+                  <th>Created</th>
+                </tr>
+              </thead>
+              <tbody>
+                {items.map((x) => (
+                  <tr key={x.id}>
+                    <td>
+                      <a href={`/releases/${x.id}`}>{x.name}@{x.version}</a>
+                    </td>
+                    <td class="wrap">{x.pins.map((p) => p.component).join(", ")}</td>
+                    <td>
+                      <Time at={x.createdAt} /> <span class="muted">by {x.createdBy}</span>
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </Table>
+          )
+        ) : (
+          <Placeholder rows={8} />
+        )}
+      </Section>
+      {cursor ? (
+        <button type="button" onClick={() => void api<{ releases: Release[]; nextCursor: string | null }>(`/api/v1/releases?${new URLSearchParams({ ...Object.fromEntries(qs), cursor }).toString()}`).then((n) => setMore({ items: [...(more?.items ?? []), ...n.releases], cursor: n.nextCursor }))}>
+          More
+        </button>
+      ) : null}
+    </>
+  );
+}
