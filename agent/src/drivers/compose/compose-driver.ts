@@ -173,16 +173,20 @@ export class ComposeDriver implements Driver<ComposeTargetConfig, ComposePhaseSt
       const lock = composeLock(config, pins);
       const base = { socketPath, directory: config.directory, file, cli };
 
-      // The operator's file as Compose reads it (YAML, Compose's schema, interpolation), before anything changes.
+      // The operator's file as Compose reads it (YAML, Compose's schema, interpolation), checked while the images are
+      // pulled: both only read, and the CLI's start-up (a Python process for v1) then costs no wall time.
       const inv: ComposeInvocation = { cli, socketPath, directory: config.directory, project: config.project, files: [join(config.directory, file)] };
-      const normalised = await compose(inv, ["config"], ctx.signal, "COMPOSE_FILE_INVALID");
-      checkProject(normalised.stdout, lock.services.map((s) => s.service), file);
+      const fileChecked = compose(inv, ["config"], ctx.signal, "COMPOSE_FILE_INVALID").then((normalised) => {
+        checkProject(normalised.stdout, lock.services.map((s) => s.service), file);
+      });
+      // Handled here so a pull failure does not leave it unobserved; awaited (and its error thrown first) below.
+      fileChecked.catch(() => undefined);
       log(`lock ${sha256(lock.text).slice(0, 19)}…: ${lock.services.map((s) => `${s.service}=${s.ref}`).join(", ")}`);
 
       // Every image of the project pulled and verified before anything is stopped.
       const docker = this.#docker(socketPath);
       const unique = new Map(lock.services.map((s) => [s.ref, s]));
-      await Promise.all(
+      const pulled = Promise.all(
         [...unique.values()].map(async (s) => {
           const pin: ImagePin = { component: s.component, repository: s.repository, digest: s.digest, ref: s.ref };
           const local = await localImage(docker, pin);
@@ -195,6 +199,10 @@ export class ComposeDriver implements Driver<ComposeTargetConfig, ComposePhaseSt
           checkRepoDigests(await pulledImage(docker, pin), pin, "pulled", raw);
         }),
       );
+      pulled.catch(() => undefined);
+      // A bad file is the more useful error when both fail.
+      await fileChecked;
+      await pulled;
       ctx.signal.throwIfAborted();
 
       const containers = await projectContainers(docker, config.project);
