@@ -260,6 +260,23 @@ describe("ComposeDriver on a real engine", () => {
     assert.equal((await driver.inspect(target())).details["drift"], undefined);
   });
 
+  it("an interrupted deploy (lock written, sticker not) is described by inspect, and the next deploy repairs it", async (t) => {
+    if (!canRun(t)) return;
+    const good = readFileSync(lockPath(dir), "utf8");
+    // What start leaves when the agent is killed right after writing the lock: the new lock, the old containers.
+    writeFileSync(lockPath(dir), composeLock({ services: SERVICES }, [pin("web", images["web2"]!), pin("worker", images["worker1"]!), pin("sidecar", images["sidecar1"]!)]).text);
+    const seen = await driver.inspect(target());
+    assert.match(String(seen.details["interruptedDeploy"]), /did not finish/);
+    assert.match((seen.details["drift"] as string[]).join("\n"), /web: runs .*the lock pins/);
+    assert.equal(await driver.readSticker(target()), undefined);
+    const out = await deploy(v1());
+    assert.deepEqual(out.details?.["replaced"], []);
+    assert.equal(readFileSync(lockPath(dir), "utf8"), good);
+    const after = await driver.inspect(target());
+    assert.equal(after.details["interruptedDeploy"], undefined);
+    assert.equal(after.details["drift"], undefined);
+  });
+
   it("refuses bad input before anything changes", async (t) => {
     if (!canRun(t)) return;
     const lockBefore = readFileSync(lockPath(dir), "utf8");

@@ -378,6 +378,18 @@ export class ComposeDriver implements Driver<ComposeTargetConfig, ComposePhaseSt
       throw err;
     }
     const details: Record<string, unknown> = { socketPath, directory: config.directory, lockSha256: lockText === null ? null : sha256(lockText) };
+    // start writes the lock first and switch the sticker last: a lock the sticker does not record is the mark of a
+    // deploy that stopped in between (an agent killed mid-task), which the core reports as the interrupted task.
+    const stickerText = await readOptional(stickerPath(config.directory));
+    if (lockText !== null && stickerText !== null) {
+      let recorded: string | undefined;
+      try {
+        recorded = (JSON.parse(stickerText) as Partial<StickerFile>).lockSha256;
+      } catch {
+        recorded = undefined;
+      }
+      if (recorded !== sha256(lockText)) details["interruptedDeploy"] = `the lock on the host (${sha256(lockText).slice(0, 19)}…) is not the one the sticker records (${recorded?.slice(0, 19) ?? "none"}…): a deploy wrote it and did not finish, or it was edited by hand`;
+    }
     const running: RunningImage[] = [];
     const labels: Record<string, string> = {};
     if (!parsed || "problem" in parsed) {
