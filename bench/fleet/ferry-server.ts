@@ -107,6 +107,10 @@ export class FerryServer {
 
   /** A join token for `uses` enrolments; returns its secret. */
   async joinToken(uses: number): Promise<string> {
+    // Join tokens are only issued for existing environments; a second call finds it there (409).
+    await this.api("POST", "/api/v1/environments", { name: "bench" }).catch((err: unknown) => {
+      if (!/\b409\b/.test(String(err))) throw err;
+    });
     const r = await this.api<{ joinString: string }>("POST", "/api/v1/join-tokens", { environment: "bench", uses, ttl: "2h" });
     return decodeJoinString(r.joinString).token;
   }

@@ -1,17 +1,19 @@
 // Composition root: resolved config -> store -> trust -> services -> servers.
 import { randomBytes, randomInt } from "node:crypto";
-import { mkdirSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync, existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
-import { EvidenceKey, FleetCa, TaskSigningKeyring } from "@ferry/pki";
+import { EvidenceKey, FleetCa, LISTENER_TLS_OPTIONS, TaskSigningKeyring } from "@ferry/pki";
 import { create } from "@bufbuild/protobuf";
-import { AgentService, ConnectResponseSchema, EnrolmentService, SigningKeysSchema, serverDefinition } from "@ferry/proto";
+import { AgentService, ConnectResponseSchema, EnrolmentService, SigningKeysSchema, errorCodeInterceptor, serverDefinition } from "@ferry/proto";
 import type { ResolvedConfig } from "./config/config.js";
-import { redactUrl } from "./config/config.js";
+import { isLoopbackHost, redactUrl } from "./config/config.js";
 import { appendAudit } from "./domain/audit/audit-log.js";
 import { AuditCheckpointer } from "./domain/audit/audit-anchor.js";
 import { createApiToken } from "./domain/auth/api-tokens.js";
+import { bootstrapAdminToken, hasUsableAdminToken } from "./domain/auth/admin-token.js";
+import { checkReplicaIdentity } from "./domain/fleet/replica-identity.js";
+import { adminTokenPath, prepareDataDir, removeRuntime, writeAdminToken, writeRuntime } from "./data-dir.js";
 import { CatalogService } from "./domain/catalog/catalog-service.js";
 import { loadCursorKey, useCursorKey } from "./domain/catalog/pagination.js";
 import { FleetService, REVOCATION_CHANNEL } from "./domain/fleet/fleet-service.js";
@@ -27,6 +29,7 @@ import { agentServiceImpl, signingKeysMessage, type Revocations } from "./adapte
 import { SIGNING_KEYS_CHANNEL } from "./adapters/http/routes/signing-keys.js";
 import { enrolmentServiceImpl } from "./adapters/grpc/enrolment-service.js";
 import { MtlsListener } from "./adapters/grpc/mtls-listener.js";
+import { TlsFront } from "./adapters/grpc/tls-front.js";
 import { RefusalRecorder } from "./adapters/grpc/refusals.js";
 import { SessionRegistry } from "./adapters/grpc/session-registry.js";
 import { TaskDispatcher, registryCredentialsFor } from "./adapters/grpc/task-dispatcher.js";
@@ -41,6 +44,7 @@ import { PromotionService } from "./domain/promotion/promotion-service.js";
 import { SecurityRecords } from "./domain/promotion/security-records.js";
 import { createMetrics } from "./adapters/http/metrics.js";
 import { buildHttpServer } from "./adapters/http/server.js";
+import { apiTlsMaterial, watchOperatorTls } from "./adapters/http/api-tls.js";
 
 export const FLEET_PING_CHANNEL = "ferry_fleet_ping";
 const CONTROL_PLANE_VERSION = (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version;
@@ -49,6 +53,8 @@ const DEFAULT_JOIN_TOKEN_TTL_MS = 30 * 60_000;
 
 export interface RunningControlPlane {
   readonly api: string;
+  /** Where the API's certificate comes from; null for plain HTTP. */
+  readonly apiTls: "ferry-ca" | "operator" | null;
   readonly agentPort: number;
   readonly enrolPort: number;
   readonly caFingerprint: string;
@@ -59,37 +65,13 @@ export interface RunningControlPlane {
   stop(): Promise<void>;
 }
 
-function writeFileAtomic(path: string, data: string, mode: number): void {
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, data, { mode });
-  const fd = openSync(tmp, "r");
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
-}
-
-/** Creates the first admin API token when none exists; returns its secret only when it was created now. */
-async function bootstrapAdminToken(store: Store): Promise<string | null> {
-  return store.transaction(async (tx) => {
-    await tx.query("SELECT pg_advisory_xact_lock($1)", [0x4645_5232]);
-    const existing = await tx.query("SELECT 1 FROM api_tokens WHERE 'admin' = ANY(roles) AND revoked_at IS NULL LIMIT 1");
-    if (existing.rowCount > 0) return null;
-    const created = await createApiToken(tx, { subject: "admin", roles: ["admin"], createdBy: "bootstrap", description: "created at first start" });
-    await appendAudit(tx, { actor: "bootstrap", action: "api-token.create", object: created.id, outcome: "ok", details: { subject: "admin", roles: ["admin"] } });
-    return created.secret;
-  });
-}
-
 function withPort(endpoint: string, port: number): string {
   return endpoint.replace(/:0$/, `:${port}`);
 }
 
 export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock: Clock = systemClock): Promise<RunningControlPlane> {
   const startedAt = clock.now();
-  mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
+  await prepareDataDir(cfg.dataDir, log);
   log.info({ dataDir: cfg.dataDir, database: cfg.databaseUrl ? redactUrl(cfg.databaseUrl) : "pglite" }, "starting control plane");
 
   const storeOpts: Parameters<typeof openStore>[0] = { dataDir: cfg.dataDir, log };
@@ -116,10 +98,19 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
     const serverCert = await ca.issueServerCertificate({ hosts: cfg.tlsHosts, lifetimeMs: SERVER_CERT_LIFETIME_MS });
     const certChainPem = `${serverCert.certPem.trim()}\n${ca.certPem.trim()}\n`;
 
+    await checkReplicaIdentity(
+      store,
+      { caFingerprint: ca.fingerprint, activeTaskSigningKeyId: signer.active.keyId, taskSigningKeyIds: signer.keys.map((k) => k.keyId) },
+      { caDir: cfg.caDir, taskSigningDir: cfg.taskSigningDir },
+    );
+
     const adminSecret = await bootstrapAdminToken(store);
     useCursorKey(await loadCursorKey(store));
-    const adminTokenFile = join(cfg.dataDir, "admin-token");
-    if (adminSecret) writeFileAtomic(adminTokenFile, `${adminSecret}\n`, 0o600);
+    const adminTokenFile = adminTokenPath(cfg.dataDir);
+    if (adminSecret) await writeAdminToken(cfg.dataDir, adminSecret);
+    else if (!(await hasUsableAdminToken(store))) {
+      log.warn({ dataDir: cfg.dataDir }, "no admin API token is left (all revoked or expired); create one with: ferry admin-token reset --data-dir <data-dir> (or --database-url)");
+    }
 
     const metrics = createMetrics();
     // Until the listeners are up, "now" stands in for the ready time, which keeps offline decisions frozen.
@@ -141,7 +132,7 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
     const catalog = new CatalogService({
       checkSettings: (settings) => gates.check(settings),
       store,
-      registry: new OciRegistry({ timeoutMs: cfg.registryTimeoutMs, insecureRegistries: cfg.insecureRegistries }),
+      registry: new OciRegistry({ timeoutMs: cfg.registryTimeoutMs, insecureRegistries: cfg.insecureRegistries, internalHosts: cfg.registryInternalHosts }),
       credentials,
       clock,
     });
@@ -291,14 +282,19 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
       "grpc.keepalive_timeout_ms": 20_000,
       "grpc.keepalive_permit_without_calls": 1,
       "grpc-node.max_session_memory": 10,
+      // Every status an agent gets carries a Ferry code; a response that cannot be encoded is logged, not swallowed.
+      interceptors: [errorCodeInterceptor({ onSerializeError: (err, method) => log.error({ err, method }, "could not encode a gRPC response") })],
     };
+
+    // grpc-js turns a response it cannot encode into INTERNAL for the agent and says nothing here.
+    const encodeFailed = (method: string, err: unknown) => log.error({ err, method }, "could not encode a response to an agent; the call failed with INTERNAL");
 
     // ---- agent listener (mTLS) ----
     const agentGrpc = new grpc.Server(grpcOptions);
     let listener: MtlsListener | null = null;
     let agentEndpoint = cfg.advertiseAgent;
     agentGrpc.addService(
-      serverDefinition(AgentService, { maxMessageBytes: cfg.maxMessageBytes }),
+      serverDefinition(AgentService, { maxMessageBytes: cfg.maxMessageBytes, onEncodeError: encodeFailed }),
       agentServiceImpl({
         fleet,
         listener: () => listener as MtlsListener,
@@ -322,6 +318,8 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
       caBundle: caBundle(),
       log: log.child({ component: "agent-listener" }),
       onRefusedConnection: (v, peer) => refusals.refuse("agent", v.code, v.message, { peer }),
+      isKnownAgent: (agentId) => fleet.isEnrolled(agentId),
+      tlsOptions: LISTENER_TLS_OPTIONS,
     });
     const agentPort = await listener.listen(cfg.agentListen.host, cfg.agentListen.port);
     agentEndpoint = withPort(cfg.advertiseAgent, agentPort);
@@ -337,7 +335,7 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
     const enrolGrpc = new grpc.Server(grpcOptions);
     let enrolEndpoint = cfg.advertiseEnrol;
     enrolGrpc.addService(
-      serverDefinition(EnrolmentService, { maxMessageBytes: cfg.maxMessageBytes }),
+      serverDefinition(EnrolmentService, { maxMessageBytes: cfg.maxMessageBytes, onEncodeError: encodeFailed }),
       enrolmentServiceImpl({
         fleet,
         admission: new AdmissionGate(cfg.enrolRate, cfg.enrolBurst, clock),
@@ -351,19 +349,18 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
         onEnrol: (outcome) => metrics.enrolments.inc({ outcome }),
       }),
     );
-    const enrolHost = cfg.enrolListen.host.includes(":") ? `[${cfg.enrolListen.host}]` : cfg.enrolListen.host;
-    const enrolPort = await new Promise<number>((resolve, reject) => {
-      enrolGrpc.bindAsync(
-        `${enrolHost}:${cfg.enrolListen.port}`,
-        grpc.ServerCredentials.createSsl(null, [{ private_key: Buffer.from(serverCert.keyPem), cert_chain: Buffer.from(certChainPem) }], false),
-        (err, port) => (err ? reject(err) : resolve(port)),
-      );
-    });
+    const enrolFront = new TlsFront(enrolGrpc, serverCert.keyPem, certChainPem, log.child({ component: "enrolment" }));
+    const enrolPort = await enrolFront.listen(cfg.enrolListen.host, cfg.enrolListen.port);
     enrolEndpoint = withPort(cfg.advertiseEnrol, enrolPort);
-    cleanups.push(() => enrolGrpc.forceShutdown());
+    cleanups.push(async () => {
+      await enrolFront.close();
+      enrolGrpc.forceShutdown();
+    });
 
     // ---- HTTP API + dashboard ----
+    const apiTls = apiTlsMaterial(cfg.apiTls, { keyPem: serverCert.keyPem, certChainPem });
     const http = await buildHttpServer({
+      https: apiTls,
       store,
       fleet,
       catalog,
@@ -392,6 +389,10 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
     });
     const apiAddress = await http.listen({ host: cfg.apiListen.host, port: cfg.apiListen.port });
     cleanups.push(() => http.close());
+    if (apiTls?.source === "operator") cleanups.push(watchOperatorTls(http.server as unknown as Parameters<typeof watchOperatorTls>[0], cfg.apiTls, log.child({ component: "http" })));
+    if (!apiTls && !isLoopbackHost(cfg.apiListen.host)) {
+      log.warn({ apiListen: cfg.apiListen }, "the API listens beyond loopback over plain HTTP (--api-tls off): bearer tokens cross the network in clear unless a TLS proxy is in front");
+    }
 
     const gaugeTimer = setInterval(() => {
       metrics.agentsConnected.set(sessions.size);
@@ -412,11 +413,13 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
       caFingerprint: ca.fingerprint,
       startedAt: new Date(startedAt).toISOString(),
     };
-    writeFileAtomic(join(cfg.dataDir, "runtime.json"), `${JSON.stringify(runtime, null, 2)}\n`, 0o644);
+    await writeRuntime(cfg.dataDir, runtime);
+    cleanups.push(() => removeRuntime(cfg.dataDir, process.pid));
     log.info(runtime, "control plane ready");
 
     return {
       api: apiAddress,
+      apiTls: apiTls?.source ?? null,
       agentPort,
       enrolPort,
       caFingerprint: ca.fingerprint,

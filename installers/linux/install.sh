@@ -3,14 +3,17 @@
 # a join string, and a systemd service.
 #
 #   install.sh --bundle ferry-agent.mjs --join 'ferry-join-v1.…' [--name NAME] [--user ferry-agent]
-#              [--prefix DIR] [--no-systemd] [--no-user] [--force]
+#              [--docker-group docker | --no-docker] [--prefix DIR] [--no-systemd] [--no-user] [--force]
 #
 # The join string is a secret: pass it with --join or FERRY_JOIN; it is never written to disk or logged.
-# --prefix installs under DIR (for images and tests); --no-systemd skips the unit's activation.
+# The service reaches the Docker Engine through the socket's group (--docker-group, default docker) and starts
+# after docker.service; --no-docker leaves both out. --prefix installs under DIR (for images and tests);
+# --no-systemd skips the unit's activation.
 # Exit codes: 0 installed, 2 usage or a missing prerequisite, 3 enrolment refused.
 set -euo pipefail
 
 BUNDLE="" JOIN="${FERRY_JOIN:-}" NAME="" USER_NAME="ferry-agent" PREFIX="" SYSTEMD=1 CREATE_USER=1 FORCE=0
+DOCKER=1 DOCKER_GROUP="docker"
 
 die() { printf 'install.sh: %s\n' "$1" >&2; exit "${2:-2}"; }
 say() { printf 'install.sh: %s\n' "$1"; }
@@ -23,9 +26,11 @@ while [ $# -gt 0 ]; do
     --user) USER_NAME="${2:?--user needs a value}"; shift 2 ;;
     --prefix) PREFIX="${2:?--prefix needs a directory}"; shift 2 ;;
     --no-systemd) SYSTEMD=0; shift ;;
+    --docker-group) DOCKER_GROUP="${2:?--docker-group needs a group}"; DOCKER=1; shift 2 ;;
+    --no-docker) DOCKER=0; shift ;;
     --no-user) CREATE_USER=0; shift ;;
     --force) FORCE=1; shift ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
 done
@@ -84,6 +89,31 @@ fi
 install -d -m 0755 "$(dirname "$UNIT")"
 sed -e "s#@USER@#$RUN_AS#g" -e "s#@BIN@#$BIN#g" -e "s#@STATE_DIR@#$STATE#g" "$HERE/ferry-agent.service" > "$UNIT"
 chmod 0644 "$UNIT"
+
+# Docker: the engine's socket is root:docker 0660, so the service user needs that group, and the agent must start
+# after the engine — it offers the docker driver only if the engine answers when it starts. A drop-in keeps the
+# unit itself free of Docker for hosts that serve other target kinds.
+DROPIN="$UNIT.d/docker.conf"
+if [ "$DOCKER" = 1 ] && getent group "$DOCKER_GROUP" >/dev/null 2>&1; then
+  install -d -m 0755 "$UNIT.d"
+  cat > "$DROPIN" <<DOCKERCONF
+# Written by install.sh: the Ferry agent drives the Docker Engine on this host.
+[Unit]
+Wants=docker.service
+After=docker.service
+
+[Service]
+# Membership of the socket's group is root-equivalent on this host (docs/security.md).
+SupplementaryGroups=$DOCKER_GROUP
+DOCKERCONF
+  chmod 0644 "$DROPIN"
+  say "the service joins group $DOCKER_GROUP for the Docker socket and starts after docker.service"
+else
+  rm -f "$DROPIN"
+  if [ "$DOCKER" = 1 ]; then
+    say "warning: no group $DOCKER_GROUP on this host (Docker not installed yet, or its socket has another group): the agent will not offer the docker driver; install Docker and run install.sh again, or pass --docker-group GROUP / --no-docker"
+  fi
+fi
 if [ "$SYSTEMD" = 1 ]; then
   command -v systemctl >/dev/null 2>&1 || die "systemctl not found; pass --no-systemd and start '$BIN run --state-dir $STATE' yourself"
   systemctl daemon-reload

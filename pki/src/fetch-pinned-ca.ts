@@ -37,7 +37,7 @@ function presentedChain(peer: tls.DetailedPeerCertificate): Buffer[] {
   return chain;
 }
 
-function readChain(host: string, port: number, servername: string | undefined, timeoutMs: number): Promise<Buffer[]> {
+function readChain(host: string, port: number, servername: string | undefined, timeoutMs: number, alpn: string[]): Promise<Buffer[]> {
   const where = `${host.includes(":") ? `[${host}]` : host}:${port}`;
   return new Promise((resolve, reject) => {
     const socket = tls.connect({
@@ -48,8 +48,9 @@ function readChain(host: string, port: number, servername: string | undefined, t
       // Deliberately verifies nothing: the pin check below replaces chain validation for this one connection,
       // and nothing but certificates is read from it.
       rejectUnauthorized: false,
-      // The enrolment listener is gRPC (HTTP/2): offering h2 makes this an ordinary connection to it.
-      ALPNProtocols: ["h2"],
+      // The enrolment listener is gRPC (HTTP/2): offering h2 makes this an ordinary connection to it. The API over
+      // HTTPS speaks HTTP/1.1 and refuses a handshake offering only h2, so its callers ask for that.
+      ALPNProtocols: alpn,
       minVersion: "TLSv1.2",
     });
     const finish = (err: Error | undefined, chain?: Buffer[]) => {
@@ -90,7 +91,7 @@ function isCurrentlyValid(info: CertificateInfo, now: Date): boolean {
 export async function fetchPinnedCa(
   endpoint: string,
   pinnedFingerprint: string,
-  opts: { timeoutMs?: number; servername?: string } = {},
+  opts: { timeoutMs?: number; servername?: string; alpnProtocols?: string[] } = {},
 ): Promise<string> {
   const target = parseEndpoint(endpoint);
   if (!target.ok) throw new RangeError(`enrolment endpoint: ${target.reason}`);
@@ -99,7 +100,7 @@ export async function fetchPinnedCa(
     const got = JSON.stringify(pinnedFingerprint);
     throw new RangeError(`pinned fingerprint must be "sha256:" followed by 64 hex digits, got ${got}`);
   }
-  const chain = await readChain(target.host, target.port, opts.servername, opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+  const chain = await readChain(target.host, target.port, opts.servername, opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, opts.alpnProtocols ?? ["h2"]);
   const leafDer = chain[0];
   if (leafDer === undefined) throw new PkiError("CERT_INVALID", `${endpoint} presented no certificate`);
 

@@ -20,6 +20,7 @@ export { canonicalJson } from "./canonical-json.js";
 export {
   CLOCK_SKEW_LEEWAY_MS,
   DEFAULT_ROTATION_OVERLAP_MS,
+  MAX_ROTATION_OVERLAP_MS,
   KEYRING_INDEX_FILE,
   TASK_PAYLOAD_TYPE,
   TASK_SIGNING_ALGORITHM,
@@ -68,3 +69,4 @@ export type {
   EvidenceVerification,
 } from "./evidence.js";
 export { fsyncDir, writeFileAtomic } from "./atomic-file.js";
+export { LISTENER_CIPHERS, LISTENER_TLS_OPTIONS } from "./tls-options.js";

@@ -128,6 +128,27 @@ describe("TaskSigningKeyring", () => {
     });
   });
 
+  test("bounds a rotation's overlap and refuses at load an index whose times cannot be sent to agents", async () => {
+    const dir = freshDir();
+    const ring = await TaskSigningKeyring.loadOrCreate(dir, { now: T0 });
+    await assert.rejects(ring.rotate({ overlapMs: 99999999999999 * 3600_000, now: T0 }), RangeError);
+    await assert.rejects(ring.rotate({ overlapMs: 31 * 86_400_000, now: T0 }), RangeError);
+    await assert.rejects(ring.rotate({ overlapMs: 1.5, now: T0 }), RangeError);
+    assert.equal((JSON.parse(fs.readFileSync(path.join(dir, "index.json"), "utf8")) as { keys: unknown[] }).keys.length, 1, "nothing was rotated");
+    await ring.rotate({ overlapMs: 30 * 86_400_000, now: T0 });
+    // An index edited by hand (or written by an older version) with a retirement past the wire's int64.
+    const file = path.join(dir, "index.json");
+    const index = JSON.parse(fs.readFileSync(file, "utf8")) as { keys: { retiresAt: number | null }[] };
+    index.keys[0]!.retiresAt = 3.6e20;
+    fs.writeFileSync(file, JSON.stringify(index));
+    await assert.rejects(TaskSigningKeyring.loadOrCreate(dir), (err: unknown) => {
+      assert.ok(err instanceof TaskKeyringError);
+      assert.equal(err.code, "TASK_KEYRING_INVALID");
+      assert.match(err.message, /keys\[0\]\.retiresAt is 360000000000000000000, not a time in ms between 1970 and 2200/);
+      return true;
+    });
+  });
+
   test("refuses an index whose key id does not match its public key", async () => {
     const dir = freshDir();
     await TaskSigningKeyring.loadOrCreate(dir);

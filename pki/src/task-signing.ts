@@ -74,6 +74,20 @@ export const DEFAULT_ROTATION_OVERLAP_MS = 24 * 3600_000;
 // this file signs and verifies envelopes around it.
 export type { TaskAction, TaskImage, TaskPayload } from "@ferry/contract";
 
+/**
+ * The longest overlap a rotation accepts: 30 days. Much longer would keep a key agents should have forgotten, and
+ * an unbounded one overflows the int64 notAfterMs every Welcome and Enrol response carries.
+ */
+export const MAX_ROTATION_OVERLAP_MS = 30 * 86_400_000;
+
+/**
+ * Key times in the index must lie between the epoch and this: year 2200, far beyond any real key and far inside
+ * both a JavaScript Date and the wire's int64 (a hand-edited or corrupted index is refused at load, not discovered
+ * when the first agent connects).
+ */
+const MAX_KEY_TIME_MS = Date.UTC(2200, 0, 1);
+
+
 /** A signed task, field for field the wire's SignedTask. */
 export interface SignedTaskEnvelope {
   payload: Uint8Array;
@@ -334,6 +348,7 @@ function parseIndex(file: string, raw: string): KeyringIndex {
     throw invalid(`${file} is not valid JSON`, err);
   }
   if (!isPlainObject(v) || v.v !== 1 || !Array.isArray(v.keys)) throw invalid(`${file} is not a task-signing key index`);
+  const isTime = (t: unknown): t is number => typeof t === "number" && Number.isSafeInteger(t) && t >= 0 && t <= MAX_KEY_TIME_MS;
   const keys = (v.keys as unknown[]).map((k, i): TaskSigningKeyRecord => {
     if (
       !isPlainObject(k) ||
@@ -345,6 +360,15 @@ function parseIndex(file: string, raw: string): KeyringIndex {
       !(k.retiresAt === null || typeof k.retiresAt === "number")
     ) {
       throw invalid(`${file}: keys[${i}] is malformed`);
+    }
+    for (const field of ["createdAt", "activatedAt", "retiresAt"] as const) {
+      const t = k[field];
+      if (t !== null && !isTime(t)) {
+        throw invalid(
+          `${file}: keys[${i}].${field} is ${JSON.stringify(t)}, not a time in ms between 1970 and 2200 ` +
+            `(fix or remove that key in the index; agents could not be sent it)`,
+        );
+      }
     }
     let id: string;
     try {
@@ -495,7 +519,9 @@ export class TaskSigningKeyring {
    */
   async rotate(opts: { overlapMs?: number; now?: number | Date } = {}): Promise<ActiveTaskKey> {
     const overlapMs = opts.overlapMs ?? DEFAULT_ROTATION_OVERLAP_MS;
-    if (!Number.isFinite(overlapMs) || overlapMs < 0) throw new RangeError(`overlapMs must be >= 0, got ${overlapMs}`);
+    if (!Number.isSafeInteger(overlapMs) || overlapMs < 0 || overlapMs > MAX_ROTATION_OVERLAP_MS) {
+      throw new RangeError(`overlapMs must be a whole number from 0 to ${MAX_ROTATION_OVERLAP_MS} (30 days), got ${overlapMs}`);
+    }
     const now = toMs(opts.now);
     await this.#withLock(async () => {
       const raw = await TaskSigningKeyring.#readIndexRaw(this.dir);

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { create, fromBinary } from "@bufbuild/protobuf";
 import { describe, it } from "node:test";
-import { ConnectResponseSchema, PingSchema } from "./gen/ferry/agent/v1/agent_pb.js";
+import { ConnectResponseSchema, PingSchema, SigningKeysSchema, TaskSigningKeySchema } from "./gen/ferry/agent/v1/agent_pb.js";
 import { encoder, isMalformed, serverDefinition } from "./grpc.js";
 import { AgentService } from "./gen/ferry/agent/v1/agent_pb.js";
 
@@ -26,5 +26,16 @@ describe("grpc glue", () => {
     assert.ok(isMalformed(bad) && bad.code === "MALFORMED_MESSAGE");
     const big: unknown = connect.requestDeserialize(Buffer.alloc(17));
     assert.ok(isMalformed(big) && big.code === "MESSAGE_TOO_LARGE");
+  });
+
+  it("reports a response it cannot encode (an int64 out of range) instead of failing in silence", () => {
+    const failures: string[] = [];
+    const def = serverDefinition(AgentService, { maxMessageBytes: 1024, onEncodeError: (method) => failures.push(method) });
+    const connect = def["connect"];
+    assert.ok(connect);
+    const keys = create(TaskSigningKeySchema, { keyId: "tsk_1", notAfterMs: 360_000_000_000_000_000_000n });
+    const msg = create(ConnectResponseSchema, { body: { case: "signingKeys", value: create(SigningKeysSchema, { keys: [keys] }) } });
+    assert.throws(() => connect.responseSerialize(msg));
+    assert.deepEqual(failures, ["/ferry.agent.v1.AgentService/Connect"]);
   });
 });

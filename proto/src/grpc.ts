@@ -26,6 +26,12 @@ export function isMalformed(value: unknown): value is MalformedMessage {
 export interface DecodeOptions {
   /** Messages larger than this are refused with MESSAGE_TOO_LARGE before decoding. */
   maxMessageBytes: number;
+  /**
+   * Called when a response cannot be encoded (a field out of its wire range). grpc-js answers the call with
+   * INTERNAL "Error serializing response" and logs nothing, so without this the server would fail every such call
+   * in silence. The error is rethrown after the call.
+   */
+  onEncodeError?: (method: string, err: unknown) => void;
 }
 
 function decoder<D extends DescMessage>(schema: D, opts: DecodeOptions) {
@@ -80,12 +86,24 @@ export function serverDefinition<T extends GenServiceMethods>(
       responseStream: method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
       requestSerialize: encoder(method.input),
       requestDeserialize: decoder(method.input, opts),
-      responseSerialize: encoder(method.output),
+      responseSerialize: reportingEncoder(`/${service.typeName}/${method.name}`, encoder(method.output), opts.onEncodeError),
       responseDeserialize: (buf: Buffer) => fromBinary(method.output, buf),
       originalName: method.localName,
     };
   }
   return def as grpc.ServiceDefinition;
+}
+
+function reportingEncoder<M>(path: string, encode: (msg: M) => Buffer, onError: DecodeOptions["onEncodeError"]): (msg: M) => Buffer {
+  if (!onError) return encode;
+  return (msg) => {
+    try {
+      return encode(msg);
+    } catch (err) {
+      onError(path, err);
+      throw err;
+    }
+  };
 }
 
 /** grpc-js definition for a client: responses that fail to decode surface as call errors. */

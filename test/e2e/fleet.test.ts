@@ -31,6 +31,7 @@ describe("fleet: enrol, live status, offline, restart, renewal, revocation", () 
     // A 5 s grace: long enough for an agent to come back through its reconnect backoff after a restart. A 2 min
     // certificate lifetime makes the agent renew within the test while outliving slow restarts on a loaded machine.
     cp = await TestControlPlane.start({ extraArgs: ["--cert-lifetime", "2m", "--liveness-grace", "5s"] });
+    await cp.ensureEnvironment("staging");
   });
   after(async () => {
     for (const a of agents) await a.dispose();

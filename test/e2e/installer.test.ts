@@ -1,12 +1,20 @@
-// The Linux installer, for real: bundle the agent, run install.sh into a temporary root (no systemd here, no user
-// creation), check what it laid down, then run the installed agent against a real control plane.
+// The Linux installer, for real: bundle the agent, run install.sh into a temporary root (no user creation), check what
+// it laid down, then run the installed agent against a real control plane.
+//
+// systemd is not PID 1 on this machine, so the unit cannot be started here. What is real instead: systemd's own unit
+// loader (`systemd-analyze verify`, with its dependency dump) reads the installed unit and its Docker drop-in and
+// must resolve the ordering after docker.service and the socket's group; `systemctl --root` enables it offline; and the
+// installed agent runs under the credentials the unit gives it — a non-root user plus the unit's
+// SupplementaryGroups, applied with setpriv as systemd would — against the real Docker Engine's socket
+// (root:<group> 0660), where it must offer the docker driver, and must not without the group.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, statSync, existsSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { TestControlPlane } from "../helpers/control-plane.js";
+import { dockerEngine, dockerSkipReason } from "../helpers/docker.js";
 import { ROOT, start, type Proc } from "../helpers/processes.js";
 import { waitFor } from "../helpers/wait.js";
 
@@ -55,6 +63,13 @@ describe("installers/linux/install.sh", () => {
     assert.match(unit, new RegExp(`ExecStart=${bin} run --state-dir ${state}`));
     assert.match(unit, /RestartPreventExitStatus=2 3 4/);
     assert.doesNotMatch(unit, /@[A-Z_]+@/, "every placeholder is filled");
+    const dropIn = join(root, "etc/systemd/system/ferry-agent.service.d/docker.conf");
+    if (spawnSync("getent", ["group", "docker"]).status === 0) {
+      const conf = readFileSync(dropIn, "utf8");
+      assert.match(conf, /^After=docker\.service$/m);
+      assert.match(conf, /^Wants=docker\.service$/m);
+      assert.match(conf, /^SupplementaryGroups=docker$/m);
+    }
 
     const id = (JSON.parse(readFileSync(join(state, "identity.json"), "utf8")) as { agentId: string }).agentId;
     agent = start(bin, ["run", "--state-dir", state]);
@@ -69,5 +84,64 @@ describe("installers/linux/install.sh", () => {
     const again = install(["--bundle", join(ROOT, "installers/dist/ferry-agent.mjs")]);
     assert.equal(again.status, 0, again.stderr);
     assert.match(again.stdout, /already enrolled/);
+  });
+
+  it("gives the unit to systemd's own loader: ordering after docker.service and the socket's group resolve; it enables offline", async () => {
+    const engine = await dockerEngine();
+    const gid = existsSync(engine.socketPath) ? statSync(engine.socketPath).gid : null;
+    const group = gid === null ? "docker" : (spawnSync("getent", ["group", String(gid)], { encoding: "utf8" }).stdout.split(":")[0] ?? "docker");
+    const r = install(["--bundle", join(ROOT, "installers/dist/ferry-agent.mjs"), "--docker-group", group]);
+    assert.equal(r.status, 0, r.stderr);
+    const unitPath = join(root, "etc/systemd/system/ferry-agent.service");
+    const v = spawnSync("systemd-analyze", ["verify", unitPath], { encoding: "utf8", env: { ...process.env, SYSTEMD_LOG_LEVEL: "debug" } });
+    assert.equal(v.status, 0, v.stderr);
+    const warnings = v.stderr.split("\n").filter((l) => l.startsWith(unitPath) || /docker\.conf:\d+:/.test(l));
+    assert.deepEqual(warnings, [], "systemd has nothing to say about the unit or its drop-in");
+    // The dependency dump goes to stdout, messages to stderr.
+    const dump = `${v.stdout}\n${v.stderr}`;
+    assert.match(dump, new RegExp(`DropIn Path: ${join(root, "etc/systemd/system/ferry-agent.service.d/docker.conf").replace(/[.]/g, "\\.")}`));
+    assert.match(dump, /^\s+After: docker\.service \(origin-file\)$/m);
+    assert.match(dump, /^\s+Wants: docker\.service \(origin-file\)$/m);
+    assert.match(dump, new RegExp(`^\\s+SupplementaryGroups: ${group}$`, "m"));
+    const enable = spawnSync("systemctl", ["--root", root, "enable", "ferry-agent.service"], { encoding: "utf8" });
+    assert.equal(enable.status, 0, enable.stderr);
+    assert.deepEqual(readdirSync(join(root, "etc/systemd/system/multi-user.target.wants")), ["ferry-agent.service"]);
+    // --no-docker takes the drop-in away again.
+    assert.equal(install(["--bundle", join(ROOT, "installers/dist/ferry-agent.mjs"), "--no-docker"]).status, 0);
+    assert.equal(existsSync(join(root, "etc/systemd/system/ferry-agent.service.d/docker.conf")), false);
+    assert.equal(install(["--bundle", join(ROOT, "installers/dist/ferry-agent.mjs"), "--docker-group", group]).status, 0);
+  });
+
+  it("under the unit's credentials the agent reaches the Docker Engine through the group, and only through it", async (t) => {
+    const skip = await dockerSkipReason("installer: Docker socket access");
+    if (skip) return t.skip(skip);
+    const engine = await dockerEngine();
+    const conf = readFileSync(join(root, "etc/systemd/system/ferry-agent.service.d/docker.conf"), "utf8");
+    const group = /^SupplementaryGroups=(\S+)$/m.exec(conf)?.[1] ?? assert.fail("no SupplementaryGroups in the drop-in");
+    const gid = spawnSync("getent", ["group", group], { encoding: "utf8" }).stdout.split(":")[2] ?? "";
+    assert.equal(Number(gid), statSync(engine.socketPath).gid, "the drop-in names the socket's group");
+    // A non-root service user, as useradd --system would make; the scratch root must be traversable by it.
+    const nobody = 65534;
+    const state = join(root, "var/lib/ferry-agent");
+    chmodSync(root, 0o755);
+    for (const p of [state, ...readdirSync(state).map((f) => join(state, f))]) chownSync(p, nobody, nobody);
+    const id = (JSON.parse(readFileSync(join(state, "identity.json"), "utf8")) as { agentId: string }).agentId;
+    const bin = join(root, "usr/local/bin/ferry-agent");
+    // Facts are written shortly after the Hello; wait for the ones the new process reported.
+    const runWith = async (groups: string[], docker: boolean) => {
+      await agent?.kill("SIGKILL");
+      agent = start("setpriv", [`--reuid=${nobody}`, `--regid=${nobody}`, ...groups, bin, "run", "--state-dir", state, "--docker-socket", engine.socketPath]);
+      const running = agent;
+      return waitFor(`the agent online ${docker ? "with" : "without"} the docker driver`, async () => {
+        if (running.child.exitCode !== null) throw new Error(`the agent exited: ${running.stderr}`);
+        const a = await cp.api<{ status: string; facts: { drivers?: string[] } }>("GET", `/api/v1/agents/${id}`);
+        return a.body.status === "online" && (a.body.facts.drivers ?? []).includes("docker") === docker ? running : undefined;
+      });
+    };
+    await runWith([`--groups=${gid}`], true);
+    const without = await runWith(["--clear-groups"], false);
+    assert.match(without.stdout + without.stderr, /Docker Engine not reachable/);
+    await agent?.kill("SIGKILL");
+    agent = null;
   });
 });

@@ -16,6 +16,7 @@ describe("interfaces", () => {
 
   before(async () => {
     cp = await TestControlPlane.start();
+    for (const env of ["dev", "qa"]) await cp.ensureEnvironment(env);
     const r = await cp.cli(["token", "create", "--env", "dev", "--json"]);
     assert.equal(r.code, 0, r.stderr);
     joinString = (JSON.parse(r.stdout) as { joinString: string }).joinString;
@@ -27,8 +28,11 @@ describe("interfaces", () => {
     await cp.stop();
   });
 
-  it("prints the admin token once at first start and keeps it in a 0600 file", () => {
-    assert.match(cp.proc.stderr, new RegExp(cp.adminToken));
+  it("writes the admin token to a 0600 file only: never to a server output that is not a terminal", () => {
+    // The server's stderr is a pipe here, as under a service manager or a log collector.
+    assert.doesNotMatch(cp.proc.stderr, new RegExp(cp.adminToken));
+    assert.doesNotMatch(cp.proc.stdout, new RegExp(cp.adminToken));
+    assert.match(cp.proc.stderr, /admin API token was created and written to .*admin-token \(mode 0600\) only/);
     assert.match(cp.proc.stderr, new RegExp(cp.runtime.caFingerprint));
     const mode = statSync(join(cp.dataDir, "admin-token")).mode & 0o777;
     assert.equal(mode, 0o600);

@@ -40,6 +40,7 @@ describe("refusals", () => {
     cp = await TestControlPlane.start({ extraArgs: ["--enrol-rate", "1000", "--enrol-burst", "1000", "--enrol-peer-rate", "1000", "--enrol-peer-burst", "1000"] });
     caPem = readFileSync(join(cp.dataDir, "ca", "ca.crt"), "utf8");
     ca = await FleetCa.loadOrCreate(join(cp.dataDir, "ca"));
+    await cp.ensureEnvironment("dev");
   });
   after(async () => {
     await cp.stop();

@@ -56,6 +56,7 @@ describe("replicas on a shared PostgreSQL server", { skip: baseUrl ? false : POS
 
   it("enrols through one replica, shows the agent on both, and revocation through the other closes its stream", async () => {
     const api = (r: TestControlPlane) => (m: string, p: string, body?: unknown) => r.api<Record<string, unknown>>(m, p, body, adminToken);
+    await api(a)("POST", "/api/v1/environments", { name: "prod" });
     const joined = await api(a)("POST", "/api/v1/join-tokens", { environment: "prod" });
     assert.equal(joined.status, 201);
     const agent = new TestAgent("replicated");

@@ -100,7 +100,14 @@ export class TestControlPlane {
     return run(FERRY_BIN, args, { FERRY_URL: this.runtime.api, FERRY_TOKEN: this.adminToken, ...env });
   }
 
+  /** Creates the environment unless it exists (join tokens are only issued for existing environments). */
+  async ensureEnvironment(name: string): Promise<void> {
+    const r = await this.api("POST", "/api/v1/environments", { name });
+    if (r.status !== 201 && r.status !== 409) throw new Error(`environment ${name}: ${r.status} ${JSON.stringify(r.body)}`);
+  }
+
   async createJoinString(environment = "dev", extra: Record<string, unknown> = {}): Promise<string> {
+    await this.ensureEnvironment(environment);
     const r = await this.api<{ joinString: string }>("POST", "/api/v1/join-tokens", { environment, ...extra });
     if (r.status !== 201) throw new Error(`join token: ${r.status} ${JSON.stringify(r.body)}`);
     return r.body.joinString;

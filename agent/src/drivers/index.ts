@@ -5,5 +5,7 @@ import { composeRegistration } from "./compose/index.js";
 import { dockerRegistration } from "./docker/index.js";
 import { ecsRegistration } from "./ecs/index.js";
 import { nomadRegistration } from "./nomad/index.js";
+import { sshRegistration } from "./ssh/index.js";
+import { winrmRegistration } from "./winrm/index.js";
 
-export const DRIVER_REGISTRATIONS: readonly DriverRegistration[] = [dockerRegistration, composeRegistration, ecsRegistration, nomadRegistration];
+export const DRIVER_REGISTRATIONS: readonly DriverRegistration[] = [dockerRegistration, composeRegistration, ecsRegistration, nomadRegistration, sshRegistration, winrmRegistration];

@@ -10,6 +10,7 @@ export interface TargetConfigCase {
 }
 
 const HEALTHY = { container: "web" };
+const SSH = { host: "10.0.0.5", user: "deploy", hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl" };
 
 export const TARGET_CONFIG_CASES: readonly TargetConfigCase[] = [
   { kind: "docker", name: "the minimum", config: HEALTHY },
@@ -85,4 +86,29 @@ export const TARGET_CONFIG_CASES: readonly TargetConfigCase[] = [
   { kind: "ssh", name: "user missing", config: { host: "app-1" }, field: "config.user" },
   { kind: "winrm", name: "a host", config: { host: "win-1", user: "Administrator", transport: "https" } },
   { kind: "winrm", name: "transport", config: { host: "win-1", user: "a", transport: "smb" }, field: "config.transport" },
+  { kind: "ssh", name: "a docker host", config: { ...SSH, docker: { container: "web" } } },
+  { kind: "ssh", name: "a script host", config: { ...SSH, mode: "script", script: { deploy: "echo $FERRY_DIGEST", rollback: "true", timeoutSeconds: 60, env: { A: "b" } } } },
+  { kind: "ssh", name: "a SHA256 fingerprint", config: { ...SSH, hostKey: "SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8", docker: { container: "web" } } },
+  { kind: "ssh", name: "trust on first use, asked for", config: { host: "10.0.0.5", user: "deploy", hostKeyTrust: "first-use", docker: { container: "web" } } },
+  { kind: "ssh", name: "user missing", config: { host: "app-1", hostKey: SSH.hostKey, docker: { container: "web" } }, field: "config.user" },
+  { kind: "ssh", name: "no host key pinned", config: { host: "app-1", user: "deploy", docker: { container: "web" } }, field: "config.hostKey" },
+  { kind: "ssh", name: "host key not a key", config: { ...SSH, hostKey: "AAAAC3Nza", docker: { container: "web" } }, field: "config.hostKey" },
+  { kind: "ssh", name: "docker mode without a container", config: SSH, field: "config.docker" },
+  { kind: "ssh", name: "docker container with the parking marker", config: { ...SSH, docker: { container: "web.ferry-old-1" } }, field: "config.docker.container" },
+  { kind: "ssh", name: "a routed docker container (no host router over SSH)", config: { ...SSH, docker: { container: "web", route: { service: "web", listen: "127.0.0.1:80", slots: [8081, 8082] } } }, field: "config.docker.route" },
+  { kind: "ssh", name: "script mode without a script", config: { ...SSH, mode: "script" }, field: "config.script" },
+  { kind: "ssh", name: "script without deploy", config: { ...SSH, mode: "script", script: { rollback: "true" } }, field: "config.script.deploy" },
+  { kind: "ssh", name: "script timeout too long", config: { ...SSH, mode: "script", script: { deploy: "true", timeoutSeconds: 86_401 } }, field: "config.script.timeoutSeconds" },
+  { kind: "ssh", name: "a key reference with a path", config: { ...SSH, credentialsRef: "../id_ed25519", docker: { container: "web" } }, field: "config.credentialsRef" },
+  { kind: "ssh", name: "a private key in the config", config: { ...SSH, privateKey: "-----BEGIN", docker: { container: "web" } }, field: "config.privateKey" },
+  { kind: "winrm", name: "a script host", config: { host: "win-1", transport: "https", script: { deploy: "Write-Output $env:FERRY_DIGEST" } } },
+  { kind: "winrm", name: "a service", config: { host: "win-1", auth: "basic", credentialsRef: "ops", mode: "service", service: { name: "ShopWeb", install: "Copy-Item x y", healthUrl: "http://127.0.0.1:8080/health" }, stickerPath: "C:\\ProgramData\\Ferry\\web.json" } },
+  { kind: "winrm", name: "a Windows container", config: { host: "win-1", mode: "container", container: { name: "web", env: { A: "b" }, healthUrl: "http://127.0.0.1:80/health" } } },
+  { kind: "winrm", name: "container mode without a container", config: { host: "win-1", mode: "container" }, field: "config.container" },
+  { kind: "winrm", name: "container name with the parking marker", config: { host: "win-1", mode: "container", container: { name: "web.ferry-old-1" } }, field: "config.container.name" },
+  { kind: "winrm", name: "transport", config: { host: "win-1", transport: "smb", script: { deploy: "1" } }, field: "config.transport" },
+  { kind: "winrm", name: "a password in the config", config: { host: "win-1", password: "x", script: { deploy: "1" } }, field: "config.password" },
+  { kind: "winrm", name: "service mode without a service", config: { host: "win-1", mode: "service" }, field: "config.service" },
+  { kind: "winrm", name: "a service name with a quote", config: { host: "win-1", mode: "service", service: { name: "a'b", install: "1" } }, field: "config.service.name" },
+  { kind: "winrm", name: "sticker path not Windows", config: { host: "win-1", script: { deploy: "1" }, stickerPath: "/var/x" }, field: "config.stickerPath" },
 ];

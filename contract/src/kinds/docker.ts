@@ -57,7 +57,8 @@ export interface DockerTargetConfig {
 
 const noColon = (s: string): string | undefined => (s.includes(":") ? "must not contain ':' (Docker's bind syntax uses it as a separator)" : undefined);
 
-const fields: Record<string, FieldSpec> = {
+/** The container fields, shared with the ssh kind's `docker` section (the same container, on a host reached over SSH). */
+export const dockerContainerFields: Record<string, FieldSpec> = {
   container: {
     type: "string",
     required: true,
@@ -110,7 +111,7 @@ const fields: Record<string, FieldSpec> = {
 export const dockerKind: TargetKindDescriptor<DockerTargetConfig> = {
   kind: "docker",
   title: "a container on a Docker Engine",
-  config: { fields },
+  config: { fields: dockerContainerFields },
   // Without a route, host networking gives old and new the same ports, so they never run side by side; with a route
   // each slot has its own port. An agent advertises these only when it has a router (docs/rollouts.md).
   capabilities: ["side-by-side", "router"],

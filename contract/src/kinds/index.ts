@@ -6,6 +6,6 @@ export { composeLock, composeServiceMap, parseComposeLock, COMPOSE_LOCK_FILE, CO
 export { ecsKind, type EcsTargetConfig } from "./ecs.js";
 export { nomadKind, type NomadTargetConfig } from "./nomad.js";
 export { sshKind, type SshTargetConfig } from "./ssh.js";
-export { winrmKind, type WinrmTargetConfig } from "./winrm.js";
+export { winrmKind, type WinrmContainerConfig, type WinrmTargetConfig } from "./winrm.js";
 export { HEALTH_CHECK_TYPES, type HealthCheckConfig, type HealthCheckType } from "./common.js";
 export { TARGET_CONFIG_CASES, type TargetConfigCase } from "./config-cases.js";

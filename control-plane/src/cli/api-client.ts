@@ -1,12 +1,14 @@
 // The CLI's client for the JSON API.
 //
 // Where the CLI finds the server and token: --url/--token flags > FERRY_URL/FERRY_TOKEN > the config file
-// (~/.config/ferry/cli.json, or FERRY_CLI_CONFIG: {"url": "...", "token": "..."}) > defaults: http://127.0.0.1:7070
-// and, for the token, the admin-token file in the local data dir (FERRY_DATA_DIR or ./.ferry) — so an operator on the
-// control-plane host can use the CLI right after `ferry server` without copying the token around.
+// (~/.config/ferry/cli.json, or FERRY_CLI_CONFIG: {"url": "...", "token": "...", "ca": "...", "caFingerprint": "..."})
+// > defaults: http://127.0.0.1:7070 and, for the token, the admin-token file in the local data dir (FERRY_DATA_DIR or
+// ./.ferry) — so an operator on the control-plane host can use the CLI right after `ferry server` without copying the
+// token around. TLS trust for https:// URLs (--ca, --ca-fingerprint): see http-transport.ts.
 import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
+import { HttpTransport, TransportError, type TransportResponse, type TrustOptions } from "./http-transport.js";
 
 export class ApiError extends Error {
   constructor(
@@ -24,9 +26,11 @@ export class ConnectError extends Error {}
 export interface ClientOptions {
   url?: string;
   token?: string;
+  ca?: string;
+  caFingerprint?: string;
 }
 
-export function resolveClient(flags: ClientOptions, env: NodeJS.ProcessEnv = process.env): { url: string; token: string | null } {
+export function resolveClient(flags: ClientOptions, env: NodeJS.ProcessEnv = process.env): { url: string; token: string | null; trust: TrustOptions } {
   const configPath = env["FERRY_CLI_CONFIG"] ?? join(env["XDG_CONFIG_HOME"] ?? join(homedir(), ".config"), "ferry", "cli.json");
   let file: ClientOptions = {};
   if (existsSync(configPath)) {
@@ -42,34 +46,48 @@ export function resolveClient(flags: ClientOptions, env: NodeJS.ProcessEnv = pro
     const tokenFile = join(resolve(env["FERRY_DATA_DIR"] ?? ".ferry"), "admin-token");
     if (existsSync(tokenFile)) token = readFileSync(tokenFile, "utf8").trim();
   }
-  return { url, token };
+  const dataDir = resolve(env["FERRY_DATA_DIR"] ?? ".ferry");
+  const trust: TrustOptions = {
+    caFile: flags.ca ?? env["FERRY_CA"] ?? file.ca ?? null,
+    caFingerprint: flags.caFingerprint ?? env["FERRY_CA_FINGERPRINT"] ?? file.caFingerprint ?? null,
+    localCaFile: join(dataDir, "ca", "ca.crt"),
+  };
+  return { url, token, trust };
 }
 
 export class ApiClient {
+  readonly #transport: HttpTransport;
+
   constructor(
     private readonly url: string,
     private readonly token: string | null,
-  ) {}
+    trust: TrustOptions = {},
+  ) {
+    this.#transport = new HttpTransport(url, trust);
+  }
+
+  async #send(method: string, path: string, headers: Record<string, string>, body: string | null): Promise<TransportResponse> {
+    try {
+      return await this.#transport.request(method, path, headers, body);
+    } catch (err) {
+      if (err instanceof TransportError) throw new ConnectError(err.message);
+      throw err;
+    }
+  }
 
   async request<T>(method: string, path: string, body?: unknown, extraHeaders: Record<string, string> = {}): Promise<T> {
     const headers: Record<string, string> = { accept: "application/json", ...extraHeaders };
     if (this.token) headers["authorization"] = `Bearer ${this.token}`;
     if (body !== undefined) headers["content-type"] = "application/json";
-    let res: Response;
-    try {
-      res = await fetch(`${this.url}${path}`, { method, headers, body: body === undefined ? null : JSON.stringify(body), signal: AbortSignal.timeout(30_000) });
-    } catch (err) {
-      const cause = (err as { cause?: { code?: string } }).cause;
-      throw new ConnectError(`cannot reach the control plane at ${this.url} (${cause?.code ?? (err as Error).message}); is 'ferry server' running? Set --url or FERRY_URL.`);
-    }
-    const text = await res.text();
+    const res = await this.#send(method, path, headers, body === undefined ? null : JSON.stringify(body));
+    const text = res.body.toString("utf8");
     let parsed: unknown;
     try {
       parsed = text ? JSON.parse(text) : null;
     } catch {
       throw new ApiError(res.status, "BAD_RESPONSE", `the server answered HTTP ${res.status} with a body that is not JSON`);
     }
-    if (!res.ok) {
+    if (res.status < 200 || res.status > 299) {
       const e = (parsed as { error?: { code?: string; message?: string; details?: Record<string, unknown> } } | null)?.error;
       throw new ApiError(res.status, e?.code ?? `HTTP_${res.status}`, e?.message ?? `HTTP ${res.status}`, e?.details);
     }
@@ -80,15 +98,9 @@ export class ApiClient {
   async text(path: string): Promise<{ body: string; headers: Headers }> {
     const headers: Record<string, string> = {};
     if (this.token) headers["authorization"] = `Bearer ${this.token}`;
-    let res: Response;
-    try {
-      res = await fetch(`${this.url}${path}`, { headers, signal: AbortSignal.timeout(30_000) });
-    } catch (err) {
-      const cause = (err as { cause?: { code?: string } }).cause;
-      throw new ConnectError(`cannot reach the control plane at ${this.url} (${cause?.code ?? (err as Error).message}); is 'ferry server' running? Set --url or FERRY_URL.`);
-    }
-    const body = await res.text();
-    if (!res.ok) {
+    const res = await this.#send("GET", path, headers, null);
+    const body = res.body.toString("utf8");
+    if (res.status < 200 || res.status > 299) {
       let e: { code?: string; message?: string } | undefined;
       try {
         e = (JSON.parse(body) as { error?: { code?: string; message?: string } }).error;

@@ -146,6 +146,8 @@ export function deployCommands(program: Command, client: () => ApiClient, print:
         const parts = [summary(d)];
         for (const t of d.tasks) {
           parts.push("", `${t.target.name} (${t.id}, agent ${t.agentId}):`);
+          const earlier = (t.eventsTotal ?? 0) - (t.events?.length ?? 0);
+          if (earlier > 0) parts.push(`  … ${earlier} earlier event${earlier === 1 ? "" : "s"} (GET /api/v1/deployments/${d.id}/tasks/${t.id}/events)`);
           for (const e of t.events ?? []) parts.push(`  ${e.at}  ${e.step}${e.detail ? ` — ${e.detail}` : ""}`);
           if (t.details) parts.push(`  details: ${JSON.stringify(t.details)}`);
         }
@@ -212,10 +214,15 @@ export function deployCommands(program: Command, client: () => ApiClient, print:
   keys
     .command("rotate")
     .description("sign with a new key from now on; the previous key keeps verifying for the overlap")
-    .option("--overlap <duration>", "how long the previous key stays trusted (at least the task TTL)", "24h")
+    .option("--overlap <duration>", "how long the previous key stays trusted (at least the task TTL, at most 30d; default 24h)")
+    .option("--emergency", "retire the previous key at once (suspected compromise): undelivered tasks are re-signed, see docs/security.md")
     .option("--json", "print JSON")
-    .action(async (o: { overlap: string; json?: boolean }) => {
-      const k = await client().request<KeysView>("POST", "/api/v1/task-signing-keys/rotate", { overlap: o.overlap });
+    .action(async (o: { overlap?: string; emergency?: boolean; json?: boolean }) => {
+      const body: { overlap?: string; emergency?: boolean } = {};
+      if (o.overlap !== undefined) body.overlap = o.overlap;
+      if (o.emergency) body.emergency = true;
+      const k = await client().request<KeysView & { emergency?: { warning: string } }>("POST", "/api/v1/task-signing-keys/rotate", body);
+      if (k.emergency) process.stderr.write(`WARNING: ${k.emergency.warning}\n`);
       print(!!o.json, k, () => `rotated: ${k.activeKeyId} signs new tasks\n${keysHuman(k)}`);
     });
 }

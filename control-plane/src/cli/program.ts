@@ -12,6 +12,7 @@ import { deployCommands } from "./deploy-commands.js";
 import { freezeCommands, promotionCommands, webhookCommands } from "./promotion-commands.js";
 import { serverCommand } from "./server-command.js";
 import { storeCommand } from "./store-command.js";
+import { adminTokenCommand } from "./admin-token-command.js";
 
 export function buildProgram(): Command {
   const program = new Command("ferry")
@@ -19,13 +20,15 @@ export function buildProgram(): Command {
     .version(process.env["npm_package_version"] ?? "0.1.0")
     .option("--url <url>", "control plane API (env FERRY_URL; default http://127.0.0.1:7070)")
     .option("--token <token>", "API token (env FERRY_TOKEN; default: <data-dir>/admin-token when present)")
+    .option("--ca <file>", "for https:// URLs: PEM file of the CA to trust, e.g. the fleet CA's ca.crt (env FERRY_CA)")
+    .option("--ca-fingerprint <sha256:…>", "for https:// URLs: trust the fleet CA with this fingerprint, as printed by 'ferry server' (env FERRY_CA_FINGERPRINT)")
     .showHelpAfterError()
     .exitOverride();
 
   function client(): ApiClient {
-    const o = program.opts<{ url?: string; token?: string }>();
+    const o = program.opts<{ url?: string; token?: string; ca?: string; caFingerprint?: string }>();
     const c = resolveClient(o);
-    return new ApiClient(c.url, c.token);
+    return new ApiClient(c.url, c.token, c.trust);
   }
 
   function print(json: boolean, data: unknown, human: () => string): void {
@@ -37,6 +40,7 @@ export function buildProgram(): Command {
 
   serverCommand(program);
   storeCommand(program);
+  adminTokenCommand(program, print);
   catalogCommands(program, client, print);
   deployCommands(program, client, print);
   promotionCommands(program, client, print);

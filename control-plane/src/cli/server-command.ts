@@ -13,6 +13,9 @@ export function serverCommand(program: Command): void {
     .option("--ca-dir <dir>", "fleet CA directory (default <data-dir>/ca); replicas sharing a database share it")
     .option("--database-url <url>", "PostgreSQL server URL; without it the embedded PGlite database in the data dir is used")
     .option("--api-listen <host:port>", "API and console (default 127.0.0.1:7070)")
+    .option("--api-tls <mode>", "API over HTTPS: auto (certificate from Ferry's CA for the advertised names) or off (default: off on loopback, auto elsewhere)")
+    .option("--api-tls-cert <file>", "API over HTTPS with your certificate chain (PEM); with --api-tls-key; re-read when it changes")
+    .option("--api-tls-key <file>", "private key (PEM) for --api-tls-cert")
     .option("--agent-listen <host:port>", "agent mTLS listener (default 127.0.0.1:7071)")
     .option("--enrol-listen <host:port>", "enrolment TLS listener (default 127.0.0.1:7072)")
     .option("--advertise-host <host>", "host name agents use to reach this server (put in join strings)")
@@ -34,6 +37,7 @@ export function serverCommand(program: Command): void {
     .option("--registry-credentials <file>", "JSON file of registry credentials by name (mode 0600)")
     .option("--registry-timeout <duration>", "time allowed for one registry request (default 10s)")
     .option("--insecure-registries <list>", "comma-separated registries reached over plain HTTP (loopback always is)")
+    .option("--registry-internal-hosts <list>", "comma-separated loopback/link-local hosts a registry may redirect to or name as token realm")
     .option("--task-signing-dir <dir>", "task-signing keyring directory (default <data-dir>/task-signing)")
     .option("--task-ttl <duration>", "how long a queued task stays valid (default 1h)")
     .option("--task-ack-timeout <duration>", "how long an offered task waits for the agent's answer (default 30s)")
@@ -60,25 +64,29 @@ export function serverCommand(program: Command): void {
       const lines = [
         "",
         `Ferry control plane is running.`,
-        `  API and console     ${cp.api}`,
+        `  API and console     ${cp.api}${cp.apiTls === "ferry-ca" ? " (certificate from the fleet CA: ferry --ca <ca-dir>/ca.crt, or --ca-fingerprint below)" : cp.apiTls === "operator" ? " (your certificate)" : ""}`,
         `  agent listener      port ${cp.agentPort} (mTLS)`,
         `  enrolment listener  port ${cp.enrolPort} (TLS)`,
         `  fleet CA            ${cp.caFingerprint}`,
       ];
-      if (cp.newAdminSecret) {
+      // The secret goes to the file only. Shown on a terminal, never into a pipe or a log collector: stderr of a
+      // service is usually kept somewhere others can read.
+      if (cp.newAdminSecret && process.stderr.isTTY) {
         lines.push(
           "",
-          "First start: an admin API token was created. It is shown once here and kept in",
+          "First start: an admin API token was created. It is shown once here (this is a terminal) and kept in",
           `  ${cp.adminTokenFile} (mode 0600):`,
           "",
           `  ${cp.newAdminSecret}`,
           "",
           `Console: ${cp.api}/#token=${cp.newAdminSecret}`,
         );
+      } else if (cp.newAdminSecret) {
+        lines.push("", `First start: an admin API token was created and written to ${cp.adminTokenFile} (mode 0600) only.`);
       } else if (cp.adminTokenFile) {
         lines.push(`  admin token file    ${cp.adminTokenFile}`);
       }
-      lines.push("", "Enrol an agent:  ferry token create --env dev", "");
+      lines.push("", "Enrol an agent:  ferry env create dev && ferry token create --env dev", "");
       if (!json) process.stderr.write(`${lines.join("\n")}\n`);
       let stopping = false;
       const stop = (signal: string) => {

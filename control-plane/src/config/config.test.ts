@@ -52,6 +52,12 @@ describe("config", () => {
       [{ streamRate: "-1" }, /^stream-rate:/],
       [{ logFormat: "xml" }, /^log-format:/],
       [{ lastSeenFlush: "2m" }, /last-seen-flush/],
+      // Every duration is bounded: an overflow would otherwise reach the wire, a Date or a timer.
+      [{ taskTtl: "99999999999999h" }, /^task-ttl: must be between/],
+      [{ certLifetime: "400d" }, /^cert-lifetime: must be between/],
+      [{ taskLease: "30d" }, /^task-lease: must be between/],
+      [{ taskSweepInterval: "25d" }, /^task-sweep-interval: must be between/],
+      [{ promotionTtl: "9999999d" }, /^promotion-ttl: must be between/],
     ];
     for (const [flags, re] of bad) {
       assert.throws(() => resolveConfig(flags, {}, "/"), (e: unknown) => e instanceof FerryError && e.code === "VALIDATION_FAILED" && re.test(e.message), JSON.stringify(flags));
@@ -66,5 +72,26 @@ describe("config", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it("serves the API over HTTPS off loopback unless told otherwise, and checks the TLS settings", () => {
+    assert.deepEqual(resolveConfig({}, {}, "/srv").apiTls, { mode: "off" });
+    assert.deepEqual(resolveConfig({ apiListen: "[::1]:7070" }, {}, "/srv").apiTls, { mode: "off" });
+    assert.deepEqual(resolveConfig({ apiListen: "0.0.0.0:7070" }, {}, "/srv").apiTls, { mode: "auto" });
+    assert.deepEqual(resolveConfig({ apiListen: "0.0.0.0:7070", apiTls: "off" }, {}, "/srv").apiTls, { mode: "off" });
+    assert.deepEqual(resolveConfig({}, { FERRY_API_TLS: "auto" }, "/srv").apiTls, { mode: "auto" });
+    assert.deepEqual(resolveConfig({ apiTlsCert: "tls/api.crt", apiTlsKey: "tls/api.key" }, {}, "/srv").apiTls, { mode: "files", certFile: "/srv/tls/api.crt", keyFile: "/srv/tls/api.key" });
+    const field = (f: () => unknown) => {
+      try {
+        f();
+      } catch (err) {
+        assert.ok(err instanceof FerryError && err.code === "VALIDATION_FAILED");
+        return err.details["field"];
+      }
+      assert.fail("expected VALIDATION_FAILED");
+    };
+    assert.equal(field(() => resolveConfig({ apiTls: "on" }, {}, "/srv")), "api-tls");
+    assert.equal(field(() => resolveConfig({ apiTlsCert: "a.crt" }, {}, "/srv")), "api-tls-key");
+    assert.equal(field(() => resolveConfig({ apiTls: "off", apiTlsCert: "a.crt", apiTlsKey: "a.key" }, {}, "/srv")), "api-tls");
   });
 });

@@ -17,6 +17,9 @@ export interface RawConfig {
   caDir?: string;
   databaseUrl?: string;
   apiListen?: string;
+  apiTls?: string;
+  apiTlsCert?: string;
+  apiTlsKey?: string;
   agentListen?: string;
   enrolListen?: string;
   advertiseHost?: string;
@@ -39,6 +42,7 @@ export interface RawConfig {
   registryCredentials?: string;
   registryTimeout?: string;
   insecureRegistries?: string;
+  registryInternalHosts?: string;
   taskSigningDir?: string;
   taskTtl?: string;
   taskAckTimeout?: string;
@@ -52,6 +56,12 @@ export interface RawConfig {
   enrolPeerBurst?: string;
 }
 
+/**
+ * off: plain HTTP. auto: HTTPS with a certificate Ferry's CA issues for the advertised names (tlsHosts). files: HTTPS
+ * with the operator's certificate chain and key (PEM), re-read when the files change.
+ */
+export type ApiTls = { mode: "off" } | { mode: "auto" } | { mode: "files"; certFile: string; keyFile: string };
+
 export interface ListenAddress {
   host: string;
   port: number;
@@ -63,6 +73,8 @@ export interface ResolvedConfig {
   caDir: string;
   databaseUrl: string | null;
   apiListen: ListenAddress;
+  /** How the API is served: plain HTTP, HTTPS with a certificate from Ferry's CA, or the operator's certificate. */
+  apiTls: ApiTls;
   agentListen: ListenAddress;
   enrolListen: ListenAddress;
   /** host:port agents are told to use; a port of 0 means "the port actually bound". */
@@ -87,6 +99,8 @@ export interface ResolvedConfig {
   registryTimeoutMs: number;
   /** Registries reached over plain HTTP (loopback registries always are). */
   insecureRegistries: string[];
+  /** Loopback or link-local hosts a registry's redirects and token realms may name (see docs/registry.md). */
+  registryInternalHosts: string[];
   /** The task-signing keyring's directory; replicas sharing one database must share it too, like the CA. */
   taskSigningDir: string;
   /** A queued task's signed lifetime: not delivered by then, it expires. */
@@ -119,6 +133,9 @@ const ENV_KEYS: Record<keyof RawConfig, string> = {
   caDir: "FERRY_CA_DIR",
   databaseUrl: "FERRY_DATABASE_URL",
   apiListen: "FERRY_API_LISTEN",
+  apiTls: "FERRY_API_TLS",
+  apiTlsCert: "FERRY_API_TLS_CERT",
+  apiTlsKey: "FERRY_API_TLS_KEY",
   agentListen: "FERRY_AGENT_LISTEN",
   enrolListen: "FERRY_ENROL_LISTEN",
   advertiseHost: "FERRY_ADVERTISE_HOST",
@@ -141,6 +158,7 @@ const ENV_KEYS: Record<keyof RawConfig, string> = {
   registryCredentials: "FERRY_REGISTRY_CREDENTIALS_FILE",
   registryTimeout: "FERRY_REGISTRY_TIMEOUT",
   insecureRegistries: "FERRY_INSECURE_REGISTRIES",
+  registryInternalHosts: "FERRY_REGISTRY_INTERNAL_HOSTS",
   taskSigningDir: "FERRY_TASK_SIGNING_DIR",
   taskTtl: "FERRY_TASK_TTL",
   taskAckTimeout: "FERRY_TASK_ACK_TIMEOUT",
@@ -223,6 +241,12 @@ function formatHostPort(host: string, port: number): string {
   return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
+// Bounds of the configured durations: each stays well inside Node's timer range (24.8 days) where it drives a
+// timer, and inside what an operator could mean (docs/operations.md lists them).
+const MINUTE = 60_000;
+const HOUR = 60 * MINUTE;
+const DAY = 24 * HOUR;
+
 /** Merges the sources and validates. `flags` are the parsed command-line options. */
 export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): ResolvedConfig {
   const fromEnv = rawFromEnv(env);
@@ -239,14 +263,13 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
 
   const dataDirText = pick("dataDir") ?? DEFAULTS.dataDir;
   const dataDir = isAbsolute(dataDirText) ? dataDirText : resolve(cwd, dataDirText);
-  const heartbeatIntervalMs = parseDuration(str("heartbeatInterval"), "heartbeat-interval");
-  if (heartbeatIntervalMs < 100) throw new FerryError("VALIDATION_FAILED", "heartbeat-interval: at least 100ms", { field: "heartbeat-interval" });
+  const heartbeatIntervalMs = parseDuration(str("heartbeatInterval"), "heartbeat-interval", { min: 100, max: 10 * MINUTE });
   const graceText = pick("livenessGrace");
-  const livenessGraceMs = graceText ? parseDuration(graceText, "liveness-grace") : heartbeatIntervalMs;
+  const livenessGraceMs = graceText ? parseDuration(graceText, "liveness-grace", { max: HOUR }) : heartbeatIntervalMs;
   const flushText = pick("lastSeenFlush");
   // At most once per 30 s per agent, and always at least one heartbeat interval inside the offline window, so no
   // replica reading the database ever sees an agent as silent that is in fact heartbeating.
-  const lastSeenFlushMs = flushText ? parseDuration(flushText, "last-seen-flush") : Math.min(30_000, 2 * heartbeatIntervalMs + livenessGraceMs);
+  const lastSeenFlushMs = flushText ? parseDuration(flushText, "last-seen-flush", { max: HOUR }) : Math.min(30_000, 2 * heartbeatIntervalMs + livenessGraceMs);
   if (lastSeenFlushMs >= 3 * heartbeatIntervalMs + livenessGraceMs) {
     throw new FerryError(
       "VALIDATION_FAILED",
@@ -255,6 +278,7 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
     );
   }
   const apiListen = parseListen(str("apiListen"), "api-listen");
+  const apiTls = resolveApiTls(pick("apiTls"), pick("apiTlsCert"), pick("apiTlsKey"), apiListen, cwd);
   const agentListen = parseListen(str("agentListen"), "agent-listen");
   const enrolListen = parseListen(str("enrolListen"), "enrol-listen");
   const unspecified = (h: string): boolean => h === "0.0.0.0" || h === "::";
@@ -286,6 +310,7 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
     caDir: caDirText ? resolve(cwd, caDirText) : join(dataDir, "ca"),
     databaseUrl: pick("databaseUrl") ?? null,
     apiListen,
+    apiTls,
     agentListen,
     enrolListen,
     advertiseAgent,
@@ -294,7 +319,7 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
     heartbeatIntervalMs,
     livenessGraceMs,
     lastSeenFlushMs,
-    certLifetimeMs: parseDuration(str("certLifetime"), "cert-lifetime"),
+    certLifetimeMs: parseDuration(str("certLifetime"), "cert-lifetime", { min: MINUTE, max: 366 * DAY }),
     enrolRate: positiveNumber(str("enrolRate"), "enrol-rate", false),
     enrolBurst: positiveNumber(str("enrolBurst"), "enrol-burst"),
     streamRate: positiveNumber(str("streamRate"), "stream-rate", false),
@@ -305,19 +330,20 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
     logFormat,
     replicaId: pick("replicaId") ?? `${hostname()}-${process.pid}`,
     registryCredentials: pick("registryCredentials") ? resolve(cwd, pick("registryCredentials") as string) : null,
-    registryTimeoutMs: parseDuration(pick("registryTimeout") ?? "10s", "registry-timeout"),
+    registryTimeoutMs: parseDuration(pick("registryTimeout") ?? "10s", "registry-timeout", { min: 100, max: 10 * MINUTE }),
     insecureRegistries: (pick("insecureRegistries") ?? "").split(",").map((s) => s.trim()).filter((s) => s.length > 0),
+    registryInternalHosts: (pick("registryInternalHosts") ?? "").split(",").map((s) => s.trim()).filter((s) => s.length > 0),
     taskSigningDir: pick("taskSigningDir") ? resolve(cwd, pick("taskSigningDir") as string) : join(dataDir, "task-signing"),
-    taskTtlMs: parseDuration(pick("taskTtl") ?? "1h", "task-ttl"),
-    taskAckTimeoutMs: parseDuration(pick("taskAckTimeout") ?? "30s", "task-ack-timeout"),
+    taskTtlMs: parseDuration(pick("taskTtl") ?? "1h", "task-ttl", { min: 1000, max: 7 * DAY }),
+    taskAckTimeoutMs: parseDuration(pick("taskAckTimeout") ?? "30s", "task-ack-timeout", { min: 100, max: HOUR }),
     evidenceKeyDir: pick("evidenceKeyDir") ? resolve(cwd, pick("evidenceKeyDir") as string) : join(dataDir, "evidence-key"),
-    promotionTtlMs: parseDuration(pick("promotionTtl") ?? "7d", "promotion-ttl"),
-    auditCheckpointIntervalMs: parseDuration(pick("auditCheckpointInterval") ?? "10s", "audit-checkpoint-interval"),
+    promotionTtlMs: parseDuration(pick("promotionTtl") ?? "7d", "promotion-ttl", { min: MINUTE, max: 366 * DAY }),
+    auditCheckpointIntervalMs: parseDuration(pick("auditCheckpointInterval") ?? "10s", "audit-checkpoint-interval", { min: 1000, max: DAY }),
     webhookAllow: webhookAllowList(pick("webhookAllow") ?? ""),
     enrolPeerRate: positiveNumber(str("enrolPeerRate"), "enrol-peer-rate", false),
     enrolPeerBurst: positiveNumber(str("enrolPeerBurst"), "enrol-peer-burst"),
-    taskSweepIntervalMs: parseDuration(pick("taskSweepInterval") ?? "2s", "task-sweep-interval"),
-    taskLeaseMs: pick("taskLease") ? parseDuration(pick("taskLease") as string, "task-lease") : Math.max(60_000, 4 * heartbeatIntervalMs),
+    taskSweepIntervalMs: parseDuration(pick("taskSweepInterval") ?? "2s", "task-sweep-interval", { min: 100, max: 10 * MINUTE }),
+    taskLeaseMs: pick("taskLease") ? parseDuration(pick("taskLease") as string, "task-lease", { min: 1000, max: DAY }) : Math.max(60_000, 4 * heartbeatIntervalMs),
   };
 }
 
@@ -329,6 +355,31 @@ function webhookAllowList(text: string): string[] {
     throw new FerryError("VALIDATION_FAILED", (err as Error).message, { field: "webhook-allow" }, { cause: err });
   }
   return list;
+}
+
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase();
+  return h === "localhost" || h === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
+/**
+ * The API's TLS: operator files when given; else what --api-tls says; else plain HTTP on loopback and HTTPS with a
+ * Ferry-issued certificate anywhere else — bearer tokens never cross a network in clear unless asked to (--api-tls off,
+ * e.g. behind a TLS-terminating proxy).
+ */
+function resolveApiTls(mode: string | undefined, certFile: string | undefined, keyFile: string | undefined, listen: ListenAddress, cwd: string): ApiTls {
+  if (mode !== undefined && mode !== "off" && mode !== "auto") {
+    throw new FerryError("VALIDATION_FAILED", `api-tls: "${mode}" is not off or auto (give --api-tls-cert and --api-tls-key for your own certificate)`, { field: "api-tls" });
+  }
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    throw new FerryError("VALIDATION_FAILED", "api-tls-cert and api-tls-key go together: give both, or neither", { field: certFile === undefined ? "api-tls-cert" : "api-tls-key" });
+  }
+  if (certFile !== undefined && keyFile !== undefined) {
+    if (mode !== undefined) throw new FerryError("VALIDATION_FAILED", `api-tls: "${mode}" conflicts with api-tls-cert/api-tls-key (the files already mean HTTPS with that certificate)`, { field: "api-tls" });
+    return { mode: "files", certFile: resolve(cwd, certFile), keyFile: resolve(cwd, keyFile) };
+  }
+  if (mode === "off" || mode === "auto") return { mode };
+  return isLoopbackHost(listen.host) ? { mode: "off" } : { mode: "auto" };
 }
 
 /** Redacts the password of a database URL for logs and the startup banner. */

@@ -91,6 +91,8 @@ export const ERROR_CATALOGUE = {
   ENVIRONMENT_GATED: { category: "conflict", description: "The environment has gates: a release reaches it only through a promotion; a direct deploy, rollback or retry there needs an override (gate-override role and a reason)." },
   IDEMPOTENCY_KEY_SECRET_SHOWN: { category: "conflict", description: "The request with this Idempotency-Key created a secret, which was shown once and is not stored; revoke what it created (details name it) and create another." },
   WEBHOOK_TARGET_FORBIDDEN: { category: "failed_precondition", description: "The webhook URL's host is (or resolves to) a loopback, private, link-local or otherwise internal address that the allow-list (--webhook-allow) does not name." },
+  CSR_KEY_REUSED: { category: "invalid_argument", description: "A certificate renewal's CSR carries a public key this agent has had certified before; renewals need a new key pair." },
+  REGISTRY_TARGET_REFUSED: { category: "upstream_failed", description: "The registry redirected Ferry, or named a token realm, somewhere Ferry does not go: plain http from https, a loopback or link-local address not allowed by registryInternalHosts, user information in the URL, or too many redirects." },
   INTERNAL: { category: "internal", description: "An unexpected fault; the log has the details under the request id." },
 } as const satisfies Record<string, ErrorSpec>;
 

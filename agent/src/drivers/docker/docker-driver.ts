@@ -51,6 +51,23 @@ export interface DockerDriverOptions {
   settleSeconds?: number;
   /** The host router; routed targets (config.route) need it, and with it the driver offers side-by-side and router. */
   router?: Router;
+  /**
+   * The engine a target's phases talk to. Default: a dockerode client on the target's local unix socket. The ssh
+   * driver injects a client whose requests travel through an SSH connection to a remote host's socket, so that the
+   * very same phases deploy there.
+   */
+  engine?: (config: DockerTargetConfig) => DockerEngine;
+}
+
+/** An engine client and how to name it in messages. */
+export interface DockerEngine {
+  docker: Docker;
+  /** The engine's socket path (on the engine's own host). */
+  socketPath: string;
+  /** Where the engine is, for messages: unix:///var/run/docker.sock, ssh://deploy@app-1:22/var/run/docker.sock. */
+  address: string;
+  /** Probes a TCP port on the engine's host (the tcp health check); default: connect to 127.0.0.1 from here. */
+  tcpProbe?: DockerEnv["tcpProbe"];
 }
 
 /** The code a phase's unexpected engine error is reported under. */
@@ -90,6 +107,7 @@ export class DockerDriver implements Driver<DockerTargetConfig, DockerPhaseState
   readonly #stopTimeoutSeconds: number;
   readonly #settleMs: number;
   readonly #clients = new Map<string, Docker>();
+  readonly #engine: ((config: DockerTargetConfig) => DockerEngine) | undefined;
   readonly #router: Router | undefined;
 
   constructor(opts: DockerDriverOptions = {}) {
@@ -97,6 +115,7 @@ export class DockerDriver implements Driver<DockerTargetConfig, DockerPhaseState
     this.#logger = (opts.logger ?? pino({ level: "silent" })).child({ driver: "docker" });
     this.#stopTimeoutSeconds = opts.stopTimeoutSeconds ?? DEFAULT_STOP_TIMEOUT_SECONDS;
     this.#settleMs = opts.settleSeconds !== undefined ? opts.settleSeconds * 1000 : DEFAULT_SETTLE_MS;
+    this.#engine = opts.engine;
     this.#router = opts.router;
   }
 
@@ -124,8 +143,13 @@ export class DockerDriver implements Driver<DockerTargetConfig, DockerPhaseState
   }
 
   #env(config: DockerTargetConfig): DockerEnv {
+    const common = { logger: this.#logger, stopTimeoutSeconds: this.#stopTimeoutSeconds, settleMs: this.#settleMs };
+    if (this.#engine) {
+      const e = this.#engine(config);
+      return { docker: e.docker, socketPath: e.socketPath, address: e.address, ...(e.tcpProbe ? { tcpProbe: e.tcpProbe } : {}), ...common };
+    }
     const socketPath = resolveSocketPath(config, this.#socketPath);
-    return { docker: this.#client(socketPath), socketPath, logger: this.#logger, stopTimeoutSeconds: this.#stopTimeoutSeconds, settleMs: this.#settleMs };
+    return { docker: this.#client(socketPath), socketPath, address: `unix://${socketPath}`, ...common };
   }
 
   /** Runs a phase, turning an engine error that is not already a DriverError into one with a stable code. */
@@ -136,7 +160,7 @@ export class DockerDriver implements Driver<DockerTargetConfig, DockerPhaseState
       if (err instanceof DriverError) throw err;
       if (err instanceof RouterError) throw dockerError(err.code, err.message, {});
       if (isEngineUnreachable(err)) {
-        throw dockerError("DOCKER_UNAVAILABLE", `the Docker Engine at unix://${env.socketPath} did not answer during ${phase}: ${engineMessage(err)}`, {
+        throw dockerError("DOCKER_UNAVAILABLE", `the Docker Engine at ${env.address} did not answer during ${phase}: ${engineMessage(err)}`, {
           socketPath: env.socketPath,
           error: engineMessage(err),
         });
@@ -177,7 +201,7 @@ export class DockerDriver implements Driver<DockerTargetConfig, DockerPhaseState
       return { config, socketPath: env.socketPath, found: await findContainers(env.docker, config.container) };
     } catch (err) {
       if (isEngineUnreachable(err)) {
-        throw dockerError("DOCKER_UNAVAILABLE", `no Docker Engine on unix://${env.socketPath}: ${engineMessage(err)}`, { socketPath: env.socketPath, error: engineMessage(err) });
+        throw dockerError("DOCKER_UNAVAILABLE", `no Docker Engine on ${env.address}: ${engineMessage(err)}`, { socketPath: env.socketPath, error: engineMessage(err) });
       }
       throw err;
     }
@@ -264,7 +288,10 @@ export class DockerDriver implements Driver<DockerTargetConfig, DockerPhaseState
       const check = state.slot ? slotHealthCheck(resolved, state.slot.port) : resolved;
       const what = `${check.type} check, settle window ${check.settleMs / 1000} s${state.imageHealthcheck ? ", the image's HEALTHCHECK" : ""}`;
       ctx.progress.log(`health: ${what}${check.chosenBecause ? ` (${check.chosenBecause})` : ""}`);
-      const result = await waitHealthy(check, containerHealthTarget(env.docker, state.newId), state.mark, ctx.signal, { log: (l) => ctx.progress.log(l) });
+      const result = await waitHealthy(check, containerHealthTarget(env.docker, state.newId), state.mark, ctx.signal, {
+        log: (l) => ctx.progress.log(l),
+        ...(env.tcpProbe ? { tcpProbe: env.tcpProbe } : {}),
+      });
       const report: HealthReport = { ok: result.ok, summary: result.summary, details: healthDetails(result, check) };
       if (result.code) report.code = result.code;
       return report;

@@ -149,7 +149,7 @@ export async function waitHealthy(
   target: HealthTarget,
   mark: StartMark,
   signal: AbortSignal,
-  opts: { log?: (line: string) => void } = {},
+  opts: { log?: (line: string) => void; tcpProbe?: (port: number, timeoutMs: number) => Promise<{ ok: boolean; observed: Record<string, unknown> }> } = {},
 ): Promise<HealthResult> {
   const started = Date.now();
   const settledAt = mark.atMs + check.settleMs;
@@ -181,7 +181,7 @@ export async function waitHealthy(
     // independent, and the state still decides first (a container that crashed fails whatever the probe saw).
     // Neither probe rejects except on abort, which the `await` below rethrows. A check that passed once is not probed
     // again while the settle window runs out: from then on only the container's own state can fail it.
-    const probing = checkPassed ? undefined : check.type === "http" ? httpProbe(check.url ?? "", probeTimeout, signal) : check.type === "tcp" ? tcpProbe(check.port ?? 0, probeTimeout) : undefined;
+    const probing = checkPassed ? undefined : check.type === "http" ? httpProbe(check.url ?? "", probeTimeout, signal) : check.type === "tcp" ? (opts.tcpProbe ?? tcpProbe)(check.port ?? 0, probeTimeout) : undefined;
     probing?.catch(() => undefined);
     const state = await target.state();
 

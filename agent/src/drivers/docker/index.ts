@@ -50,6 +50,6 @@ export const dockerRegistration: DriverRegistration = {
   },
 };
 
-export type { DockerDriver, DockerDriverOptions } from "./docker-driver.js";
+export type { DockerDriver, DockerDriverOptions, DockerEngine } from "./docker-driver.js";
 export type { DockerPhaseState } from "./phase-state.js";
 export { LABELS as DOCKER_LABELS } from "./containers.js";

@@ -55,6 +55,10 @@ export type DockerPhaseState = {
 export interface DockerEnv {
   docker: Docker;
   socketPath: string;
+  /** Where the engine is, for messages (unix:///…, ssh://…). */
+  address: string;
+  /** Probes a TCP port on the engine's host for the tcp health check; default: 127.0.0.1 from the agent. */
+  tcpProbe?: (port: number, timeoutMs: number) => Promise<{ ok: boolean; observed: Record<string, unknown> }>;
   logger: Logger;
   stopTimeoutSeconds: number;
   /** The settle window when the target's healthCheck names none. */

@@ -77,6 +77,7 @@ for (const b of testBackends()) {
       assert.ok(seen.some((x) => x.includes("fleet")) && seen.some((x) => x.includes("deployments")));
       off();
       assert.equal(feed.subscribers, 0);
+      await feed.stop();
     });
 
     it("streams a ready event, then the topics that changed, to a subscriber over HTTP", async (t) => {

@@ -46,7 +46,7 @@ export class ChangeFeed {
   private readonly listeners = new Set<ChangeListener>();
   private last: FingerprintRow | null = null;
   private timer: NodeJS.Timeout | null = null;
-  private running = false;
+  private running: Promise<void> | null = null;
   private stopped = false;
   readonly intervalMs: number;
 
@@ -72,11 +72,13 @@ export class ChangeFeed {
     };
   }
 
-  stop(): void {
+  /** Stops polling; resolves once a poll under way has finished, so no query outlives the feed. */
+  async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     this.listeners.clear();
+    await this.running;
   }
 
   /** Reads the fingerprint once and announces what moved; exposed so tests and the first subscriber need not wait. */
@@ -97,11 +99,10 @@ export class ChangeFeed {
     if (this.timer || this.running || this.stopped || this.listeners.size === 0) return;
     this.timer = setTimeout(() => {
       this.timer = null;
-      this.running = true;
-      this.poll()
-        .catch((err: unknown) => this.o.onError?.(err))
+      this.running = this.poll()
+        .then(() => undefined, (err: unknown) => this.o.onError?.(err))
         .finally(() => {
-          this.running = false;
+          this.running = null;
           this.schedule();
         });
     }, this.intervalMs);

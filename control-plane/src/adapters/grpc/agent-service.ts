@@ -22,6 +22,7 @@ import {
   isMalformed,
   wireError,
   type ConnectRequestSchema,
+  type ConnectRequest,
   type Incoming,
   type RenewCertificateRequestSchema,
   type RenewCertificateResponse,
@@ -46,12 +47,15 @@ import type { Clock } from "../../ports/clock.js";
 import { isFerryError } from "../../domain/errors.js";
 import type { FleetService, HostFactsRecord } from "../../domain/fleet/fleet-service.js";
 import { clockSkewMs } from "../../domain/fleet/liveness.js";
+import { storableCount, storableFacts, storableText } from "../../domain/fleet/agent-input.js";
 import type { LivenessRecorder } from "../../domain/fleet/liveness-recorder.js";
 import type { AdmissionGate } from "./admission.js";
 import type { MtlsListener, PeerVerdict } from "./mtls-listener.js";
 import type { RefusalRecorder } from "./refusals.js";
 import type { AgentCall, LiveSession, SessionRegistry } from "./session-registry.js";
 import { toWireError } from "./wire-errors.js";
+import { DEFAULT_STREAM_INTAKE, StreamIntake, taskMessageBytes } from "./stream-intake.js";
+import { MAX_TASK_LOG_BYTES } from "../../domain/deploy/agent-input-limits.js";
 
 export interface Revocations {
   serials: Set<string>;
@@ -73,7 +77,11 @@ export interface AgentServiceDeps {
   helloTimeoutMs?: number;
   onHeartbeat?: () => void;
   tasks?: AgentTaskDeps;
+  /** Back-pressure per stream (stream-intake.ts); defaults DEFAULT_STREAM_INTAKE. */
+  streamIntake?: { highBytes?: number; lowBytes?: number; observe?: (pendingBytes: number, paused: boolean, agentId: string) => void };
 }
+
+type TaskMessageBody = Extract<ConnectRequest["body"], { case: "taskAck" | "taskProgress" | "logChunk" | "taskResult" }>;
 
 export interface AgentTaskDeps {
   queue: TaskQueue;
@@ -87,19 +95,20 @@ export function signingKeysMessage(keys: PublishedKey[]): TaskSigningKey[] {
 
 /** A sticker as stored and served by the API (plain JSON, times as epoch ms). */
 export function stickerRecord(s: Sticker): Record<string, unknown> {
+  // Agent-supplied text goes into jsonb: storableText drops what PostgreSQL refuses (NUL, lone surrogates).
   return {
-    targetId: s.targetId.slice(0, 64),
-    targetName: s.targetName.slice(0, 128),
-    releaseId: s.releaseId.slice(0, 64),
-    releaseName: s.releaseName.slice(0, 128),
-    releaseVersion: s.releaseVersion.slice(0, 128),
-    deploymentId: s.deploymentId.slice(0, 64),
-    taskId: s.taskId.slice(0, 64),
-    writtenAtMs: Number(s.writtenAtMs),
-    agentId: s.agentId.slice(0, 64),
-    images: s.images.slice(0, 32).map((i) => ({ component: i.component.slice(0, 128), repository: i.repository.slice(0, 512), digest: i.digest.slice(0, 80), runningDigest: i.runningDigest.slice(0, 80) })),
-    observedAtMs: Number(s.observedAtMs),
-    observedState: s.observedState.slice(0, 32),
+    targetId: storableText(s.targetId, 64),
+    targetName: storableText(s.targetName, 128),
+    releaseId: storableText(s.releaseId, 64),
+    releaseName: storableText(s.releaseName, 128),
+    releaseVersion: storableText(s.releaseVersion, 128),
+    deploymentId: storableText(s.deploymentId, 64),
+    taskId: storableText(s.taskId, 64),
+    writtenAtMs: storableCount(s.writtenAtMs, MAX_TIME_MS),
+    agentId: storableText(s.agentId, 64),
+    images: s.images.slice(0, 32).map((i) => ({ component: storableText(i.component, 128), repository: storableText(i.repository, 512), digest: storableText(i.digest, 80), runningDigest: storableText(i.runningDigest, 80) })),
+    observedAtMs: storableCount(s.observedAtMs, MAX_TIME_MS),
+    observedState: storableText(s.observedState, 32),
   };
 }
 
@@ -133,26 +142,23 @@ function ackInput(a: TaskAck): { taskId: string; accepted: boolean; code: string
 
 type Authenticated = PeerVerdict & { ok: true };
 
+/** The largest time in ms a JavaScript Date (and a timestamptz built from it) can hold. */
+const MAX_TIME_MS = 8_640_000_000_000_000;
+
 export function factsRecord(f: HostFacts | undefined): Partial<HostFactsRecord> {
   if (!f) return {};
-  return {
-    hostname: f.hostname.slice(0, 255),
-    os: f.os.slice(0, 64),
-    osRelease: f.osRelease.slice(0, 128),
-    arch: f.arch.slice(0, 32),
-    agentVersion: f.agentVersion.slice(0, 64),
-    drivers: f.drivers.slice(0, 32).map((d) => d.slice(0, 32)),
+  return storableFacts({
+    hostname: f.hostname,
+    os: f.os,
+    osRelease: f.osRelease,
+    arch: f.arch,
+    agentVersion: f.agentVersion,
+    drivers: f.drivers,
     cpus: f.cpus,
-    memoryBytes: Number(f.memoryBytes),
-    // What the agent says its drivers offer is taken only as far as Ferry knows the words: unknown capabilities are
-    // dropped, not stored, so a capability check can never pass on a name the contract does not define.
-    driverFacts: f.driverFacts.slice(0, 32).map((d) => ({
-      kind: d.kind.slice(0, 32),
-      capabilities: d.capabilities.filter(isCapability),
-      detail: d.detail.replace(/\0/g, "").slice(0, 256),
-    })),
-    taskPayloadVersions: f.taskPayloadVersions.filter((v) => v >= 1 && v <= 1000).slice(0, 16),
-  };
+    memoryBytes: storableCount(f.memoryBytes, Number.MAX_SAFE_INTEGER),
+    driverFacts: f.driverFacts.map((d) => ({ kind: d.kind, capabilities: d.capabilities.filter(isCapability), detail: d.detail })),
+    taskPayloadVersions: f.taskPayloadVersions,
+  });
 }
 
 export function agentServiceImpl(d: AgentServiceDeps): UntypedServiceImplementation {
@@ -199,6 +205,19 @@ export function agentServiceImpl(d: AgentServiceDeps): UntypedServiceImplementat
     let chain: Promise<void> = Promise.resolve();
     const serial = (fn: () => Promise<void>) => {
       chain = chain.then(fn).catch((err: unknown) => log.warn({ err }, "could not apply a task message; the agent will resend it"));
+    };
+    const intake = new StreamIntake(call, {
+      ...DEFAULT_STREAM_INTAKE,
+      ...d.streamIntake,
+      ...(d.streamIntake?.observe ? { observe: (bytes: number, paused: boolean) => d.streamIntake?.observe?.(bytes, paused, id.agentId) } : { observe: undefined }),
+    });
+    // One warning per task and kind of refusal per stream: a misbehaving agent must not flood the log either.
+    const warned = new Set<string>();
+    const droppedOnce = (taskId: string, kind: string, message: string) => {
+      const key = `${kind}\0${taskId}`;
+      if (warned.has(key) || warned.size > 1000) return;
+      warned.add(key);
+      log.warn({ taskId, kind }, message);
     };
     const helloTimer = setTimeout(() => {
       call.emit("error", refuse("PROTOCOL_VIOLATION", "no Hello within the time allowed", { peer, agentId: id.agentId }));
@@ -286,28 +305,13 @@ export function agentServiceImpl(d: AgentServiceDeps): UntypedServiceImplementat
           const t = d.tasks;
           if (!t) return violation("PROTOCOL_VIOLATION", "this control plane does not run tasks");
           const live = session;
+          const size = taskMessageBytes(body);
+          intake.add(size);
           serial(async () => {
-            switch (body.case) {
-              case "taskAck":
-                await t.queue.ack(id.agentId, ackInput(body.value));
-                return;
-              case "taskProgress":
-                await t.queue.progress(id.agentId, { taskId: body.value.taskId, step: body.value.step, detail: body.value.detail, at: Number(body.value.atMs) });
-                return;
-              case "logChunk": {
-                const stored = await t.queue.appendLog(id.agentId, body.value.taskId, Number(body.value.offset), body.value.data);
-                if (stored !== null) {
-                  d.sessions.send(live, create(ConnectResponseSchema, { body: { case: "logAck", value: create(LogAckSchema, { taskId: body.value.taskId, offset: BigInt(stored) }) } }));
-                }
-                return;
-              }
-              case "taskResult": {
-                const known = await t.queue.result(id.agentId, resultInput(body.value));
-                // An unknown task (not this agent's) is acknowledged too, so the agent stops resending it; it is logged.
-                if (!known) log.warn({ taskId: body.value.taskId }, "result for a task this agent does not own");
-                d.sessions.send(live, create(ConnectResponseSchema, { body: { case: "resultAck", value: create(ResultAckSchema, { taskId: body.value.taskId }) } }));
-                return;
-              }
+            try {
+              await applyTaskMessage(t, live, body);
+            } finally {
+              intake.done(size);
             }
           });
           return;
@@ -318,6 +322,35 @@ export function agentServiceImpl(d: AgentServiceDeps): UntypedServiceImplementat
           return violation("PROTOCOL_VIOLATION", "empty or unknown message");
       }
     });
+
+    /** Applies one task message of this stream; called in stream order (serial). */
+    async function applyTaskMessage(t: AgentTaskDeps, live: LiveSession, body: TaskMessageBody): Promise<void> {
+      switch (body.case) {
+        case "taskAck":
+          await t.queue.ack(id.agentId, ackInput(body.value));
+          return;
+        case "taskProgress": {
+          const kept = await t.queue.progress(id.agentId, { taskId: body.value.taskId, step: body.value.step, detail: body.value.detail, at: Number(body.value.atMs) });
+          if (!kept) droppedOnce(body.value.taskId, "progress", "progress for a task that is not running, or past the per-task event limit, was not kept");
+          return;
+        }
+        case "logChunk": {
+          const r = await t.queue.appendLog(id.agentId, body.value.taskId, Number(body.value.offset), body.value.data);
+          if (r !== null) {
+            if (r.dropped) droppedOnce(body.value.taskId, `log-${r.dropped}`, r.dropped === "cap" ? `log past the per-task limit of ${MAX_TASK_LOG_BYTES} bytes was not kept` : "log past the length the task's result declared was not kept");
+            d.sessions.send(live, create(ConnectResponseSchema, { body: { case: "logAck", value: create(LogAckSchema, { taskId: body.value.taskId, offset: BigInt(r.ackOffset) }) } }));
+          }
+          return;
+        }
+        case "taskResult": {
+          const known = await t.queue.result(id.agentId, resultInput(body.value));
+          // An unknown task (not this agent's) is acknowledged too, so the agent stops resending it; it is logged.
+          if (!known) log.warn({ taskId: body.value.taskId }, "result for a task this agent does not own");
+          d.sessions.send(live, create(ConnectResponseSchema, { body: { case: "resultAck", value: create(ResultAckSchema, { taskId: body.value.taskId }) } }));
+          return;
+        }
+      }
+    }
 
     const ended = () => {
       clearTimeout(helloTimer);

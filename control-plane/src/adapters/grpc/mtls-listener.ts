@@ -5,15 +5,23 @@
 // fleet CA bundle, but does not abort on failure: the connection is kept just long enough to answer every call on
 // it with a precise, stable reason (CERT_REQUIRED, CERT_UNTRUSTED, CERT_EXPIRED, ...), and the refusal is logged
 // and audited. A TLS alert would only tell the agent "handshake failure" and tell the operator nothing.
-// No call on an unauthenticated connection ever reaches a handler (see authenticate in agent-service.ts), and such
-// connections are closed after a short linger.
+// An unauthenticated connection never reaches grpc-js at all: it is served by a bare HTTP/2 responder that answers
+// every stream, whatever its method (unknown ones included), with the refusal as a gRPC trailers-only response
+// (UNAUTHENTICATED or PERMISSION_DENIED plus the ferry-error-code), and is closed after a short linger. So a peer
+// without a valid certificate learns nothing about the service, not even which methods exist.
+//
+// A valid certificate is not enough either: the agent it names must be one this control plane enrolled (a
+// certificate from the same CA for an id the database does not know — another fleet sharing the CA, a restored
+// backup — is refused as AGENT_UNKNOWN). Known ids are remembered, so the lookup costs one query per agent per
+// process, not one per connection.
 import { X509Certificate } from "node:crypto";
+import * as http2 from "node:http2";
 import type { Server } from "@grpc/grpc-js";
 import { ServerCredentials } from "@grpc/grpc-js";
 import * as tls from "node:tls";
 import type { Logger } from "pino";
 import { peerIdentity } from "@ferry/pki";
-import type { WireErrorCode } from "@ferry/proto";
+import { ERROR_CODE_KEY, WireErrorCodes, type WireErrorCode } from "@ferry/proto";
 
 export type PeerVerdict =
   | { ok: true; agentId: string; serial: string; notAfter: number; notBefore: number }
@@ -29,6 +37,10 @@ export interface MtlsListenerOptions {
   onRefusedConnection: (verdict: PeerVerdict & { ok: false }, peer: string) => void;
   /** How long an unauthenticated connection is kept to deliver the refusal. */
   lingerMs?: number;
+  /** Whether the control plane enrolled this agent id (true ids are cached by the listener). */
+  isKnownAgent: (agentId: string) => Promise<boolean>;
+  /** TLS options every Ferry listener shares (protocol floor, AEAD-only cipher suites). */
+  tlsOptions?: tls.SecureContextOptions;
 }
 
 /** The key grpc-js's call.getPeer() produces for a connection. */
@@ -73,7 +85,10 @@ export class MtlsListener {
   private readonly server: tls.Server;
   private readonly verdicts = new Map<string, PeerVerdict>();
   private readonly sockets = new Set<tls.TLSSocket>();
+  private readonly knownAgents = new Set<string>();
   private readonly injector;
+  /** Answers every call on an unauthenticated connection with its refusal; grpc-js never sees the connection. */
+  private readonly refuser = http2.createServer();
 
   constructor(private readonly o: MtlsListenerOptions) {
     // Insecure credentials: grpc-js gets connections on which TLS is already established by this class.
@@ -85,6 +100,23 @@ export class MtlsListener {
       ALPNProtocols: ["h2"],
       minVersion: "TLSv1.2",
     });
+    this.refuser.on("stream", (stream) => {
+      const verdict = this.verdicts.get(peerKey(stream.session?.socket.remoteAddress, stream.session?.socket.remotePort));
+      const refusal: PeerVerdict & { ok: false } =
+        verdict && !verdict.ok ? verdict : { ok: false, code: "CERT_REQUIRED", message: "this connection is not authenticated" };
+      stream.on("error", () => {});
+      stream.respond(
+        {
+          ":status": 200,
+          "content-type": "application/grpc",
+          "grpc-status": String(WireErrorCodes[refusal.code]),
+          "grpc-message": encodeURIComponent(`${refusal.code}: ${refusal.message}`),
+          [ERROR_CODE_KEY]: refusal.code,
+        },
+        { endStream: true },
+      );
+    });
+    this.refuser.on("sessionError", () => {});
     this.server.on("secureConnection", (socket) => this.accept(socket));
     this.server.on("tlsClientError", (err, socket) => {
       o.log.debug({ err: err.message, peer: peerKey(socket.remoteAddress, socket.remotePort) }, "TLS handshake failed");
@@ -92,7 +124,7 @@ export class MtlsListener {
   }
 
   private secureOptions(caBundle: string[]): tls.SecureContextOptions {
-    return { key: this.o.keyPem, cert: this.o.certChainPem, ca: caBundle };
+    return { ...this.o.tlsOptions, key: this.o.keyPem, cert: this.o.certChainPem, ca: caBundle };
   }
 
   /** Replaces the trusted CA bundle (CA rotation); applies to new connections. */
@@ -102,7 +134,26 @@ export class MtlsListener {
 
   private accept(socket: tls.TLSSocket): void {
     const key = peerKey(socket.remoteAddress, socket.remotePort);
-    const verdict = judgePeer(socket);
+    const judged = judgePeer(socket);
+    if (!judged.ok || this.knownAgents.has(judged.agentId)) {
+      this.admit(socket, key, judged);
+      return;
+    }
+    // Until the lookup answers, the connection's bytes wait in the socket: nothing reads them yet.
+    this.o.isKnownAgent(judged.agentId).then(
+      (known) => {
+        if (known) this.knownAgents.add(judged.agentId);
+        this.admit(socket, key, known ? judged : { ok: false, code: "AGENT_UNKNOWN", message: `agent ${judged.agentId} is not enrolled with this control plane; enrol it with a join token from this control plane` });
+      },
+      (err: unknown) => {
+        this.o.log.warn({ err, peer: key }, "could not look up a connecting agent; closing the connection");
+        socket.destroy();
+      },
+    );
+  }
+
+  private admit(socket: tls.TLSSocket, key: string, verdict: PeerVerdict): void {
+    if (socket.destroyed) return;
     this.verdicts.set(key, verdict);
     this.sockets.add(socket);
     socket.on("error", (err: Error) => this.o.log.debug({ err: err.message, peer: key }, "agent connection error"));
@@ -113,6 +164,8 @@ export class MtlsListener {
     if (!verdict.ok) {
       this.o.onRefusedConnection(verdict, key);
       setTimeout(() => socket.destroy(), this.o.lingerMs ?? 3000).unref();
+      this.refuser.emit("connection", socket);
+      return;
     }
     this.injector.injectConnection(socket);
   }
@@ -140,6 +193,7 @@ export class MtlsListener {
   async close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.injector.destroy();
+    this.refuser.close();
     for (const s of this.sockets) s.destroy();
     await closed;
   }

@@ -7,7 +7,10 @@ import { isFerryError } from "../../domain/errors.js";
 export function toWireError(err: unknown, log: Logger): ServiceError {
   if (typeof err === "object" && err !== null && "metadata" in err && "code" in err) return err as ServiceError;
   if (isFerryError(err)) {
-    if (Object.hasOwn(WireErrorCodes, err.code)) return wireError(err.code as WireErrorCode, err.message);
+    if (Object.hasOwn(WireErrorCodes, err.code)) {
+      const retryAfterMs = err.details["retryAfterMs"];
+      return wireError(err.code as WireErrorCode, err.message, typeof retryAfterMs === "number" ? retryAfterMs : undefined);
+    }
     if (err.code === "AGENT_NOT_FOUND") return wireError("AGENT_UNKNOWN", err.message);
   }
   log.error({ err }, "unexpected error in an agent call");

@@ -5,7 +5,8 @@
 // refused (Ajv's removeAdditional is off: silently dropping a misspelt field would hide the typo), body types are never
 // coerced (schema-validators.ts), and the rules in input-rules.ts (no NUL, bounded JSON depth, no "__proto__" keys)
 // hold for every route. Every refusal, down to those Node's HTTP parser makes, has the API's error shape (errors.ts).
-import Fastify, { LogController, type FastifyBaseLogger } from "fastify";
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest } from "fastify";
+import { API_TLS_DEFAULTS } from "./api-tls.js";
 import type { Logger } from "pino";
 import type { Store } from "../../ports/store.js";
 import { authenticateApiToken } from "../../domain/auth/api-tokens.js";
@@ -63,6 +64,8 @@ export interface HttpServerDeps extends FleetRouteDeps {
   metrics: Metrics;
   log: Logger;
   maxBodyBytes: number;
+  /** Serve HTTPS with this key and certificate chain (api-tls.ts); plain HTTP without. */
+  https?: { key: string; cert: string } | null;
   replicaId: string;
   startedAt: number;
   version: string;
@@ -72,6 +75,7 @@ export async function buildHttpServer(d: HttpServerDeps) {
   // Typed as fastify's logger so the instance keeps fastify's default generics (pino's Logger differs only in them).
   const httpLog: FastifyBaseLogger = d.log.child({ component: "http" });
   const app = Fastify({
+    ...(d.https ? { https: { ...API_TLS_DEFAULTS, key: d.https.key, cert: d.https.cert } } : {}),
     loggerInstance: httpLog,
     bodyLimit: d.maxBodyBytes,
     // Per-request lines would dominate the log at fleet scale; request metrics cover the traffic instead.
@@ -155,13 +159,43 @@ export async function buildHttpServer(d: HttpServerDeps) {
   app.setErrorHandler((err, req, reply) => sendError(req, reply, err));
   app.setNotFoundHandler((req, reply) => sendError(req, reply, new FerryError("NOT_FOUND", `no route ${req.method} ${req.url.split("?")[0]}`)));
 
+  // Reading is not enough: a damaged database can answer SELECT 1 while every audited write fails. /healthz also
+  // proves the store can write — an audit record and a settings row inserted in a transaction that is then rolled
+  // back, so nothing is kept — at most once per WRITE_PROBE_MS; the verdict is cached in between, so polling
+  // /healthz cannot turn into write load.
+  const WRITE_PROBE_MS = 5000;
+  let probe: { at: number; error: string | null } | null = null;
+  const rollback = new Error("write probe: roll back");
+  const writeProbe = async (): Promise<string | null> => {
+    const now = Date.now();
+    if (probe && now - probe.at < WRITE_PROBE_MS) return probe.error;
+    let error: string | null = null;
+    try {
+      await d.store.transaction(async (tx) => {
+        await tx.query(
+          `INSERT INTO audit_log (seq, actor, action, object, outcome, prev_hash, hash) VALUES (-1, 'healthz', 'healthz.probe', '-', 'ok', '', '')`,
+        );
+        await tx.query("INSERT INTO control_plane_settings (key, value) VALUES ('healthz.probe', '{}'::jsonb) ON CONFLICT (key) DO UPDATE SET updated_at = now()");
+        throw rollback;
+      });
+    } catch (err) {
+      if (err !== rollback) error = (err as Error).message;
+    }
+    probe = { at: now, error };
+    return error;
+  };
+
   app.get("/healthz", async (_req, reply) => {
     try {
       await d.store.query("SELECT 1");
-      return { status: "ok", store: d.store.kind, replica: d.replicaId, uptimeSeconds: Math.round((Date.now() - d.startedAt) / 1000) };
     } catch (err) {
       return reply.status(503).send({ status: "unavailable", store: d.store.kind, reason: (err as Error).message });
     }
+    const writeError = await writeProbe();
+    if (writeError !== null) {
+      return reply.status(503).send({ status: "unavailable", store: d.store.kind, reason: `the store cannot write: ${writeError}` });
+    }
+    return { status: "ok", store: d.store.kind, replica: d.replicaId, uptimeSeconds: Math.round((Date.now() - d.startedAt) / 1000) };
   });
 
   app.get("/metrics", async (_req, reply) => {

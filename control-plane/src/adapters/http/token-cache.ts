@@ -2,7 +2,9 @@
 //
 // Entries live a few seconds. A revocation on this replica clears the cache at once (routes/api-tokens.ts); on
 // other replicas a revoked token keeps working for at most the TTL, which is the documented bound. Failed lookups
-// are never cached, and the key is a hash of the secret, never the secret itself.
+// are never cached, and the key is a hash of the secret, never the secret itself. An entry never outlives its token:
+// a token that expires within the TTL is cached only until it expires (an expired token was accepted for up to the
+// TTL before).
 import { createHash } from "node:crypto";
 import type { Principal } from "../../domain/auth/roles.js";
 
@@ -10,7 +12,7 @@ export class TokenCache {
   private readonly entries = new Map<string, { principal: Principal; until: number }>();
 
   constructor(
-    private readonly lookup: (secret: string) => Promise<Principal>,
+    private readonly lookup: (secret: string) => Promise<Principal & { expiresAtMs?: number | null }>,
     private readonly ttlMs = 5000,
     private readonly maxEntries = 10_000,
     private readonly now: () => number = Date.now,
@@ -21,9 +23,17 @@ export class TokenCache {
     const hit = this.entries.get(key);
     const t = this.now();
     if (hit && hit.until > t) return hit.principal;
-    const principal = await this.lookup(secret);
+    if (hit) this.entries.delete(key);
+    const found = await this.lookup(secret);
+    const expiresAtMs = found.expiresAtMs;
+    let principal: Principal = found;
+    if ("expiresAtMs" in found) {
+      const { expiresAtMs: _, ...rest } = found;
+      principal = rest;
+    }
     if (this.entries.size >= this.maxEntries) this.entries.clear();
-    this.entries.set(key, { principal, until: t + this.ttlMs });
+    const until = Math.min(t + this.ttlMs, expiresAtMs ?? Number.POSITIVE_INFINITY);
+    if (until > t) this.entries.set(key, { principal, until });
     return principal;
   }
 

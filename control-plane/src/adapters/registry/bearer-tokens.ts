@@ -9,13 +9,15 @@
 // no) credentials. A token is dropped a little before its expiry (the registry checks `exp` with its own clock) and
 // as soon as a registry refuses it.
 //
-// Security: the realm must be https unless its host passes the same plain-http rule as registries (transport.ts),
-// since the exchange carries the password; tokens and passwords never appear in errors.
+// Security: the realm passes the same outbound check as a redirect (outbound-policy.ts) — https unless its host
+// passes the plain-http rule, no loopback or link-local address unless allowed — since the exchange carries the
+// password; tokens and passwords never appear in errors.
 import { createHash } from "node:crypto";
 import { FerryError } from "../../domain/errors.js";
 import type { Clock } from "../../ports/clock.js";
 import type { RegistryCredentials } from "../../ports/registry.js";
-import { discard, readLimited, send, usesPlainHttp, type Deadline } from "./transport.js";
+import { checkOutbound, type OutboundPolicy } from "./outbound-policy.js";
+import { discard, readLimited, send, type Deadline } from "./transport.js";
 
 export interface TokenKey {
   realm: string;
@@ -85,6 +87,8 @@ export interface ExchangeContext {
   deadline: Deadline;
   userAgent: string;
   insecureRegistries: readonly string[];
+  /** The same policy as the registry's redirects: the realm is checked before credentials go there. */
+  policy: OutboundPolicy;
   credentials: RegistryCredentials | null;
   /** For messages and details: the registry host and the reference being resolved. */
   describe: { registry: string; reference: string };
@@ -106,23 +110,16 @@ export async function exchangeToken(
     throw authFailed(ctx, `registry ${ctx.describe.registry} named a token realm that is not a URL`, { realm: challenge.realm.slice(0, 200) });
   }
   const realm = `${url.origin}${url.pathname}`;
-  if (url.protocol !== "https:" && url.protocol !== "http:") {
-    throw authFailed(ctx, `registry ${ctx.describe.registry} named a token realm with scheme ${url.protocol}; only https (or http on loopback/insecure hosts) is used`, { realm });
-  }
-  if (url.protocol === "http:" && !usesPlainHttp(url.host, ctx.insecureRegistries)) {
-    throw authFailed(
-      ctx,
-      `registry ${ctx.describe.registry} sends clients to the plain-http token realm ${realm}; Ferry will not send credentials or accept tokens in clear (list ${url.hostname} in insecureRegistries if the network is trusted)`,
-      { realm },
-    );
-  }
+  // The realm is where the password goes: https (or plain http only where the registry rules allow it), and never a
+  // loopback or link-local address the operator did not allow (outbound-policy.ts).
+  await checkOutbound(ctx.policy, url, "named the token realm");
   if (challenge.service !== null) url.searchParams.set("service", challenge.service);
   // Docker clients send one scope parameter per scope; a challenge may carry several separated by spaces.
   for (const s of challenge.scope.split(" ").filter(Boolean)) url.searchParams.append("scope", s);
 
   const headers: Record<string, string> = { accept: "application/json", "user-agent": ctx.userAgent };
   if (ctx.credentials) headers["authorization"] = basicAuthorization(ctx.credentials);
-  const res = await send(ctx.fetch, ctx.deadline, url, { method: "GET", headers, what: "token realm" });
+  const res = await send(ctx.fetch, ctx.deadline, url, { method: "GET", headers, what: "token realm", policy: ctx.policy });
   const details = { realm, service: challenge.service, scope: challenge.scope, status: res.status };
   if (res.status === 401 || res.status === 403) {
     await discard(res);

@@ -203,8 +203,8 @@ describe("auth edge cases against loopback fakes", () => {
     t.after(() => fake.close());
     const { registry, calls } = spied();
     const err = await refusal(registry.resolve(`${fake.host}/team/web:1.0`, { credentials: { username: "u", password: "secret-pw" } }));
-    assert.equal(err.code, "REGISTRY_AUTH_FAILED");
-    assert.match(err.message, /plain-http token realm http:\/\/auth\.example\.com\/token/);
+    assert.equal(err.code, "REGISTRY_TARGET_REFUSED");
+    assert.match(err.message, /token realm http:\/\/auth\.example\.com\/token.*plain http/);
     assert.ok(calls.every((c) => !c.includes("auth.example.com")), calls.join("\n"));
   });
 
@@ -220,6 +220,22 @@ describe("auth edge cases against loopback fakes", () => {
     assert.equal(err.code, "REGISTRY_ERROR");
     assert.match(err.message, /cannot handle Basic \[redacted\] \(password \[redacted\]\)/);
     assertNoSecrets(err, [password, Buffer.from(`u:${password}`).toString("base64")]);
+  });
+
+  it("removes credentials a registry echoes URL-encoded, in either hex case or form-encoded", T, async (t) => {
+    const password = "p@ss word+/=x";
+    const basic = Buffer.from(`u:${password}`).toString("base64");
+    const echoes = [encodeURIComponent(password), encodeURIComponent(password).toLowerCase(), encodeURIComponent(password).replace(/%20/g, "+"), encodeURIComponent(basic), encodeURIComponent(encodeURIComponent(password))];
+    const fake = await startFakeRegistry((req) =>
+      req.authorization
+        ? { status: 500, body: JSON.stringify({ errors: [{ code: "UNKNOWN", message: `refused ${echoes.join(" | ")}` }] }) }
+        : { status: 401, headers: { "www-authenticate": 'Basic realm="fake"' } },
+    );
+    t.after(() => fake.close());
+    const err = await refusal(new OciRegistry().resolve(`${fake.host}/team/web:1.0`, { credentials: { username: "u", password } }));
+    assert.equal(err.code, "REGISTRY_ERROR");
+    assert.match(err.message, /refused \[redacted\] \| \[redacted\] \| \[redacted\] \| \[redacted\] \| \[redacted\]/);
+    assertNoSecrets(err, [password, ...echoes, basic]);
   });
 
   it("refuses a 401 without a usable challenge, and an unparseable one", T, async (t) => {

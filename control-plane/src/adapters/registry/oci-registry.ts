@@ -20,6 +20,9 @@
 // NAME_UNKNOWN), so on a 404 Ferry asks GET /v2/<name>/tags/list once: NAME_UNKNOWN there means the repository is
 // missing (REPOSITORY_NOT_FOUND), anything else leaves TAG_NOT_FOUND / DIGEST_NOT_FOUND.
 //
+// Redirects and realms: every Location and every realm a registry names is checked (outbound-policy.ts) before
+// Ferry sends anything there, and a body that came through a redirect is never quoted in an error.
+//
 // Secrets: credentials and tokens go only into Authorization headers. Errors carry host, repository, reference,
 // status and the registry's error code and message — the message with any credential or token text removed.
 import { createHash } from "node:crypto";
@@ -29,7 +32,8 @@ import type { ImageReference, ImageRegistry, RegistryCredentials, ResolvedImage 
 import { BearerTokenCache, basicAuthorization, exchangeToken, identityOf, type TokenKey } from "./bearer-tokens.js";
 import { MANIFEST_ACCEPT, ManifestError, isDigestSyntax, readManifest, type ManifestInfo } from "./manifest.js";
 import { canonicalRepository, formatReference, parseReference } from "./reference.js";
-import { deadline, discard, readLimited, send, usesPlainHttp, type Deadline } from "./transport.js";
+import type { OutboundPolicy } from "./outbound-policy.js";
+import { deadline, discard, readLimited, send, usesPlainHttp, wasRedirected, type Deadline } from "./transport.js";
 import { ChallengeParseError, parseWwwAuthenticate, type Challenge } from "./www-authenticate.js";
 
 export interface OciRegistryOptions {
@@ -41,6 +45,13 @@ export interface OciRegistryOptions {
   fetch?: typeof fetch;
   /** For token expiry. */
   clock?: Clock;
+  /**
+   * Hosts ("host" or "host:port") that a registry's redirects and token realms may name although they are loopback
+   * or link-local addresses (outbound-policy.ts). Empty by default.
+   */
+  internalHosts?: readonly string[];
+  /** Name resolution for the outbound check; injectable for tests. */
+  lookup?: (host: string) => Promise<string[]>;
 }
 
 export const DEFAULT_TIMEOUT_MS = 10_000;
@@ -68,6 +79,8 @@ interface Ctx {
   deadline: Deadline;
   /** Text that must never appear in an error: the password, its Basic encoding, tokens presented. */
   secrets: Set<string>;
+  /** Where this registry's redirects and realms may lead. */
+  policy: OutboundPolicy;
 }
 
 export class OciRegistry implements ImageRegistry {
@@ -77,6 +90,8 @@ export class OciRegistry implements ImageRegistry {
   readonly #fetch: typeof fetch;
   readonly #tokens: BearerTokenCache;
   readonly #remembered = new Map<string, Remembered>();
+  readonly #internalHosts: readonly string[];
+  readonly #lookup: ((host: string) => Promise<string[]>) | undefined;
 
   constructor(opts: OciRegistryOptions = {}) {
     this.#timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
@@ -85,6 +100,8 @@ export class OciRegistry implements ImageRegistry {
     this.#userAgent = opts.userAgent ?? DEFAULT_USER_AGENT;
     this.#fetch = opts.fetch ?? globalThis.fetch.bind(globalThis);
     this.#tokens = new BearerTokenCache(opts.clock ?? systemClock);
+    this.#internalHosts = [...(opts.internalHosts ?? [])];
+    this.#lookup = opts.lookup;
   }
 
   async resolve(reference: string, opts: { credentials?: RegistryCredentials | null; signal?: AbortSignal } = {}): Promise<ResolvedImage> {
@@ -103,6 +120,12 @@ export class OciRegistry implements ImageRegistry {
       credentials,
       deadline: deadline(this.#timeoutMs, opts.signal),
       secrets,
+      policy: {
+        registry: ref.registry,
+        insecureRegistries: this.#insecure,
+        internalHosts: this.#internalHosts,
+        ...(this.#lookup ? { lookup: this.#lookup } : {}),
+      },
     };
 
     const requested = ref.digest ?? ref.tag ?? "";
@@ -173,7 +196,7 @@ export class OciRegistry implements ImageRegistry {
   async #send(ctx: Ctx, method: string, path: string, authorization: Authorization | null): Promise<Response> {
     const headers: Record<string, string> = { accept: path.startsWith("/manifests/") ? MANIFEST_ACCEPT : "application/json", "user-agent": this.#userAgent };
     if (authorization) headers["authorization"] = authorization.header;
-    return send(this.#fetch, ctx.deadline, new URL(`${ctx.base}${path}`), { method, headers, what: "registry" });
+    return send(this.#fetch, ctx.deadline, new URL(`${ctx.base}${path}`), { method, headers, what: "registry", policy: ctx.policy });
   }
 
   /** Sends a request, answering one auth challenge if the registry asks for it. */
@@ -209,6 +232,7 @@ export class OciRegistry implements ImageRegistry {
             deadline: ctx.deadline,
             userAgent: this.#userAgent,
             insecureRegistries: this.#insecure,
+            policy: ctx.policy,
             credentials: ctx.credentials,
             describe: { registry: ctx.ref.registry, reference: ctx.display },
           },
@@ -295,6 +319,11 @@ export class OciRegistry implements ImageRegistry {
 
   /** Reads the registry's error document: {"errors":[{"code","message","detail"}]}. */
   async #errorDocument(ctx: Ctx, res: Response, url: URL): Promise<{ code: string | null; message: string | null }> {
+    // A body from a host the registry redirected to is never read into an error: it could be any internal page.
+    if (wasRedirected(res)) {
+      await discard(res);
+      return { code: null, message: null };
+    }
     const body = await readLimited(res, MAX_ERROR_BYTES, ctx.deadline, url, "registry").catch((err: unknown) => {
       // A body that cannot be read leaves the status to speak for itself; a caller's abort still propagates.
       if (ctx.deadline.callerSignal?.aborted) throw err;
@@ -316,7 +345,10 @@ export class OciRegistry implements ImageRegistry {
 
   #redact(ctx: Ctx, text: string): string {
     let out = text;
-    for (const secret of ctx.secrets) if (secret.length >= 4) out = out.split(secret).join("[redacted]");
+    for (const secret of ctx.secrets) {
+      if (secret.length < 4) continue;
+      for (const form of secretForms(secret)) out = out.replace(form, "[redacted]");
+    }
     return out;
   }
 
@@ -367,4 +399,15 @@ export class OciRegistry implements ImageRegistry {
       return false;
     }
   }
+}
+
+/**
+ * Every spelling in which a registry might echo a secret: as is, percent-encoded (a password with "@" or "+", a
+ * base64 Basic value with "+", "/" and "=" quoted back from a URL or a form), with "+" for spaces, in either hex case.
+ */
+export function secretForms(secret: string): RegExp[] {
+  const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const encoded = encodeURIComponent(secret);
+  const forms = new Set([secret, encoded, encoded.replace(/%20/g, "+"), encodeURIComponent(encoded)]);
+  return [...forms].map((f) => new RegExp(escape(f).replace(/%([0-9A-F]{2})/g, (_m, hex: string) => `%(?:${hex}|${hex.toLowerCase()})`), "g"));
 }

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { describe, it } from "node:test";
 import { FerryError } from "../../domain/errors.js";
-import { canonicalRepository, formatReference, parseDigest, parseReference, parseRepository } from "./reference.js";
+import { COMPONENT_SEPARATOR, canonicalRepository, formatReference, parseDigest, parseReference, parseRepository } from "./reference.js";
 
 const D = `sha256:${"a1".repeat(32)}`;
 
@@ -114,5 +115,49 @@ describe("parseRepository", () => {
     assert.deepEqual(parseRepository("127.0.0.1:5000/web"), { registry: "127.0.0.1:5000", repository: "web" });
     assert.equal(refusal(() => parseRepository("ghcr.io/acme/api:1")).code, "INVALID_REFERENCE");
     assert.equal(refusal(() => parseRepository(`ghcr.io/acme/api@${D}`)).code, "INVALID_REFERENCE");
+  });
+});
+
+describe("path components are matched in linear time", () => {
+  // Docker's own spelling of the grammar, exponential on "aaaa…!" — used here only on inputs of at most 6 characters.
+  const DOCKER_COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*$/;
+
+  it("every separator consumes at least one character that a name run cannot (no empty separator, no overlap)", () => {
+    const separator = new RegExp(`^(?:${COMPONENT_SEPARATOR})`);
+    assert.equal(separator.test(""), false, "a separator that matches nothing lets (sep alnum+)* split a run in exponentially many ways");
+    for (const c of "abcdefghijklmnopqrstuvwxyz0123456789") assert.equal(separator.test(c), false, c);
+  });
+
+  it("accepts exactly the names Docker's grammar accepts", () => {
+    const alphabet = ["a", "1", ".", "_", "-", "A"];
+    let compared = 0;
+    const visit = (prefix: string) => {
+      if (prefix.length > 0) {
+        const ours = (() => {
+          try {
+            parseRepository(`registry.example.com/${prefix}`);
+            return true;
+          } catch {
+            return false;
+          }
+        })();
+        assert.equal(ours, DOCKER_COMPONENT.test(prefix), JSON.stringify(prefix));
+        compared++;
+      }
+      if (prefix.length < 6) for (const c of alphabet) visit(prefix + c);
+    };
+    visit("");
+    assert.equal(compared, 55986);
+  });
+
+  it("refuses pathological names (Docker's spelling backtracks 2^240 times on them)", () => {
+    // In a child process: a regression would block its event loop for hours, which no in-process test timeout can
+    // interrupt. The generous kill timeout only turns such a hang into a failure; nothing here measures speed.
+    const inputs = [`r.io/${"a".repeat(240)}!:1`, `${"a1".repeat(120)}-!:1`, `r.io/${"a-".repeat(120)}_:1`];
+    const script = `import { parseReference } from ${JSON.stringify(new URL("./reference.ts", import.meta.url).href)};
+      for (const input of ${JSON.stringify(inputs)}) { try { parseReference(input); process.exit(2); } catch (e) { if (e.code !== "INVALID_REFERENCE") process.exit(3); } }`;
+    const r = spawnSync(process.execPath, ["--conditions=ferry-source", "--import", "tsx", "--input-type=module", "-e", script], { timeout: 60_000, encoding: "utf8" });
+    assert.equal(r.signal, null, "parsing a pathological reference did not finish");
+    assert.equal(r.status, 0, r.stderr);
   });
 });

@@ -4,7 +4,7 @@
 //   name       := [ registry "/" ] path-component ( "/" path-component )*
 //   registry   := host [ ":" port ]          — the first component is a registry when it contains "." or ":" or is
 //                                             "localhost"; otherwise the name is on Docker Hub
-//   component  := [a-z0-9]+ ( ( [._] | "__" | "-"* ) [a-z0-9]+ )*
+//   component  := [a-z0-9]+ ( ( [._] | "__" | "-"+ ) [a-z0-9]+ )*   (Docker writes "-"*; see COMPONENT)
 //   tag        := [\w][\w.-]{0,127}
 //   digest     := "sha256:" [a-f0-9]{64}    — Ferry pins sha256 only: it is what registries and engines compute
 //
@@ -20,7 +20,12 @@ import type { ImageReference } from "../../ports/registry.js";
 export const DEFAULT_REGISTRY = "registry-1.docker.io";
 const DOCKER_HUB_ALIASES = new Set(["docker.io", "index.docker.io", DEFAULT_REGISTRY]);
 
-const COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*$/;
+// Docker's grammar writes the separator as `[._]|__|[-]*`; the `[-]*` can match nothing, so `(sep alnum+)*` can split
+// a run of letters in exponentially many ways and a name like "aaaa…a!" backtracks for hours. A separator that is
+// empty is no separator: written as `-+`, every repetition starts with a character outside [a-z0-9], so there is one
+// way to split any input and the match is linear. The language is the same (reference.test.ts compares them).
+export const COMPONENT_SEPARATOR = "[._]|__|-+";
+const COMPONENT = new RegExp(`^[a-z0-9]+(?:(?:${COMPONENT_SEPARATOR})[a-z0-9]+)*$`);
 const TAG = /^[\w][\w.-]{0,127}$/;
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
 // A DNS name (labels of letters, digits and inner hyphens) or a bracketed IPv6 literal, then an optional port.

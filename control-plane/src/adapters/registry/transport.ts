@@ -6,37 +6,14 @@
 // port of that host, "host:port" only that port. There is no fallback from https to http: a registry that fails the
 // TLS handshake is unreachable, not silently downgraded.
 //
-// Redirects are followed by fetch, which drops the Authorization header when a redirect leaves the origin (fetch
-// spec, "HTTP-redirect fetch"), so credentials and tokens never reach a third-party host such as a blob CDN.
+// Redirects are followed by send() itself, never by fetch: every hop is checked against the outbound policy
+// (outbound-policy.ts: no https → http downgrade, no loopback or link-local target unless configured), the
+// Authorization header is dropped when a hop leaves the origin (as the fetch spec does), and a body that arrived
+// through a redirect is marked so that no error message ever quotes it.
 import { FerryError } from "../../domain/errors.js";
+import { checkOutbound, type OutboundPolicy } from "./outbound-policy.js";
 
-/** The host name of "host[:port]", without IPv6 brackets' port and lowercased. */
-export function hostnameOf(host: string): string {
-  const h = host.toLowerCase();
-  if (h.startsWith("[")) {
-    const end = h.indexOf("]");
-    return end < 0 ? h : h.slice(0, end + 1);
-  }
-  const colon = h.lastIndexOf(":");
-  return colon < 0 ? h : h.slice(0, colon);
-}
-
-export function isLoopback(host: string): boolean {
-  const name = hostnameOf(host);
-  if (name === "localhost" || name === "[::1]") return true;
-  const m = /^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(name);
-  return m !== null && m.slice(1).every((o) => Number(o) <= 255);
-}
-
-export function usesPlainHttp(host: string, insecureRegistries: readonly string[]): boolean {
-  if (isLoopback(host)) return true;
-  const h = host.toLowerCase();
-  const name = hostnameOf(h);
-  return insecureRegistries.some((entry) => {
-    const e = entry.trim().toLowerCase();
-    return e === h || e === name;
-  });
-}
+export { hostnameOf, isLoopback, usesPlainHttp } from "./transport-hosts.js";
 
 /** "host:port" with the scheme's default port filled in, for messages. */
 export function hostPort(url: URL): string {
@@ -128,13 +105,57 @@ export interface SendOptions {
   headers: Record<string, string>;
   /** "registry" or "token realm", for messages. */
   what: string;
+  /** Where redirects may lead (outbound-policy.ts); every hop is checked against it. */
+  policy: OutboundPolicy;
 }
 
+/** At most this many redirects per request: distribution's blob redirects need one, CDNs sometimes two. */
+export const MAX_REDIRECTS = 5;
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
+// Responses that arrived through at least one redirect: their bodies come from a host the registry chose, and are
+// never quoted back to the caller (an error page of an internal host must not leak through Ferry's API).
+const redirected = new WeakSet<Response>();
+
+/** True when the response came from a host the registry redirected Ferry to. */
+export function wasRedirected(res: Response): boolean {
+  return redirected.has(res);
+}
+
+/**
+ * One request, following redirects by hand (fetch's own following would accept https → http and any host): each
+ * Location is checked against the outbound policy before it is requested, and the Authorization header is dropped
+ * as soon as a hop leaves the origin, as the fetch spec does.
+ */
 export async function send(fetchImpl: typeof fetch, d: Deadline, url: URL, o: SendOptions): Promise<Response> {
-  try {
-    return await fetchImpl(url, { method: o.method, headers: o.headers, redirect: "follow", signal: d.signal });
-  } catch (err) {
-    throw transportFailure(err, d, url, o.what);
+  let current = url;
+  let method = o.method;
+  const headers = { ...o.headers };
+  for (let hop = 0; ; hop++) {
+    let res: Response;
+    try {
+      res = await fetchImpl(current, { method, headers, redirect: "manual", signal: d.signal });
+    } catch (err) {
+      throw transportFailure(err, d, current, o.what);
+    }
+    const location = REDIRECT_STATUSES.has(res.status) ? res.headers.get("location") : null;
+    if (location === null) {
+      if (hop > 0) redirected.add(res);
+      return res;
+    }
+    await discard(res);
+    if (hop >= MAX_REDIRECTS) {
+      throw new FerryError("REGISTRY_TARGET_REFUSED", `${o.what} ${hostPort(url)} redirected more than ${MAX_REDIRECTS} times`, { host: hostPort(url), reason: "too many redirects" });
+    }
+    let next: URL;
+    try {
+      next = new URL(location, current);
+    } catch {
+      throw new FerryError("REGISTRY_TARGET_REFUSED", `${o.what} ${hostPort(current)} redirected to a Location that is not a URL`, { host: hostPort(current), reason: "bad Location" });
+    }
+    await checkOutbound(o.policy, next, `redirected a request to`);
+    if (next.origin !== current.origin) delete headers["authorization"];
+    if (res.status === 303 && method !== "HEAD") method = "GET";
+    current = next;
   }
 }
 

@@ -31,6 +31,8 @@ import { checkChannel, quoteChannel } from "./channel.js";
 import { holdsCluster, initialiseDataDir } from "./pglite-initdb.js";
 import { acquireDirLock, type DirLock } from "./pglite-lock.js";
 import { pgliteInitdbParams, pgliteStartParams, useOptimisingWasmCompiler } from "./pglite-settings.js";
+import { checkDataDir, makePrivate, openFailed } from "./pglite-data-dir.js";
+import { StoreError } from "./store-error.js";
 import { silentLogger, type StoreLogger } from "./store-logger.js";
 import { assertNotInTransaction, outsideTransactionScope, runInTransactionScope } from "./transaction-scope.js";
 
@@ -90,10 +92,16 @@ export class PgliteStore implements Store {
       lock = await acquireDirLock(dataDir);
     }
     let db: PGlite | undefined;
+    let state: "new" | "existing" | undefined;
     try {
-      // Memory settings, the WebAssembly compiler and the out-of-process first initdb: pglite-settings.ts.
+      // Memory settings, the WebAssembly compiler and the out-of-process first initdb: pglite-settings.ts. A directory
+      // that holds something but no whole cluster is never initialised (checkDataDir refuses it as STORE_CORRUPT).
       useOptimisingWasmCompiler();
-      if (dataDir && !o.loadDataDir && !holdsCluster(dataDir)) await initialiseDataDir(dataDir);
+      if (dataDir) {
+        state = await checkDataDir(dataDir);
+        if (state === "existing") await makePrivate(dataDir);
+        else if (!o.loadDataDir) await initialiseDataDir(dataDir);
+      }
       db = new PGlite({
         ...(dataDir ? { dataDir } : {}),
         ...(o.loadDataDir ? { loadDataDir: o.loadDataDir } : {}),
@@ -102,11 +110,13 @@ export class PgliteStore implements Store {
         initDbStartParams: pgliteInitdbParams(),
       });
       await db.waitReady;
+      if (dataDir) await makePrivate(dataDir);
       if (o.schema) await db.exec(`CREATE SCHEMA IF NOT EXISTS "${o.schema}"; SET search_path TO "${o.schema}"`);
     } catch (err) {
       if (db && !db.closed) await db.close().catch(() => {});
       lock?.release();
-      throw err;
+      // PGlite fails on a damaged directory with "Aborted()" or a WASM trap: say what it means.
+      throw dataDir && state === "existing" && !(err instanceof StoreError) ? openFailed(dataDir, err) : err;
     }
     return new PgliteStore(db, lock, o.log ?? silentLogger, dataDir);
   }

@@ -10,7 +10,9 @@ export type StoreErrorCode =
   /** The database carries migrations this build does not know: it was upgraded by a newer Ferry. */
   | "DATABASE_NEWER"
   /** The PostgreSQL server could not be reached (refused, timed out, unknown host, rejected the login). */
-  | "STORE_UNAVAILABLE";
+  | "STORE_UNAVAILABLE"
+  /** A PGlite data directory is not a whole database (files missing or damaged); Ferry will not initialise over it. */
+  | "STORE_CORRUPT";
 
 export class StoreError extends Error {
   override readonly name = "StoreError";

@@ -37,8 +37,8 @@ export async function createApiToken(
   return { id, subject: opts.subject, roles: opts.roles, secret, expiresAt };
 }
 
-/** Resolves a bearer secret to its principal, or throws UNAUTHENTICATED. */
-export async function authenticateApiToken(db: Queryable, secret: string, now: Date = new Date()): Promise<Principal> {
+/** Resolves a bearer secret to its principal (and when the token expires, for caches), or throws UNAUTHENTICATED. */
+export async function authenticateApiToken(db: Queryable, secret: string, now: Date = new Date()): Promise<Principal & { expiresAtMs: number | null }> {
   if (!secret.startsWith(API_TOKEN_PREFIX) || secret.length !== API_TOKEN_PREFIX.length + 43) {
     throw new FerryError("UNAUTHENTICATED", "the bearer token is not a Ferry API token");
   }
@@ -52,7 +52,7 @@ export async function authenticateApiToken(db: Queryable, secret: string, now: D
   if (row.expires_at && row.expires_at.getTime() <= now.getTime()) {
     throw new FerryError("UNAUTHENTICATED", "the bearer token has expired");
   }
-  return { tokenId: row.id, subject: row.subject, roles: row.roles.filter(isRole) };
+  return { tokenId: row.id, subject: row.subject, roles: row.roles.filter(isRole), expiresAtMs: row.expires_at ? row.expires_at.getTime() : null };
 }
 
 export interface ApiTokenView {

@@ -18,6 +18,7 @@ import { CatalogService, type ReleaseView } from "../catalog/catalog-service.js"
 import { FerryError } from "../errors.js";
 import { DeploymentService, driftOf, imagesForTarget, refreshDeploymentState, type DeploymentView } from "./deployment-service.js";
 import { TaskQueue } from "./task-queue.js";
+import { resignUndeliveredTasks } from "./task-resign.js";
 
 const T0 = Date.UTC(2030, 0, 1);
 const TTL = 3_600_000;
@@ -57,12 +58,12 @@ interface Fixture {
   finish(dep: DeploymentView, outcomes?: Record<string, string>, sticker?: boolean): Promise<DeploymentView>;
 }
 
-async function fixture(b: TestBackend, t: TestContext, store?: Store): Promise<Fixture> {
+async function fixture(b: TestBackend, t: TestContext, store?: Store, signer: TaskSigningKeyring = keyring): Promise<Fixture> {
   store ??= await b.open(t);
   const clock = { t: T0 };
   const now = () => clock.t;
   const catalog = new CatalogService({ store, registry: fakeRegistry, credentials: { get: async () => null }, clock: { now } });
-  const deployments = new DeploymentService({ store, catalog, signer: keyring, clock: { now }, taskTtlMs: TTL });
+  const deployments = new DeploymentService({ store, catalog, signer, clock: { now }, taskTtlMs: TTL });
   const queue = new TaskQueue({ store, clock: { now }, timings: { ackTimeoutMs: ACK_TIMEOUT, runningLeaseMs: LEASE } });
   const fx: Fixture = {
     store,
@@ -260,6 +261,40 @@ for (const b of testBackends()) {
       assert.equal(byAgent["agt_old"]!.v, 1);
       assert.equal(byAgent["agt_old"]!.phases, undefined);
       assert.deepEqual(rows.rows.map((r) => r.payload_type).sort(), ["application/vnd.ferry.task.v1+json", "application/vnd.ferry.task.v2+json"]);
+    });
+
+    it("emergency key retirement: undelivered tasks are re-signed with the new key (same bytes), running ones left alone", async (t) => {
+      const ring = await TaskSigningKeyring.loadOrCreate(join(dir, `emergency-${b.name}`), { now: T0 - 1000 });
+      const fx = await fixture(b, t, undefined, ring);
+      await estate(fx);
+      await fx.release("1");
+      const dep = await fx.deployments.deploy({ release: "shop@1", environment: "dev" }, "bob");
+      // agt_a1's two tasks are offered (leased); it accepts one (running). agt_a2's task is still queued.
+      const claimed = await fx.queue.claim("agt_a1");
+      assert.equal(claimed.length, 2);
+      await fx.queue.ack("agt_a1", { taskId: claimed[0]!.id, accepted: true, code: "", message: "" });
+      const read = async () => (await fx.store.query<{ id: string; state: string; payload: Uint8Array; payload_type: string; key_id: string; signature: Uint8Array }>(
+        "SELECT id, state, payload, payload_type, key_id, signature FROM tasks ORDER BY id",
+      )).rows;
+      const beforeRows = await read();
+      const old = ring.active.keyId;
+      await ring.rotate({ overlapMs: 0, now: T0 });
+      const outcome = await fx.store.transaction((tx) => resignUndeliveredTasks(tx, ring, old));
+      assert.deepEqual(outcome, { resigned: 2, running: 1 });
+      const later = T0 + 31_000; // past the old key's retirement plus the clock-skew leeway
+      for (const row of await read()) {
+        const was = beforeRows.find((r) => r.id === row.id)!;
+        assert.deepEqual(Buffer.from(row.payload), Buffer.from(was.payload), "the signed bytes are unchanged");
+        const env = { payload: new Uint8Array(row.payload), payloadType: row.payload_type, keyId: row.key_id, signature: new Uint8Array(row.signature) };
+        const task = dep.tasks.find((x) => x.id === row.id)!;
+        if (row.state === "running") {
+          assert.equal(row.key_id, old);
+          assert.throws(() => verifySignedTask(env, { trustedKeys: ring.publicKeys(later), agentId: task.agentId, now: later }), (e: unknown) => e instanceof TaskRefusal && e.code === "TASK_UNKNOWN_KEY");
+        } else {
+          assert.equal(row.key_id, ring.active.keyId);
+          assert.equal(verifySignedTask(env, { trustedKeys: ring.publicKeys(later), agentId: task.agentId, now: later }).taskId, row.id);
+        }
+      }
     });
 
     it("refuses unknown names, unserved targets and unresolvable components, writing nothing", async (t) => {
@@ -546,6 +581,29 @@ for (const b of testBackends()) {
       ]);
       assert.equal((await fx.deployments.get(dep.id)).tasks[0]!.events, undefined);
       await assert.rejects(fx.deployments.get("dep_missing"), code("DEPLOYMENT_NOT_FOUND"));
+    });
+
+    it("shows each task's newest 100 events with the total, and pages through all of them", async (t) => {
+      const fx = await fixture(b, t);
+      await estate(fx);
+      await fx.release("1");
+      const dep = await fx.deployments.deploy({ release: "shop@1", environment: "dev", targets: ["web-1"] }, "bob");
+      const task = dep.tasks[0]!;
+      await fx.store.query("INSERT INTO task_events (task_id, seq, at, step, detail) SELECT $1, g, now(), 'step-' || g, '' FROM generate_series(1, 250) g", [task.id]);
+      const shown = (await fx.deployments.get(dep.id, { events: true })).tasks[0]!;
+      assert.equal(shown.eventsTotal, 250);
+      assert.deepEqual(shown.events!.map((e) => e.seq), Array.from({ length: 100 }, (_, i) => 151 + i));
+      const seen: number[] = [];
+      let after: number | null = 0;
+      while (after !== null) {
+        const page = await fx.deployments.taskEvents(dep.id, task.id, after, 60);
+        assert.ok(page.events.length <= 60);
+        seen.push(...page.events.map((e) => e.seq));
+        after = page.nextAfter;
+      }
+      assert.deepEqual(seen, Array.from({ length: 250 }, (_, i) => i + 1));
+      await assert.rejects(fx.deployments.taskEvents(dep.id, "tsk_missing"), code("TASK_NOT_FOUND"));
+      await assert.rejects(fx.deployments.taskEvents(dep.id, task.id, 0, 501), code("VALIDATION_FAILED"));
     });
 
     it("reports per target what Ferry deployed, what the agent reported, drift and the active task", async (t) => {

@@ -19,6 +19,7 @@ import type { Principal } from "../auth/roles.js";
 import type { CatalogService, ReleaseView, TargetView } from "../catalog/catalog-service.js";
 import { FerryError } from "../errors.js";
 import { targetKind } from "../catalog/target-kinds.js";
+import { newestTaskEvents, taskEventsPage } from "./task-events.js";
 import { checkLimit, cursorTime, cursorTimeSql, decodeCursor, encodeCursor, type Page } from "../catalog/pagination.js";
 import { auditRefusal, clearDirect, enforceWithin, type DeployAuthority, type DirectAction, type OverrideEvidenceRecorder, type OverrideRecord } from "./governance.js";
 
@@ -57,7 +58,10 @@ export interface TaskView {
   message: string | null;
   details: Record<string, unknown> | null;
   logBytes: number;
+  /** The newest EVENTS_IN_VIEW progress events (task-events.ts), oldest first; present in the single-deployment view. */
   events?: TaskEventView[];
+  /** How many events the task has in all; page through them with taskEvents(). */
+  eventsTotal?: number;
 }
 
 export interface DeploymentView {
@@ -497,20 +501,19 @@ export class DeploymentService {
       `SELECT ${TASK_COLUMNS} FROM tasks t JOIN targets tg ON tg.id = t.target_id WHERE t.deployment_id = $1 ORDER BY tg.name`,
       [id],
     );
-    let events = new Map<string, TaskEventView[]>();
-    if (opts.events) {
-      const ev = await this.d.store.query<{ task_id: string; seq: number; at: Date; step: string; detail: string }>(
-        "SELECT task_id, seq, at, step, detail FROM task_events WHERE task_id = ANY($1) ORDER BY task_id, seq",
-        [tasks.rows.map((t) => t.id)],
-      );
-      events = new Map();
-      for (const e of ev.rows) {
-        const list = events.get(e.task_id) ?? [];
-        list.push({ seq: e.seq, at: iso(e.at)!, step: e.step, detail: e.detail });
-        events.set(e.task_id, list);
-      }
-    }
-    return deploymentView(row, tasks.rows.map((t) => taskView(t, opts.events ? (events.get(t.id) ?? []) : undefined)));
+    const events = opts.events ? await newestTaskEvents(this.d.store, tasks.rows.map((t) => t.id)) : null;
+    return deploymentView(
+      row,
+      tasks.rows.map((t) => {
+        const e = events?.get(t.id);
+        return e ? { ...taskView(t, e.events), eventsTotal: e.total } : taskView(t);
+      }),
+    );
+  }
+
+  /** A page of one task's progress events (task-events.ts). */
+  async taskEvents(deploymentId: string, taskId: string, after?: number, limit?: number): Promise<{ events: TaskEventView[]; nextAfter: number | null }> {
+    return taskEventsPage(this.d.store, deploymentId, taskId, after, limit);
   }
 
   async list(q: { environment?: string; state?: string; limit?: number; cursor?: string }): Promise<Page<DeploymentView>> {

@@ -14,6 +14,7 @@ import { listAudit } from "../audit/audit-log.js";
 import { CatalogService } from "../catalog/catalog-service.js";
 import { FerryError } from "../errors.js";
 import { DeploymentService, type DeploymentView, type TaskState } from "./deployment-service.js";
+import { MAX_TASK_EVENTS, MAX_TASK_LOG_BYTES } from "./agent-input-limits.js";
 import { TaskQueue, type TaskResultInput } from "./task-queue.js";
 
 const T0 = Date.UTC(2030, 0, 1);
@@ -250,15 +251,15 @@ for (const b of testBackends()) {
       const dep = await fx.deploy("t1");
       const id = dep.tasks[0]!.id;
       const bytes = (s: string) => new Uint8Array(Buffer.from(s));
-      assert.equal(await fx.queue.appendLog("agt_a1", id, 0, bytes("hello ")), 6);
-      assert.equal(await fx.queue.appendLog("agt_a1", id, 10, bytes("gap")), 6); // past what is stored: resend from 6
-      assert.equal(await fx.queue.appendLog("agt_a1", id, 3, bytes("lo world\n")), 12);
-      assert.equal(await fx.queue.appendLog("agt_a1", id, 0, bytes("hello ")), 12); // replayed chunk
-      assert.equal(await fx.queue.appendLog("agt_a1", id, 12, new Uint8Array(0)), 12);
+      assert.equal(((await fx.queue.appendLog("agt_a1", id, 0, bytes("hello ")))?.ackOffset ?? null), 6);
+      assert.equal(((await fx.queue.appendLog("agt_a1", id, 10, bytes("gap")))?.ackOffset ?? null), 6); // past what is stored: resend from 6
+      assert.equal(((await fx.queue.appendLog("agt_a1", id, 3, bytes("lo world\n")))?.ackOffset ?? null), 12);
+      assert.equal(((await fx.queue.appendLog("agt_a1", id, 0, bytes("hello ")))?.ackOffset ?? null), 12); // replayed chunk
+      assert.equal(((await fx.queue.appendLog("agt_a1", id, 12, new Uint8Array(0)))?.ackOffset ?? null), 12);
       const binary = new Uint8Array([0, 255, 254, 10, 0x80, 13]);
-      assert.equal(await fx.queue.appendLog("agt_a1", id, 12, binary), 18);
-      assert.equal(await fx.queue.appendLog("agt_a2", id, 18, bytes("x")), null);
-      assert.equal(await fx.queue.appendLog("agt_a1", "tsk_missing", 0, bytes("x")), null);
+      assert.equal(((await fx.queue.appendLog("agt_a1", id, 12, binary))?.ackOffset ?? null), 18);
+      assert.equal(((await fx.queue.appendLog("agt_a2", id, 18, bytes("x")))?.ackOffset ?? null), null);
+      assert.equal(((await fx.queue.appendLog("agt_a1", "tsk_missing", 0, bytes("x")))?.ackOffset ?? null), null);
       const chunks = await fx.store.query<{ offset: string | number }>(`SELECT "offset" FROM task_logs WHERE task_id = $1 ORDER BY "offset"`, [id]);
       assert.deepEqual(chunks.rows.map((c) => Number(c.offset)), [0, 6, 12]);
 
@@ -278,10 +279,81 @@ for (const b of testBackends()) {
       await fx.queue.ack("agt_a1", accept(id));
       await fx.queue.result("agt_a1", result(id, { logBytes: 20 }));
       assert.equal((await fx.deployments.taskLog(dep.id, id)).complete, false); // two bytes still to come
-      assert.equal(await fx.queue.appendLog("agt_a1", id, 18, bytes("!\n")), 20); // logs may trail the result
+      assert.equal(((await fx.queue.appendLog("agt_a1", id, 18, bytes("!\n")))?.ackOffset ?? null), 20); // logs may trail the result
       const done = await fx.deployments.taskLog(dep.id, id);
       assert.deepEqual([done.data.toString("latin1").endsWith("!\n"), done.next, done.complete], [true, 20, true]);
       await assert.rejects(fx.deployments.taskLog(dep.id, "tsk_missing"), (e: unknown) => e instanceof FerryError && e.code === "TASK_NOT_FOUND");
+    });
+
+    it("caps a task's log at the agent's own cap, and acknowledges (without storing) what lies past it", async (t) => {
+      const fx = await setup(b, t);
+      const dep = await fx.deploy("t1");
+      const id = dep.tasks[0]!.id;
+      const MiB = 1024 * 1024;
+      const chunk = Buffer.alloc(MiB, 0x61);
+      let offset = 0;
+      const answers = [];
+      for (let i = 0; i < 10; i++) {
+        answers.push(await fx.queue.appendLog("agt_a1", id, offset, chunk));
+        offset += MiB;
+      }
+      assert.equal(MAX_TASK_LOG_BYTES, 8 * MiB);
+      assert.deepEqual(answers.slice(7), [
+        { ackOffset: 8 * MiB, stored: 8 * MiB },
+        { ackOffset: 9 * MiB, stored: 8 * MiB, dropped: "cap" },
+        { ackOffset: 10 * MiB, stored: 8 * MiB, dropped: "cap" },
+      ]);
+      const stored = await fx.store.query<{ n: string | number }>("SELECT coalesce(sum(length(data)), 0) AS n FROM task_logs WHERE task_id = $1", [id]);
+      assert.equal(Number(stored.rows[0]?.n), 8 * MiB);
+      assert.equal((await fx.deployments.get(dep.id)).tasks[0]!.logBytes, 8 * MiB);
+    });
+
+    it("after a task is final, takes only the log its result declared and no progress", async (t) => {
+      const fx = await setup(b, t);
+      const dep = await fx.deploy("t1");
+      const id = dep.tasks[0]!.id;
+      const bytes = (s: string) => new Uint8Array(Buffer.from(s));
+      await fx.queue.claim("agt_a1");
+      await fx.queue.ack("agt_a1", accept(id));
+      assert.deepEqual(await fx.queue.appendLog("agt_a1", id, 0, bytes("0123456789")), { ackOffset: 10, stored: 10 });
+      assert.equal(await fx.queue.progress("agt_a1", { taskId: id, step: "pull", detail: "", at: 0 }), true);
+      await fx.queue.result("agt_a1", result(id, { logBytes: 14 }));
+      // The declared tail still arrives after the result (a resend after a reconnect); anything past it does not.
+      assert.deepEqual(await fx.queue.appendLog("agt_a1", id, 10, bytes("abcdefgh")), { ackOffset: 18, stored: 14, dropped: "final" });
+      assert.deepEqual(await fx.queue.appendLog("agt_a1", id, 18, bytes("more")), { ackOffset: 22, stored: 14, dropped: "final" });
+      assert.deepEqual(await fx.queue.appendLog("agt_a1", id, 0, bytes("0123")), { ackOffset: 14, stored: 14 });
+      const log = await fx.deployments.taskLog(dep.id, id);
+      assert.deepEqual([log.data.toString(), log.complete], ["0123456789abcd", true]);
+      assert.equal(await fx.queue.progress("agt_a1", { taskId: id, step: "late", detail: "after the result", at: 0 }), false);
+      const ev = await fx.store.query<{ step: string }>("SELECT step FROM task_events WHERE task_id = $1 ORDER BY seq", [id]);
+      assert.deepEqual(ev.rows.map((e) => e.step), ["pull"]);
+      // A task that was never delivered (cancelled while queued) takes no log at all.
+      const other = await fx.deploy("t2");
+      const cancelled = other.tasks[0]!.id;
+      await fx.store.query("UPDATE tasks SET state = 'cancelled' WHERE id = $1", [cancelled]);
+      assert.deepEqual(await fx.queue.appendLog("agt_a1", cancelled, 0, bytes("x")), { ackOffset: 1, stored: 0, dropped: "final" });
+    });
+
+    it("keeps at most MAX_TASK_EVENTS progress events per task, then one marker; the lease is still renewed", async (t) => {
+      const fx = await setup(b, t);
+      const dep = await fx.deploy("t1");
+      const id = dep.tasks[0]!.id;
+      await fx.queue.claim("agt_a1");
+      await fx.queue.ack("agt_a1", accept(id));
+      // Fill up to the limit in one statement, then go past it through the queue.
+      await fx.store.query(
+        "INSERT INTO task_events (task_id, seq, at, step, detail) SELECT $1, g, now(), 'step', '' FROM generate_series(1, $2::int - 1) g",
+        [id, MAX_TASK_EVENTS],
+      );
+      await fx.store.query("UPDATE tasks SET progress_seq = $2::int - 1 WHERE id = $1", [id, MAX_TASK_EVENTS]);
+      assert.equal(await fx.queue.progress("agt_a1", { taskId: id, step: "last", detail: "", at: 0 }), true);
+      fx.clock.t += 1000;
+      for (let i = 0; i < 5; i++) assert.equal(await fx.queue.progress("agt_a1", { taskId: id, step: "extra", detail: "", at: 0 }), false);
+      const ev = await fx.store.query<{ n: string | number; max: number }>("SELECT count(*) AS n, max(seq) AS max FROM task_events WHERE task_id = $1", [id]);
+      assert.deepEqual([Number(ev.rows[0]?.n), ev.rows[0]?.max], [MAX_TASK_EVENTS + 1, MAX_TASK_EVENTS + 1]);
+      const marker = await fx.store.query<{ step: string }>("SELECT step FROM task_events WHERE task_id = $1 AND seq = $2", [id, MAX_TASK_EVENTS + 1]);
+      assert.equal(marker.rows[0]?.step, "events-truncated");
+      assert.equal((await fx.state(id)).lease, fx.clock.t + LEASE);
     });
 
     it("reads a large log back exactly across many chunks", async (t) => {
@@ -294,7 +366,7 @@ for (const b of testBackends()) {
         // Chunks of uneven size, each resent with some overlap, as after a reconnect.
         const start = Math.max(0, at - 500);
         const end = Math.min(whole.length, at + 7_000 + (at % 3_000));
-        at = (await fx.queue.appendLog("agt_a1", id, start, whole.subarray(start, end)))!;
+        at = ((await fx.queue.appendLog("agt_a1", id, start, whole.subarray(start, end)))?.ackOffset ?? null)!;
         assert.equal(at, end);
       }
       const parts: Buffer[] = [];

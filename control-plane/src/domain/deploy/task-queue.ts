@@ -13,6 +13,7 @@ import type { Queryable, Store } from "../../ports/store.js";
 import { appendAudit } from "../audit/audit-log.js";
 import { refreshDeploymentState, type TaskState } from "./deployment-service.js";
 import type { TaskImage } from "../../ports/signer.js";
+import { MAX_TASK_EVENTS, PROGRESS_STATES, planLogAppend, type LogAppend } from "./agent-input-limits.js";
 
 export interface ClaimedTask {
   id: string;
@@ -94,45 +95,55 @@ export class TaskQueue {
     });
   }
 
-  /** Records a progress event; renews the lease of a running task. */
-  async progress(agentId: string, p: { taskId: string; step: string; detail: string; at: number }): Promise<void> {
+  /**
+   * Records a progress event; renews the lease of a running task. Only a leased or running task takes events, at
+   * most MAX_TASK_EVENTS of them (agent-input-limits.ts). Returns whether the event was stored.
+   */
+  async progress(agentId: string, p: { taskId: string; step: string; detail: string; at: number }): Promise<boolean> {
     const now = new Date(this.d.clock.now());
-    await this.d.store.transaction(async (tx) => {
+    return this.d.store.transaction(async (tx) => {
+      // progress_seq stops at MAX + 1: the event numbered MAX + 1 is the one marker; later ones only renew the lease.
       const r = await tx.query<{ progress_seq: number }>(
-        `UPDATE tasks SET progress_seq = progress_seq + 1, updated_at = $3,
+        `UPDATE tasks SET progress_seq = LEAST(progress_seq + 1, $5 + 1), updated_at = $3,
                 lease_expires_at = CASE WHEN state = 'running' THEN $4 ELSE lease_expires_at END
-          WHERE id = $1 AND agent_id = $2 RETURNING progress_seq`,
-        [p.taskId, agentId, now, new Date(now.getTime() + this.d.timings.runningLeaseMs)],
+          WHERE id = $1 AND agent_id = $2 AND state = ANY($6) RETURNING progress_seq`,
+        [p.taskId, agentId, now, new Date(now.getTime() + this.d.timings.runningLeaseMs), MAX_TASK_EVENTS, PROGRESS_STATES],
       );
       const seq = r.rows[0]?.progress_seq;
-      if (seq === undefined) return;
-      await tx.query("INSERT INTO task_events (task_id, seq, at, step, detail) VALUES ($1, $2, $3, $4, $5)", [
+      if (seq === undefined) return false;
+      const over = seq > MAX_TASK_EVENTS;
+      await tx.query("INSERT INTO task_events (task_id, seq, at, step, detail) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (task_id, seq) DO NOTHING", [
         p.taskId,
         seq,
-        new Date(p.at > 0 ? p.at : now.getTime()),
-        p.step.slice(0, 64),
-        p.detail.slice(0, 4096),
+        over ? now : new Date(p.at > 0 ? p.at : now.getTime()),
+        over ? "events-truncated" : p.step.slice(0, 64),
+        over ? `the agent sent more than ${MAX_TASK_EVENTS} progress events for this task; later ones were not kept` : p.detail.slice(0, 4096),
       ]);
+      return !over;
     });
   }
 
   /**
    * Stores a log chunk at its byte offset. The log is kept contiguous: a chunk starting past what is stored is not
    * kept (the agent resends from the acknowledged offset); a chunk overlapping what is stored adds only its new
-   * tail. Returns the stored length, which is what the agent is acknowledged up to.
+   * tail. Bounded by agent-input-limits.ts: at most MAX_TASK_LOG_BYTES, and once the task is final nothing past the
+   * length its result declared. Returns what to acknowledge; null for a task that is not this agent's.
    */
-  async appendLog(agentId: string, taskId: string, offset: number, data: Uint8Array): Promise<number | null> {
+  async appendLog(agentId: string, taskId: string, offset: number, data: Uint8Array): Promise<LogAppend | null> {
     return this.d.store.transaction(async (tx) => {
-      const r = await tx.query<{ log_bytes: string | number }>("SELECT log_bytes FROM tasks WHERE id = $1 AND agent_id = $2 FOR UPDATE", [taskId, agentId]);
+      const r = await tx.query<{ log_bytes: string | number; log_total: string | number | null; state: TaskState }>(
+        "SELECT log_bytes, log_total, state FROM tasks WHERE id = $1 AND agent_id = $2 FOR UPDATE",
+        [taskId, agentId],
+      );
       const row = r.rows[0];
       if (!row) return null;
       const have = Number(row.log_bytes);
-      const end = offset + data.length;
-      if (offset > have || end <= have) return have;
-      const tail = data.subarray(have - offset);
-      await tx.query(`INSERT INTO task_logs (task_id, "offset", data) VALUES ($1, $2, $3)`, [taskId, have, tail]);
-      await tx.query("UPDATE tasks SET log_bytes = $2 WHERE id = $1", [taskId, end]);
-      return end;
+      const plan = planLogAppend({ have, state: row.state, declaredTotal: row.log_total === null ? null : Number(row.log_total) }, offset, data.length);
+      if (plan.keepEnd > have) {
+        await tx.query(`INSERT INTO task_logs (task_id, "offset", data) VALUES ($1, $2, $3)`, [taskId, have, data.subarray(have - offset, plan.keepEnd - offset)]);
+        await tx.query("UPDATE tasks SET log_bytes = $2 WHERE id = $1", [taskId, plan.keepEnd]);
+      }
+      return { ackOffset: plan.ackOffset, stored: plan.stored, ...(plan.dropped ? { dropped: plan.dropped } : {}) };
     });
   }
 

@@ -22,6 +22,17 @@ describe("durations", () => {
     }
   });
 
+  it("bounds every duration: ten years at most by default, the field's own range when it gives one", () => {
+    const refused = (fn: () => unknown, field: string) =>
+      assert.throws(fn, (e: unknown) => e instanceof FerryError && e.code === "VALIDATION_FAILED" && e.message.startsWith(`${field}: must be between`));
+    refused(() => parseDuration("99999999999999h", "overlap"), "overlap");
+    refused(() => parseDuration("9".repeat(400), "ttl"), "ttl");
+    refused(() => parseDuration("3651d", "ttl"), "ttl");
+    assert.equal(parseDuration("3650d", "ttl"), 3650 * 86_400_000);
+    refused(() => parseDuration("50ms", "heartbeat-interval", { min: 100, max: 600_000 }), "heartbeat-interval");
+    refused(() => parseDuration("11m", "heartbeat-interval", { min: 100, max: 600_000 }), "heartbeat-interval");
+  });
+
   it("formats round durations", () => {
     assert.equal(formatDuration(1_800_000), "30m");
     assert.equal(formatDuration(1500), "1500ms");

@@ -11,6 +11,7 @@ import { appendAudit } from "../audit/audit-log.js";
 import { FerryError } from "../errors.js";
 import { isSilent, type LivenessPolicy } from "./liveness.js";
 import { checkLabels, checkName } from "./names.js";
+import { checkFreshKey, defaultRenewalLimit, checkRenewalRate, publicKeySha256, type RenewalLimit } from "./renewal-policy.js";
 
 export const REVOCATION_CHANNEL = "ferry_revocations";
 const TOKEN_SECRET = /^[A-Za-z0-9_-]{43}$/;
@@ -108,6 +109,8 @@ export interface FleetServiceDeps {
    * reads served by the replica holding an agent's stream are as fresh as its last heartbeat.
    */
   recentHeartbeat?: (agentId: string) => { at: number; skewMs: number | null } | undefined;
+  /** Certificate renewals allowed per agent and window (renewal-policy.ts); default defaultRenewalLimit(certLifetimeMs). */
+  renewalLimit?: RenewalLimit;
 }
 
 export interface EnrolInput {
@@ -152,6 +155,12 @@ export class FleetService {
     const secret = generateSecret();
     const expiresAt = new Date(this.deps.clock.now() + input.ttlMs);
     const row = await this.deps.store.transaction(async (tx) => {
+      // An agent enrolled with a token for an environment that does not exist would belong nowhere: no target of
+      // any environment could name it, and nothing would warn. Environments are created first (ferry env create).
+      const env = await tx.query("SELECT 1 FROM environments WHERE name = $1 FOR SHARE", [input.environment]);
+      if (env.rowCount === 0) {
+        throw new FerryError("ENVIRONMENT_NOT_FOUND", `no environment ${input.environment}; create it first (ferry env create ${input.environment})`, { environment: input.environment });
+      }
       const res = await tx.query<JoinTokenRow>(
         `INSERT INTO join_tokens (id, token_hash, environment, labels, uses_allowed, expires_at, created_by)
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *`,
@@ -235,8 +244,8 @@ export class FleetService {
           ],
         );
         await tx.query(
-          `INSERT INTO agent_certificates (serial, agent_id, not_before, not_after, reason) VALUES ($1, $2, $3, $4, 'enrol')`,
-          [certificate.serial, agentId, certificate.notBefore.toISOString(), certificate.notAfter.toISOString()],
+          `INSERT INTO agent_certificates (serial, agent_id, not_before, not_after, reason, public_key_sha256) VALUES ($1, $2, $3, $4, 'enrol', $5)`,
+          [certificate.serial, agentId, certificate.notBefore.toISOString(), certificate.notAfter.toISOString(), publicKeySha256(certificate.certPem)],
         );
         await appendAudit(tx, {
           actor: `join-token:${token.id}`,
@@ -294,10 +303,13 @@ export class FleetService {
       const row = res.rows[0];
       if (!row) throw new FerryError("AGENT_NOT_FOUND", `no agent ${agentId}`);
       if (row.status === "revoked") throw new FerryError("AGENT_REVOKED", `agent ${agentId} is revoked`);
+      await checkRenewalRate(tx, agentId, this.deps.renewalLimit ?? defaultRenewalLimit(this.deps.certLifetimeMs));
       const cert = await this.issue(csrPem, agentId);
+      const keySha256 = publicKeySha256(cert.certPem);
+      await checkFreshKey(tx, agentId, keySha256);
       await tx.query(
-        `INSERT INTO agent_certificates (serial, agent_id, not_before, not_after, reason) VALUES ($1, $2, $3, $4, 'renew')`,
-        [cert.serial, agentId, cert.notBefore.toISOString(), cert.notAfter.toISOString()],
+        `INSERT INTO agent_certificates (serial, agent_id, not_before, not_after, reason, public_key_sha256) VALUES ($1, $2, $3, $4, 'renew', $5)`,
+        [cert.serial, agentId, cert.notBefore.toISOString(), cert.notAfter.toISOString(), keySha256],
       );
       await tx.query("UPDATE agents SET cert_serial = $2, cert_not_after = $3, updated_at = now() WHERE id = $1", [
         agentId,
@@ -316,6 +328,12 @@ export class FleetService {
   }
 
   // ---- agents ------------------------------------------------------------------------------------------------
+
+  /** Whether this agent id was ever enrolled here (revoked agents included: revocation has its own refusal). */
+  async isEnrolled(agentId: string): Promise<boolean> {
+    const r = await this.deps.store.query("SELECT 1 FROM agents WHERE id = $1", [agentId]);
+    return r.rowCount > 0;
+  }
 
   async listAgents(filter: { environment?: string; status?: AgentStatus } = {}): Promise<AgentView[]> {
     const where: string[] = [];

@@ -155,5 +155,84 @@ for (const b of testBackends()) {
       assert.ok(rows <= 10, `${rows} last-seen rows in 300 s`);
       assert.ok(rows >= 8, `${rows} last-seen rows in 300 s: the database must still be kept up to date`);
     });
+
+    it("records an absurd clock skew and odd host facts clamped, without stopping other agents' writes", async (t) => {
+      const { store, clock } = await setup(t);
+      for (const id of ["agt_1970", "agt_nul", "agt_ok"]) await agent(store, id);
+      const rec = recorder(store, clock, "r1");
+      // An agent whose clock says 1970 (agent_time_ms = 1) is 56 years behind: past the integer skew column.
+      rec.connected("agt_1970", {}, "01", T0 + 86_400_000);
+      rec.connected("agt_nul", { hostname: "evil\u0000host", os: "linux\ud800", drivers: ["docker\u0000", "\u0000"], cpus: -3, memoryBytes: 1e300 }, "02", T0 + 86_400_000);
+      rec.connected("agt_ok", { hostname: "web-1" }, "03", T0 + 86_400_000);
+      await rec.flushAll();
+      clock.t += 10_000;
+      rec.heartbeat("agt_1970", 1 - clock.t);
+      rec.heartbeat("agt_ok", 12);
+      await rec.flushAll();
+      const r = await store.query<{ id: string; clock_skew_ms: number | null; facts: Record<string, unknown>; last_heartbeat_at: Date | null }>(
+        "SELECT id, clock_skew_ms, facts, last_heartbeat_at FROM agents ORDER BY id",
+      );
+      const by = new Map(r.rows.map((x) => [x.id, x]));
+      assert.equal(by.get("agt_1970")?.clock_skew_ms, -2_147_483_647);
+      assert.equal(by.get("agt_1970")?.last_heartbeat_at?.getTime(), T0 + 10_000);
+      assert.deepEqual(by.get("agt_nul")?.facts, { hostname: "evilhost", os: "linux\ufffd", drivers: ["docker"], cpus: 0, memoryBytes: Number.MAX_SAFE_INTEGER });
+      assert.equal(by.get("agt_ok")?.clock_skew_ms, 12);
+      assert.equal(by.get("agt_ok")?.last_heartbeat_at?.getTime(), T0 + 10_000);
+    });
+
+    it("drops only the row the database refuses and keeps every other agent's liveness flowing", async (t) => {
+      const { store, clock } = await setup(t);
+      const ids = ["agt_a1", "agt_a2", "agt_poison", "agt_a3", "agt_a4"];
+      for (const id of ids) await agent(store, id);
+      // A row the database itself refuses, whatever the recorder sends for it.
+      await store.query(`CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF NEW.id = 'agt_poison' THEN RAISE EXCEPTION 'refused row'; END IF; RETURN NEW; END $$`);
+      await store.query("CREATE TRIGGER refuse_poison BEFORE UPDATE ON agents FOR EACH ROW EXECUTE FUNCTION refuse_poison()");
+      const lines: Array<{ level: number; msg: string; agentId?: string }> = [];
+      const log = pino({ level: "info" }, { write: (l: string) => lines.push(JSON.parse(l) as { level: number; msg: string }) });
+      const rec = new LivenessRecorder({ store, clock, policy, readyAt: () => T0 - 60_000, replicaId: "r1", log, lastSeenFlushMs: 30_000 });
+      for (const id of ids) rec.connected(id, { hostname: id }, "01", T0 + 86_400_000);
+      await rec.flushAll();
+      for (const id of ids.filter((i) => i !== "agt_poison")) assert.deepEqual(await row(store, id), { status: "online", connected: true, last: T0 });
+      assert.deepEqual(await row(store, "agt_poison"), { status: "offline", connected: false, last: null });
+      clock.t += 10_000;
+      for (const id of ids) rec.heartbeat(id, 0);
+      await rec.flushAll();
+      for (const id of ids.filter((i) => i !== "agt_poison")) assert.equal((await row(store, id)).last, T0 + 10_000);
+      assert.equal(rec.droppedRows, 2, "one connect row and one last-seen row");
+      const errors = lines.filter((l) => l.level === 50);
+      assert.deepEqual(errors.map((e) => e.agentId), ["agt_poison", "agt_poison"]);
+      // Nothing is left to retry: another flush writes nothing and logs nothing.
+      const before = lines.length;
+      await rec.flushAll();
+      assert.equal(lines.length, before);
+    });
+
+    it("keeps a batch while the database is unavailable and retries with a backoff, not every 20 ms", async (t) => {
+      const { store, clock } = await setup(t);
+      await agent(store, "agt_x");
+      let down = true;
+      let attempts = 0;
+      const flaky: Store = Object.create(store) as Store;
+      flaky.query = (async (sql: string, params?: readonly unknown[]) => {
+        if (down) {
+          attempts++;
+          throw new Error("connection refused");
+        }
+        return store.query(sql, params);
+      });
+      const warnings: string[] = [];
+      const log = pino({ level: "warn" }, { write: (l: string) => warnings.push(l) });
+      const rec = new LivenessRecorder({ store: flaky, clock, policy, readyAt: () => T0 - 60_000, replicaId: "r1", log, lastSeenFlushMs: 30_000, stateBatchMs: 1 });
+      rec.connected("agt_x", {}, "01", T0 + 86_400_000);
+      await new Promise((r) => setTimeout(r, 700));
+      // 20, 40, 80, 160, 320 ms: about six attempts (each a write and a probe) in 700 ms, where a fixed 20 ms
+      // retry would have made thirty-five.
+      assert.ok(attempts >= 4 && attempts <= 16, `${attempts} queries in 700 ms`);
+      assert.ok(warnings.length <= 8, `${warnings.length} warnings in 700 ms`);
+      down = false;
+      await rec.stop();
+      assert.equal((await row(store, "agt_x")).status, "online", "the batch was kept and written once the database was back");
+    });
   });
 }

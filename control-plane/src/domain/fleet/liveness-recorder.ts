@@ -22,11 +22,22 @@
 // PostgreSQL server and on PGlite (array parameters of composite types do not) — except the last-seen batch, the
 // one that runs all the time: it goes as parallel arrays of scalars through unnest(), which both backends take
 // alike and which costs PGlite about a fifth less CPU than parsing the JSON.
+//
+// What agents send is made storable before it is batched (agent-input.ts): one agent must not be able to stop the
+// writes of every agent of its replica. Should a batch still fail, the recorder tells a database that is down from a
+// row it refuses: it probes with SELECT 1; when the database answers, the batch is bisected until the refused rows
+// are isolated, those are dropped (logged once each, as errors) and every other row is written. When the database
+// does not answer, the batch is kept and retried with a backoff (20 ms doubling to 5 s), and the warning is logged
+// at most once per backoff step instead of at every attempt.
 import type { Logger } from "pino";
 import type { Clock } from "../../ports/clock.js";
 import type { Store } from "../../ports/store.js";
 import { isSilent, offlineAfterMs, offlineFrozen, type LivenessPolicy } from "./liveness.js";
 import type { HostFactsRecord } from "./fleet-service.js";
+import { storableFacts, storableSkew } from "./agent-input.js";
+
+const RETRY_FIRST_MS = 20;
+const RETRY_MAX_MS = 5000;
 
 interface Connected {
   kind: "connected";
@@ -74,6 +85,10 @@ export class LivenessRecorder {
   private stopped = false;
   /** How often last-seen writes that fell due are made. */
   private readonly seenTickMs: number;
+  /** Current retry delay of state writes while the database is unavailable. */
+  private retryMs = RETRY_FIRST_MS;
+  /** Rows dropped because the database refused them (metrics and tests). */
+  droppedRows = 0;
 
   constructor(private readonly o: LivenessRecorderOptions) {
     this.seenTickMs = Math.max(50, Math.min(5000, Math.floor(o.lastSeenFlushMs / 4)));
@@ -101,7 +116,7 @@ export class LivenessRecorder {
 
   connected(agentId: string, facts: Partial<HostFactsRecord>, serial: string, notAfter: number): void {
     const at = this.o.clock.now();
-    this.pendingState.set(agentId, { kind: "connected", at, facts, serial, notAfter });
+    this.pendingState.set(agentId, { kind: "connected", at, facts: storableFacts(facts), serial, notAfter });
     // The connect write records the heartbeat time too, so the next last-seen write can wait a full period.
     this.seen.set(agentId, { at, skewMs: null, flushedAt: at, dirty: false, held: true });
     this.scheduleState();
@@ -114,8 +129,9 @@ export class LivenessRecorder {
     this.scheduleState();
   }
 
-  heartbeat(agentId: string, skewMs: number | null): void {
+  heartbeat(agentId: string, rawSkewMs: number | null): void {
     const at = this.o.clock.now();
+    const skewMs = storableSkew(rawSkewMs);
     const s = this.seen.get(agentId);
     if (s) {
       s.at = at;
@@ -167,18 +183,46 @@ export class LivenessRecorder {
     });
   }
 
-  private scheduleState(): void {
+  private scheduleState(delayMs = this.o.stateBatchMs ?? 20): void {
     if (this.stateTimer || this.stopped) return;
     this.stateTimer = setTimeout(() => {
       this.stateTimer = null;
       void this.enqueue(() => this.flushState());
-    }, this.o.stateBatchMs ?? 20);
+    }, delayMs);
+  }
+
+  /**
+   * Writes `rows` with `write`; when that fails and the database answers a probe, bisects to find the rows it
+   * refuses, drops them (each logged as an error with its agent id) and writes the rest. When the database does not answer, rethrows:
+   * the caller keeps the batch for a later attempt.
+   */
+  private async writeIsolating<T extends { id: string }>(kind: string, rows: T[], write: (rows: T[]) => Promise<void>): Promise<void> {
+    if (rows.length === 0) return;
+    try {
+      await write(rows);
+      return;
+    } catch (err) {
+      try {
+        await this.o.store.query("SELECT 1");
+      } catch {
+        throw err; // the database is unavailable, not refusing a row
+      }
+      if (rows.length === 1) {
+        const id = (rows[0] as T).id;
+        this.droppedRows++;
+        this.o.log.error({ err, agentId: id, kind }, "the database refused this agent's liveness row; it was dropped, other agents are unaffected");
+        return;
+      }
+    }
+    const half = Math.ceil(rows.length / 2);
+    await this.writeIsolating(kind, rows.slice(0, half), write);
+    await this.writeIsolating(kind, rows.slice(half), write);
   }
 
   /** Flushes run one at a time, in order; a failure is logged and the data is kept for the next attempt. */
   private enqueue(fn: () => Promise<void>): Promise<void> {
     this.flushing = this.flushing.then(fn).catch((err: unknown) => {
-      this.o.log.warn({ err }, "liveness write failed; will retry");
+      this.o.log.warn({ err, retryInMs: this.retryMs }, "liveness write failed: the database is unavailable; will retry");
     });
     return this.flushing;
   }
@@ -198,7 +242,7 @@ export class LivenessRecorder {
           serial: c.serial,
           not_after: new Date(c.notAfter).toISOString(),
         }));
-        await this.o.store.query(
+        await this.writeIsolating("connect", rows, (part) => this.o.store.query(
           `UPDATE agents a SET
               status = 'online',
               status_changed_at = CASE WHEN a.status = 'online' THEN a.status_changed_at ELSE u.at END,
@@ -206,8 +250,8 @@ export class LivenessRecorder {
               cert_serial = u.serial, cert_not_after = u.not_after, heartbeat_interval_ms = $3, updated_at = now()
              FROM jsonb_to_recordset($1::jsonb) AS u(id text, at timestamptz, facts jsonb, serial text, not_after timestamptz)
             WHERE a.id = u.id AND a.status <> 'revoked'`,
-          [JSON.stringify(rows), this.o.replicaId, this.o.policy.heartbeatIntervalMs],
-        );
+          [JSON.stringify(part), this.o.replicaId, this.o.policy.heartbeatIntervalMs],
+        ).then(() => undefined));
       }
       if (disconnects.length > 0) {
         // Only the replica that holds the connection may mark it closed: the agent may already be connected
@@ -217,23 +261,27 @@ export class LivenessRecorder {
           const s = this.seen.get(id);
           return { id, at: s ? new Date(s.at).toISOString() : null, skew: s?.skewMs ?? null };
         });
-        await this.o.store.query(
+        await this.writeIsolating("disconnect", rows, (part) => this.o.store.query(
           `UPDATE agents a SET connected = false,
               last_heartbeat_at = GREATEST(a.last_heartbeat_at, u.at),
               clock_skew_ms = COALESCE(u.skew, a.clock_skew_ms),
               updated_at = now()
              FROM jsonb_to_recordset($1::jsonb) AS u(id text, at timestamptz, skew integer)
             WHERE a.id = u.id AND a.connected_replica = $2`,
-          [JSON.stringify(rows), this.o.replicaId],
-        );
+          [JSON.stringify(part), this.o.replicaId],
+        ).then(() => undefined));
         // The database now knows all this replica knew of them, unless they came back meanwhile.
         for (const [id] of disconnects) if (this.seen.get(id)?.held === false) this.seen.delete(id);
       }
       this.o.onFlush?.("state", batch.length);
+      this.retryMs = RETRY_FIRST_MS;
     } catch (err) {
-      // Put back what is not superseded by a newer event, then let the caller log.
+      // The database is unavailable: put back what is not superseded by a newer event, retry after a backoff, and
+      // let the caller log.
       for (const [id, e] of batch) if (!this.pendingState.has(id)) this.pendingState.set(id, e);
-      this.scheduleState();
+      const delay = this.retryMs;
+      this.retryMs = Math.min(RETRY_MAX_MS, this.retryMs * 2);
+      this.scheduleState(delay);
       throw err;
     }
   }
@@ -245,7 +293,8 @@ export class LivenessRecorder {
       if (s.dirty && (all || now - s.flushedAt >= this.o.lastSeenFlushMs)) due.push([id, s]);
     }
     if (due.length === 0) return;
-    await this.o.store.query(
+    const rows = due.map(([id, s]) => ({ id, at: new Date(s.at).toISOString(), skew: s.skewMs }));
+    await this.writeIsolating("last-seen", rows, (part) => this.o.store.query(
       `UPDATE agents a SET
           last_heartbeat_at = GREATEST(a.last_heartbeat_at, u.at),
           clock_skew_ms = COALESCE(u.skew, a.clock_skew_ms),
@@ -254,8 +303,8 @@ export class LivenessRecorder {
           updated_at = now()
          FROM unnest($1::text[], $2::timestamptz[], $3::integer[]) AS u(id, at, skew)
         WHERE a.id = u.id AND a.status <> 'revoked'`,
-      [due.map(([id]) => id), due.map(([, s]) => new Date(s.at).toISOString()), due.map(([, s]) => s.skewMs)],
-    );
+      [part.map((r) => r.id), part.map((r) => r.at), part.map((r) => r.skew)],
+    ).then(() => undefined));
     for (const [, s] of due) {
       s.flushedAt = now;
       s.dirty = false;

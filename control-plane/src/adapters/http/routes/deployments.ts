@@ -71,8 +71,27 @@ export function deploymentRoutes(d: { deployments: DeploymentService }): Fastify
     );
     app.get<{ Params: { id: string } }>(
       "/deployments/:id",
-      { config: { role: "viewer" }, schema: { summary: "Get a deployment with its tasks and their progress events", params: idParam } },
+      {
+        config: { role: "viewer" },
+        schema: { summary: "Get a deployment with its tasks and each task's newest 100 progress events (eventsTotal counts all; page with /tasks/{task}/events)", params: idParam },
+      },
       async (req) => s.get(req.params.id, { events: true }),
+    );
+    app.get<{ Params: { id: string; task: string }; Querystring: { after?: number; limit?: number } }>(
+      "/deployments/:id/tasks/:task/events",
+      {
+        config: { role: "viewer" },
+        schema: {
+          summary: "A task's progress events, oldest first, after a sequence number; nextAfter continues (null on the last page)",
+          params: { type: "object", properties: { id: ID, task: ID }, required: ["id", "task"] },
+          querystring: {
+            type: "object",
+            additionalProperties: false,
+            properties: { after: { type: "integer", minimum: 0, maximum: 2_147_483_647 }, limit: { type: "integer", minimum: 1, maximum: 500 } },
+          },
+        },
+      },
+      async (req) => s.taskEvents(req.params.id, req.params.task, req.query.after ?? 0, req.query.limit ?? 500),
     );
     app.post<{ Params: { id: string }; Body: { override?: { reason: string } } | undefined }>(
       "/deployments/:id/retry",
