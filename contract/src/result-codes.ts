@@ -48,6 +48,11 @@ export const RESULT_CODES = {
   DOCKER_UNAVAILABLE: { outcome: "errored", retryable: true, source: "driver", description: "The Docker Engine did not answer on its socket." },
   CONTAINER_CREATE_FAILED: { outcome: "failed", retryable: false, source: "driver", description: "The engine refused to create the new container (name, config, resources)." },
   CONTAINER_START_FAILED: { outcome: "failed", retryable: false, source: "driver", description: "The engine refused to start the new container, or to stop the previous one." },
+  // Compose.
+  COMPOSE_CLI_MISSING: { outcome: "errored", retryable: true, source: "driver", description: "Neither docker-compose nor docker compose runs on the host; install one (docs/drivers/compose.md)." },
+  COMPOSE_PROJECT_INVALID: { outcome: "refused", retryable: false, source: "driver", description: "The project's directory is missing or not writable, or its compose file is missing; nothing was touched. details.field names the config field." },
+  COMPOSE_FILE_INVALID: { outcome: "refused", retryable: false, source: "driver", description: "The compose file does not load (invalid YAML, Compose says no), a mapped service is not in it, or a service has build: and no image (Ferry deploys images, it does not build). Nothing was touched." },
+  COMPOSE_UP_FAILED: { outcome: "failed", retryable: false, source: "driver", description: "docker-compose up (or down) failed for a service; the message has Compose's own words. What ran before was put back." },
   // The host router (docs/rollouts.md#the-router).
   ROUTER_UNAVAILABLE: { outcome: "errored", retryable: true, source: "agent", description: "The host router (HAProxy's runtime socket) did not answer." },
   ROUTER_COMMAND_FAILED: { outcome: "failed", retryable: false, source: "agent", description: "The host router refused a change (a weight, a server address, a maintenance message); the message carries its answer." },

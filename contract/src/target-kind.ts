@@ -40,6 +40,12 @@ export interface TargetKindDescriptor<Config = Record<string, unknown>> {
    * both the control plane (when it plans tasks) and the driver (when it picks what to run) call it.
    */
   imagesFor(config: Config, pins: readonly ReleasePin[]): ImagePin[];
+  /**
+   * The components a target's config names, each with the field that names it, so the control plane refuses a target
+   * that maps a component it does not know, when the target is created or changed (not at the first deploy). Kinds
+   * whose config names no component leave it out.
+   */
+  componentsNamed?(config: Config): Array<{ field: string; component: string }>;
 }
 
 /** Checks a raw config against a kind's schema and returns it typed. Throws ConfigError naming the field. */

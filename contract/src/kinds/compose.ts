@@ -1,15 +1,25 @@
-// compose: a Docker Compose project on a host, its services mapped to components. No driver ships yet; the schema
-// is what the control plane accepts for such targets today.
+// compose: a Docker Compose project on a host, its services mapped to components (docs/drivers/compose.md).
+//
+// The compose file is the operator's and stays on the host (config.directory + config.file); Ferry never edits it.
+// What Ferry owns is the lock file beside it (compose-lock.ts): an override that pins every mapped service's image to
+// repository@sha256:…, derived from the release's pins and config.services alone.
 import { ImageSelectionError, type TargetKindDescriptor } from "../target-kind.js";
 import { pinOf } from "../images.js";
 import { absolutePath, healthCheck, type HealthCheckConfig } from "./common.js";
 
+/** A Compose service name as Compose accepts it. */
+export const COMPOSE_SERVICE_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
+
 export interface ComposeTargetConfig {
   project: string;
   directory: string;
-  /** Compose service → component. */
+  /** The operator's compose file, relative to directory. Default docker-compose.yml. */
+  file?: string;
+  /** Compose service → component. Without it, each component of the release is the service of the same name. */
   services?: Record<string, string>;
   healthCheck?: HealthCheckConfig;
+  /** The engine's unix socket the Compose CLI talks to; default the driver's setting, else DOCKER_HOST. */
+  socketPath?: string;
 }
 
 export const composeKind: TargetKindDescriptor<ComposeTargetConfig> = {
@@ -19,14 +29,29 @@ export const composeKind: TargetKindDescriptor<ComposeTargetConfig> = {
     fields: {
       project: { type: "string", required: true, maxLength: 128, pattern: /^[a-z0-9][a-z0-9_-]*$/, hint: "must be a Compose project name (lowercase)" },
       directory: { ...absolutePath, required: true },
-      services: { type: "string-map", doc: "Compose service → component" },
+      file: {
+        type: "string",
+        maxLength: 255,
+        pattern: /^[A-Za-z0-9_][A-Za-z0-9_.-]*\.ya?ml$/,
+        hint: "must be a file name in directory ending in .yml or .yaml",
+        doc: "the operator's compose file in directory; default docker-compose.yml",
+      },
+      services: {
+        type: "string-map",
+        maxItems: 64,
+        keyPattern: COMPOSE_SERVICE_PATTERN,
+        keyHint: "must be a Compose service name",
+        doc: "Compose service → component; default: every component of the release is the service of the same name",
+      },
       healthCheck,
+      socketPath: { ...absolutePath, doc: "the engine's unix socket; default the driver's setting, else DOCKER_HOST" },
     },
   },
   capabilities: ["several-images"],
-  sticker: "the lock file and service labels",
+  sticker: "the lock file (ferry.lock.json) and service labels",
   placement: "host",
   typed: (c) => c as unknown as ComposeTargetConfig,
+  componentsNamed: (config) => Object.entries(config.services ?? {}).map(([service, component]) => ({ field: `config.services.${service}`, component })),
   imagesFor: (config, pins) => {
     const wanted = new Set(Object.values(config.services ?? {}));
     if (wanted.size === 0) return pins.map(pinOf);

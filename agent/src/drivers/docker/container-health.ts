@@ -1,5 +1,5 @@
 // The engine side of health checks: which check a target gets, and a container as health.ts reads it.
-import type { DockerTargetConfig } from "@ferry/contract";
+import type { HealthCheckConfig } from "@ferry/contract";
 import type Docker from "dockerode";
 
 import { DEFAULT_HEALTH_INTERVAL_MS, DEFAULT_HEALTH_TIMEOUT_MS, type ContainerHealthState, type HealthTarget, type ResolvedHealthCheck } from "./health.js";
@@ -10,7 +10,7 @@ import { DEFAULT_HEALTH_INTERVAL_MS, DEFAULT_HEALTH_TIMEOUT_MS, type ContainerHe
  * only makes an image without one a failure. `settleMs` is the target's healthCheck.settleSeconds, else the
  * agent-wide default from the driver's settings.
  */
-export function resolveHealthCheck(config: DockerTargetConfig, imageHealthcheck: boolean, defaultSettleMs: number): ResolvedHealthCheck {
+export function resolveHealthCheck(config: { healthCheck?: HealthCheckConfig | undefined }, imageHealthcheck: boolean, defaultSettleMs: number): ResolvedHealthCheck {
   const hc = config.healthCheck;
   const timeoutMs = (hc?.timeoutSeconds ?? DEFAULT_HEALTH_TIMEOUT_MS / 1000) * 1000;
   const intervalMs = (hc?.intervalSeconds ?? DEFAULT_HEALTH_INTERVAL_MS / 1000) * 1000;

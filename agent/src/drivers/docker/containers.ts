@@ -91,7 +91,8 @@ export function digestFor(repoDigests: string[] | undefined, repository: string,
   return digests[0] ?? "";
 }
 
-async function view(docker: Docker, id: string): Promise<ContainerView | undefined> {
+/** One container as the driver sees it, or undefined when it is gone. The compose driver reads services with it. */
+export async function view(docker: Docker, id: string): Promise<ContainerView | undefined> {
   let info: Docker.ContainerInspectInfo;
   try {
     info = await docker.getContainer(id).inspect();

@@ -74,7 +74,7 @@ function pinFields(pin: ImagePin): Omit<DockerPhaseState["image"], "id"> {
  * The image the engine holds under exactly repository@digest, or undefined when it has none (then it is pulled).
  * Anything unexpected here also means "pull": the pull and the verify after it report such failures properly.
  */
-async function localImage(docker: Docker, pin: ImagePin): Promise<Docker.ImageInspectInfo | undefined> {
+export async function localImage(docker: Docker, pin: ImagePin): Promise<Docker.ImageInspectInfo | undefined> {
   try {
     const image = await docker.getImage(pin.ref).inspect();
     return (image.RepoDigests ?? []).includes(pin.ref) ? image : undefined;
@@ -84,7 +84,7 @@ async function localImage(docker: Docker, pin: ImagePin): Promise<Docker.ImageIn
   }
 }
 
-async function pulledImage(docker: Docker, pin: ImagePin): Promise<Docker.ImageInspectInfo> {
+export async function pulledImage(docker: Docker, pin: ImagePin): Promise<Docker.ImageInspectInfo> {
   try {
     return await docker.getImage(pin.ref).inspect();
   } catch (err) {
@@ -93,7 +93,7 @@ async function pulledImage(docker: Docker, pin: ImagePin): Promise<Docker.ImageI
   }
 }
 
-function checkRepoDigests(image: Docker.ImageInspectInfo, pin: ImagePin, what: "pulled" | "local", log: (line: string) => void): Docker.ImageInspectInfo {
+export function checkRepoDigests(image: Docker.ImageInspectInfo, pin: ImagePin, what: "pulled" | "local", log: (line: string) => void): Docker.ImageInspectInfo {
   // The engine resolves repository@digest through its own reference store; the image it finds must say it came from
   // exactly that repository and digest.
   const repoDigests = image.RepoDigests ?? [];

@@ -97,6 +97,22 @@ for (const b of testBackends()) {
       assert.deepEqual(actions, ["target.create", "target.update", "target.delete"]);
     });
 
+    it("refuses a compose target that maps a service to an unregistered component, naming the service", async (t) => {
+      const store = await b.open(t);
+      const c = catalog(store);
+      await c.createEnvironment({ name: "dev" }, "a");
+      await c.createComponent({ name: "web", repository: "127.0.0.1:5000/shop/web" }, "a");
+      const config = (services: Record<string, string>) => ({ project: "shop", directory: "/srv/shop", services });
+      await assert.rejects(c.createTarget({ environment: "dev", name: "shop", kind: "compose", config: config({ web: "web", jobs: "worker" }) }, "a"), (err: FerryError) => {
+        assert.equal(err.code, "UNKNOWN_COMPONENT");
+        assert.match(err.message, /config\.services\.jobs: component worker is not registered/);
+        return true;
+      });
+      await c.createTarget({ environment: "dev", name: "shop", kind: "compose", config: config({ web: "web" }) }, "a");
+      await assert.rejects(c.updateTarget("dev", "shop", { config: config({ web: "api" }) }, "a"), code("UNKNOWN_COMPONENT"));
+      assert.deepEqual((await c.getTarget("dev", "shop")).config, config({ web: "web" }));
+    });
+
     it("registers components by repository, refusing tags, digests and duplicates", async (t) => {
       const store = await b.open(t);
       const c = catalog(store);

@@ -20,7 +20,7 @@ import { checkName } from "../fleet/names.js";
 import { ReleaseCache, SnapshotCache } from "./catalog-caches.js";
 import { ReleaseIndex, type IndexedRelease } from "./release-index.js";
 import { checkLimit, cursorTime, cursorTimeSql, decodeCursor, encodeCursor, type Page } from "./pagination.js";
-import { checkTargetConfig, type TargetKind } from "./target-kinds.js";
+import { checkTargetConfig, targetKind, type TargetKind } from "./target-kinds.js";
 
 const iso = (d: Date): string => d.toISOString();
 const VERSION = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/;
@@ -305,11 +305,25 @@ export class CatalogService {
     }
   }
 
+  /** Every component a target's config names (a compose target's service map) must be registered. */
+  private async checkNamedComponents(tx: Queryable, kind: string, config: Record<string, unknown>): Promise<void> {
+    const descriptor = targetKind(kind);
+    const named = descriptor.componentsNamed?.(descriptor.typed(config)) ?? [];
+    if (named.length === 0) return;
+    const r = await tx.query<{ name: string }>("SELECT name FROM components WHERE name = ANY($1::text[])", [named.map((n) => n.component)]);
+    const known = new Set(r.rows.map((row) => row.name));
+    const unknown = named.find((n) => !known.has(n.component));
+    if (unknown) {
+      throw new FerryError("UNKNOWN_COMPONENT", `${unknown.field}: component ${unknown.component} is not registered (ferry component create ${unknown.component} --repository …)`, { field: unknown.field });
+    }
+  }
+
   async createTarget(input: { environment: string; name: string; kind: string; agentId?: string | null; config?: unknown; description?: string }, actor: string): Promise<TargetView> {
     checkName(input.name, "name");
     const config = checkTargetConfig(input.kind, input.config);
     return this.d.store.transaction(async (tx) => {
       await this.getEnvironment(input.environment, tx);
+      await this.checkNamedComponents(tx, input.kind, config);
       await this.checkAgent(tx, input.agentId, input.environment);
       const id = `tgt_${randomBytes(8).toString("hex")}`;
       try {
@@ -354,6 +368,7 @@ export class CatalogService {
     return this.d.store.transaction(async (tx) => {
       const cur = await this.getTarget(environment, name, tx);
       const config = patch.config === undefined ? cur.config : checkTargetConfig(cur.kind, patch.config);
+      if (patch.config !== undefined) await this.checkNamedComponents(tx, cur.kind, config);
       const agentId = patch.agentId === undefined ? cur.agentId : patch.agentId;
       await this.checkAgent(tx, agentId, environment);
       const r = await tx.query<TargetRow>(

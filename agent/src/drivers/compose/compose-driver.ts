@@ -1,0 +1,441 @@
+// The Compose target driver: a Docker Compose project on the host, its services pinned by a lock file Ferry writes
+// beside the operator's compose file and deployed with the real Compose CLI (docs/drivers/compose.md):
+//
+//   prepare  check the directory, the CLI and the file (with the lock laid over it); pull and verify every image by
+//            digest; find which services' digests change                      nothing on the target changes
+//   start    write the lock; `up -d --no-deps --no-build` the changed services only       replaced in place
+//   health   every changed service: running with no restart through the settle window, its compose healthcheck
+//            healthy when it declares one; then the target's healthCheck (an http/tcp endpoint of the project)
+//   switch   write the sticker file (the services already serve)
+//   retire   nothing left: Compose removed each replaced container when it recreated the service
+//   restore  the previous lock (and sticker) back, the changed services up again from it (or removed when they did
+//            not run before), checked running
+//
+// Pulling, digest verification, container views and health judging are the docker driver's pieces, used as they are.
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+
+import {
+  composeKind,
+  composeLock,
+  ConfigError,
+  credentialRegistry,
+  ImageSelectionError,
+  parseComposeLock,
+  parseTargetConfig,
+  pinProblem,
+  type Capability,
+  type ComposeTargetConfig,
+  type ImagePin,
+} from "@ferry/contract";
+import Docker from "dockerode";
+import { pino, type Logger } from "pino";
+
+import {
+  DriverError,
+  type DeployOutcome,
+  type Driver,
+  type HealthReport,
+  type PhaseContext,
+  type RunningImage,
+  type TargetInspection,
+  type TargetRef,
+  type TargetSticker,
+} from "../driver.js";
+import { containerHealthTarget, resolveHealthCheck } from "../docker/container-health.js";
+import { resolveSocketPath } from "../docker/docker-driver.js";
+import { engineMessage, isEngineUnreachable } from "../docker/errors.js";
+import { DEFAULT_SETTLE_MS, waitHealthy, type ResolvedHealthCheck } from "../docker/health.js";
+import { checkRepoDigests, localImage, pulledImage } from "../docker/prepare.js";
+import { pullImage } from "../docker/pull.js";
+import { compose, detectCompose, type ComposeCli, type ComposeFlavour, type ComposeInvocation } from "./compose-cli.js";
+import { checkProject } from "./compose-file.js";
+import { checkProjectDirectory, lockPath, readOptional, replaceFile, sha256, stickerPath } from "./host-files.js";
+import type { ComposePhaseState, ServiceBefore } from "./phase-state.js";
+import { containerHasHealthcheck, projectContainers, serviceContainer } from "./project.js";
+
+export interface ComposeDriverOptions {
+  socketPath?: string;
+  logger?: Logger;
+  /** Use only this CLI; default: `docker compose` (v2) when it runs, else docker-compose (v1). */
+  cli?: ComposeFlavour;
+  settleSeconds?: number;
+}
+
+/** How long a service restore brought back must keep running before it counts as running again. */
+const RESTORED_RUNNING_MS = 300;
+
+interface StickerFile {
+  deploymentId: string;
+  taskId: string;
+  releaseId: string;
+  lockSha256: string;
+}
+
+export function composeConfig(raw: Record<string, unknown>): ComposeTargetConfig {
+  try {
+    return parseTargetConfig(composeKind, raw);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new DriverError("INVALID_TARGET_CONFIG", err.message, { field: err.path });
+    throw err;
+  }
+}
+
+export class ComposeDriver implements Driver<ComposeTargetConfig, ComposePhaseState> {
+  readonly descriptor = composeKind;
+  readonly #socketPath: string | undefined;
+  readonly #logger: Logger;
+  readonly #cliChoice: ComposeFlavour | undefined;
+  readonly #settleMs: number;
+  readonly #clients = new Map<string, Docker>();
+  readonly #cli = new Map<string, ComposeCli | undefined>();
+
+  constructor(opts: ComposeDriverOptions = {}) {
+    this.#socketPath = opts.socketPath;
+    this.#logger = (opts.logger ?? pino({ level: "silent" })).child({ driver: "compose" });
+    this.#cliChoice = opts.cli;
+    this.#settleMs = opts.settleSeconds !== undefined ? opts.settleSeconds * 1000 : DEFAULT_SETTLE_MS;
+  }
+
+  capabilities(): readonly Capability[] {
+    return composeKind.capabilities;
+  }
+
+  #docker(socketPath: string): Docker {
+    let d = this.#clients.get(socketPath);
+    if (!d) {
+      d = new Docker({ socketPath });
+      this.#clients.set(socketPath, d);
+    }
+    return d;
+  }
+
+  /** The CLI for a socket, detected once (a CLI installed later is found after an agent restart). */
+  async #findCli(socketPath: string): Promise<ComposeCli | undefined> {
+    if (!this.#cli.has(socketPath)) this.#cli.set(socketPath, await detectCompose(socketPath, this.#cliChoice));
+    return this.#cli.get(socketPath);
+  }
+
+  async #requireCli(socketPath: string): Promise<ComposeCli> {
+    const cli = await this.#findCli(socketPath);
+    if (!cli) {
+      this.#cli.delete(socketPath);
+      throw new DriverError("COMPOSE_CLI_MISSING", `no Compose CLI runs on this host (tried ${this.#cliChoice === "v1" ? "docker-compose" : this.#cliChoice === "v2" ? "docker compose" : "docker compose, docker-compose"})`, {});
+    }
+    return cli;
+  }
+
+  async available(): Promise<{ ok: boolean; detail: string }> {
+    const socketPath = resolveSocketPath({}, this.#socketPath);
+    const cli = await this.#findCli(socketPath);
+    if (!cli) {
+      this.#cli.delete(socketPath);
+      return { ok: false, detail: "COMPOSE_CLI_MISSING: neither docker compose (v2) nor docker-compose (v1) runs on this host" };
+    }
+    try {
+      const v = await this.#docker(socketPath).version();
+      return { ok: true, detail: `${cli.command.join(" ")} ${cli.version} (Compose ${cli.flavour}), Docker Engine ${v.Version} on unix://${socketPath}` };
+    } catch (err) {
+      return { ok: false, detail: `${cli.command.join(" ")} ${cli.version} (Compose ${cli.flavour}), but no Docker Engine on unix://${socketPath}: ${engineMessage(err)}` };
+    }
+  }
+
+  #inv(state: Pick<ComposePhaseState, "cli" | "socketPath" | "directory" | "file">, project: string, withLock: boolean): ComposeInvocation {
+    return { cli: state.cli, socketPath: state.socketPath, directory: state.directory, project, files: withLock ? [join(state.directory, state.file), lockPath(state.directory)] : [join(state.directory, state.file)] };
+  }
+
+  async #guard<T>(phase: string, socketPath: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof DriverError) throw err;
+      if ((err as Error)?.name === "AbortError") throw err;
+      if (isEngineUnreachable(err)) {
+        throw new DriverError("DOCKER_UNAVAILABLE", `the Docker Engine at unix://${socketPath} did not answer during ${phase}: ${engineMessage(err)}`, { socketPath });
+      }
+      throw new DriverError(phase === "prepare" ? "IMAGE_PULL_FAILED" : "COMPOSE_UP_FAILED", `${phase} failed: ${engineMessage(err)}`, { error: engineMessage(err) });
+    }
+  }
+
+  prepare(ctx: PhaseContext<ComposeTargetConfig>): Promise<ComposePhaseState> {
+    const socketPath = resolveSocketPath(ctx.config, this.#socketPath);
+    return this.#guard("prepare", socketPath, async () => {
+      const { config } = ctx;
+      const file = config.file ?? "docker-compose.yml";
+      const raw = (l: string) => ctx.progress.log(l);
+      const log = (l: string) => raw(`prepare: ${l}`);
+      await checkProjectDirectory(config.directory, file);
+      const cli = await this.#requireCli(socketPath);
+      this.#logger.debug({ taskId: ctx.taskId, project: config.project, cli: cli.command.join(" ") }, "compose prepare");
+      log(`${cli.command.join(" ")} ${cli.version} (Compose ${cli.flavour}), project ${config.project} in ${config.directory}`);
+
+      const pins = this.#pins(ctx);
+      const lock = composeLock(config, pins);
+      const base = { socketPath, directory: config.directory, file, cli };
+
+      // The operator's file as Compose reads it (YAML, Compose's schema, interpolation), checked while the images are
+      // pulled: both only read, and the CLI's start-up (a Python process for v1) then costs no wall time.
+      const inv: ComposeInvocation = { cli, socketPath, directory: config.directory, project: config.project, files: [join(config.directory, file)] };
+      const fileChecked = compose(inv, ["config"], ctx.signal, "COMPOSE_FILE_INVALID").then((normalised) => {
+        checkProject(normalised.stdout, lock.services.map((s) => s.service), file);
+      });
+      // Handled here so a pull failure does not leave it unobserved; awaited (and its error thrown first) below.
+      fileChecked.catch(() => undefined);
+      log(`lock ${sha256(lock.text).slice(0, 19)}…: ${lock.services.map((s) => `${s.service}=${s.ref}`).join(", ")}`);
+
+      // Every image of the project pulled and verified before anything is stopped.
+      const docker = this.#docker(socketPath);
+      const unique = new Map(lock.services.map((s) => [s.ref, s]));
+      const pulled = Promise.all(
+        [...unique.values()].map(async (s) => {
+          const pin: ImagePin = { component: s.component, repository: s.repository, digest: s.digest, ref: s.ref };
+          const local = await localImage(docker, pin);
+          if (local) {
+            log(`the engine already has ${pin.ref}; not pulling it again`);
+            checkRepoDigests(local, pin, "local", raw);
+            return;
+          }
+          await pullImage(docker, pin, ctx.credentials(credentialRegistry(pin.repository)), ctx.signal, (l) => log(l));
+          checkRepoDigests(await pulledImage(docker, pin), pin, "pulled", raw);
+        }),
+      );
+      pulled.catch(() => undefined);
+      // A bad file is the more useful error when both fail.
+      await fileChecked;
+      await pulled;
+      ctx.signal.throwIfAborted();
+
+      const containers = await projectContainers(docker, config.project);
+      const before: ServiceBefore[] = lock.services.map((s) => {
+        const c = serviceContainer(containers, s.service);
+        return { service: s.service, containerId: c?.id ?? "", digest: c?.digest ?? "", running: !!c?.running, crashLooping: !!c?.restarting };
+      });
+      const changed = lock.services
+        .filter((s) => {
+          const c = serviceContainer(containers, s.service);
+          return !c || !c.running || c.digest !== s.digest || c.imageRef !== s.ref;
+        })
+        .map((s) => s.service);
+      log(changed.length === 0 ? "every service already runs its locked digest; nothing to replace" : `to replace: ${changed.join(", ")}; unchanged: ${lock.services.filter((s) => !changed.includes(s.service)).map((s) => s.service).join(", ") || "none"}`);
+      const [previousLock, previousSticker] = await Promise.all([readOptional(lockPath(config.directory)), readOptional(stickerPath(config.directory))]);
+      return { ...base, lock: { text: lock.text, sha256: sha256(lock.text), services: lock.services }, previousLock, previousSticker, before, changed };
+    });
+  }
+
+  /** The task's pins for this target, each one exactly repository@digest. */
+  #pins(ctx: PhaseContext<ComposeTargetConfig>): ImagePin[] {
+    let pins: ImagePin[];
+    try {
+      pins = composeKind.imagesFor(ctx.config, ctx.images);
+    } catch (err) {
+      if (err instanceof ImageSelectionError) throw new DriverError(err.code, err.message, { field: err.field });
+      throw err;
+    }
+    for (const pin of pins) {
+      const given = ctx.images.find((i) => i.component === pin.component) ?? pin;
+      const problem = pinProblem(given);
+      if (problem) throw new DriverError("DIGEST_MISMATCH", `the image pin for ${given.component} is not repository@sha256:<digest>: ${problem}`, { pin: given });
+    }
+    return pins;
+  }
+
+  start(ctx: PhaseContext<ComposeTargetConfig>, state: ComposePhaseState): Promise<ComposePhaseState> {
+    return this.#guard("start", state.socketPath, async () => {
+      const log = (l: string) => ctx.progress.log(`start: ${l}`);
+      // Recorded before each step, so restore undoes a step that failed half-way.
+      state.lockWritten = true;
+      await replaceFile(lockPath(state.directory), state.lock.text);
+      log(`wrote ${lockPath(state.directory)} (${state.lock.sha256})`);
+      if (state.changed.length === 0) return state;
+      log(`replacing ${state.changed.join(", ")} in place (docker-compose up -d --no-deps): each is briefly down while Compose recreates it`);
+      state.upStarted = true;
+      await compose(this.#inv(state, ctx.config.project, true), ["up", "-d", "--no-deps", "--no-build", ...state.changed], ctx.signal);
+      const docker = this.#docker(state.socketPath);
+      const containers = await projectContainers(docker, ctx.config.project);
+      const started: NonNullable<ComposePhaseState["started"]> = {};
+      for (const service of state.changed) {
+        const c = serviceContainer(containers, service);
+        if (!c) throw new DriverError("COMPOSE_UP_FAILED", `after up, service ${service} has no container`, { service });
+        started[service] = { containerId: c.id, mark: { restartCount: c.restartCount, startedAt: c.startedAt, atMs: Date.now() }, healthcheck: await containerHasHealthcheck(docker, c.id) };
+        log(`${service}: container ${c.name} (${c.id.slice(0, 12)}) runs ${c.imageRef}`);
+      }
+      state.started = started;
+      return state;
+    });
+  }
+
+  health(ctx: PhaseContext<ComposeTargetConfig>, state: ComposePhaseState): Promise<HealthReport> {
+    return this.#guard("health", state.socketPath, async () => {
+      const started = state.started ?? {};
+      const services = Object.keys(started);
+      if (services.length === 0) return { ok: true, summary: "no service changed", details: {} };
+      const docker = this.#docker(state.socketPath);
+      const hc = ctx.config.healthCheck;
+      // Per service: its own healthcheck (compose's or the image's) when it has one, else running through the settle
+      // window; a target healthCheck of type docker demands a healthcheck of every service. http/tcp name an endpoint of
+      // the project, probed once every service has passed.
+      const perService = hc && (hc.type === "docker" || hc.type === "none") ? hc : hc ? { type: "none" as const, ...(hc.settleSeconds !== undefined ? { settleSeconds: hc.settleSeconds } : {}) } : undefined;
+      const results = await Promise.all(
+        services.map(async (service) => {
+          const s = started[service]!;
+          const check = resolveHealthCheck({ healthCheck: perService }, s.healthcheck, this.#settleMs);
+          const r = await waitHealthy(check, containerHealthTarget(docker, s.containerId), s.mark, ctx.signal, { log: (l) => ctx.progress.log(`health: ${service}: ${l}`) });
+          return { service, r };
+        }),
+      );
+      const details: Record<string, unknown> = Object.fromEntries(results.map(({ service, r }) => [service, { ok: r.ok, type: r.type, summary: r.summary, elapsedMs: r.elapsedMs, observed: r.observed }]));
+      const bad = results.find(({ r }) => !r.ok);
+      if (bad) return { ok: false, code: bad.r.code ?? "HEALTH_CHECK_FAILED", summary: `${bad.service}: ${bad.r.summary}`, details };
+      if (hc && (hc.type === "http" || hc.type === "tcp")) {
+        const first = started[services[0]!]!;
+        const probe: ResolvedHealthCheck = { type: hc.type, timeoutMs: (hc.timeoutSeconds ?? 60) * 1000, intervalMs: (hc.intervalSeconds ?? 1) * 1000, settleMs: 0 };
+        if (hc.url !== undefined) probe.url = hc.url;
+        if (hc.port !== undefined) probe.port = hc.port;
+        const r = await waitHealthy(probe, containerHealthTarget(docker, first.containerId), first.mark, ctx.signal, { log: (l) => ctx.progress.log(`health: project: ${l}`) });
+        details["project"] = { ok: r.ok, type: r.type, summary: r.summary, observed: r.observed };
+        if (!r.ok) return { ok: false, code: r.code ?? "HEALTH_CHECK_FAILED", summary: `project check: ${r.summary}`, details };
+      }
+      return { ok: true, summary: `${services.join(", ")} healthy`, details };
+    });
+  }
+
+  async switch(ctx: PhaseContext<ComposeTargetConfig>, state: ComposePhaseState): Promise<ComposePhaseState> {
+    const sticker: StickerFile = { deploymentId: ctx.deploymentId, taskId: ctx.taskId, releaseId: ctx.release.id, lockSha256: state.lock.sha256 };
+    state.stickerWritten = true;
+    await replaceFile(stickerPath(state.directory), `${JSON.stringify(sticker, null, 2)}\n`);
+    ctx.progress.log(`switch: replace mode: the replaced services already serve; sticker written to ${stickerPath(state.directory)}`);
+    return state;
+  }
+
+  async retire(ctx: PhaseContext<ComposeTargetConfig>, state: ComposePhaseState): Promise<ComposePhaseState> {
+    ctx.progress.log("retire: nothing to remove: Compose removed each replaced container when it recreated the service");
+    return state;
+  }
+
+  async restore(ctx: PhaseContext<ComposeTargetConfig>, state: Partial<ComposePhaseState>): Promise<Record<string, unknown>> {
+    const log = (l: string) => ctx.progress.log(`restore: ${l}`);
+    const done: Record<string, unknown> = {};
+    if (!state.directory || !state.cli || !state.socketPath || !state.file) return { nothing: "start had not begun" };
+    const full = state as ComposePhaseState;
+    if (state.stickerWritten) await replaceFile(stickerPath(full.directory), full.previousSticker);
+    if (state.lockWritten) {
+      await replaceFile(lockPath(full.directory), full.previousLock);
+      log(full.previousLock === null ? "removed the lock file (there was none before)" : `put the previous lock back (${sha256(full.previousLock)})`);
+      done["lock"] = full.previousLock === null ? "removed" : sha256(full.previousLock);
+    }
+    if (!state.upStarted) return done;
+    const changed = full.changed;
+    const hadOne = (s: string) => full.before.find((b) => b.service === s)?.containerId !== "";
+    const toUp = changed.filter(hadOne);
+    const toRemove = changed.filter((s) => !hadOne(s));
+    const inv = this.#inv(full, ctx.config.project, full.previousLock !== null);
+    if (toRemove.length > 0) {
+      await compose(inv, ["rm", "-s", "-f", ...toRemove], undefined, "RESTORE_FAILED");
+      log(`removed ${toRemove.join(", ")} (they did not run before)`);
+      done["removed"] = toRemove;
+    }
+    if (toUp.length > 0) {
+      await compose(inv, ["up", "-d", "--no-deps", "--no-build", ...toUp], undefined, "RESTORE_FAILED");
+      await sleep(RESTORED_RUNNING_MS);
+      const containers = await projectContainers(this.#docker(full.socketPath), ctx.config.project);
+      const notRunning: string[] = [];
+      for (const s of toUp) {
+        const b = full.before.find((x) => x.service === s)!;
+        const c = serviceContainer(containers, s);
+        if (!c?.running && b.running && !b.crashLooping) notRunning.push(s);
+      }
+      if (notRunning.length > 0) throw new DriverError("RESTORE_FAILED", `restore brought back ${toUp.join(", ")}, but ${notRunning.join(", ")} did not stay running`, { notRunning });
+      log(`${toUp.join(", ")} run their previous images again`);
+      done["restarted"] = toUp;
+    }
+    return done;
+  }
+
+  outcome(ctx: PhaseContext<ComposeTargetConfig>, state: ComposePhaseState): DeployOutcome {
+    const running: RunningImage[] = state.lock.services.map((s) => {
+      const r: RunningImage = { component: s.component, repository: s.repository, digest: s.digest, containerName: s.service };
+      const id = state.started?.[s.service]?.containerId ?? state.before.find((b) => b.service === s.service)?.containerId;
+      if (id) r.containerId = id;
+      return r;
+    });
+    const message =
+      state.changed.length === 0
+        ? `project ${ctx.config.project} already runs lock ${state.lock.sha256.slice(0, 19)}…; nothing replaced`
+        : `project ${ctx.config.project} runs lock ${state.lock.sha256.slice(0, 19)}…; replaced ${state.changed.join(", ")}`;
+    return { running, message, details: { lockSha256: state.lock.sha256, lock: state.lock.text, replaced: state.changed, cli: `${state.cli.command.join(" ")} ${state.cli.version}` } };
+  }
+
+  async inspect(target: TargetRef): Promise<TargetInspection> {
+    const config = composeConfig(target.config);
+    const socketPath = resolveSocketPath(config, this.#socketPath);
+    const lockText = await readOptional(lockPath(config.directory));
+    const parsed = lockText === null ? undefined : parseComposeLock(lockText);
+    let containers;
+    try {
+      containers = await projectContainers(this.#docker(socketPath), config.project);
+    } catch (err) {
+      if (isEngineUnreachable(err)) throw new DriverError("DOCKER_UNAVAILABLE", `no Docker Engine on unix://${socketPath}: ${engineMessage(err)}`, { socketPath });
+      throw err;
+    }
+    const details: Record<string, unknown> = { socketPath, directory: config.directory, lockSha256: lockText === null ? null : sha256(lockText) };
+    // start writes the lock first and switch the sticker last: a lock the sticker does not record is the mark of a
+    // deploy that stopped in between (an agent killed mid-task), which the core reports as the interrupted task.
+    const stickerText = await readOptional(stickerPath(config.directory));
+    if (lockText !== null && stickerText !== null) {
+      let recorded: string | undefined;
+      try {
+        recorded = (JSON.parse(stickerText) as Partial<StickerFile>).lockSha256;
+      } catch {
+        recorded = undefined;
+      }
+      if (recorded !== sha256(lockText)) details["interruptedDeploy"] = `the lock on the host (${sha256(lockText).slice(0, 19)}…) is not the one the sticker records (${recorded?.slice(0, 19) ?? "none"}…): a deploy wrote it and did not finish, or it was edited by hand`;
+    }
+    const running: RunningImage[] = [];
+    const labels: Record<string, string> = {};
+    if (!parsed || "problem" in parsed) {
+      details["lock"] = parsed ? `unreadable: ${parsed.problem}` : "none";
+      return { state: containers.size === 0 ? "missing" : "unknown", running, labels, details };
+    }
+    const drift: string[] = [];
+    const missing: string[] = [];
+    const services: Record<string, unknown> = {};
+    for (const [service, pin] of Object.entries(parsed.pins)) {
+      const c = serviceContainer(containers, service);
+      if (!c || !c.running) {
+        missing.push(service);
+        drift.push(`${service}: ${c ? `not running (${c.status})` : "no container"}; the lock pins ${pin.ref}`);
+        services[service] = c ? { status: c.status, id: c.id } : null;
+        continue;
+      }
+      services[service] = { id: c.id, name: c.name, status: c.status, image: c.imageRef, digest: c.digest, restartCount: c.restartCount };
+      running.push({ component: pin.component, repository: c.repository, digest: c.digest, imageId: c.imageId, containerId: c.id, containerName: service });
+      if (c.digest !== pin.digest || c.imageRef !== pin.ref) drift.push(`${service}: runs ${c.imageRef} (${c.digest || "no digest"}), the lock pins ${pin.ref}`);
+      if (c.restarting) drift.push(`${service}: crash-loops`);
+      labels[`${service}.ferry.digest`] = c.labels["ferry.digest"] ?? "";
+    }
+    const notInLock = [...containers.entries()].filter(([s, list]) => !(s in parsed.pins) && list.some((c) => c.running)).map(([s]) => s);
+    for (const s of notInLock) drift.push(`${s}: runs in the project but is not in the lock`);
+    details["services"] = services;
+    if (drift.length > 0) details["drift"] = drift;
+    if (notInLock.length > 0) details["notInLock"] = notInLock;
+    const total = Object.keys(parsed.pins).length;
+    return { state: missing.length === 0 ? "running" : missing.length === total ? "missing" : "unknown", running, labels, details };
+  }
+
+  async readSticker(target: TargetRef): Promise<TargetSticker | undefined> {
+    const config = composeConfig(target.config);
+    const [stickerText, lockText] = await Promise.all([readOptional(stickerPath(config.directory)), readOptional(lockPath(config.directory))]);
+    if (stickerText === null || lockText === null) return undefined;
+    let sticker: StickerFile;
+    try {
+      sticker = JSON.parse(stickerText) as StickerFile;
+    } catch {
+      return undefined;
+    }
+    const parsed = parseComposeLock(lockText);
+    if ("problem" in parsed || !sticker.deploymentId || !sticker.taskId || !sticker.releaseId) return undefined;
+    // A lock changed by hand since Ferry wrote it is not Ferry's sticker any more.
+    if (sticker.lockSha256 !== sha256(lockText)) return undefined;
+    return { deploymentId: sticker.deploymentId, taskId: sticker.taskId, releaseId: sticker.releaseId, images: Object.values(parsed.pins).map((p) => ({ component: p.component, digest: p.digest })) };
+  }
+}

@@ -1,0 +1,174 @@
+// `npm run bench:compose` — the compose driver deploying a three-service project (web, worker, sidecar) next to
+// `docker-compose pull && docker-compose up -d` by hand with the same digests, side by side in one run
+// (docs/performance.md, "Compose benchmark").
+//
+// Real Docker Engine (scripts/test-env.sh), Debian's docker-compose 1.29, a real registry on loopback. Each round
+// updates every service of both projects from v1 to v2 (or back); images are removed from the engine before each
+// measured deploy, so both pull. Ferry's time is the driver's phases as the agent runs them (runPhases): pull and
+// verify every digest, write the lock, up the changed services, crash-aware health with a settle window
+// (--settle, default 1 s), sticker. While each update runs, bench/rollout/load-client.mjs (node:http only, no Ferry
+// code) sends GET /version to the web service at --rate requests/s (200) and counts failed requests.
+//
+//   npm run bench:compose [-- --rounds 4] [--rate 200] [--settle 1]
+import { spawn, type ChildProcess, execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+
+import { composeLock, type ImagePin } from "@ferry/contract";
+import Docker from "dockerode";
+import { pino } from "pino";
+
+import { runPhases } from "../../agent/src/core/phase-runner.js";
+import type { PhaseContext, ProgressSink } from "../../agent/src/drivers/driver.js";
+import { ComposeDriver, composeConfig } from "../../agent/src/drivers/compose/compose-driver.js";
+import { buildTestImage, dockerEngine, type TestImage } from "../../test/helpers/docker.js";
+import { freePort } from "../../test/helpers/net.js";
+import { startRegistry } from "../../test/helpers/registry.js";
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const arg = (name: string, dflt: number): number => {
+  const i = process.argv.indexOf(`--${name}`);
+  const v = i >= 0 ? Number(process.argv[i + 1]) : dflt;
+  if (!Number.isFinite(v) || v < 0) throw new Error(`--${name} must be a number ≥ 0`);
+  return v;
+};
+const ROUNDS = Math.min(Math.max(1, arg("rounds", 4)), 20);
+const RATE = Math.min(arg("rate", 200), 1000);
+const SETTLE = Math.min(arg("settle", 1), 60);
+const run = promisify(execFile);
+
+interface LoadReport {
+  sent: number;
+  ok: number;
+  failed: number;
+  longestGapMs: number;
+}
+
+function startLoad(port: number): { stop: () => Promise<LoadReport> } {
+  const child: ChildProcess = spawn(process.execPath, [join(ROOT, "bench/rollout/load-client.mjs"), "--port", String(port), "--rate", String(RATE), "--max-seconds", "120"], { stdio: ["ignore", "pipe", "inherit"] });
+  let out = "";
+  child.stdout!.on("data", (b: Buffer) => (out += b.toString("utf8")));
+  const done = new Promise<LoadReport>((resolve) => child.once("exit", () => resolve(JSON.parse(out.trim()) as LoadReport)));
+  return {
+    stop: () => {
+      child.kill("SIGTERM");
+      return done;
+    },
+  };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const silent: ProgressSink = { step() {}, log() {} };
+
+const socketPath = (await dockerEngine()).socketPath;
+const docker = new Docker({ socketPath });
+const env = { ...process.env, DOCKER_HOST: `unix://${socketPath}` };
+const registry = await startRegistry();
+const RUN = `ferrybench${randomBytes(3).toString("hex")}`;
+const names = ["web", "worker", "sidecar"] as const;
+type Name = (typeof names)[number];
+const dirs = { ferry: mkdtempSync(join(tmpdir(), "ferry-bench-compose-")), hand: mkdtempSync(join(tmpdir(), "ferry-bench-compose-")) };
+const projects = { ferry: `${RUN}f`, hand: `${RUN}h` };
+const ports: Record<"ferry" | "hand", Record<Name, number>> = { ferry: { web: 0, worker: 0, sidecar: 0 }, hand: { web: 0, worker: 0, sidecar: 0 } };
+const images: Record<"ferry" | "hand", Record<string, TestImage>> = { ferry: {}, hand: {} };
+
+try {
+  for (const side of ["ferry", "hand"] as const) {
+    for (const n of names) {
+      ports[side][n] = await freePort();
+      for (const v of ["1", "2"]) images[side][`${n}${v}`] = await buildTestImage({ registry: registry.host, repository: `${RUN}/${side}/${n}`, tag: `v${v}`, version: v, port: ports[side][n], socketPath });
+    }
+    const svc = (n: Name) => `  ${n}:\n    image: example/${n}:latest\n    network_mode: host\n    restart: unless-stopped\n    stop_grace_period: 2s\n`;
+    writeFileSync(join(dirs[side], "docker-compose.yml"), `version: "3.8"\nservices:\n${names.map(svc).join("")}`);
+  }
+  const pins = (side: "ferry" | "hand", v: string): ImagePin[] =>
+    names.map((n) => {
+      const i = images[side][`${n}${v}`]!;
+      return { component: n, repository: i.repository, digest: i.digest, ref: i.pinned };
+    });
+  const driver = new ComposeDriver({ socketPath, cli: "v1", settleSeconds: SETTLE });
+  const config = composeConfig({ project: projects.ferry, directory: dirs.ferry });
+  const ferryDeploy = async (v: string) => {
+    const ctx: PhaseContext<typeof config> = {
+      taskId: `task-${randomBytes(4).toString("hex")}`,
+      deploymentId: `dep-${randomBytes(4).toString("hex")}`,
+      action: "deploy",
+      release: { id: `rel-${v}`, name: "bench", version: v },
+      target: { id: "t", name: "bench", kind: "compose", config: { ...config } },
+      config,
+      images: pins("ferry", v),
+      credentials: () => undefined,
+      signal: new AbortController().signal,
+      progress: silent,
+    };
+    await runPhases(driver, ctx, { logger: pino({ level: "silent" }) });
+  };
+  // By hand: the same digests in an override file (what a careful operator would write), then pull and up -d.
+  const handDeploy = async (v: string) => {
+    writeFileSync(join(dirs.hand, "pinned.json"), composeLock({}, pins("hand", v)).text);
+    const base = ["-p", projects.hand, "-f", join(dirs.hand, "docker-compose.yml"), "-f", join(dirs.hand, "pinned.json")];
+    await run("docker-compose", [...base, "pull", "-q"], { env, cwd: dirs.hand });
+    await run("docker-compose", [...base, "up", "-d"], { env, cwd: dirs.hand });
+  };
+  const dropImages = async (side: "ferry" | "hand", v: string) => {
+    for (const n of names) await docker.getImage(images[side][`${n}${v}`]!.pinned).remove({ force: true }).catch(() => undefined);
+  };
+  // First deploy of v1 on both, unmeasured.
+  await ferryDeploy("1");
+  await handDeploy("1");
+  await sleep(1000);
+
+  const rows: Array<{ round: number; to: string; ferryMs: number; handMs: number; ferryLoad: LoadReport; handLoad: LoadReport }> = [];
+  for (let round = 1; round <= ROUNDS; round++) {
+    const to = round % 2 === 1 ? "2" : "1";
+    await dropImages("ferry", to);
+    await dropImages("hand", to);
+    const measure = async (side: "ferry" | "hand") => {
+      const load = startLoad(ports[side].web);
+      await sleep(500);
+      const t0 = performance.now();
+      await (side === "ferry" ? ferryDeploy(to) : handDeploy(to));
+      const ms = performance.now() - t0;
+      await sleep(500);
+      return { ms, load: await load.stop() };
+    };
+    // Alternate who goes first, so neither always meets a warmer engine.
+    const first = round % 2 === 1 ? "ferry" : "hand";
+    const a = await measure(first);
+    const b = await measure(first === "ferry" ? "hand" : "ferry");
+    const f = first === "ferry" ? a : b;
+    const h = first === "ferry" ? b : a;
+    rows.push({ round, to: `v${to}`, ferryMs: f.ms, handMs: h.ms, ferryLoad: f.load, handLoad: h.load });
+    console.log(`round ${round} → v${to}: ferry ${f.ms.toFixed(0)} ms (web failed ${f.load.failed}/${f.load.sent}), by hand ${h.ms.toFixed(0)} ms (web failed ${h.load.failed}/${h.load.sent})`);
+  }
+  const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+  const fm = median(rows.map((r) => r.ferryMs));
+  const hm = median(rows.map((r) => r.handMs));
+  console.log(
+    JSON.stringify({
+      rounds: ROUNDS,
+      rate: RATE,
+      settleSeconds: SETTLE,
+      ferryMedianMs: Math.round(fm),
+      handMedianMs: Math.round(hm),
+      ratio: Number((fm / hm).toFixed(2)),
+      ferryWebFailed: rows.map((r) => r.ferryLoad.failed),
+      handWebFailed: rows.map((r) => r.handLoad.failed),
+      ferryLongestGapMs: rows.map((r) => r.ferryLoad.longestGapMs),
+      handLongestGapMs: rows.map((r) => r.handLoad.longestGapMs),
+    }),
+  );
+} finally {
+  for (const side of ["ferry", "hand"] as const) {
+    await run("docker-compose", ["-p", projects[side], "-f", join(dirs[side], "docker-compose.yml"), "down", "-t", "2"], { env, cwd: dirs[side] }).catch(() => undefined);
+    rmSync(dirs[side], { recursive: true, force: true });
+  }
+  for (const img of await docker.listImages()) {
+    if ((img.RepoDigests ?? []).some((d) => d.startsWith(`${registry.host}/`))) await docker.getImage(img.Id).remove({ force: true }).catch(() => undefined);
+  }
+  await registry.stop();
+}
