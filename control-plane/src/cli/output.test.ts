@@ -1,11 +1,14 @@
-// What commands write where, run in-process against a stub of the API (fetch): logs asked for are output (stdout),
+// What commands write where, run in-process against a stub of the API (a loopback HTTP server answering through a
+// fetch-style handler): logs asked for are output (stdout),
 // promote --wait names its promotion before it waits, decisions read as words, and agent-supplied text reaches the
 // terminal with its control characters escaped.
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, beforeEach, describe, it } from "node:test";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { after, afterEach, before, beforeEach, describe, it } from "node:test";
 import { terminal } from "./format.js";
 import { buildProgram } from "./program.js";
 
@@ -14,22 +17,47 @@ type Route = (method: string, path: string, search: string) => { status?: number
 let timeline: string[] = [];
 let stdout = "";
 let stderr = "";
-const realFetch = globalThis.fetch;
+/** How the stub API answers: a fetch-style handler, set per test. */
+let api: (input: string, init: RequestInit) => Promise<Response> = async () => new Response("{}", { status: 404 });
+let server: Server;
+let apiUrl = "";
+
+before(async () => {
+  server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      const body = chunks.length > 0 ? Buffer.concat(chunks).toString("utf8") : undefined;
+      void api(`http://127.0.0.1${req.url ?? "/"}`, { method: req.method ?? "GET", ...(body !== undefined ? { body } : {}) })
+        .then(async (r) => {
+          res.writeHead(r.status, Object.fromEntries(r.headers));
+          res.end(Buffer.from(await r.arrayBuffer()));
+        })
+        .catch((err: unknown) => {
+          res.writeHead(500);
+          res.end(String(err));
+        });
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  apiUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+after(() => new Promise<void>((resolve) => server.close(() => resolve())));
 const realTerminal = { ...terminal };
 
 function stubApi(route: Route): void {
-  globalThis.fetch = (async (input: string | URL, init?: RequestInit) => {
+  api = (async (input: string | URL, init?: RequestInit) => {
     const url = new URL(input);
     const method = init?.method ?? "GET";
     timeline.push(`fetch ${method} ${url.pathname}`);
     const r = route(method, url.pathname, url.search);
     if (!r) return new Response(JSON.stringify({ error: { code: "NOT_FOUND", message: `${method} ${url.pathname}` } }), { status: 404 });
     return new Response(r.text ?? JSON.stringify(r.body), { status: r.status ?? 200, headers: r.text !== undefined ? { "x-ferry-log-next": String(r.text.length) } : {} });
-  }) as typeof fetch;
+  }) as typeof api;
 }
 
 async function ferry(...args: string[]): Promise<void> {
-  await buildProgram().exitOverride().parseAsync(["node", "ferry", "--url", "http://127.0.0.1:9", "--token", "t", ...args]);
+  await buildProgram().exitOverride().parseAsync(["node", "ferry", "--url", apiUrl, "--token", "t", ...args]);
 }
 
 beforeEach(() => {
@@ -47,7 +75,6 @@ beforeEach(() => {
 });
 afterEach(() => {
   Object.assign(terminal, realTerminal);
-  globalThis.fetch = realFetch;
   process.exitCode = undefined;
 });
 
@@ -138,7 +165,7 @@ describe("rollout commands", () => {
   it("deploy --strategy sends the parsed strategy and names the rollout; rollout show, pause and abort print steps or JSON", async () => {
     let sent: unknown;
     const calls: string[] = [];
-    globalThis.fetch = (async (input: string | URL, init?: RequestInit) => {
+    api = (async (input: string | URL, init?: RequestInit) => {
       const url = new URL(input);
       calls.push(`${init?.method ?? "GET"} ${url.pathname}`);
       if (url.pathname === "/api/v1/deployments") {
@@ -148,7 +175,7 @@ describe("rollout commands", () => {
       if (url.pathname === "/api/v1/rollouts/rol_1/pause") return new Response(JSON.stringify(rolloutView("running", true)));
       if (url.pathname === "/api/v1/rollouts/rol_1/abort") return new Response(JSON.stringify({ ...rolloutView("running"), abortRequested: true, echoed: JSON.parse(init?.body as string) as unknown }));
       return new Response(JSON.stringify(rolloutView("rolled_back")));
-    }) as typeof fetch;
+    }) as typeof api;
     await ferry("deploy", "shop@2", "--to", "dev", "--strategy", '{"kind":"rolling","batch":1,"soakSeconds":60}');
     assert.deepEqual((sent as { strategy: unknown }).strategy, { kind: "rolling", batch: 1, soakSeconds: 60 });
     assert.match(stderr, /rollout rol_1 started \(rolling, 2 steps\); first wave: deployment dep_1/);

@@ -75,6 +75,8 @@ for (const b of testBackends()) {
       assert.equal(await refusedRows(), 10, "20 token refusals reached the recorder; it audited its cap of 10 (the rest are logged and counted)");
 
       // Someone else enrols with a real token at once: the shared bucket was not drained.
+      // Join tokens are issued only for environments that exist.
+      await store.query("INSERT INTO environments (name, position, created_by) VALUES ('dev', 1, 'test')");
       const { secret } = await fleet.createJoinToken({ environment: "dev", ttlMs: 60_000, uses: 1, labels: {}, createdBy: "alice" });
       const kp = await generateKeyPair();
       const ok = await enrol("ipv4:198.51.100.7:4000", secret, await createCsr(kp.privateKeyPem, { commonName: "a" }));

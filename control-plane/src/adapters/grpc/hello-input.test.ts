@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { create } from "@bufbuild/protobuf";
-import { HostFactsSchema, StickerSchema } from "@ferry/proto";
+import { DriverFactsSchema, HostFactsSchema, StickerSchema } from "@ferry/proto";
 import { factsRecord, stickerRecord } from "./agent-service.js";
 import { MAX_RECORDED_SKEW_MS, storableSkew, storableText } from "../../domain/fleet/agent-input.js";
 
@@ -22,8 +22,29 @@ describe("agent input made storable", () => {
   });
 
   it("bounds Hello facts and stickers as they come off the wire", () => {
-    const facts = factsRecord(create(HostFactsSchema, { hostname: "h\u0000", drivers: ["docker", "\u0000"], cpus: 4, memoryBytes: 2n ** 63n - 1n }));
-    assert.deepEqual(facts, { hostname: "h", os: "", osRelease: "", arch: "", agentVersion: "", drivers: ["docker"], cpus: 4, memoryBytes: Number.MAX_SAFE_INTEGER });
+    const facts = factsRecord(
+      create(HostFactsSchema, {
+        hostname: "h\u0000",
+        drivers: ["docker", "\u0000"],
+        cpus: 4,
+        memoryBytes: 2n ** 63n - 1n,
+        driverFacts: [create(DriverFactsSchema, { kind: "docker\u0000", capabilities: ["side-by-side", "teleport"], detail: "x".repeat(1000) })],
+        taskPayloadVersions: [1, 2, 0, 99_999],
+      }),
+    );
+    assert.deepEqual(facts, {
+      hostname: "h",
+      os: "",
+      osRelease: "",
+      arch: "",
+      agentVersion: "",
+      drivers: ["docker"],
+      cpus: 4,
+      memoryBytes: Number.MAX_SAFE_INTEGER,
+      // Unknown capabilities are dropped, the status line is bounded, versions outside 1..1000 are dropped.
+      driverFacts: [{ kind: "docker", capabilities: ["side-by-side"], detail: "x".repeat(256) }],
+      taskPayloadVersions: [1, 2],
+    });
     const sticker = stickerRecord(create(StickerSchema, { targetId: "tgt\u0000_1", writtenAtMs: 2n ** 63n - 1n, observedState: "running\ud800" }));
     assert.equal(sticker.targetId, "tgt_1");
     assert.equal(sticker.writtenAtMs, 8_640_000_000_000_000);

@@ -37,8 +37,8 @@ describe("target configs", () => {
     assert.throws(() => checkTargetConfig("ecs", { region: "mars-1", cluster: "c", service: "s" }), /config.region: must be an AWS region/);
     assert.throws(() => checkTargetConfig("kubernetes", {}), code("UNKNOWN_TARGET_KIND"));
     checkTargetConfig("nomad", { address: "http://127.0.0.1:4646", job: "web" });
-    checkTargetConfig("ssh", { host: "10.0.0.5", user: "deploy" });
-    checkTargetConfig("winrm", { host: "win-1", user: "deploy", transport: "https" });
+    checkTargetConfig("ssh", { host: "10.0.0.5", user: "deploy", hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl", docker: { container: "web" } });
+    checkTargetConfig("winrm", { host: "win-1", transport: "https", script: { deploy: "Write-Output ok" } });
     checkTargetConfig("compose", { project: "shop", directory: "/srv/shop" });
   });
 

@@ -130,7 +130,7 @@ for (const b of testBackends()) {
     });
 
     it("refuses a renewal with a key the agent already had certified, and rate-limits renewals per agent", async (t) => {
-      const store = await b.open(t);
+      const store = await withEnvironments(await b.open(t));
       // 1 h certificates: the default limit is 3 + one per half-life in 10 minutes = 4.
       assert.deepEqual(defaultRenewalLimit(3_600_000), { max: 4, windowMs: 600_000 });
       assert.deepEqual(defaultRenewalLimit(120_000), { max: 13, windowMs: 600_000 });
