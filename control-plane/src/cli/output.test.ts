@@ -53,7 +53,7 @@ function stubApi(route: Route): void {
     const r = route(method, url.pathname, url.search);
     if (!r) return new Response(JSON.stringify({ error: { code: "NOT_FOUND", message: `${method} ${url.pathname}` } }), { status: 404 });
     return new Response(r.text ?? JSON.stringify(r.body), { status: r.status ?? 200, headers: r.text !== undefined ? { "x-ferry-log-next": String(r.text.length) } : {} });
-  }) as typeof api;
+  });
 }
 
 async function ferry(...args: string[]): Promise<void> {
@@ -175,7 +175,7 @@ describe("rollout commands", () => {
       if (url.pathname === "/api/v1/rollouts/rol_1/pause") return new Response(JSON.stringify(rolloutView("running", true)));
       if (url.pathname === "/api/v1/rollouts/rol_1/abort") return new Response(JSON.stringify({ ...rolloutView("running"), abortRequested: true, echoed: JSON.parse(init?.body as string) as unknown }));
       return new Response(JSON.stringify(rolloutView("rolled_back")));
-    }) as typeof api;
+    });
     await ferry("deploy", "shop@2", "--to", "dev", "--strategy", '{"kind":"rolling","batch":1,"soakSeconds":60}');
     assert.deepEqual((sent as { strategy: unknown }).strategy, { kind: "rolling", batch: 1, soakSeconds: 60 });
     assert.match(stderr, /rollout rol_1 started \(rolling, 2 steps\); first wave: deployment dep_1/);
