@@ -32,7 +32,8 @@ function* files(dir) {
 
 export function fingerprint() {
   const h = createHash("sha256");
-  const add = (p, s) => h.update(`${relative(ROOT, p)}\0${s.size}\0${s.mtimeMs}\n`);
+  // Whole milliseconds: sub-millisecond times do not survive every way a time is set back (utimes with a Date).
+  const add = (p, s) => h.update(`${relative(ROOT, p)}\0${s.size}\0${Math.trunc(s.mtimeMs)}\n`);
   for (const pkg of PACKAGES) {
     for (const [p, s] of files(join(ROOT, pkg, "src"))) add(p, s);
     for (const f of ["package.json", "tsconfig.build.json"]) {

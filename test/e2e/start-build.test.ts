@@ -29,7 +29,7 @@ describe("npm start's build step", () => {
       const stale = run("--check");
       assert.deepEqual([stale.status, stale.stdout.trim()], [1, "build needed: sources changed since the last build"]);
     } finally {
-      utimesSync(source, before.atime, before.mtime);
+      utimesSync(source, before.atimeMs / 1000, before.mtimeMs / 1000);
     }
     assert.equal(run("--check").status, 0, "the same inputs are current again");
   });
