@@ -4,7 +4,7 @@ import type Docker from "dockerode";
 import type { Logger } from "pino";
 
 import type { StartMark } from "./health.js";
-import type { SlotState } from "./slots.js";
+import type { DrainResult, Slot, Weights } from "../../routing/router.js";
 
 /** The container that served before this task, as start found and left it. */
 export type PreviousContainer = {
@@ -64,3 +64,23 @@ export interface DockerEnv {
   /** The settle window when the target's healthCheck names none. */
   settleMs: number;
 }
+
+/** What slot mode records between phases (plain JSON, like the rest of the state). */
+export type SlotState = {
+  service: string;
+  /** The slot that served before the task; null when nothing served yet. */
+  active: Slot | null;
+  idle: Slot;
+  port: number;
+  weightsBefore: Weights;
+  /** The container that served in the active slot. */
+  activeId?: string;
+  /** The new slot's container is a retained one started again (a rollback flip): no pull, no create. */
+  reused?: boolean;
+  /** A retained older version in the idle slot that start removed to make room. */
+  removedIdle?: string;
+  switched?: boolean;
+  drain?: DrainResult;
+  /** Retire stopped the old slot's container (it is retained, stopped). */
+  oldStopped?: boolean;
+};

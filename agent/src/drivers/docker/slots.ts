@@ -15,36 +15,16 @@
 import type { DockerTargetConfig, RouteOperation } from "@ferry/contract";
 
 import type { PhaseContext, RouteContext } from "../driver.js";
-import { otherSlot, SLOTS, type DrainResult, type Router, type Slot, type Weights } from "../../routing/router.js";
+import { otherSlot, SLOTS, type Router, type Slot, type Weights } from "../../routing/router.js";
 import { removeContainer, startContainer, stopContainer } from "./container-ops.js";
 import { deployLabels, findContainers, LABELS, type ContainerView } from "./containers.js";
 import { dockerError, engineMessage, isEngineUnreachable } from "./errors.js";
 import type { ResolvedHealthCheck } from "./health.js";
-import type { DockerEnv, DockerPhaseState } from "./phase-state.js";
+import type { DockerEnv, DockerPhaseState, SlotState } from "./phase-state.js";
 import { createOptions } from "./start.js";
 
 export const DEFAULT_DRAIN_SECONDS = 30;
 export const DEFAULT_PORT_ENV = "PORT";
-
-/** What slot mode records between phases (plain JSON, like the rest of the state). */
-export type SlotState = {
-  service: string;
-  /** The slot that served before the task; null when nothing served yet. */
-  active: Slot | null;
-  idle: Slot;
-  port: number;
-  weightsBefore: Weights;
-  /** The container that served in the active slot. */
-  activeId?: string;
-  /** The new slot's container is a retained one started again (a rollback flip): no pull, no create. */
-  reused?: boolean;
-  /** A retained older version in the idle slot that start removed to make room. */
-  removedIdle?: string;
-  switched?: boolean;
-  drain?: DrainResult;
-  /** Retire stopped the old slot's container (it is retained, stopped). */
-  oldStopped?: boolean;
-};
 
 export const slotContainer = (config: DockerTargetConfig, slot: Slot): string => `${config.container}-${slot}`;
 

@@ -43,7 +43,6 @@ import {
   type TargetSticker,
 } from "../driver.js";
 import { ecsError } from "./errors.js";
-import type { EcsSettings } from "./index.js";
 import type { EcsPhaseState } from "./phase-state.js";
 import { stickerFromTags, stickerTags, tagMap, TAGS, type Tag } from "./sticker-tags.js";
 import { imageFor, mapContainers, nextRevision, runsImages } from "./task-definition.js";
@@ -431,4 +430,12 @@ export class EcsDriver implements Driver<EcsTargetConfig, EcsPhaseState> {
 
 function ferryOnly(tags: Record<string, string>): Record<string, string> {
   return Object.fromEntries(Object.entries(tags).filter(([k]) => k.startsWith("ferry.")));
+}
+
+/** The driver's section of the agent config (drivers.ecs), as its registration's schema checked it. */
+export interface EcsSettings {
+  profile?: string;
+  endpoint?: string;
+  pollIntervalMs?: number;
+  maxAttempts?: number;
 }

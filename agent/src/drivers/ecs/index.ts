@@ -16,12 +16,6 @@ export const ecsSettings: ObjectSchema = {
   },
 };
 
-export interface EcsSettings {
-  profile?: string;
-  endpoint?: string;
-  pollIntervalMs?: number;
-  maxAttempts?: number;
-}
 
 export const ecsRegistration: DriverRegistration = {
   descriptor: ecsKind,
@@ -34,3 +28,4 @@ export const ecsRegistration: DriverRegistration = {
 };
 
 export type { EcsPhaseState } from "./phase-state.js";
+export type { EcsSettings } from "./ecs-driver.js";

@@ -19,15 +19,6 @@ export const nomadSettings: ObjectSchema = {
   },
 };
 
-export interface NomadSettings {
-  address?: string;
-  tokenFile?: string;
-  caFile?: string;
-  clientCertFile?: string;
-  clientKeyFile?: string;
-  tlsServerName?: string;
-  blockingWaitSeconds?: number;
-}
 
 export const nomadRegistration: DriverRegistration = {
   descriptor: nomadKind,
@@ -40,3 +31,4 @@ export const nomadRegistration: DriverRegistration = {
 };
 
 export type { NomadPhaseState } from "./phase-state.js";
+export type { NomadSettings } from "./nomad-api.js";

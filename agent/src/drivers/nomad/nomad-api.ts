@@ -7,7 +7,6 @@ import { request as httpRequest } from "node:http";
 import { request as httpsRequest, type RequestOptions } from "node:https";
 
 import { DriverError } from "../driver.js";
-import type { NomadSettings } from "./index.js";
 
 export interface NomadResponse<T> {
   body: T;
@@ -135,4 +134,15 @@ export function nomadError(err: unknown, what: string): DriverError {
     return new DriverError("PLATFORM_REJECTED", `Nomad refused ${what}: ${err.text.trim()}`, details);
   }
   return new DriverError("PLATFORM_UNAVAILABLE", `Nomad ${what} failed: ${(err as Error)?.message ?? String(err)}`, {});
+}
+
+/** The driver's section of the agent config (drivers.nomad), as its registration's schema checked it. */
+export interface NomadSettings {
+  address?: string;
+  tokenFile?: string;
+  caFile?: string;
+  clientCertFile?: string;
+  clientKeyFile?: string;
+  tlsServerName?: string;
+  blockingWaitSeconds?: number;
 }

@@ -29,7 +29,7 @@ import {
   type TargetRef,
   type TargetSticker,
 } from "../driver.js";
-import type { NomadSettings } from "./index.js";
+import type { NomadSettings } from "./nomad-api.js";
 import { digestOfRef, imageOf, mapTasks, nextJob, pinFor, runsImages, stickerFromMeta, type NomadJob } from "./job-spec.js";
 import { NomadApi, NomadApiError, nomadError, type NomadTarget } from "./nomad-api.js";
 import type { NomadPhaseState } from "./phase-state.js";

@@ -19,7 +19,7 @@ import type { Principal } from "../auth/roles.js";
 import type { CatalogService, ReleaseView, TargetView } from "../catalog/catalog-service.js";
 import { FerryError } from "../errors.js";
 import { targetKind } from "../catalog/target-kinds.js";
-import { newestTaskEvents, taskEventsPage } from "./task-events.js";
+import { newestTaskEvents, taskEventsPage, type TaskEventView } from "./task-events.js";
 import { checkLimit, cursorTime, cursorTimeSql, decodeCursor, encodeCursor, type Page } from "../catalog/pagination.js";
 import { auditRefusal, clearDirect, enforceWithin, type DeployAuthority, type DirectAction, type OverrideEvidenceRecorder, type OverrideRecord } from "./governance.js";
 
@@ -33,12 +33,7 @@ export type TaskState = "queued" | "leased" | "running" | "succeeded" | "failed"
 export const ACTIVE_TASK_STATES: readonly TaskState[] = ["queued", "leased", "running"];
 export const FINAL_TASK_STATES: readonly TaskState[] = ["succeeded", "failed", "errored", "expired", "cancelled"];
 
-export interface TaskEventView {
-  seq: number;
-  at: string;
-  step: string;
-  detail: string;
-}
+export type { TaskEventView } from "./task-events.js";
 
 export interface TaskView {
   id: string;

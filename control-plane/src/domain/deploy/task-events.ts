@@ -6,7 +6,6 @@
 // `GET /deployments/{id}/tasks/{task}/events?after=<seq>&limit=<n>` pages through all of them by sequence number.
 import type { Queryable } from "../../ports/store.js";
 import { FerryError } from "../errors.js";
-import type { TaskEventView } from "./deployment-service.js";
 
 export const EVENTS_IN_VIEW = 100;
 export const EVENTS_PAGE_MAX = 500;
@@ -15,6 +14,14 @@ interface EventRow {
   task_id: string;
   seq: number;
   at: Date;
+  step: string;
+  detail: string;
+}
+
+/** One progress event of a task, as the API shows it. */
+export interface TaskEventView {
+  seq: number;
+  at: string;
   step: string;
   detail: string;
 }
