@@ -112,3 +112,13 @@ export class ApiClient {
     return { body, headers: res.headers };
   }
 }
+
+/** The query of a list command's page: --env, --state, --limit and --cursor as the list endpoints take them. */
+export function listQuery(o: { env?: string; state?: string; limit: string; cursor?: string }): URLSearchParams {
+  const q = new URLSearchParams();
+  if (o.env) q.set("environment", o.env);
+  if (o.state) q.set("state", o.state);
+  q.set("limit", o.limit);
+  if (o.cursor) q.set("cursor", o.cursor);
+  return q;
+}

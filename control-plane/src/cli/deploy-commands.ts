@@ -2,7 +2,7 @@
 import { type Command, CommanderError } from "commander";
 import type { DeploymentView, TargetStatusView, TaskView } from "../domain/deploy/deployment-service.js";
 import type { RolloutView } from "../domain/rollout/rollout-service.js";
-import type { ApiClient } from "./api-client.js";
+import { listQuery, type ApiClient } from "./api-client.js";
 import { rolloutSummary } from "./rollout-commands.js";
 import { note, table, writeOut } from "./format.js";
 
@@ -160,11 +160,7 @@ export function deployCommands(program: Command, client: () => ApiClient, print:
     .option("--cursor <cursor>", "next page")
     .option("--json", "print JSON")
     .action(async (o: { env?: string; state?: string; limit: string; cursor?: string; json?: boolean }) => {
-      const q = new URLSearchParams();
-      if (o.env) q.set("environment", o.env);
-      if (o.state) q.set("state", o.state);
-      q.set("limit", o.limit);
-      if (o.cursor) q.set("cursor", o.cursor);
+      const q = listQuery(o);
       const r = await client().request<{ deployments: DeploymentView[]; nextCursor: string | null }>("GET", `/api/v1/deployments?${q.toString()}`);
       print(!!o.json, r, () =>
         [

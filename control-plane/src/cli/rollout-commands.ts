@@ -2,7 +2,7 @@
 // than all-at-once) as a plan of steps, and the operator's controls over them.
 import type { Command } from "commander";
 import type { RolloutStepView, RolloutView } from "../domain/rollout/rollout-service.js";
-import type { ApiClient } from "./api-client.js";
+import { listQuery, type ApiClient } from "./api-client.js";
 import { table } from "./format.js";
 
 type Out = (json: boolean, data: unknown, human: () => string) => void;
@@ -44,11 +44,7 @@ export function rolloutCommands(program: Command, client: () => ApiClient, print
     .option("--cursor <cursor>", "next page")
     .option("--json", "print JSON")
     .action(async (o: { env?: string; state?: string; limit: string; cursor?: string; json?: boolean }) => {
-      const q = new URLSearchParams();
-      if (o.env) q.set("environment", o.env);
-      if (o.state) q.set("state", o.state);
-      q.set("limit", o.limit);
-      if (o.cursor) q.set("cursor", o.cursor);
+      const q = listQuery(o);
       const r = await client().request<{ rollouts: RolloutView[]; nextCursor: string | null }>("GET", `/api/v1/rollouts?${q.toString()}`);
       print(!!o.json, r, () =>
         [
