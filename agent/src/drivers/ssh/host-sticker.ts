@@ -2,25 +2,16 @@
 // written atomically (a temporary file beside it, then mv) after the new version passed its health check, so a
 // sticker never names a version that failed. Read back by readSticker and inspect, and by a script target's prepare
 // (to hand the rollback script what ran before).
+import { asTargetSticker, hostStickerFile, parseHostStickerFile, type HostStickerFile } from "../host-sticker-file.js";
 import type { SshTargetConfig } from "@ferry/contract";
 
-import type { PhaseContext, TargetSticker } from "../driver.js";
+import type { PhaseContext } from "../driver.js";
 import type { SshSession } from "./connection.js";
 import { runRemote, shQuote } from "./remote-command.js";
 
 const MAX_STICKER_BYTES = 64 * 1024;
 
-export interface HostSticker {
-  version: 1;
-  targetId: string;
-  deploymentId: string;
-  taskId: string;
-  releaseId: string;
-  releaseName: string;
-  releaseVersion: string;
-  images: { component: string; repository: string; digest: string }[];
-  writtenAt: string;
-}
+export type HostSticker = HostStickerFile;
 
 export function stickerPath(config: SshTargetConfig, targetId: string): string {
   return config.stickerPath ?? `/var/lib/ferry/stickers/${targetId.replace(/[^A-Za-z0-9_.-]/g, "_")}.json`;
@@ -33,17 +24,7 @@ export function sudoPrefix(config: SshTargetConfig): string {
 
 export async function writeHostSticker(session: SshSession, config: SshTargetConfig, ctx: PhaseContext<unknown>, signal: AbortSignal): Promise<string> {
   const file = stickerPath(config, ctx.target.id);
-  const sticker: HostSticker = {
-    version: 1,
-    targetId: ctx.target.id,
-    deploymentId: ctx.deploymentId,
-    taskId: ctx.taskId,
-    releaseId: ctx.release.id,
-    releaseName: ctx.release.name,
-    releaseVersion: ctx.release.version,
-    images: ctx.images.map((i) => ({ component: i.component, repository: i.repository, digest: i.digest })),
-    writtenAt: new Date().toISOString(),
-  };
+  const sticker = hostStickerFile(ctx);
   const dir = file.slice(0, file.lastIndexOf("/")) || "/";
   const tmp = `${file}.ferry-tmp`;
   const script = `umask 022 && mkdir -p ${shQuote(dir)} && cat > ${shQuote(tmp)} && mv -f ${shQuote(tmp)} ${shQuote(file)}`;
@@ -61,17 +42,7 @@ export async function readHostSticker(session: SshSession, config: SshTargetConf
     keepStdout: MAX_STICKER_BYTES,
   });
   if (run.exitCode !== 0) throw new Error(`reading the sticker ${file} on ${session.where} failed (${describeEnd(run)}): ${run.tail.join(" ")}`);
-  if (run.stdout.trim() === "") return undefined;
-  try {
-    const s = JSON.parse(run.stdout) as HostSticker;
-    return s.version === 1 && typeof s.releaseId === "string" && Array.isArray(s.images) ? s : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-export function asTargetSticker(s: HostSticker): TargetSticker {
-  return { deploymentId: s.deploymentId, taskId: s.taskId, releaseId: s.releaseId, images: s.images.map((i) => ({ component: i.component, digest: i.digest })) };
+  return parseHostStickerFile(run.stdout);
 }
 
 export function describeEnd(run: { exitCode: number | undefined; exitSignal?: string; timedOut: boolean; lost: boolean; aborted: boolean }): string {
@@ -81,3 +52,4 @@ export function describeEnd(run: { exitCode: number | undefined; exitSignal?: st
   if (run.exitSignal) return `killed by SIG${run.exitSignal}`;
   return `exit code ${run.exitCode}`;
 }
+

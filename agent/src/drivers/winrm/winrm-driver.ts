@@ -12,6 +12,7 @@ import { promises as fs } from "node:fs";
 
 import { ConfigError, parseTargetConfig, winrmKind, type Capability, type ImagePin, type WinrmTargetConfig } from "@ferry/contract";
 
+import { asTargetSticker, hostStickerFile, parseHostStickerFile, type HostStickerFile } from "../host-sticker-file.js";
 import { DriverError, PhaseFailure, type DeployOutcome, type Driver, type HealthReport, type PhaseContext, type PhaseState, type TargetInspection, type TargetRef, type TargetSticker } from "../driver.js";
 import { EXIT, healthScript, MARK, markers, prepareScript, restoreScript, retireScript, startScript } from "./container-scripts.js";
 import { runPowerShell, type PsRun } from "./powershell.js";
@@ -23,21 +24,9 @@ export interface WinrmSettings {
   caFile?: string;
 }
 
-interface Sticker {
-  version: 1;
-  targetId: string;
-  deploymentId: string;
-  taskId: string;
-  releaseId: string;
-  releaseName: string;
-  releaseVersion: string;
-  images: { component: string; repository: string; digest: string }[];
-  writtenAt: string;
-}
-
 interface WinrmState extends PhaseState {
   image: ImagePin;
-  previous: Sticker | null;
+  previous: HostStickerFile | null;
   started?: boolean;
   sticker?: string;
   /** Container mode: what prepare verified and found, and what start did, step by step. */
@@ -204,18 +193,12 @@ export class WinrmDriver implements Driver<WinrmTargetConfig, WinrmState> {
     return env;
   }
 
-  async #readSticker(client: WsmanClient, where: string, config: WinrmTargetConfig, targetId: string, signal: AbortSignal): Promise<Sticker | undefined> {
+  async #readSticker(client: WsmanClient, where: string, config: WinrmTargetConfig, targetId: string, signal: AbortSignal): Promise<HostStickerFile | undefined> {
     const file = stickerPath(config, targetId);
     const run = await runPowerShell(client, `if (Test-Path -LiteralPath ${psQuote(file)}) { Get-Content -Raw -LiteralPath ${psQuote(file)} }`, { timeoutMs: 60_000, signal });
     if (run.fault) throw run.fault;
     if (run.exitCode !== 0) throw new DriverError("WINRM_FAULT", `reading the sticker ${file} on ${where} failed (exit code ${run.exitCode ?? "none"})`, { output: run.tail });
-    if (run.stdout.trim() === "") return undefined;
-    try {
-      const s = JSON.parse(run.stdout) as Sticker;
-      return s.version === 1 && Array.isArray(s.images) ? s : undefined;
-    } catch {
-      return undefined;
-    }
+    return parseHostStickerFile(run.stdout);
   }
 
   prepare(ctx: PhaseContext<WinrmTargetConfig>): Promise<WinrmState> {
@@ -313,17 +296,7 @@ export class WinrmDriver implements Driver<WinrmTargetConfig, WinrmState> {
   switch(ctx: PhaseContext<WinrmTargetConfig>, state: WinrmState): Promise<WinrmState> {
     return this.#with(ctx.config, async (client, where) => {
       const file = stickerPath(ctx.config, ctx.target.id);
-      const sticker: Sticker = {
-        version: 1,
-        targetId: ctx.target.id,
-        deploymentId: ctx.deploymentId,
-        taskId: ctx.taskId,
-        releaseId: ctx.release.id,
-        releaseName: ctx.release.name,
-        releaseVersion: ctx.release.version,
-        images: ctx.images.map((i) => ({ component: i.component, repository: i.repository, digest: i.digest })),
-        writtenAt: new Date().toISOString(),
-      };
+      const sticker = hostStickerFile(ctx);
       const b64 = Buffer.from(JSON.stringify(sticker, null, 2), "utf8").toString("base64");
       // Written beside, then moved over: a reader never sees half a sticker.
       const script =
@@ -398,7 +371,7 @@ export class WinrmDriver implements Driver<WinrmTargetConfig, WinrmState> {
     const config = winrmConfig(target.config);
     return this.#with(config, async (client, where) => {
       const s = await this.#readSticker(client, where, config, target.id, AbortSignal.timeout(120_000));
-      return s ? { deploymentId: s.deploymentId, taskId: s.taskId, releaseId: s.releaseId, images: s.images.map((x) => ({ component: x.component, digest: x.digest })) } : undefined;
+      return s ? asTargetSticker(s) : undefined;
     });
   }
 }
