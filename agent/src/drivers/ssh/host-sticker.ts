@@ -2,7 +2,7 @@
 // written atomically (a temporary file beside it, then mv) after the new version passed its health check, so a
 // sticker never names a version that failed. Read back by readSticker and inspect, and by a script target's prepare
 // (to hand the rollback script what ran before).
-import { asTargetSticker, hostStickerFile, parseHostStickerFile, type HostStickerFile } from "../host-sticker-file.js";
+import { hostStickerFile, parseHostStickerFile, type HostStickerFile } from "../host-sticker-file.js";
 import type { SshTargetConfig } from "@ferry/contract";
 
 import type { PhaseContext } from "../driver.js";
