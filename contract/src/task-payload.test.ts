@@ -99,4 +99,26 @@ describe("task payload versions", () => {
     malformed(() => parseTaskPayload({ ...v2(), route: { op: "measure" } }, TASK_PAYLOAD_TYPES[2]), /only a route task/);
     malformed(() => parseTaskPayload({ ...v1(), action: "route" }, TASK_PAYLOAD_TYPES[1]), /needs payload v2/);
   });
+
+  it("reads an A/B split on a weights operation, exactly and bounded", () => {
+    const route = (r: unknown) => parseTaskPayload({ ...v1(), v: 2, action: "route", images: [], route: r }, TASK_PAYLOAD_TYPES[2]);
+    const split = { by: "cookie", name: "ab_uid", allowlist: ["tester-1", 'q"#;\\x'] };
+    assert.deepEqual(route({ op: "weights", newWeight: 10, split }).route, { op: "weights", newWeight: 10, split });
+    assert.deepEqual(route({ op: "weights", newWeight: 0, split: { by: "header", name: "X-User-Id", allowlist: [] } }).route, { op: "weights", newWeight: 0, split: { by: "header", name: "X-User-Id", allowlist: [] } });
+    const full = Array.from({ length: 100 }, (_, i) => `${i}`.padEnd(256, "v"));
+    assert.equal((route({ op: "weights", newWeight: 50, split: { ...split, allowlist: full } }).route as { split: { allowlist: string[] } }).split.allowlist.length, 100);
+    malformed(() => route({ op: "weights", newWeight: 10, split: { ...split, allowlist: [...full, "x"] } }), /at most 100 values/);
+    malformed(() => route({ op: "weights", newWeight: 10, split: { ...split, allowlist: ["a".repeat(257)] } }), /allowlist\[0\] must be 1 to 256/);
+    malformed(() => route({ op: "weights", newWeight: 10, split: { ...split, allowlist: ["two words"] } }), /allowlist\[0\]/);
+    malformed(() => route({ op: "weights", newWeight: 10, split: { ...split, allowlist: [""] } }), /allowlist\[0\]/);
+    malformed(() => route({ op: "weights", newWeight: 10, split: { ...split, allowlist: [7] } }), /allowlist\[0\]/);
+    malformed(() => route({ op: "weights", newWeight: 10, split: { ...split, allowlist: "tester" } }), /must be a list/);
+    malformed(() => route({ op: "weights", newWeight: 10, split: { ...split, by: "query" } }), /cookie or header/);
+    malformed(() => route({ op: "weights", newWeight: 10, split: { ...split, name: "ab uid" } }), /HTTP token/);
+    malformed(() => route({ op: "weights", newWeight: 10, split: { ...split, name: "a".repeat(129) } }), /HTTP token/);
+    malformed(() => route({ op: "weights", newWeight: 10, split: { ...split, percent: 10 } }), /unknown field route.split.percent/);
+    malformed(() => route({ op: "weights", newWeight: 10, split: { by: "cookie", name: "ab_uid" } }), /allowlist must be a list/);
+    malformed(() => route({ op: "weights", newWeight: 10, split: null }), /route.split must be an object/);
+    malformed(() => route({ op: "measure", split }), /unknown field route.split/);
+  });
 });

@@ -6,7 +6,7 @@
 //   v2  application/vnd.ferry.task.v2+json  v1 plus `phases`: the ordered run of phases the task performs; `state`:
 //       the driver's state an earlier step of the same rollout left (its result's details.state), carried back so a
 //       later step (switch, retire, restore) picks up exactly what start did; and the `route` action with `route`:
-//       one router operation (weights, measure, maintenance) on a routed target
+//       one router operation (weights, measure, maintenance) on a routed target; weights may carry an A/B `split`
 // An agent advertises the versions it reads (HostFacts.task_payload_versions; an agent that says nothing reads v1
 // only). The control plane signs the highest version both sides speak. A v1 task means exactly what a v2 task with
 // the all-at-once phases means, so agents that speak only v1 keep receiving all-at-once deploys; work that needs
@@ -70,7 +70,26 @@ export interface TaskPayload {
  * A router operation on a routed target. Weights are for the slot the rollout started (`newWeight`, 0–100; the
  * stable slot gets the rest), so a canary step never needs to know which colour is which.
  */
-export type RouteOperation = { op: "weights"; newWeight: number } | { op: "measure" } | { op: "maintenance"; message: string | null };
+export type RouteOperation = { op: "weights"; newWeight: number; split?: RouteSplit } | { op: "measure" } | { op: "maintenance"; message: string | null };
+
+/**
+ * An A/B split on a weights operation: a request reaches the new slot when the value of its cookie or header `name`
+ * is on the allowlist, or hashes into the first `newWeight` of 100 buckets (the same value always lands in the same
+ * bucket). A request without the cookie or header reaches the stable slot (docs/rollouts.md#ab-split).
+ */
+export interface RouteSplit {
+  by: "cookie" | "header";
+  /** An HTTP token (a cookie or header name), at most 128 characters. */
+  name: string;
+  /** At most MAX_SPLIT_ALLOWLIST values, each 1–256 printable ASCII characters without spaces. */
+  allowlist: string[];
+}
+
+export const MAX_SPLIT_ALLOWLIST = 100;
+/** An HTTP token (RFC 9110): what a cookie or header name may be. */
+export const HTTP_TOKEN_RE = /^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$/;
+/** An allowlist value: printable ASCII without spaces. */
+export const SPLIT_VALUE_RE = /^[\x21-\x7e]{1,256}$/;
 
 /** Bound on the carried driver state (canonical JSON bytes): ids, names and flags, never data. */
 export const MAX_STATE_BYTES = 64 * 1024;
@@ -212,10 +231,10 @@ function parseRoute(r: unknown, bad: (what: string) => never): RouteOperation {
   if (!isPlainObject(r)) return bad("route must be an object with an op");
   switch (r.op) {
     case "weights": {
-      for (const k of Object.keys(r)) if (k !== "op" && k !== "newWeight") bad(`unknown field route.${k}`);
+      for (const k of Object.keys(r)) if (k !== "op" && k !== "newWeight" && k !== "split") bad(`unknown field route.${k}`);
       const w = r.newWeight;
       if (typeof w !== "number" || !Number.isInteger(w) || w < 0 || w > 100) return bad("route.newWeight must be a whole number from 0 to 100");
-      return { op: "weights", newWeight: w };
+      return r.split === undefined ? { op: "weights", newWeight: w } : { op: "weights", newWeight: w, split: parseSplit(r.split, bad) };
     }
     case "measure":
       for (const k of Object.keys(r)) if (k !== "op") bad(`unknown field route.${k}`);
@@ -231,4 +250,17 @@ function parseRoute(r: unknown, bad: (what: string) => never): RouteOperation {
     default:
       return bad(`route.op must be weights, measure or maintenance, not ${JSON.stringify(r.op)}`);
   }
+}
+
+function parseSplit(sp: unknown, bad: (what: string) => never): RouteSplit {
+  if (!isPlainObject(sp)) return bad("route.split must be an object {by, name, allowlist}");
+  for (const k of Object.keys(sp)) if (k !== "by" && k !== "name" && k !== "allowlist") bad(`unknown field route.split.${k}`);
+  if (sp.by !== "cookie" && sp.by !== "header") bad("route.split.by must be cookie or header");
+  if (typeof sp.name !== "string" || !HTTP_TOKEN_RE.test(sp.name)) bad("route.split.name must be a cookie or header name (an HTTP token of at most 128 characters)");
+  const al = sp.allowlist;
+  if (!Array.isArray(al) || al.length > MAX_SPLIT_ALLOWLIST) return bad(`route.split.allowlist must be a list of at most ${MAX_SPLIT_ALLOWLIST} values`);
+  al.forEach((v: unknown, i) => {
+    if (typeof v !== "string" || !SPLIT_VALUE_RE.test(v)) bad(`route.split.allowlist[${i}] must be 1 to 256 printable ASCII characters without spaces`);
+  });
+  return { by: sp.by as RouteSplit["by"], name: sp.name as string, allowlist: [...(al as string[])] };
 }
