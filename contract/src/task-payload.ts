@@ -262,5 +262,5 @@ function parseSplit(sp: unknown, bad: (what: string) => never): RouteSplit {
   al.forEach((v: unknown, i) => {
     if (typeof v !== "string" || !SPLIT_VALUE_RE.test(v)) bad(`route.split.allowlist[${i}] must be 1 to 256 printable ASCII characters without spaces`);
   });
-  return { by: sp.by as RouteSplit["by"], name: sp.name as string, allowlist: [...(al as string[])] };
+  return { by: sp.by, name: sp.name, allowlist: [...(al as string[])] };
 }

@@ -92,6 +92,31 @@ describe("ferry-agent CLI", () => {
     assert.match(bad.err(), /--socket: must be an absolute path/);
   });
 
+  it("prints the A/B split rules for a route split by a cookie or a header", async () => {
+    const base = ["router", "haproxy-config", "--service", "web", "--listen", "0.0.0.0:8080", "--blue", "8081", "--green", "8082"];
+    let t = io();
+    assert.equal(await runCli([...base, "--split-cookie", "ab_uid"], t), EXIT.ok, t.err());
+    assert.match(t.out(), /http-request set-var\(txn\.ferry_ab_key\) req\.cook\(ab_uid\)/);
+    assert.match(t.out(), /str\(web\),map\(\/etc\/haproxy\/ferry-split\.map\)/);
+    assert.match(t.out(), /use-server green if \{ var\(txn\.ferry_ab_to\) -m str green \}\n {2}server blue/);
+    t = io();
+    assert.equal(await runCli([...base, "--split-header", "X-User-Id", "--split-map", "/srv/split.map"], t), EXIT.ok, t.err());
+    assert.match(t.out(), /req\.fhdr\(X-User-Id\)/);
+    assert.match(t.out(), /map\(\/srv\/split\.map\)/);
+    t = io();
+    assert.equal(await runCli(base, t), EXIT.ok, t.err());
+    assert.doesNotMatch(t.out(), /ferry_ab|split/);
+    let bad = io();
+    assert.equal(await runCli([...base, "--split-cookie", "a#b"], bad), EXIT.usage);
+    assert.match(bad.err(), /route\.split\.name/);
+    bad = io();
+    assert.equal(await runCli([...base, "--split-cookie", "a", "--split-header", "b"], bad), EXIT.usage);
+    assert.match(bad.err(), /not both/);
+    bad = io();
+    assert.equal(await runCli([...base, "--split-cookie", "a", "--split-map", "split.map"], bad), EXIT.usage);
+    assert.match(bad.err(), /--split-map: must be an absolute path/);
+  });
+
   it("exits 2 when the state directory is not enrolled", async () => {
     const t = io();
     assert.equal(await runCli(["run", "--state-dir", await harness.tempDir("empty")], t), EXIT.usage);

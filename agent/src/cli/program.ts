@@ -25,7 +25,7 @@ import { AgentError, isAgentError, type AgentErrorKind } from "../core/agent-err
 import { agentVersion } from "../core/facts.js";
 import { createLogger, LOG_LEVELS, type LogLevel } from "../logger.js";
 import { DRIVER_REGISTRATIONS } from "../drivers/index.js";
-import { checkObject, ConfigError, dockerKind, type ObjectSchema } from "@ferry/contract";
+import { checkObject, ConfigError, dockerKind, type DockerRouteSplit, type ObjectSchema } from "@ferry/contract";
 import { haproxyConfig } from "../routing/haproxy/haproxy-config.js";
 import { runAgent, runEnrol, type Runtime } from "../main.js";
 
@@ -171,15 +171,20 @@ export async function runCli(args: string[], io: CliIo = {}): Promise<number> {
     .requiredOption("--green <port>", "the green slot's loopback port")
     .option("--socket <path>", "the admin runtime socket the agent uses", "/run/haproxy/ferry.sock")
     .option("--maintenance-map <path>", "the map file of maintenance messages", "/etc/haproxy/ferry-maintenance.map")
+    .option("--split-cookie <name>", "A/B split: the cookie that recognises a user (the target's route.split)")
+    .option("--split-header <name>", "A/B split: the header that recognises a user (the target's route.split)")
+    .option("--split-map <path>", "the map file of A/B splits", "/etc/haproxy/ferry-split.map")
     .action((opts: Record<string, string>) => {
       // Checked with the docker descriptor's own route schema, so what this prints fits a target's config.
       const routeSchema = dockerKind.config.fields["route"] as unknown as ObjectSchema;
       const port = (s: string | undefined): unknown => (s !== undefined && /^\d{1,5}$/.test(s) ? Number(s) : s);
       let route: Record<string, unknown>;
       try {
-        route = checkObject({ service: opts.service, listen: opts.listen, slots: { blue: port(opts.blue), green: port(opts.green) } }, routeSchema, "route");
-        for (const k of ["socket", "maintenanceMap"] as const) {
-          if (!/^\/[^\s]{0,4095}$/.test(opts[k] ?? "")) throw new ConfigError(`--${k === "socket" ? "socket" : "maintenance-map"}`, "must be an absolute path without spaces");
+        if (opts.splitCookie !== undefined && opts.splitHeader !== undefined) throw new ConfigError("--split-cookie", "a split goes by a cookie or by a header, not both");
+        const split = opts.splitCookie !== undefined ? { by: "cookie", name: opts.splitCookie } : opts.splitHeader !== undefined ? { by: "header", name: opts.splitHeader } : undefined;
+        route = checkObject({ service: opts.service, listen: opts.listen, slots: { blue: port(opts.blue), green: port(opts.green) }, ...(split ? { split } : {}) }, routeSchema, "route");
+        for (const [k, flag] of [["socket", "--socket"], ["maintenanceMap", "--maintenance-map"], ["splitMap", "--split-map"]] as const) {
+          if (!/^\/[^\s]{0,4095}$/.test(opts[k] ?? "")) throw new ConfigError(flag, "must be an absolute path without spaces");
         }
       } catch (err) {
         if (err instanceof ConfigError) throw new AgentError("USAGE", "usage", err.message);
@@ -187,8 +192,13 @@ export async function runCli(args: string[], io: CliIo = {}): Promise<number> {
       }
       const slots = route["slots"] as { blue: number; green: number };
       stdout.write(
-        haproxyConfig({ socket: opts.socket!, maintenanceMap: opts.maintenanceMap! }, [
-          { name: route["service"] as string, listen: route["listen"] as string, slots: { blue: { address: "127.0.0.1", port: slots.blue }, green: { address: "127.0.0.1", port: slots.green } } },
+        haproxyConfig({ socket: opts.socket!, maintenanceMap: opts.maintenanceMap!, ...(route["split"] ? { splitMap: opts.splitMap! } : {}) }, [
+          {
+            name: route["service"] as string,
+            listen: route["listen"] as string,
+            slots: { blue: { address: "127.0.0.1", port: slots.blue }, green: { address: "127.0.0.1", port: slots.green } },
+            ...(route["split"] ? { split: route["split"] as DockerRouteSplit } : {}),
+          },
         ]),
       );
     });

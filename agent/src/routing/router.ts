@@ -5,6 +5,8 @@
 // weight; nothing is reloaded and no connection is dropped (docs/rollouts.md#the-router). One interface, so nginx,
 // Traefik or Caddy can follow HAProxy: an implementation must change servers and weights at run time, read them back,
 // drain a slot, count per slot, and say when its counters started again (the epoch).
+import { createHash } from "node:crypto";
+
 import type { Logger } from "pino";
 
 export const SLOTS = ["blue", "green"] as const;
@@ -49,6 +51,30 @@ export interface DrainResult {
   waitedMs: number;
 }
 
+/**
+ * An A/B split in force on a service: a request whose split value (a cookie or header, named in the router's own
+ * config) is on the allowlist, or hashes into the first `percent` of 100 buckets, reaches `slot`; every other request
+ * (and every request without the value) is balanced by the weights, which the driver sets to the stable slot. The
+ * hash of a value never changes, so a user stays on one slot, and one inside 10 % stays inside at 20 %.
+ */
+export interface Split {
+  /** The slot the split sends its share to (the rollout's new slot). */
+  slot: Slot;
+  /** 0–100. */
+  percent: number;
+  /** At most 100 values of 1–256 printable ASCII characters without spaces; read back sorted, without duplicates. */
+  allowlist: string[];
+}
+
+/**
+ * An allowlist as result details: up to 100 values of 256 characters would not fit a route result's bound (16 KiB),
+ * so it is its count and the SHA-256 (hex) of its distinct values, sorted, joined by newlines.
+ */
+export function allowlistSummary(values: readonly string[]): { count: number; sha256: string } {
+  const distinct = [...new Set(values)].sort();
+  return { count: distinct.length, sha256: createHash("sha256").update(distinct.join("\n")).digest("hex") };
+}
+
 export interface RouterInfo {
   kind: string;
   version: string;
@@ -84,6 +110,12 @@ export interface Router {
   /** Maintenance on (every request answered 503 with `message`) or off (null). */
   setMaintenance(service: string, message: string | null): Promise<void>;
   maintenance(service: string): Promise<string | null>;
+  /**
+   * Puts an A/B split in force (its slot is put in service, as `ready` does) or lifts it (null), and returns the
+   * split the router reports afterwards. Changes no weight: the caller sets those.
+   */
+  setSplit(service: string, split: Split | null): Promise<Split | null>;
+  split(service: string): Promise<Split | null>;
 }
 
 export interface RouterFactoryOptions {

@@ -16,6 +16,7 @@ export const dockerSettings: ObjectSchema = {
     router: { type: "string", enum: ["haproxy"], doc: "the host router in front of routed targets (config.route); none by default (docs/rollouts.md)" },
     routerSocket: { type: "string", maxLength: 4096, pattern: /^\//, hint: "must be an absolute path", doc: "the router's admin socket (HAProxy: stats socket ... level admin); default /run/haproxy/ferry.sock" },
     routerMaintenanceMap: { type: "string", maxLength: 4096, pattern: /^\//, hint: "must be an absolute path", doc: "the map file of maintenance messages the HAProxy config reads; default /etc/haproxy/ferry-maintenance.map" },
+    routerSplitMap: { type: "string", maxLength: 4096, pattern: /^\//, hint: "must be an absolute path", doc: "the map file of A/B splits the HAProxy config's split rules read; default /etc/haproxy/ferry-split.map" },
   },
 };
 
@@ -26,6 +27,7 @@ export interface DockerSettings {
   router?: "haproxy";
   routerSocket?: string;
   routerMaintenanceMap?: string;
+  routerSplitMap?: string;
 }
 
 export const dockerRegistration: DriverRegistration = {
@@ -38,7 +40,11 @@ export const dockerRegistration: DriverRegistration = {
     let router: Router | undefined;
     if (s.router === "haproxy") {
       const { HaproxyRouter } = await import("../../routing/haproxy/haproxy-router.js");
-      router = new HaproxyRouter({ socket: s.routerSocket ?? "/run/haproxy/ferry.sock", maintenanceMap: s.routerMaintenanceMap ?? "/etc/haproxy/ferry-maintenance.map" });
+      router = new HaproxyRouter({
+        socket: s.routerSocket ?? "/run/haproxy/ferry.sock",
+        maintenanceMap: s.routerMaintenanceMap ?? "/etc/haproxy/ferry-maintenance.map",
+        splitMap: s.routerSplitMap ?? "/etc/haproxy/ferry-split.map",
+      });
     }
     return new DockerDriver({
       ...(router ? { router } : {}),

@@ -6,7 +6,7 @@
 //
 // It follows the same contract as a real driver — phases change the target only as their names say, state is plain
 // JSON, restore works from the state alone — so a core test that passes against it holds for the real drivers too.
-import { singleImage, type ImagePin, type Phase, type RouteOperation, type TargetKindDescriptor } from "@ferry/contract";
+import { singleImage, type ImagePin, type Phase, type RouteOperation, type RouteSplit, type TargetKindDescriptor } from "@ferry/contract";
 
 import {
   DriverError,
@@ -20,6 +20,7 @@ import {
   type TargetRef,
   type TargetSticker,
 } from "../driver.js";
+import { allowlistSummary } from "../../routing/router.js";
 
 export interface FakeTargetConfig {
   /** The slot of the in-memory world this target is. */
@@ -64,6 +65,14 @@ export interface FakeSlot {
   sticker?: TargetSticker;
 }
 
+/** One target's fake router. With a split, newWeight is the split's percent and the stable slot gets the rest. */
+export interface FakeRoute {
+  newWeight: number;
+  split: RouteSplit | null;
+  maintenance: string | null;
+  requests: number;
+}
+
 interface FakeState {
   [key: string]: unknown;
   previous?: ImagePin[];
@@ -91,8 +100,8 @@ export class FakeDriver implements Driver<FakeTargetConfig, FakeState> {
   readonly separateSteps: boolean;
   /** The fake router's operations; absent when the test builds the fake without a router. */
   readonly route?: (ctx: RouteContext<FakeTargetConfig>, op: RouteOperation, state: FakeState | undefined) => Promise<Record<string, unknown>>;
-  /** The fake router: the new slot's weight per target slot, and maintenance messages. */
-  readonly routes = new Map<string, { newWeight: number; maintenance: string | null; requests: number }>();
+  /** The fake router: the new slot's weight per target slot, its A/B split, and maintenance messages. */
+  readonly routes = new Map<string, FakeRoute>();
 
   /**
    * `descriptor` lets a test put the fake behind another kind's descriptor (to run that kind's config checks through
@@ -138,15 +147,20 @@ export class FakeDriver implements Driver<FakeTargetConfig, FakeState> {
 
   async #route(ctx: RouteContext<FakeTargetConfig>, op: RouteOperation, state: FakeState | undefined): Promise<Record<string, unknown>> {
     this.calls.push(`route:${op.op}:${ctx.taskId}`);
-    const r = this.routes.get(ctx.config.slot) ?? { newWeight: 0, maintenance: null, requests: 0 };
+    const r: FakeRoute = this.routes.get(ctx.config.slot) ?? { newWeight: 0, split: null, maintenance: null, requests: 0 };
     this.routes.set(ctx.config.slot, r);
+    // The split in the details only while one is in force, so results without one read as they always did.
+    const split = (): { split?: Record<string, unknown> } =>
+      r.split ? { split: { by: r.split.by, name: r.split.name, slot: "new", percent: r.newWeight, allowlist: allowlistSummary(r.split.allowlist) } } : {};
     switch (op.op) {
       case "weights":
         if (!state) throw new DriverError("ROUTER_COMMAND_FAILED", "weights need the state of the step that started the new slot");
         r.newWeight = op.newWeight;
-        return { weights: { new: r.newWeight, stable: 100 - r.newWeight } };
+        // As on a real router: a split sends requests without its cookie or header to the stable slot.
+        r.split = op.split ? { ...op.split, allowlist: [...op.split.allowlist] } : null;
+        return { weights: r.split ? { new: 0, stable: 100 } : { new: r.newWeight, stable: 100 - r.newWeight }, ...split() };
       case "measure":
-        return { epoch: "fake", new: { requests: r.requests, errors5xx: 0, avgResponseMs: 1 }, stable: { requests: r.requests, errors5xx: 0, avgResponseMs: 1 } };
+        return { epoch: "fake", new: { requests: r.requests, errors5xx: 0, avgResponseMs: 1 }, stable: { requests: r.requests, errors5xx: 0, avgResponseMs: 1 }, ...split() };
       case "maintenance":
         r.maintenance = op.message;
         return { maintenance: r.maintenance };

@@ -1,7 +1,10 @@
 // The HAProxy configuration Ferry expects on a host: one frontend per routed service on its listen address, one
 // backend with two servers (blue, green), maintenance answered from a map file the runtime API edits, and an
-// admin-level runtime socket for the agent. `ferry-agent router haproxy-config` prints it (installers/README.md);
+// admin-level runtime socket for the agent; for a service with an A/B split key, rules that send a request to the
+// slot the split map names when its cookie or header value is allowlisted or hashes under the split's percent. `ferry-agent router haproxy-config` prints it (installers/README.md);
 // the tests start HAProxy from it. Everything else (timeouts, logging, TLS) is the operator's to add.
+import { SPLIT_KEY_NAME, type DockerRouteSplit } from "@ferry/contract";
+
 import { SLOTS, type Slot } from "../router.js";
 
 export interface RoutedService {
@@ -13,6 +16,8 @@ export interface RoutedService {
   slots: Record<Slot, { address: string; port: number }>;
   /** The slot that serves at first. */
   active?: Slot;
+  /** The cookie or header an A/B split hashes (a sample fetch's argument is fixed in the config, so it is here). */
+  split?: DockerRouteSplit;
 }
 
 export interface HaproxyLayout {
@@ -20,12 +25,38 @@ export interface HaproxyLayout {
   socket: string;
   /** The map file holding maintenance messages, by service name. */
   maintenanceMap: string;
+  /** The map file of A/B splits, by service name (needed when a service has a split key). */
+  splitMap?: string;
   pidFile?: string;
 }
 
 export const SERVICE_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
 export const backendOf = (service: string): string => `ferry_${service}`;
+
+/** The split map's key for one allowlisted value; a service name holds no "=", so keys of two services never meet. */
+export const splitAllowKey = (service: string, value: string): string => `${service}=${value}`;
+
+/**
+ * The rules of one service's A/B split. The split map holds "<slot>:<percent>" under the service's name while a split
+ * is in force, and an entry under "<service>=<value>" per allowlisted value. A request without the value (or with an
+ * empty one) sets no variable and is balanced by weight; so is one outside the split.
+ */
+function splitRules(service: string, split: DockerRouteSplit, map: string): string[] {
+  if (!SPLIT_KEY_NAME.test(split.name)) throw new Error(`split name ${JSON.stringify(split.name)} must match ${SPLIT_KEY_NAME.source}`);
+  // req.fhdr: the whole header value, not cut at commas as req.hdr would.
+  const fetch = split.by === "cookie" ? `req.cook(${split.name})` : `req.fhdr(${split.name})`;
+  const to = "var(txn.ferry_ab),field(1,:)";
+  return [
+    `  http-request set-var(txn.ferry_ab_key) ${fetch}`,
+    `  http-request set-var(txn.ferry_ab) str(${service}),map(${map}) if { var(txn.ferry_ab_key) -m len gt 0 }`,
+    "  http-request set-var(txn.ferry_ab_pct) var(txn.ferry_ab),field(2,:) if { var(txn.ferry_ab) -m found }",
+    `  http-request set-var(txn.ferry_ab_to) ${to} if { var(txn.ferry_ab) -m found } { str(${splitAllowKey(service, "")}),concat(,txn.ferry_ab_key),map(${map}) -m found }`,
+    `  http-request set-var(txn.ferry_ab_to) ${to} if { var(txn.ferry_ab_pct) -m found } { var(txn.ferry_ab_key),crc32(1),mod(100),sub(txn.ferry_ab_pct) -m int lt 0 }`,
+    // use-server reaches a server at weight 0 (the new slot during a split), never one in maintenance.
+    ...SLOTS.map((slot) => `  use-server ${slot} if { var(txn.ferry_ab_to) -m str ${slot} }`),
+  ];
+}
 
 export function haproxyConfig(layout: HaproxyLayout, services: readonly RoutedService[]): string {
   const out: string[] = [
@@ -58,8 +89,14 @@ export function haproxyConfig(layout: HaproxyLayout, services: readonly RoutedSe
       `  default_backend ${b}`,
       `backend ${b}`,
       "  balance roundrobin",
+      ...(s.split ? splitRules(s.name, s.split, splitMapOf(layout)) : []),
       ...SLOTS.map((slot) => `  server ${slot} ${s.slots[slot].address}:${s.slots[slot].port} weight ${slot === active ? 100 : 0}`),
     );
   }
   return `${out.join("\n")}\n`;
+}
+
+function splitMapOf(layout: HaproxyLayout): string {
+  if (!layout.splitMap) throw new Error("a service with a split key needs the layout's splitMap");
+  return layout.splitMap;
 }

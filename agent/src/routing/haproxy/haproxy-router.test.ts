@@ -21,9 +21,13 @@ if (missing && process.env["CI"] === "true") throw new Error(missing);
 const dir = mkdtempSync(join(tmpdir(), "ferry-haproxy-"));
 const socket = join(dir, "admin.sock");
 const maintenanceMap = join(dir, "maintenance.map");
+const splitMap = join(dir, "split.map");
 let proc: ChildProcess | undefined;
 const servers: http.Server[] = [];
 let listenPort = 0;
+/** Services split by a cookie (shop) and by a header (api), on the same two slot servers. */
+let shopPort = 0;
+let apiPort = 0;
 let ports = { blue: 0, green: 0, spare: 0 };
 /** Status the green slot answers with; the blue one always answers 200. */
 let greenStatus = 200;
@@ -51,10 +55,10 @@ async function slotServer(name: string, status: () => number): Promise<number> {
   return (s.address() as AddressInfo).port;
 }
 
-function get(path = "/"): Promise<{ status: number; body: string }> {
+function get(path = "/", port = listenPort, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     http
-      .get({ host: "127.0.0.1", port: listenPort, path, agent: false }, (res) => {
+      .get({ host: "127.0.0.1", port, path, headers, agent: false }, (res) => {
         let body = "";
         res.setEncoding("utf8");
         res.on("data", (c: string) => (body += c));
@@ -64,11 +68,17 @@ function get(path = "/"): Promise<{ status: number; body: string }> {
   });
 }
 
+const slotAddresses = () => ({ blue: { address: "127.0.0.1", port: ports.blue }, green: { address: "127.0.0.1", port: ports.green } });
+
 async function startHaproxy(): Promise<void> {
   const cfg = join(dir, "haproxy.cfg");
   writeFileSync(
     cfg,
-    haproxyConfig({ socket, maintenanceMap }, [{ name: "web", listen: `127.0.0.1:${listenPort}`, slots: { blue: { address: "127.0.0.1", port: ports.blue }, green: { address: "127.0.0.1", port: ports.green } } }]),
+    haproxyConfig({ socket, maintenanceMap, splitMap }, [
+      { name: "web", listen: `127.0.0.1:${listenPort}`, slots: slotAddresses() },
+      { name: "shop", listen: `127.0.0.1:${shopPort}`, slots: slotAddresses(), split: { by: "cookie", name: "ab_uid" } },
+      { name: "api", listen: `127.0.0.1:${apiPort}`, slots: slotAddresses(), split: { by: "header", name: "X-User-Id" } },
+    ]),
   );
   const check = spawnSync(HAPROXY!, ["-c", "-q", "-f", cfg], { encoding: "utf8" });
   assert.equal(check.status, 0, `haproxy -c: ${check.stderr}`);
@@ -95,11 +105,14 @@ async function stopHaproxy(): Promise<void> {
 }
 
 describe("HAProxy router (real haproxy on loopback)", { skip: missing }, () => {
-  const router = new HaproxyRouter({ socket, maintenanceMap, drainPollMs: 20 });
+  const router = new HaproxyRouter({ socket, maintenanceMap, splitMap, drainPollMs: 20 });
 
   before(async () => {
     writeFileSync(maintenanceMap, "");
+    writeFileSync(splitMap, "");
     listenPort = await freePort();
+    shopPort = await freePort();
+    apiPort = await freePort();
     ports = { blue: await slotServer("blue", () => 200), green: await slotServer("green", () => greenStatus), spare: await slotServer("spare", () => 200) };
     await startHaproxy();
   });
@@ -210,6 +223,92 @@ describe("HAProxy router (real haproxy on loopback)", { skip: missing }, () => {
     assert.equal(await router.maintenance("web"), null);
     assert.equal((await get()).status, 200);
     await assert.rejects(router.setMaintenance("web", "line\nbreak"), (e: unknown) => e instanceof RouterError);
+  });
+
+  describe("A/B split", () => {
+    const cookie = (v: string) => get("/", shopPort, { cookie: `theme=dark; ab_uid=${v}` }).then((r) => r.body);
+    const users = Array.from({ length: 1000 }, (_, i) => `user-${i}-${(i * 7919) % 1013}`);
+    /** Every user's slot, 25 requests at a time (bounded: 1,000 requests in all). */
+    async function slotsOf(values: readonly string[]): Promise<string[]> {
+      const out: string[] = [];
+      for (let i = 0; i < values.length; i += 25) out.push(...(await Promise.all(values.slice(i, i + 25).map(cookie))));
+      return out;
+    }
+    const allowlist = ["tester-1", 'q"#\\x', "semi;colon", "'quoted'", "tester-1"];
+
+    it("sends a stable share of cookie values to the new slot, the same value always to the same slot, allowlisted values always", async () => {
+      assert.equal(await router.split("shop"), null);
+      assert.deepEqual(await router.setWeights("shop", { blue: 100, green: 0 }), { blue: 100, green: 0 });
+      const set = await router.setSplit("shop", { slot: "green", percent: 30, allowlist });
+      assert.deepEqual(set, { slot: "green", percent: 30, allowlist: ["'quoted'", 'q"#\\x', "semi;colon", "tester-1"] });
+      assert.deepEqual(await router.split("shop"), set);
+
+      const first = await slotsOf(users);
+      const green = first.filter((b) => b === "green").length;
+      assert.ok(green >= 250 && green <= 350, `${green} of 1000 users on the new slot at 30 %`);
+      assert.equal(first.filter((b) => b !== "green" && b !== "blue").length, 0);
+      // Sticky: the same value lands on the same slot again.
+      assert.deepEqual(await slotsOf(users.slice(0, 200)), first.slice(0, 200));
+      // Allowlisted values reach the new slot every time (cookie values cannot hold ";", so that one goes by header).
+      for (const v of ["tester-1", "'quoted'"]) for (let i = 0; i < 5; i++) assert.equal(await cookie(v), "green");
+      // No cookie, or an empty one: the stable slot.
+      for (let i = 0; i < 10; i++) assert.equal((await get("/", shopPort)).body, "blue");
+      assert.equal((await get("/", shopPort, { cookie: "ab_uid=" })).body, "blue");
+      assert.equal((await get("/", shopPort, { cookie: "other=user-1" })).body, "blue");
+
+      // A larger share keeps everyone the smaller one had.
+      await router.setSplit("shop", { slot: "green", percent: 60, allowlist: ["tester-2"] });
+      const wider = await slotsOf(users.slice(0, 300));
+      first.slice(0, 300).forEach((b, i) => b === "green" && assert.equal(wider[i], "green", `${users[i]} left the new slot when the share grew`));
+      const share = wider.filter((b) => b === "green").length / 3;
+      assert.ok(share >= 52 && share <= 68, `${share} % on the new slot at 60 %`);
+      assert.deepEqual((await router.split("shop"))?.allowlist, ["tester-2"]);
+      assert.equal(await cookie("tester-2"), "green");
+
+      // Rollback: the split lifted, weight 0 on the new slot: everyone on the stable slot.
+      assert.equal(await router.setSplit("shop", null), null);
+      assert.deepEqual(await router.setWeights("shop", { blue: 100, green: 0 }), { blue: 100, green: 0 });
+      assert.ok((await slotsOf(users.slice(0, 100))).every((b) => b === "blue"));
+      assert.equal(await cookie("tester-2"), "blue");
+      assert.equal(await router.setSplit("shop", null), null, "lifting a split twice is harmless");
+    });
+
+    it("splits by a header, whole values (commas, semicolons, backslashes), and puts a drained slot back in service", async () => {
+      const header = (v: string) => get("/", apiPort, { "x-user-id": v }).then((r) => r.body);
+      await router.drain("api", "green", { timeoutMs: 1000 });
+      assert.equal((await router.slots("api")).green.state, "maint");
+      await router.setSplit("api", { slot: "green", percent: 0, allowlist: ["a,b", "semi;colon", 'q"#\\x'] });
+      assert.equal((await router.slots("api")).green.state, "ready");
+      for (const v of ["a,b", "semi;colon", 'q"#\\x']) assert.equal(await header(v), "green", v);
+      for (const v of ["a", "b", "semi", "someone"]) assert.equal(await header(v), "blue", v);
+      assert.equal((await get("/", apiPort)).body, "blue");
+      // 100 %: every value on the new slot; still none without the header.
+      await router.setSplit("api", { slot: "green", percent: 100, allowlist: [] });
+      for (const v of users.slice(0, 20)) assert.equal(await header(v), "green");
+      assert.equal((await get("/", apiPort)).body, "blue");
+      // The other slot: a split is for whichever slot the rollout started.
+      await router.setWeights("api", { blue: 0, green: 100 });
+      await router.setSplit("api", { slot: "blue", percent: 100, allowlist: [] });
+      assert.equal(await header("someone"), "blue");
+      assert.equal((await get("/", apiPort)).body, "green");
+      await router.setSplit("api", null);
+      await router.setWeights("api", { blue: 100, green: 0 });
+      assert.equal(await header("someone"), "blue");
+    });
+
+    it("refuses a bad split, and says when there is no split map", async () => {
+      const refused = (e: unknown) => e instanceof RouterError && e.code === "ROUTER_COMMAND_FAILED";
+      await assert.rejects(router.setSplit("shop", { slot: "green", percent: 101, allowlist: [] }), refused);
+      await assert.rejects(router.setSplit("shop", { slot: "green", percent: 10, allowlist: ["two words"] }), refused);
+      await assert.rejects(router.setSplit("shop", { slot: "green", percent: 10, allowlist: Array.from({ length: 101 }, (_, i) => `u${i}`) }), refused);
+      await assert.rejects(router.setSplit("shop", { slot: "red" as "green", percent: 10, allowlist: [] }), refused);
+      await assert.rejects(router.setSplit("Bad Name", { slot: "green", percent: 10, allowlist: [] }), (e: unknown) => e instanceof RouterError);
+      const noMap = new HaproxyRouter({ socket, maintenanceMap });
+      await assert.rejects(noMap.setSplit("shop", null), refused);
+      const wrongMap = new HaproxyRouter({ socket, maintenanceMap, splitMap: join(dir, "other.map") });
+      await assert.rejects(wrongMap.split("shop"), (e: unknown) => e instanceof RouterError && e.code === "ROUTE_UNKNOWN");
+      assert.equal(await router.split("shop"), null);
+    });
   });
 
   it("names an unknown service and an unreachable router", async () => {

@@ -1,16 +1,21 @@
 // The Router on HAProxy through its runtime API: servers, weights and drain states change in the running process,
 // with no reload, so no connection is dropped. Maintenance messages live in a map file the config's frontend reads
-// (haproxy-config.ts). The epoch is HAProxy's pid and start time: a restart (or reload, which starts a new process
+// (haproxy-config.ts), and so does an A/B split: its slot and percent under the service's name, each allowlisted value
+// under "<service>=<value>", in the split map the generated config reads. The epoch is HAProxy's pid and start time: a restart (or reload, which starts a new process
 // with fresh counters) changes it.
 import { setTimeout as sleep } from "node:timers/promises";
 
-import { RouterError, SLOTS, type DrainResult, type Router, type RouterCounters, type RouterInfo, type Slot, type SlotCounters, type SlotState, type Weights } from "../router.js";
-import { backendOf, SERVICE_NAME } from "./haproxy-config.js";
-import { parseInfo, parseStatCsv, RuntimeApi } from "./runtime-api.js";
+import { MAX_SPLIT_ALLOWLIST, SPLIT_VALUE_RE } from "@ferry/contract";
+
+import { RouterError, SLOTS, type DrainResult, type Router, type RouterCounters, type RouterInfo, type Slot, type SlotCounters, type SlotState, type Split, type Weights } from "../router.js";
+import { backendOf, SERVICE_NAME, splitAllowKey } from "./haproxy-config.js";
+import { cliArg, parseInfo, parseMapEntries, parseStatCsv, RuntimeApi } from "./runtime-api.js";
 
 export interface HaproxyRouterOptions {
   socket: string;
   maintenanceMap: string;
+  /** The map file of A/B splits the config's split rules read; needed only for routes with a split. */
+  splitMap?: string;
   timeoutMs?: number;
   /** How often a drain looks at the slot's connections. */
   drainPollMs?: number;
@@ -125,9 +130,7 @@ export class HaproxyRouter implements Router {
     await this.#api.command(`del map ${map} ${service}`);
     if (message === null) return;
     if (!MESSAGE_RE.test(message)) throw new RouterError("ROUTER_COMMAND_FAILED", "a maintenance message is 1–256 printable ASCII characters, without \" and \\");
-    // The runtime API splits arguments on spaces and commands on semicolons; both are escaped with a backslash.
-    const escaped = message.replace(/[\\ ;]/g, (c) => `\\${c}`);
-    await this.#ok(`add map ${map} ${service} ${escaped}`);
+    await this.#ok(`add map ${map} ${service} ${cliArg(message)}`);
   }
 
   async maintenance(service: string): Promise<string | null> {
@@ -135,6 +138,60 @@ export class HaproxyRouter implements Router {
     const answer = await this.#api.command(`get map ${this.#o.maintenanceMap} ${service}`);
     const m = /value="([^"]*)"/.exec(answer);
     return /found=yes/.test(answer) && m ? (m[1] ?? "") : null;
+  }
+
+  async setSplit(service: string, split: Split | null): Promise<Split | null> {
+    const map = this.#splitMap();
+    if (split === null) {
+      // The service's entry first: from then on no request is split, whatever allowlist entries are left.
+      await this.#ok(`del map ${map} ${service}`, /not found/i);
+      for (const e of await this.#splitEntries(service)) if (e.key !== service) await this.#ok(`del map ${map} ${cliArg(e.key)}`, /not found/i);
+      return this.split(service);
+    }
+    if (!SLOTS.includes(split.slot)) throw new RouterError("ROUTER_COMMAND_FAILED", `a split's slot must be blue or green, not ${String(split.slot)}`);
+    if (!Number.isInteger(split.percent) || split.percent < 0 || split.percent > 100) throw new RouterError("ROUTER_COMMAND_FAILED", `a split's percent must be 0–100, not ${split.percent}`);
+    const allow = new Set(split.allowlist);
+    if (split.allowlist.length > MAX_SPLIT_ALLOWLIST || [...allow].some((v) => !SPLIT_VALUE_RE.test(v))) {
+      throw new RouterError("ROUTER_COMMAND_FAILED", `a split's allowlist is at most ${MAX_SPLIT_ALLOWLIST} values of 1–256 printable ASCII characters without spaces`);
+    }
+    // The slot must be in service: HAProxy skips a use-server rule naming a server in maintenance (a drained slot).
+    await this.ready(service, split.slot);
+    const entries = await this.#splitEntries(service);
+    const have = new Set(entries.filter((e) => e.key !== service).map((e) => e.key));
+    const want = new Set([...allow].map((v) => splitAllowKey(service, v)));
+    // The allowlist before the service's entry, so a split never starts without its testers.
+    for (const key of want) if (!have.has(key)) await this.#ok(`add map ${map} ${cliArg(key)} 1`);
+    for (const key of have) if (!want.has(key)) await this.#ok(`del map ${map} ${cliArg(key)}`, /not found/i);
+    const value = `${split.slot}:${split.percent}`;
+    // One entry, changed in place: slot and percent switch together.
+    if (entries.some((e) => e.key === service)) await this.#ok(`set map ${map} ${service} ${value}`);
+    else await this.#ok(`add map ${map} ${service} ${value}`);
+    return this.split(service);
+  }
+
+  async split(service: string): Promise<Split | null> {
+    const entries = await this.#splitEntries(service);
+    const head = entries.find((e) => e.key === service);
+    if (!head) return null;
+    const m = /^(blue|green):(\d{1,3})$/.exec(head.value);
+    if (!m) throw new RouterError("ROUTER_COMMAND_FAILED", `haproxy: the split map holds ${JSON.stringify(head.value.slice(0, 100))} for ${service}, not <slot>:<percent>`);
+    const prefix = splitAllowKey(service, "");
+    const allowlist = [...new Set(entries.filter((e) => e.key.startsWith(prefix)).map((e) => e.key.slice(prefix.length)))].sort();
+    return { slot: m[1] as Slot, percent: Number(m[2]), allowlist };
+  }
+
+  /** The split map's entries of one service: its own entry and its allowlist entries. */
+  async #splitEntries(service: string): Promise<{ key: string; value: string }[]> {
+    this.#check(service);
+    const answer = await this.#api.command(`show map ${this.#splitMap()}`);
+    if (/Unknown map identifier/i.test(answer)) throw new RouterError("ROUTE_UNKNOWN", `haproxy has no split map ${this.#splitMap()} (its config has no split rules; see docs/rollouts.md#ab-split)`);
+    const prefix = splitAllowKey(service, "");
+    return parseMapEntries(answer).filter((e) => e.key === service || e.key.startsWith(prefix));
+  }
+
+  #splitMap(): string {
+    if (!this.#o.splitMap) throw new RouterError("ROUTER_COMMAND_FAILED", "no split map is configured for the router (drivers.docker.routerSplitMap; docs/rollouts.md#ab-split)");
+    return this.#o.splitMap;
   }
 
   #check(service: string): void {

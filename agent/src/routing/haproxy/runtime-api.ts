@@ -41,6 +41,21 @@ export class RuntimeApi {
   }
 }
 
+/** One argument of a runtime API command: the API splits arguments on spaces and commands on semicolons, and a backslash escapes either (and itself). */
+export function cliArg(value: string): string {
+  return value.replace(/[\\ ;]/g, (c) => `\\${c}`);
+}
+
+/** Parses `show map <file>`: one "<ref> <key> <value>" line per entry (keys hold no space here). */
+export function parseMapEntries(text: string): { ref: string; key: string; value: string }[] {
+  const out: { ref: string; key: string; value: string }[] = [];
+  for (const line of text.split("\n")) {
+    const m = /^(0x[0-9a-fA-F]+) (\S+) ?(.*)$/.exec(line);
+    if (m) out.push({ ref: m[1]!, key: m[2]!, value: m[3] ?? "" });
+  }
+  return out;
+}
+
 /** Parses `show stat` CSV: the header names the columns ("# pxname,svname,..."). */
 export function parseStatCsv(text: string): Record<string, string>[] {
   const lines = text.split("\n").filter((l) => l.trim() !== "");
