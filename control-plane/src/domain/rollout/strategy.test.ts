@@ -13,6 +13,21 @@ describe("strategy: parse", () => {
     assert.deepEqual(c.analysis, { minRequests: 50, maxErrorRate: 0.01, maxLatencyRatio: 1.5, maxInconclusive: 3 });
   });
 
+  it("reads the analysis's external checks: a probe, and a Prometheus query with its server", () => {
+    const c = parseStrategy({ kind: "canary", steps: [{ weight: 5 }], analysis: { probeUrl: "http://127.0.0.1:8081/health", prometheusQuery: "sum(rate(errors[5m]))", prometheusMax: 0.5, prometheusUrl: "https://mon.example.com/prometheus/" } });
+    assert.ok(c.kind === "canary");
+    assert.deepEqual(c.analysis, {
+      minRequests: 50,
+      maxErrorRate: 0.01,
+      maxLatencyRatio: 1.5,
+      maxInconclusive: 3,
+      probeUrl: "http://127.0.0.1:8081/health",
+      prometheusQuery: "sum(rate(errors[5m]))",
+      prometheusMax: 0.5,
+      prometheusUrl: "https://mon.example.com/prometheus/",
+    });
+  });
+
   it("says which capabilities a strategy needs", () => {
     assert.deepEqual(strategyNeeds(parseStrategy({ kind: "rolling", batch: 1 })), []);
     assert.deepEqual(strategyNeeds(parseStrategy({ kind: "canary", steps: [{ weight: 10 }] })), ["side-by-side", "router"]);
@@ -37,6 +52,11 @@ describe("strategy: parse", () => {
     [{ kind: "canary", steps: [{ weight: 5 }], analysis: { maxErrorRate: 2 } }, "strategy.analysis.maxErrorRate", /from 0 to 1/],
     [{ kind: "canary", steps: [{ weight: 5 }], analysis: { prometheusQuery: "up" } }, "strategy.analysis.prometheusMax", /required/],
     [{ kind: "canary", steps: [{ weight: 5 }], analysis: { probeUrl: "file:///etc/passwd" } }, "strategy.analysis.probeUrl", /http/],
+    [{ kind: "canary", steps: [{ weight: 5 }], analysis: { prometheusQuery: "up", prometheusMax: 1 } }, "strategy.analysis.prometheusUrl", /required with prometheusQuery/],
+    [{ kind: "canary", steps: [{ weight: 5 }], analysis: { prometheusQuery: "up", prometheusMax: 1, prometheusUrl: "prometheus:9090" } }, "strategy.analysis.prometheusUrl", /http/],
+    [{ kind: "canary", steps: [{ weight: 5 }], analysis: { prometheusQuery: "up", prometheusMax: 1, prometheusUrl: "http://u:p@prometheus:9090" } }, "strategy.analysis.prometheusUrl", /without credentials/],
+    [{ kind: "canary", steps: [{ weight: 5 }], analysis: { prometheusQuery: "up", prometheusMax: 1, prometheusUrl: "http://prometheus:9090/?x=1" } }, "strategy.analysis.prometheusUrl", /query or fragment/],
+    [{ kind: "canary", steps: [{ weight: 5 }], analysis: { prometheusUrl: "http://prometheus:9090" } }, "strategy.analysis.prometheusUrl", /needs prometheusQuery/],
     [{ kind: "ab", split: { by: "ip", name: "x", percent: 10 } }, "strategy.split.by", /cookie or header/],
     [{ kind: "ab", split: { by: "cookie", name: "bad name", percent: 10 } }, "strategy.split.name", /HTTP token/],
     [{ kind: "ab", split: { by: "cookie", name: "uid", percent: 10 }, allowlist: ["has space"] }, "strategy.allowlist[0]", /printable ASCII/],

@@ -30,6 +30,8 @@ export interface AnalysisConfig {
   /** Optional Prometheus instant query: passes when its scalar result is at most `prometheusMax`. */
   prometheusQuery?: string;
   prometheusMax?: number;
+  /** The Prometheus server's base URL (its HTTP API is under <base>/api/v1/); required with prometheusQuery. */
+  prometheusUrl?: string;
 }
 
 export interface CanaryStep {
@@ -129,7 +131,7 @@ function str(o: Record<string, unknown>, key: string, where: string, max: number
   return v as string;
 }
 
-const ANALYSIS_KEYS = ["minRequests", "maxErrorRate", "maxLatencyRatio", "maxInconclusive", "probeUrl", "prometheusQuery", "prometheusMax"];
+const ANALYSIS_KEYS = ["minRequests", "maxErrorRate", "maxLatencyRatio", "maxInconclusive", "probeUrl", "prometheusQuery", "prometheusMax", "prometheusUrl"];
 const LOOPBACK_OR_HTTP = /^https?:\/\/[^\s]+$/;
 
 export function parseAnalysis(raw: unknown, where: string): AnalysisConfig {
@@ -147,7 +149,12 @@ export function parseAnalysis(raw: unknown, where: string): AnalysisConfig {
     a.prometheusQuery = str(raw, "prometheusQuery", where, 4096);
     if (raw.prometheusMax === undefined) bad(`${where}.prometheusMax`, "is required with prometheusQuery");
     a.prometheusMax = num(raw, "prometheusMax", where, -1e12, 1e12, 0);
+    if (raw.prometheusUrl === undefined) bad(`${where}.prometheusUrl`, "is required with prometheusQuery (the Prometheus server's base URL, e.g. http://prometheus:9090)");
+    a.prometheusUrl = str(raw, "prometheusUrl", where, 2048, LOOPBACK_OR_HTTP, "must be an http:// or https:// URL");
+    const u = URL.canParse(a.prometheusUrl) ? new URL(a.prometheusUrl) : null;
+    if (!u || u.username || u.password || u.search || u.hash) bad(`${where}.prometheusUrl`, "must be a base URL without credentials, query or fragment (the API path is appended to it)");
   } else if (raw.prometheusMax !== undefined) bad(`${where}.prometheusMax`, "needs prometheusQuery");
+  else if (raw.prometheusUrl !== undefined) bad(`${where}.prometheusUrl`, "needs prometheusQuery");
   return a;
 }
 
