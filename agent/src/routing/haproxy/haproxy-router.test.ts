@@ -296,6 +296,23 @@ describe("HAProxy router (real haproxy on loopback)", { skip: missing }, () => {
       assert.equal(await header("someone"), "blue");
     });
 
+    it("generates split rules HAProxy accepts for every name route.split allows", () => {
+      const cfg = join(dir, "names.cfg");
+      const name = "Az09!%&*+.^_|~-";
+      writeFileSync(
+        cfg,
+        haproxyConfig({ socket: join(dir, "names.sock"), maintenanceMap, splitMap }, [
+          { name: "c", listen: "127.0.0.1:1", slots: slotAddresses(), split: { by: "cookie", name } },
+          { name: "h", listen: "127.0.0.1:2", slots: slotAddresses(), split: { by: "header", name } },
+        ]),
+      );
+      const check = spawnSync(HAPROXY!, ["-c", "-f", cfg], { encoding: "utf8" });
+      assert.equal(check.status, 0, check.stderr);
+      assert.doesNotMatch(check.stderr, /WARNING|ALERT/);
+      assert.throws(() => haproxyConfig({ socket, maintenanceMap, splitMap }, [{ name: "c", listen: "127.0.0.1:1", slots: slotAddresses(), split: { by: "cookie", name: "a#b" } }]), /split name/);
+      assert.throws(() => haproxyConfig({ socket, maintenanceMap }, [{ name: "c", listen: "127.0.0.1:1", slots: slotAddresses(), split: { by: "cookie", name: "uid" } }]), /splitMap/);
+    });
+
     it("refuses a bad split, and says when there is no split map", async () => {
       const refused = (e: unknown) => e instanceof RouterError && e.code === "ROUTER_COMMAND_FAILED";
       await assert.rejects(router.setSplit("shop", { slot: "green", percent: 101, allowlist: [] }), refused);
