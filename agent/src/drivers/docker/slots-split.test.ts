@@ -140,6 +140,14 @@ describe("A/B split through the Docker driver's route operations (real haproxy)"
     assert.deepEqual(await router.weights("web"), { blue: 100, green: 0 });
   });
 
+  it("a router whose config has no split map has no split in force: measure, switch and restore go on", async () => {
+    const noSplitRules = new HaproxyRouter({ socket, maintenanceMap, splitMap: join(dir, "not-loaded.map") });
+    const measured = await routeOperation(ctx(), noSplitRules, { op: "measure" }, state());
+    assert.equal(measured["split"], null);
+    assert.deepEqual(await slotRestore(ctx() as never, {} as never, noSplitRules, state()), {});
+    await assert.rejects(routeOperation(ctx(), noSplitRules, split(10, []), state()), (e: unknown) => (e as { code?: string }).code === "ROUTE_UNKNOWN");
+  });
+
   it("the switch gives the new slot everything and lifts the split", async () => {
     const c = ctx();
     await slotSwitch(c as never, router, state());

@@ -196,7 +196,8 @@ export async function routeOperation(ctx: RouteContext<DockerTargetConfig>, rout
     }
     case "measure": {
       const c = await router.counters(service);
-      const split = ctx.config.route?.split ? splitDetails(ctx.config.route.split, await router.split(service)) : null;
+      const key = ctx.config.route?.split;
+      const split = key ? splitDetails(key, await splitInForce(ctx.config, router, service)) : null;
       return { epoch: c.epoch, at: c.at, newSlot, stableSlot: stable, new: c.slots[newSlot], stable: c.slots[stable], weights: await router.weights(service), split };
     }
     case "maintenance": {
@@ -239,16 +240,20 @@ async function splitOperation(ctx: RouteContext<DockerTargetConfig>, router: Rou
 }
 
 /**
- * Lifts an A/B split on a route that has a split key; says whether one was in force. A router without the split map
- * has none in force (its config has no split rules), which is no reason to fail a switch or a restore.
+ * The A/B split in force on a route that has a split key. A router without the split map has none (its config has no
+ * split rules), which is no reason to fail a measure, a switch or a restore.
  */
-async function liftSplit(config: DockerTargetConfig, router: Router, service: string): Promise<boolean> {
-  if (!config.route?.split) return false;
-  const split = await router.split(service).catch((err: unknown) => {
+async function splitInForce(config: DockerTargetConfig, router: Router, service: string): Promise<Split | null> {
+  if (!config.route?.split) return null;
+  return router.split(service).catch((err: unknown) => {
     if (err instanceof RouterError && err.code === "ROUTE_UNKNOWN") return null;
     throw err;
   });
-  if (!split) return false;
+}
+
+/** Lifts the A/B split in force, if any; says whether there was one. */
+async function liftSplit(config: DockerTargetConfig, router: Router, service: string): Promise<boolean> {
+  if (!(await splitInForce(config, router, service))) return false;
   await router.setSplit(service, null);
   return true;
 }
