@@ -319,11 +319,13 @@ describe("HAProxy router (real haproxy on loopback)", { skip: missing }, () => {
       await assert.rejects(router.setSplit("shop", { slot: "green", percent: 10, allowlist: ["two words"] }), refused);
       await assert.rejects(router.setSplit("shop", { slot: "green", percent: 10, allowlist: Array.from({ length: 101 }, (_, i) => `u${i}`) }), refused);
       await assert.rejects(router.setSplit("shop", { slot: "red" as "green", percent: 10, allowlist: [] }), refused);
-      await assert.rejects(router.setSplit("Bad Name", { slot: "green", percent: 10, allowlist: [] }), (e: unknown) => e instanceof RouterError);
+      await assert.rejects(router.setSplit("Bad Name", { slot: "green", percent: 10, allowlist: [] }), (e: unknown) => e instanceof RouterError && e.code === "ROUTE_UNKNOWN");
+      await assert.rejects(router.setSplit("web;show info", null), (e: unknown) => e instanceof RouterError && e.code === "ROUTE_UNKNOWN");
       const noMap = new HaproxyRouter({ socket, maintenanceMap });
       await assert.rejects(noMap.setSplit("shop", null), refused);
       const wrongMap = new HaproxyRouter({ socket, maintenanceMap, splitMap: join(dir, "other.map") });
       await assert.rejects(wrongMap.split("shop"), (e: unknown) => e instanceof RouterError && e.code === "ROUTE_UNKNOWN");
+      await assert.rejects(wrongMap.setSplit("shop", null), (e: unknown) => e instanceof RouterError && e.code === "ROUTE_UNKNOWN");
       assert.equal(await router.split("shop"), null);
     });
   });

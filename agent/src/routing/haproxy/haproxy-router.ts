@@ -141,11 +141,13 @@ export class HaproxyRouter implements Router {
   }
 
   async setSplit(service: string, split: Split | null): Promise<Split | null> {
+    this.#check(service);
     const map = this.#splitMap();
     if (split === null) {
+      const entries = await this.#splitEntries(service);
       // The service's entry first: from then on no request is split, whatever allowlist entries are left.
       await this.#ok(`del map ${map} ${service}`, /not found/i);
-      for (const e of await this.#splitEntries(service)) if (e.key !== service) await this.#ok(`del map ${map} ${cliArg(e.key)}`, /not found/i);
+      for (const e of entries) if (e.key !== service) await this.#ok(`del map ${map} ${cliArg(e.key)}`, /not found/i);
       return this.split(service);
     }
     if (!SLOTS.includes(split.slot)) throw new RouterError("ROUTER_COMMAND_FAILED", `a split's slot must be blue or green, not ${String(split.slot)}`);
