@@ -17,8 +17,9 @@ import type { ImagePin, SshTargetConfig } from "@ferry/contract";
 import { DriverError, type PhaseContext } from "../driver.js";
 import type { SshSession } from "./connection.js";
 import type { HostSticker } from "./host-sticker.js";
-import { describeEnd, sudoPrefix } from "./host-sticker.js";
+import { describeEnd } from "./host-sticker.js";
 import { runRemote, shQuote, type RemoteRun } from "./remote-command.js";
+import { sudoFailure, sudoPrefix } from "./sudo.js";
 
 export const DEFAULT_SCRIPT_TIMEOUT_SECONDS = 300;
 const NEVER_ABORTS = new AbortController().signal;
@@ -61,7 +62,9 @@ export function scriptEnv(ctx: PhaseContext<SshTargetConfig>, image: ImagePin, p
 /**
  * Uploads `text` and runs it with sh in the work directory, with `env`; removes the file afterwards. The script goes
  * through stdin into a file of its own (mode 0700, name with the task id), never onto a command line, so neither its
- * size nor its quoting matter.
+ * size nor its quoting matter. With sudo, everything that touches the work directory runs as `sudo -n sh -c …`: one
+ * command for sudoers to allow. `onStarted` is called once the script is on the host, just before it runs (an upload
+ * that failed changed nothing).
  */
 export async function runScript(
   session: SshSession,
@@ -69,6 +72,7 @@ export async function runScript(
   name: ScriptName,
   text: string,
   env: Record<string, string>,
+  onStarted?: () => void,
 ): Promise<RemoteRun> {
   const config = ctx.config;
   const dir = config.script?.workDir ?? "/tmp";
@@ -79,13 +83,18 @@ export async function runScript(
 
   const upload = await runRemote(session, `${sudo}sh -c ${shQuote(`umask 077 && cat > ${shQuote(file)}`)}`, { stdin: text, timeoutMs: 60_000, signal: ctx.signal });
   if (upload.exitCode !== 0) {
-    throw endError(upload, `uploading the ${name} script to ${file} on ${session.where}`, name);
+    const what = `uploading the ${name} script to ${file} on ${session.where}`;
+    throw sudoFailure(upload, config, what, session.where) ?? endError(upload, what, name);
   }
+  onStarted?.();
   const assignments = Object.entries(env).map(([k, v]) => `${k}=${shQuote(v)}`).join(" ");
-  // sshd starts an exec session's shell in a session of its own (setsid), so its pid is the process group of
-  // everything the script starts: on a timeout or an abort the whole group is killed, not just the shell.
+  // sshd starts an exec session's shell in a session of its own (setsid), so that shell's pid ($$, handed to the
+  // inner shell as $1) is the process group of everything the script starts, sudo included: on a timeout or an
+  // abort the whole group is killed, not just the shell.
   const pidFile = `${file}.pid`;
-  const command = `echo $$ > ${shQuote(pidFile)} && cd ${shQuote(dir)} && ${sudo}env ${assignments} sh ${shQuote(file)}; status=$?; ${sudo}rm -f ${shQuote(file)} ${shQuote(pidFile)}; exit $status`;
+  const inner = `echo "$1" > ${shQuote(pidFile)} && cd ${shQuote(dir)} && exec env ${assignments} sh ${shQuote(file)}`;
+  const cleanup = `${sudo}sh -c ${shQuote(`rm -f ${shQuote(file)} ${shQuote(pidFile)}`)}`;
+  const command = `${sudo}sh -c ${shQuote(inner)} ferry-${name} $$; status=$?; ${cleanup}; exit $status`;
   const stop = async () => {
     const kill = `pg=$(cat ${shQuote(pidFile)} 2>/dev/null) && [ -n "$pg" ] && kill -s KILL -- "-$pg"; rm -f ${shQuote(file)} ${shQuote(pidFile)}`;
     await runRemote(session, `${sudo}sh -c ${shQuote(kill)}`, { timeoutMs: 10_000, signal: NEVER_ABORTS });
