@@ -6,6 +6,7 @@ import { hostStickerFile, parseHostStickerFile, type HostStickerFile } from "../
 import type { SshTargetConfig } from "@ferry/contract";
 
 import type { PhaseContext } from "../driver.js";
+import { describeEnd } from "../script-target.js";
 import type { SshSession } from "./connection.js";
 import { runRemote, shQuote, type RemoteRun } from "./remote-command.js";
 import { sudoFailure, sudoPrefix } from "./sudo.js";
@@ -48,12 +49,3 @@ export async function readHostSticker(session: SshSession, config: SshTargetConf
 function stickerFailure(run: RemoteRun, config: SshTargetConfig, what: string, where: string): Error {
   return sudoFailure(run, config, what, where) ?? new Error(`${what} on ${where} failed (${describeEnd(run)}): ${run.tail.join(" ")}`);
 }
-
-export function describeEnd(run: { exitCode: number | undefined; exitSignal?: string; timedOut: boolean; lost: boolean; aborted: boolean }): string {
-  if (run.timedOut) return "timed out";
-  if (run.aborted) return "aborted";
-  if (run.lost) return "the connection dropped";
-  if (run.exitSignal) return `killed by SIG${run.exitSignal}`;
-  return `exit code ${run.exitCode}`;
-}
-

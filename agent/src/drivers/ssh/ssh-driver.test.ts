@@ -560,7 +560,7 @@ describe("ssh sudo mode (real sshd, real sudo, real Docker Engine)", () => {
     assert.equal((await httpGet(port, "/version"))?.body, "1.0.0");
     const file = stickerFile(tgt);
     assert.equal(statSync(file).uid, 0, "the sticker was written as root");
-    assert.equal(JSON.parse(readFileSync(file, "utf8")).releaseId, "rel-1.0.0");
+    assert.equal((JSON.parse(readFileSync(file, "utf8")) as { releaseId: string }).releaseId, "rel-1.0.0");
     const sticker = await d.readSticker(tgt);
     assert.equal(sticker?.releaseId, "rel-1.0.0");
     assert.deepEqual(sticker?.images, [{ component: "web", digest: v1.digest }]);
@@ -580,7 +580,7 @@ describe("ssh sudo mode (real sshd, real sudo, real Docker Engine)", () => {
     assert.equal(readFileSync(join(dir, "uid"), "utf8"), "0\n");
     assert.equal(readFileSync(join(dir, "digest"), "utf8"), `${DIGEST_A}\n`);
     assert.ok(r.progress.lines.includes("deploy: | deploying as root"), r.progress.lines.join("\n"));
-    assert.ok(r.progress.lines.some((l) => l.includes(", sudo)")));
+    assert.ok(r.progress.lines.some((l) => l.includes(", sudo, timeout")), "the log says the script runs through sudo");
     assert.equal((await d.readSticker(tgt))?.releaseId, "rel-1.0.0");
     assert.deepEqual(readdir(dir).filter((f) => f.startsWith("ferry-")), [], "the uploaded script was removed");
 

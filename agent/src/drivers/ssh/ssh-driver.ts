@@ -18,9 +18,10 @@ import type { DockerPhaseState } from "../docker/phase-state.js";
 import { DriverError, PhaseFailure, type DeployOutcome, type Driver, type HealthReport, type PhaseContext, type PhaseState, type TargetInspection, type TargetRef, type TargetSticker } from "../driver.js";
 import { connect, type SshSession, type SshSettings } from "./connection.js";
 import { asTargetSticker } from "../host-sticker-file.js";
+import { DEFAULT_SCRIPT_TIMEOUT_SECONDS, healthVerdict, noHealthScript, runHostScript, runRollback, scriptEnv } from "../script-target.js";
 import { readHostSticker, stickerPath, writeHostSticker, type HostSticker } from "./host-sticker.js";
 import { checkSudoRelay, DEFAULT_REMOTE_SOCKET, forwardPort, isLoopbackHost, remoteEngine } from "./remote-engine.js";
-import { runScript, scriptEnv, scriptFailure } from "./script-phases.js";
+import { sshScriptHost } from "./script-phases.js";
 import { SessionLimit } from "./session-limit.js";
 
 export const DEFAULT_MAX_SESSIONS_PER_HOST = 4;
@@ -135,11 +136,9 @@ export class SshDriver implements Driver<SshTargetConfig, SshState> {
   start(ctx: PhaseContext<SshTargetConfig>, state: SshState): Promise<SshState> {
     return this.#with(ctx.config, ctx.signal, async (session) => {
       if (isScript(state)) {
-        const script = ctx.config.script!;
         // Marked once the script is on the host, before it runs: a script that fails half-way has changed the host,
         // and restore must run rollback; an upload that failed (sudo refused it, say) changed nothing.
-        const run = await runScript(session, ctx, "deploy", script.deploy, scriptEnv(ctx, state.image, state.previous, "deploy"), () => (state.deployed = true));
-        const failure = scriptFailure(run, "the deploy script", "deploy");
+        const { failure } = await runHostScript(sshScriptHost(session, ctx), ctx, "deploy", ctx.config.script!.deploy, envFor(ctx, state, "deploy"), scriptTimeout(ctx.config), () => (state.deployed = true));
         if (failure) throw new PhaseFailure(failure, state);
         return state;
       }
@@ -152,13 +151,9 @@ export class SshDriver implements Driver<SshTargetConfig, SshState> {
   health(ctx: PhaseContext<SshTargetConfig>, state: SshState): Promise<HealthReport> {
     return this.#with(ctx.config, ctx.signal, async (session) => {
       if (isScript(state)) {
-        const script = ctx.config.script!;
-        if (!script.health) return { ok: true, summary: "no health script; the deploy script exited 0", details: { type: "script" } };
-        const run = await runScript(session, ctx, "health", script.health, scriptEnv(ctx, state.image, state.previous, "health"));
-        if (run.exitCode === 0 && !run.timedOut && !run.aborted) return { ok: true, summary: "the health script exited 0", details: { type: "script", output: run.tail } };
-        const failure = scriptFailure(run, "the health script", "health")!;
-        if (failure.code !== "SCRIPT_FAILED") throw failure;
-        return { ok: false, code: "HEALTH_CHECK_FAILED", summary: failure.message, details: { type: "script", ...failure.details } };
+        const health = ctx.config.script!.health;
+        if (!health) return noHealthScript();
+        return healthVerdict(await runHostScript(sshScriptHost(session, ctx), ctx, "health", health, envFor(ctx, state, "health"), scriptTimeout(ctx.config)), "health", "script");
       }
       const dockerConfig = ctx.config.docker!;
       const hc = dockerConfig.healthCheck;
@@ -213,12 +208,9 @@ export class SshDriver implements Driver<SshTargetConfig, SshState> {
     return this.#with(ctx.config, signal, async (session) => {
       if (isScript(state)) {
         if (!state.deployed) return { nothing: "the deploy script never ran" };
-        const rollback = ctx.config.script?.rollback;
-        if (!rollback) throw new Error("the target has no rollback script (config.script.rollback): what the deploy script changed stays on the host");
-        const run = await runScript(session, { ...ctx, signal }, "rollback", rollback, scriptEnv(ctx, state.image, state.previous, "rollback"));
-        const failure = scriptFailure(run, "the rollback script", "rollback");
-        if (failure) throw new Error(failure.message);
-        return { rollbackScript: "exited 0", previousRelease: state.previous?.releaseId ?? null };
+        const rctx = { ...ctx, signal };
+        const rollback = { field: "config.script.rollback", changedBy: "deploy", text: ctx.config.script?.rollback };
+        return runRollback(sshScriptHost(session, rctx), rctx, rollback, envFor(ctx, state, "rollback"), scriptTimeout(ctx.config), state.previous);
       }
       return (await this.#dockerDriver(session, ctx.config, signal)).restore({ ...this.#dockerCtx(ctx), signal }, state);
     });
@@ -275,6 +267,14 @@ export class SshDriver implements Driver<SshTargetConfig, SshState> {
 
 function isScript(state: SshState): state is ScriptState {
   return (state as ScriptState).mode === "script";
+}
+
+function envFor(ctx: PhaseContext<SshTargetConfig>, state: ScriptState, script: string): Record<string, string> {
+  return scriptEnv(ctx, state.image, state.previous, script, ctx.config.script?.env);
+}
+
+function scriptTimeout(config: SshTargetConfig): number {
+  return config.script?.timeoutSeconds ?? DEFAULT_SCRIPT_TIMEOUT_SECONDS;
 }
 
 function pickScriptImage(ctx: PhaseContext<SshTargetConfig>): ImagePin {
