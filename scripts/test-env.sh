@@ -164,9 +164,9 @@ sudo_users() {
 # Written by scripts/test-env.sh for the ssh driver's sudo tests.
 Cmnd_Alias FERRY_ENGINE = $docker -H unix\\:///run/ferry-test/docker.sock system dial-stdio
 Cmnd_Alias FERRY_STICKER = $mkdir -p /var/lib/ferry/stickers, \\
-  $tee ^/var/lib/ferry/stickers/[A-Za-z0-9_.-]+[.]ferry-tmp\$, \\
-  $mv ^-f /var/lib/ferry/stickers/[A-Za-z0-9_.-]+[.]ferry-tmp /var/lib/ferry/stickers/[A-Za-z0-9_.-]+\$, \\
-  $cat ^/var/lib/ferry/stickers/[A-Za-z0-9_.-]+\$
+  $tee ^/var/lib/ferry/stickers/[A-Za-z0-9_-][A-Za-z0-9_.-]*[.]json[.]ferry-tmp\$, \\
+  $mv ^-f /var/lib/ferry/stickers/[A-Za-z0-9_-][A-Za-z0-9_.-]*[.]json[.]ferry-tmp /var/lib/ferry/stickers/[A-Za-z0-9_-][A-Za-z0-9_.-]*[.]json\$, \\
+  $cat ^/var/lib/ferry/stickers/[A-Za-z0-9_-][A-Za-z0-9_.-]*[.]json\$
 ferry-sudo ALL=(root) NOPASSWD: FERRY_ENGINE, FERRY_STICKER
 ferry-script ALL=(root) NOPASSWD: $sh, FERRY_STICKER
 SUDOERS
