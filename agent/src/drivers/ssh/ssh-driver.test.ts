@@ -53,6 +53,8 @@ class Recorder implements ProgressSink {
 
 const RUN = `ferry-ssh-${randomBytes(3).toString("hex")}`;
 const DIGEST_A = `sha256:${"a".repeat(64)}`;
+/** The default sticker directory on the host (targets without stickerPath write there). */
+const STICKER_DIR = "/var/lib/ferry/stickers";
 let sshd: TestSshd;
 let work: string;
 let driver: SshDriver;
@@ -61,7 +63,11 @@ function pin(repository: string, digest: string, component = "web"): ImagePin {
   return { component, repository, digest, ref: `${repository}@${digest}` };
 }
 
+/** Every target id used, so the stickers of targets that keep the default path can be removed afterwards. */
+const targetIds = new Set<string>();
+
 function target(config: Record<string, unknown>, id = `tgt-${randomBytes(3).toString("hex")}`): TargetRef {
+  targetIds.add(id);
   return { id, name: id, kind: "ssh", config };
 }
 
@@ -109,6 +115,7 @@ before(async () => {
 after(async () => {
   await sshd?.stop();
   if (work) rmSync(work, { recursive: true, force: true });
+  for (const id of targetIds) rmSync(join(STICKER_DIR, `${id}.json`), { force: true });
 });
 
 describe("ssh host keys and session limits (no host)", () => {
@@ -475,7 +482,6 @@ describe("ssh docker hosts (real sshd, real Docker Engine)", () => {
 // Stickers go to the default directory, /var/lib/ferry/stickers, which is what the rules name.
 
 const SUDO_USERS = ["ferry-sudo", "ferry-script", "ferry-nosudo"] as const;
-const STICKER_DIR = "/var/lib/ferry/stickers";
 
 function sudoSkipReason(): string | false {
   if (spawnSync("sudo", ["-V"]).status !== 0) return "sudo is not installed (scripts/test-env.sh installs it)";
