@@ -6,6 +6,7 @@
 #  - Debian's docker.io, docker-compose, busybox-static (the test images are built from it: no public registry is
 #    reachable), openssh-server (the SSH suites start their own sshd on a loopback port) and haproxy (the host
 #    router the rollout suites drive; each starts its own instance on loopback ports, never the system service).
+#  - Debian's sudo and three login users for the ssh driver's sudo mode (see the sudo section below).
 #  - Debian's chromium, which the console's browser suite drives through playwright-core.
 #  - The project's own Docker Engine on unix:///run/ferry-test/docker.sock (data root /var/lib/ferry-test-docker),
 #    separate from any system Docker: no bridge, no iptables rules; test containers use host networking and listen
@@ -29,6 +30,8 @@ dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 # The console's browser suite drives Debian's Chromium through playwright-core (no browser download).
 [ -x /usr/bin/chromium ] || need+=(chromium)
+# The ssh driver's sudo mode is tested against Debian's sudo (set up below: test users and their sudoers rules).
+command -v sudo >/dev/null 2>&1 || [ -x /usr/bin/sudo ] || need+=(sudo)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"
   # Package scripts must not start services (a system dockerd would create a bridge and iptables rules; sshd would
@@ -131,4 +134,60 @@ else
 fi
 if docker_answers; then
   log "Docker Engine $(as_root "$docker_cli" -H "unix://$DOCKER_SOCKET" version --format '{{.Server.Version}}' 2>/dev/null) ready on unix://$DOCKER_SOCKET"
+fi
+
+# ---------------------------------------------------------------------------------------------------------------
+# The ssh driver's sudo mode (docs/drivers/ssh.md#sudo). The suites log in to their own sshd as these users, none of
+# them in the docker group, none with a password (`*`: not locked, so sshd without PAM accepts a key for them):
+#   ferry-sudo     the docker-mode rule of docs/drivers/ssh.md, word for word but for the test engine's socket: the
+#                  engine through `docker system dial-stdio`, and the sticker file's four commands
+#   ferry-script   the script-mode rule: `sh` (scripts run as root) and the sticker's commands
+#   ferry-nosudo   no rule at all: `sudo -n` refuses everything it is asked
+# The sticker rules name the default sticker directory, /var/lib/ferry/stickers; the suites use that directory and
+# remove their own files from it.
+SUDOERS_FILE=/etc/sudoers.d/ferry-test
+sudo_users() {
+  local u
+  for u in ferry-sudo ferry-script ferry-nosudo; do
+    if ! id "$u" >/dev/null 2>&1; then
+      as_root useradd --create-home --shell /bin/sh --password '*' "$u"
+      log "created the login user $u"
+    fi
+  done
+  # A rule names the binary that sudo runs: the command's name looked up in sudo's secure_path (this machine may
+  # have, say, a /usr/local/bin/docker ahead of /usr/bin/docker).
+  local docker mkdir tee mv cat sh rules
+  for c in docker mkdir tee mv cat sh; do
+    printf -v "$c" '%s' "$(as_root sudo -n sh -c "command -v $c")"
+  done
+  rules=$(cat <<SUDOERS
+# Written by scripts/test-env.sh for the ssh driver's sudo tests.
+Cmnd_Alias FERRY_ENGINE = $docker -H unix\\:///run/ferry-test/docker.sock system dial-stdio
+Cmnd_Alias FERRY_STICKER = $mkdir -p /var/lib/ferry/stickers, \\
+  $tee ^/var/lib/ferry/stickers/[A-Za-z0-9_-][A-Za-z0-9_.-]*[.]json[.]ferry-tmp\$, \\
+  $mv ^-f /var/lib/ferry/stickers/[A-Za-z0-9_-][A-Za-z0-9_.-]*[.]json[.]ferry-tmp /var/lib/ferry/stickers/[A-Za-z0-9_-][A-Za-z0-9_.-]*[.]json\$, \\
+  $cat ^/var/lib/ferry/stickers/[A-Za-z0-9_-][A-Za-z0-9_.-]*[.]json\$
+ferry-sudo ALL=(root) NOPASSWD: FERRY_ENGINE, FERRY_STICKER
+ferry-script ALL=(root) NOPASSWD: $sh, FERRY_STICKER
+SUDOERS
+)
+  if [ "$(as_root cat "$SUDOERS_FILE" 2>/dev/null || true)" != "$rules" ]; then
+    local tmp
+    tmp=$(mktemp)
+    printf '%s\n' "$rules" >"$tmp"
+    # Checked before it is put in place: a broken sudoers file would lock sudo for everyone.
+    if as_root visudo -cq -f "$tmp"; then
+      as_root install -m 0440 -o root -g root "$tmp" "$SUDOERS_FILE"
+      log "wrote $SUDOERS_FILE"
+    else
+      loud "visudo refused the rules for $SUDOERS_FILE: the ssh sudo tests will fail"
+    fi
+    rm -f "$tmp"
+  fi
+}
+if command -v sudo >/dev/null 2>&1 && command -v visudo >/dev/null 2>&1; then
+  sudo_users
+  log "sudo $(sudo -V | head -n 1 | awk '{print $3}') ready for the ssh sudo tests"
+else
+  loud "sudo is not installed: the ssh driver's sudo tests will skip (and fail under CI=true)"
 fi

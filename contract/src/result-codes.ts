@@ -79,6 +79,7 @@ export const RESULT_CODES = {
   WINRM_QUOTA_EXCEEDED: { outcome: "errored", retryable: true, source: "driver", description: "The WinRM service refused another shell for the account (w:QuotaLimit): too many shells or operations at once." },
   WINRM_FAULT: { outcome: "errored", retryable: false, source: "driver", description: "The WinRM service answered a WS-Management fault (details.wsmanCode, details.subcode), or an envelope was over its MaxEnvelopeSize." },
   SERVICE_NOT_FOUND: { outcome: "failed", retryable: false, source: "driver", description: "The Windows service the target names does not exist on the host. Nothing was touched." },
+  SUDO_REFUSED: { outcome: "refused", retryable: false, source: "driver", description: "The ssh target runs commands through sudo and sudo on the host would not run one without a password (the driver runs `sudo -n`, which never prompts): the login user has no NOPASSWD sudoers rule for that exact command. The command did not run." },
   // Control plane's task queue.
   TASK_NOT_DELIVERED: { outcome: "errored", retryable: true, source: "control-plane", description: "No agent took the task before its not-after time (agent offline)." },
   TASK_LEASE_EXPIRED: { outcome: "errored", retryable: true, source: "control-plane", description: "The agent took the task and then stopped reporting on it before its lease ran out." },

@@ -6,17 +6,20 @@
 // Covered: a deploy to a Docker host over SSH (pull by digest and verify, health through the SSH connection, labels
 // and the sticker file on the host), a release that never becomes healthy (the previous container restored), a
 // rollback to the exact previous digest, the sticker read back into `ferry status`, a target whose pinned host key
-// is wrong (refused, nothing touched), and a script target whose deploy script fails (rollback script run).
+// is wrong (refused, nothing touched), a script target whose deploy script fails (rollback script run), and a deploy
+// through sudo: the login user `ferry-sudo` (scripts/test-env.sh; not in the docker group) reaches the engine only
+// through the sudoers rule docs/drivers/ssh.md recommends, and the sticker goes to the default directory as root.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 
 import { TestAgent } from "../helpers/agent.js";
 import { TestControlPlane } from "../helpers/control-plane.js";
-import { buildTestImage, dockerEngine, dockerSkipReason, runDocker, type TestImage } from "../helpers/docker.js";
+import { buildTestImage, dockerEngine, dockerSkipReason, runDocker, TEST_DOCKER_SOCKET, type TestImage } from "../helpers/docker.js";
 import { freePort, httpGet } from "../helpers/net.js";
 import { POSTGRES_SKIP_REASON, createDatabase, testDatabaseUrl } from "../helpers/postgres.js";
 import { registrySkipReason, startRegistry, type TestRegistry } from "../helpers/registry.js";
@@ -26,6 +29,19 @@ import { waitFor } from "../helpers/wait.js";
 const dbUrl = testDatabaseUrl();
 const skip = (await dockerSkipReason("ssh end-to-end suite")) || registrySkipReason() || sshdSkipReason() || (dbUrl ? false : POSTGRES_SKIP_REASON);
 if (skip) console.warn(`\n*** ssh deploy suite skipped: ${skip} ***\n`);
+// The sudo case needs Debian's sudo, the user ferry-sudo and its sudoers rule (scripts/test-env.sh), which names the
+// test engine's socket.
+const sudoSkip =
+  skip ||
+  (spawnSync("sudo", ["-V"]).status !== 0 || spawnSync("id", ["ferry-sudo"]).status !== 0
+    ? "sudo or the user ferry-sudo is missing (scripts/test-env.sh sets them up)"
+    : (await dockerEngine()).socketPath !== TEST_DOCKER_SOCKET
+      ? `the sudoers rule names ${TEST_DOCKER_SOCKET}, the suite uses another engine`
+      : false);
+if (sudoSkip && !skip) {
+  if (process.env["CI"] === "true") throw new Error(`ssh deploy suite, sudo case: ${sudoSkip}`);
+  console.warn(`\n*** ssh deploy suite, sudo case skipped: ${sudoSkip} ***\n`);
+}
 
 interface TaskView {
   id: string;
@@ -69,17 +85,26 @@ describe("agentless SSH targets through a gateway agent", { skip }, () => {
   };
   const sshTarget = (extra: Record<string, unknown>) => ({ host: "127.0.0.1", port: sshd.port, user: sshd.user, hostKey: sshd.hostKey, ...extra });
   const stickerFile = join(scratch, "web.sticker.json");
+  // The sudo target: its own port (host networking) and the default sticker path, /var/lib/ferry/stickers/<id>.json.
+  let sudoPort = 0;
+  let sudoTargetId = "";
+  const keys = mkdtempSync(join(tmpdir(), "ferry-ssh-e2e-keys-"));
 
   before(async () => {
     socket = (await dockerEngine()).socketPath;
     db = await createDatabase(dbUrl!);
     reg = await startRegistry();
-    sshd = await startSshd();
+    // ferry-sudo reads its authorized keys from a directory it can enter (sshd reads the file as the user).
+    chmodSync(keys, 0o755);
+    sshd = await startSshd({ extraConfig: ["Match User ferry-sudo", `  AuthorizedKeysFile ${join(keys, "authorized_keys")}`] });
+    writeFileSync(join(keys, "authorized_keys"), `${sshd.clientKey.publicLine}\n`, { mode: 0o644 });
     port = await freePort();
+    sudoPort = await freePort();
     cp = await TestControlPlane.start({ databaseUrl: db.url, extraArgs: ["--task-ack-timeout", "3s", "--liveness-grace", "2s"] });
     for (const [name, version, healthy] of [["v1", "1", true], ["v2", "2", true], ["bad", "bad", false]] as const) {
       images[name] = await buildTestImage({ registry: reg.host, repository: "shop/web", tag: version, version: `web ${version}`, port, healthy });
     }
+    if (!sudoSkip) images["sudo"] = await buildTestImage({ registry: reg.host, repository: "shop/web", tag: "sudo", version: "web sudo", port: sudoPort, healthy: true });
     assert.equal((await cp.cli(["env", "create", "dev"])).code, 0);
     assert.equal((await cp.cli(["component", "create", "web", "--repository", `${reg.host}/shop/web`])).code, 0);
     const enrolled = await gateway.enrol(await cp.createJoinString("dev"), ["--docker-socket", "off", "--driver", `ssh.keyFile=${sshd.clientKey.file}`]);
@@ -93,10 +118,12 @@ describe("agentless SSH targets through a gateway agent", { skip }, () => {
       ["dev", "web", sshTarget({ mode: "docker", stickerPath: stickerFile, docker: { container, socketPath: socket, healthCheck: { type: "http", url: `http://127.0.0.1:${port}/health`, timeoutSeconds: 6, intervalSeconds: 1, settleSeconds: 1 } } })],
       ["dev", "job", sshTarget({ mode: "script", stickerPath: join(scratch, "job.sticker.json"), script: { workDir: scratch, deploy: `echo "deploying $FERRY_IMAGE"; [ "$FERRY_RELEASE_VERSION" != 2 ] || { echo "migration failed" >&2; exit 4; }; echo "$FERRY_DIGEST" > ${scratch}/job.current`, rollback: `echo "$FERRY_PREVIOUS_DIGEST" > ${scratch}/job.rolled-back` } })],
       ["dev", "imposter", sshTarget({ hostKey: makeKey(scratch, "imposter").publicLine, mode: "docker", docker: { container: `${container}-imposter`, socketPath: socket } })],
+      ["dev", "sudo-web", sshTarget({ user: "ferry-sudo", sudo: true, mode: "docker", docker: { container: `${container}-sudo`, socketPath: socket, healthCheck: { type: "tcp", port: sudoPort, timeoutSeconds: 6, settleSeconds: 1 } } })],
     ];
     for (const [env, name, config] of targets) {
-      const t = await cp.api("POST", `/api/v1/environments/${env}/targets`, { name, kind: "ssh", agentId: agent.id, config });
+      const t = await cp.api<{ id: string }>("POST", `/api/v1/environments/${env}/targets`, { name, kind: "ssh", agentId: agent.id, config });
       assert.equal(t.status, 201, JSON.stringify(t.body));
+      if (name === "sudo-web") sudoTargetId = t.body.id;
     }
   });
 
@@ -111,7 +138,11 @@ describe("agentless SSH targets through a gateway agent", { skip }, () => {
     }
     await db?.drop();
     rmSync(scratch, { recursive: true, force: true });
+    rmSync(keys, { recursive: true, force: true });
+    if (sudoTargetId) rmSync(sudoStickerFile(), { force: true });
   });
+
+  const sudoStickerFile = () => `/var/lib/ferry/stickers/${sudoTargetId.replace(/[^A-Za-z0-9_.-]/g, "_")}.json`;
 
   it("deploys to a Docker host over SSH: verified digest, healthy, labelled, sticker on the host and in status", async () => {
     await release("1", ":1");
@@ -181,5 +212,27 @@ describe("agentless SSH targets through a gateway agent", { skip }, () => {
     assert.equal(readFileSync(join(scratch, "job.rolled-back"), "utf8").trim(), images.v1!.digest, "the rollback script got the previous digest");
     const log = await cp.cli(["deployment", "show", failed.d.id, "--logs"]);
     assert.match(log.stdout, /deploy: ! migration failed/);
+  });
+
+  it("deploys through sudo as a login user outside the docker group, the sticker written as root", { skip: sudoSkip }, async () => {
+    await release("sudo", ":sudo");
+    const { code, d, stderr } = await deploy("shop@sudo", "sudo-web");
+    assert.equal(code, 0, stderr);
+    assert.equal(d.state, "succeeded", JSON.stringify(d));
+    assert.deepEqual(await httpGet(sudoPort, "/version"), { status: 200, body: "web sudo" });
+    const labels = JSON.parse(await runDocker(socket, ["inspect", "--format", "{{json .Config.Labels}}", `${container}-sudo`])) as Record<string, string>;
+    assert.equal(labels["ferry.digest"], images["sudo"]!.digest);
+    assert.equal(statSync(sudoStickerFile()).uid, 0);
+    const sticker = JSON.parse(readFileSync(sudoStickerFile(), "utf8")) as { deploymentId: string; images: { digest: string }[] };
+    assert.equal(sticker.deploymentId, d.id);
+    const log = await cp.cli(["deployment", "show", d.id, "--logs"]);
+    assert.match(log.stdout, /connected to ferry-sudo@127\.0\.0\.1:\d+/);
+    const status = await waitFor("status in sync from the sticker read through sudo", async () => {
+      const r = await cp.cli(["status", "--env", "dev", "--json"]);
+      const s = JSON.parse(r.stdout) as { targets: { target: string; sync: string; deployed: { images: { digest: string }[] } | null }[] };
+      const t = s.targets.find((x) => x.target === "sudo-web");
+      return t?.sync === "in-sync" ? t : undefined;
+    }, { timeoutMs: 30_000 });
+    assert.equal(status.deployed?.images[0]?.digest, images["sudo"]!.digest);
   });
 });

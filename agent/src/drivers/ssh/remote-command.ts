@@ -1,30 +1,17 @@
 // Running one command on the host over an SSH exec channel, with what an operator needs from it:
-//   - its output, stdout and stderr, line by line into the task log as it comes (bounded: long lines are cut, and
-//     after MAX_LOGGED_LINES only a count is kept), and the last lines kept for the result;
+//   - its output, stdout and stderr, line by line into the task log as it comes, and the last lines kept for the
+//     result (the script targets' shared OutputLines: long lines cut, the number of logged lines bounded);
 //   - a timeout: the command is sent SIGKILL (OpenSSH honours the "signal" channel request since 7.9) and the channel
 //     closed; the result says it timed out;
 //   - its exit code; a channel that closes without one means the connection dropped mid-command.
 // Nothing here decides whether a non-zero exit is a failure; callers do (a probe's exit 1 is an answer).
+import { OutputLines, type OnLine, type ScriptEnd } from "../script-target.js";
 import type { SshSession } from "./connection.js";
 import { execChannel } from "./connection.js";
 
-const MAX_LINE_CHARS = 1000;
-const MAX_LOGGED_LINES = 10_000;
-const TAIL_LINES = 20;
-
-export interface RemoteRun {
-  /** undefined when the command did not end by itself (timeout, abort, lost connection). */
-  exitCode: number | undefined;
-  /** The signal that ended it, as sshd reports it. */
-  exitSignal?: string;
-  timedOut: boolean;
-  aborted: boolean;
-  /** The connection dropped before the command reported how it ended. */
-  lost: boolean;
-  /** The last lines of output (stdout and stderr interleaved as received). */
-  tail: string[];
+export interface RemoteRun extends ScriptEnd {
+  /** stdout as text, up to keepStdout characters. */
   stdout: string;
-  durationMs: number;
 }
 
 export interface RemoteRunOptions {
@@ -33,7 +20,7 @@ export interface RemoteRunOptions {
   timeoutMs: number;
   signal: AbortSignal;
   /** Each output line, already prefixed with nothing; omit to log nothing. */
-  onLine?: (line: string, stream: "stdout" | "stderr") => void;
+  onLine?: OnLine;
   /** Keep stdout (up to this many bytes) in the result, e.g. to read a file. */
   keepStdout?: number;
   /**
@@ -53,24 +40,11 @@ export function shQuote(s: string): string {
 
 export async function runRemote(session: SshSession, command: string, opts: RemoteRunOptions): Promise<RemoteRun> {
   const started = Date.now();
-  const tail: string[] = [];
-  let logged = 0;
+  const output = new OutputLines(opts.onLine);
   let stdout = "";
-  const pending = { stdout: "", stderr: "" };
-  const emit = (line: string, stream: "stdout" | "stderr") => {
-    const l = line.length > MAX_LINE_CHARS ? `${line.slice(0, MAX_LINE_CHARS)}…` : line;
-    tail.push(l);
-    if (tail.length > TAIL_LINES) tail.shift();
-    if (opts.onLine && logged < MAX_LOGGED_LINES) opts.onLine(l, stream);
-    else if (opts.onLine && logged === MAX_LOGGED_LINES) opts.onLine(`(output beyond ${MAX_LOGGED_LINES} lines is not logged)`, "stderr");
-    logged++;
-  };
   const feed = (stream: "stdout" | "stderr", chunk: Buffer) => {
     if (stream === "stdout" && opts.keepStdout !== undefined && stdout.length < opts.keepStdout) stdout += chunk.toString("utf8").slice(0, opts.keepStdout - stdout.length);
-    const text = pending[stream] + chunk.toString("utf8");
-    const lines = text.split("\n");
-    pending[stream] = lines.pop() ?? "";
-    for (const line of lines) emit(line.replace(/\r$/, ""), stream);
+    output.feed(stream, chunk);
   };
 
   const channel = await execChannel(session, command);
@@ -107,13 +81,13 @@ export async function runRemote(session: SshSession, command: string, opts: Remo
       finished = true;
       clearTimeout(timer);
       opts.signal.removeEventListener("abort", onAbort);
-      for (const s of ["stdout", "stderr"] as const) if (pending[s] !== "") emit(pending[s], s);
+      output.flush();
       const run: RemoteRun = {
         exitCode,
         timedOut,
         aborted,
         lost: exitCode === undefined && exitSignal === undefined && !timedOut && !aborted,
-        tail,
+        tail: output.tail,
         stdout,
         durationMs: Date.now() - started,
       };

@@ -18,16 +18,41 @@ import type { Duplex } from "node:stream";
 
 import Docker from "dockerode";
 
+import type { SshTargetConfig } from "@ferry/contract";
+
 import type { DockerEngine } from "../docker/docker-driver.js";
+import { DriverError } from "../driver.js";
 import type { SshSession } from "./connection.js";
-import { shQuote } from "./remote-command.js";
+import { runRemote, shQuote } from "./remote-command.js";
+import { sudoFailure, sudoPrefix } from "./sudo.js";
 
 export const DEFAULT_REMOTE_SOCKET = "/var/run/docker.sock";
+
+/** The relay sudo runs: one command line, the same on every connection, so a sudoers rule can name it exactly. */
+function dialStdio(socketPath: string): string {
+  return `docker -H ${shQuote(`unix://${socketPath}`)} system dial-stdio`;
+}
+
+/**
+ * With sudo: runs the relay once with nothing to relay (stdin closed at once; it exits 0 when the engine's socket
+ * answered), so a sudo that refuses it, a host without the docker CLI, or no engine on the socket is reported as
+ * such before a phase asks the engine for anything — not as an HTTP connection that closed.
+ */
+export async function checkSudoRelay(session: SshSession, config: SshTargetConfig, socketPath: string, signal: AbortSignal): Promise<void> {
+  const run = await runRemote(session, `${sudoPrefix(config)}${dialStdio(socketPath)}`, { stdin: "", timeoutMs: 30_000, signal });
+  if (run.exitCode === 0) return;
+  signal.throwIfAborted();
+  const what = `relaying to the engine's socket ${socketPath} through sudo`;
+  const failure = sudoFailure(run, config, what, session.where);
+  if (failure) throw failure;
+  if (run.exitCode === 127) throw new DriverError("COMMAND_NOT_FOUND", `${what}: ${session.where} has no sudo (exit code 127)`, { host: session.where, output: run.tail });
+  throw new DriverError("DOCKER_UNAVAILABLE", `${what}: no engine answered at ssh://${session.where}${socketPath}: ${run.tail.join(" ")}`, { host: session.where, socketPath, exitCode: run.exitCode ?? null, output: run.tail });
+}
 
 function openSocketChannel(session: SshSession, socketPath: string, sudo: boolean): Promise<Duplex> {
   return new Promise((resolve, reject) => {
     if (sudo) {
-      session.client.exec(`sudo -n docker -H ${shQuote(`unix://${socketPath}`)} system dial-stdio`, (err, ch) => (err ? reject(err) : resolve(ch)));
+      session.client.exec(`sudo -n ${dialStdio(socketPath)}`, (err, ch) => (err ? reject(err) : resolve(ch)));
       return;
     }
     session.client.openssh_forwardOutStreamLocal(socketPath, (err, ch) => {

@@ -3,8 +3,9 @@
 // (its socket reached through the SSH connection) with a real registry. Phases run through the phase runner, as the
 // agent runs them.
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it, type TestContext } from "node:test";
@@ -13,7 +14,7 @@ import { sshKind, TARGET_CONFIG_CASES, type ImagePin, type SshTargetConfig } fro
 import Docker from "dockerode";
 import { pino } from "pino";
 
-import { buildTestImage, dockerEngine, dockerSkipReason, loudSkip, type TestImage } from "../../../../test/helpers/docker.js";
+import { buildTestImage, dockerEngine, dockerSkipReason, loudSkip, TEST_DOCKER_SOCKET, type TestImage } from "../../../../test/helpers/docker.js";
 import { freePort, httpGet } from "../../../../test/helpers/net.js";
 import { registrySkipReason, startRegistry, type TestRegistry } from "../../../../test/helpers/registry.js";
 import { makeKey, sshdSkipReason, startSshd, type TestSshd } from "../../../../test/helpers/sshd.js";
@@ -52,6 +53,8 @@ class Recorder implements ProgressSink {
 
 const RUN = `ferry-ssh-${randomBytes(3).toString("hex")}`;
 const DIGEST_A = `sha256:${"a".repeat(64)}`;
+/** The default sticker directory on the host (targets without stickerPath write there). */
+const STICKER_DIR = "/var/lib/ferry/stickers";
 let sshd: TestSshd;
 let work: string;
 let driver: SshDriver;
@@ -60,7 +63,11 @@ function pin(repository: string, digest: string, component = "web"): ImagePin {
   return { component, repository, digest, ref: `${repository}@${digest}` };
 }
 
+/** Every target id used, so the stickers of targets that keep the default path can be removed afterwards. */
+const targetIds = new Set<string>();
+
 function target(config: Record<string, unknown>, id = `tgt-${randomBytes(3).toString("hex")}`): TargetRef {
+  targetIds.add(id);
   return { id, name: id, kind: "ssh", config };
 }
 
@@ -108,6 +115,7 @@ before(async () => {
 after(async () => {
   await sshd?.stop();
   if (work) rmSync(work, { recursive: true, force: true });
+  for (const id of targetIds) rmSync(join(STICKER_DIR, `${id}.json`), { force: true });
 });
 
 describe("ssh host keys and session limits (no host)", () => {
@@ -205,7 +213,7 @@ describe("ssh connection checks (real sshd)", () => {
 
   it("trusts on first use only when asked, records the key, and pins it from then on", async (t) => {
     if (!canRun(t)) return;
-    const cfg = { host: "127.0.0.1", port: sshd.port, user: sshd.user, hostKeyTrust: "first-use", ...script };
+    const cfg = { host: "127.0.0.1", port: sshd.port, user: sshd.user, hostKeyTrust: "first-use", stickerPath: join(work, `fu-${randomBytes(2).toString("hex")}.json`), ...script };
     expectCode(await run(target(cfg), [pin("r/web", DIGEST_A)]), "HOST_KEY_UNKNOWN");
     const knownHostsFile = join(work, `known_hosts-${randomBytes(2).toString("hex")}`);
     const d = new SshDriver({ settings: { keyFile: sshd.clientKey.file, knownHostsFile } });
@@ -464,5 +472,167 @@ describe("ssh docker hosts (real sshd, real Docker Engine)", () => {
     const tgt = target(base({ mode: "docker", docker: { container: `${RUN}-nosock`, socketPath: "/nonexistent/docker.sock" } }));
     const err = expectCode(await run(tgt, [pin("127.0.0.1:1/x", DIGEST_A)]), "DOCKER_UNAVAILABLE");
     assert.match(err.message, /ssh:\/\//);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// sudo mode against Debian's sudo, with the users and sudoers rules scripts/test-env.sh sets up (none of them in the
+// docker group): ferry-sudo has the docker-mode rule of docs/drivers/ssh.md (the engine relay and the sticker's
+// commands, nothing else), ferry-script the script-mode rule (sh and the sticker's commands), ferry-nosudo none.
+// Stickers go to the default directory, /var/lib/ferry/stickers, which is what the rules name.
+
+const SUDO_USERS = ["ferry-sudo", "ferry-script", "ferry-nosudo"] as const;
+
+function sudoSkipReason(): string | false {
+  if (spawnSync("sudo", ["-V"]).status !== 0) return "sudo is not installed (scripts/test-env.sh installs it)";
+  const missing = SUDO_USERS.filter((u) => spawnSync("id", [u]).status !== 0);
+  if (missing.length > 0) return `the users ${missing.join(", ")} are missing (scripts/test-env.sh creates them)`;
+  return false;
+}
+
+describe("ssh sudo mode (real sshd, real sudo, real Docker Engine)", () => {
+  let skip: string | false = false;
+  let server: TestSshd;
+  let keys: string;
+  let registry: TestRegistry | undefined;
+  let docker: Docker;
+  let dockerSkip: string | false = false;
+
+  before(async () => {
+    skip = skipReason || sudoSkipReason();
+    if (skip) {
+      if (process.env["CI"] === "true") throw new Error(`ssh sudo tests: ${skip}`);
+      loudSkip("ssh sudo tests", skip);
+      return;
+    }
+    // The test users read their authorized keys from a directory they can enter (sshd reads the file as the user).
+    keys = mkdtempSync(join(tmpdir(), `${RUN}-keys-`));
+    chmodSync(keys, 0o755);
+    server = await startSshd({ extraConfig: [`Match User ${SUDO_USERS.join(",")}`, `  AuthorizedKeysFile ${join(keys, "authorized_keys")}`] });
+    writeFileSync(join(keys, "authorized_keys"), `${server.clientKey.publicLine}\n`, { mode: 0o644 });
+    dockerSkip = (await dockerSkipReason("ssh sudo docker mode")) || registrySkipReason();
+    if (!dockerSkip && (await dockerEngine()).socketPath !== TEST_DOCKER_SOCKET) dockerSkip = `the sudoers rule names ${TEST_DOCKER_SOCKET}, the suites use another engine`;
+    if (!dockerSkip) {
+      docker = new Docker({ socketPath: TEST_DOCKER_SOCKET });
+      registry = await startRegistry();
+    }
+  });
+
+  after(async () => {
+    if (docker) {
+      for (const c of await docker.listContainers({ all: true })) {
+        if (c.Names.some((n) => n.startsWith(`/${RUN}`))) await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
+      }
+    }
+    await registry?.stop();
+    await server?.stop();
+    if (keys) rmSync(keys, { recursive: true, force: true });
+    if (existsSync(STICKER_DIR)) for (const f of readdirSync(STICKER_DIR)) if (f.startsWith(RUN)) rmSync(join(STICKER_DIR, f), { force: true });
+  });
+
+  function canSudo(t: TestContext, needsDocker = false): boolean {
+    const why = skip || (needsDocker && dockerSkip);
+    if (why) {
+      t.skip(why);
+      return false;
+    }
+    return true;
+  }
+
+  function sudoTarget(user: string, extra: Record<string, unknown>): TargetRef {
+    return target({ host: "127.0.0.1", port: server.port, user, hostKey: server.hostKey, sudo: true, ...extra }, `${RUN}-${randomBytes(3).toString("hex")}`);
+  }
+
+  const sudoDriver = () => new SshDriver({ settings: { keyFile: server.clientKey.file } });
+
+  function stickerFile(t: TargetRef): string {
+    return join(STICKER_DIR, `${t.id}.json`);
+  }
+
+  it("deploys to a Docker host through sudo's engine relay, writes the sticker as root and reads it back", async (t) => {
+    if (!canSudo(t, true)) return;
+    const port = await freePort();
+    const container = `${RUN}-sudo`;
+    const v1 = await buildTestImage({ registry: registry!.host, repository: `${RUN}/sudo`, tag: "v1", version: "1.0.0", port, healthy: true, socketPath: TEST_DOCKER_SOCKET });
+    const docker = { container, socketPath: TEST_DOCKER_SOCKET, healthCheck: { type: "http", url: `http://127.0.0.1:${port}/health`, timeoutSeconds: 10, intervalSeconds: 1, settleSeconds: 1 } };
+    const d = sudoDriver();
+    // Without sudo the login user cannot use the engine's socket: the sudo relay is what makes the deploy work.
+    const plain = await run(target({ host: "127.0.0.1", port: server.port, user: "ferry-sudo", hostKey: server.hostKey, mode: "docker", docker }), [pin(v1.repository, v1.digest)], { d });
+    expectCode(plain, "DOCKER_UNAVAILABLE");
+
+    const tgt = sudoTarget("ferry-sudo", { mode: "docker", docker });
+    const r = await run(tgt, [pin(v1.repository, v1.digest)], { d, release: "1.0.0" });
+    assert.ok(r.outcome, `${r.error?.message}\n${r.progress.lines.join("\n")}`);
+    assert.equal((await httpGet(port, "/version"))?.body, "1.0.0");
+    const file = stickerFile(tgt);
+    assert.equal(statSync(file).uid, 0, "the sticker was written as root");
+    assert.equal((JSON.parse(readFileSync(file, "utf8")) as { releaseId: string }).releaseId, "rel-1.0.0");
+    const sticker = await d.readSticker(tgt);
+    assert.equal(sticker?.releaseId, "rel-1.0.0");
+    assert.deepEqual(sticker?.images, [{ component: "web", digest: v1.digest }]);
+    const seen = await d.inspect(tgt);
+    assert.equal(seen.state, "running");
+    assert.equal(seen.labels["ferry.release"], "rel-1.0.0");
+    assert.match(String(seen.details["stickerPath"]), /^\/var\/lib\/ferry\/stickers\//);
+  });
+
+  it("runs scripts as root through sudo, kills a timed-out one on the host, and keeps the sticker", async (t) => {
+    if (!canSudo(t)) return;
+    const dir = mkdtempSync(join(work ?? tmpdir(), "sudo-"));
+    const d = sudoDriver();
+    const tgt = sudoTarget("ferry-script", { mode: "script", script: { workDir: dir, deploy: `id -u > ${dir}/uid; echo "$FERRY_DIGEST" > ${dir}/digest; echo "deploying as $(id -un)"` } });
+    const r = await run(tgt, [pin("127.0.0.1:5000/shop/web", DIGEST_A)], { d, release: "1.0.0" });
+    assert.ok(r.outcome, `${r.error?.message}\n${r.progress.lines.join("\n")}`);
+    assert.equal(readFileSync(join(dir, "uid"), "utf8"), "0\n");
+    assert.equal(readFileSync(join(dir, "digest"), "utf8"), `${DIGEST_A}\n`);
+    assert.ok(r.progress.lines.includes("deploy: | deploying as root"), r.progress.lines.join("\n"));
+    assert.ok(r.progress.lines.some((l) => l.includes(", sudo, timeout")), "the log says the script runs through sudo");
+    assert.equal((await d.readSticker(tgt))?.releaseId, "rel-1.0.0");
+    assert.deepEqual(readdir(dir).filter((f) => f.startsWith("ferry-")), [], "the uploaded script was removed");
+
+    // A script past its timeout is killed on the host with everything it started, sudo's child included.
+    const slow = { ...tgt, config: { ...tgt.config, script: { workDir: dir, deploy: `echo $$ > ${dir}/slow.pid; sleep 30`, rollback: `echo "$FERRY_PREVIOUS_RELEASE_VERSION" > ${dir}/rolled-back`, timeoutSeconds: 1 } } };
+    const started = Date.now();
+    const err = expectCode(await run(slow, [pin("127.0.0.1:5000/shop/web", `sha256:${"b".repeat(64)}`)], { d, release: "2.0.0" }), "SCRIPT_TIMEOUT");
+    assert.ok(Date.now() - started < 15_000, "the timeout stopped the wait");
+    assert.equal(err.restored, true);
+    await waitGone(Number(readFileSync(join(dir, "slow.pid"), "utf8")));
+    assert.equal(readFileSync(join(dir, "rolled-back"), "utf8"), "1.0.0\n", "the rollback script ran as root with what ran before");
+    assert.equal((await d.readSticker(tgt))?.releaseId, "rel-1.0.0", "the sticker still names the last release that passed");
+  });
+
+  it("a user without a sudoers rule gets SUDO_REFUSED at once, before anything is changed", async (t) => {
+    if (!canSudo(t)) return;
+    const d = sudoDriver();
+    const dir = mkdtempSync(join(work ?? tmpdir(), "nosudo-"));
+    const script = sudoTarget("ferry-nosudo", { mode: "script", script: { workDir: dir, deploy: `touch ${dir}/deployed`, rollback: `touch ${dir}/rolled-back` } });
+    const started = Date.now();
+    const err = expectCode(await run(script, [pin("127.0.0.1:5000/shop/web", DIGEST_A)], { d }), "SUDO_REFUSED");
+    assert.ok(Date.now() - started < 10_000, `sudo -n answered at once (took ${Date.now() - started} ms)`);
+    assert.equal(err.restored, true);
+    assert.match(err.message, /a password is required/);
+    assert.deepEqual(readdir(dir), [], "nothing ran on the host");
+    assert.equal(existsSync(stickerFile(script)), false);
+
+    // A user whose rule covers docker mode only: the sticker is read, the script's upload is refused, nothing ran,
+    // and there is nothing to roll back (not RESTORE_FAILED).
+    const narrow = sudoTarget("ferry-sudo", { mode: "script", script: { workDir: dir, deploy: `touch ${dir}/deployed`, rollback: `touch ${dir}/rolled-back` } });
+    const n = await run(narrow, [pin("127.0.0.1:5000/shop/web", DIGEST_A)], { d });
+    const nErr = expectCode(n, "SUDO_REFUSED");
+    assert.equal(nErr.restored, true);
+    assert.deepEqual(n.progress.steps.slice(0, 2), ["prepare", "start"]);
+    assert.deepEqual(readdir(dir), []);
+  });
+
+  it("a user without a sudoers rule is refused the engine relay in docker mode: no container is created", async (t) => {
+    if (!canSudo(t, true)) return;
+    const container = `${RUN}-nosudo`;
+    const tgt = sudoTarget("ferry-nosudo", { mode: "docker", docker: { container, socketPath: TEST_DOCKER_SOCKET } });
+    const started = Date.now();
+    const err = expectCode(await run(tgt, [pin("127.0.0.1:1/x", DIGEST_A)], { d: sudoDriver() }), "SUDO_REFUSED");
+    assert.ok(Date.now() - started < 10_000, `sudo -n answered at once (took ${Date.now() - started} ms)`);
+    assert.equal(err.restored, true);
+    assert.deepEqual(err.details["sudo"], "sudo: a password is required");
+    assert.deepEqual(await docker.listContainers({ all: true, filters: { name: [container] } }), []);
   });
 });

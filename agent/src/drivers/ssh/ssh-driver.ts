@@ -18,9 +18,10 @@ import type { DockerPhaseState } from "../docker/phase-state.js";
 import { DriverError, PhaseFailure, type DeployOutcome, type Driver, type HealthReport, type PhaseContext, type PhaseState, type TargetInspection, type TargetRef, type TargetSticker } from "../driver.js";
 import { connect, type SshSession, type SshSettings } from "./connection.js";
 import { asTargetSticker } from "../host-sticker-file.js";
+import { DEFAULT_SCRIPT_TIMEOUT_SECONDS, healthVerdict, noHealthScript, runHostScript, runRollback, scriptEnv } from "../script-target.js";
 import { readHostSticker, stickerPath, writeHostSticker, type HostSticker } from "./host-sticker.js";
-import { DEFAULT_REMOTE_SOCKET, forwardPort, isLoopbackHost, remoteEngine } from "./remote-engine.js";
-import { runScript, scriptEnv, scriptFailure } from "./script-phases.js";
+import { checkSudoRelay, DEFAULT_REMOTE_SOCKET, forwardPort, isLoopbackHost, remoteEngine } from "./remote-engine.js";
+import { sshScriptHost } from "./script-phases.js";
 import { SessionLimit } from "./session-limit.js";
 
 export const DEFAULT_MAX_SESSIONS_PER_HOST = 4;
@@ -91,9 +92,11 @@ export class SshDriver implements Driver<SshTargetConfig, SshState> {
     }
   }
 
-  async #dockerDriver(session: SshSession, config: SshTargetConfig): Promise<DockerDriver> {
+  async #dockerDriver(session: SshSession, config: SshTargetConfig, signal: AbortSignal): Promise<DockerDriver> {
     this.#docker ??= await import("../docker/docker-driver.js");
-    const engine = remoteEngine(session, config.docker?.socketPath ?? DEFAULT_REMOTE_SOCKET, config.sudo === true);
+    const socketPath = config.docker?.socketPath ?? DEFAULT_REMOTE_SOCKET;
+    if (config.sudo) await checkSudoRelay(session, config, socketPath, signal);
+    const engine = remoteEngine(session, socketPath, config.sudo === true);
     const s = this.#settings;
     return new this.#docker.DockerDriver({
       logger: this.#logger,
@@ -123,7 +126,7 @@ export class SshDriver implements Driver<SshTargetConfig, SshState> {
           log(previous ? `prepare: the host's sticker says release ${previous.releaseName} ${previous.releaseVersion} (${previous.releaseId}) runs` : "prepare: no sticker on the host: nothing deployed by Ferry before");
           return { mode: "script", image, previous, hostKey: session.hostKey } satisfies ScriptState;
         }
-        const docker = await this.#dockerDriver(session, ctx.config);
+        const docker = await this.#dockerDriver(session, ctx.config, ctx.signal);
         return (await docker.prepare(this.#dockerCtx(ctx)));
       },
       log,
@@ -133,15 +136,13 @@ export class SshDriver implements Driver<SshTargetConfig, SshState> {
   start(ctx: PhaseContext<SshTargetConfig>, state: SshState): Promise<SshState> {
     return this.#with(ctx.config, ctx.signal, async (session) => {
       if (isScript(state)) {
-        const script = ctx.config.script!;
-        // Marked before it runs: a script that fails half-way has changed the host, and restore must run rollback.
-        state.deployed = true;
-        const run = await runScript(session, ctx, "deploy", script.deploy, scriptEnv(ctx, state.image, state.previous, "deploy"));
-        const failure = scriptFailure(run, "the deploy script", "deploy");
+        // Marked once the script is on the host, before it runs: a script that fails half-way has changed the host,
+        // and restore must run rollback; an upload that failed (sudo refused it, say) changed nothing.
+        const { failure } = await runHostScript(sshScriptHost(session, ctx), ctx, "deploy", ctx.config.script!.deploy, envFor(ctx, state, "deploy"), scriptTimeout(ctx.config), () => (state.deployed = true));
         if (failure) throw new PhaseFailure(failure, state);
         return state;
       }
-      const docker = await this.#dockerDriver(session, ctx.config);
+      const docker = await this.#dockerDriver(session, ctx.config, ctx.signal);
       // The docker phases write each step into the state they are given; restore works from the same object.
       return (await docker.start(this.#dockerCtx(ctx), state));
     });
@@ -150,17 +151,13 @@ export class SshDriver implements Driver<SshTargetConfig, SshState> {
   health(ctx: PhaseContext<SshTargetConfig>, state: SshState): Promise<HealthReport> {
     return this.#with(ctx.config, ctx.signal, async (session) => {
       if (isScript(state)) {
-        const script = ctx.config.script!;
-        if (!script.health) return { ok: true, summary: "no health script; the deploy script exited 0", details: { type: "script" } };
-        const run = await runScript(session, ctx, "health", script.health, scriptEnv(ctx, state.image, state.previous, "health"));
-        if (run.exitCode === 0 && !run.timedOut && !run.aborted) return { ok: true, summary: "the health script exited 0", details: { type: "script", output: run.tail } };
-        const failure = scriptFailure(run, "the health script", "health")!;
-        if (failure.code !== "SCRIPT_FAILED") throw failure;
-        return { ok: false, code: "HEALTH_CHECK_FAILED", summary: failure.message, details: { type: "script", ...failure.details } };
+        const health = ctx.config.script!.health;
+        if (!health) return noHealthScript();
+        return healthVerdict(await runHostScript(sshScriptHost(session, ctx), ctx, "health", health, envFor(ctx, state, "health"), scriptTimeout(ctx.config)), "health", "script");
       }
       const dockerConfig = ctx.config.docker!;
       const hc = dockerConfig.healthCheck;
-      const docker = await this.#dockerDriver(session, ctx.config);
+      const docker = await this.#dockerDriver(session, ctx.config, ctx.signal);
       if (hc?.type !== "http" || !hc.url) return docker.health(this.#dockerCtx(ctx), state);
       // An http check is the host's loopback, reached through a forwarded port for the length of the health phase.
       const url = new URL(hc.url);
@@ -191,7 +188,7 @@ export class SshDriver implements Driver<SshTargetConfig, SshState> {
   switch(ctx: PhaseContext<SshTargetConfig>, state: SshState): Promise<SshState> {
     return this.#with(ctx.config, ctx.signal, async (session) => {
       let next: SshState = state;
-      if (!isScript(state)) next = (await (await this.#dockerDriver(session, ctx.config)).switch(this.#dockerCtx(ctx), state));
+      if (!isScript(state)) next = (await (await this.#dockerDriver(session, ctx.config, ctx.signal)).switch(this.#dockerCtx(ctx), state));
       const file = await writeHostSticker(session, ctx.config, ctx, ctx.signal);
       ctx.progress.log(`switch: wrote the sticker ${file} on ${session.where}`);
       return { ...next, sticker: file };
@@ -203,7 +200,7 @@ export class SshDriver implements Driver<SshTargetConfig, SshState> {
       ctx.progress.log("retire: script mode: the deploy script replaced what ran; nothing to retire");
       return Promise.resolve(state);
     }
-    return this.#with(ctx.config, ctx.signal, async (session) => (await (await this.#dockerDriver(session, ctx.config)).retire(this.#dockerCtx(ctx), state as DockerPhaseState)) as SshState);
+    return this.#with(ctx.config, ctx.signal, async (session) => (await (await this.#dockerDriver(session, ctx.config, ctx.signal)).retire(this.#dockerCtx(ctx), state as DockerPhaseState)) as SshState);
   }
 
   restore(ctx: PhaseContext<SshTargetConfig>, state: SshState): Promise<Record<string, unknown>> {
@@ -211,14 +208,11 @@ export class SshDriver implements Driver<SshTargetConfig, SshState> {
     return this.#with(ctx.config, signal, async (session) => {
       if (isScript(state)) {
         if (!state.deployed) return { nothing: "the deploy script never ran" };
-        const rollback = ctx.config.script?.rollback;
-        if (!rollback) throw new Error("the target has no rollback script (config.script.rollback): what the deploy script changed stays on the host");
-        const run = await runScript(session, { ...ctx, signal }, "rollback", rollback, scriptEnv(ctx, state.image, state.previous, "rollback"));
-        const failure = scriptFailure(run, "the rollback script", "rollback");
-        if (failure) throw new Error(failure.message);
-        return { rollbackScript: "exited 0", previousRelease: state.previous?.releaseId ?? null };
+        const rctx = { ...ctx, signal };
+        const rollback = { field: "config.script.rollback", changedBy: "deploy", text: ctx.config.script?.rollback };
+        return runRollback(sshScriptHost(session, rctx), rctx, rollback, envFor(ctx, state, "rollback"), scriptTimeout(ctx.config), state.previous);
       }
-      return (await this.#dockerDriver(session, ctx.config)).restore({ ...this.#dockerCtx(ctx), signal }, state);
+      return (await this.#dockerDriver(session, ctx.config, signal)).restore({ ...this.#dockerCtx(ctx), signal }, state);
     });
   }
 
@@ -253,7 +247,7 @@ export class SshDriver implements Driver<SshTargetConfig, SshState> {
           details: { ...base, mode: "script", note: "a script target is described by its sticker: what the last successful deploy ran" },
         };
       }
-      const docker = await this.#dockerDriver(session, config);
+      const docker = await this.#dockerDriver(session, config, signal);
       const seen = await docker.inspect({ ...target, config: config.docker as unknown as Record<string, unknown> });
       return { ...seen, details: { ...seen.details, ...base, mode: "docker" } };
     });
@@ -266,13 +260,21 @@ export class SshDriver implements Driver<SshTargetConfig, SshState> {
       const sticker = await readHostSticker(session, config, target.id, signal);
       if (sticker) return asTargetSticker(sticker);
       if (config.mode === "script") return undefined;
-      return (await this.#dockerDriver(session, config)).readSticker({ ...target, config: config.docker as unknown as Record<string, unknown> });
+      return (await this.#dockerDriver(session, config, signal)).readSticker({ ...target, config: config.docker as unknown as Record<string, unknown> });
     });
   }
 }
 
 function isScript(state: SshState): state is ScriptState {
   return (state as ScriptState).mode === "script";
+}
+
+function envFor(ctx: PhaseContext<SshTargetConfig>, state: ScriptState, script: string): Record<string, string> {
+  return scriptEnv(ctx, state.image, state.previous, script, ctx.config.script?.env);
+}
+
+function scriptTimeout(config: SshTargetConfig): number {
+  return config.script?.timeoutSeconds ?? DEFAULT_SCRIPT_TIMEOUT_SECONDS;
 }
 
 function pickScriptImage(ctx: PhaseContext<SshTargetConfig>): ImagePin {

@@ -5,18 +5,18 @@
 // its UTF-8 base64 is appended to a file in %TEMP% by several short commands, then one command decodes the file,
 // removes it and runs its content as a script block.
 //
-// Output arrives as base64 chunks in Receive answers; lines go to the caller as they complete. The run ends with the
+// Output arrives as base64 chunks in Receive answers; lines go to the caller as they complete (the script targets'
+// shared OutputLines: long lines cut, the number of logged lines bounded). The run ends with the
 // command's exit code, or: timed out (the command is signalled to terminate), aborted (the same), or lost (the
 // connection dropped mid-Receive, so nobody knows how it ended).
 import { randomBytes } from "node:crypto";
 
+import { OutputLines, type OnLine, type ScriptEnd } from "../script-target.js";
 import { MAX_COMMAND_LINE, WsmanError, type WsmanClient } from "./wsman-client.js";
 
 const PREFIX = "powershell -NoProfile -NonInteractive -EncodedCommand ";
 /** Base64 characters of the staged script per staging command (each becomes ~2.7× that on the command line). */
 const STAGE_CHUNK = 2400;
-const TAIL_LINES = 20;
-const MAX_LINE_CHARS = 1000;
 
 export function encodeCommand(script: string): string {
   return Buffer.from(script, "utf16le").toString("base64");
@@ -41,15 +41,9 @@ export function commandLines(script: string, token = randomBytes(6).toString("he
   return lines;
 }
 
-export interface PsRun {
-  exitCode: number | undefined;
-  timedOut: boolean;
-  aborted: boolean;
-  lost: boolean;
-  tail: string[];
+export interface PsRun extends ScriptEnd {
   stdout: string;
   stderr: string;
-  durationMs: number;
   /** The fault that ended it, when the host answered one mid-run. */
   fault?: WsmanError;
 }
@@ -57,25 +51,23 @@ export interface PsRun {
 export interface PsRunOptions {
   timeoutMs: number;
   signal: AbortSignal;
-  onLine?: (line: string, stream: "stdout" | "stderr") => void;
+  onLine?: OnLine;
+}
+
+/** What the command lines of one run share: their output, as lines and as text. */
+interface Output {
+  lines: OutputLines;
+  stdout: string;
+  stderr: string;
 }
 
 /** Runs one command line in a fresh shell, following it to its end. Throws WsmanError only before it started. */
-async function runOne(client: WsmanClient, args: string[], opts: PsRunOptions, acc: { tail: string[]; stdout: string; stderr: string }): Promise<Omit<PsRun, "tail" | "stdout" | "stderr" | "durationMs">> {
+async function runOne(client: WsmanClient, args: string[], opts: PsRunOptions, acc: Output): Promise<Omit<PsRun, "tail" | "stdout" | "stderr" | "durationMs">> {
   const shell = await client.createShell(opts.signal);
   let commandId: string | undefined;
-  const pending = { stdout: "", stderr: "" };
-  const feed = (stream: "stdout" | "stderr", data: Buffer, flush = false) => {
-    const text = pending[stream] + data.toString("utf8");
+  const feed = (stream: "stdout" | "stderr", data: Buffer) => {
     acc[stream] += data.toString("utf8");
-    const lines = text.split(/\r?\n/);
-    pending[stream] = flush ? "" : (lines.pop() ?? "");
-    for (const raw of flush ? lines.filter((l, i) => l !== "" || i < lines.length - 1) : lines) {
-      const line = raw.length > MAX_LINE_CHARS ? `${raw.slice(0, MAX_LINE_CHARS)}…` : raw;
-      acc.tail.push(line);
-      if (acc.tail.length > TAIL_LINES) acc.tail.shift();
-      opts.onLine?.(line, stream);
-    }
+    acc.lines.feed(stream, data);
   };
   const deadline = Date.now() + opts.timeoutMs;
   try {
@@ -97,8 +89,7 @@ async function runOne(client: WsmanClient, args: string[], opts: PsRunOptions, a
       if (r.stdout.length) feed("stdout", r.stdout);
       if (r.stderr.length) feed("stderr", r.stderr);
       if (r.done) {
-        feed("stdout", Buffer.alloc(0), true);
-        feed("stderr", Buffer.alloc(0), true);
+        acc.lines.flush();
         return { exitCode: r.exitCode, timedOut: false, aborted: false, lost: false };
       }
     }
@@ -111,12 +102,12 @@ async function runOne(client: WsmanClient, args: string[], opts: PsRunOptions, a
 
 export async function runPowerShell(client: WsmanClient, script: string, opts: PsRunOptions): Promise<PsRun> {
   const started = Date.now();
-  const acc = { tail: [] as string[], stdout: "", stderr: "" };
+  const acc: Output = { lines: new OutputLines(opts.onLine), stdout: "", stderr: "" };
   const lines = commandLines(script);
   let last: Omit<PsRun, "tail" | "stdout" | "stderr" | "durationMs"> = { exitCode: 0, timedOut: false, aborted: false, lost: false };
   for (const args of lines) {
     last = await runOne(client, args, { ...opts, timeoutMs: Math.max(1, started + opts.timeoutMs - Date.now()) }, acc);
     if (last.exitCode !== 0) break;
   }
-  return { ...last, tail: acc.tail, stdout: acc.stdout, stderr: acc.stderr, durationMs: Date.now() - started };
+  return { ...last, tail: acc.lines.tail, stdout: acc.stdout, stderr: acc.stderr, durationMs: Date.now() - started };
 }

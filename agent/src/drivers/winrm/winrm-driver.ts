@@ -4,7 +4,8 @@
 // service  prepare: the service exists, the sticker says what ran · start: stop the service, run the install script,
 //          start it · health: it keeps running through the settle window and, when given, healthUrl answers 2xx on
 //          the host's loopback · switch: the sticker · restore: stop, run the rollback script, start
-// script   as the ssh driver's script mode, in PowerShell: deploy, optional health, rollback on failure
+// script   as the ssh driver's script mode, in PowerShell: deploy, optional health, rollback on failure (what the two
+//          share — environment, output, what an end means, the verdicts — is ../script-target.ts)
 //
 // Each phase makes its own client (one kept-alive connection, NTLM authenticated once) and closes it. Credentials
 // come from the gateway agent's credentials file, read at every phase, so rewriting the file rotates them.
@@ -14,6 +15,7 @@ import { ConfigError, parseTargetConfig, winrmKind, type Capability, type ImageP
 
 import { asTargetSticker, hostStickerFile, parseHostStickerFile, type HostStickerFile } from "../host-sticker-file.js";
 import { DriverError, PhaseFailure, type DeployOutcome, type Driver, type HealthReport, type PhaseContext, type PhaseState, type TargetInspection, type TargetRef, type TargetSticker } from "../driver.js";
+import { DEFAULT_SCRIPT_TIMEOUT_SECONDS, healthVerdict, noHealthScript, runHostScript, runRollback, scriptEnv, type ScriptHost, type ScriptRun } from "../script-target.js";
 import { EXIT, healthScript, MARK, markers, prepareScript, restoreScript, retireScript, startScript } from "./container-scripts.js";
 import { runPowerShell, type PsRun } from "./powershell.js";
 import { psQuote } from "./ps-quote.js";
@@ -42,7 +44,6 @@ interface WinrmState extends PhaseState {
 
 const NEVER_ABORTS = new AbortController().signal;
 const DEFAULT_TIMEOUT_SECONDS = 120;
-const DEFAULT_SCRIPT_TIMEOUT_SECONDS = 300;
 
 export function winrmConfig(raw: Record<string, unknown>): WinrmTargetConfig {
   try {
@@ -74,6 +75,23 @@ function byExit(failure: DriverError, codes: Record<number, string>): DriverErro
   const exit = failure.details["exitCode"];
   const code = failure.code === "SCRIPT_FAILED" && typeof exit === "number" ? codes[exit] : undefined;
   return code ? new DriverError(code, failure.message, failure.details) : failure;
+}
+
+/**
+ * PowerShell scripts on a Windows host: `env` set as PowerShell single-quoted strings before the script, its own
+ * `exit N` the exit code (an error that stops it, with the Stop preference, exits 1).
+ */
+function psScriptHost(client: WsmanClient, where: string): ScriptHost<PsRun> {
+  return {
+    where,
+    run(_name, script, env, opts) {
+      const prelude = Object.entries(env).map(([k, v]) => `$env:${k} = ${psQuote(v)}`).join("; ");
+      const full = `$ErrorActionPreference = 'Stop'; $ProgressPreference = 'SilentlyContinue'; ${prelude}\n${script}\nexit $LASTEXITCODE`;
+      return runPowerShell(client, full, { timeoutMs: opts.timeoutMs, signal: opts.signal, onLine: opts.onLine });
+    },
+    commandNotFound: (run) => /CommandNotFoundException|is not recognized as the name of a cmdlet/.test(run.stderr),
+    fault: (run) => (run.fault ? wsmanFailure(run.fault, where) : undefined),
+  };
 }
 
 const CONTAINER_LABELS = (ctx: PhaseContext<WinrmTargetConfig>, i: ImagePin): Record<string, string> => ({
@@ -143,54 +161,13 @@ export class WinrmDriver implements Driver<WinrmTargetConfig, WinrmState> {
     }
   }
 
-  /** Runs `script` with `env` set; a run that did not exit 0 becomes a DriverError (undefined when it passed). */
-  async #run(client: WsmanClient, where: string, ctx: Pick<PhaseContext<WinrmTargetConfig>, "progress" | "signal">, name: string, script: string, env: Record<string, string>, timeoutSeconds: number): Promise<{ run: PsRun; failure?: DriverError }> {
-    const prelude = Object.entries(env).map(([k, v]) => `$env:${k} = ${psQuote(v)}`).join("; ");
-    // A script's own `exit N` is the exit code; an error that stops it (Stop preference) exits 1.
-    const full = `$ErrorActionPreference = 'Stop'; $ProgressPreference = 'SilentlyContinue'; ${prelude}\n${script}\nexit $LASTEXITCODE`;
-    ctx.progress.log(`${name}: running the ${name} script on ${where} (timeout ${timeoutSeconds} s)`);
-    const run = await runPowerShell(client, full, { timeoutMs: timeoutSeconds * 1000, signal: ctx.signal, onLine: (l, s) => ctx.progress.log(`${name}: ${s === "stderr" ? "!" : "|"} ${l}`) });
-    const details = { script: name, exitCode: run.exitCode ?? null, output: run.tail, durationMs: run.durationMs };
-    const what = `the ${name} script on ${where}`;
-    if (run.aborted) return { run, failure: new DriverError("ABORTED", `${what} was cancelled`, details) };
-    if (run.timedOut) return { run, failure: new DriverError("SCRIPT_TIMEOUT", `${what} did not finish within ${timeoutSeconds} s and was terminated`, details) };
-    if (run.lost) return { run, failure: new DriverError("CONNECTION_LOST", `the connection dropped while ${what} ran; it may or may not have finished`, details) };
-    if (run.fault) return { run, failure: wsmanFailure(run.fault, where) };
-    if (run.exitCode === 0) return { run };
-    if (/CommandNotFoundException|is not recognized as the name of a cmdlet/.test(run.stderr)) return { run, failure: new DriverError("COMMAND_NOT_FOUND", `${what}: a command was not found: ${run.tail.slice(-2).join(" ")}`, details) };
-    return { run, failure: new DriverError("SCRIPT_FAILED", `${what} failed with exit code ${run.exitCode ?? "unknown"}${run.tail.length ? `: ${run.tail[run.tail.length - 1]}` : ""}`, details) };
+  /** Runs `script` with `env` set; a run that did not exit 0 comes with its DriverError. */
+  #run(client: WsmanClient, where: string, ctx: Pick<PhaseContext<WinrmTargetConfig>, "progress" | "signal">, name: string, script: string, env: Record<string, string>, timeoutSeconds: number): Promise<ScriptRun<PsRun>> {
+    return runHostScript(psScriptHost(client, where), ctx, name, script, env, timeoutSeconds);
   }
 
   #env(ctx: PhaseContext<WinrmTargetConfig>, state: WinrmState, script: string): Record<string, string> {
-    const extra = ctx.config.service?.env ?? ctx.config.script?.env ?? {};
-    const i = state.image;
-    const env: Record<string, string> = {
-      ...extra,
-      FERRY_SCRIPT: script,
-      FERRY_ACTION: ctx.action,
-      FERRY_TASK_ID: ctx.taskId,
-      FERRY_DEPLOYMENT_ID: ctx.deploymentId,
-      FERRY_TARGET_ID: ctx.target.id,
-      FERRY_TARGET_NAME: ctx.target.name,
-      FERRY_RELEASE_ID: ctx.release.id,
-      FERRY_RELEASE_NAME: ctx.release.name,
-      FERRY_RELEASE_VERSION: ctx.release.version,
-      FERRY_COMPONENT: i.component,
-      FERRY_REPOSITORY: i.repository,
-      FERRY_DIGEST: i.digest,
-      FERRY_IMAGE: i.ref,
-    };
-    const prev = state.previous;
-    if (prev) {
-      const p = prev.images.find((x) => x.component === i.component) ?? prev.images[0];
-      env["FERRY_PREVIOUS_RELEASE_ID"] = prev.releaseId;
-      env["FERRY_PREVIOUS_RELEASE_VERSION"] = prev.releaseVersion;
-      if (p) {
-        env["FERRY_PREVIOUS_DIGEST"] = p.digest;
-        env["FERRY_PREVIOUS_IMAGE"] = `${p.repository}@${p.digest}`;
-      }
-    }
-    return env;
+    return scriptEnv(ctx, state.image, state.previous, script, ctx.config.service?.env ?? ctx.config.script?.env ?? {});
   }
 
   async #readSticker(client: WsmanClient, where: string, config: WinrmTargetConfig, targetId: string, signal: AbortSignal): Promise<HostStickerFile | undefined> {
@@ -284,12 +261,10 @@ export class WinrmDriver implements Driver<WinrmTargetConfig, WinrmState> {
         script = ctx.config.script?.health;
         timeout = ctx.config.script?.timeoutSeconds ?? DEFAULT_SCRIPT_TIMEOUT_SECONDS;
       }
-      if (!script) return { ok: true, summary: "no health script; the deploy script exited 0", details: { type: "script" } };
-      const { run, failure } = await this.#run(client, where, ctx, name, script, this.#env(ctx, state, name), timeout);
-      if (!failure) return { ok: true, summary: `the ${name} passed`, details: { type: name, output: run.tail } };
-      if (failure.code !== "SCRIPT_FAILED") throw failure;
-      const crashed = (ctx.config.mode === "service" || ctx.config.mode === "container") && run.exitCode === EXIT.crashed;
-      return { ok: false, code: crashed ? "INSTANCE_CRASHED" : "HEALTH_CHECK_FAILED", summary: failure.message, details: { type: name, ...failure.details } };
+      if (!script) return noHealthScript();
+      const result = await this.#run(client, where, ctx, name, script, this.#env(ctx, state, name), timeout);
+      const crashed = (ctx.config.mode === "service" || ctx.config.mode === "container") && result.run.exitCode === EXIT.crashed;
+      return healthVerdict(result, name, name, crashed ? "INSTANCE_CRASHED" : "HEALTH_CHECK_FAILED");
     });
   }
 
@@ -334,14 +309,13 @@ export class WinrmDriver implements Driver<WinrmTargetConfig, WinrmState> {
         if (failure) throw new Error(failure.message);
         return { removed: c.newId ?? null, container: c.previous?.id ?? null, restarted: !!c.parked && c.previous?.running === true };
       }
-      const service = ctx.config.service;
-      const rollback = ctx.config.mode === "service" ? service?.rollback : ctx.config.script?.rollback;
-      if (!rollback) throw new Error(`the target has no rollback script: what the ${ctx.config.mode === "service" ? "install" : "deploy"} script changed stays on the host`);
-      const body = ctx.config.mode === "service" && service ? `Stop-Service -Name ${psQuote(service.name)} -Force\n& { ${rollback} }\nStart-Service -Name ${psQuote(service.name)}` : rollback;
-      const timeout = (service?.timeoutSeconds ?? ctx.config.script?.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS);
-      const { failure } = await this.#run(client, where, rctx, "rollback", body, this.#env(ctx, state, "rollback"), timeout);
-      if (failure) throw new Error(failure.message);
-      return { rollbackScript: "exited 0", previousRelease: state.previous?.releaseId ?? null };
+      const service = ctx.config.mode === "service" ? ctx.config.service : undefined;
+      const rollback = service ? service.rollback : ctx.config.script?.rollback;
+      // A service's rollback script runs as its install script does: with the service stopped, started after.
+      const text = service && rollback ? `Stop-Service -Name ${psQuote(service.name)} -Force\n& { ${rollback} }\nStart-Service -Name ${psQuote(service.name)}` : rollback;
+      const timeout = (ctx.config.service?.timeoutSeconds ?? ctx.config.script?.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS);
+      const what = service ? { field: "config.service.rollback", changedBy: "install" } : { field: "config.script.rollback", changedBy: "deploy" };
+      return runRollback(psScriptHost(client, where), rctx, { ...what, text }, this.#env(ctx, state, "rollback"), timeout, state.previous);
     });
   }
 
