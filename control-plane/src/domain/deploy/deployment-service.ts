@@ -619,7 +619,7 @@ export class DeploymentService {
           ...(p.route ? { route: p.route as RouteOperation } : {}),
         };
         const switches = !p.route && (p.payloadVersion < 2 || (p.phases ?? ALL_AT_ONCE_PHASES).includes("switch"));
-        const env = this.d.signer.sign(payload);
+        const env = signTask(this.d.signer, payload);
         await tx.query(
           `INSERT INTO tasks (id, deployment_id, agent_id, target_id, release_id, action, state, payload, payload_type, key_id,
                               signature, images, not_after, queued_at, updated_at, switches)
@@ -823,6 +823,20 @@ export function driftOf(deployed: { images: TaskImage[]; deploymentId: string } 
     drift.push(`target observed ${observedState}`);
   }
   return { sync: drift.length ? "drift" : "in-sync", drift: [...new Set(drift)] };
+}
+
+/**
+ * Signs a task payload. The signer checks the payload against the contract's exact parser; a payload it refuses
+ * (a field this build's contract does not know) is a fault of this control plane, reported as a FerryError so a
+ * caller — the rollout engine — fails its step cleanly instead of retrying it forever.
+ */
+function signTask(signer: TaskSigner, payload: TaskPayload): ReturnType<TaskSigner["sign"]> {
+  try {
+    return signer.sign(payload);
+  } catch (err) {
+    if (err instanceof FerryError) throw err;
+    throw new FerryError("INTERNAL", `the ${payload.action} task for ${payload.target.name} could not be signed: ${err instanceof Error ? err.message : String(err)}`, { target: payload.target.name });
+  }
 }
 
 /** Recomputes a deployment's state from its tasks. Call inside the transaction that changed a task. */

@@ -78,6 +78,7 @@ export class RolloutStepper {
       const events: [Parameters<RolloutEvents["emit"]>[0], Record<string, unknown>][] = [];
       const next = await this.d.store.transaction((tx) => this.decide(tx, id, owner, events));
       for (const [type, data] of events) this.d.events?.emit(type, data);
+      if (process.env.DBG) console.error("NEXT", next.kind, next.kind === "queue" ? [next.step.idx, next.mode, next.targets] : "", JSON.stringify(events.map((e) => e[1])));
       if (next.kind === "done") break;
       if (next.kind === "queue" && !(await this.queue(id, owner, next.step, next.targets, next.mode ?? (next.retry ? "retry" : "start"), next.stage))) break;
       moved++;
@@ -213,7 +214,8 @@ export class RolloutStepper {
         throw new FerryError("ROLLOUT_STATE_CONFLICT", `rollout ${id} moved on while its step was being queued`);
       }
       const deployments = [...had, deploymentId];
-      const patch: Record<string, unknown> = { deployments, carriedFrom: { ...((s.result["carriedFrom"] as object | undefined) ?? {}), ...Object.fromEntries(going.map((t) => [nameOf(r, t), carried[t]!.task])) } };
+      const patch: Record<string, unknown> = { deployments };
+      if (stateful) patch["carriedFrom"] = { ...((s.result["carriedFrom"] as object | undefined) ?? {}), ...Object.fromEntries(going.map((t) => [nameOf(r, t), carried[t]!.task])) };
       if (withoutState.length > 0) patch["withoutState"] = withoutState.map((t) => nameOf(r, t));
       if (stage) {
         patch["stage"] = stage;
@@ -271,6 +273,7 @@ export class RolloutStepper {
       return true;
     } catch (err) {
       if (!(err instanceof FerryError)) throw err;
+      if (process.env.DBG) console.error("QUEUE ERR", err.code, err.message);
       if (err.code === "ROLLOUT_STATE_CONFLICT") return false;
       // A target still busy (a task of the failed wave still running when a rollback is due) clears by itself:
       // the step is tried again on the next tick, until its deadline.
