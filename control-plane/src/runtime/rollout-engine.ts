@@ -92,7 +92,6 @@ export class RolloutEngine {
         moved += await this.o.stepper.advance(id, this.o.replicaId);
       } catch (err) {
         this.lastError = err instanceof Error ? err.message : String(err);
-        if (process.env.DBG) console.error("ENGINE ERR", err);
         this.o.onError?.(err, id);
       } finally {
         await this.o.store.query("UPDATE rollouts SET lease_owner = NULL, lease_expires_at = NULL WHERE id = $1 AND lease_owner = $2", [id, this.o.replicaId]);

@@ -78,7 +78,6 @@ export class RolloutStepper {
       const events: [Parameters<RolloutEvents["emit"]>[0], Record<string, unknown>][] = [];
       const next = await this.d.store.transaction((tx) => this.decide(tx, id, owner, events));
       for (const [type, data] of events) this.d.events?.emit(type, data);
-      if (process.env.DBG) console.error("NEXT", next.kind, next.kind === "queue" ? [next.step.idx, next.mode, next.targets] : "", JSON.stringify(events.map((e) => e[1])));
       if (next.kind === "done") break;
       if (next.kind === "queue" && !(await this.queue(id, owner, next.step, next.targets, next.mode ?? (next.retry ? "retry" : "start"), next.stage))) break;
       moved++;
@@ -273,7 +272,6 @@ export class RolloutStepper {
       return true;
     } catch (err) {
       if (!(err instanceof FerryError)) throw err;
-      if (process.env.DBG) console.error("QUEUE ERR", err.code, err.message);
       if (err.code === "ROLLOUT_STATE_CONFLICT") return false;
       // A target still busy (a task of the failed wave still running when a rollback is due) clears by itself:
       // the step is tried again on the next tick, until its deadline.
