@@ -362,7 +362,7 @@ export class DeploymentService {
       plan.push({ target: t, agentId: t.agentId ?? "", release: await this.d.catalog.getRelease(task.releaseId ?? ""), images: task.images, payloadVersion });
     }
     return this.governed("retry", who, actor, () =>
-      this.enqueue({ environment, action: dep.action as "deploy" | "rollback", releaseId: dep.releaseId, retryOf: dep.id }, plan, actor, undefined, { action: "retry", who }),
+      this.enqueue({ environment, action: dep.action, releaseId: dep.releaseId, retryOf: dep.id }, plan, actor, undefined, { action: "retry", who }),
     );
   }
 
@@ -615,8 +615,8 @@ export class DeploymentService {
           // A v2 task names its phases (a route task none); a v1 task means the same all-at-once run.
           ...(p.payloadVersion >= 2 && !p.route ? { phases: [...(p.phases ?? ALL_AT_ONCE_PHASES)] } : {}),
           ...(p.payloadVersion >= 2 && p.state ? { state: p.state } : {}),
-          // The contract's weights op takes an A/B split too (docs/rollouts.md#strategies).
-          ...(p.route ? { route: p.route as RouteOperation } : {}),
+          // An A/B weights op carries its split (docs/rollouts.md#strategies).
+          ...(p.route ? { route: p.route } : {}),
         };
         const switches = !p.route && (p.payloadVersion < 2 || (p.phases ?? ALL_AT_ONCE_PHASES).includes("switch"));
         const env = signTask(this.d.signer, payload);
