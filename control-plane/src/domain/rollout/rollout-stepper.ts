@@ -506,6 +506,8 @@ export class RolloutStepper {
       outcome,
       targets: targets ? Object.values(targets).map((o) => ({ target: o.name, state: o.state, code: o.code, message: o.message, task: o.task, deployment: o.deployment })) : [],
       error: (result["error"] as Record<string, unknown> | undefined) ?? null,
+      // An analysis' verdict with every measurement (value, threshold, sentence): what the decision rests on.
+      ...(result["analysis"] ? { analysis: result["analysis"] } : {}),
       promotedBy: typeof step.result["promotedBy"] === "string" ? step.result["promotedBy"] : null,
     };
     return (await this.d.evidence.record(tx, "rollout.step", r.id, doc)).id;
