@@ -214,7 +214,7 @@ export class RolloutStepper {
       }
       const deployments = [...had, deploymentId];
       const patch: Record<string, unknown> = { deployments };
-      if (stateful) patch["carriedFrom"] = { ...((s.result["carriedFrom"]) ?? {}), ...Object.fromEntries(going.map((t) => [nameOf(r, t), carried[t]!.task])) };
+      if (stateful) patch["carriedFrom"] = { ...(s.result["carriedFrom"] ?? {}), ...Object.fromEntries(going.map((t) => [nameOf(r, t), carried[t]!.task])) };
       if (withoutState.length > 0) patch["withoutState"] = withoutState.map((t) => nameOf(r, t));
       if (stage) {
         patch["stage"] = stage;
