@@ -183,24 +183,24 @@ const CANARY = { kind: "canary", steps: [{ weight: 10, bakeSeconds: 30 }], analy
 
 for (const b of testBackends()) {
   describe(`rollout engine, slot strategies (${b.name})`, () => {
-    it("blue-green: starts beside with v2 phases, carries the start state into the switch, records the new release only after it", async (t) => {
+    it("blue-green: starts beside with v2 phases, carries the start state into the switch across a restart, records the new release only after it", async (t) => {
       const fx = await fixture(b, t);
       const { rollout, deployment } = await create(fx, { kind: "blue-green" });
       assert.deepEqual(stepStates(rollout), ["wave:running", "wave:pending"]);
       assert.equal(deployment.tasks.length, 2);
-      const engine = fx.engine();
       const start = await fx.agents();
       assert.deepEqual(ops(start), ["web-1:deploy:prepare>start>health", "web-2:deploy:prepare>start>health"]);
       assert.equal(start[0]!.payload.v, 2);
       assert.equal(start[0]!.payload.state, undefined);
-      await fx.settle(engine);
+      // A restart between the waves: the replica queuing the switch finds the start state in the rows.
+      await fx.settle(fx.engine("cp-2"));
       assert.deepEqual(await current(fx.store), { "web-1": v1, "web-2": v1 }, "a start-beside step does not change what a target runs");
       const status = await fx.deployments.status("dev");
       assert.ok(status.every((s) => s.deployed?.release === "shop@1"));
       const sw = await fx.agents();
       assert.deepEqual(ops(sw), ["web-1:deploy:switch>retire", "web-2:deploy:switch>retire"]);
       assert.deepEqual(sw[0]!.payload.state?.["slot"], { active: "blue", idle: "green" }, "the switch carries the start step's state");
-      await fx.settle(engine);
+      await fx.settle(fx.engine("cp-3"));
       const r = await fx.rollouts.get(rollout.id);
       assert.equal(r.state, "succeeded");
       assert.deepEqual(await current(fx.store), { "web-1": v2, "web-2": v2 });
