@@ -13,9 +13,9 @@ const FINAL = new Set(["succeeded", "failed", "cancelled"]);
 const short = (digest: string) => digest.replace(/^sha256:/, "").slice(0, 12);
 
 function summary(d: DeploymentView): string {
-  const what = d.release ? `${d.release.name}@${d.release.version}` : "previous releases";
+  const what = d.release ? `${d.release.name}@${d.release.version}` : d.action === "route" ? "router operation" : "previous releases";
   const lines = [
-    `${d.action === "rollback" ? "Rollback" : "Deployment"} ${d.id}: ${what} to ${d.environment} — ${d.state}`,
+    `${d.action === "rollback" ? "Rollback" : d.action === "route" ? "Router task" : "Deployment"} ${d.id}: ${what} to ${d.environment} — ${d.state}`,
     ...(d.override ? [`  gate override by ${d.override.by}: ${d.override.reason} (evidence ${d.override.evidence ?? "-"})`] : []),
     table(
       ["TARGET", "STATE", "IMAGE", "ATTEMPT", "RESULT"],
@@ -146,6 +146,28 @@ export function deployCommands(program: Command, client: () => ApiClient, print:
       if (o.override !== undefined) body["override"] = { reason: o.override };
       let d = await client().request<DeploymentView>("POST", "/api/v1/rollbacks", body);
       if (!o.json) note(`rollback ${d.id} queued: ${d.tasks.length} target(s)`);
+      if (o.wait) d = await follow(client(), d.id, true, Number(o.timeout) * 1000);
+      print(!!o.json, d, () => summary(d));
+      if (o.wait && d.state !== "succeeded") process.exitCode = 1;
+    });
+
+  program
+    .command("maintenance <on|off>")
+    .description("maintenance mode on the environment's routed targets: every request answered 503 with the message, or off")
+    .requiredOption("--env <env>", "environment")
+    .option("--message <text>", "with on: what clients get (1-256 printable ASCII characters, without \" and \\)")
+    .option("--target <name>", "only this target (repeatable)", collect, [])
+    .option("--wait", "follow until every target's router answered; exit 1 unless all succeeded", false)
+    .option("--timeout <seconds>", "with --wait: give up after this long", "300")
+    .option("--json", "print JSON")
+    .action(async (mode: string, o: { env: string; message?: string; target: string[]; wait: boolean; timeout: string; json?: boolean }) => {
+      if (mode !== "on" && mode !== "off") throw new CommanderError(2, "ferry.usage", `maintenance takes on or off, not ${JSON.stringify(mode)}`);
+      if (mode === "off" && o.message !== undefined) throw new CommanderError(2, "ferry.usage", "--message goes with maintenance on only");
+      const body: Record<string, unknown> = { on: mode === "on" };
+      if (o.message !== undefined) body["message"] = o.message;
+      if (o.target.length > 0) body["targets"] = o.target;
+      let d = await client().request<DeploymentView>("POST", `/api/v1/environments/${enc(o.env)}/maintenance`, body);
+      if (!o.json) note(`maintenance ${mode} ${d.id} queued: ${d.tasks.length} target(s)`);
       if (o.wait) d = await follow(client(), d.id, true, Number(o.timeout) * 1000);
       print(!!o.json, d, () => summary(d));
       if (o.wait && d.state !== "succeeded") process.exitCode = 1;

@@ -13,8 +13,11 @@ function stepResult(s: RolloutStepView): string {
   const parts: string[] = [];
   const error = s.result["error"] as { code?: string; message?: string } | undefined;
   if (error) parts.push(`${error.code ?? ""}: ${error.message ?? ""}`);
-  const targets = s.result["targets"] as Record<string, { name: string; state: string; code: string | null }> | undefined;
-  if (targets && !error) parts.push(Object.values(targets).map((o) => `${o.name} ${o.state}${o.code ? ` (${o.code})` : ""}`).join(", "));
+  const targets = s.result["targets"] as Record<string, { name: string; state: string; code: string | null; weights?: { stable: number; new: number } }> | undefined;
+  if (targets && !error) parts.push(Object.values(targets).map((o) => `${o.name} ${o.state}${o.code ? ` (${o.code})` : ""}${o.weights ? ` new ${o.weights.new}% / stable ${o.weights.stable}%` : ""}`).join(", "));
+  const analysis = s.result["analysis"] as { verdict: string; attempt: number; perTarget: { target: string; verdict: string }[] } | undefined;
+  if (analysis) parts.push(`analysis ${analysis.verdict} (attempt ${analysis.attempt}): ${analysis.perTarget.map((p) => `${p.target} ${p.verdict}`).join(", ")}`);
+  if (s.result["stage"] === "bake" && s.state === "running" && s.wakeAt) parts.push(`baking again until ${s.wakeAt}`);
   if (s.state === "running" && s.wakeAt) parts.push(`until ${s.wakeAt}`);
   if (typeof s.result["approvedBy"] === "string") parts.push(`approved by ${s.result["approvedBy"]}`);
   if (s.result["endedBy"] === "promote") parts.push(`promoted by ${String(s.result["promotedBy"])}`);

@@ -375,9 +375,9 @@ for (const b of testBackends()) {
       assert.equal((await fx.rollouts.get(rollout.id)).state, "rolled_back");
     });
 
-    it("halts on failure with manual rollback until an operator aborts; refuses strategies the engine does not run", async (t) => {
+    it("halts on failure with manual rollback until an operator aborts; refuses a slot strategy on agents without a router", async (t) => {
       const fx = await fixture(b, t);
-      await assert.rejects(create(fx, "blue-green"), code("ROLLOUT_STRATEGY_UNSUPPORTED"));
+      await assert.rejects(create(fx, "blue-green"), code("TARGET_DRIVER_UNAVAILABLE"));
       const { rollout } = await create(fx, { kind: "rolling", batch: 2, rollback: "manual" });
       const engine = fx.engine();
       await fx.agents({ "web-2": FAIL });

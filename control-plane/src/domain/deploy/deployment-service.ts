@@ -11,7 +11,7 @@
 //     the current ones (so repeated rollbacks toggle, and a redeployment of the same images is skipped).
 import { randomBytes } from "node:crypto";
 import type { Clock } from "../../ports/clock.js";
-import { ALL_AT_ONCE_PHASES, ImageSelectionError, negotiatePayloadVersion, type Capability, type TaskPayloadVersion } from "@ferry/contract";
+import { ALL_AT_ONCE_PHASES, ImageSelectionError, isAllAtOnce, negotiatePayloadVersion, type Capability, type Phase, type RouteOperation, type TaskPayloadVersion } from "@ferry/contract";
 import type { TaskImage, TaskPayload, TaskSigner } from "../../ports/signer.js";
 import type { Queryable, Store } from "../../ports/store.js";
 import { appendAudit } from "../audit/audit-log.js";
@@ -29,6 +29,21 @@ export const TASK_NOTIFY_CHANNEL = "ferry_tasks";
 const governanceRefusals = new WeakSet<FerryError>();
 
 export type DeploymentState = "queued" | "running" | "succeeded" | "failed" | "cancelled";
+/** deploy and rollback run phases; route runs one router operation per target (weights, measure, maintenance). */
+export type DeploymentAction = "deploy" | "rollback" | "route";
+
+/** The split of an A/B weights step: requests go by a hash of a cookie or header (docs/rollouts.md#strategies). */
+export interface WeightsSplit {
+  by: "cookie" | "header";
+  name: string;
+  allowlist: string[];
+}
+/** A router operation as the engine asks for it; an A/B weights step adds its split. */
+export type RouteOp = RouteOperation | { op: "weights"; newWeight: number; split: WeightsSplit };
+
+/** A maintenance message: what the router answers every request with (the contract's rule for route.message). */
+const MAINTENANCE_MESSAGE = /^[\x20\x21\x23-\x5b\x5d-\x7e]{1,256}$/;
+export const DEFAULT_MAINTENANCE_MESSAGE = "This service is down for maintenance";
 export type TaskState = "queued" | "leased" | "running" | "succeeded" | "failed" | "errored" | "expired" | "cancelled";
 export const ACTIVE_TASK_STATES: readonly TaskState[] = ["queued", "leased", "running"];
 export const FINAL_TASK_STATES: readonly TaskState[] = ["succeeded", "failed", "errored", "expired", "cancelled"];
@@ -39,7 +54,8 @@ export interface TaskView {
   id: string;
   target: { id: string; name: string; kind: string };
   agentId: string;
-  releaseId: string;
+  /** null for a maintenance route task. */
+  releaseId: string | null;
   action: string;
   state: TaskState;
   images: TaskImage[];
@@ -64,7 +80,7 @@ export interface DeploymentView {
   environment: string;
   releaseId: string | null;
   release: { id: string; name: string; version: string } | null;
-  action: "deploy" | "rollback";
+  action: DeploymentAction;
   state: DeploymentState;
   retryOf: string | null;
   requestedBy: string;
@@ -80,7 +96,7 @@ interface DeploymentRow {
   id: string;
   environment: string;
   release_id: string | null;
-  action: "deploy" | "rollback";
+  action: DeploymentAction;
   state: DeploymentState;
   retry_of: string | null;
   requested_by: string;
@@ -99,7 +115,8 @@ export interface TaskRow {
   target_id: string;
   target_name?: string;
   target_kind?: string;
-  release_id: string;
+  /** NULL for a maintenance route task, which names no release. */
+  release_id: string | null;
   action: string;
   state: TaskState;
   payload: Uint8Array;
@@ -222,10 +239,41 @@ export interface DeploymentDeps {
 interface PlannedTask {
   target: TargetView;
   agentId: string;
-  release: ReleaseView;
+  /** null only for a route task that names no release (maintenance). */
+  release: ReleaseView | null;
   images: TaskImage[];
   /** The payload version the task is signed as: the highest one its agent reads. */
   payloadVersion: TaskPayloadVersion;
+  /** v2: the phases to run (all-at-once when absent). */
+  phases?: readonly Phase[];
+  /** v2: the driver state an earlier step of the same rollout left (its task result's details.state). */
+  state?: Record<string, unknown>;
+  /** v2, action route: the router operation. */
+  route?: RouteOp;
+}
+
+/**
+ * Refuses targets whose agent reads only task payload v1: separate phases, carried state and router operations need
+ * v2. Every such target is named in one TARGET_DRIVER_UNAVAILABLE refusal.
+ */
+export function requireV2(selected: readonly SelectedTarget[], what: string): void {
+  const old = selected.filter((s) => s.payloadVersion < 2);
+  if (old.length === 0) return;
+  throw new FerryError(
+    "TARGET_DRIVER_UNAVAILABLE",
+    old.map((o) => `target ${o.target.name} (${o.target.kind}): agent ${o.target.agentId ?? "?"} reads task payload v1 only, and ${what} needs v2`).join("; "),
+    { targets: old.map((o) => ({ target: o.target.name, kind: o.target.kind, agent: o.target.agentId, problem: `reads task payload v1 only; ${what} needs v2` })) },
+  );
+}
+
+/** Whether a target's config puts it behind the host router (config.route: docs/rollouts.md#the-router). */
+export const isRouted = (t: Pick<TargetView, "config">): boolean => typeof t.config["route"] === "object" && t.config["route"] !== null;
+
+/** Refuses every target of `targets` that is not routed, naming all of them. */
+export function requireRouted(targets: readonly Pick<TargetView, "name" | "config">[], what: string): void {
+  const plain = targets.filter((t) => !isRouted(t)).map((t) => t.name);
+  if (plain.length === 0) return;
+  throw new FerryError("TARGET_NOT_ROUTED", `${what} needs routed targets (a config.route behind the host router); not routed: ${plain.join(", ")}`, { targets: plain });
 }
 
 export class DeploymentService {
@@ -235,13 +283,15 @@ export class DeploymentService {
   async deploy(
     input: { release: string; environment: string; targets?: string[]; retryOf?: string; override?: { reason: string } },
     actor: string,
-    opts: { within?: (tx: Queryable, deploymentId: string) => Promise<void> } & Omit<DeployAuthority, "override"> = {},
+    opts: { within?: (tx: Queryable, deploymentId: string) => Promise<void>; phases?: readonly Phase[] } & Omit<DeployAuthority, "override"> = {},
   ): Promise<DeploymentView> {
     const who: DeployAuthority = { promotion: opts.promotion, principal: opts.principal, override: input.override };
     await this.governEarly(input.environment, "deploy", who, actor);
     const release = await this.d.catalog.getRelease(input.release);
     const targets = await this.selectTargets(input.environment, input.targets);
-    const plan = targets.map(({ target: t, payloadVersion }) => ({ target: t, agentId: t.agentId ?? "", release, images: imagesForTarget(t, release), payloadVersion }));
+    const phases = opts.phases && !isAllAtOnce(opts.phases) ? opts.phases : undefined;
+    if (phases) requireV2(targets, `running the phases ${phases.join(", ")} as a separate step`);
+    const plan = targets.map(({ target: t, payloadVersion }) => ({ target: t, agentId: t.agentId ?? "", release, images: imagesForTarget(t, release), payloadVersion, ...(phases ? { phases } : {}) }));
     return this.governed("deploy", who, actor, () =>
       this.enqueue({ environment: input.environment, action: "deploy", releaseId: release.id, retryOf: input.retryOf ?? null }, plan, actor, opts.within, { action: "deploy", who }),
     );
@@ -287,7 +337,7 @@ export class DeploymentService {
         { targets: nothing },
       );
     }
-    const releases = new Set(plan.map((p) => p.release.id));
+    const releases = new Set(plan.map((p) => p.release!.id));
     return this.governed("rollback", who, actor, () =>
       this.enqueue({ environment: input.environment, action: "rollback", releaseId: releases.size === 1 ? [...releases][0]! : null, retryOf: null }, plan, actor, undefined, { action: "rollback", who }),
     );
@@ -301,6 +351,7 @@ export class DeploymentService {
     if (dep.state === "queued" || dep.state === "running") {
       throw new FerryError("DEPLOYMENT_IN_PROGRESS", `deployment ${dep.id} is still ${dep.state}; wait for it to finish`, { deployment: dep.id });
     }
+    if (dep.action === "route") throw new FerryError("NOTHING_TO_RETRY", `deployment ${dep.id} is a router operation; ask for it again rather than retry it`, { deployment: dep.id });
     const failed = dep.tasks.filter((t) => t.state !== "succeeded");
     if (failed.length === 0) throw new FerryError("NOTHING_TO_RETRY", `every task of deployment ${dep.id} succeeded`);
     const environment = dep.environment;
@@ -308,7 +359,7 @@ export class DeploymentService {
     const plan: PlannedTask[] = [];
     for (const { target: t, payloadVersion } of targets) {
       const task = failed.find((f) => f.target.id === t.id)!;
-      plan.push({ target: t, agentId: t.agentId ?? "", release: await this.d.catalog.getRelease(task.releaseId), images: task.images, payloadVersion });
+      plan.push({ target: t, agentId: t.agentId ?? "", release: await this.d.catalog.getRelease(task.releaseId ?? ""), images: task.images, payloadVersion });
     }
     return this.governed("retry", who, actor, () =>
       this.enqueue({ environment, action: dep.action, releaseId: dep.releaseId, retryOf: dep.id }, plan, actor, undefined, { action: "retry", who }),
@@ -417,11 +468,21 @@ export class DeploymentService {
    * each target goes back to; a deploy wave puts `releaseId` on each.
    */
   async enqueueWave(
-    w: { rolloutId: string; environment: string; action: "deploy" | "rollback"; releaseId: string | null; targets: { name: string; releaseId?: string; images?: TaskImage[] }[] },
+    w: {
+      rolloutId: string;
+      environment: string;
+      action: "deploy" | "rollback";
+      releaseId: string | null;
+      /** The phases of the wave (all-at-once when absent); any other run needs payload v2 on every target. */
+      phases?: readonly Phase[];
+      targets: { name: string; releaseId?: string; images?: TaskImage[]; state?: Record<string, unknown> }[];
+    },
     actor: string,
     within: (tx: Queryable, deploymentId: string) => Promise<void>,
   ): Promise<DeploymentView> {
     const selected = await this.selectTargets(w.environment, w.targets.map((t) => t.name));
+    const phases = w.phases && !isAllAtOnce(w.phases) ? w.phases : undefined;
+    if (phases) requireV2(selected, `running the phases ${phases.join(", ")} as a separate step`);
     const releases = new Map<string, ReleaseView>();
     const releaseOf = async (id: string): Promise<ReleaseView> => {
       const have = releases.get(id);
@@ -434,15 +495,72 @@ export class DeploymentService {
     for (const { target: t, payloadVersion } of selected) {
       const want = w.targets.find((x) => x.name === t.name)!;
       const release = await releaseOf(want.releaseId ?? w.releaseId ?? "");
-      plan.push({ target: t, agentId: t.agentId ?? "", release, images: want.images ?? imagesForTarget(t, release), payloadVersion });
+      plan.push({ target: t, agentId: t.agentId ?? "", release, images: want.images ?? imagesForTarget(t, release), payloadVersion, ...(phases ? { phases } : {}), ...(want.state ? { state: want.state } : {}) });
     }
-    const ids = new Set(plan.map((p) => p.release.id));
+    const ids = new Set(plan.map((p) => p.release!.id));
     const releaseId = w.action === "deploy" ? w.releaseId : ids.size === 1 ? [...ids][0]! : null;
     return this.enqueue({ environment: w.environment, action: w.action, releaseId, retryOf: null, rolloutId: w.rolloutId }, plan, actor, within);
   }
 
+  /**
+   * Queues one router operation per target as signed `route` tasks (payload v2), in one deployment of action route:
+   * a rollout's weights or measure step, or maintenance. Every target must be routed, served by an agent whose
+   * driver offers the router, and read payload v2. `state` is the driver state of the rollout's start step, so the
+   * agent knows which slot is the new one.
+   */
+  async enqueueRoute(
+    w: { rolloutId?: string; environment: string; releaseId: string | null; targets: { name: string; state?: Record<string, unknown>; route: RouteOp }[] },
+    actor: string,
+    within?: (tx: Queryable, deploymentId: string) => Promise<void>,
+  ): Promise<DeploymentView> {
+    const names = w.targets.map((t) => t.name);
+    requireRouted((await this.d.catalog.listTargets({ environment: w.environment })).filter((t) => names.includes(t.name)), "a router operation");
+    const selected = await this.selectTargets(w.environment, names, ["router"]);
+    requireV2(selected, "a router operation");
+    const release = w.releaseId ? await this.d.catalog.getRelease(w.releaseId) : null;
+    const plan: PlannedTask[] = selected.map(({ target: t, payloadVersion }) => {
+      const want = w.targets.find((x) => x.name === t.name)!;
+      return { target: t, agentId: t.agentId ?? "", release, images: [], payloadVersion, route: want.route, ...(want.state ? { state: want.state } : {}) };
+    });
+    return this.enqueue({ environment: w.environment, action: "route", releaseId: w.releaseId, retryOf: null, ...(w.rolloutId ? { rolloutId: w.rolloutId } : {}) }, plan, actor, within);
+  }
+
+  /**
+   * Maintenance on (every request answered 503 with `message`) or off, on an environment's routed targets (all of
+   * them unless named): one signed maintenance route task per target. Refused, naming them, when a target is not
+   * routed (TARGET_NOT_ROUTED) or its agent has no router (TARGET_DRIVER_UNAVAILABLE); refused while a target has an
+   * unfinished task or belongs to an active rollout (DEPLOYMENT_IN_PROGRESS). Audited as maintenance.on / .off.
+   */
+  async maintenance(input: { environment: string; on: boolean; message?: string; targets?: string[] }, actor: string): Promise<DeploymentView> {
+    await this.d.catalog.getEnvironment(input.environment);
+    const message = input.on ? (input.message ?? DEFAULT_MAINTENANCE_MESSAGE) : null;
+    if (input.message !== undefined && !input.on) throw new FerryError("VALIDATION_FAILED", "message: only maintenance on takes a message", { field: "message", in: "body" });
+    if (message !== null && !MAINTENANCE_MESSAGE.test(message)) {
+      throw new FerryError("VALIDATION_FAILED", 'message: must be 1 to 256 printable ASCII characters, without " and \\', { field: "message", in: "body" });
+    }
+    const all = await this.d.catalog.listTargets({ environment: input.environment });
+    let chosen = all;
+    if (input.targets && input.targets.length > 0) {
+      chosen = [...new Set(input.targets)].map((n) => {
+        const t = all.find((x) => x.name === n);
+        if (!t) throw new FerryError("TARGET_NOT_FOUND", `environment ${input.environment} has no target ${n}`, { target: n });
+        return t;
+      });
+    }
+    if (chosen.length === 0) throw new FerryError("NO_TARGETS", `environment ${input.environment} has no targets`);
+    requireRouted(chosen, "maintenance");
+    const route: RouteOp = { op: "maintenance", message };
+    return this.enqueueRoute(
+      { environment: input.environment, releaseId: null, targets: chosen.map((t) => ({ name: t.name, route })) },
+      actor,
+      async (tx, deploymentId) => {
+        await appendAudit(tx, { actor, action: input.on ? "maintenance.on" : "maintenance.off", object: input.environment, outcome: "ok", details: { deployment: deploymentId, targets: chosen.map((t) => t.name), message } });
+      },
+    );
+  }
+
   private async enqueue(
-    dep: { environment: string; action: "deploy" | "rollback"; releaseId: string | null; retryOf: string | null; rolloutId?: string },
+    dep: { environment: string; action: DeploymentAction; releaseId: string | null; retryOf: string | null; rolloutId?: string },
     plan: PlannedTask[],
     actor: string,
     within?: (tx: Queryable, deploymentId: string) => Promise<void>,
@@ -492,30 +610,34 @@ export class DeploymentService {
           nonce: randomBytes(16).toString("base64url"),
           action: dep.action,
           target: { id: p.target.id, name: p.target.name, kind: p.target.kind, config: p.target.config },
-          release: { id: p.release.id, name: p.release.name, version: p.release.version },
+          release: p.release ? { id: p.release.id, name: p.release.name, version: p.release.version } : null,
           images: p.images,
-          // A v2 task names its phases; a v1 task means the same all-at-once run.
-          ...(p.payloadVersion >= 2 ? { phases: [...ALL_AT_ONCE_PHASES] } : {}),
+          // A v2 task names its phases (a route task none); a v1 task means the same all-at-once run.
+          ...(p.payloadVersion >= 2 && !p.route ? { phases: [...(p.phases ?? ALL_AT_ONCE_PHASES)] } : {}),
+          ...(p.payloadVersion >= 2 && p.state ? { state: p.state } : {}),
+          // An A/B weights op carries its split (docs/rollouts.md#strategies).
+          ...(p.route ? { route: p.route } : {}),
         };
-        const env = this.d.signer.sign(payload);
+        const switches = !p.route && (p.payloadVersion < 2 || (p.phases ?? ALL_AT_ONCE_PHASES).includes("switch"));
+        const env = signTask(this.d.signer, payload);
         await tx.query(
           `INSERT INTO tasks (id, deployment_id, agent_id, target_id, release_id, action, state, payload, payload_type, key_id,
-                              signature, images, not_after, queued_at, updated_at)
-           VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8, $9, $10, $11, $12, $13, $13)`,
-          [taskId, id, p.agentId, p.target.id, p.release.id, dep.action, env.payload, env.payloadType, env.keyId, env.signature, JSON.stringify(p.images), new Date(notAfter), new Date(now)],
+                              signature, images, not_after, queued_at, updated_at, switches)
+           VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8, $9, $10, $11, $12, $13, $13, $14)`,
+          [taskId, id, p.agentId, p.target.id, p.release?.id ?? null, dep.action, env.payload, env.payloadType, env.keyId, env.signature, JSON.stringify(p.images), new Date(notAfter), new Date(now), switches],
         );
       }
       await appendAudit(tx, {
         actor,
-        action: dep.action === "rollback" ? "deployment.rollback" : "deployment.create",
+        action: dep.action === "rollback" ? "deployment.rollback" : dep.action === "route" ? "deployment.route" : "deployment.create",
         object: id,
         outcome: "ok",
-        details: { environment: dep.environment, releaseId: dep.releaseId, retryOf: dep.retryOf, ...(dep.rolloutId ? { rollout: dep.rolloutId } : {}), targets: plan.map((p) => ({ target: p.target.name, images: p.images.map((i) => i.ref) })) },
+        details: { environment: dep.environment, releaseId: dep.releaseId, retryOf: dep.retryOf, ...(dep.rolloutId ? { rollout: dep.rolloutId } : {}), targets: plan.map((p) => ({ target: p.target.name, images: p.images.map((i) => i.ref), ...(p.phases ? { phases: p.phases } : {}), ...(p.route ? { route: p.route } : {}) })) },
       });
       if (governance) {
         const targets = plan.map((p) => ({ target: p.target.name, agent: p.agentId, images: p.images.map((i) => i.ref) }));
         try {
-          await enforceWithin(tx, { evidence: this.d.evidence, now: new Date(now) }, { id, ...dep, targets }, governance.action, governance.who);
+          await enforceWithin(tx, { evidence: this.d.evidence, now: new Date(now) }, { id, ...dep, action: dep.action as "deploy" | "rollback", targets }, governance.action, governance.who);
         } catch (err) {
           if (err instanceof FerryError) governanceRefusals.add(err);
           throw err;
@@ -701,6 +823,20 @@ export function driftOf(deployed: { images: TaskImage[]; deploymentId: string } 
     drift.push(`target observed ${observedState}`);
   }
   return { sync: drift.length ? "drift" : "in-sync", drift: [...new Set(drift)] };
+}
+
+/**
+ * Signs a task payload. The signer checks the payload against the contract's exact parser; a payload it refuses
+ * (a field this build's contract does not know) is a fault of this control plane, reported as a FerryError so a
+ * caller — the rollout engine — fails its step cleanly instead of retrying it forever.
+ */
+function signTask(signer: TaskSigner, payload: TaskPayload): ReturnType<TaskSigner["sign"]> {
+  try {
+    return signer.sign(payload);
+  } catch (err) {
+    if (err instanceof FerryError) throw err;
+    throw new FerryError("INTERNAL", `the ${payload.action} task for ${payload.target.name} could not be signed: ${err instanceof Error ? err.message : String(err)}`, { target: payload.target.name });
+  }
 }
 
 /** Recomputes a deployment's state from its tasks. Call inside the transaction that changed a task. */

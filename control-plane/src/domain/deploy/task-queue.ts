@@ -163,10 +163,11 @@ export class TaskQueue {
                 lease_expires_at = NULL, log_total = $8, updated_at = $9 WHERE id = $1`,
         [res.taskId, state, code || null, res.message, details, res.startedAt > 0 ? new Date(res.startedAt) : null, new Date(res.finishedAt > 0 ? res.finishedAt : now.getTime()), res.logBytes, now],
       );
+      // Only a task that switched traffic changes what the target runs (a rollout's start-beside step does not).
       if (state === "succeeded") {
         await tx.query(
           `INSERT INTO target_deployments (target_id, deployment_id, task_id, release_id, images, finished_at)
-           SELECT target_id, deployment_id, id, release_id, images, $2 FROM tasks WHERE id = $1 ON CONFLICT (task_id) DO NOTHING`,
+           SELECT target_id, deployment_id, id, release_id, images, $2 FROM tasks WHERE id = $1 AND switches ON CONFLICT (task_id) DO NOTHING`,
           [res.taskId, now],
         );
       }

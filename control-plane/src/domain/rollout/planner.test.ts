@@ -113,7 +113,7 @@ describe("rollback planner", () => {
   it("slot strategies take traffic off the new slot before stopping it, and flip switched targets back", () => {
     const s = parseStrategy({ kind: "blue-green" });
     assert.deepEqual(shape(planRollback(s, ["t1", "t2"]).steps), ["weights 0 [t1,t2]", "wave rollback [t1,t2] restore"]);
-    assert.deepEqual(shape(planRollback(s, ["t1", "t2"], ["t2"]).steps), ["weights 0 [t1]", "wave rollback [t1] restore", "wave rollback [t2] switch"]);
+    assert.deepEqual(shape(planRollback(s, ["t1", "t2"], ["t2"]).steps), ["weights 0 [t1]", "wave rollback [t1] restore", "wave rollback [t2] prepare>start>health>switch>retire"]);
   });
 
   it("nothing updated means nothing to roll back", () => {

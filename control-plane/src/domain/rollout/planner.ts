@@ -171,7 +171,7 @@ export function planRollout(strategy: Strategy, targets: readonly PlanTarget[]):
  * The plan that puts `updated` targets back, after a failure or an operator's abort. Slot strategies take traffic off
  * the new slot first (weight 0: instant, no pull, no create) and then stop what the rollout started; a target whose
  * switch already ran flips back to its retained slot. In-place strategies redeploy each updated target's previous
- * digests (the engine fills them in per target from the deployment's record), all in one wave.
+ * digests (the engine fills them in per target from the deployment's record), all in one wave; so does a flip back.
  * `switched`: targets whose switch step already ran (their stable slot is the retained one now).
  */
 export function planRollback(strategy: Strategy, updated: readonly string[], switched: readonly string[] = []): RolloutPlan {
@@ -187,7 +187,11 @@ export function planRollback(strategy: Strategy, updated: readonly string[], swi
       steps.push({ kind: "wave", name: "stop the new slot", action: "rollback", targets: notSwitched, phases: ["restore"] });
     }
     if (flipped.length > 0) {
-      steps.push({ kind: "wave", name: "flip back to the retained slot", action: "rollback", targets: flipped, phases: ["switch"] });
+      // A flip back is a deploy of the previous digests: the driver finds them retained in the idle slot, starts that
+      // container again (no pull, no create), checks it, switches to it and drains the new slot. A lone switch with
+      // the switch step's state would send traffic to the new slot again: that state names the new slot as the one
+      // to switch to.
+      steps.push({ kind: "wave", name: "flip back to the retained slot", action: "rollback", targets: flipped, phases: IN_PLACE });
     }
   }
   return { strategy: strategy.kind, steps: withLimits(steps) };

@@ -12,7 +12,7 @@ import type { Principal } from "../auth/roles.js";
 import type { CatalogService, EnvironmentView } from "../catalog/catalog-service.js";
 import { checkLimit, cursorTime, cursorTimeSql, decodeCursor, encodeCursor, type Page } from "../catalog/pagination.js";
 import type { DeploymentService, DeploymentView } from "../deploy/deployment-service.js";
-import { imagesForTarget } from "../deploy/deployment-service.js";
+import { imagesForTarget, requireRouted, requireV2 } from "../deploy/deployment-service.js";
 import { FerryError } from "../errors.js";
 import { planRollout, type RolloutPlan } from "./planner.js";
 import { parseStrategy, strategyNeeds, type Strategy } from "./strategy.js";
@@ -21,8 +21,8 @@ export type RolloutState = "running" | "halted" | "rolling_back" | "succeeded" |
 export type StepState = "pending" | "running" | "succeeded" | "failed" | "skipped";
 export const ACTIVE_ROLLOUT_STATES: readonly RolloutState[] = ["running", "halted", "rolling_back"];
 
-/** Strategies the engine runs today; the others are parsed and planned but refused at request time. */
-export const ENGINE_STRATEGIES: readonly Strategy["kind"][] = ["rolling"];
+/** Strategies the engine runs (all-at-once deploys take the plain deployment path, with no rollout row). */
+export const ENGINE_STRATEGIES: readonly Strategy["kind"][] = ["all-at-once", "rolling", "blue-green", "canary", "ab"];
 
 export interface RolloutStepView {
   index: number;
@@ -194,7 +194,14 @@ export class RolloutService {
     }
     await this.d.catalog.getEnvironment(input.environment);
     const release = await this.d.catalog.getRelease(input.release);
-    const selected = await this.d.deployments.selectTargets(input.environment, input.targets, strategyNeeds(strategy));
+    const needs = strategyNeeds(strategy);
+    const selected = await this.d.deployments.selectTargets(input.environment, input.targets, needs);
+    if (needs.length > 0) {
+      // Slot strategies run phases as separate tasks with carried state, and router operations: routed targets
+      // whose agents read payload v2, every one of them checked now.
+      requireRouted(selected.map((s) => s.target), `the ${strategy.kind} strategy`);
+      requireV2(selected, `the ${strategy.kind} strategy`);
+    }
     // Every target is checked now, not when its wave comes: a release that cannot reach the last batch is refused
     // before the first batch changes anything.
     for (const { target } of selected) imagesForTarget(target, release);
@@ -217,6 +224,7 @@ export class RolloutService {
       {
         principal: by.principal,
         promotion: by.promotion,
+        phases: first.phases,
         within: async (tx, deploymentId) => {
           await tx.query(
             `INSERT INTO rollouts (id, deployment_id, environment, release_id, strategy, targets, previous, state, current_step, requested_by, created_at, updated_at)

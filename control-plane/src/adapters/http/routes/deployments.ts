@@ -71,6 +71,23 @@ export function deploymentRoutes(d: { deployments: DeploymentService; catalog?: 
       },
       async (req, reply) => reply.status(201).send(await s.rollback(req.body, actor(req), { principal: req.principal })),
     );
+    app.post<{ Params: { env: string }; Body: { on: boolean; message?: string; targets?: string[] } }>(
+      "/environments/:env/maintenance",
+      {
+        config: { role: "deployer", idempotent: true },
+        schema: {
+          summary: "Maintenance on (every request answered 503 with the message) or off, on the environment's routed targets: one signed route task per target",
+          params: { type: "object", properties: { env: NAME }, required: ["env"] },
+          body: {
+            type: "object",
+            additionalProperties: false,
+            required: ["on"],
+            properties: { on: { type: "boolean" }, message: { type: "string", minLength: 1, maxLength: 256 }, targets: targetsList },
+          },
+        },
+      },
+      async (req, reply) => reply.status(201).send(await s.maintenance({ environment: req.params.env, ...req.body }, actor(req))),
+    );
     app.get<{ Querystring: { environment?: string; state?: string; limit?: number; cursor?: string } }>(
       "/deployments",
       {

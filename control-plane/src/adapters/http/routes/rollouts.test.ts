@@ -39,7 +39,15 @@ for (const b of testBackends()) {
       assert.equal((unsupported.body as unknown as ErrorBody).error.code, "VALIDATION_FAILED", "a canary without steps is refused by the parser first");
       const bg = await call("POST", "/deployments", { release: "shop@1", environment: "dev", strategy: "blue-green" });
       assert.equal(bg.status, 422);
-      assert.equal((bg.body as unknown as ErrorBody).error.code, "ROLLOUT_STRATEGY_UNSUPPORTED");
+      assert.equal((bg.body as unknown as ErrorBody).error.code, "TARGET_DRIVER_UNAVAILABLE", "these agents offer no router");
+      // Maintenance: checked body, and refused on targets that are not routed, naming them.
+      assert.equal((await call("POST", "/environments/dev/maintenance", { on: "yes" })).status, 400);
+      assert.equal((await call("POST", "/environments/dev/maintenance", { on: true, message: "x".repeat(257) })).status, 400);
+      assert.equal((await call("POST", "/environments/dev/maintenance", { on: true, colour: "red" })).status, 400);
+      const plain = await call("POST", "/environments/dev/maintenance", { on: true, message: "back soon" });
+      assert.equal(plain.status, 422);
+      assert.equal((plain.body as unknown as ErrorBody).error.code, "TARGET_NOT_ROUTED");
+      assert.deepEqual((plain.body as unknown as ErrorBody).error.details?.["targets"], ["web-1", "web-2"]);
       assert.equal(Number((await store.query<{ n: string }>("SELECT count(*) AS n FROM deployments")).rows[0]!.n), 0);
 
       // The environment's default strategy (rolling, batch 1) makes this deploy a rollout.
