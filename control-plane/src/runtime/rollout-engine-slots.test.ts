@@ -5,6 +5,8 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it, type TestContext } from "node:test";
@@ -278,6 +280,33 @@ for (const b of testBackends()) {
       assert.equal(r.state, "rolled_back");
       assert.deepEqual(await current(fx.store), { "web-1": v1, "web-2": v1 });
       assert.equal(fx.routers["web-1"]!.digest.green, null);
+    });
+
+    it("an HTTP probe failing during the bake fails the analysis even with clean counters; the probe's answer is in the result", async (t) => {
+      // A real probe target on loopback that answers 503, reached by the engine's own external checks.
+      const probe = createServer((_req, res) => res.writeHead(503).end("degraded"));
+      await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
+      t.after(() => new Promise<void>((resolve) => probe.close(() => resolve())));
+      const probeUrl = `http://127.0.0.1:${(probe.address() as AddressInfo).port}/health`;
+      const fx = await fixture(b, t);
+      const { rollout } = await create(fx, { ...CANARY, analysis: { ...CANARY.analysis, probeUrl } });
+      const engine = fx.engine();
+      for (let i = 0; i < 3; i++) {
+        await fx.agents();
+        await fx.settle(engine);
+      }
+      fx.traffic(1000);
+      fx.clock.t += 31_000;
+      await fx.settle(engine);
+      await fx.agents();
+      await engine.tick();
+      const r = await fx.rollouts.get(rollout.id);
+      assert.equal(r.state, "rolling_back");
+      assert.equal(r.reason?.["code"], "ROLLOUT_ANALYSIS_FAILED");
+      const analysis = r.steps[3]!.result["analysis"] as { verdict: string; external: { name: string; ok: boolean | null; value: unknown }[]; perTarget: { measurements: { name: string; verdict: string }[] }[] };
+      assert.equal(analysis.verdict, "fail");
+      assert.deepEqual(analysis.external.map((e) => [e.name, e.ok, e.value]), [["probe", false, 503]]);
+      assert.deepEqual(analysis.perTarget[0]!.measurements.filter((m) => m.verdict === "fail").map((m) => m.name), ["probe"], "the counters alone pass");
     });
 
     it("an inconclusive analysis bakes again from a fresh baseline, up to maxInconclusive, then fails", async (t) => {

@@ -19,6 +19,7 @@ import type { DeploymentService } from "../deploy/deployment-service.js";
 import { FINAL_TASK_STATES, refreshDeploymentState, type RouteOp, type TaskState } from "../deploy/deployment-service.js";
 import { FerryError } from "../errors.js";
 import { analyse, combine, type AnalysisResult, type CounterRead, type ExternalCheck } from "./analysis.js";
+import { runExternalChecks } from "./external-checks.js";
 import { planRollback, type AnalysisStep, type StepLimits } from "./planner.js";
 import { insertSteps, lockRollout, type RolloutRow, type StepRow } from "./rollout-service.js";
 import type { AnalysisConfig } from "./strategy.js";
@@ -49,6 +50,11 @@ export interface StepperDeps {
   events?: RolloutEvents;
   /** When set, every step's outcome and every decision of the engine is a signed evidence packet (docs/evidence.md). */
   evidence?: RolloutEvidence;
+  /**
+   * Runs an analysis' external checks (HTTP probe, Prometheus query) when its bake ends, outside any transaction.
+   * Default: runExternalChecks (external-checks.ts) with its own timeout.
+   */
+  externalChecks?: (config: AnalysisConfig) => Promise<ExternalCheck[]>;
 }
 
 const ENGINE = "rollout-engine";
@@ -205,6 +211,9 @@ export class RolloutStepper {
     const withoutState = stateful ? targets.filter((t) => !carried[t]) : [];
     const going = targets.filter((t) => !withoutState.includes(t));
     const known = (step.result["deployments"] as string[] | undefined) ?? [];
+    // An analysis runs its external checks as its bake ends, beside the counter reads and outside any transaction;
+    // their outcome is recorded with the measure stage, so a restart re-reads it rather than asking again.
+    const external = spec.kind === "analysis" && stage === "measure" && mode !== "retry" ? await (this.d.externalChecks ?? runExternalChecks)(spec.config) : null;
     const within = async (tx: Queryable, deploymentId: string): Promise<void> => {
       const cur = await lockRollout(tx, id);
       const s = (await tx.query<StepRow>("SELECT * FROM rollout_steps WHERE rollout_id = $1 AND idx = $2 FOR UPDATE", [id, step.idx])).rows[0];
@@ -216,6 +225,7 @@ export class RolloutStepper {
       const patch: Record<string, unknown> = { deployments };
       if (stateful) patch["carriedFrom"] = { ...(s.result["carriedFrom"] ?? {}), ...Object.fromEntries(going.map((t) => [nameOf(r, t), carried[t]!.task])) };
       if (withoutState.length > 0) patch["withoutState"] = withoutState.map((t) => nameOf(r, t));
+      if (external) patch["external"] = external;
       if (stage) {
         patch["stage"] = stage;
         if (mode !== "retry") patch["stageFrom"] = had.length;
@@ -384,9 +394,8 @@ export class RolloutStepper {
     const attempt = Number(step.result["attempt"] ?? 1);
     const baseline = (step.result["baseline"] as Reads | undefined) ?? (await weightsBaseline(tx, r.id, step.idx));
     const after = readsOf(details);
-    // ── external checks: the single call site. The HTTP probe and the Prometheus query (external-checks.ts,
-    // runExternalChecks(spec.config, { signal, timeoutMs })) are passed here; none are run yet.
-    const external: ExternalCheck[] = [];
+    // The HTTP probe and the Prometheus query, run when the bake ended (queue(), stage "measure").
+    const external = (step.result["external"] as ExternalCheck[] | undefined) ?? [];
     const perTarget = Object.keys(targets).map((t) => {
       const res = analyseTarget(spec.config, baseline[t], after.reads[t], after.problems[t], external);
       return { target: nameOf(r, t), verdict: res.verdict, measurements: res.measurements, deltas: res.deltas };
