@@ -5,7 +5,8 @@
 //
 // Covered: a blue-green rollout and a rollback under continuous requests lose none; a canary whose new version stops
 // answering fails its analysis and is rolled back automatically with weight 0 first; maintenance on answers 503 with
-// the message, off serves again.
+// the message, off serves again; an A/B rollout splits by a cookie (sticky per value, an allowlisted value always on
+// B, no cookie on A), passes its analysis and switches everyone to B.
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -32,9 +33,9 @@ interface Step { index: number; kind: string; phase: string; state: string; resu
 interface Rollout { id: string; state: string; reason: Record<string, unknown> | null; steps: Step[] }
 
 /** GET path through the router on a fresh connection: status and body, or the error. */
-function get(port: number, path: string): Promise<{ status: number; body: string }> {
+function get(port: number, path: string, cookie?: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.get({ host: "127.0.0.1", port, path, agent: false, timeout: 5000 }, (res) => {
+    const req = http.get({ host: "127.0.0.1", port, path, agent: false, timeout: 5000, ...(cookie ? { headers: { cookie } } : {}) }, (res) => {
       let body = "";
       res.setEncoding("utf8");
       res.on("data", (c: string) => (body += c));
@@ -90,6 +91,7 @@ describe("blue-green, canary and maintenance through a real router", { skip, con
   const dir = mkdtempSync(join(tmpdir(), "ferry-slots-e2e-"));
   const adminSocket = join(dir, "haproxy.sock");
   const maintenanceMap = join(dir, "maintenance.map");
+  const splitMap = join(dir, "split.map");
   let listen = 0;
 
   const rolloutOf = async (deploymentOutput: string): Promise<string> => {
@@ -116,10 +118,11 @@ describe("blue-green, canary and maintenance through a real router", { skip, con
     // Each image's httpd listens on the slot's port ($PORT, set by the driver); "bad" stops answering 4 s after it
     // started: healthy when checked, then every connection to it fails while the canary bakes.
     for (const v of ["1", "2", "bad"]) await buildTestImage({ registry: reg.host, repository: "shop/web", tag: v, version: v, port: 1 });
-    const cfg = await run(AGENT_BIN, ["router", "haproxy-config", "--service", "web", "--listen", `127.0.0.1:${listen}`, "--blue", String(blue), "--green", String(green), "--socket", adminSocket, "--maintenance-map", maintenanceMap]);
+    const cfg = await run(AGENT_BIN, ["router", "haproxy-config", "--service", "web", "--listen", `127.0.0.1:${listen}`, "--blue", String(blue), "--green", String(green), "--socket", adminSocket, "--maintenance-map", maintenanceMap, "--split-cookie", "user", "--split-map", splitMap]);
     assert.equal(cfg.code, 0, cfg.stderr);
     writeFileSync(join(dir, "haproxy.cfg"), cfg.stdout);
     writeFileSync(maintenanceMap, "");
+    writeFileSync(splitMap, "");
     haproxy = spawn(HAPROXY!, ["-db", "-f", join(dir, "haproxy.cfg")], { stdio: "ignore" });
     await waitFor("haproxy's admin socket", () => Promise.resolve(existsSync(adminSocket) || undefined));
     cp = await TestControlPlane.start({ databaseUrl: db.url, extraArgs: ["--task-ack-timeout", "3s", "--liveness-grace", "2s"] });
@@ -127,7 +130,7 @@ describe("blue-green, canary and maintenance through a real router", { skip, con
     assert.equal((await cp.cli(["component", "create", "web", "--repository", `${reg.host}/shop/web`])).code, 0);
     const e = await agent.enrol(await cp.createJoinString("dev"));
     assert.equal(e.code, 0, e.stderr);
-    agent.start(["--docker-socket", socket, "--driver", "docker.router=haproxy", "--driver", `docker.routerSocket=${adminSocket}`, "--driver", `docker.routerMaintenanceMap=${maintenanceMap}`]);
+    agent.start(["--docker-socket", socket, "--driver", "docker.router=haproxy", "--driver", `docker.routerSocket=${adminSocket}`, "--driver", `docker.routerMaintenanceMap=${maintenanceMap}`, "--driver", `docker.routerSplitMap=${splitMap}`]);
     const online = await waitFor("the agent online with a routed docker driver", async () => {
       const r = await cp.api<{ agents: { id: string; status: string; facts: { driverFacts?: { kind: string; capabilities: string[] }[] } }[] }>("GET", "/api/v1/agents");
       return r.body.agents.find((a) => a.status === "online" && a.facts.driverFacts?.some((f) => f.kind === "docker" && f.capabilities.includes("router")));
@@ -142,7 +145,7 @@ describe("blue-green, canary and maintenance through a real router", { skip, con
         component: "web",
         command,
         healthCheck: { type: "http", url: `http://127.0.0.1:${blue}/health`, timeoutSeconds: 8, intervalSeconds: 1, settleSeconds: 1 },
-        route: { service: "web", listen: `127.0.0.1:${listen}`, slots: { blue, green }, drainSeconds: 1 },
+        route: { service: "web", listen: `127.0.0.1:${listen}`, slots: { blue, green }, drainSeconds: 1, split: { by: "cookie", name: "user" } },
       },
     });
     assert.equal(t.status, 201, JSON.stringify(t.body));
@@ -217,5 +220,43 @@ describe("blue-green, canary and maintenance through a real router", { skip, con
     const refused = await cp.cli(["maintenance", "on", "--env", "dev", "--message", 'say "no"']);
     assert.notEqual(refused.code, 0);
     assert.match(refused.stderr, /VALIDATION_FAILED|message/);
+  });
+
+  it("an A/B rollout splits by cookie, sticky per user, then switches everyone to B after its analysis", async () => {
+    const before = await get(listen, "/version");
+    assert.equal(before.status, 200);
+    const a = before.body;
+    const strategy = JSON.stringify({ kind: "ab", split: { by: "cookie", name: "user", percent: 50 }, allowlist: ["tester"], bakeSeconds: 8, analysis: { minRequests: 10, maxInconclusive: 1 }, drainSeconds: 1 });
+    const d = await cp.cli(["deploy", "shop@2", "--to", "dev", "--strategy", strategy, "--json"]);
+    assert.equal(d.code, 0, d.stderr);
+    const id = await rolloutOf(d.stdout);
+    await waitFor("the A/B split in force", async () => {
+      const r = await cp.api<Rollout>("GET", `/api/v1/rollouts/${id}`);
+      return r.body.steps.find((s) => s.kind === "weights")?.state === "succeeded" ? true : undefined;
+    }, { timeoutMs: 60_000 });
+    // During the bake: 40 users twice each; every user sees one version both times, and both versions are seen.
+    const seen = new Map<string, string>();
+    let b = 0;
+    for (let round = 0; round < 2; round++) {
+      for (let i = 0; i < 40; i++) {
+        const res = await get(listen, "/version", `user=u${i}`);
+        assert.equal(res.status, 200);
+        if (round === 0) seen.set(`u${i}`, res.body);
+        else assert.equal(res.body, seen.get(`u${i}`), `user u${i} changed version`);
+        if (res.body === "2") b++;
+      }
+    }
+    assert.ok(b > 0 && b < 80, `${b} of 80 requests on B`);
+    assert.deepEqual(await get(listen, "/version", "user=tester"), { status: 200, body: "2" }, "an allowlisted user is on B");
+    assert.deepEqual(await get(listen, "/version"), { status: 200, body: a }, "no cookie stays on A");
+    // Enough traffic on both sides for the analysis (its requests and latency comparison).
+    for (let i = 0; i < 30; i++) await get(listen, "/version", `user=tester`);
+    for (let i = 0; i < 30; i++) await get(listen, "/version");
+    const r = await waitRollout(id, ["succeeded", "rolled_back", "failed", "halted"]);
+    assert.equal(r.state, "succeeded", JSON.stringify(r));
+    const analysis = r.steps.find((s) => s.kind === "analysis")!.result["analysis"] as { verdict: string };
+    assert.equal(analysis.verdict, "pass");
+    assert.deepEqual(await get(listen, "/version"), { status: 200, body: "2" }, "after the switch everyone is on B");
+    assert.deepEqual(await get(listen, "/version", "user=u1"), { status: 200, body: "2" });
   });
 });
