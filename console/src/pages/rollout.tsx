@@ -320,15 +320,15 @@ function LiveWaveRows({ id }: { id: string }) {
   );
 }
 
-/** The current time, every second while `on` (a countdown). */
+/** The current time, rendered again every second while `on` (a countdown); read at each render, never stale. */
 function useNow(on: boolean): number {
-  const [now, setNow] = useState(Date.now());
+  const [, tick] = useState(0);
   useEffect(() => {
     if (!on) return;
-    const t = window.setInterval(() => setNow(Date.now()), 1000);
+    const t = window.setInterval(() => tick((n) => n + 1), 1000);
     return () => window.clearInterval(t);
   }, [on]);
-  return now;
+  return Date.now();
 }
 
 function PromoteAction({ ro, s, reload }: { ro: Rollout; s: RolloutStep; reload: () => void }) {
