@@ -143,6 +143,7 @@ describe("the console's rollout view, driven in Chromium", { skip }, () => {
     await rita.waitForSelector("h1:has-text('Rollout')");
     assert.equal(await rita.locator("li[data-step]").count(), 7);
     assert.match(await rita.locator("section.card:has(#rollout)").innerText(), /rolling, 1 target per batch, soak 10 min, approval between batches/);
+    await rita.locator("section.card:has(#rollout) a").filter({ hasText: "shop@2" }).waitFor({ timeout: LIVE_MS });
     await stepIs(rita, 0, "succeeded", WAVE_MS);
     await rita.locator('li[data-step="0"] tr[data-wave-target="web-a"]').filter({ hasText: /succeeded/ }).waitFor({ timeout: LIVE_MS });
     await stepIs(rita, 1, "running");

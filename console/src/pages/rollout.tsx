@@ -6,7 +6,7 @@ import { useEffect, useState } from "preact/hooks";
 import { Action } from "../actions.js";
 import { useResource } from "../resource.js";
 import { lacks } from "../session.js";
-import type { Deployment } from "../types.js";
+import type { Deployment, Release } from "../types.js";
 import { Badge, ErrorBox, Fields, Id, Placeholder, Section, Table, Time } from "../ui.js";
 import {
   ACTIVE,
@@ -97,7 +97,7 @@ function RolloutDetails({ ro, reload, from }: { ro: Rollout; reload: () => void;
           rows={[
             ["Strategy", describeStrategy(ro.strategy)],
             ["Environment", <a href={`/environments/${ro.environment}`}>{ro.environment}</a>],
-            ["Release", <a href={`/releases/${ro.releaseId}`}>{ro.releaseId}</a>],
+            ["Release", <ReleaseLink id={ro.releaseId} />],
             ["Requested", <><Time at={ro.createdAt} /> by {ro.requestedBy}</>],
             ["Finished", ro.finishedAt ? <Time at={ro.finishedAt} /> : "not yet"],
             ["Current step", cur && ACTIVE.includes(ro.state) ? `${cur.index + 1} of ${ro.steps.length}: ${cur.name}${ro.paused ? " (paused: no new step starts)" : ""}` : `${ro.steps.length} steps (${forward} planned${ro.steps.length > forward ? `, ${ro.steps.length - forward} to roll back` : ""})`],
@@ -115,6 +115,12 @@ function RolloutDetails({ ro, reload, from }: { ro: Rollout; reload: () => void;
       </Section>
     </>
   );
+}
+
+/** A release by name and version (its id until that is known; a release never changes, so it is fetched once). */
+function ReleaseLink({ id }: { id: string }) {
+  const r = useResource<Release>(`/api/v1/releases/${encodeURIComponent(id)}`, []);
+  return <a href={`/releases/${id}`}>{r.data ? `${r.data.name}@${r.data.version}` : id}</a>;
 }
 
 function ReasonBox({ reason }: { reason: Reason | null }) {
