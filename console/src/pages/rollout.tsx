@@ -375,7 +375,7 @@ function WaitBody({ ro, s, reload }: { ro: Rollout; s: RolloutStep; reload: () =
         {s.spec["promotable"] === true ? "; a deployer can end it early (promote)." : "."}{" "}
         {left !== null ? (
           <span class="countdown" data-countdown={left} role="timer">
-            {promotedBy ? `ending now (promoted by ${promotedBy})` : left > 0 ? <>{spanText(left)} left, ends <Time at={s.wakeAt} /></> : "due now"}
+            {promotedBy ? `ending now (promoted by ${promotedBy})` : left > 0 ? <time dateTime={s.wakeAt ?? undefined} title={`ends ${new Date(s.wakeAt ?? 0).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "long" })}`}>{spanText(left)} left</time> : "due now"}
           </span>
         ) : null}
         {s.state === "succeeded" ? (s.result["endedBy"] === "promote" ? `Ended early by ${promotedBy ?? "a promote"}.` : "Ran its full time.") : null}
