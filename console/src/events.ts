@@ -4,8 +4,8 @@
 // (RATE_LIMITED), the console polls: every topic counts as changed every POLL_MS, and the stream is tried again later.
 import { getToken, openStream } from "./api.js";
 
-export type Topic = "fleet" | "deployments" | "logs" | "promotions" | "releases" | "estate" | "catalog";
-const ALL: Topic[] = ["fleet", "deployments", "logs", "promotions", "releases", "estate", "catalog"];
+export type Topic = "fleet" | "deployments" | "logs" | "promotions" | "releases" | "estate" | "catalog" | "rollouts";
+const ALL: Topic[] = ["fleet", "deployments", "logs", "promotions", "releases", "estate", "catalog", "rollouts"];
 export type LiveMode = "connecting" | "live" | "polling" | "off";
 
 const READY_TIMEOUT_MS = 4000;

@@ -8,7 +8,8 @@ import { getMe, setMe, type Me } from "./session.js";
 import { OverviewPage } from "./pages/overview.js";
 import { DeploymentPage } from "./pages/deployment.js";
 import { PromotionPage } from "./pages/promotion.js";
-import { DeploymentsPage, PromotionsPage, ReleasesPage } from "./pages/lists.js";
+import { DeploymentsPage, PromotionsPage, ReleasesPage, RolloutsPage } from "./pages/lists.js";
+import { RolloutPage } from "./pages/rollout.js";
 import { ReleasePage } from "./pages/release.js";
 import { AgentPage, FleetPage } from "./pages/fleet.js";
 import { EnvironmentPage } from "./pages/environment.js";
@@ -21,6 +22,8 @@ const routes: Route[] = [
   { pattern: /^\/promotions\/([^/]+)$/, render: ([id]) => <PromotionPage id={id!} /> },
   { pattern: /^\/deployments\/?$/, render: () => <DeploymentsPage /> },
   { pattern: /^\/deployments\/([^/]+)$/, render: ([id]) => <DeploymentPage id={id!} /> },
+  { pattern: /^\/rollouts\/?$/, render: () => <RolloutsPage /> },
+  { pattern: /^\/rollouts\/([^/]+)$/, render: ([id]) => <RolloutPage id={id!} /> },
   { pattern: /^\/fleet\/?$/, render: () => <FleetPage /> },
   { pattern: /^\/agents\/([^/]+)$/, render: ([id]) => <AgentPage id={id!} /> },
   { pattern: /^\/environments\/([^/]+)$/, render: ([name]) => <EnvironmentPage name={name!} /> },
@@ -30,6 +33,7 @@ const NAV: [string, string][] = [
   ["/", "Overview"],
   ["/promotions", "Promotions"],
   ["/deployments", "Deployments"],
+  ["/rollouts", "Rollouts"],
   ["/releases", "Releases"],
   ["/fleet", "Fleet"],
 ];

@@ -51,6 +51,8 @@ export interface Deployment {
   updatedAt: string;
   finishedAt: string | null;
   tasks: Task[];
+  /** The rollout this deployment is a wave of (on a single deployment's view). */
+  rolloutId?: string | null;
 }
 export interface Pin { component: string; repository: string; digest: string; image: string; sourceTag: string | null; mediaType: string; platforms: { os?: string; architecture?: string }[] }
 export interface Release { id: string; name: string; version: string; notes: string; provenance: Record<string, unknown>; pins: Pin[]; createdBy: string; createdAt: string }

@@ -9,6 +9,7 @@ import { lacks } from "../session.js";
 import type { Deployment, Task } from "../types.js";
 import { Badge, ErrorBox, Fields, Id, Placeholder, Section, Time } from "../ui.js";
 import { navigate } from "../router.js";
+import { RolloutOfDeployment } from "./rollout.js";
 
 const FAILED = new Set(["failed", "errored", "expired", "cancelled"]);
 
@@ -28,7 +29,7 @@ function Requester({ who }: { who: string }) {
 }
 
 export function DeploymentPage({ id }: { id: string }) {
-  const r = useResource<Deployment>(`/api/v1/deployments/${encodeURIComponent(id)}`, ["deployments", "logs"]);
+  const r = useResource<Deployment>(`/api/v1/deployments/${encodeURIComponent(id)}`, ["deployments", "logs", "rollouts"]);
   const d = r.data;
   if (r.error && !d) return <ErrorBox error={r.error} />;
   if (!d) return <Placeholder rows={8} />;
@@ -52,7 +53,7 @@ export function DeploymentPage({ id }: { id: string }) {
             ["Finished", d.finishedAt ? <Time at={d.finishedAt} /> : "not yet"],
             ["Progress", `${done} of ${d.tasks.length} targets finished`],
             ["Retry of", d.retryOf ? <a href={`/deployments/${d.retryOf}`}>{d.retryOf}</a> : "—"],
-            ["Strategy", "all at once: each target's phases (prepare, start, health, switch, retire) run in one signed task"],
+            ["Strategy", d.rolloutId ? <>a wave of rollout <a href={`/rollouts/${d.rolloutId}`}>{d.rolloutId}</a>: each target's phases run in one signed task</> : "all at once: each target's phases (prepare, start, health, switch, retire) run in one signed task"],
           ]}
         />
         <div class="progress" role="progressbar" aria-valuemin={0} aria-valuemax={d.tasks.length} aria-valuenow={done}>
@@ -92,9 +93,13 @@ export function DeploymentPage({ id }: { id: string }) {
           />
         </div>
       </Section>
-      <Section title="Rollout" id="rollout">
-        <p class="muted small">This deployment ran all at once. Rolling, blue-green and canary rollouts will show their steps, traffic weights and analysis results here, with pause, resume and abort.</p>
-      </Section>
+      {d.rolloutId ? (
+        <RolloutOfDeployment id={d.rolloutId} deploymentId={d.id} />
+      ) : (
+        <Section title="Rollout" id="rollout">
+          <p class="muted small">This deployment ran all at once: it is not part of a rolling rollout.</p>
+        </Section>
+      )}
       {d.tasks.map((t) => (
         <TaskCard key={t.id} deploymentId={d.id} t={t} />
       ))}

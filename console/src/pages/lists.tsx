@@ -1,4 +1,4 @@
-// The list pages: the approval queue (promotions), deployments, releases. Each filters on the server where the API
+// The list pages: the approval queue (promotions), deployments, rollouts, releases. Each filters on the server where the API
 // can (state, environment, name) and pages with "more" rather than loading everything.
 import { useState } from "preact/hooks";
 import { api } from "../api.js";
@@ -8,6 +8,7 @@ import { getMe } from "../session.js";
 import type { Deployment, Promotion, Release } from "../types.js";
 import { Badge, ErrorBox, Placeholder, Section, Table, Time } from "../ui.js";
 import { DeploymentList } from "./overview.js";
+import { currentStep, describeStrategy, type Rollout } from "../rollout-format.js";
 
 const PROMOTION_STATES = ["", "awaiting_gates", "requested", "approved", "deploying", "succeeded", "failed", "rolled_back", "rejected", "cancelled", "expired"];
 
@@ -189,6 +190,83 @@ export function ReleasesPage() {
       </Section>
       {cursor ? (
         <button type="button" onClick={() => void api<{ releases: Release[]; nextCursor: string | null }>(`/api/v1/releases?${new URLSearchParams({ ...Object.fromEntries(qs), cursor }).toString()}`).then((n) => setMore({ items: [...(more?.items ?? []), ...n.releases], cursor: n.nextCursor }))}>
+          More
+        </button>
+      ) : null}
+    </>
+  );
+}
+
+const ROLLOUT_STATES = ["", "running", "halted", "rolling_back", "succeeded", "failed", "rolled_back"];
+
+export function RolloutsPage() {
+  const { query } = useLocation();
+  const state = query.get("state") ?? "";
+  const qs = new URLSearchParams({ limit: "50", ...(state ? { state } : {}) });
+  const r = useResource<{ rollouts: Rollout[]; nextCursor: string | null }>(`/api/v1/rollouts?${qs.toString()}`, ["rollouts", "deployments"]);
+  const [more, setMore] = useState<{ items: Rollout[]; cursor: string | null } | null>(null);
+  const items = [...(r.data?.rollouts ?? []), ...(more?.items ?? [])];
+  const cursor = more ? more.cursor : r.data?.nextCursor ?? null;
+  return (
+    <>
+      <div class="page-head">
+        <h1>Rollouts</h1>
+        <label class="inline">
+          State{" "}
+          <select value={state} onChange={(e) => { setMore(null); setQuery("state", (e.target as HTMLSelectElement).value); }}>
+            {ROLLOUT_STATES.map((s) => (
+              <option key={s} value={s}>{s ? s.replace(/_/g, " ") : "any"}</option>
+            ))}
+          </select>
+        </label>
+      </div>
+      <ErrorBox error={r.error} />
+      <Section title={state ? `Rollouts ${state.replace(/_/g, " ")}` : "Newest rollouts"} id="rollouts">
+        {r.data ? (
+          items.length === 0 ? (
+            <p class="muted">No rollouts{state ? " in this state" : " yet: a deployment with a strategy other than all-at-once starts one"}.</p>
+          ) : (
+            <Table label="rollouts">
+              <thead>
+                <tr>
+                  <th>rollout</th>
+                  <th>state</th>
+                  <th>environment</th>
+                  <th>step</th>
+                  <th>strategy</th>
+                  <th>requested</th>
+                </tr>
+              </thead>
+              <tbody>
+                {items.map((ro) => {
+                  const cur = currentStep(ro);
+                  return (
+                    <tr key={ro.id} data-rollout={ro.id}>
+                      <th>
+                        <a href={`/rollouts/${ro.id}`}>{ro.id}</a>
+                      </th>
+                      <td>
+                        <Badge state={ro.state} />
+                        {ro.paused ? <> <Badge state="paused" /></> : null}
+                      </td>
+                      <td>{ro.environment}</td>
+                      <td class="wrap">{cur ? `${cur.index + 1} of ${ro.steps.length}: ${cur.name}` : `${ro.steps.length} steps`}</td>
+                      <td class="wrap">{describeStrategy(ro.strategy)}</td>
+                      <td>
+                        <Time at={ro.createdAt} /> by {ro.requestedBy}
+                      </td>
+                    </tr>
+                  );
+                })}
+              </tbody>
+            </Table>
+          )
+        ) : (
+          <Placeholder rows={8} />
+        )}
+      </Section>
+      {cursor ? (
+        <button type="button" onClick={() => void api<{ rollouts: Rollout[]; nextCursor: string | null }>(`/api/v1/rollouts?${new URLSearchParams({ ...Object.fromEntries(qs), cursor }).toString()}`).then((n) => setMore({ items: [...(more?.items ?? []), ...n.rollouts], cursor: n.nextCursor }))}>
           More
         </button>
       ) : null}

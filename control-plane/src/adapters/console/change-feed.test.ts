@@ -59,7 +59,8 @@ for (const b of testBackends()) {
     it("announces the topic of each change and nothing when nothing changed", async (t) => {
       const store = await b.open(t);
       await seed(store);
-      const feed = new ChangeFeed({ store, intervalMs: 20 });
+      // Polled by hand only: a timer poll between a write and the poll below would take the change first.
+      const feed = new ChangeFeed({ store, intervalMs: 3_600_000 });
       t.after(() => feed.stop());
       const seen: Topic[][] = [];
       const off = feed.subscribe((topics) => seen.push([...topics].sort()));
@@ -74,6 +75,15 @@ for (const b of testBackends()) {
       assert.deepEqual([...(await feed.poll())], ["deployments"]);
       await store.query("UPDATE environments SET updated_at = now() + interval '1 second' WHERE name = 'dev'");
       assert.deepEqual([...(await feed.poll())], ["catalog"]);
+      await store.query(
+        `INSERT INTO rollouts (id, deployment_id, environment, release_id, strategy, targets, previous, state, requested_by)
+         VALUES ('rol_1', 'dep_1', 'dev', 'rel_1', '{"kind":"rolling"}', '[]', '{}', 'running', 't')`,
+      );
+      assert.deepEqual([...(await feed.poll())], ["rollouts"]);
+      await store.query("UPDATE rollouts SET paused = true, updated_at = now() + interval '1 second' WHERE id = 'rol_1'");
+      assert.deepEqual([...(await feed.poll())], ["rollouts"]);
+      await store.query("UPDATE rollouts SET state = 'succeeded', finished_at = now() WHERE id = 'rol_1'");
+      assert.deepEqual([...(await feed.poll())], ["rollouts"], "a rollout that ends leaves the active set");
       assert.ok(seen.some((x) => x.includes("fleet")) && seen.some((x) => x.includes("deployments")));
       off();
       assert.equal(feed.subscribers, 0);

@@ -8,7 +8,7 @@
 // so what a slow subscriber can hold is bounded by the number of topics.
 import type { Store } from "../../ports/store.js";
 
-export const TOPICS = ["fleet", "deployments", "logs", "promotions", "releases", "estate", "catalog"] as const;
+export const TOPICS = ["fleet", "deployments", "logs", "promotions", "releases", "estate", "catalog", "rollouts"] as const;
 export type Topic = (typeof TOPICS)[number];
 
 export type ChangeListener = (topics: ReadonlySet<Topic>) => void;
@@ -27,10 +27,13 @@ interface FingerprintRow {
   releases: string | null;
   estate: string | null;
   catalog: string | null;
+  rollouts: string | null;
 }
 
 // Each column is text so that a change in any part (a count, a time, a sum) changes the string. Active tasks are few
 // (at most one per target), so summing their log bytes and progress stays cheap; they are what live logs follow.
+// Rollouts: every operator action and engine transition moves `updated_at` of an active rollout (the partial index
+// rollouts_active covers them), and a rollout that ends leaves the active set, which changes the count.
 const FINGERPRINT_SQL = `
 SELECT
   (SELECT count(*) || ':' || coalesce(max(status_changed_at)::text, '') || ':' || count(*) FILTER (WHERE status = 'online') || ':' || coalesce(max(revoked_at)::text, '') FROM agents) AS fleet,
@@ -40,7 +43,8 @@ SELECT
   (SELECT coalesce(max(updated_at)::text, '') || ':' || count(*) FILTER (WHERE state IN ('requested', 'awaiting_gates', 'approved', 'deploying')) FROM promotions) AS promotions,
   (SELECT coalesce(max(created_at)::text, '') FROM releases) AS releases,
   (SELECT count(*) || ':' || coalesce(max(reported_at)::text, '') FROM target_stickers) AS estate,
-  (SELECT coalesce(max(updated_at)::text, '') FROM environments) || '/' || (SELECT count(*) || ':' || coalesce(max(updated_at)::text, '') FROM targets) AS catalog`;
+  (SELECT coalesce(max(updated_at)::text, '') FROM environments) || '/' || (SELECT count(*) || ':' || coalesce(max(updated_at)::text, '') FROM targets) AS catalog,
+  (SELECT count(*) || ':' || coalesce(max(updated_at)::text, '') FROM rollouts WHERE state IN ('running', 'halted', 'rolling_back')) AS rollouts`;
 
 export class ChangeFeed {
   private readonly listeners = new Set<ChangeListener>();

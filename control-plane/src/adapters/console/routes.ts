@@ -28,7 +28,7 @@ export const CONSOLE_CSP = [
 ].join("; ");
 
 /** First path segments that are console pages (the app's routes). */
-const PAGES = ["releases", "promotions", "deployments", "agents", "environments", "fleet", "activity", "sign-in"];
+const PAGES = ["releases", "promotions", "deployments", "rollouts", "agents", "environments", "fleet", "activity", "sign-in"];
 
 const TYPES: Record<string, string> = {
   ".js": "text/javascript; charset=utf-8",

@@ -90,6 +90,8 @@ export interface DeploymentView {
   updatedAt: string;
   finishedAt: string | null;
   tasks: TaskView[];
+  /** The rollout this deployment is a wave of (docs/rollouts.md#the-engine), or null; only on a single deployment's view. */
+  rolloutId?: string | null;
 }
 
 interface DeploymentRow {
@@ -661,13 +663,14 @@ export class DeploymentService {
       [id],
     );
     const events = opts.events ? await newestTaskEvents(this.d.store, tasks.rows.map((t) => t.id)) : null;
-    return deploymentView(
+    const view = deploymentView(
       row,
       tasks.rows.map((t) => {
         const e = events?.get(t.id);
         return e ? { ...taskView(t, e.events), eventsTotal: e.total } : taskView(t);
       }),
     );
+    return { ...view, rolloutId: await rolloutOfDeployment(this.d.store, row) };
   }
 
   /** A page of one task's progress events (task-events.ts). */
@@ -856,4 +859,22 @@ export async function refreshDeploymentState(tx: Queryable, deploymentId: string
     [deploymentId, state, active === 0],
   );
   return state;
+}
+
+/**
+ * The rollout a deployment is a wave of: its steps record their deployments (`result.deployments`). Only rollouts of
+ * the same environment that were active when the deployment was created can own it (by the environment index; a
+ * minute of slack either side for clocks of different replicas), so the search stays small however many rollouts the
+ * environment has had.
+ */
+async function rolloutOfDeployment(store: Store, d: Pick<DeploymentRow, "id" | "environment" | "created_at">): Promise<string | null> {
+  const r = await store.query<{ rollout_id: string }>(
+    `SELECT s.rollout_id FROM rollouts ro JOIN rollout_steps s ON s.rollout_id = ro.id
+      WHERE ro.environment = $2 AND ro.created_at <= $3::timestamptz + interval '1 minute'
+        AND (ro.finished_at IS NULL OR ro.finished_at >= $3::timestamptz - interval '1 minute')
+        AND s.kind = 'wave' AND s.result->'deployments' @> jsonb_build_array($1::text)
+      LIMIT 1`,
+    [d.id, d.environment, d.created_at],
+  );
+  return r.rows[0]?.rollout_id ?? null;
 }
