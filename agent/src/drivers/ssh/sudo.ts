@@ -16,7 +16,9 @@ const NOT_FOUND = /^sudo: (.+): command not found/;
 
 /** The failure a run through sudo is when sudo itself said no (or found no such command), else undefined. */
 export function sudoFailure(run: { exitCode: number | undefined; tail: string[] }, config: SshTargetConfig, what: string, where: string): DriverError | undefined {
-  if (!config.sudo || run.exitCode !== 1) return undefined;
+  // Exit code 1, or none at all: under load the channel can close before its exit status is read, and sudo's own
+  // refusal line on stderr is decisive either way (the command never ran).
+  if (!config.sudo || (run.exitCode !== 1 && run.exitCode !== undefined)) return undefined;
   const refused = run.tail.find((l) => REFUSED.some((r) => r.test(l)));
   if (refused) {
     return new DriverError(
