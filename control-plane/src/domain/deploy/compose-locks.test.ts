@@ -27,10 +27,11 @@ before(async () => {
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-const sha = (s: string) => createHash("sha256").update(s).digest("hex");
+const hex = (s: string) => createHash("sha256").update(s).digest("hex");
+const sha = (s: string) => `sha256:${hex(s)}`;
 const registry: ImageRegistry = {
   resolve: (reference) =>
-    Promise.resolve({ repository: reference.replace(/:[^:/@]+$/, ""), digest: `sha256:${sha(reference)}`, mediaType: "application/vnd.oci.image.manifest.v1+json", sourceTag: reference.split(":").pop() ?? null, platforms: [] }),
+    Promise.resolve({ repository: reference.replace(/:[^:/@]+$/, ""), digest: sha(reference), mediaType: "application/vnd.oci.image.manifest.v1+json", sourceTag: reference.split(":").pop() ?? null, platforms: [] }),
 };
 const SERVICES = { web: "shop-web", worker: "shop-worker", sidecar: "shop-sidecar" };
 const code = (c: string) => (e: unknown) => e instanceof FerryError && e.code === c;
@@ -126,7 +127,7 @@ for (const b of testBackends()) {
     it("records a success with another lock, or none, as COMPOSE_LOCK_MISMATCH and not as deployed", async (t) => {
       const fx = await fixture(b, t);
       await release(fx, "1", "1");
-      const other = `${"0".repeat(63)}1`;
+      const other = `sha256:${"0".repeat(63)}1`;
       const d1 = await fx.succeed(await fx.deployments.deploy({ release: "shop@1", environment: "dev" }, "alice"), () => ({ lockSha256: other }));
       const t1 = d1.tasks[0]!;
       assert.equal(d1.state, "failed");

@@ -25,7 +25,10 @@ export interface TaskLockView {
   createdAt: string;
 }
 
-const sha256 = (text: string): string => createHash("sha256").update(text, "utf8").digest("hex");
+/** "sha256:<hex>", the form the agent reports (details.lockSha256) and digests are written in. */
+const sha256 = (text: string): string => `sha256:${createHash("sha256").update(text, "utf8").digest("hex")}`;
+/** A reported value shown back, bounded: an agent's details are untrusted. */
+const shown = (v: string): string => v.slice(0, 80);
 
 /** The lock a task to this target carries, or undefined for a kind that writes none. */
 export function lockFor(target: { kind: string; config: Record<string, unknown> }, images: readonly TaskImage[]): { fileName: string; text: string; sha256: string } | undefined {
@@ -64,8 +67,8 @@ export async function lockVerdict(tx: Queryable, taskId: string, details: Record
     message:
       reported === null
         ? `the agent reported success without the SHA-256 of the ${stored.file_name} it wrote; the control plane stored ${stored.sha256}`
-        : `the agent wrote a ${stored.file_name} with SHA-256 ${reported.slice(0, 64)}, the control plane stored ${stored.sha256} for this task`,
-    details: { expectedLockSha256: stored.sha256, reportedLockSha256: reported === null ? null : reported.slice(0, 64) },
+        : `the agent wrote a ${stored.file_name} with SHA-256 ${shown(reported)}, the control plane stored ${stored.sha256} for this task`,
+    details: { expectedLockSha256: stored.sha256, reportedLockSha256: reported === null ? null : shown(reported) },
   };
 }
 
