@@ -12,6 +12,7 @@
 //            not run before), checked running
 //
 // Pulling, digest verification, container views and health judging are the docker driver's pieces, used as they are.
+import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 
@@ -49,7 +50,7 @@ import { DEFAULT_SETTLE_MS, waitHealthy, type ResolvedHealthCheck } from "../doc
 import { checkRepoDigests, localImage, pulledImage } from "../docker/prepare.js";
 import { pullImage } from "../docker/pull.js";
 import { compose, detectCompose, type ComposeCli, type ComposeFlavour, type ComposeInvocation } from "./compose-cli.js";
-import { checkProject } from "./compose-file.js";
+import { checkProject, servicesOf } from "./compose-file.js";
 import { checkProjectDirectory, lockPath, readOptional, replaceFile, sha256, stickerPath } from "./host-files.js";
 import type { ComposePhaseState, ServiceBefore } from "./phase-state.js";
 import { containerHasHealthcheck, projectContainers, serviceContainer } from "./project.js";
@@ -72,6 +73,29 @@ interface StickerFile {
   lockSha256: string;
 }
 
+/**
+ * `config` on the operator's file, then the project checks (compose-file.ts): it loads (YAML, Compose's schema), every
+ * mapped service is in it, and no service Ferry does not pin needs building. Without a map (`mapped` undefined) the
+ * services are the release's components, unknown here: every service counts as mapped.
+ */
+async function checkFile(inv: ComposeInvocation, mapped: readonly string[] | undefined, file: string, signal?: AbortSignal): Promise<void> {
+  const normalised = (await compose(inv, ["config"], signal, "COMPOSE_FILE_INVALID")).stdout;
+  checkProject(normalised, mapped ?? servicesOf(normalised).map((s) => s.name), file);
+}
+
+/** What a file's content is taken to be between two checks: its size and times (an edit changes them). */
+async function fileMark(path: string): Promise<string> {
+  try {
+    const s = await stat(path);
+    return `${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}`;
+  } catch {
+    return "none";
+  }
+}
+
+/** How many projects' host-check verdicts are remembered (one per target the agent serves, in practice). */
+const MAX_CHECK_VERDICTS = 256;
+
 export function composeConfig(raw: Record<string, unknown>): ComposeTargetConfig {
   try {
     return parseTargetConfig(composeKind, raw);
@@ -89,6 +113,8 @@ export class ComposeDriver implements Driver<ComposeTargetConfig, ComposePhaseSt
   readonly #settleMs: number;
   readonly #clients = new Map<string, Docker>();
   readonly #cli = new Map<string, ComposeCli | undefined>();
+  /** Per project: the inputs of the last host check and its verdict, so an unchanged project is not re-read by the CLI. */
+  readonly #checked = new Map<string, { inputs: string; error?: DriverError }>();
 
   constructor(opts: ComposeDriverOptions = {}) {
     this.#socketPath = opts.socketPath;
@@ -176,9 +202,7 @@ export class ComposeDriver implements Driver<ComposeTargetConfig, ComposePhaseSt
       // The operator's file as Compose reads it (YAML, Compose's schema, interpolation), checked while the images are
       // pulled: both only read, and the CLI's start-up (a Python process for v1) then costs no wall time.
       const inv: ComposeInvocation = { cli, socketPath, directory: config.directory, project: config.project, files: [join(config.directory, file)] };
-      const fileChecked = compose(inv, ["config"], ctx.signal, "COMPOSE_FILE_INVALID").then((normalised) => {
-        checkProject(normalised.stdout, lock.services.map((s) => s.service), file);
-      });
+      const fileChecked = checkFile(inv, lock.services.map((s) => s.service), file, ctx.signal);
       // Handled here so a pull failure does not leave it unobserved; awaited (and its error thrown first) below.
       fileChecked.catch(() => undefined);
       log(`lock ${sha256(lock.text).slice(0, 19)}…: ${lock.services.map((s) => `${s.service}=${s.ref}`).join(", ")}`);
@@ -365,9 +389,56 @@ export class ComposeDriver implements Driver<ComposeTargetConfig, ComposePhaseSt
     return { running, message, details: { lockSha256: state.lock.sha256, lock: state.lock.text, replaced: state.changed, cli: `${state.cli.command.join(" ")} ${state.cli.version}` } };
   }
 
+  /**
+   * The checks prepare runs before a deploy, changing nothing: the directory exists and is writable and holds the
+   * compose file (COMPOSE_PROJECT_INVALID), a Compose CLI runs (COMPOSE_CLI_MISSING), the file loads and fits the map
+   * (COMPOSE_FILE_INVALID). The CLI's verdict on the file is remembered while the file, its .env, the map and the CLI
+   * are unchanged, so the agent's periodic inspection does not start the CLI every time.
+   */
+  async #hostChecks(config: ComposeTargetConfig, socketPath: string): Promise<void> {
+    const file = config.file ?? "docker-compose.yml";
+    await checkProjectDirectory(config.directory, file);
+    const cli = await this.#requireCli(socketPath);
+    const mapped = config.services ? Object.keys(config.services).sort() : undefined;
+    const where = JSON.stringify([socketPath, config.project, config.directory, file]);
+    const inputs = JSON.stringify([cli.command, cli.version, mapped ?? null, await fileMark(join(config.directory, file)), await fileMark(join(config.directory, ".env"))]);
+    const known = this.#checked.get(where);
+    if (known?.inputs === inputs) {
+      if (known.error) throw known.error;
+      return;
+    }
+    let error: DriverError | undefined;
+    try {
+      await checkFile({ cli, socketPath, directory: config.directory, project: config.project, files: [join(config.directory, file)] }, mapped, file);
+    } catch (err) {
+      if (!(err instanceof DriverError)) throw err;
+      error = err;
+    }
+    this.#checked.delete(where);
+    this.#checked.set(where, error ? { inputs, error } : { inputs });
+    if (this.#checked.size > MAX_CHECK_VERDICTS) this.#checked.delete(this.#checked.keys().next().value!);
+    if (error) throw error;
+  }
+
+  /**
+   * The project's host checks (#hostChecks), then what runs against the lock. A failed check is the inspection's
+   * answer, with its code; what was found running is in details.found when the engine could say.
+   */
   async inspect(target: TargetRef): Promise<TargetInspection> {
     const config = composeConfig(target.config);
     const socketPath = resolveSocketPath(config, this.#socketPath);
+    try {
+      await this.#hostChecks(config, socketPath);
+    } catch (err) {
+      if (!(err instanceof DriverError)) throw err;
+      const found = await this.#observe(config, socketPath).catch(() => undefined);
+      throw new DriverError(err.code, err.message, { ...err.details, ...(found ? { found } : {}) });
+    }
+    return this.#observe(config, socketPath);
+  }
+
+  /** What runs in the project against the lock on the host: drift, missing services, an interrupted deploy. */
+  async #observe(config: ComposeTargetConfig, socketPath: string): Promise<TargetInspection> {
     const lockText = await readOptional(lockPath(config.directory));
     const parsed = lockText === null ? undefined : parseComposeLock(lockText);
     let containers;
