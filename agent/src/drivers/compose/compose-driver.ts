@@ -407,7 +407,7 @@ export class ComposeDriver implements Driver<ComposeTargetConfig, ComposePhaseSt
 
   /** The target's http/tcp check as the health rules take it (no settle window: the services had theirs). */
   #probe(hc: NonNullable<ComposeTargetConfig["healthCheck"]>): ResolvedHealthCheck {
-    const probe: ResolvedHealthCheck = { type: hc.type as "http" | "tcp", timeoutMs: (hc.timeoutSeconds ?? 60) * 1000, intervalMs: (hc.intervalSeconds ?? 1) * 1000, settleMs: 0 };
+    const probe: ResolvedHealthCheck = { type: hc.type, timeoutMs: (hc.timeoutSeconds ?? 60) * 1000, intervalMs: (hc.intervalSeconds ?? 1) * 1000, settleMs: 0 };
     if (hc.url !== undefined) probe.url = hc.url;
     if (hc.port !== undefined) probe.port = hc.port;
     return probe;

@@ -102,7 +102,7 @@ export async function startSlot(io: SlotIo, route: ComposeRoute, digest: string,
   }
   await io.router.setServer(route.service, idle, "127.0.0.1", port);
   io.log(`${service}: the router's ${idle} slot points at 127.0.0.1:${port} (weight ${weights[idle]})`);
-  return started.newId!;
+  return started.newId;
 }
 
 export async function switchSlot(io: SlotIo, r: RoutedStart): Promise<void> {
