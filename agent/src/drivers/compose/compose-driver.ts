@@ -333,7 +333,11 @@ export class ComposeDriver implements Driver<ComposeTargetConfig, ComposePhaseSt
       const mark = async (service: string, id: string) => {
         const c = await view(docker, id);
         if (!c) throw new DriverError("COMPOSE_UP_FAILED", `service ${service}'s new container ${id.slice(0, 12)} is gone`, { service });
-        started[service] = { containerId: c.id, mark: { restartCount: c.restartCount, startedAt: c.startedAt, atMs: Date.now() }, healthcheck: await containerHasHealthcheck(docker, c.id) };
+        // The settle window counts from when the engine started the container (the engine is on this host, on this
+        // clock): a container Compose started first has been running, unrestarted, while Compose started the others.
+        const since = Date.parse(c.startedAt);
+        const atMs = Number.isFinite(since) ? Math.min(Date.now(), since) : Date.now();
+        started[service] = { containerId: c.id, mark: { restartCount: c.restartCount, startedAt: c.startedAt, atMs }, healthcheck: await containerHasHealthcheck(docker, c.id) };
       };
       if (inPlace.length > 0) {
         log(`replacing ${inPlace.join(", ")} in place (docker-compose up -d --no-deps): each is briefly down while Compose recreates it`);
@@ -496,17 +500,19 @@ export class ComposeDriver implements Driver<ComposeTargetConfig, ComposePhaseSt
 
   /**
    * The checks prepare runs before a deploy, changing nothing: the directory exists and is writable and holds the
-   * compose file (COMPOSE_PROJECT_INVALID), a Compose CLI runs (COMPOSE_CLI_MISSING), the file loads and fits the map
-   * (COMPOSE_FILE_INVALID). The CLI's verdict on the file is remembered while the file, its .env, the map and the CLI
+   * compose file (COMPOSE_PROJECT_INVALID), routed services have a router (ROUTER_UNAVAILABLE), a Compose CLI runs
+   * (COMPOSE_CLI_MISSING), the file loads and fits the map and the routes (COMPOSE_FILE_INVALID). The CLI's verdict on the file is remembered while the file, its .env, the map and the CLI
    * are unchanged, so the agent's periodic inspection does not start the CLI every time.
    */
   async #hostChecks(config: ComposeTargetConfig, socketPath: string): Promise<void> {
     const file = config.file ?? "docker-compose.yml";
     await checkProjectDirectory(config.directory, file);
+    this.#routerFor(config);
     const cli = await this.#requireCli(socketPath);
     const mapped = config.services ? Object.keys(config.services).sort() : undefined;
+    const routed = (config.routes ?? []).map((r) => r.composeService).sort();
     const where = JSON.stringify([socketPath, config.project, config.directory, file]);
-    const inputs = JSON.stringify([cli.command, cli.version, mapped ?? null, await fileMark(join(config.directory, file)), await fileMark(join(config.directory, ".env"))]);
+    const inputs = JSON.stringify([cli.command, cli.version, mapped ?? null, routed, await fileMark(join(config.directory, file)), await fileMark(join(config.directory, ".env"))]);
     const known = this.#checked.get(where);
     if (known?.inputs === inputs) {
       if (known.error) throw known.error;
@@ -514,7 +520,7 @@ export class ComposeDriver implements Driver<ComposeTargetConfig, ComposePhaseSt
     }
     let error: DriverError | undefined;
     try {
-      await checkFile({ cli, socketPath, directory: config.directory, project: config.project, files: [join(config.directory, file)] }, mapped, file);
+      await checkFile({ cli, socketPath, directory: config.directory, project: config.project, files: [join(config.directory, file)] }, mapped, file, undefined, routed);
     } catch (err) {
       if (!(err instanceof DriverError)) throw err;
       error = err;

@@ -298,6 +298,9 @@ describe("routed Compose services through HAProxy", { concurrency: false }, () =
     writeFileSync(join(dir, "bridge.yml"), composeFile("bridge"));
     const e = await expectCode(deploy(pins("web2"), { config: config({ file: "bridge.yml" }) }), "COMPOSE_FILE_INVALID");
     assert.match(e.message, /web in bridge\.yml is routed .*network_mode: host/);
+    // inspect answers the same, changing nothing.
+    await expectCode(driver.inspect({ id: "t", name: RUN, kind: "compose", config: config({ file: "bridge.yml" }) }), "COMPOSE_FILE_INVALID");
+    await expectCode(new ComposeDriver({ socketPath: (await dockerEngine()).socketPath, cli: "v1" }).inspect({ id: "t", name: RUN, kind: "compose", config: config() }), "ROUTER_UNAVAILABLE");
     assert.deepEqual(await slotView(), before);
   });
 });
