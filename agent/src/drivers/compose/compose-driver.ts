@@ -165,7 +165,11 @@ export class ComposeDriver implements Driver<ComposeTargetConfig, ComposePhaseSt
   /** The project's containers per service, a routed service's being its slots (running first). */
   async #containers(docker: Docker, config: ComposeTargetConfig, services: readonly string[]) {
     const containers = await projectContainers(docker, config.project);
-    for (const r of routesIn(config, services)) containers.set(r.composeService, await routedServiceContainers(docker, config.project, r.composeService));
+    for (const r of routesIn(config, services)) {
+      // Without the router's answer the running slot counts as serving (inspect still reports; prepare has checked the router).
+      const weights = await this.#router?.weights(r.service).catch(() => undefined);
+      containers.set(r.composeService, await routedServiceContainers(docker, config.project, r.composeService, weights));
+    }
     return containers;
   }
 

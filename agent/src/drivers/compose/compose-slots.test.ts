@@ -91,9 +91,9 @@ class Lines implements ProgressSink {
 const pin = (component: string, img: TestImage): ImagePin => ({ component, repository: img.repository, digest: img.digest, ref: img.pinned });
 const pins = (web: string) => [pin("web", images[web]!), pin("worker", images["worker1"]!)];
 
-async function deploy(p: ImagePin[], opts: { action?: "deploy" | "rollback"; progress?: Lines; config?: Record<string, unknown>; with?: ComposeDriver } = {}): Promise<DeployOutcome> {
+function ctxFor(p: ImagePin[], opts: { action?: "deploy" | "rollback"; progress?: Lines; config?: Record<string, unknown> } = {}): PhaseContext<ComposeTargetConfig> {
   const target = { id: `tgt-${RUN}`, name: RUN, kind: "compose", config: opts.config ?? config() };
-  const ctx: PhaseContext<ComposeTargetConfig> = {
+  return {
     taskId: `task-${randomBytes(4).toString("hex")}`,
     deploymentId: `dep-${randomBytes(4).toString("hex")}`,
     action: opts.action ?? "deploy",
@@ -105,7 +105,10 @@ async function deploy(p: ImagePin[], opts: { action?: "deploy" | "rollback"; pro
     signal: new AbortController().signal,
     progress: opts.progress ?? new Lines(),
   };
-  return runPhases(opts.with ?? driver, ctx, { logger: pino({ level: "silent" }) });
+}
+
+function deploy(p: ImagePin[], opts: { action?: "deploy" | "rollback"; progress?: Lines; config?: Record<string, unknown>; with?: ComposeDriver } = {}): Promise<DeployOutcome> {
+  return runPhases(opts.with ?? driver, ctxFor(p, opts), { logger: pino({ level: "silent" }) });
 }
 
 async function expectCode(p: Promise<unknown>, code: string): Promise<DriverError> {
@@ -272,6 +275,28 @@ describe("routed Compose services through HAProxy", { concurrency: false }, () =
     assert.deepEqual(await router.weights("web"), { blue: 0, green: 100 });
     assert.deepEqual(await get(listen), { status: 200, body: "1" });
     assert.equal(readFileSync(lockPath(dir), "utf8"), composeLock({ services: SERVICES }, pins("web1")).text);
+  });
+
+  it("a deploy that stopped before switch (new slot running at weight 0) is finished by the next deploy", async (t) => {
+    if (!canRun(t)) return;
+    // What an agent killed after health leaves: the lock written, web 2 running in the idle slot, no traffic on it.
+    await runPhases(driver, ctxFor(pins("web2")), { logger: pino({ level: "silent" }), phases: ["prepare", "start", "health"] });
+    assert.deepEqual(await router.weights("web"), { blue: 0, green: 100 });
+    assert.deepEqual(await get(listen), { status: 200, body: "1" });
+    const seen = await driver.inspect({ id: "t", name: RUN, kind: "compose", config: config() });
+    assert.match((seen.details["drift"] as string[]).join("\n"), /web: runs .*the lock pins/, "the serving slot, not the new one, is what runs");
+    const blue = (await slotView())["blue"]?.id;
+    const traffic = load();
+    const out = await deploy(pins("web2"));
+    const r = await traffic.stop();
+    assert.equal(r.failed, 0, `failed requests: ${r.errors.slice(0, 5).join("; ")}`);
+    assert.deepEqual(out.details?.["replaced"], ["web"]);
+    assert.equal((await slotView())["blue"]?.id, blue, "the slot container started before is the one switched to");
+    assert.deepEqual(await router.weights("web"), { blue: 100, green: 0 });
+    assert.deepEqual(await get(listen), { status: 200, body: "2" });
+    // Back to web 1 for the next case.
+    await deploy(pins("web1"), { action: "rollback" });
+    assert.deepEqual(await get(listen), { status: 200, body: "1" });
   });
 
   it("a version that never becomes healthy never gets traffic; the slot that served keeps serving", async (t) => {

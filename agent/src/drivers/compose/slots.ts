@@ -15,7 +15,7 @@
 import type { ComposeRoute } from "@ferry/contract";
 import type Docker from "dockerode";
 
-import type { Router, Slot } from "../../routing/router.js";
+import type { Router, Slot, Weights } from "../../routing/router.js";
 import { SLOTS } from "../../routing/router.js";
 import { removeContainer, startContainer, stopContainer } from "../docker/container-ops.js";
 import { view, type ContainerView } from "../docker/containers.js";
@@ -45,10 +45,17 @@ export async function slotContainers(docker: Docker, project: string, service: s
   return out;
 }
 
-/** A routed service's containers as the project view lists them: the running slot(s) first. */
-export async function routedServiceContainers(docker: Docker, project: string, service: string): Promise<ContainerView[]> {
+/**
+ * A routed service's containers as the project view lists them: the slot that serves first (running, and the
+ * heavier in the router when its weights are known), so a new version started beside it but never switched to (a
+ * deploy interrupted before switch) does not pass for what runs.
+ */
+export async function routedServiceContainers(docker: Docker, project: string, service: string, weights?: Weights): Promise<ContainerView[]> {
   const slots = await slotContainers(docker, project, service);
-  return SLOTS.map((s) => slots[s]).filter((c): c is ContainerView => !!c).sort((a, b) => Number(b.running) - Number(a.running));
+  const weight = (c: ContainerView) => (weights ? weights[c.labels[SLOT_LABEL] as Slot] ?? 0 : 0);
+  return SLOTS.map((s) => slots[s])
+    .filter((c): c is ContainerView => !!c)
+    .sort((a, b) => Number(b.running) - Number(a.running) || weight(b) - weight(a));
 }
 
 /** The engine's restart policy for a Compose `restart:` value (no, always, unless-stopped, on-failure[:n]). */
