@@ -1,6 +1,7 @@
 // Compose targets end to end: a `ferry server` on PostgreSQL, a real agent process, the real Docker Engine with
-// Debian's docker-compose 1.29, and a real OCI registry on loopback. The project has three services (web, worker,
-// sidecar), each a busybox httpd on its own loopback port with host networking.
+// Debian's docker-compose 1.29, a real OCI registry and a real HAProxy on loopback. The project has three services
+// (web, worker, sidecar), each a busybox httpd with host networking; web is routed (config.routes): the agent's
+// router sends its traffic to one of two slots, so it is reached through the router's listen port.
 //
 // Covered here: deploy (the lock on the host is the one the control plane stored, read through the API and the CLI),
 // an update that replaces only the changed service, a broken update restored to the previous lock byte for byte, a
@@ -8,9 +9,9 @@
 // redeploy, and the agent killed (SIGKILL, by PID) mid-deploy: the task is reported TASK_INTERRUPTED with the
 // driver's inspection, as for the docker driver, and a retry repairs the project.
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
+import { execFile, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -22,6 +23,7 @@ import { POSTGRES_SKIP_REASON, createDatabase, testDatabaseUrl } from "../helper
 import { registrySkipReason, startRegistry, type TestRegistry } from "../helpers/registry.js";
 import { waitFor } from "../helpers/wait.js";
 import { freePort, httpGet } from "../helpers/net.js";
+import { haproxyConfig } from "../../agent/src/routing/haproxy/haproxy-config.js";
 
 const exec = promisify(execFile);
 const dbUrl = testDatabaseUrl();
@@ -29,7 +31,9 @@ const composeMissing = await exec("docker-compose", ["version", "--short"]).then
   () => false,
   () => "docker-compose is not installed (scripts/test-env.sh installs it)",
 );
-const skip = (await dockerSkipReason("compose end-to-end suite")) || registrySkipReason() || (dbUrl ? false : POSTGRES_SKIP_REASON) || composeMissing;
+const HAPROXY = ["/usr/sbin/haproxy", "/usr/bin/haproxy"].find((p) => existsSync(p));
+const skip =
+  (await dockerSkipReason("compose end-to-end suite")) || registrySkipReason() || (dbUrl ? false : POSTGRES_SKIP_REASON) || composeMissing || (HAPROXY ? false : "haproxy is not installed (scripts/test-env.sh installs it)");
 if (skip) console.warn(`\n*** compose deploy suite skipped: ${skip} ***\n`);
 
 interface TaskView {
@@ -72,12 +76,20 @@ describe("compose targets against the real Docker Engine and docker-compose 1.29
   const agent = new TestAgent("compose-1");
   const project = `ferrye2e${randomBytes(3).toString("hex")}`;
   const dir = mkdtempSync(join(tmpdir(), "ferry-compose-e2e-"));
+  const routerDir = mkdtempSync(join(tmpdir(), "ferry-compose-e2e-router-"));
+  const routerFiles = { socket: join(routerDir, "admin.sock"), maintenanceMap: join(routerDir, "maintenance.map") };
+  const route = { listen: 0, blue: 0, green: 0 };
+  let haproxy: ChildProcess | undefined;
   const ports = {} as Record<Service, number>;
   const images: Record<string, TestImage> = {};
   let config: Record<string, unknown> = {};
   let first = ""; // the first deployment, whose lock the rollback must put back
 
-  const agentArgs = () => ["--docker-socket", socket, "--driver", `compose.socket=${socket}`, "--driver", "compose.cli=v1", "--driver", "compose.settleSeconds=1", "--observe-interval", "1"];
+  const agentArgs = () => [
+    "--docker-socket", socket,
+    ...["compose.cli=v1", `compose.socket=${socket}`, "compose.settleSeconds=1", "compose.stopTimeoutSeconds=2", "compose.router=haproxy", `compose.routerSocket=${routerFiles.socket}`, `compose.routerMaintenanceMap=${routerFiles.maintenanceMap}`].flatMap((d) => ["--driver", d]),
+    "--observe-interval", "1",
+  ];
   const compose = (args: string[], files = ["docker-compose.yml"]) =>
     exec("docker-compose", ["-p", project, ...files.flatMap((f) => ["-f", join(dir, f)]), ...args], { cwd: dir, env: { ...process.env, DOCKER_HOST: `unix://${socket}` } });
   const deploy = async (release: string) => {
@@ -100,7 +112,8 @@ describe("compose targets against the real Docker Engine and docker-compose 1.29
     const out = await runDocker(socket, ["ps", "--filter", `label=com.docker.compose.project=${project}`, "--format", '{{.ID}} {{.Label "com.docker.compose.service"}}']);
     return Object.fromEntries(out.split("\n").filter(Boolean).map((l) => l.split(" ").reverse() as [string, string]));
   };
-  const version = async (s: Service) => (await httpGet(ports[s], "/version"))?.body.trim();
+  /** What a service answers: web through the router, the others on their own port. */
+  const version = async (s: Service) => (await httpGet(s === "web" ? route.listen : ports[s], "/version"))?.body.trim();
   const target = async () => (await cp.api<{ targets: StatusTarget[] }>("GET", "/api/v1/status?environment=dev")).body.targets.find((t) => t.target === "shop")!;
   const deployment = (id: string, pred: (d: DeploymentView) => boolean, what: string) =>
     waitFor(what, async () => {
@@ -113,11 +126,20 @@ describe("compose targets against the real Docker Engine and docker-compose 1.29
     db = await createDatabase(dbUrl!);
     reg = await startRegistry();
     for (const s of SERVICES) ports[s] = await freePort();
-    const build = (s: Service, v: string, crash = false) =>
-      buildTestImage({ registry: reg.host, repository: `${project}/${s}`, tag: crash ? `${v}-crash` : v, version: v, port: ports[s], socketPath: socket, ...(crash ? { crash: { afterSeconds: 0, exitCode: 3 } } : {}) });
-    const built = await Promise.all([build("web", "1"), build("web", "2"), build("web", "3", true), build("worker", "1"), build("worker", "2"), build("sidecar", "1")]);
+    [route.listen, route.blue, route.green] = [await freePort(), await freePort(), await freePort()];
+    writeFileSync(routerFiles.maintenanceMap, "");
+    const cfg = join(routerDir, "haproxy.cfg");
+    writeFileSync(cfg, haproxyConfig(routerFiles, [{ name: "web", listen: `127.0.0.1:${route.listen}`, slots: { blue: { address: "127.0.0.1", port: route.blue }, green: { address: "127.0.0.1", port: route.green } } }]));
+    const check = spawnSync(HAPROXY!, ["-c", "-q", "-f", cfg], { encoding: "utf8" });
+    assert.equal(check.status, 0, check.stderr);
+    haproxy = spawn(HAPROXY!, ["-db", "-f", cfg], { stdio: "ignore" });
+    // web 3 serves no /health: it never passes its check (its command is the compose file's, so it cannot crash-loop).
+    const build = (s: Service, v: string, healthy = true) => buildTestImage({ registry: reg.host, repository: `${project}/${s}`, tag: v, version: v, port: ports[s], socketPath: socket, healthy });
+    const built = await Promise.all([build("web", "1"), build("web", "2"), build("web", "3", false), build("worker", "1"), build("worker", "2"), build("sidecar", "1")]);
     Object.assign(images, { web1: built[0], web2: built[1], web3: built[2], worker1: built[3], worker2: built[4], sidecar1: built[5] });
-    const svc = (s: Service) => `  ${s}:\n    image: example/${s}:latest\n    network_mode: host\n    restart: unless-stopped\n    stop_grace_period: 2s\n`;
+    // web listens on the port its slot is told ($PORT).
+    const command = (s: Service) => (s === "web" ? `    command: ["sh", "-c", "trap 'exit 0' TERM INT; httpd -f -p 127.0.0.1:$$PORT -h /www & wait"]\n` : "");
+    const svc = (s: Service) => `  ${s}:\n    image: example/${s}:latest\n    network_mode: host\n    restart: unless-stopped\n    stop_grace_period: 2s\n${command(s)}`;
     writeFileSync(join(dir, "docker-compose.yml"), `version: "3.8"\nservices:\n${SERVICES.map(svc).join("")}`);
 
     cp = await TestControlPlane.start({ databaseUrl: db.url, extraArgs: ["--task-ack-timeout", "3s", "--liveness-grace", "2s"] });
@@ -134,7 +156,9 @@ describe("compose targets against the real Docker Engine and docker-compose 1.29
       project,
       directory: dir,
       services: { web: "web", worker: "worker", sidecar: "sidecar" },
-      healthCheck: { type: "http", url: `http://127.0.0.1:${ports.web}/health`, timeoutSeconds: 10, intervalSeconds: 1 },
+      // With a route, the http check is pointed at web's new slot before any traffic goes there.
+      healthCheck: { type: "http", url: `http://127.0.0.1:${route.listen}/health`, timeoutSeconds: 5, intervalSeconds: 1 },
+      routes: [{ composeService: "web", service: "web", listen: `127.0.0.1:${route.listen}`, slots: { blue: route.blue, green: route.green }, drainSeconds: 1 }],
     };
     const t = await cp.api("POST", "/api/v1/environments/dev/targets", { name: "shop", kind: "compose", agentId, config });
     assert.equal(t.status, 201, JSON.stringify(t.body));
@@ -148,9 +172,15 @@ describe("compose targets against the real Docker Engine and docker-compose 1.29
       const ids = (await runDocker(socket, ["ps", "-aq", "--filter", `label=com.docker.compose.project=${project}`]).catch(() => "")).split("\n").filter(Boolean);
       if (ids.length) await runDocker(socket, ["rm", "-f", ...ids]).catch(() => "");
     }
+    if (haproxy && haproxy.exitCode === null) {
+      const exited = new Promise((r) => haproxy!.once("exit", r));
+      haproxy.kill("SIGTERM");
+      await exited;
+    }
     await reg?.stop();
     await db?.drop();
     rmSync(dir, { recursive: true, force: true });
+    rmSync(routerDir, { recursive: true, force: true });
   });
 
   it("deploys the project: the lock on the host is the one stored with the deployment", async () => {
@@ -187,15 +217,15 @@ describe("compose targets against the real Docker Engine and docker-compose 1.29
     assert.equal(hostLock(), (await lockOf(d)).text);
   });
 
-  it("restores a broken update: the previous lock byte for byte, and the previous web serving", async () => {
+  it("restores a broken update: the previous lock byte for byte, and the previous web serving throughout", async () => {
     const previous = hostLock();
-    await release("3", "3-crash");
+    await release("3", "3");
     const d = await deploy("shop@3");
     assert.equal(d.state, "failed", JSON.stringify(d));
     const task = d.tasks[0]!;
-    assert.equal(task.code, "INSTANCE_CRASHED", `${task.code}: ${task.message}`);
+    assert.equal(task.code, "HEALTH_CHECK_FAILED", `${task.code}: ${task.message}`);
     assert.equal(hostLock(), previous, "the previous lock is back on the host");
-    await waitFor("web 2 serving again", async () => ((await version("web")) === "2" ? true : undefined), { timeoutMs: 15_000 });
+    assert.equal(await version("web"), "2", "the broken web never got traffic");
   });
 
   it("rolls back to exactly the earlier deployment's lock, read through the API", async () => {
