@@ -84,6 +84,7 @@ export const RESULT_CODES = {
   TASK_NOT_DELIVERED: { outcome: "errored", retryable: true, source: "control-plane", description: "No agent took the task before its not-after time (agent offline)." },
   TASK_LEASE_EXPIRED: { outcome: "errored", retryable: true, source: "control-plane", description: "The agent took the task and then stopped reporting on it before its lease ran out." },
   CANCELLED: { outcome: "refused", retryable: false, source: "control-plane", description: "An operator cancelled the task before an agent took it." },
+  COMPOSE_LOCK_MISMATCH: { outcome: "errored", retryable: false, source: "control-plane", description: "The agent reported success for a compose task, but the SHA-256 of the lock file it wrote (details.lockSha256) is not the one stored with the task (details.expectedLockSha256). The target may run something Ferry did not sign; it is not recorded as deployed." },
 } as const satisfies Record<string, ResultCodeInfo>;
 
 export type ResultCode = keyof typeof RESULT_CODES;

@@ -3,9 +3,11 @@
 // The compose file is the operator's and stays on the host (config.directory + config.file); Ferry never edits it.
 // What Ferry owns is the lock file beside it (compose-lock.ts): an override that pins every mapped service's image to
 // repository@sha256:…, derived from the release's pins and config.services alone.
+import type { FieldSpec, ObjectRule } from "../config-schema.js";
 import { ImageSelectionError, type TargetKindDescriptor } from "../target-kind.js";
 import { pinOf } from "../images.js";
 import { absolutePath, healthCheck, type HealthCheckConfig } from "./common.js";
+import { dockerContainerFields, type DockerRoute } from "./docker.js";
 
 /** A Compose service name as Compose accepts it. */
 export const COMPOSE_SERVICE_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
@@ -20,7 +22,37 @@ export interface ComposeTargetConfig {
   healthCheck?: HealthCheckConfig;
   /** The engine's unix socket the Compose CLI talks to; default the driver's setting, else DOCKER_HOST. */
   socketPath?: string;
+  /**
+   * Services behind the host router: each runs its versions in two slots (one-off containers of the service on the
+   * slots' loopback ports) switched by weight, as a routed docker target does (docs/drivers/compose.md).
+   */
+  routes?: ComposeRoute[];
 }
+
+/** A Compose service behind the host router: the docker kind's route, naming the Compose service it is for. */
+export interface ComposeRoute extends DockerRoute {
+  composeService: string;
+}
+
+const dockerRouteFields = (dockerContainerFields["route"] as { fields: Record<string, FieldSpec> }).fields;
+
+const uniqueRoutes: ObjectRule = (o) => {
+  const routes = Array.isArray(o["routes"]) ? (o["routes"] as Record<string, unknown>[]) : [];
+  const seen = new Set<unknown>();
+  const ports = new Set<unknown>();
+  const services = o["services"] as Record<string, unknown> | undefined;
+  for (const [i, r] of routes.entries()) {
+    if (seen.has(r["composeService"])) return [`routes[${i}].composeService`, "is routed twice"];
+    if (services && !Object.hasOwn(services, String(r["composeService"]))) return [`routes[${i}].composeService`, "must be a service of config.services"];
+    seen.add(r["composeService"]);
+    const slots = (r["slots"] ?? {}) as Record<string, unknown>;
+    for (const p of [slots["blue"], slots["green"]]) {
+      if (ports.has(p)) return [`routes[${i}].slots`, "uses a slot port another route uses"];
+      ports.add(p);
+    }
+  }
+  return undefined;
+};
 
 export const composeKind: TargetKindDescriptor<ComposeTargetConfig> = {
   kind: "compose",
@@ -45,7 +77,17 @@ export const composeKind: TargetKindDescriptor<ComposeTargetConfig> = {
       },
       healthCheck,
       socketPath: { ...absolutePath, doc: "the engine's unix socket; default the driver's setting, else DOCKER_HOST" },
+      routes: {
+        type: "list",
+        maxItems: 16,
+        doc: "services behind the host router: two slots each, switched by weight with no downtime (docs/drivers/compose.md)",
+        items: {
+          composeService: { type: "string", required: true, maxLength: 63, pattern: COMPOSE_SERVICE_PATTERN, hint: "must be a Compose service name" },
+          ...dockerRouteFields,
+        },
+      },
     },
+    rules: [uniqueRoutes],
   },
   capabilities: ["several-images"],
   sticker: "the lock file (ferry.lock.json) and service labels",

@@ -67,6 +67,11 @@ export const TARGET_CONFIG_CASES: readonly TargetConfigCase[] = [
   { kind: "compose", name: "service name Compose refuses", config: { project: "shop", directory: "/srv/shop", services: { "we b": "web" } }, field: "config.services.we b" },
   { kind: "compose", name: "relative directory", config: { project: "shop", directory: "srv/shop" }, field: "config.directory" },
   { kind: "compose", name: "project in capitals", config: { project: "Shop", directory: "/srv/shop" }, field: "config.project" },
+  { kind: "compose", name: "a routed service", config: { project: "shop", directory: "/srv/shop", services: { web: "web", worker: "jobs" }, routes: [{ composeService: "web", service: "web", listen: "0.0.0.0:8080", slots: { blue: 8081, green: 8082 }, portEnv: "PORT", drainSeconds: 5 }] } },
+  { kind: "compose", name: "a route for an unmapped service", config: { project: "shop", directory: "/srv/shop", services: { worker: "jobs" }, routes: [{ composeService: "web", service: "web", listen: "0.0.0.0:8080", slots: { blue: 8081, green: 8082 } }] }, field: "config.routes[0].composeService" },
+  { kind: "compose", name: "a service routed twice", config: { project: "shop", directory: "/srv/shop", routes: [{ composeService: "web", service: "web", listen: "0.0.0.0:8080", slots: { blue: 8081, green: 8082 } }, { composeService: "web", service: "web2", listen: "0.0.0.0:9090", slots: { blue: 9081, green: 9082 } }] }, field: "config.routes[1].composeService" },
+  { kind: "compose", name: "two routes on one port", config: { project: "shop", directory: "/srv/shop", routes: [{ composeService: "web", service: "web", listen: "0.0.0.0:8080", slots: { blue: 8081, green: 8082 } }, { composeService: "api", service: "api", listen: "0.0.0.0:9090", slots: { blue: 8082, green: 9092 } }] }, field: "config.routes[1].slots" },
+  { kind: "compose", name: "a route with equal slots", config: { project: "shop", directory: "/srv/shop", routes: [{ composeService: "web", service: "web", listen: "0.0.0.0:8080", slots: { blue: 8081, green: 8081 } }] }, field: "config.routes[0].slots.green" },
   { kind: "ecs", name: "a service", config: { region: "eu-west-1", cluster: "prod", service: "web" } },
   { kind: "ecs", name: "not a region", config: { region: "Europe", cluster: "prod", service: "web" }, field: "config.region" },
   {

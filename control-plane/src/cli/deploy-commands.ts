@@ -1,5 +1,6 @@
 // `ferry deploy|deployments|deployment|rollback|status` — putting releases on targets and seeing what runs where.
 import { type Command, CommanderError } from "commander";
+import type { TaskLockView } from "../domain/deploy/compose-locks.js";
 import type { DeploymentView, TargetStatusView, TaskView } from "../domain/deploy/deployment-service.js";
 import type { RolloutView } from "../domain/rollout/rollout-service.js";
 import { listQuery, type ApiClient } from "./api-client.js";
@@ -219,6 +220,24 @@ export function deployCommands(program: Command, client: () => ApiClient, print:
         const at = new Map<string, number>();
         for (const t of d.tasks) await printLog(c, d.id, t, at, false, "stdout");
       }
+    });
+  deployment
+    .command("lock <id>")
+    .description("the lock file a compose task wrote on its target, exactly as stored with the deployment (redirect it to a file to keep it)")
+    .option("--target <name>", "the target (needed when the deployment has several compose targets)")
+    .option("--json", "print JSON: fileName, sha256, text, task and target")
+    .action(async (id: string, o: { target?: string; json?: boolean }) => {
+      const c = client();
+      const d = await c.request<DeploymentView>("GET", `/api/v1/deployments/${enc(id)}`);
+      const withLock = d.tasks.filter((t) => t.lockSha256 !== null && (o.target === undefined || t.target.name === o.target));
+      if (withLock.length === 0) {
+        throw new CommanderError(2, "ferry.usage", `deployment ${d.id} has no task with a lock file${o.target !== undefined ? ` for target ${o.target}` : ""} (only compose targets have one)`);
+      }
+      if (withLock.length > 1) {
+        throw new CommanderError(2, "ferry.usage", `deployment ${d.id} has lock files for ${withLock.map((t) => t.target.name).join(", ")}; name one with --target`);
+      }
+      const lock = await c.request<TaskLockView>("GET", `/api/v1/deployments/${enc(d.id)}/tasks/${enc(withLock[0]!.id)}/lock`);
+      print(!!o.json, lock, () => lock.text.replace(/\n$/, ""));
     });
   deployment
     .command("retry <id>")

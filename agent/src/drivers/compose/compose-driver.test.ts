@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -302,6 +302,50 @@ describe("ComposeDriver on a real engine", () => {
     } finally {
       driver = ctxDriver;
     }
+    assert.equal(readFileSync(lockPath(dir), "utf8"), lockBefore);
+    assert.deepEqual(await ids(), idsBefore);
+  });
+
+  it("inspect runs prepare's host checks with their codes, changing nothing", async (t) => {
+    if (!canRun(t)) return;
+    const lockBefore = readFileSync(lockPath(dir), "utf8");
+    const idsBefore = await ids();
+    const inspectCode = async (config: Partial<ComposeTargetConfig>, code: string, d: ComposeDriver = driver) => expectCode(d.inspect(target(config)), code);
+
+    // A new project (nothing deployed yet) that passes every check: missing, no lock, nothing written.
+    const fresh = join(dir, "fresh");
+    mkdirSync(fresh);
+    writeFileSync(join(fresh, "docker-compose.yml"), composeFile());
+    const seen = await driver.inspect(target({ directory: fresh, project: `${RUN}fresh` }));
+    assert.equal(seen.state, "missing");
+    assert.equal(seen.details["lock"], "none");
+    assert.deepEqual(readdirSync(fresh), ["docker-compose.yml"]);
+
+    await inspectCode({ directory: join(dir, "nowhere") }, "COMPOSE_PROJECT_INVALID");
+    await inspectCode({ file: "absent.yml" }, "COMPOSE_PROJECT_INVALID");
+    await inspectCode({ services: { ...SERVICES, api: "web" } }, "COMPOSE_FILE_INVALID");
+    writeFileSync(join(fresh, "build.yml"), composeFile("  builder:\n    build: .\n    network_mode: host\n"));
+    const built = await inspectCode({ directory: fresh, file: "build.yml", project: `${RUN}fresh` }, "COMPOSE_FILE_INVALID");
+    assert.match(built.message, /builder .*build: and no image/);
+    // Without a map every service may be a component's: a build-only service is then not refused here.
+    const unmapped = target({ directory: fresh, file: "build.yml", project: `${RUN}fresh` });
+    delete unmapped.config["services"];
+    assert.equal((await driver.inspect(unmapped)).state, "missing");
+    await inspectCode({}, "COMPOSE_CLI_MISSING", new ComposeDriver({ socketPath, cli: "v2" }));
+
+    // The deployed project's file broken by hand: the CLI's words and code, with what runs in details.found; fixed
+    // again, the next inspection sees it (the remembered verdict follows the file).
+    const good = readFileSync(join(dir, "docker-compose.yml"), "utf8");
+    writeFileSync(join(dir, "docker-compose.yml"), "services: [\n");
+    try {
+      const broken = await inspectCode({}, "COMPOSE_FILE_INVALID");
+      assert.equal((broken.details["found"] as { state?: string } | undefined)?.state, "running");
+      await inspectCode({}, "COMPOSE_FILE_INVALID");
+    } finally {
+      writeFileSync(join(dir, "docker-compose.yml"), good);
+    }
+    assert.equal((await driver.inspect(target())).state, "running");
+
     assert.equal(readFileSync(lockPath(dir), "utf8"), lockBefore);
     assert.deepEqual(await ids(), idsBefore);
   });

@@ -12,6 +12,7 @@
 //            not run before), checked running
 //
 // Pulling, digest verification, container views and health judging are the docker driver's pieces, used as they are.
+import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 
@@ -25,6 +26,7 @@ import {
   parseTargetConfig,
   pinProblem,
   type Capability,
+  type ComposeRoute,
   type ComposeTargetConfig,
   type ImagePin,
 } from "@ferry/contract";
@@ -43,16 +45,20 @@ import {
   type TargetSticker,
 } from "../driver.js";
 import { containerHealthTarget, resolveHealthCheck } from "../docker/container-health.js";
+import { view } from "../docker/containers.js";
 import { resolveSocketPath } from "../docker/docker-driver.js";
 import { engineMessage, isEngineUnreachable } from "../docker/errors.js";
 import { DEFAULT_SETTLE_MS, waitHealthy, type ResolvedHealthCheck } from "../docker/health.js";
 import { checkRepoDigests, localImage, pulledImage } from "../docker/prepare.js";
 import { pullImage } from "../docker/pull.js";
+import type { Router } from "../../routing/router.js";
+import { slotHealthCheck } from "../docker/slots.js";
 import { compose, detectCompose, type ComposeCli, type ComposeFlavour, type ComposeInvocation } from "./compose-cli.js";
-import { checkProject } from "./compose-file.js";
+import { checkProject, servicesOf, type NormalisedService } from "./compose-file.js";
 import { checkProjectDirectory, lockPath, readOptional, replaceFile, sha256, stickerPath } from "./host-files.js";
 import type { ComposePhaseState, ServiceBefore } from "./phase-state.js";
 import { containerHasHealthcheck, projectContainers, serviceContainer } from "./project.js";
+import { restoreSlot, retireSlot, routedServiceContainers, startSlot, switchSlot, type SlotIo } from "./slots.js";
 
 export interface ComposeDriverOptions {
   socketPath?: string;
@@ -60,6 +66,10 @@ export interface ComposeDriverOptions {
   /** Use only this CLI; default: `docker compose` (v2) when it runs, else docker-compose (v1). */
   cli?: ComposeFlavour;
   settleSeconds?: number;
+  /** The host router; routed services (config.routes) need it. */
+  router?: Router;
+  /** How long a retired slot's container gets to stop before it is killed; default 10. */
+  stopTimeoutSeconds?: number;
 }
 
 /** How long a service restore brought back must keep running before it counts as running again. */
@@ -71,6 +81,32 @@ interface StickerFile {
   releaseId: string;
   lockSha256: string;
 }
+
+/**
+ * `config` on the operator's file, then the project checks (compose-file.ts): it loads (YAML, Compose's schema), every
+ * mapped service is in it, and no service Ferry does not pin needs building. Without a map (`mapped` undefined) the
+ * services are the release's components, unknown here: every service counts as mapped.
+ */
+async function checkFile(inv: ComposeInvocation, mapped: readonly string[] | undefined, file: string, signal?: AbortSignal, routed: readonly string[] = []): Promise<NormalisedService[]> {
+  const normalised = (await compose(inv, ["config"], signal, "COMPOSE_FILE_INVALID")).stdout;
+  return checkProject(normalised, mapped ?? servicesOf(normalised).map((s) => s.name), file, routed);
+}
+
+/** The routes of the services a lock pins (a route for a service the release does not run is not used). */
+const routesIn = (config: ComposeTargetConfig, services: readonly string[]): ComposeRoute[] => (config.routes ?? []).filter((r) => services.includes(r.composeService));
+
+/** What a file's content is taken to be between two checks: its size and times (an edit changes them). */
+async function fileMark(path: string): Promise<string> {
+  try {
+    const s = await stat(path);
+    return `${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}`;
+  } catch {
+    return "none";
+  }
+}
+
+/** How many projects' host-check verdicts are remembered (one per target the agent serves, in practice). */
+const MAX_CHECK_VERDICTS = 256;
 
 export function composeConfig(raw: Record<string, unknown>): ComposeTargetConfig {
   try {
@@ -89,12 +125,52 @@ export class ComposeDriver implements Driver<ComposeTargetConfig, ComposePhaseSt
   readonly #settleMs: number;
   readonly #clients = new Map<string, Docker>();
   readonly #cli = new Map<string, ComposeCli | undefined>();
+  /** Per project: the inputs of the last host check and its verdict, so an unchanged project is not re-read by the CLI. */
+  readonly #checked = new Map<string, { inputs: string; error?: DriverError }>();
+  readonly #router: Router | undefined;
+  readonly #stopTimeoutSeconds: number;
 
   constructor(opts: ComposeDriverOptions = {}) {
     this.#socketPath = opts.socketPath;
     this.#logger = (opts.logger ?? pino({ level: "silent" })).child({ driver: "compose" });
     this.#cliChoice = opts.cli;
     this.#settleMs = opts.settleSeconds !== undefined ? opts.settleSeconds * 1000 : DEFAULT_SETTLE_MS;
+    this.#router = opts.router;
+    this.#stopTimeoutSeconds = opts.stopTimeoutSeconds ?? 10;
+  }
+
+  /** The router for a target with routed services, or a refusal when this agent has none. */
+  #routerFor(config: ComposeTargetConfig): Router | undefined {
+    if (!config.routes || config.routes.length === 0) return undefined;
+    if (!this.#router) {
+      throw new DriverError("ROUTER_UNAVAILABLE", `${config.routes.map((r) => r.composeService).join(", ")} ${config.routes.length === 1 ? "is" : "are"} routed (config.routes) but this agent has no router configured (drivers.compose.router; docs/drivers/compose.md)`, {});
+    }
+    return this.#router;
+  }
+
+  /** What the slot pieces need for one task. */
+  #slotIo(state: ComposePhaseState, project: string, log: (line: string) => void, signal?: AbortSignal): SlotIo {
+    return {
+      docker: this.#docker(state.socketPath),
+      router: this.#router!,
+      project,
+      stopTimeoutSeconds: this.#stopTimeoutSeconds,
+      log,
+      runOneOff: async (service, name, env, label) => {
+        await compose(this.#inv(state, project, true), ["run", "-d", "--no-deps", "--name", name, "-e", env, "-l", label, service], signal);
+      },
+    };
+  }
+
+  /** The project's containers per service, a routed service's being its slots (running first). */
+  async #containers(docker: Docker, config: ComposeTargetConfig, services: readonly string[]) {
+    const containers = await projectContainers(docker, config.project);
+    for (const r of routesIn(config, services)) {
+      // Without the router's answer the running slot counts as serving (inspect still reports; prepare has checked the router).
+      const weights = await this.#router?.weights(r.service).catch(() => undefined);
+      containers.set(r.composeService, await routedServiceContainers(docker, config.project, r.composeService, weights));
+    }
+    return containers;
   }
 
   capabilities(): readonly Capability[] {
@@ -165,6 +241,7 @@ export class ComposeDriver implements Driver<ComposeTargetConfig, ComposePhaseSt
       const raw = (l: string) => ctx.progress.log(l);
       const log = (l: string) => raw(`prepare: ${l}`);
       await checkProjectDirectory(config.directory, file);
+      this.#routerFor(config);
       const cli = await this.#requireCli(socketPath);
       this.#logger.debug({ taskId: ctx.taskId, project: config.project, cli: cli.command.join(" ") }, "compose prepare");
       log(`${cli.command.join(" ")} ${cli.version} (Compose ${cli.flavour}), project ${config.project} in ${config.directory}`);
@@ -176,9 +253,9 @@ export class ComposeDriver implements Driver<ComposeTargetConfig, ComposePhaseSt
       // The operator's file as Compose reads it (YAML, Compose's schema, interpolation), checked while the images are
       // pulled: both only read, and the CLI's start-up (a Python process for v1) then costs no wall time.
       const inv: ComposeInvocation = { cli, socketPath, directory: config.directory, project: config.project, files: [join(config.directory, file)] };
-      const fileChecked = compose(inv, ["config"], ctx.signal, "COMPOSE_FILE_INVALID").then((normalised) => {
-        checkProject(normalised.stdout, lock.services.map((s) => s.service), file);
-      });
+      const lockServices = lock.services.map((s) => s.service);
+      const routes = routesIn(config, lockServices);
+      const fileChecked = checkFile(inv, lockServices, file, ctx.signal, routes.map((r) => r.composeService));
       // Handled here so a pull failure does not leave it unobserved; awaited (and its error thrown first) below.
       fileChecked.catch(() => undefined);
       log(`lock ${sha256(lock.text).slice(0, 19)}…: ${lock.services.map((s) => `${s.service}=${s.ref}`).join(", ")}`);
@@ -201,11 +278,11 @@ export class ComposeDriver implements Driver<ComposeTargetConfig, ComposePhaseSt
       );
       pulled.catch(() => undefined);
       // A bad file is the more useful error when both fail.
-      await fileChecked;
+      const normalised = await fileChecked;
       await pulled;
       ctx.signal.throwIfAborted();
 
-      const containers = await projectContainers(docker, config.project);
+      const containers = await this.#containers(docker, config, lockServices);
       const before: ServiceBefore[] = lock.services.map((s) => {
         const c = serviceContainer(containers, s.service);
         return { service: s.service, containerId: c?.id ?? "", digest: c?.digest ?? "", running: !!c?.running, crashLooping: !!c?.restarting };
@@ -218,7 +295,12 @@ export class ComposeDriver implements Driver<ComposeTargetConfig, ComposePhaseSt
         .map((s) => s.service);
       log(changed.length === 0 ? "every service already runs its locked digest; nothing to replace" : `to replace: ${changed.join(", ")}; unchanged: ${lock.services.filter((s) => !changed.includes(s.service)).map((s) => s.service).join(", ") || "none"}`);
       const [previousLock, previousSticker] = await Promise.all([readOptional(lockPath(config.directory)), readOptional(stickerPath(config.directory))]);
-      return { ...base, lock: { text: lock.text, sha256: sha256(lock.text), services: lock.services }, previousLock, previousSticker, before, changed };
+      const restart: Record<string, string> = {};
+      for (const r of routes) {
+        const value = normalised.find((n) => n.name === r.composeService)?.values.get("restart");
+        if (value !== undefined) restart[r.composeService] = value;
+      }
+      return { ...base, lock: { text: lock.text, sha256: sha256(lock.text), services: lock.services }, previousLock, previousSticker, before, changed, restart };
     });
   }
 
@@ -247,19 +329,49 @@ export class ComposeDriver implements Driver<ComposeTargetConfig, ComposePhaseSt
       await replaceFile(lockPath(state.directory), state.lock.text);
       log(`wrote ${lockPath(state.directory)} (${state.lock.sha256})`);
       if (state.changed.length === 0) return state;
-      log(`replacing ${state.changed.join(", ")} in place (docker-compose up -d --no-deps): each is briefly down while Compose recreates it`);
-      state.upStarted = true;
-      await compose(this.#inv(state, ctx.config.project, true), ["up", "-d", "--no-deps", "--no-build", ...state.changed], ctx.signal);
       const docker = this.#docker(state.socketPath);
-      const containers = await projectContainers(docker, ctx.config.project);
+      const routed = routesIn(ctx.config, state.changed);
+      const inPlace = state.changed.filter((s) => !routed.some((r) => r.composeService === s));
       const started: NonNullable<ComposePhaseState["started"]> = {};
-      for (const service of state.changed) {
-        const c = serviceContainer(containers, service);
-        if (!c) throw new DriverError("COMPOSE_UP_FAILED", `after up, service ${service} has no container`, { service });
-        started[service] = { containerId: c.id, mark: { restartCount: c.restartCount, startedAt: c.startedAt, atMs: Date.now() }, healthcheck: await containerHasHealthcheck(docker, c.id) };
-        log(`${service}: container ${c.name} (${c.id.slice(0, 12)}) runs ${c.imageRef}`);
-      }
       state.started = started;
+      const mark = async (service: string, id: string) => {
+        const c = await view(docker, id);
+        if (!c) throw new DriverError("COMPOSE_UP_FAILED", `service ${service}'s new container ${id.slice(0, 12)} is gone`, { service });
+        // The settle window counts from when the engine started the container (the engine is on this host, on this
+        // clock): a container Compose started first has been running, unrestarted, while Compose started the others.
+        const since = Date.parse(c.startedAt);
+        const atMs = Number.isFinite(since) ? Math.min(Date.now(), since) : Date.now();
+        started[service] = { containerId: c.id, mark: { restartCount: c.restartCount, startedAt: c.startedAt, atMs }, healthcheck: await containerHasHealthcheck(docker, c.id) };
+      };
+      if (inPlace.length > 0) {
+        log(`replacing ${inPlace.join(", ")} in place (docker-compose up -d --no-deps): each is briefly down while Compose recreates it`);
+        state.upStarted = true;
+        await compose(this.#inv(state, ctx.config.project, true), ["up", "-d", "--no-deps", "--no-build", ...inPlace], ctx.signal);
+        const containers = await projectContainers(docker, ctx.config.project);
+        for (const service of inPlace) {
+          const c = serviceContainer(containers, service);
+          if (!c) throw new DriverError("COMPOSE_UP_FAILED", `after up, service ${service} has no container`, { service });
+          await mark(service, c.id);
+          log(`${service}: container ${c.name} (${c.id.slice(0, 12)}) runs ${c.imageRef}`);
+        }
+      }
+      if (routed.length > 0) {
+        const io = this.#slotIo(state, ctx.config.project, log, ctx.signal);
+        const plain = await projectContainers(docker, ctx.config.project);
+        state.routed = {};
+        for (const route of routed) {
+          const service = route.composeService;
+          // The service's own container from before it was routed would hold its port: removed once (put back by restore).
+          if ((plain.get(service) ?? []).length > 0) {
+            (state.plainRemoved ??= []).push(service);
+            await compose(this.#inv(state, ctx.config.project, state.previousLock !== null), ["rm", "-s", "-f", service], ctx.signal);
+            log(`${service}: removed its container from before it was routed (a one-time interruption; from now on it switches slots)`);
+          }
+          const pin = state.lock.services.find((x) => x.service === service)!;
+          const id = await startSlot(io, route, pin.digest, pin.ref, state.restart?.[service], (r) => (state.routed![service] = r));
+          await mark(service, id);
+        }
+      }
       return state;
     });
   }
@@ -279,19 +391,21 @@ export class ComposeDriver implements Driver<ComposeTargetConfig, ComposePhaseSt
         services.map(async (service) => {
           const s = started[service]!;
           const check = resolveHealthCheck({ healthCheck: perService }, s.healthcheck, this.#settleMs);
-          const r = await waitHealthy(check, containerHealthTarget(docker, s.containerId), s.mark, ctx.signal, { log: (l) => ctx.progress.log(`health: ${service}: ${l}`) });
+          const slot = state.routed?.[service]?.slot;
+          // A routed service's slot is also given the target's http/tcp check, pointed at the slot's port.
+          const probe = slot && hc && (hc.type === "http" || hc.type === "tcp") ? slotHealthCheck(this.#probe(hc), slot.port) : undefined;
+          const r = await waitHealthy(probe ? { ...probe, settleMs: check.settleMs } : check, containerHealthTarget(docker, s.containerId), s.mark, ctx.signal, { log: (l) => ctx.progress.log(`health: ${service}: ${l}`) });
           return { service, r };
         }),
       );
       const details: Record<string, unknown> = Object.fromEntries(results.map(({ service, r }) => [service, { ok: r.ok, type: r.type, summary: r.summary, elapsedMs: r.elapsedMs, observed: r.observed }]));
       const bad = results.find(({ r }) => !r.ok);
       if (bad) return { ok: false, code: bad.r.code ?? "HEALTH_CHECK_FAILED", summary: `${bad.service}: ${bad.r.summary}`, details };
-      if (hc && (hc.type === "http" || hc.type === "tcp")) {
+      // With routed services the http/tcp check is theirs, pointed at each new slot above (through the router it would
+      // reach the slot that still serves); otherwise it is the project's endpoint, probed once.
+      if (hc && (hc.type === "http" || hc.type === "tcp") && !(ctx.config.routes && ctx.config.routes.length > 0)) {
         const first = started[services[0]!]!;
-        const probe: ResolvedHealthCheck = { type: hc.type, timeoutMs: (hc.timeoutSeconds ?? 60) * 1000, intervalMs: (hc.intervalSeconds ?? 1) * 1000, settleMs: 0 };
-        if (hc.url !== undefined) probe.url = hc.url;
-        if (hc.port !== undefined) probe.port = hc.port;
-        const r = await waitHealthy(probe, containerHealthTarget(docker, first.containerId), first.mark, ctx.signal, { log: (l) => ctx.progress.log(`health: project: ${l}`) });
+        const r = await waitHealthy(this.#probe(hc), containerHealthTarget(docker, first.containerId), first.mark, ctx.signal, { log: (l) => ctx.progress.log(`health: project: ${l}`) });
         details["project"] = { ok: r.ok, type: r.type, summary: r.summary, observed: r.observed };
         if (!r.ok) return { ok: false, code: r.code ?? "HEALTH_CHECK_FAILED", summary: `project check: ${r.summary}`, details };
       }
@@ -299,7 +413,17 @@ export class ComposeDriver implements Driver<ComposeTargetConfig, ComposePhaseSt
     });
   }
 
+  /** The target's http/tcp check as the health rules take it (no settle window: the services had theirs). */
+  #probe(hc: NonNullable<ComposeTargetConfig["healthCheck"]>): ResolvedHealthCheck {
+    const probe: ResolvedHealthCheck = { type: hc.type, timeoutMs: (hc.timeoutSeconds ?? 60) * 1000, intervalMs: (hc.intervalSeconds ?? 1) * 1000, settleMs: 0 };
+    if (hc.url !== undefined) probe.url = hc.url;
+    if (hc.port !== undefined) probe.port = hc.port;
+    return probe;
+  }
+
   async switch(ctx: PhaseContext<ComposeTargetConfig>, state: ComposePhaseState): Promise<ComposePhaseState> {
+    const io = this.#slotIo(state, ctx.config.project, (l) => ctx.progress.log(`switch: ${l}`));
+    for (const r of Object.values(state.routed ?? {})) await switchSlot(io, r);
     const sticker: StickerFile = { deploymentId: ctx.deploymentId, taskId: ctx.taskId, releaseId: ctx.release.id, lockSha256: state.lock.sha256 };
     state.stickerWritten = true;
     await replaceFile(stickerPath(state.directory), `${JSON.stringify(sticker, null, 2)}\n`);
@@ -308,7 +432,10 @@ export class ComposeDriver implements Driver<ComposeTargetConfig, ComposePhaseSt
   }
 
   async retire(ctx: PhaseContext<ComposeTargetConfig>, state: ComposePhaseState): Promise<ComposePhaseState> {
-    ctx.progress.log("retire: nothing to remove: Compose removed each replaced container when it recreated the service");
+    const routed = Object.values(state.routed ?? {});
+    if (routed.length < state.changed.length) ctx.progress.log("retire: Compose removed each service replaced in place when it recreated it");
+    const io = this.#slotIo(state, ctx.config.project, (l) => ctx.progress.log(`retire: ${l}`));
+    for (const r of routed) await retireSlot(io, r, ctx.signal);
     return state;
   }
 
@@ -323,12 +450,22 @@ export class ComposeDriver implements Driver<ComposeTargetConfig, ComposePhaseSt
       log(full.previousLock === null ? "removed the lock file (there was none before)" : `put the previous lock back (${sha256(full.previousLock)})`);
       done["lock"] = full.previousLock === null ? "removed" : sha256(full.previousLock);
     }
+    const inv = this.#inv(full, ctx.config.project, full.previousLock !== null);
+    const routed = Object.values(full.routed ?? {});
+    if (routed.length > 0) {
+      const io = this.#slotIo(full, ctx.config.project, log);
+      for (const r of routed) done[`routed:${r.route.composeService}`] = await restoreSlot(io, r);
+    }
+    if (full.plainRemoved && full.plainRemoved.length > 0) {
+      await compose(inv, ["up", "-d", "--no-deps", "--no-build", ...full.plainRemoved], undefined, "RESTORE_FAILED");
+      log(`${full.plainRemoved.join(", ")} run${full.plainRemoved.length === 1 ? "s" : ""} as before it was routed`);
+      done["unrouted"] = full.plainRemoved;
+    }
     if (!state.upStarted) return done;
-    const changed = full.changed;
+    const changed = full.changed.filter((s) => !routed.some((r) => r.route.composeService === s));
     const hadOne = (s: string) => full.before.find((b) => b.service === s)?.containerId !== "";
     const toUp = changed.filter(hadOne);
     const toRemove = changed.filter((s) => !hadOne(s));
-    const inv = this.#inv(full, ctx.config.project, full.previousLock !== null);
     if (toRemove.length > 0) {
       await compose(inv, ["rm", "-s", "-f", ...toRemove], undefined, "RESTORE_FAILED");
       log(`removed ${toRemove.join(", ")} (they did not run before)`);
@@ -365,14 +502,64 @@ export class ComposeDriver implements Driver<ComposeTargetConfig, ComposePhaseSt
     return { running, message, details: { lockSha256: state.lock.sha256, lock: state.lock.text, replaced: state.changed, cli: `${state.cli.command.join(" ")} ${state.cli.version}` } };
   }
 
+  /**
+   * The checks prepare runs before a deploy, changing nothing: the directory exists and is writable and holds the
+   * compose file (COMPOSE_PROJECT_INVALID), routed services have a router (ROUTER_UNAVAILABLE), a Compose CLI runs
+   * (COMPOSE_CLI_MISSING), the file loads and fits the map and the routes (COMPOSE_FILE_INVALID). The CLI's verdict on the file is remembered while the file, its .env, the map and the CLI
+   * are unchanged, so the agent's periodic inspection does not start the CLI every time.
+   */
+  async #hostChecks(config: ComposeTargetConfig, socketPath: string): Promise<void> {
+    const file = config.file ?? "docker-compose.yml";
+    await checkProjectDirectory(config.directory, file);
+    this.#routerFor(config);
+    const cli = await this.#requireCli(socketPath);
+    const mapped = config.services ? Object.keys(config.services).sort() : undefined;
+    const routed = (config.routes ?? []).map((r) => r.composeService).sort();
+    const where = JSON.stringify([socketPath, config.project, config.directory, file]);
+    const inputs = JSON.stringify([cli.command, cli.version, mapped ?? null, routed, await fileMark(join(config.directory, file)), await fileMark(join(config.directory, ".env"))]);
+    const known = this.#checked.get(where);
+    if (known?.inputs === inputs) {
+      if (known.error) throw known.error;
+      return;
+    }
+    let error: DriverError | undefined;
+    try {
+      await checkFile({ cli, socketPath, directory: config.directory, project: config.project, files: [join(config.directory, file)] }, mapped, file, undefined, routed);
+    } catch (err) {
+      if (!(err instanceof DriverError)) throw err;
+      error = err;
+    }
+    this.#checked.delete(where);
+    this.#checked.set(where, error ? { inputs, error } : { inputs });
+    if (this.#checked.size > MAX_CHECK_VERDICTS) this.#checked.delete(this.#checked.keys().next().value!);
+    if (error) throw error;
+  }
+
+  /**
+   * The project's host checks (#hostChecks), then what runs against the lock. A failed check is the inspection's
+   * answer, with its code; what was found running is in details.found when the engine could say.
+   */
   async inspect(target: TargetRef): Promise<TargetInspection> {
     const config = composeConfig(target.config);
     const socketPath = resolveSocketPath(config, this.#socketPath);
+    try {
+      await this.#hostChecks(config, socketPath);
+    } catch (err) {
+      if (!(err instanceof DriverError)) throw err;
+      const found = await this.#observe(config, socketPath).catch(() => undefined);
+      throw new DriverError(err.code, err.message, { ...err.details, ...(found ? { found } : {}) });
+    }
+    return this.#observe(config, socketPath);
+  }
+
+  /** What runs in the project against the lock on the host: drift, missing services, an interrupted deploy. */
+  async #observe(config: ComposeTargetConfig, socketPath: string): Promise<TargetInspection> {
     const lockText = await readOptional(lockPath(config.directory));
     const parsed = lockText === null ? undefined : parseComposeLock(lockText);
     let containers;
     try {
-      containers = await projectContainers(this.#docker(socketPath), config.project);
+      const pinned = parsed && !("problem" in parsed) ? Object.keys(parsed.pins) : [];
+      containers = await this.#containers(this.#docker(socketPath), config, pinned);
     } catch (err) {
       if (isEngineUnreachable(err)) throw new DriverError("DOCKER_UNAVAILABLE", `no Docker Engine on unix://${socketPath}: ${engineMessage(err)}`, { socketPath });
       throw err;

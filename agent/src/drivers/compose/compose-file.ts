@@ -9,6 +9,8 @@ import { DriverError } from "../driver.js";
 export interface NormalisedService {
   name: string;
   keys: Set<string>;
+  /** The settings written on one line (`restart: unless-stopped`), unquoted; block settings are only in keys. */
+  values: Map<string, string>;
 }
 
 /** The services of `config`'s normalised output with their top-level keys. */
@@ -25,12 +27,15 @@ export function servicesOf(normalised: string): NormalisedService[] {
     if (!inServices) continue;
     const service = /^ {2}([^\s:#][^:]*):\s*$/.exec(line);
     if (service) {
-      current = { name: service[1]!.replace(/^['"]|['"]$/g, ""), keys: new Set() };
+      current = { name: service[1]!.replace(/^['"]|['"]$/g, ""), keys: new Set(), values: new Map() };
       out.push(current);
       continue;
     }
-    const key = /^ {4}([A-Za-z_][A-Za-z0-9_]*):/.exec(line);
-    if (key && current) current.keys.add(key[1]!);
+    const key = /^ {4}([A-Za-z_][A-Za-z0-9_]*):(?: +(.*\S))?\s*$/.exec(line);
+    if (key && current) {
+      current.keys.add(key[1]!);
+      if (key[2] !== undefined) current.values.set(key[1]!, key[2].replace(/^(['"])(.*)\1$/, "$2"));
+    }
   }
   return out;
 }
@@ -40,7 +45,7 @@ export function servicesOf(normalised: string): NormalisedService[] {
  * a mapped service not in the file, and a service the lock does not pin that would have to be built (build: and no
  * image) — Ferry deploys images, it does not build.
  */
-export function checkProject(normalised: string, mapped: readonly string[], file: string): NormalisedService[] {
+export function checkProject(normalised: string, mapped: readonly string[], file: string, routed: readonly string[] = []): NormalisedService[] {
   const services = servicesOf(normalised);
   if (services.length === 0) throw new DriverError("COMPOSE_FILE_INVALID", `${file} defines no services`, { file });
   const names = new Set(services.map((s) => s.name));
@@ -59,6 +64,21 @@ export function checkProject(normalised: string, mapped: readonly string[], file
       file,
       services: builds,
     });
+  }
+  // A routed service runs twice side by side, each slot on its own loopback port: on the host's network, with no
+  // fixed container name or published ports that the second slot would collide with.
+  for (const name of routed) {
+    const s = services.find((x) => x.name === name);
+    if (!s) continue;
+    const problem =
+      s.values.get("network_mode") !== "host"
+        ? "runs with network_mode: host (each slot listens on its own loopback port, told by route.portEnv)"
+        : s.keys.has("container_name")
+          ? "has no container_name (two slots run side by side)"
+          : s.keys.has("ports")
+            ? "publishes no ports (each slot listens on its own port; the router listens for clients)"
+            : undefined;
+    if (problem) throw new DriverError("COMPOSE_FILE_INVALID", `${name} in ${file} is routed (config.routes), so it must be one that ${problem}`, { file, service: name, field: "config.routes" });
   }
   return services;
 }

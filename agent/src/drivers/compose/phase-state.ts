@@ -3,6 +3,7 @@ import type { ComposeLockService } from "@ferry/contract";
 
 import type { StartMark } from "../docker/health.js";
 import type { ComposeCli } from "./compose-cli.js";
+import type { RoutedStart } from "./slots.js";
 
 /** A mapped service as prepare found it before anything changed. */
 export interface ServiceBefore {
@@ -32,4 +33,10 @@ export type ComposePhaseState = {
   /** Per changed service, the container start left running and its mark: a restart after this is a crash. */
   started?: Record<string, { containerId: string; mark: StartMark; healthcheck: boolean }>;
   stickerWritten?: boolean;
+  /** Per routed service (config.routes) that changed: the `restart:` setting its slot containers get. */
+  restart?: Record<string, string>;
+  /** Per routed service that changed: what start did with its slots (slots.ts). */
+  routed?: Record<string, RoutedStart>;
+  /** Routed services whose own (unrouted) container start removed: restore brings them back. */
+  plainRemoved?: string[];
 };

@@ -38,16 +38,23 @@ async function slotContainers(env: DockerEnv, config: DockerTargetConfig): Promi
   return { blue, green };
 }
 
-const weightsFor = (serving: Slot): Weights => (serving === "blue" ? { blue: 100, green: 0 } : { blue: 0, green: 100 });
+export const weightsFor = (serving: Slot): Weights => (serving === "blue" ? { blue: 100, green: 0 } : { blue: 0, green: 100 });
+
+/**
+ * Which slot serves and which takes the new version: the serving slot is the one the router sends traffic to and
+ * whose instance runs (heavier first); with none, the new version goes to the slot opposite the heavier one.
+ */
+export function pickSlots(weights: Weights, running: Record<Slot, boolean>): { active: Slot | null; idle: Slot } {
+  const byWeight = [...SLOTS].sort((a, b) => weights[b] - weights[a]);
+  const active = byWeight.find((s) => weights[s] > 0 && running[s]) ?? null;
+  return { active, idle: active ? otherSlot(active) : otherSlot(byWeight[0]!) };
+}
 
 export async function slotStart(ctx: PhaseContext<DockerTargetConfig>, env: DockerEnv, router: Router, state: DockerPhaseState): Promise<DockerPhaseState> {
   const r = route(ctx.config);
   const log = (line: string) => ctx.progress.log(`start: ${line}`);
   const [weights, containers] = await Promise.all([router.weights(r.service), slotContainers(env, ctx.config)]);
-  // The slot that serves is the one the router sends traffic to and whose container runs; heavier first.
-  const byWeight = [...SLOTS].sort((a, b) => weights[b] - weights[a]);
-  const active = byWeight.find((s) => weights[s] > 0 && containers[s]?.running) ?? null;
-  const idle = active ? otherSlot(active) : otherSlot(byWeight[0]!);
+  const { active, idle } = pickSlots(weights, { blue: !!containers.blue?.running, green: !!containers.green?.running });
   const port = r.slots[idle];
   const slot: SlotState = { service: r.service, active, idle, port, weightsBefore: weights };
   state.slot = slot;

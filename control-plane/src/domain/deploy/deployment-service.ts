@@ -20,6 +20,7 @@ import type { CatalogService, ReleaseView, TargetView } from "../catalog/catalog
 import { FerryError } from "../errors.js";
 import { targetKind } from "../catalog/target-kinds.js";
 import { newestTaskEvents, taskEventsPage, type TaskEventView } from "./task-events.js";
+import { recordTaskLock, taskLock, type TaskLockView } from "./compose-locks.js";
 import { checkLimit, cursorTime, cursorTimeSql, decodeCursor, encodeCursor, type Page } from "../catalog/pagination.js";
 import { auditRefusal, clearDirect, enforceWithin, type DeployAuthority, type DirectAction, type OverrideEvidenceRecorder, type OverrideRecord } from "./governance.js";
 
@@ -69,6 +70,8 @@ export interface TaskView {
   message: string | null;
   details: Record<string, unknown> | null;
   logBytes: number;
+  /** SHA-256 of the lock file the task writes on its target (compose targets; compose-locks.ts), else null. */
+  lockSha256: string | null;
   /** The newest EVENTS_IN_VIEW progress events (task-events.ts), oldest first; present in the single-deployment view. */
   events?: TaskEventView[];
   /** How many events the task has in all; page through them with taskEvents(). */
@@ -135,6 +138,7 @@ export interface TaskRow {
   message: string | null;
   details: Record<string, unknown> | null;
   log_bytes: string | number;
+  lock_sha256?: string | null;
 }
 
 const iso = (d: Date | null | undefined): string | null => (d ? new Date(d).toISOString() : null);
@@ -158,6 +162,7 @@ export function taskView(r: TaskRow, events?: TaskEventView[]): TaskView {
     message: r.message,
     details: r.details,
     logBytes: Number(r.log_bytes),
+    lockSha256: r.lock_sha256 ?? null,
     ...(events ? { events } : {}),
   };
 }
@@ -182,7 +187,8 @@ function deploymentView(r: DeploymentRow, tasks: TaskView[]): DeploymentView {
 
 const TASK_COLUMNS = `t.id, t.deployment_id, t.agent_id, t.target_id, tg.name AS target_name, tg.kind AS target_kind, t.release_id,
   t.action, t.state, t.payload, t.payload_type, t.key_id, t.signature, t.images, t.not_after, t.attempt, t.queued_at,
-  t.started_at, t.finished_at, t.code, t.message, t.details, t.log_bytes`;
+  t.started_at, t.finished_at, t.code, t.message, t.details, t.log_bytes,
+  (SELECT l.sha256 FROM task_locks l WHERE l.task_id = t.id) AS lock_sha256`;
 
 /** The images a target runs from a release, as its kind's descriptor chooses them (the agent's driver chooses alike). */
 export function imagesForTarget(target: Pick<TargetView, "name" | "kind" | "config">, release: Pick<ReleaseView, "pins" | "name" | "version">): TaskImage[] {
@@ -628,6 +634,7 @@ export class DeploymentService {
            VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8, $9, $10, $11, $12, $13, $13, $14)`,
           [taskId, id, p.agentId, p.target.id, p.release?.id ?? null, dep.action, env.payload, env.payloadType, env.keyId, env.signature, JSON.stringify(p.images), new Date(notAfter), new Date(now), switches],
         );
+        await recordTaskLock(tx, taskId, p.target, p.images);
       }
       await appendAudit(tx, {
         actor,
@@ -676,6 +683,11 @@ export class DeploymentService {
   /** A page of one task's progress events (task-events.ts). */
   async taskEvents(deploymentId: string, taskId: string, after?: number, limit?: number): Promise<{ events: TaskEventView[]; nextAfter: number | null }> {
     return taskEventsPage(this.d.store, deploymentId, taskId, after, limit);
+  }
+
+  /** The lock file a task writes on its target, as stored when it was queued (compose-locks.ts). */
+  async taskLock(deploymentId: string, taskId: string): Promise<TaskLockView> {
+    return taskLock(this.d.store, deploymentId, taskId);
   }
 
   async list(q: { environment?: string; state?: string; limit?: number; cursor?: string }): Promise<Page<DeploymentView>> {

@@ -13,6 +13,7 @@ import type { Queryable, Store } from "../../ports/store.js";
 import { appendAudit } from "../audit/audit-log.js";
 import { refreshDeploymentState, type TaskState } from "./deployment-service.js";
 import type { TaskImage } from "../../ports/signer.js";
+import { lockVerdict } from "./compose-locks.js";
 import { MAX_TASK_EVENTS, PROGRESS_STATES, planLogAppend, type LogAppend } from "./agent-input-limits.js";
 
 export interface ClaimedTask {
@@ -153,15 +154,24 @@ export class TaskQueue {
     return this.d.store.transaction(async (tx) => {
       const t = await lockTask(tx, agentId, res.taskId);
       if (!t) return false;
-      const state = OUTCOME_STATE[res.outcome] ?? "errored";
+      let state = OUTCOME_STATE[res.outcome] ?? "errored";
       const final = ["succeeded", "failed", "errored", "cancelled"].includes(t.state);
       if (final) return true;
-      const code = res.code || (res.outcome === "interrupted" ? "TASK_INTERRUPTED" : "");
-      const details = { ...res.details, outcome: res.outcome, ...(t.state === "expired" ? { lateResult: true } : {}) };
+      let code = res.code || (res.outcome === "interrupted" ? "TASK_INTERRUPTED" : "");
+      let message = res.message;
+      let details: Record<string, unknown> = { ...res.details, outcome: res.outcome, ...(t.state === "expired" ? { lateResult: true } : {}) };
+      // A success that wrote another lock than the one stored with the task is not one Ferry can vouch for.
+      const refusal = state === "succeeded" ? await lockVerdict(tx, res.taskId, res.details) : undefined;
+      if (refusal) {
+        state = "errored";
+        code = refusal.code;
+        message = refusal.message;
+        details = { ...details, ...refusal.details };
+      }
       await tx.query(
         `UPDATE tasks SET state = $2, code = $3, message = $4, details = $5, started_at = coalesce(started_at, $6), finished_at = $7,
                 lease_expires_at = NULL, log_total = $8, updated_at = $9 WHERE id = $1`,
-        [res.taskId, state, code || null, res.message, details, res.startedAt > 0 ? new Date(res.startedAt) : null, new Date(res.finishedAt > 0 ? res.finishedAt : now.getTime()), res.logBytes, now],
+        [res.taskId, state, code || null, message, details, res.startedAt > 0 ? new Date(res.startedAt) : null, new Date(res.finishedAt > 0 ? res.finishedAt : now.getTime()), res.logBytes, now],
       );
       // Only a task that switched traffic changes what the target runs (a rollout's start-beside step does not).
       if (state === "succeeded") {

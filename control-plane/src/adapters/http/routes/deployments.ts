@@ -175,6 +175,17 @@ export function deploymentRoutes(d: { deployments: DeploymentService; catalog?: 
           .send(log.data);
       },
     );
+    app.get<{ Params: { id: string; task: string } }>(
+      "/deployments/:id/tasks/:task/lock",
+      {
+        config: { role: "viewer" },
+        schema: {
+          summary: "The lock file a compose task writes on its target, as stored when it was queued: {fileName, sha256, text} (LOCK_NOT_FOUND for other kinds)",
+          params: { type: "object", properties: { id: ID, task: ID }, required: ["id", "task"] },
+        },
+      },
+      async (req) => s.taskLock(req.params.id, req.params.task),
+    );
     app.get<{ Querystring: { environment?: string } }>(
       "/status",
       {
