@@ -24,6 +24,16 @@ export const ACTIVE_ROLLOUT_STATES: readonly RolloutState[] = ["running", "halte
 /** Strategies the engine runs today; the others are parsed and planned but refused at request time. */
 export const ENGINE_STRATEGIES: readonly Strategy["kind"][] = ["rolling"];
 
+/** Refuses (ROLLOUT_STRATEGY_UNSUPPORTED) a strategy the engine does not run yet; all-at-once needs no engine. */
+export function checkEngineRuns(strategy: Strategy): void {
+  if (strategy.kind === "all-at-once" || ENGINE_STRATEGIES.includes(strategy.kind)) return;
+  throw new FerryError(
+    "ROLLOUT_STRATEGY_UNSUPPORTED",
+    `the ${strategy.kind} strategy is planned but the rollout engine does not run it yet (it runs: ${ENGINE_STRATEGIES.join(", ")}, and all-at-once)`,
+    { strategy: strategy.kind },
+  );
+}
+
 export interface RolloutStepView {
   index: number;
   phase: "forward" | "rollback";
@@ -185,13 +195,8 @@ export class RolloutService {
     by: { principal?: Principal | null; promotion?: string; within?: (tx: Queryable, rolloutId: string, deploymentId: string) => Promise<void> } = {},
   ): Promise<{ rollout: RolloutView; deployment: DeploymentView }> {
     const strategy = input.strategy;
-    if (!ENGINE_STRATEGIES.includes(strategy.kind)) {
-      throw new FerryError(
-        "ROLLOUT_STRATEGY_UNSUPPORTED",
-        `the ${strategy.kind} strategy is planned but the rollout engine does not run it yet (it runs: ${ENGINE_STRATEGIES.join(", ")}, and all-at-once)`,
-        { strategy: strategy.kind },
-      );
-    }
+    checkEngineRuns(strategy);
+    if (strategy.kind === "all-at-once") throw new FerryError("ROLLOUT_STRATEGY_UNSUPPORTED", "an all-at-once deployment is not a rollout: it is deployed directly", { strategy: strategy.kind });
     await this.d.catalog.getEnvironment(input.environment);
     const release = await this.d.catalog.getRelease(input.release);
     const selected = await this.d.deployments.selectTargets(input.environment, input.targets, strategyNeeds(strategy));
