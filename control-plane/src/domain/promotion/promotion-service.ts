@@ -205,6 +205,7 @@ export class PromotionService {
       // Before any approval is collected: a promotion whose deployment could never be queued is refused now — also
       // one whose strategy needs capabilities (side-by-side, a router) an agent of the environment does not offer.
       await this.d.deployments.checkDeployable(release, env.name, strategyNeeds(strategy));
+      this.checkEngine(strategy);
     } catch (err) {
       if (err instanceof FerryError) return this.refuse(who, "promotion.request", `${release.name}@${release.version}`, err);
       throw err;
@@ -233,7 +234,7 @@ export class PromotionService {
       if (err instanceof FerryError) return this.refuse(who, "promotion.request", `${release.name}@${release.version}`, err);
       throw err;
     }
-    this.d.events.emit("promotion.requested", { promotion: id, release: `${release.name}@${release.version}`, environment: env.name, requestedBy: who.subject, strategy: strategy.kind });
+    this.d.events.emit("promotion.requested", { promotion: id, release: `${release.name}@${release.version}`, environment: env.name, requestedBy: who.subject, ...(strategy.kind !== "all-at-once" ? { strategy: strategy.kind } : {}) });
     await this.tick(id);
     return this.get(id);
   }
@@ -334,19 +335,18 @@ export class PromotionService {
 
   /**
    * The strategy a promotion deploys with, checked when it is requested (not after its approvals): the request's own
-   * (errors name `strategy…`), else the environment's (`settings.strategy…`), else all-at-once. One the rollout engine
-   * does not run is refused now, with the code a deploy gets.
+   * (errors name `strategy…`), else the environment's (`settings.strategy…`), else all-at-once.
    */
   private resolveStrategy(settings: Record<string, unknown>, requested: unknown): Strategy {
-    const strategy = this.d.rollouts
-      ? this.d.rollouts.resolveStrategy({ settings }, requested)
-      : requested !== undefined && requested !== null
-        ? parseStrategy(requested, "strategy")
-        : ALL_AT_ONCE;
-    if (strategy.kind === "all-at-once") return strategy;
+    if (this.d.rollouts) return this.d.rollouts.resolveStrategy({ settings }, requested);
+    return requested !== undefined && requested !== null ? parseStrategy(requested, "strategy") : ALL_AT_ONCE;
+  }
+
+  /** Refuses, with the code a deploy gets, a strategy no rollout engine here runs. */
+  private checkEngine(strategy: Strategy): void {
+    if (strategy.kind === "all-at-once") return;
     if (!this.d.rollouts) throw new FerryError("ROLLOUT_STRATEGY_UNSUPPORTED", "this server runs no rollout engine; only all-at-once promotions are possible", { strategy: strategy.kind });
     checkEngineRuns(strategy);
-    return strategy;
   }
 
   /** Records a refused request in the audit log (its own transaction: the request's was rolled back), rethrows. */
@@ -389,7 +389,7 @@ export class PromotionService {
           await transition(tx, id, "awaiting_gates", "approved", "ferry", "every gate passed", now);
           const ev = await this.d.evidence.record(tx, "promotion.decision", id, await this.decisionDoc(tx, p, "approved", verdict.results, now));
           await appendAudit(tx, { actor: "ferry", action: "promotion.approved", object: id, outcome: "ok", details: { evidence: ev.id } });
-          events.push(["promotion.approved", { promotion: id, evidence: ev.id, approvals: ctx.approvals.filter((a) => a.decision === "approve").map((a) => a.subject), strategy: strategyOf(p).kind }]);
+          events.push(["promotion.approved", { promotion: id, evidence: ev.id, approvals: ctx.approvals.filter((a) => a.decision === "approve").map((a) => a.subject), ...(strategyOf(p).kind !== "all-at-once" ? { strategy: strategyOf(p).kind } : {}) }]);
           deployNow = { ...p, state: "approved" };
           return;
         }
@@ -691,8 +691,8 @@ export class PromotionService {
       approvals: p.approvals.filter((a) => a.decision === "approve").map((a) => ({ subject: a.subject, at: a.at, comment: a.comment })),
       gates: p.gates.map((g) => ({ name: g.name, gate: g.gate, state: g.state, reason: g.reason })),
       deploymentId: p.deploymentId,
-      strategy: p.strategy,
-      rolloutId: p.rolloutId,
+      // A promotion through the rollout engine names its strategy and rollout; an all-at-once one is as it always was.
+      ...(p.rolloutId ? { strategy: p.strategy, rolloutId: p.rolloutId } : {}),
       evidence: (p.evidence ?? []).map((e) => ({ id: e.id, kind: e.kind, sha256: e.hash })),
     };
   }
