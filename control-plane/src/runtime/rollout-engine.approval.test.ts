@@ -164,7 +164,7 @@ describe("release flag validation", () => {
       assert.equal((await fx.catalog.getRelease("shop@1")).rollbackSafe, true);
       assert.equal((await fx.catalog.getRelease("shop@1")).rollbackNote, null);
       const bad = async (input: Record<string, unknown>, field: string) =>
-        assert.rejects(fx.catalog.createRelease({ name: "shop", version: "9", components: { web: ":9" }, ...input } as never, "alice"), (e) => code("VALIDATION_FAILED")(e) && (e as FerryError).details["field"] === field);
+        assert.rejects(fx.catalog.createRelease({ name: "shop", version: "9", components: { web: ":9" }, ...input }, "alice"), (e: unknown) => code("VALIDATION_FAILED")(e) && (e as FerryError).details["field"] === field);
       await bad({ rollbackSafe: "no" }, "rollbackSafe");
       await bad({ rollbackNote: "irreversible" }, "rollbackNote");
       await bad({ rollbackSafe: true, rollbackNote: "irreversible" }, "rollbackNote");

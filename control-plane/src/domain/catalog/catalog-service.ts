@@ -623,13 +623,22 @@ function releaseView(r: ReleaseRow, pins: PinRow[]): ReleaseView {
   };
 }
 
+/** True when `text` holds a control character other than tab and newline. */
+function hasControlCharacter(text: string): boolean {
+  for (const ch of text) {
+    const c = ch.charCodeAt(0);
+    if ((c < 0x20 && ch !== "\t" && ch !== "\n") || c === 0x7f) return true;
+  }
+  return false;
+}
+
 /** rollbackSafe is a boolean; a note (why it is not safe, at most 500 characters) goes only with rollbackSafe false. */
 function checkRollbackFlag(input: { rollbackSafe?: unknown; rollbackNote?: unknown }): void {
   if (input.rollbackSafe !== undefined && typeof input.rollbackSafe !== "boolean") {
     throw new FerryError("VALIDATION_FAILED", "rollbackSafe: must be true or false", { field: "rollbackSafe" });
   }
   if (input.rollbackNote === undefined) return;
-  if (typeof input.rollbackNote !== "string" || input.rollbackNote.trim().length === 0 || input.rollbackNote.length > 500 || /[\u0000-\u0008\u000b-\u001f\u007f]/.test(input.rollbackNote)) {
+  if (typeof input.rollbackNote !== "string" || input.rollbackNote.trim().length === 0 || input.rollbackNote.length > 500 || hasControlCharacter(input.rollbackNote)) {
     throw new FerryError("VALIDATION_FAILED", "rollbackNote: 1 to 500 characters of text, no control characters", { field: "rollbackNote" });
   }
   if (input.rollbackSafe !== false) {

@@ -705,7 +705,7 @@ export class PromotionService {
     const lines = [
       `# ${release.name} ${release.version} in ${String(m["environment"])}`,
       "",
-      `Promoted by promotion ${p.id}, requested by ${p.requestedBy} at ${p.requestedAt}, deployed ${p.finishedAt ?? ""} (${m["rolloutId"] ? `${(m["strategy"] as Strategy).kind} rollout ${String(m["rolloutId"])}, first wave ` : ""}deployment ${String(m["deploymentId"])}).`,
+      `Promoted by promotion ${p.id}, requested by ${p.requestedBy} at ${p.requestedAt}, deployed ${p.finishedAt ?? ""} (${typeof m["rolloutId"] === "string" ? `${(m["strategy"] as Strategy).kind} rollout ${m["rolloutId"]}, first wave ` : ""}deployment ${String(m["deploymentId"])}).`,
       "",
       "## Images",
       "",
