@@ -62,7 +62,7 @@ export function promotionCommands(program: Command, client: () => ApiClient, pri
     .command("promote <release>")
     .description("request a promotion of a release into an environment; it deploys once every gate passes")
     .requiredOption("--to <env>", "environment")
-    .option("--strategy <kind-or-json>", 'deploy with this strategy instead of the environment\'s: a kind ("rolling") or JSON (\'{"kind":"rolling","batch":"25%"}\'); approvers see it')
+    .option("--strategy <kind-or-json>", 'deploy with this strategy instead of the environment\'s: JSON (\'{"kind":"rolling","batch":"25%"}\') or a kind whose fields have defaults ("all-at-once"); approvers see it')
     .option("--wait", "follow until the promotion ends (through its rollout, if it has one); exit 0 only if it succeeded", false)
     .option("--timeout <seconds>", "with --wait: give up after this long", "3600")
     .option("--json", "print JSON")

@@ -85,6 +85,20 @@ describe("promote --strategy", () => {
   });
 });
 
+describe("rollout show while a rollback waits for approval", () => {
+  it("prints why the approval step waits, and who declined a rollback", async () => {
+    const step = (index: number, kind: string, state: string, spec: Record<string, unknown>, result: Record<string, unknown>) => ({ index, phase: "rollback", kind, name: kind === "approval" ? "approve the rollback" : "roll back", state, attempts: 1, spec, startedAt: "t", finishedAt: null, deadlineAt: null, wakeAt: null, result });
+    const view = (steps: unknown[]) => ({ id: "rol_1", deploymentId: "dep_1", environment: "dev", releaseId: "rel_1", strategy: { kind: "rolling" }, state: "rolling_back", currentStep: 0, paused: false, abortRequested: false, reason: null, requestedBy: "rita", targets: [], createdAt: "t", updatedAt: "t", finishedAt: null, steps });
+    answer = () => ({ status: 200, body: view([step(0, "approval", "running", { reason: "release shop@3 is marked not safe to roll back automatically" }, {})]) });
+    await ferry("rollout", "show", "rol_1");
+    assert.match(stdout, /approve the rollback\s+running\s+1\s+waiting: release shop@3 is marked not safe to roll back automatically/);
+    answer = () => ({ status: 200, body: view([step(0, "approval", "skipped", { reason: "r" }, { declinedBy: "erin" })]) });
+    stdout = "";
+    await ferry("rollout", "show", "rol_1");
+    assert.match(stdout, /rollback declined by erin/);
+  });
+});
+
 describe("release create --not-rollback-safe", () => {
   it("sends rollbackSafe false with the note, and release show says a failed rollout waits for an approval", async () => {
     answer = () => ({ status: 201, body: release({ rollbackSafe: false, rollbackNote: "drops a column" }) });

@@ -183,7 +183,7 @@ for (const b of testBackends()) {
       const refusals = (await listAudit(fx.store, { limit: 500 })).filter((a) => a.action === "promotion.request" && a.outcome === "refused");
       assert.deepEqual(refusals.map((a) => (a.details as { code: string }).code), ["VALIDATION_FAILED", "VALIDATION_FAILED", "TARGET_DRIVER_UNAVAILABLE", "ROLLOUT_STRATEGY_UNSUPPORTED"]);
       // An explicit all-at-once overrides an environment's rolling strategy: the path as it always was.
-      await fx.catalog.updateEnvironment("dev", { settings: { strategy: "rolling" } }, "alice");
+      await fx.catalog.updateEnvironment("dev", { settings: { strategy: { kind: "rolling", batch: 1 } } }, "alice");
       const p = await promotions.request({ release: "shop@2", environment: "dev", strategy: "all-at-once" }, alice);
       assert.equal(p.rolloutId, null);
       assert.equal(p.strategySource, "request");
