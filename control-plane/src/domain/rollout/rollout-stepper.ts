@@ -10,7 +10,8 @@
 // the strategy's failureThreshold; a target whose task failed with a retryable code (not delivered, lease expired,
 // a registry or engine that was unavailable) is queued again, up to the step's retries. A failed forward step stops
 // the rollout: with rollback auto, every target the rollout updated goes back to the digests it ran before the
-// rollout (planRollback); with manual, the rollout halts until an operator aborts it.
+// rollout (planRollback; for a release marked not safe to roll back, only after an operator's approval: promote
+// runs the rollback, abort declines it); with manual, the rollout halts until an operator aborts it.
 import { isRetryable } from "@ferry/contract";
 import type { Clock } from "../../ports/clock.js";
 import type { Queryable, Store } from "../../ports/store.js";
