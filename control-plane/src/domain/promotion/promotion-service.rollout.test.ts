@@ -164,6 +164,27 @@ for (const b of testBackends()) {
       assert.equal(approvalStep.result["approvedBy"], "dave");
     });
 
+    it("a promotion approved just before a crash gets its rollout from the next sweep, with the strategy it was requested with", async (t) => {
+      const fx = await rolloutFixture(b, t, keys);
+      const gates = [{ kind: "approvals", name: "dev approvers", config: { group: "dev-approvers", count: 1 } }];
+      await fx.catalog.updateEnvironment("dev", { settings: { gates } }, "alice");
+      const p = await fx.promotions().request({ release: "shop@2", environment: "dev", strategy: { kind: "rolling", batch: 3 } }, alice);
+      assert.equal(p.state, "awaiting_gates");
+      // The environment's setting changes while it waits: the promotion keeps what it was requested (and approved) with.
+      await fx.catalog.updateEnvironment("dev", { settings: { gates, strategy: { kind: "rolling", batch: 1 } } }, "alice");
+      // The approval transaction committed, then the process died before the rollout was created.
+      await fx.store.query("UPDATE promotions SET state = 'approved', decided_at = $2 WHERE id = $1", [p.id, new Date(fx.clock.t)]);
+      const restarted = fx.promotions();
+      await restarted.sweep();
+      await restarted.sweep();
+      const deploying = await restarted.get(p.id);
+      assert.equal(deploying.state, "deploying");
+      const rollout = await fx.rollouts.get(deploying.rolloutId!);
+      assert.deepEqual(rollout.strategy.kind === "rolling" && rollout.strategy.batch, { count: 3 });
+      assert.equal(rollout.steps.length, 2, "batches of 3 of 4 targets");
+      assert.equal((await fx.store.query("SELECT 1 FROM rollouts")).rowCount, 1, "one rollout, however many sweeps");
+    });
+
     it("refuses at request time a strategy that does not parse, one the targets cannot run, and one the engine does not run; nothing is written", async (t) => {
       const fx = await rolloutFixture(b, t, keys);
       const promotions = fx.promotions();
