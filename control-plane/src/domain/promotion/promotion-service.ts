@@ -154,7 +154,7 @@ export interface PromotionDeps {
   catalog: CatalogService;
   deployments: DeploymentService;
   /** The rollout engine's service: promotions with a strategy other than all-at-once deploy through it. */
-  rollouts?: RolloutService;
+  rollouts: RolloutService;
   gates: GateEngine;
   evidence: EvidenceRecorder;
   events: PromotionEvents;
@@ -180,7 +180,9 @@ export class PromotionService {
     this.d.gates.check(settings);
     let strategy: Strategy;
     try {
-      strategy = this.resolveStrategy(settings, input.strategy);
+      // Checked when requested, not after the approvals: the request's own (errors name `strategy…`), else the
+      // environment's (`settings.strategy…`), else all-at-once.
+      strategy = this.d.rollouts.resolveStrategy(env, input.strategy);
     } catch (err) {
       if (err instanceof FerryError) return this.refuse(who, "promotion.request", `${release.name}@${release.version}`, err);
       throw err;
@@ -205,7 +207,7 @@ export class PromotionService {
       // Before any approval is collected: a promotion whose deployment could never be queued is refused now — also
       // one whose strategy needs capabilities (side-by-side, a router) an agent of the environment does not offer.
       await this.d.deployments.checkDeployable(release, env.name, strategyNeeds(strategy));
-      this.checkEngine(strategy);
+      checkEngineRuns(strategy);
     } catch (err) {
       if (err instanceof FerryError) return this.refuse(who, "promotion.request", `${release.name}@${release.version}`, err);
       throw err;
@@ -331,22 +333,6 @@ export class PromotionService {
       throw err;
     }
     return this.get(id);
-  }
-
-  /**
-   * The strategy a promotion deploys with, checked when it is requested (not after its approvals): the request's own
-   * (errors name `strategy…`), else the environment's (`settings.strategy…`), else all-at-once.
-   */
-  private resolveStrategy(settings: Record<string, unknown>, requested: unknown): Strategy {
-    if (this.d.rollouts) return this.d.rollouts.resolveStrategy({ settings }, requested);
-    return requested !== undefined && requested !== null ? parseStrategy(requested, "strategy") : ALL_AT_ONCE;
-  }
-
-  /** Refuses, with the code a deploy gets, a strategy no rollout engine here runs. */
-  private checkEngine(strategy: Strategy): void {
-    if (strategy.kind === "all-at-once") return;
-    if (!this.d.rollouts) throw new FerryError("ROLLOUT_STRATEGY_UNSUPPORTED", "this server runs no rollout engine; only all-at-once promotions are possible", { strategy: strategy.kind });
-    checkEngineRuns(strategy);
   }
 
   /** Records a refused request in the audit log (its own transaction: the request's was rolled back), rethrows. */
@@ -489,7 +475,6 @@ export class PromotionService {
 
   /** Creates the promotion's rollout; the promotion is deploying, naming it, in the rollout's own transaction. */
   private async startRollout(p: PromotionRow, strategy: Strategy): Promise<void> {
-    if (!this.d.rollouts) throw new FerryError("ROLLOUT_STRATEGY_UNSUPPORTED", `promotion ${p.id} deploys with the ${strategy.kind} strategy, but this server runs no rollout engine`);
     await this.d.rollouts.create({ release: p.release_id, environment: p.environment, strategy }, `promotion:${p.id}`, {
       promotion: p.id,
       within: async (tx, rolloutId, deploymentId) => {
