@@ -40,6 +40,7 @@ import { createGateEngine, parseScanReport } from "../../control-plane/src/domai
 import { digestSetHash, type GateContext } from "../../control-plane/src/domain/promotion/gates/types.js";
 import { PromotionService } from "../../control-plane/src/domain/promotion/promotion-service.js";
 import { SecurityRecords } from "../../control-plane/src/domain/promotion/security-records.js";
+import { RolloutService } from "../../control-plane/src/domain/rollout/rollout-service.js";
 import type { ImageRegistry } from "../../control-plane/src/ports/registry.js";
 import { createDatabase } from "../../test/helpers/postgres.js";
 import { killAllChildrenNow, stopAllChildren } from "../fleet/children.js";
@@ -225,7 +226,7 @@ async function seed(store: Awaited<ReturnType<typeof openStore>>, o: Options, wo
   const deployments = new DeploymentService({ store, catalog, signer: keyring, clock, taskTtlMs: HOUR });
   const evidence = new EvidenceStore({ store, key: await EvidenceKey.loadOrCreate(join(work, "evidence")), clock });
   const records = new SecurityRecords({ store, clock, parseReport: parseScanReport });
-  const promotions = new PromotionService({ store, catalog, deployments, gates, evidence, events: { emit: () => {} }, clock, ttlMs: 7 * 24 * HOUR });
+  const promotions = new PromotionService({ store, catalog, deployments, rollouts: new RolloutService({ store, catalog, deployments, clock }), gates, evidence, events: { emit: () => {} }, clock, ttlMs: 7 * 24 * HOUR });
 
   for (const c of components) await catalog.createComponent({ name: c, repository: `127.0.0.1:5000/bench/${c}` }, "bench");
   const releases = [];

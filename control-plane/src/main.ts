@@ -182,6 +182,7 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
       store,
       catalog,
       deployments,
+      rollouts,
       gates,
       evidence,
       clock,

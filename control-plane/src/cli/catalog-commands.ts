@@ -184,6 +184,9 @@ export function catalogCommands(program: Command, client: () => ApiClient, print
     });
 
   // ---- releases
+  /** A release that must not be rolled back unattended says so (older servers send no flag: nothing to say). */
+  const rollbackLine = (r: ReleaseView): string[] =>
+    r.rollbackSafe === false ? [`  not safe to roll back automatically: a failed rollout waits for an approval${r.rollbackNote ? ` (${r.rollbackNote})` : ""}`] : [];
   const release = program.command("release").description("releases: immutable sets of digest-pinned images");
   release
     .command("create <name@version>")
@@ -191,9 +194,11 @@ export function catalogCommands(program: Command, client: () => ApiClient, print
     .option("--component <name=ref>", "component and image: web=repo:tag, web=:tag, web=@sha256:… (repeatable)", collect, [])
     .option("--notes <file>", "release notes (Markdown) from a file")
     .option("--provenance <json>", "free-form provenance as JSON or @file.json (e.g. commit, pipeline URL)")
+    .option("--not-rollback-safe", "rolling this release back unattended is not safe (e.g. an irreversible migration): a failed rollout of it waits for an approval before rolling back")
+    .option("--rollback-note <text>", "with --not-rollback-safe: why (shown to whoever approves the rollback; at most 500 characters)")
     .option("--idempotency-key <key>", "makes a retried create safe (CI)")
     .option("--json", "print JSON")
-    .action(async (ref: string, o: { component: string[]; notes?: string; provenance?: string; idempotencyKey?: string; json?: boolean }) => {
+    .action(async (ref: string, o: { component: string[]; notes?: string; provenance?: string; notRollbackSafe?: boolean; rollbackNote?: string; idempotencyKey?: string; json?: boolean }) => {
       const at = ref.lastIndexOf("@");
       if (at <= 0 || at === ref.length - 1) usage(`release: give it as NAME@VERSION (e.g. shop@1.4.2), not "${ref}"`);
       if (o.component.length === 0) usage("--component: a release pins at least one component (--component web=registry/team/web:1.4.2)");
@@ -206,8 +211,11 @@ export function catalogCommands(program: Command, client: () => ApiClient, print
       const body: Record<string, unknown> = { name: ref.slice(0, at), version: ref.slice(at + 1), components };
       if (o.notes) body["notes"] = readFileSync(o.notes, "utf8");
       if (o.provenance) body["provenance"] = readJsonArg(o.provenance, "--provenance");
+      if (o.rollbackNote !== undefined && !o.notRollbackSafe) usage("--rollback-note: goes with --not-rollback-safe (it says why the release is not safe to roll back)");
+      if (o.notRollbackSafe) body["rollbackSafe"] = false;
+      if (o.rollbackNote !== undefined) body["rollbackNote"] = o.rollbackNote;
       const r = await client().request<ReleaseView>("POST", "/api/v1/releases", body, o.idempotencyKey ? { "idempotency-key": o.idempotencyKey } : {});
-      print(!!o.json, r, () => [`Release ${r.name}@${r.version} (${r.id}):`, ...r.pins.map((p) => `  ${p.component.padEnd(16)} ${p.image}${p.sourceTag ? `  (from :${p.sourceTag})` : ""}`)].join("\n"));
+      print(!!o.json, r, () => [`Release ${r.name}@${r.version} (${r.id}):`, ...r.pins.map((p) => `  ${p.component.padEnd(16)} ${p.image}${p.sourceTag ? `  (from :${p.sourceTag})` : ""}`), ...rollbackLine(r)].join("\n"));
     });
   release
     .command("show <ref>")
@@ -219,6 +227,7 @@ export function catalogCommands(program: Command, client: () => ApiClient, print
         [
           `${r.name}@${r.version} (${r.id}), created ${r.createdAt} by ${r.createdBy}`,
           ...r.pins.map((p) => `  ${p.component.padEnd(16)} ${p.image}${p.sourceTag ? `  (from :${p.sourceTag})` : ""}${p.platforms.length ? `  [${p.platforms.map((x) => `${x.os}/${x.architecture}`).join(", ")}]` : ""}`),
+          ...rollbackLine(r),
           ...(r.notes ? ["", r.notes] : []),
         ].join("\n"),
       );

@@ -54,7 +54,7 @@ async function follow(client: ApiClient, id: string, human: boolean, timeoutMs: 
 }
 
 /** A --strategy value: JSON when it looks like an object, else a kind's name. */
-function parseStrategyOption(v: string): unknown {
+export function parseStrategyOption(v: string): unknown {
   if (!v.trimStart().startsWith("{")) return v;
   try {
     return JSON.parse(v) as unknown;

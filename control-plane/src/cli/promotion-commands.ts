@@ -5,6 +5,7 @@ import { type Command, CommanderError } from "commander";
 import { evidenceKeyId, verifyEvidence } from "@ferry/pki";
 import type { GateResultView, PromotionView } from "../domain/promotion/promotion-service.js";
 import type { ApiClient } from "./api-client.js";
+import { parseStrategyOption } from "./deploy-commands.js";
 import { note, outJson, safeJson, table, terminal, writeOut } from "./format.js";
 
 type Out = (json: boolean, data: unknown, human: () => string) => void;
@@ -27,11 +28,19 @@ export function pastTense(decision: string): string {
 function summary(p: PromotionView): string {
   return [
     `Promotion ${p.id}: ${p.release.name}@${p.release.version} → ${p.environment} — ${p.state}${p.reason ? ` (${p.reason})` : ""}`,
-    `  requested by ${p.requestedBy} at ${p.requestedAt}${p.deploymentId ? `; deployment ${p.deploymentId}` : ""}`,
+    `  requested by ${p.requestedBy} at ${p.requestedAt}${p.deploymentId ? `; deployment ${p.deploymentId}` : ""}${p.rolloutId ? `; rollout ${p.rolloutId} (ferry rollout show ${p.rolloutId})` : ""}`,
+    ...(p.strategy ? [`  strategy: ${strategyLine(p)}`] : []),
     ...(p.approvals.length ? [`  decisions: ${p.approvals.map((a) => `${a.subject} ${pastTense(a.decision)}${a.comment ? ` ("${a.comment}")` : ""}`).join(", ")}`] : []),
     ...(p.breakGlass ? [`  break-glass by ${p.breakGlass.by}: ${p.breakGlass.reason}`] : []),
     gatesTable(p.gates),
   ].join("\n");
+}
+
+/** The strategy and where it came from: "rolling (requested) {"batch":"25%"}". */
+function strategyLine(p: PromotionView): string {
+  const { kind, ...rest } = p.strategy;
+  const from = p.strategySource === "request" ? "requested" : p.strategySource === "environment" ? "the environment's" : "default";
+  return `${kind} (${from})${kind === "all-at-once" ? "" : ` ${JSON.stringify(rest)}`}`;
 }
 
 function readJsonFile(file: string, what: string): unknown {
@@ -53,11 +62,14 @@ export function promotionCommands(program: Command, client: () => ApiClient, pri
     .command("promote <release>")
     .description("request a promotion of a release into an environment; it deploys once every gate passes")
     .requiredOption("--to <env>", "environment")
-    .option("--wait", "follow until the promotion ends; exit 0 only if it succeeded", false)
+    .option("--strategy <kind-or-json>", 'deploy with this strategy instead of the environment\'s: JSON (\'{"kind":"rolling","batch":"25%"}\') or a kind whose fields have defaults ("all-at-once"); approvers see it')
+    .option("--wait", "follow until the promotion ends (through its rollout, if it has one); exit 0 only if it succeeded", false)
     .option("--timeout <seconds>", "with --wait: give up after this long", "3600")
     .option("--json", "print JSON")
-    .action(async (release: string, o: { to: string; wait: boolean; timeout: string; json?: boolean }) => {
-      let p = await client().request<PromotionView>("POST", "/api/v1/promotions", { release, environment: o.to });
+    .action(async (release: string, o: { to: string; strategy?: string; wait: boolean; timeout: string; json?: boolean }) => {
+      const body: Record<string, unknown> = { release, environment: o.to };
+      if (o.strategy !== undefined) body["strategy"] = parseStrategyOption(o.strategy);
+      let p = await client().request<PromotionView>("POST", "/api/v1/promotions", body);
       if (o.wait) {
         // The id comes first, at once: a CI log shows what to approve, or look at, while this waits. Progress goes to
         // stderr — for people as lines, with --json as one JSON object per line — and the result alone to stdout.
@@ -71,8 +83,8 @@ export function promotionCommands(program: Command, client: () => ApiClient, pri
         while (!FINAL.has(p.state)) {
           if (Date.now() > deadline) throw new CommanderError(4, "ferry.timeout", `promotion ${p.id} is still ${p.state}; see: ferry why-blocked ${p.id}`);
           const blocking = p.gates.filter((g) => g.state !== "passed");
-          const line = `${p.state}: ${blocking.map((g) => `${g.name}: ${g.reason}`).join("; ")}`;
-          if (line !== last) progress("progress", { state: p.state, blocking: blocking.map((g) => ({ name: g.name, state: g.state, reason: g.reason })) }, line);
+          const line = p.rolloutId ? `${p.state}: through rollout ${p.rolloutId} (${p.strategy.kind}); follow it with ferry rollout show ${p.rolloutId}` : `${p.state}: ${blocking.map((g) => `${g.name}: ${g.reason}`).join("; ")}`;
+          if (line !== last) progress("progress", { state: p.state, blocking: blocking.map((g) => ({ name: g.name, state: g.state, reason: g.reason })), ...(p.rolloutId ? { rollout: p.rolloutId } : {}) }, line);
           last = line;
           await new Promise((r) => setTimeout(r, 1000));
           p = await client().request<PromotionView>("GET", `/api/v1/promotions/${enc(p.id)}`);

@@ -20,6 +20,8 @@ function stepResult(s: RolloutStepView): string {
   if (s.result["stage"] === "bake" && s.state === "running" && s.wakeAt) parts.push(`baking again until ${s.wakeAt}`);
   if (s.state === "running" && s.wakeAt) parts.push(`until ${s.wakeAt}`);
   if (typeof s.result["approvedBy"] === "string") parts.push(`approved by ${s.result["approvedBy"]}`);
+  if (s.kind === "approval" && s.state === "running" && typeof s.spec["reason"] === "string") parts.push(`waiting: ${s.spec["reason"]}`);
+  if (typeof s.result["declinedBy"] === "string") parts.push(`rollback declined by ${s.result["declinedBy"]}`);
   if (s.result["endedBy"] === "promote") parts.push(`promoted by ${String(s.result["promotedBy"])}`);
   if (Array.isArray(s.result["nothingToRestore"])) parts.push(`nothing to restore on ${(s.result["nothingToRestore"] as string[]).join(", ")}`);
   return parts.join("; ");
@@ -79,6 +81,6 @@ export function rolloutCommands(program: Command, client: () => ApiClient, print
   };
   control("pause", "start no new step (a wave already queued runs to its end)");
   control("resume", "continue a paused rollout");
-  control("promote", "end the current soak now, or give the current approval");
-  control("abort", "stop the rollout and roll every target it updated back to its previous digests");
+  control("promote", "end the current soak now, or give the current approval (also a rollback's, for a release not safe to roll back automatically)");
+  control("abort", "stop the rollout and roll every target it updated back to its previous digests; while a rollback waits for approval, decline it (nothing is rolled back)");
 }

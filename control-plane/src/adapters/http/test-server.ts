@@ -53,7 +53,7 @@ export async function startTestHttpServer(t: TestContext, store: Store): Promise
   const deployments = new DeploymentService({ store, catalog, signer: keyring, clock, taskTtlMs: 3_600_000 });
   const rollouts = new RolloutService({ store, catalog, deployments, clock });
   const evidence = new EvidenceStore({ store, key: evidenceKey, clock });
-  const promotions = new PromotionService({ store, catalog, deployments, gates, evidence, clock, ttlMs: 86_400_000, events: { emit: () => {} } });
+  const promotions = new PromotionService({ store, catalog, deployments, rollouts, gates, evidence, clock, ttlMs: 86_400_000, events: { emit: () => {} } });
   const app = await buildHttpServer({
     store,
     fleet,

@@ -76,6 +76,13 @@ export interface ReleaseView {
   notes: string;
   provenance: Record<string, unknown>;
   pins: ReleasePin[];
+  /**
+   * False when rolling this release back unattended is not safe (an irreversible migration, say): a failed rollout
+   * of it waits for an operator's approval before rolling back (docs/rollouts.md). Default true.
+   */
+  rollbackSafe: boolean;
+  /** Why the release is not safe to roll back, shown to whoever approves the rollback (only when rollbackSafe is false). */
+  rollbackNote: string | null;
   createdBy: string;
   createdAt: string;
 }
@@ -83,7 +90,7 @@ export interface ReleaseView {
 interface EnvRow { name: string; position: number; description: string; settings: Record<string, unknown>; created_by: string; created_at: Date; updated_at: Date }
 interface CompRow { name: string; repository: string; credentials_ref: string | null; description: string; created_by: string; created_at: Date; updated_at: Date }
 interface TargetRow { id: string; environment: string; name: string; kind: TargetKind; agent_id: string | null; config: Record<string, unknown>; description: string; created_by: string; created_at: Date; updated_at: Date }
-interface ReleaseRow { id: string; name: string; version: string; notes: string; provenance: Record<string, unknown>; created_by: string; created_at: Date }
+interface ReleaseRow { id: string; name: string; version: string; notes: string; provenance: Record<string, unknown>; rollback_safe: boolean; rollback_note: string | null; created_by: string; created_at: Date }
 interface PinRow { release_id: string; component: string; repository: string; digest: string; source_tag: string | null; media_type: string; platforms: ResolvedImage["platforms"] }
 /** A release row with its pins, ordered by component, as one json array (json_agg). */
 interface ReleaseWithPinsRow extends ReleaseRow { pins: PinRow[] }
@@ -402,11 +409,12 @@ export class CatalogService {
    * constraint when the release row is inserted (RELEASE_EXISTS), after resolution.
    */
   async createRelease(
-    input: { name: string; version: string; components: Record<string, string>; notes?: string; provenance?: Record<string, unknown> },
+    input: { name: string; version: string; components: Record<string, string>; notes?: string; provenance?: Record<string, unknown>; rollbackSafe?: boolean; rollbackNote?: string },
     actor: string,
     signal?: AbortSignal,
   ): Promise<ReleaseView> {
     checkName(input.name, "name");
+    checkRollbackFlag(input);
     if (!VERSION.test(input.version)) {
       throw new FerryError("VALIDATION_FAILED", `version: "${input.version}" is not a version (letters, digits, '.', '_', '+', '-'; at most 64)`, { field: "version" });
     }
@@ -424,7 +432,7 @@ export class CatalogService {
 
   /** One attempt; null when a component changed after it was planned (nothing was written). */
   private async tryCreateRelease(
-    input: { name: string; version: string; notes?: string; provenance?: Record<string, unknown> },
+    input: { name: string; version: string; notes?: string; provenance?: Record<string, unknown>; rollbackSafe?: boolean; rollbackNote?: string },
     entries: Array<[string, string]>,
     actor: string,
     fresh: boolean,
@@ -475,7 +483,7 @@ export class CatalogService {
           // of the statement, when the release row of the first CTE is there.
           const r = await tx.query<ReleaseRow & { pinned: number }>(
             `WITH rel AS (
-               INSERT INTO releases (id, name, version, notes, provenance, created_by) VALUES ($1, $2, $3, $4, $5, $6) RETURNING *
+               INSERT INTO releases (id, name, version, notes, provenance, created_by, rollback_safe, rollback_note) VALUES ($1, $2, $3, $4, $5, $6, $9, $10) RETURNING *
              ), pinned AS (
                INSERT INTO release_pins (release_id, component, repository, digest, source_tag, media_type, platforms)
                SELECT p.release_id, p.component, p.repository, p.digest, p.source_tag, p.media_type, p.platforms
@@ -485,7 +493,7 @@ export class CatalogService {
                RETURNING 1
              )
              SELECT rel.*, (SELECT count(*)::int FROM pinned) AS pinned, ${cursorTimeSql("rel.created_at")} AS cursor_at FROM rel`,
-            [id, input.name, input.version, input.notes ?? "", provenance, actor, JSON.stringify(pins), JSON.stringify(planned)],
+            [id, input.name, input.version, input.notes ?? "", provenance, actor, JSON.stringify(pins), JSON.stringify(planned), input.rollbackSafe ?? true, input.rollbackNote?.trim() || null],
           );
           row = r.rows[0] as ReleaseRow & { pinned: number; cursor_at: string };
         } catch (err) {
@@ -499,7 +507,7 @@ export class CatalogService {
           action: "release.create",
           object: `${input.name}@${input.version}`,
           outcome: "ok",
-          details: { id, pins: Object.fromEntries(pins.map((p) => [p.component, `${p.repository}@${p.digest}`])) },
+          details: { id, pins: Object.fromEntries(pins.map((p) => [p.component, `${p.repository}@${p.digest}`])), ...(input.rollbackSafe === false ? { rollbackSafe: false } : {}) },
         });
         return { view: releaseView(release, pins), at };
       });
@@ -610,8 +618,32 @@ export class CatalogService {
 function releaseView(r: ReleaseRow, pins: PinRow[]): ReleaseView {
   return {
     id: r.id, name: r.name, version: r.version, notes: r.notes, provenance: r.provenance,
-    pins: pins.map(pinView), createdBy: r.created_by, createdAt: iso(r.created_at),
+    pins: pins.map(pinView), rollbackSafe: r.rollback_safe ?? true, rollbackNote: r.rollback_note ?? null,
+    createdBy: r.created_by, createdAt: iso(r.created_at),
   };
+}
+
+/** True when `text` holds a control character other than tab and newline. */
+function hasControlCharacter(text: string): boolean {
+  for (const ch of text) {
+    const c = ch.charCodeAt(0);
+    if ((c < 0x20 && ch !== "\t" && ch !== "\n") || c === 0x7f) return true;
+  }
+  return false;
+}
+
+/** rollbackSafe is a boolean; a note (why it is not safe, at most 500 characters) goes only with rollbackSafe false. */
+function checkRollbackFlag(input: { rollbackSafe?: unknown; rollbackNote?: unknown }): void {
+  if (input.rollbackSafe !== undefined && typeof input.rollbackSafe !== "boolean") {
+    throw new FerryError("VALIDATION_FAILED", "rollbackSafe: must be true or false", { field: "rollbackSafe" });
+  }
+  if (input.rollbackNote === undefined) return;
+  if (typeof input.rollbackNote !== "string" || input.rollbackNote.trim().length === 0 || input.rollbackNote.length > 500 || hasControlCharacter(input.rollbackNote)) {
+    throw new FerryError("VALIDATION_FAILED", "rollbackNote: 1 to 500 characters of text, no control characters", { field: "rollbackNote" });
+  }
+  if (input.rollbackSafe !== false) {
+    throw new FerryError("VALIDATION_FAILED", "rollbackNote: says why a release is not safe to roll back; give it only with rollbackSafe false", { field: "rollbackNote" });
+  }
 }
 
 /** Rolls back a release whose planned components no longer match the table; never leaves CatalogService. */

@@ -308,10 +308,10 @@ export class DeploymentService {
   /**
    * Refuses, exactly as deploy() would, a release that cannot go to the environment's targets — a target whose agent
    * lacks the driver, a component the release does not pin — without queuing anything. Promotions call it when they are
-   * requested, so nobody approves a promotion that could never deploy.
+   * requested, so nobody approves a promotion that could never deploy; `needs` are the capabilities its strategy needs.
    */
-  async checkDeployable(release: ReleaseView, environment: string): Promise<void> {
-    const targets = await this.selectTargets(environment, undefined);
+  async checkDeployable(release: ReleaseView, environment: string, needs: readonly Capability[] = []): Promise<void> {
+    const targets = await this.selectTargets(environment, undefined, needs);
     for (const { target } of targets) imagesForTarget(target, release);
   }
 

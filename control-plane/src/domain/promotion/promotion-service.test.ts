@@ -16,6 +16,7 @@ import { listAudit, verifyChain } from "../audit/audit-log.js";
 import type { Principal, Role } from "../auth/roles.js";
 import { CatalogService, type ReleaseView } from "../catalog/catalog-service.js";
 import { DeploymentService, type DeploymentView } from "../deploy/deployment-service.js";
+import { RolloutService } from "../rollout/rollout-service.js";
 import { TaskQueue } from "../deploy/task-queue.js";
 import { FerryError } from "../errors.js";
 import { EvidenceStore } from "./evidence-store.js";
@@ -110,7 +111,7 @@ async function fixture(b: TestBackend, t: TestContext, store?: Store): Promise<F
   const records = new SecurityRecords({ store: s, clock: { now }, parseReport: parseScanReport });
   const events: Fixture["events"] = [];
   const service = (deps: DeploymentService = deployments) =>
-    new PromotionService({ store: s, catalog, deployments: deps, gates, evidence, events: { emit: (type, data) => events.push({ type, data }) }, clock: { now }, ttlMs: PROMOTION_TTL });
+    new PromotionService({ store: s, catalog, deployments: deps, rollouts: new RolloutService({ store: s, catalog, deployments: deps, clock: { now } }), gates, evidence, events: { emit: (type, data) => events.push({ type, data }) }, clock: { now }, ttlMs: PROMOTION_TTL });
   const fx: Fixture = {
     store: s,
     clock,

@@ -21,6 +21,8 @@ import type { Principal } from "../auth/roles.js";
 import type { CatalogService, ReleaseView } from "../catalog/catalog-service.js";
 import type { DeploymentService } from "../deploy/deployment-service.js";
 import { FerryError } from "../errors.js";
+import { checkEngineRuns, type RolloutService } from "../rollout/rollout-service.js";
+import { parseStrategy, strategyNeeds, type Strategy } from "../rollout/strategy.js";
 import { digestSetHash, type GateContext } from "./gates/types.js";
 
 export type PromotionState =
@@ -93,7 +95,12 @@ export interface PromotionView {
   requestedBy: string;
   requestedAt: string;
   breakGlass: { by: string; roles?: string[]; reason: string; at: string } | null;
+  /** How it deploys: the request's override, else the environment's settings.strategy, else all-at-once. */
+  strategy: Strategy;
+  strategySource: StrategySource;
   deploymentId: string | null;
+  /** The rollout it follows (a strategy other than all-at-once); null for all-at-once. */
+  rolloutId: string | null;
   gates: GateResultView[];
   approvals: { subject: string; decision: string; comment: string; at: string }[];
   reason: string | null;
@@ -114,6 +121,10 @@ interface PromotionRow {
   requested_at: Date;
   break_glass: { by: string; roles?: string[]; reason: string; at: string } | null;
   deployment_id: string | null;
+  /** Null on promotions requested before strategies: they deploy all at once. */
+  strategy: Strategy | null;
+  strategy_source: StrategySource | null;
+  rollout_id: string | null;
   gate_results: GateResultView[];
   reason: string | null;
   expires_at: Date;
@@ -125,11 +136,25 @@ interface PromotionRow {
 
 const iso = (d: Date | null | undefined): string | null => (d ? new Date(d).toISOString() : null);
 
+/** Where a promotion's strategy came from. */
+export type StrategySource = "request" | "environment" | "default";
+const ALL_AT_ONCE: Strategy = parseStrategy("all-at-once");
+const strategyOf = (p: Pick<PromotionRow, "strategy">): Strategy => p.strategy ?? ALL_AT_ONCE;
+
+/**
+ * A deployment that is a wave of a rollout that has not succeeded (still running, rolled back, failed) is not a
+ * success of its release in the environment, whatever its own state: `d` is the deployments row.
+ */
+const NOT_AN_UNFINISHED_ROLLOUT_WAVE = `NOT EXISTS (SELECT 1 FROM rollout_steps s JOIN rollouts ro ON ro.id = s.rollout_id
+   WHERE ro.state <> 'succeeded' AND ro.environment = d.environment AND s.result->'deployments' ? d.id)`;
+
 
 export interface PromotionDeps {
   store: Store;
   catalog: CatalogService;
   deployments: DeploymentService;
+  /** The rollout engine's service: promotions with a strategy other than all-at-once deploy through it. */
+  rollouts: RolloutService;
   gates: GateEngine;
   evidence: EvidenceRecorder;
   events: PromotionEvents;
@@ -148,11 +173,21 @@ export class PromotionService {
 
   // ── requests and decisions ─────────────────────────────────────────────────────────────────────────────────
 
-  async request(input: { release: string; environment: string }, who: Principal): Promise<PromotionView> {
+  async request(input: { release: string; environment: string; strategy?: unknown }, who: Principal): Promise<PromotionView> {
     const release = await this.d.catalog.getRelease(input.release);
     const env = await this.d.catalog.getEnvironment(input.environment);
     const settings = env.settings;
     this.d.gates.check(settings);
+    let strategy: Strategy;
+    try {
+      // Checked when requested, not after the approvals: the request's own (errors name `strategy…`), else the
+      // environment's (`settings.strategy…`), else all-at-once.
+      strategy = this.d.rollouts.resolveStrategy(env, input.strategy);
+    } catch (err) {
+      if (err instanceof FerryError) return this.refuse(who, "promotion.request", `${release.name}@${release.version}`, err);
+      throw err;
+    }
+    const source: StrategySource = input.strategy !== undefined && input.strategy !== null ? "request" : settings["strategy"] !== undefined && settings["strategy"] !== null ? "environment" : "default";
     const now = this.d.clock.now();
     const id = `prm_${randomBytes(8).toString("hex")}`;
     const hash = digestSetHash(release.pins);
@@ -169,8 +204,10 @@ export class PromotionService {
       }
     }
     try {
-      // Before any approval is collected: a promotion whose deployment could never be queued is refused now.
-      await this.d.deployments.checkDeployable(release, env.name);
+      // Before any approval is collected: a promotion whose deployment could never be queued is refused now — also
+      // one whose strategy needs capabilities (side-by-side, a router) an agent of the environment does not offer.
+      await this.d.deployments.checkDeployable(release, env.name, strategyNeeds(strategy));
+      checkEngineRuns(strategy);
     } catch (err) {
       if (err instanceof FerryError) return this.refuse(who, "promotion.request", `${release.name}@${release.version}`, err);
       throw err;
@@ -186,20 +223,20 @@ export class PromotionService {
           throw new FerryError("PROMOTION_IN_PROGRESS", `promotion ${active.rows[0].id} into ${env.name} is ${active.rows[0].state}; one promotion per environment at a time`, { promotion: active.rows[0].id });
         }
         await tx.query(
-          `INSERT INTO promotions (id, release_id, environment, state, digest_set_hash, requested_by, requested_at, expires_at, updated_at)
-           VALUES ($1, $2, $3, 'requested', $4, $5, $6, $7, $6)`,
-          [id, release.id, env.name, hash, who.subject, new Date(now), new Date(now + this.d.ttlMs)],
+          `INSERT INTO promotions (id, release_id, environment, state, digest_set_hash, requested_by, requested_at, expires_at, updated_at, strategy, strategy_source)
+           VALUES ($1, $2, $3, 'requested', $4, $5, $6, $7, $6, $8, $9)`,
+          [id, release.id, env.name, hash, who.subject, new Date(now), new Date(now + this.d.ttlMs), JSON.stringify(strategy), source],
         );
         await transition(tx, id, null, "requested", who.subject, "", new Date(now));
         await transition(tx, id, "requested", "awaiting_gates", "ferry", "evaluating the environment's gates", new Date(now));
         await tx.query("UPDATE promotions SET state = 'awaiting_gates' WHERE id = $1", [id]);
-        await appendAudit(tx, { actor: who.subject, action: "promotion.request", object: id, outcome: "ok", details: { release: release.id, environment: env.name } });
+        await appendAudit(tx, { actor: who.subject, action: "promotion.request", object: id, outcome: "ok", details: { release: release.id, environment: env.name, strategy, strategySource: source } });
       });
     } catch (err) {
       if (err instanceof FerryError) return this.refuse(who, "promotion.request", `${release.name}@${release.version}`, err);
       throw err;
     }
-    this.d.events.emit("promotion.requested", { promotion: id, release: `${release.name}@${release.version}`, environment: env.name, requestedBy: who.subject });
+    this.d.events.emit("promotion.requested", { promotion: id, release: `${release.name}@${release.version}`, environment: env.name, requestedBy: who.subject, ...(strategy.kind !== "all-at-once" ? { strategy: strategy.kind } : {}) });
     await this.tick(id);
     return this.get(id);
   }
@@ -338,7 +375,7 @@ export class PromotionService {
           await transition(tx, id, "awaiting_gates", "approved", "ferry", "every gate passed", now);
           const ev = await this.d.evidence.record(tx, "promotion.decision", id, await this.decisionDoc(tx, p, "approved", verdict.results, now));
           await appendAudit(tx, { actor: "ferry", action: "promotion.approved", object: id, outcome: "ok", details: { evidence: ev.id } });
-          events.push(["promotion.approved", { promotion: id, evidence: ev.id, approvals: ctx.approvals.filter((a) => a.decision === "approve").map((a) => a.subject) }]);
+          events.push(["promotion.approved", { promotion: id, evidence: ev.id, approvals: ctx.approvals.filter((a) => a.decision === "approve").map((a) => a.subject), ...(strategyOf(p).kind !== "all-at-once" ? { strategy: strategyOf(p).kind } : {}) }]);
           deployNow = { ...p, state: "approved" };
           return;
         }
@@ -364,6 +401,10 @@ export class PromotionService {
         deployNow = p;
         return;
       }
+      if (p.state === "deploying" && p.rollout_id) {
+        await this.followRollout(tx, p, now, events);
+        return;
+      }
       if (p.state === "deploying" && p.deployment_id) {
         const dep = await tx.query<{ state: string; finished_at: Date | null }>("SELECT state, finished_at FROM deployments WHERE id = $1", [p.deployment_id]);
         const ds = dep.rows[0]?.state;
@@ -380,8 +421,26 @@ export class PromotionService {
     if (deployNow) await this.startDeployment(deployNow);
   }
 
+  /** A rollout promotion ends when its rollout does: succeeded, or failed with the rollout's reason. */
+  private async followRollout(tx: Queryable, p: PromotionRow, now: Date, events: [string, Record<string, unknown>][]): Promise<void> {
+    const r = await tx.query<{ state: string; reason: Record<string, unknown> | null }>("SELECT state, reason FROM rollouts WHERE id = $1", [p.rollout_id]);
+    const rollout = r.rows[0];
+    if (!rollout || !["succeeded", "failed", "rolled_back"].includes(rollout.state)) return;
+    const final: PromotionState = rollout.state === "succeeded" ? "succeeded" : "failed";
+    const why = rolloutReason(rollout.reason);
+    await this.finish(tx, p, final, "ferry", `rollout ${p.rollout_id} ${rollout.state}${why ? `: ${why}` : ""}`, now);
+    const ev = await this.d.evidence.record(tx, "promotion.deployment", p.id, await this.deploymentDoc(tx, p, final, now));
+    await appendAudit(tx, { actor: "ferry", action: `promotion.${final}`, object: p.id, outcome: final === "succeeded" ? "ok" : "failed", details: { deployment: p.deployment_id, rollout: p.rollout_id, rolloutState: rollout.state, evidence: ev.id } });
+    events.push([final === "succeeded" ? "promotion.deployed" : "promotion.failed", { promotion: p.id, deployment: p.deployment_id, rollout: p.rollout_id, evidence: ev.id, ...(final === "failed" ? { reason: why } : {}) }]);
+  }
+
   private async startDeployment(p: PromotionRow): Promise<void> {
     try {
+      const strategy = strategyOf(p);
+      if (strategy.kind !== "all-at-once") {
+        await this.startRollout(p, strategy);
+        return;
+      }
       await this.d.deployments.deploy(
         { release: p.release_id, environment: p.environment },
         `promotion:${p.id}`,
@@ -412,6 +471,21 @@ export class PromotionService {
       });
       if (failed) this.d.events.emit("promotion.failed", { promotion: p.id, reason: message });
     }
+  }
+
+  /** Creates the promotion's rollout; the promotion is deploying, naming it, in the rollout's own transaction. */
+  private async startRollout(p: PromotionRow, strategy: Strategy): Promise<void> {
+    await this.d.rollouts.create({ release: p.release_id, environment: p.environment, strategy }, `promotion:${p.id}`, {
+      promotion: p.id,
+      within: async (tx, rolloutId, deploymentId) => {
+        const locked = await tx.query<{ state: string; deployment_id: string | null }>("SELECT state, deployment_id FROM promotions WHERE id = $1 FOR UPDATE", [p.id]);
+        const row = locked.rows[0];
+        if (!row || row.state !== "approved" || row.deployment_id) throw new FerryError("PROMOTION_ALREADY_DECIDED", `promotion ${p.id} already has a deployment`);
+        const now = new Date(this.d.clock.now());
+        await tx.query("UPDATE promotions SET state = 'deploying', deployment_id = $2, rollout_id = $3, updated_at = $4 WHERE id = $1", [p.id, deploymentId, rolloutId, now]);
+        await transition(tx, p.id, "approved", "deploying", "ferry", `rollout ${rolloutId} (${strategy.kind}), first wave deployment ${deploymentId}`, now);
+      },
+    });
   }
 
   private async finish(tx: Queryable, p: PromotionRow, to: PromotionState, actor: string, reason: string, now: Date): Promise<void> {
@@ -507,7 +581,10 @@ export class PromotionService {
     const found = await this.d.store.query<{ id: string; deployment: string }>(
       `SELECT p.id, d.id AS deployment FROM promotions p
          JOIN LATERAL (SELECT id FROM deployments d WHERE d.environment = p.environment AND d.action = 'rollback' AND d.state = 'succeeded'
-                        AND d.created_at > p.finished_at ORDER BY d.created_at LIMIT 1) d ON true
+                        AND d.created_at > p.finished_at
+                        -- A rollout's own rollback wave puts back what ran before that rollout: it undoes nothing earlier.
+                        AND NOT EXISTS (SELECT 1 FROM rollout_steps s WHERE s.result->'deployments' ? d.id)
+                        ORDER BY d.created_at LIMIT 1) d ON true
         WHERE p.state = 'succeeded'
           AND p.id = (SELECT id FROM promotions q WHERE q.environment = p.environment AND q.state IN ('succeeded', 'rolled_back') ORDER BY q.finished_at DESC LIMIT 1)`,
     );
@@ -599,6 +676,8 @@ export class PromotionService {
       approvals: p.approvals.filter((a) => a.decision === "approve").map((a) => ({ subject: a.subject, at: a.at, comment: a.comment })),
       gates: p.gates.map((g) => ({ name: g.name, gate: g.gate, state: g.state, reason: g.reason })),
       deploymentId: p.deploymentId,
+      // A promotion through the rollout engine names its strategy and rollout; an all-at-once one is as it always was.
+      ...(p.rolloutId ? { strategy: p.strategy, rolloutId: p.rolloutId } : {}),
       evidence: (p.evidence ?? []).map((e) => ({ id: e.id, kind: e.kind, sha256: e.hash })),
     };
   }
@@ -611,7 +690,7 @@ export class PromotionService {
     const lines = [
       `# ${release.name} ${release.version} in ${String(m["environment"])}`,
       "",
-      `Promoted by promotion ${p.id}, requested by ${p.requestedBy} at ${p.requestedAt}, deployed ${p.finishedAt ?? ""} (deployment ${String(m["deploymentId"])}).`,
+      `Promoted by promotion ${p.id}, requested by ${p.requestedBy} at ${p.requestedAt}, deployed ${p.finishedAt ?? ""} (${typeof m["rolloutId"] === "string" ? `${(m["strategy"] as Strategy).kind} rollout ${m["rolloutId"]}, first wave ` : ""}deployment ${String(m["deploymentId"])}).`,
       "",
       "## Images",
       "",
@@ -649,7 +728,8 @@ export class PromotionService {
 
   private async priorSuccess(db: Queryable, releaseId: string, environment: string): Promise<{ environment: string; finishedAt: Date } | null> {
     const r = await db.query<{ finished_at: Date }>(
-      "SELECT finished_at FROM deployments WHERE release_id = $1 AND environment = $2 AND state = 'succeeded' AND finished_at IS NOT NULL ORDER BY finished_at LIMIT 1",
+      `SELECT finished_at FROM deployments d WHERE release_id = $1 AND environment = $2 AND state = 'succeeded' AND finished_at IS NOT NULL
+          AND ${NOT_AN_UNFINISHED_ROLLOUT_WAVE} ORDER BY finished_at LIMIT 1`,
       [releaseId, environment],
     );
     return r.rows[0] ? { environment, finishedAt: new Date(r.rows[0].finished_at) } : null;
@@ -669,7 +749,8 @@ export class PromotionService {
     }>(
       `WITH prev AS (SELECT name FROM environments WHERE position < $2 ORDER BY position DESC LIMIT 1)
        SELECT (SELECT name FROM prev) AS previous,
-              (SELECT min(finished_at) FROM deployments WHERE release_id = $4 AND state = 'succeeded' AND environment = (SELECT name FROM prev)) AS prior_success,
+              (SELECT min(finished_at) FROM deployments d WHERE release_id = $4 AND state = 'succeeded' AND environment = (SELECT name FROM prev)
+                  AND ${NOT_AN_UNFINISHED_ROLLOUT_WAVE}) AS prior_success,
               (SELECT coalesce(json_agg(a ORDER BY a.at), '[]'::json) FROM
                  (SELECT subject, decision, roles, groups, digest_set_hash, comment, at FROM approvals WHERE promotion_id = $1) a) AS approvals,
               (SELECT coalesce(json_agg(s ORDER BY s.uploaded_at DESC), '[]'::json) FROM
@@ -718,8 +799,8 @@ export class PromotionService {
     return {
       kind: "promotion.decision",
       decision,
-      promotion: { id: p.id, environment: p.environment, requestedBy: p.requested_by, requestedAt: iso(p.requested_at), breakGlass: p.break_glass },
-      release: { id: release.id, name: release.name, version: release.version, digestSetHash: p.digest_set_hash, images: release.pins.map((x) => `${x.repository}@${x.digest}`) },
+      promotion: { id: p.id, environment: p.environment, requestedBy: p.requested_by, requestedAt: iso(p.requested_at), breakGlass: p.break_glass, strategy: strategyOf(p), strategySource: p.strategy_source ?? "default" },
+      release: { id: release.id, name: release.name, version: release.version, digestSetHash: p.digest_set_hash, images: release.pins.map((x) => `${x.repository}@${x.digest}`), rollbackSafe: release.rollbackSafe },
       approvals: approvals.rows.map((a) => ({ subject: a.subject, decision: a.decision, comment: a.comment, at: iso(a.at), digestSetHash: a.digest_set_hash })),
       gates,
       decidedAt: now.toISOString(),
@@ -728,10 +809,13 @@ export class PromotionService {
 
   private async deploymentDoc(tx: Queryable, p: PromotionRow, outcome: string, now: Date): Promise<Record<string, unknown>> {
     const release = await this.d.catalog.getRelease(p.release_id, tx);
-    const tasks = await tx.query<{ id: string; target: string; agent_id: string; state: string; code: string | null; images: unknown; started_at: Date | null; finished_at: Date | null }>(
-      `SELECT t.id, tg.name AS target, t.agent_id, t.state, t.code, t.images, t.started_at, t.finished_at
-         FROM tasks t JOIN targets tg ON tg.id = t.target_id WHERE t.deployment_id = $1 ORDER BY tg.name`,
-      [p.deployment_id],
+    const rollout = p.rollout_id ? await rolloutRecord(tx, p.rollout_id) : null;
+    // A rollout's tasks are those of every wave (rollback waves included), in the order they were queued.
+    const deployments = rollout ? rollout.deployments : [p.deployment_id];
+    const tasks = await tx.query<{ id: string; deployment_id: string; target: string; agent_id: string; action: string; state: string; code: string | null; images: unknown; started_at: Date | null; finished_at: Date | null }>(
+      `SELECT t.id, t.deployment_id, tg.name AS target, t.agent_id, t.action, t.state, t.code, t.images, t.started_at, t.finished_at
+         FROM tasks t JOIN targets tg ON tg.id = t.target_id WHERE t.deployment_id = ANY($1) ORDER BY t.queued_at, tg.name`,
+      [deployments],
     );
     const approvals = await tx.query<{ subject: string; decision: string; at: Date }>("SELECT subject, decision, at FROM approvals WHERE promotion_id = $1 ORDER BY at", [p.id]);
     return {
@@ -741,8 +825,20 @@ export class PromotionService {
       release: { id: release.id, name: release.name, version: release.version, digestSetHash: p.digest_set_hash, images: release.pins.map((x) => `${x.repository}@${x.digest}`) },
       approvals: approvals.rows.map((a) => ({ subject: a.subject, decision: a.decision, at: iso(a.at) })),
       gates: p.gate_results,
+      strategy: strategyOf(p),
       deployment: p.deployment_id,
-      targets: tasks.rows.map((t) => ({ task: t.id, target: t.target, agent: t.agent_id, state: t.state, code: t.code, images: t.images, startedAt: iso(t.started_at), finishedAt: iso(t.finished_at) })),
+      rollout: rollout ? rollout.summary : null,
+      targets: tasks.rows.map((t) => ({
+        task: t.id,
+        target: t.target,
+        agent: t.agent_id,
+        state: t.state,
+        code: t.code,
+        images: t.images,
+        startedAt: iso(t.started_at),
+        finishedAt: iso(t.finished_at),
+        ...(rollout ? { deployment: t.deployment_id, action: t.action } : {}),
+      })),
       finishedAt: now.toISOString(),
     };
   }
@@ -784,12 +880,49 @@ function promotionView(row: PromotionRow, approvals: { subject: string; decision
     requestedBy: row.requested_by,
     requestedAt: iso(row.requested_at)!,
     breakGlass: row.break_glass,
+    strategy: strategyOf(row),
+    strategySource: row.strategy_source ?? "default",
     deploymentId: row.deployment_id,
+    rolloutId: row.rollout_id ?? null,
     gates: row.gate_results,
     approvals: approvals.map((a) => ({ subject: a.subject, decision: a.decision, comment: a.comment, at: iso(a.at)! })),
     reason: row.reason,
     expiresAt: iso(row.expires_at)!,
     decidedAt: iso(row.decided_at),
     finishedAt: iso(row.finished_at),
+  };
+}
+
+/** A rollout's reason in one line: its failure's message (and a rollback's own failure, or who declined it). */
+function rolloutReason(reason: Record<string, unknown> | null): string {
+  if (!reason) return "";
+  const parts: string[] = [];
+  if (typeof reason["message"] === "string") parts.push(`${typeof reason["stepName"] === "string" ? `${reason["stepName"]}: ` : ""}${reason["message"]}`);
+  const rb = reason["rollbackFailed"] as { message?: unknown } | undefined;
+  if (rb && typeof rb.message === "string") parts.push(`the rollback failed: ${rb.message}`);
+  const declined = reason["rollbackDeclined"] as { by?: unknown } | undefined;
+  if (declined && typeof declined.by === "string") parts.push(`the rollback was declined by ${declined.by}; the updated targets keep the new release`);
+  return parts.join("; ").slice(0, 2000);
+}
+
+/** What a promotion's evidence says about its rollout: state, reason, and each step with who promoted, approved or declined it. */
+async function rolloutRecord(tx: Queryable, id: string): Promise<{ deployments: string[]; summary: Record<string, unknown> }> {
+  const r = await tx.query<{ id: string; state: string; reason: Record<string, unknown> | null; strategy: Strategy; finished_at: Date | null }>("SELECT id, state, reason, strategy, finished_at FROM rollouts WHERE id = $1", [id]);
+  const steps = await tx.query<{ idx: number; phase: string; kind: string; name: string; state: string; result: Record<string, unknown> }>(
+    "SELECT idx, phase, kind, name, state, result FROM rollout_steps WHERE rollout_id = $1 ORDER BY idx",
+    [id],
+  );
+  const row = r.rows[0];
+  const deployments = steps.rows.flatMap((s) => (Array.isArray(s.result["deployments"]) ? (s.result["deployments"] as string[]) : []));
+  const by = (s: { result: Record<string, unknown> }, key: string) => (typeof s.result[key] === "string" ? { [key]: s.result[key] } : {});
+  return {
+    deployments,
+    summary: {
+      id,
+      state: row?.state ?? null,
+      reason: row?.reason ?? null,
+      finishedAt: iso(row?.finished_at),
+      steps: steps.rows.map((s) => ({ index: s.idx, phase: s.phase, kind: s.kind, name: s.name, state: s.state, ...by(s, "approvedBy"), ...by(s, "declinedBy"), ...by(s, "evidence") })),
+    },
   };
 }

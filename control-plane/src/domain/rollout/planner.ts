@@ -173,10 +173,12 @@ export function planRollout(strategy: Strategy, targets: readonly PlanTarget[]):
  * switch already ran flips back to its retained slot. In-place strategies redeploy each updated target's previous
  * digests (the engine fills them in per target from the deployment's record), all in one wave; so does a flip back.
  * `switched`: targets whose switch step already ran (their stable slot is the retained one now).
+ * `approval`: the release is not safe to roll back unattended; the plan begins with an approval step giving this reason.
  */
-export function planRollback(strategy: Strategy, updated: readonly string[], switched: readonly string[] = []): RolloutPlan {
+export function planRollback(strategy: Strategy, updated: readonly string[], switched: readonly string[] = [], opts: { approval?: string } = {}): RolloutPlan {
   if (updated.length === 0) return { strategy: strategy.kind, steps: [] };
   const steps: RolloutStep[] = [];
+  if (opts.approval) steps.push({ kind: "approval", name: "approve the rollback", reason: opts.approval });
   if (strategy.kind === "all-at-once" || strategy.kind === "rolling") {
     steps.push({ kind: "wave", name: "roll updated targets back to their previous digests", action: "rollback", targets: [...updated], phases: IN_PLACE });
   } else {

@@ -24,6 +24,16 @@ export const ACTIVE_ROLLOUT_STATES: readonly RolloutState[] = ["running", "halte
 /** Strategies the engine runs (all-at-once deploys take the plain deployment path, with no rollout row). */
 export const ENGINE_STRATEGIES: readonly Strategy["kind"][] = ["all-at-once", "rolling", "blue-green", "canary", "ab"];
 
+/** Refuses (ROLLOUT_STRATEGY_UNSUPPORTED) a strategy the engine does not run yet; all-at-once needs no engine. */
+export function checkEngineRuns(strategy: Strategy): void {
+  if (strategy.kind === "all-at-once" || ENGINE_STRATEGIES.includes(strategy.kind)) return;
+  throw new FerryError(
+    "ROLLOUT_STRATEGY_UNSUPPORTED",
+    `the ${strategy.kind} strategy is planned but the rollout engine does not run it yet (it runs: ${ENGINE_STRATEGIES.join(", ")}, and all-at-once)`,
+    { strategy: strategy.kind },
+  );
+}
+
 export interface RolloutStepView {
   index: number;
   phase: "forward" | "rollback";
@@ -182,16 +192,11 @@ export class RolloutService {
   async create(
     input: { release: string; environment: string; targets?: string[]; strategy: Strategy; override?: { reason: string } },
     actor: string,
-    by: { principal?: Principal | null; promotion?: string } = {},
+    by: { principal?: Principal | null; promotion?: string; within?: (tx: Queryable, rolloutId: string, deploymentId: string) => Promise<void> } = {},
   ): Promise<{ rollout: RolloutView; deployment: DeploymentView }> {
     const strategy = input.strategy;
-    if (!ENGINE_STRATEGIES.includes(strategy.kind)) {
-      throw new FerryError(
-        "ROLLOUT_STRATEGY_UNSUPPORTED",
-        `the ${strategy.kind} strategy is planned but the rollout engine does not run it yet (it runs: ${ENGINE_STRATEGIES.join(", ")}, and all-at-once)`,
-        { strategy: strategy.kind },
-      );
-    }
+    checkEngineRuns(strategy);
+    if (strategy.kind === "all-at-once") throw new FerryError("ROLLOUT_STRATEGY_UNSUPPORTED", "an all-at-once deployment is not a rollout: it is deployed directly", { strategy: strategy.kind });
     await this.d.catalog.getEnvironment(input.environment);
     const release = await this.d.catalog.getRelease(input.release);
     const needs = strategyNeeds(strategy);
@@ -237,7 +242,9 @@ export class RolloutService {
             `UPDATE rollout_steps SET state = 'running', attempts = 1, started_at = $3, deadline_at = $4, result = $5 WHERE rollout_id = $1 AND idx = $2`,
             [id, 0, now, new Date(now.getTime() + first.timeoutSeconds * 1000), JSON.stringify({ deployments: [deploymentId] })],
           );
-          await appendAudit(tx, { actor, action: "rollout.create", object: id, outcome: "ok", details: { environment: input.environment, releaseId: release.id, strategy: strategy.kind, steps: plan.steps.length, deployment: deploymentId } }, now);
+          await appendAudit(tx, { actor, action: "rollout.create", object: id, outcome: "ok", details: { environment: input.environment, releaseId: release.id, strategy: strategy.kind, steps: plan.steps.length, deployment: deploymentId, ...(by.promotion ? { promotion: by.promotion } : {}) } }, now);
+          // The caller's own writes (a promotion moving to deploying) commit with the rollout, or not at all.
+          if (by.within) await by.within(tx, id, deploymentId);
         },
       },
     );
@@ -293,7 +300,8 @@ export class RolloutService {
   /** Ends the current wait (a soak or bake) now, or gives the current approval; the step must have begun. */
   async promote(id: string, actor: string): Promise<RolloutView> {
     return this.act(id, actor, "rollout.promote", async (r, tx) => {
-      if (r.state !== "running") throw notNow(r, "promote");
+      // rolling_back: the approval a rollback of a release not safe to roll back waits for (docs/rollouts.md).
+      if (r.state !== "running" && r.state !== "rolling_back") throw notNow(r, "promote");
       const s = await tx.query<StepRow>("SELECT * FROM rollout_steps WHERE rollout_id = $1 AND idx = $2", [id, r.current_step]);
       const step = s.rows[0];
       const promotable = step && ((step.kind === "wait" && step.spec.kind === "wait" && step.spec.promotable) || step.kind === "approval");
@@ -308,6 +316,7 @@ export class RolloutService {
   /** Stops the rollout and rolls back every target it updated (the engine does the rolling back). */
   async abort(id: string, actor: string, reason = ""): Promise<RolloutView> {
     return this.act(id, actor, "rollout.abort", async (r, tx) => {
+      if (r.state === "rolling_back") return declineRollback(tx, r, actor, reason, new Date(this.d.clock.now()));
       if (r.state !== "running" && r.state !== "halted") throw notNow(r, "abort");
       if (r.abort_requested) throw new FerryError("ROLLOUT_STATE_CONFLICT", `rollout ${id} is already being aborted`, { rollout: id, state: r.state });
       // A halted rollout keeps the failure that halted it as its reason; the abort is added to it.
@@ -332,6 +341,18 @@ export class RolloutService {
     });
     return this.get(id);
   }
+}
+
+/**
+ * An abort while a rollback waits for its approval (a release not safe to roll back) declines the rollback: the
+ * engine then ends the rollout failed, leaving the updated targets on the new release. Any other rolling back runs on.
+ */
+async function declineRollback(tx: Queryable, r: RolloutRow, actor: string, reason: string, now: Date): Promise<{ set: string; details: Record<string, unknown> }> {
+  const step = (await tx.query<StepRow>("SELECT * FROM rollout_steps WHERE rollout_id = $1 AND idx = $2", [r.id, r.current_step])).rows[0];
+  if (!step || step.phase !== "rollback" || step.kind !== "approval" || r.abort_requested) throw notNow(r, "abort");
+  const declined = { by: actor, reason: reason.slice(0, 1024), at: now.toISOString() };
+  await tx.query("UPDATE rollouts SET reason = coalesce(reason, '{}'::jsonb) || $2 WHERE id = $1", [r.id, JSON.stringify({ rollbackDeclined: declined })]);
+  return { set: "abort_requested = true", details: { reason: declined.reason, rollbackDeclined: true } };
 }
 
 function notNow(r: RolloutRow, what: string): FerryError {

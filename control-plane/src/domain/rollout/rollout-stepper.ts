@@ -10,7 +10,8 @@
 // the strategy's failureThreshold; a target whose task failed with a retryable code (not delivered, lease expired,
 // a registry or engine that was unavailable) is queued again, up to the step's retries. A failed forward step stops
 // the rollout: with rollback auto, every target the rollout updated goes back to the digests it ran before the
-// rollout (planRollback); with manual, the rollout halts until an operator aborts it.
+// rollout (planRollback; for a release marked not safe to roll back, only after an operator's approval: promote
+// runs the rollback, abort declines it); with manual, the rollout halts until an operator aborts it.
 import { isRetryable } from "@ferry/contract";
 import type { Clock } from "../../ports/clock.js";
 import type { Queryable, Store } from "../../ports/store.js";
@@ -142,6 +143,7 @@ export class RolloutStepper {
         return { kind: "moved" };
       }
       case "approval": {
+        if (step.phase === "rollback" && r.abort_requested) return this.declineRollback(tx, r, step, events);
         if (typeof step.result["promotedBy"] === "string") {
           await this.finishStep(tx, r, step, "succeeded", { approvedBy: step.result["promotedBy"] }, events);
           return { kind: "moved" };
@@ -486,7 +488,10 @@ export class RolloutStepper {
     const now = this.now();
     const steps = await tx.query<StepRow>("SELECT * FROM rollout_steps WHERE rollout_id = $1 ORDER BY idx", [r.id]);
     const { updated, switched } = touchedTargets(steps.rows);
-    const plan = planRollback(r.strategy, updated, switched);
+    // A release not safe to roll back unattended waits for an operator's go-ahead when the rollback is automatic (a
+    // failed step); an operator's abort is that go-ahead already.
+    const approval = r.abort_requested ? undefined : await rollbackApproval(tx, r.release_id);
+    const plan = planRollback(r.strategy, updated, switched, { approval });
     const from = steps.rows.length;
     await insertSteps(tx, r.id, "rollback", plan, from);
     const reason = r.reason ?? (r.abort_requested ? { code: "ROLLOUT_ABORTED", message: "aborted by an operator" } : null);
@@ -500,9 +505,27 @@ export class RolloutStepper {
       failedStep: failedStep ? { index: failedStep.idx, name: failedStep.name, state: failedStep.state } : null,
       measured: failedStep?.result["targets"] ?? null,
       rollingBack: updated.map((t) => ({ target: nameOf(r, t), releaseId: r.previous[t]?.releaseId ?? null, images: (r.previous[t]?.images ?? []).map((i) => i.ref) })),
+      approvalRequired: approval && updated.length > 0 ? approval : null,
     });
-    await appendAudit(tx, { actor: ENGINE, action: "rollout.rollback", object: r.id, outcome: "ok", details: { environment: r.environment, reason, rollingBack: names, evidence: ev } }, now);
+    await appendAudit(tx, { actor: ENGINE, action: "rollout.rollback", object: r.id, outcome: "ok", details: { environment: r.environment, reason, rollingBack: names, evidence: ev, ...(approval && updated.length > 0 ? { approvalRequired: approval } : {}) } }, now);
     events.push(["rollout.rolling_back", { rollout: r.id, environment: r.environment, reason, targets: names }]);
+  }
+
+  /**
+   * An operator aborted while the rollback waited for approval: the rollback is declined. Nothing is rolled back, the
+   * updated targets keep the new release, and the rollout fails (its reason names who declined) for an operator to
+   * take over: roll forward with a fixed release, or roll back by hand.
+   */
+  private async declineRollback(tx: Queryable, r: RolloutRow, step: StepRow, events: [Parameters<RolloutEvents["emit"]>[0], Record<string, unknown>][]): Promise<Next> {
+    const now = this.now();
+    const declined = (r.reason?.["rollbackDeclined"] as Record<string, unknown> | undefined) ?? { by: "unknown" };
+    await tx.query("UPDATE rollout_steps SET state = 'skipped', finished_at = $3, result = result || $4 WHERE rollout_id = $1 AND idx = $2", [r.id, step.idx, now, JSON.stringify({ declinedBy: declined["by"] })]);
+    await tx.query("UPDATE rollout_steps SET state = 'skipped' WHERE rollout_id = $1 AND phase = 'rollback' AND state = 'pending'", [r.id]);
+    await tx.query("UPDATE rollouts SET state = 'failed', finished_at = $2, updated_at = $2, lease_owner = NULL, lease_expires_at = NULL WHERE id = $1", [r.id, now]);
+    const ev = await this.decision(tx, r, "failed", { reason: r.reason, rollbackDeclined: declined });
+    await appendAudit(tx, { actor: ENGINE, action: "rollout.failed", object: r.id, outcome: "failed", details: { environment: r.environment, rollbackDeclined: declined, evidence: ev } }, now);
+    events.push(["rollout.failed", { rollout: r.id, environment: r.environment, reason: r.reason }]);
+    return { kind: "done" };
   }
 
   /** A signed packet for one step's outcome (kind rollout.step); its id, or null without an evidence store. */
@@ -546,6 +569,13 @@ async function waveOutcomes(tx: Queryable, r: RolloutRow, step: StepRow, from = 
     }
   }
   return out;
+}
+
+/** Why a rollback of `releaseId` must wait for an approval, or undefined when the release is safe to roll back. */
+async function rollbackApproval(tx: Queryable, releaseId: string): Promise<string | undefined> {
+  const rel = (await tx.query<{ name: string; version: string; rollback_safe: boolean; rollback_note: string | null }>("SELECT name, version, rollback_safe, rollback_note FROM releases WHERE id = $1", [releaseId])).rows[0];
+  if (!rel || rel.rollback_safe) return undefined;
+  return `release ${rel.name}@${rel.version} is marked not safe to roll back automatically${rel.rollback_note ? ` (${rel.rollback_note})` : ""}: promote the rollout to roll back, or abort it to keep the new release on the updated targets`;
 }
 
 async function cancelQueued(tx: Queryable, step: StepRow, now: Date): Promise<void> {

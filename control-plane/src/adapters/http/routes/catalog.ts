@@ -133,7 +133,7 @@ export function catalogRoutes(d: { catalog: CatalogService }): FastifyPluginAsyn
     });
 
     // releases (no update or delete: releases are immutable)
-    app.post<{ Body: { name: string; version: string; components: Record<string, string>; notes?: string; provenance?: Record<string, unknown> } }>(
+    app.post<{ Body: { name: string; version: string; components: Record<string, string>; notes?: string; provenance?: Record<string, unknown>; rollbackSafe?: boolean; rollbackNote?: string } }>(
       "/releases",
       {
         config: { role: "release-manager", idempotent: true },
@@ -149,6 +149,9 @@ export function catalogRoutes(d: { catalog: CatalogService }): FastifyPluginAsyn
               components: { type: "object", additionalProperties: { type: "string", minLength: 1, maxLength: 512 }, minProperties: 1, maxProperties: 200 },
               notes: { type: "string", maxLength: 100_000 },
               provenance: { type: "object" },
+              // false: a failed rollout of this release waits for an approval before rolling back (docs/rollouts.md).
+              rollbackSafe: { type: "boolean" },
+              rollbackNote: { type: "string", minLength: 1, maxLength: 500 },
             },
           },
         },

@@ -15,13 +15,23 @@ const DIGEST = { type: "string", pattern: "^sha256:[a-f0-9]{64}$" } as const;
 export function promotionRoutes(d: { promotions: PromotionService; records: SecurityRecords; evidence: EvidenceStore }): FastifyPluginAsync {
   const s = d.promotions;
   return async (app) => {
-    app.post<{ Body: { release: string; environment: string } }>(
+    app.post<{ Body: { release: string; environment: string; strategy?: unknown } }>(
       "/promotions",
       {
         config: { role: "deployer", idempotent: true },
         schema: {
-          summary: "Request a promotion of a release into an environment; it waits for the environment's gates, then deploys",
-          body: { type: "object", additionalProperties: false, required: ["release", "environment"], properties: { release: { type: "string", minLength: 1, maxLength: 200 }, environment: NAME } },
+          summary: "Request a promotion of a release into an environment; it waits for the environment's gates, then deploys (with `strategy`, or the environment's, through the rollout engine)",
+          body: {
+            type: "object",
+            additionalProperties: false,
+            required: ["release", "environment"],
+            properties: {
+              release: { type: "string", minLength: 1, maxLength: 200 },
+              environment: NAME,
+              // As on POST /deployments: checked by the strategy parser (domain/rollout/strategy.ts), which names the field.
+              strategy: { type: ["string", "object"], maxLength: 32, maxProperties: 16 },
+            },
+          },
         },
       },
       async (req, reply) => reply.status(201).send(await s.request(req.body, principal(req))),
