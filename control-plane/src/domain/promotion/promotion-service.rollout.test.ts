@@ -185,7 +185,7 @@ for (const b of testBackends()) {
       assert.equal((await fx.store.query("SELECT 1 FROM rollouts")).rowCount, 1, "one rollout, however many sweeps");
     });
 
-    it("refuses at request time a strategy that does not parse, one the targets cannot run, and one the engine does not run; nothing is written", async (t) => {
+    it("refuses at request time a strategy that does not parse, and one the agents or the targets cannot run; nothing is written", async (t) => {
       const fx = await rolloutFixture(b, t, keys);
       const promotions = fx.promotions();
       const count = async () => Number((await fx.store.query<{ n: string | number }>("SELECT count(*) AS n FROM promotions")).rows[0]!.n);
@@ -197,12 +197,12 @@ for (const b of testBackends()) {
       const driver = await promotions.request({ release: "shop@2", environment: "dev", strategy: "blue-green" }, alice).catch((e: unknown) => e);
       assert.ok(code("TARGET_DRIVER_UNAVAILABLE")(driver));
       assert.match((driver as FerryError).message, /does not offer side-by-side, router/);
-      // With the capabilities there, the engine's own limit still refuses it (as a deploy's would be).
-      await fx.store.query("UPDATE agents SET facts = $1", [JSON.stringify({ drivers: ["docker"], driverFacts: [{ kind: "docker", capabilities: ["side-by-side", "router"] }] })]);
-      await assert.rejects(promotions.request({ release: "shop@2", environment: "dev", strategy: "blue-green" }, alice), code("ROLLOUT_STRATEGY_UNSUPPORTED"));
+      // With the capabilities there, targets that are not behind the router still cannot run it (as a deploy's would be).
+      await fx.store.query("UPDATE agents SET facts = $1", [JSON.stringify({ drivers: ["docker"], driverFacts: [{ kind: "docker", capabilities: ["side-by-side", "router"] }], taskPayloadVersions: [1, 2] })]);
+      await assert.rejects(promotions.request({ release: "shop@2", environment: "dev", strategy: "blue-green" }, alice), code("TARGET_NOT_ROUTED"));
       assert.equal(await count(), 0);
       const refusals = (await listAudit(fx.store, { limit: 500 })).filter((a) => a.action === "promotion.request" && a.outcome === "refused");
-      assert.deepEqual(refusals.map((a) => (a.details as { code: string }).code), ["VALIDATION_FAILED", "VALIDATION_FAILED", "TARGET_DRIVER_UNAVAILABLE", "ROLLOUT_STRATEGY_UNSUPPORTED"]);
+      assert.deepEqual(refusals.map((a) => (a.details as { code: string }).code), ["VALIDATION_FAILED", "VALIDATION_FAILED", "TARGET_DRIVER_UNAVAILABLE", "TARGET_NOT_ROUTED"]);
       // An explicit all-at-once overrides an environment's rolling strategy: the path as it always was.
       await fx.catalog.updateEnvironment("dev", { settings: { strategy: { kind: "rolling", batch: 1 } } }, "alice");
       const p = await promotions.request({ release: "shop@2", environment: "dev", strategy: "all-at-once" }, alice);

@@ -21,7 +21,7 @@ import type { Principal } from "../auth/roles.js";
 import type { CatalogService, ReleaseView } from "../catalog/catalog-service.js";
 import type { DeploymentService } from "../deploy/deployment-service.js";
 import { FerryError } from "../errors.js";
-import { checkEngineRuns, type RolloutService } from "../rollout/rollout-service.js";
+import type { RolloutService } from "../rollout/rollout-service.js";
 import { parseStrategy, strategyNeeds, type Strategy } from "../rollout/strategy.js";
 import { digestSetHash, type GateContext } from "./gates/types.js";
 
@@ -207,7 +207,7 @@ export class PromotionService {
       // Before any approval is collected: a promotion whose deployment could never be queued is refused now — also
       // one whose strategy needs capabilities (side-by-side, a router) an agent of the environment does not offer.
       await this.d.deployments.checkDeployable(release, env.name, strategyNeeds(strategy));
-      checkEngineRuns(strategy);
+      if (strategy.kind !== "all-at-once") await this.d.rollouts.preflight(env.name, undefined, strategy, release);
     } catch (err) {
       if (err instanceof FerryError) return this.refuse(who, "promotion.request", `${release.name}@${release.version}`, err);
       throw err;

@@ -9,7 +9,7 @@ import type { TaskImage } from "../../ports/signer.js";
 import type { Queryable, Store } from "../../ports/store.js";
 import { appendAudit } from "../audit/audit-log.js";
 import type { Principal } from "../auth/roles.js";
-import type { CatalogService, EnvironmentView } from "../catalog/catalog-service.js";
+import type { CatalogService, EnvironmentView, ReleaseView } from "../catalog/catalog-service.js";
 import { checkLimit, cursorTime, cursorTimeSql, decodeCursor, encodeCursor, type Page } from "../catalog/pagination.js";
 import type { DeploymentService, DeploymentView } from "../deploy/deployment-service.js";
 import { imagesForTarget, requireRouted, requireV2 } from "../deploy/deployment-service.js";
@@ -189,18 +189,17 @@ export class RolloutService {
    * deployment exist together or not at all. The first wave is an ordinary deploy(), so the environment's governance
    * (gates, overrides) applies to the rollout exactly as to an all-at-once deployment.
    */
-  async create(
-    input: { release: string; environment: string; targets?: string[]; strategy: Strategy; override?: { reason: string } },
-    actor: string,
-    by: { principal?: Principal | null; promotion?: string; within?: (tx: Queryable, rolloutId: string, deploymentId: string) => Promise<void> } = {},
-  ): Promise<{ rollout: RolloutView; deployment: DeploymentView }> {
-    const strategy = input.strategy;
+  /**
+   * Refuses now, naming every target concerned, a rollout of `release` with `strategy` that could not run to its end:
+   * a strategy the engine does not run, targets whose agents lack what it needs (side-by-side and a router for the
+   * slot strategies, which also need routed targets and payload v2), a component a target cannot find. Used by
+   * create, and by a promotion's request, before any approval is collected.
+   */
+  async preflight(environment: string, targetNames: string[] | undefined, strategy: Strategy, release: ReleaseView): Promise<Awaited<ReturnType<DeploymentService["selectTargets"]>>> {
     checkEngineRuns(strategy);
     if (strategy.kind === "all-at-once") throw new FerryError("ROLLOUT_STRATEGY_UNSUPPORTED", "an all-at-once deployment is not a rollout: it is deployed directly", { strategy: strategy.kind });
-    await this.d.catalog.getEnvironment(input.environment);
-    const release = await this.d.catalog.getRelease(input.release);
     const needs = strategyNeeds(strategy);
-    const selected = await this.d.deployments.selectTargets(input.environment, input.targets, needs);
+    const selected = await this.d.deployments.selectTargets(environment, targetNames, needs);
     if (needs.length > 0) {
       // Slot strategies run phases as separate tasks with carried state, and router operations: routed targets
       // whose agents read payload v2, every one of them checked now.
@@ -210,6 +209,18 @@ export class RolloutService {
     // Every target is checked now, not when its wave comes: a release that cannot reach the last batch is refused
     // before the first batch changes anything.
     for (const { target } of selected) imagesForTarget(target, release);
+    return selected;
+  }
+
+  async create(
+    input: { release: string; environment: string; targets?: string[]; strategy: Strategy; override?: { reason: string } },
+    actor: string,
+    by: { principal?: Principal | null; promotion?: string; within?: (tx: Queryable, rolloutId: string, deploymentId: string) => Promise<void> } = {},
+  ): Promise<{ rollout: RolloutView; deployment: DeploymentView }> {
+    const strategy = input.strategy;
+    await this.d.catalog.getEnvironment(input.environment);
+    const release = await this.d.catalog.getRelease(input.release);
+    const selected = await this.preflight(input.environment, input.targets, strategy, release);
     const targets = selected.map(({ target }) => ({ id: target.id, name: target.name }));
     const plan = planRollout(strategy, targets);
     const first = plan.steps[0];
