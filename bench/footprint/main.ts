@@ -43,11 +43,11 @@ import { FerryServer, ROOT } from "../fleet/ferry-server.js";
 import { Rpc } from "../fleet/ipc.js";
 import type { AgentsCommands } from "../deploy/ipc.js";
 import { ApiError, FerryApi, type DeploymentView } from "../deploy/ferry-api.js";
+import { agentNodeFlags } from "./agent-flags.js";
 import { MEMORY_REPORTER, mib, window, type MemorySample } from "./memory.js";
 
 const AGENT_BUNDLE = join(ROOT, "installers/dist/ferry-agent.mjs");
 const AGENT_BIN = join(ROOT, "agent/bin/ferry-agent.js");
-const UNIT_FILE = join(ROOT, "installers/linux/ferry-agent.service");
 const IDLE_FROM_MS = 40_000;
 const IDLE_TO_MS = 60_000;
 const TARGET_CP_IDLE = 250 * 1048576;
@@ -119,13 +119,6 @@ function parseOptions(argv: string[]): Options {
 
 const log = (msg: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0, ms)));
-
-/** The node flags the systemd unit gives the agent: the bench measures what is installed. */
-export function agentNodeFlags(unitText = readFileSync(UNIT_FILE, "utf8")): string[] {
-  const m = /^Environment="FERRY_AGENT_NODE_FLAGS=([^"]*)"$/m.exec(unitText);
-  if (!m) throw new Error(`${UNIT_FILE} sets no FERRY_AGENT_NODE_FLAGS`);
-  return (m[1] as string).split(/\s+/).filter(Boolean);
-}
 
 /** One measured process: its pid, when it started, and where its preload writes the heap figures. */
 interface Measured {
