@@ -7,7 +7,6 @@
 // One control plane on a new PostgreSQL database (FERRY_TEST_DATABASE_URL, else the local test server); each entry is
 // enrolled through its CLI and run with the systemd unit's node flags and the Docker driver on the project's engine,
 // all at once; each is sampled every 5 s from 40 to 60 s after it started and its largest RSS is printed.
-// FERRY_AGENT_IDLE_SNAPSHOTS=DIR also writes each agent's V8 heap snapshot into DIR after its window.
 import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -19,8 +18,6 @@ import { FerryApi } from "../deploy/ferry-api.js";
 import { agentNodeFlags } from "./agent-flags.js";
 import { MEMORY_REPORTER, mib, window } from "./memory.js";
 
-/** FERRY_AGENT_IDLE_SNAPSHOTS=DIR: each agent also writes a V8 heap snapshot there after its window. */
-const snapshotDir = process.env["FERRY_AGENT_IDLE_SNAPSHOTS"];
 const log = (msg: string) => process.stderr.write(`[agent-idle ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 
 async function run(entries: string[], workDir: string, cleanups: Array<() => Promise<unknown>>): Promise<void> {
@@ -46,10 +43,9 @@ async function run(entries: string[], workDir: string, cleanups: Array<() => Pro
       const reportFile = join(workDir, `agent-${i}.memory.json`);
       const out = openSync(join(workDir, `agent-${i}.log`), "a");
       const startedAt = Date.now();
-      const snapshot = snapshotDir ? [`--heapsnapshot-signal=SIGUSR1`, `--diagnostic-dir=${snapshotDir}`] : [];
       const child = spawnTracked(
         process.execPath,
-        ["--import", ORPHAN_GUARD, "--import", MEMORY_REPORTER, ...flags, ...snapshot, entry, "run", "--state-dir", stateDir, "--docker-socket", engine.socketPath],
+        ["--import", ORPHAN_GUARD, "--import", MEMORY_REPORTER, ...flags, entry, "run", "--state-dir", stateDir, "--docker-socket", engine.socketPath],
         { env: { ...env, FERRY_BENCH_MEMORY_FILE: reportFile }, stdio: ["ignore", out, out] },
       );
       closeSync(out);
@@ -59,11 +55,6 @@ async function run(entries: string[], workDir: string, cleanups: Array<() => Pro
   );
   log(`${agents.length} agent(s) running with ${flags.join(" ")}; sampling 40–60 s after start`);
   const results = await Promise.all(agents.map((a) => window(a.child.pid as number, a.reportFile, a.startedAt, 40_000, 60_000)));
-  if (snapshotDir) {
-    for (const a of agents) a.child.kill("SIGUSR1");
-    await new Promise((r) => setTimeout(r, 10_000));
-    log(`heap snapshots in ${snapshotDir}`);
-  }
   for (const [i, r] of results.entries()) {
     const p = r.peak;
     process.stdout.write(`${mib(p.rssBytes).padStart(9)}  anon ${mib(p.anonBytes).padStart(8)}  file ${mib(p.fileBytes).padStart(8)}  heap ${mib(p.heapUsedBytes).padStart(8)}  ${agents[i]!.entry}\n`);
