@@ -1,5 +1,6 @@
-// The node flags the agent runs with, read from the systemd unit: the bench measures what is installed, and the unit
-// stays the one place they are written (the container image's entry point reads the same variable).
+// How the agent runs, read from the systemd unit: the node flags (FERRY_AGENT_NODE_FLAGS) and the allocator's
+// environment (MALLOC_*). The bench measures what is installed, and the unit stays the one place these are written
+// (the container image sets the same; test/packaging/agent-node-flags.test.ts keeps them equal).
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ROOT } from "../fleet/ferry-server.js";
@@ -10,4 +11,9 @@ export function agentNodeFlags(unitText = readFileSync(UNIT_FILE, "utf8")): stri
   const m = /^Environment="FERRY_AGENT_NODE_FLAGS=([^"]*)"$/m.exec(unitText);
   if (!m) throw new Error(`${UNIT_FILE} sets no FERRY_AGENT_NODE_FLAGS`);
   return (m[1] as string).split(/\s+/).filter(Boolean);
+}
+
+/** The glibc allocator settings the unit gives the agent (`Environment=MALLOC_...=value` lines). */
+export function agentAllocatorEnv(unitText = readFileSync(UNIT_FILE, "utf8")): Record<string, string> {
+  return Object.fromEntries([...unitText.matchAll(/^Environment=(MALLOC_[A-Z_]+)=(\S+)$/gm)].map((m) => [m[1] as string, m[2] as string]));
 }

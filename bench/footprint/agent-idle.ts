@@ -5,8 +5,9 @@
 //
 // Each ENTRY (default: installers/dist/ferry-agent.mjs) is an agent entry point (a bundle or agent/bin/ferry-agent.js).
 // One control plane on a new PostgreSQL database (FERRY_TEST_DATABASE_URL, else the local test server); each entry is
-// enrolled through its CLI and run with the systemd unit's node flags and the Docker driver on the project's engine,
-// all at once; each is sampled every 5 s from 40 to 60 s after it started and its largest RSS is printed.
+// enrolled through its CLI and run with the systemd unit's node flags and allocator settings, the Docker driver on
+// the project's engine, all at once; each is sampled every 5 s from 40 to 60 s after it started and its largest RSS
+// is printed.
 import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -15,7 +16,7 @@ import { createDatabase } from "../../test/helpers/postgres.js";
 import { exited, ORPHAN_GUARD, spawnTracked, stopChild, superviseBench } from "../fleet/children.js";
 import { FerryServer, ROOT } from "../fleet/ferry-server.js";
 import { FerryApi } from "../deploy/ferry-api.js";
-import { agentNodeFlags } from "./agent-flags.js";
+import { agentAllocatorEnv, agentNodeFlags } from "./agent-flags.js";
 import { MEMORY_REPORTER, mib, window } from "./memory.js";
 
 const log = (msg: string) => process.stderr.write(`[agent-idle ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
@@ -46,7 +47,7 @@ async function run(entries: string[], workDir: string, cleanups: Array<() => Pro
       const child = spawnTracked(
         process.execPath,
         ["--import", ORPHAN_GUARD, "--import", MEMORY_REPORTER, ...flags, entry, "run", "--state-dir", stateDir, "--docker-socket", engine.socketPath],
-        { env: { ...env, FERRY_BENCH_MEMORY_FILE: reportFile }, stdio: ["ignore", out, out] },
+        { env: { ...env, ...agentAllocatorEnv(), FERRY_BENCH_MEMORY_FILE: reportFile }, stdio: ["ignore", out, out] },
       );
       closeSync(out);
       cleanups.push(() => stopChild(child, 5000));

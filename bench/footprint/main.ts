@@ -46,7 +46,7 @@ import { FerryServer, ROOT } from "../fleet/ferry-server.js";
 import { Rpc } from "../fleet/ipc.js";
 import type { AgentsCommands } from "../deploy/ipc.js";
 import { ApiError, FerryApi, type DeploymentView } from "../deploy/ferry-api.js";
-import { agentNodeFlags } from "./agent-flags.js";
+import { agentAllocatorEnv, agentNodeFlags } from "./agent-flags.js";
 import { startGateway, type Gateway } from "./gateway.js";
 import { MEMORY_REPORTER, mib, window, type MemorySample } from "./memory.js";
 
@@ -183,7 +183,7 @@ async function enrolAndRun(o: Options, api: FerryApi, environment: string, workD
   const child = spawnTracked(
     process.execPath,
     ["--import", ORPHAN_GUARD, "--import", MEMORY_REPORTER, ...agentNodeFlags(), entry, "run", "--state-dir", stateDir, ...how.args, "--log-level", "info"],
-    { cwd: ROOT, env: { ...process.env, NODE_OPTIONS: "", FERRY_LOG_FORMAT: "json", ...how.env, ...reporterEnv(reportFile) }, stdio: ["ignore", out, out] },
+    { cwd: ROOT, env: { ...process.env, NODE_OPTIONS: "", FERRY_LOG_FORMAT: "json", ...agentAllocatorEnv(), ...how.env, ...reporterEnv(reportFile) }, stdio: ["ignore", out, out] },
   );
   closeSync(out);
   const id = await waitOnline(api, environment, name, 90_000, 0, how.drivers);
@@ -412,7 +412,7 @@ async function run(o: Options, workDir: string): Promise<void> {
   if (o.agent === "bundle" && !existsSync(AGENT_BUNDLE)) throw new Error(`no agent bundle at ${AGENT_BUNDLE}: npm run bundle:agent`);
   const socket = engine.socketPath;
   const flags = agentNodeFlags();
-  log(`agent: ${o.agent === "bundle" ? "installers/dist/ferry-agent.mjs" : "agent/bin/ferry-agent.js"} with ${flags.join(" ")}; Docker Engine ${socket}; load average ${load0.map((l) => l.toFixed(2)).join(" ")}`);
+  log(`agent: ${o.agent === "bundle" ? "installers/dist/ferry-agent.mjs" : "agent/bin/ferry-agent.js"} with ${flags.join(" ")} ${Object.entries(agentAllocatorEnv()).map(([k, v]) => `${k}=${v}`).join(" ")}; Docker Engine ${socket}; load average ${load0.map((l) => l.toFixed(2)).join(" ")}`);
 
   const reg = await startRegistry();
   abortHooks.push(() => reg.stop());
@@ -436,7 +436,7 @@ async function run(o: Options, workDir: string): Promise<void> {
   const bareM: Measured = { name: "bare node", pid: bare.pid as number, startedAt: bareStarted, reportFile: bareFile };
   const bareAgentFile = join(workDir, "bare-node-agent-flags.memory.json");
   const bareAgent = spawnTracked(process.execPath, ["--import", ORPHAN_GUARD, "--import", MEMORY_REPORTER, ...flags, "-e", "setInterval(() => {}, 1000)"], {
-    env: { ...process.env, NODE_OPTIONS: "", ...reporterEnv(bareAgentFile) },
+    env: { ...process.env, NODE_OPTIONS: "", ...agentAllocatorEnv(), ...reporterEnv(bareAgentFile) },
     stdio: "ignore",
   });
   const bareAgentM: Measured = { name: "bare node, agent flags", pid: bareAgent.pid as number, startedAt: Date.now(), reportFile: bareAgentFile };
@@ -585,6 +585,7 @@ async function run(o: Options, workDir: string): Promise<void> {
     machine: { cpus: cpus().length, memoryBytes: totalmem(), node: process.version, kernel: release(), loadAverageAtStart: load0, loadAverageAtEnd: loadavg() },
     options: o,
     agentNodeFlags: flags,
+    agentAllocatorEnv: agentAllocatorEnv(),
     code: { commit: git(["rev-parse", "HEAD"]), uncommittedChanges: git(["status", "--porcelain", "--", "control-plane", "agent", "pki", "proto", "installers", "scripts"])?.split("\n").filter(Boolean).length ?? null },
     idle: { bareNode: bareIdle, bareNodeAgentFlags: bareAgentIdle, pglite: liteIdle, postgres: pgIdle, agent: agentIdle, agentPostgresSide: agentBIdle, gateway: gatewayIdle },
     gateway: gatewayDeploys ? { targets: { ecs: o.gatewayTargets, nomad: o.gatewayTargets }, deploys: gatewayDeploys, after: gatewayAfter } : null,

@@ -1,5 +1,6 @@
-// The agent's node runtime flags are chosen for its footprint (docs/performance.md, "Footprint") and written in two
-// places: the systemd unit and the container image. They must stay the same, and each launcher must hand them to node.
+// The agent's node runtime flags and glibc allocator settings are chosen for its footprint (docs/performance.md,
+// "Footprint") and written in two places: the systemd unit and the container image. They must stay the same, and
+// each launcher must hand the flags to node.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -23,6 +24,14 @@ describe("agent node flags", () => {
     assert.equal(m[1], unitFlags());
     const out = execFileSync(process.execPath, [...unitFlags().split(/\s+/), "-e", "process.stdout.write('ok')"], { encoding: "utf8" });
     assert.equal(out, "ok");
+  });
+
+  it("the container image sets the unit's allocator settings", () => {
+    const pairs = (text: string, re: RegExp): Record<string, string> => Object.fromEntries([...text.matchAll(re)].map((m): [string, string] => [m[1] as string, m[2] as string]));
+    const unit = pairs(read("installers/linux/ferry-agent.service"), /^Environment=(MALLOC_[A-Z_]+)=(\S+)$/gm);
+    assert.deepEqual(Object.keys(unit).sort(), ["MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"]);
+    const image = pairs(read("installers/container/Dockerfile"), /\b(MALLOC_[A-Z_]+)=(\d+)/g);
+    assert.deepEqual(image, unit);
   });
 
   it("the container's entry point and the installed wrapper pass them to node", () => {
