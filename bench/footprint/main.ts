@@ -5,15 +5,18 @@
 //   npm run bench:footprint -- --quick       1,000 deploys, 100 agent tasks (≈ 3 min)
 //   other flags: --deploys N, --tasks N, --targets K (4), --sim-agents N (50), --heartbeat-ms MS (250),
 //                --database-url URL (PostgreSQL side; default FERRY_TEST_DATABASE_URL, else the local test server),
-//                --no-postgres, --agent bundle|bin (bundle), --keep, --timeout-minutes M
+//                --no-postgres, --agent bundle|bin (bundle), --gateway-targets N (100; 0: none), --keep, --timeout-minutes M
 //
 // What runs, all on 127.0.0.1, every process with the same memory-report preload (memory.ts):
 // 1. At once: a bare `node` (an empty interval timer); `ferry server` on PGlite in a new data directory (a first
 //    start, as `npm start` meets it); `ferry server` on a new PostgreSQL database. One real agent is enrolled with
 //    each through its CLI (`ferry-agent enrol`) and run (`ferry-agent run`, the Docker driver on the project's test
 //    engine) with the node flags of installers/linux/ferry-agent.service.
+//    Beside them, a gateway agent (gateway.ts) with the ECS and Nomad drivers and no Docker one, enrolled with the
+//    PGlite control plane, serving `--gateway-targets` ECS services and as many Nomad jobs (the project's fakes).
 // 2. Idle: each process is sampled every 5 s from 40 to 60 s after it started (and at least 15 s after its agent
-//    came online); the largest RSS in the window is the figure judged.
+//    came online); the largest RSS in the window is the figure judged. Then the gateway agent deploys a release to
+//    every one of its targets, rests 45 s and is sampled for 10 s ("after deploys").
 // 3. The PostgreSQL server and its agent stop. The PGlite server restarts on its data directory with a 250 ms
 //    heartbeat interval (the agent reconnects by itself), and two loads run together:
 //    - the real agent runs `--tasks` real deployments over `--targets` docker targets (two busybox httpd images
@@ -30,7 +33,7 @@
 // whenever the bench ran, non-zero only when it could not run.
 import { execFileSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, release, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -43,11 +46,12 @@ import { FerryServer, ROOT } from "../fleet/ferry-server.js";
 import { Rpc } from "../fleet/ipc.js";
 import type { AgentsCommands } from "../deploy/ipc.js";
 import { ApiError, FerryApi, type DeploymentView } from "../deploy/ferry-api.js";
+import { agentAllocatorEnv, agentNodeFlags } from "./agent-flags.js";
+import { startGateway, type Gateway } from "./gateway.js";
 import { MEMORY_REPORTER, mib, window, type MemorySample } from "./memory.js";
 
 const AGENT_BUNDLE = join(ROOT, "installers/dist/ferry-agent.mjs");
 const AGENT_BIN = join(ROOT, "agent/bin/ferry-agent.js");
-const UNIT_FILE = join(ROOT, "installers/linux/ferry-agent.service");
 const IDLE_FROM_MS = 40_000;
 const IDLE_TO_MS = 60_000;
 const TARGET_CP_IDLE = 250 * 1048576;
@@ -66,18 +70,19 @@ interface Options {
   agent: "bundle" | "bin";
   keep: boolean;
   timeoutMinutes: number;
+  gatewayTargets: number;
 }
 
 function usage(msg: string): never {
   process.stderr.write(
     `bench:footprint: ${msg}\nusage: npm run bench:footprint -- [--quick] [--deploys N] [--tasks N] [--targets K] [--sim-agents N] [--heartbeat-ms MS] ` +
-      `[--database-url URL | --no-postgres] [--agent bundle|bin] [--keep] [--timeout-minutes M]\n`,
+      `[--database-url URL | --no-postgres] [--agent bundle|bin] [--gateway-targets N] [--keep] [--timeout-minutes M]\n`,
   );
   process.exit(2);
 }
 
 function parseOptions(argv: string[]): Options {
-  const withValue = ["deploys", "tasks", "targets", "sim-agents", "heartbeat-ms", "database-url", "agent", "timeout-minutes"];
+  const withValue = ["deploys", "tasks", "targets", "sim-agents", "heartbeat-ms", "database-url", "agent", "timeout-minutes", "gateway-targets"];
   const flags = new Map<string, string | true>();
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] as string;
@@ -113,19 +118,13 @@ function parseOptions(argv: string[]): Options {
     databaseUrl: flags.has("no-postgres") ? null : typeof db === "string" ? db : (process.env["FERRY_TEST_DATABASE_URL"] ?? "postgresql://postgres@127.0.0.1:5432/test"),
     agent,
     keep: flags.has("keep"),
-    timeoutMinutes: num("timeout-minutes", quick ? 10 : 25, 1, 600),
+    timeoutMinutes: num("timeout-minutes", quick ? 12 : 27, 1, 600),
+    gatewayTargets: num("gateway-targets", 100, 0, 1000),
   };
 }
 
 const log = (msg: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0, ms)));
-
-/** The node flags the systemd unit gives the agent: the bench measures what is installed. */
-export function agentNodeFlags(unitText = readFileSync(UNIT_FILE, "utf8")): string[] {
-  const m = /^Environment="FERRY_AGENT_NODE_FLAGS=([^"]*)"$/m.exec(unitText);
-  if (!m) throw new Error(`${UNIT_FILE} sets no FERRY_AGENT_NODE_FLAGS`);
-  return (m[1] as string).split(/\s+/).filter(Boolean);
-}
 
 /** One measured process: its pid, when it started, and where its preload writes the heap figures. */
 interface Measured {
@@ -158,7 +157,16 @@ interface AgentProc {
   id: string;
 }
 
-async function enrolAndRun(o: Options, api: FerryApi, environment: string, workDir: string, name: string, socket: string): Promise<AgentProc> {
+/** How an agent is run: its `ferry-agent run` arguments, extra environment, and the drivers it must come online with. */
+interface AgentRun {
+  args: string[];
+  env?: Record<string, string>;
+  drivers: string[];
+}
+
+const dockerAgent = (socket: string): AgentRun => ({ args: ["--docker-socket", socket], drivers: ["docker"] });
+
+async function enrolAndRun(o: Options, api: FerryApi, environment: string, workDir: string, name: string, how: AgentRun): Promise<AgentProc> {
   const entry = o.agent === "bundle" ? AGENT_BUNDLE : AGENT_BIN;
   const stateDir = join(workDir, `${name}-state`);
   const token = await api.call<{ joinString: string }>("POST", "/join-tokens", { environment, uses: 1, ttl: "30m" });
@@ -174,26 +182,26 @@ async function enrolAndRun(o: Options, api: FerryApi, environment: string, workD
   const startedAt = Date.now();
   const child = spawnTracked(
     process.execPath,
-    ["--import", ORPHAN_GUARD, "--import", MEMORY_REPORTER, ...agentNodeFlags(), entry, "run", "--state-dir", stateDir, "--docker-socket", socket, "--log-level", "info"],
-    { cwd: ROOT, env: { ...process.env, NODE_OPTIONS: "", FERRY_LOG_FORMAT: "json", ...reporterEnv(reportFile) }, stdio: ["ignore", out, out] },
+    ["--import", ORPHAN_GUARD, "--import", MEMORY_REPORTER, ...agentNodeFlags(), entry, "run", "--state-dir", stateDir, ...how.args, "--log-level", "info"],
+    { cwd: ROOT, env: { ...process.env, NODE_OPTIONS: "", FERRY_LOG_FORMAT: "json", ...agentAllocatorEnv(), ...how.env, ...reporterEnv(reportFile) }, stdio: ["ignore", out, out] },
   );
   closeSync(out);
-  const id = await waitOnline(api, environment, name, 90_000);
+  const id = await waitOnline(api, environment, name, 90_000, 0, how.drivers);
   return { child, m: { name, pid: child.pid as number, startedAt, reportFile }, id };
 }
 
-/** Until the agent is online with the docker driver and, when `since` is given, has heartbeated after it. */
-async function waitOnline(api: FerryApi, environment: string, name: string, timeoutMs: number, since = 0): Promise<string> {
+/** Until the agent is online with the drivers named and, when `since` is given, has heartbeated after it. */
+async function waitOnline(api: FerryApi, environment: string, name: string, timeoutMs: number, since = 0, drivers = ["docker"]): Promise<string> {
   for (const deadline = Date.now() + timeoutMs; ; ) {
     const r = await api.call<{ agents: { id: string; name: string; status: string; connected: boolean; lastHeartbeatAt: string | null; facts: { drivers?: string[] } }[] }>(
       "GET",
       `/agents?environment=${environment}`,
     );
     const a = r.agents.find(
-      (x) => x.name === name && x.status === "online" && x.connected && x.facts.drivers?.includes("docker") && Date.parse(x.lastHeartbeatAt ?? "") > since,
+      (x) => x.name === name && x.status === "online" && x.connected && drivers.every((d) => x.facts.drivers?.includes(d)) && Date.parse(x.lastHeartbeatAt ?? "") > since,
     );
     if (a) return a.id;
-    if (Date.now() > deadline) throw new Error(`agent ${name} did not come online with the docker driver within ${timeoutMs / 1000} s`);
+    if (Date.now() > deadline) throw new Error(`agent ${name} did not come online with the ${drivers.join(" and ")} driver(s) within ${timeoutMs / 1000} s`);
     await sleep(250);
   }
 }
@@ -404,7 +412,7 @@ async function run(o: Options, workDir: string): Promise<void> {
   if (o.agent === "bundle" && !existsSync(AGENT_BUNDLE)) throw new Error(`no agent bundle at ${AGENT_BUNDLE}: npm run bundle:agent`);
   const socket = engine.socketPath;
   const flags = agentNodeFlags();
-  log(`agent: ${o.agent === "bundle" ? "installers/dist/ferry-agent.mjs" : "agent/bin/ferry-agent.js"} with ${flags.join(" ")}; Docker Engine ${socket}; load average ${load0.map((l) => l.toFixed(2)).join(" ")}`);
+  log(`agent: ${o.agent === "bundle" ? "installers/dist/ferry-agent.mjs" : "agent/bin/ferry-agent.js"} with ${flags.join(" ")} ${Object.entries(agentAllocatorEnv()).map(([k, v]) => `${k}=${v}`).join(" ")}; Docker Engine ${socket}; load average ${load0.map((l) => l.toFixed(2)).join(" ")}`);
 
   const reg = await startRegistry();
   abortHooks.push(() => reg.stop());
@@ -428,7 +436,7 @@ async function run(o: Options, workDir: string): Promise<void> {
   const bareM: Measured = { name: "bare node", pid: bare.pid as number, startedAt: bareStarted, reportFile: bareFile };
   const bareAgentFile = join(workDir, "bare-node-agent-flags.memory.json");
   const bareAgent = spawnTracked(process.execPath, ["--import", ORPHAN_GUARD, "--import", MEMORY_REPORTER, ...flags, "-e", "setInterval(() => {}, 1000)"], {
-    env: { ...process.env, NODE_OPTIONS: "", ...reporterEnv(bareAgentFile) },
+    env: { ...process.env, NODE_OPTIONS: "", ...agentAllocatorEnv(), ...reporterEnv(bareAgentFile) },
     stdio: "ignore",
   });
   const bareAgentM: Measured = { name: "bare node, agent flags", pid: bareAgent.pid as number, startedAt: Date.now(), reportFile: bareAgentFile };
@@ -442,13 +450,14 @@ async function run(o: Options, workDir: string): Promise<void> {
   log(`control planes up: PGlite in ${((Date.now() - lite.m.startedAt) / 1000).toFixed(1)} s${pgSide ? `, PostgreSQL in ${((Date.now() - pgSide.m.startedAt) / 1000).toFixed(1)} s` : ""}`);
   const liteApi = new FerryApi(liteServer.runtime.api, pgliteDir);
   await liteApi.ensure("/environments", { name: "footprint" });
-  const agentA = await enrolAndRun(o, liteApi, "footprint", workDir, "agent-pglite", socket);
+  const agentA = await enrolAndRun(o, liteApi, "footprint", workDir, "agent-pglite", dockerAgent(socket));
   let agentB: AgentProc | null = null;
   if (pgSide) {
     const pgApi = new FerryApi(pgSide.server.runtime.api, join(workDir, "postgres-cp"));
     await pgApi.ensure("/environments", { name: "footprint" });
-    agentB = await enrolAndRun(o, pgApi, "footprint", workDir, "agent-postgres", socket);
+    agentB = await enrolAndRun(o, pgApi, "footprint", workDir, "agent-postgres", dockerAgent(socket));
   }
+
   const onlineAt = Date.now();
   log("agents online; idle windows (40–60 s after each start)");
 
@@ -466,6 +475,26 @@ async function run(o: Options, workDir: string): Promise<void> {
   await stopChild(bareAgent, 2000);
   if (agentB) await stopChild(agentB.child, 10_000);
   if (pgSide) await pgSide.server.stop();
+
+  // ---- the gateway agent, alone beside the PGlite control plane and the first agent (so it changes no figure above):
+  // idle with its targets configured, then a deploy to every target, a rest and a sample
+  let gatewayIdle: { samples: MemorySample[]; peak: MemorySample } | null = null;
+  let gatewayDeploys: Awaited<ReturnType<Gateway["deployAll"]>> | null = null;
+  let gatewayAfter: { samples: MemorySample[]; peak: MemorySample } | null = null;
+  if (o.gatewayTargets > 0) {
+    const gw = await startGateway(liteApi, reg, "footprint", o.gatewayTargets, workDir);
+    abortHooks.push(() => gw.close());
+    const agent = await enrolAndRun(o, liteApi, "footprint", workDir, "agent-gateway", { args: gw.runArgs, env: gw.env, drivers: ["ecs", "nomad"] });
+    await gw.addTargets(agent.id);
+    const gateway = { gw, agent };
+    gatewayIdle = await idleWindow(agent.m);
+    log(`gateway agent idle ${mib(gatewayIdle.peak.rssBytes)}; deploying to its ${2 * o.gatewayTargets} targets`);
+    gatewayDeploys = await gateway.gw.deployAll("2", 16);
+    log(`gateway: ${gatewayDeploys.deploys} deploys in ${gatewayDeploys.seconds.toFixed(0)} s ${JSON.stringify(gatewayDeploys.outcomes)}; resting`);
+    gatewayAfter = await window(gateway.agent.m.pid, gateway.agent.m.reportFile, Date.now(), 45_000, 55_000);
+    await stopChild(gateway.agent.child, 10_000);
+    await gateway.gw.close();
+  }
 
   // ---- 3. load on the PGlite control plane and the agent
   // Same ports: the agent dials the endpoint it enrolled with.
@@ -535,6 +564,12 @@ async function run(o: Options, workDir: string): Promise<void> {
     row(`control plane, PGlite, warm (a tenth of the loads)`, warm.cp.peak, `after vs warm: ${((liteAfter.peak.rssBytes / warm.cp.peak.rssBytes) * 100 - 100).toFixed(1)} %`),
     row(`agent, warm (${Math.ceil(o.tasks * 0.1)} tasks)`, warm.agent.peak, `after vs warm: ${((agentAfter.peak.rssBytes / warm.agent.peak.rssBytes) * 100 - 100).toFixed(1)} %`),
   ];
+  if (gatewayIdle && gatewayAfter && gatewayDeploys) {
+    rows.push(
+      row(`gateway agent, ${o.gatewayTargets} ECS + ${o.gatewayTargets} Nomad targets, idle`, gatewayIdle.peak),
+      row(`gateway agent, after ${gatewayDeploys.deploys} deploys`, gatewayAfter.peak, `vs idle: ${((gatewayAfter.peak.rssBytes / gatewayIdle.peak.rssBytes) * 100 - 100).toFixed(1)} %`),
+    );
+  }
   const finished = new Date();
   const git = (args: string[]) => {
     try {
@@ -550,8 +585,10 @@ async function run(o: Options, workDir: string): Promise<void> {
     machine: { cpus: cpus().length, memoryBytes: totalmem(), node: process.version, kernel: release(), loadAverageAtStart: load0, loadAverageAtEnd: loadavg() },
     options: o,
     agentNodeFlags: flags,
+    agentAllocatorEnv: agentAllocatorEnv(),
     code: { commit: git(["rev-parse", "HEAD"]), uncommittedChanges: git(["status", "--porcelain", "--", "control-plane", "agent", "pki", "proto", "installers", "scripts"])?.split("\n").filter(Boolean).length ?? null },
-    idle: { bareNode: bareIdle, bareNodeAgentFlags: bareAgentIdle, pglite: liteIdle, postgres: pgIdle, agent: agentIdle, agentPostgresSide: agentBIdle },
+    idle: { bareNode: bareIdle, bareNodeAgentFlags: bareAgentIdle, pglite: liteIdle, postgres: pgIdle, agent: agentIdle, agentPostgresSide: agentBIdle, gateway: gatewayIdle },
+    gateway: gatewayDeploys ? { targets: { ecs: o.gatewayTargets, nomad: o.gatewayTargets }, deploys: gatewayDeploys, after: gatewayAfter } : null,
     load: { seconds: loadSeconds, agent: agentLoad, fleet: fleetLoad, fleetStatus, realAgentHeartbeatsApprox: realHeartbeats },
     warm: { pglite: warm.cp, agent: warm.agent },
     after: { pglite: liteAfter, agent: agentAfter },
@@ -562,6 +599,7 @@ async function run(o: Options, workDir: string): Promise<void> {
   const file = join(resultsDir, `footprint-${started.toISOString().replace(/[:.]/g, "-")}.json`);
   writeFileSync(file, `${JSON.stringify(out, null, 2)}\n`);
   const notes = [
+    gatewayDeploys ? `gateway agent: ${gatewayDeploys.deploys} deploys (one per target) in ${gatewayDeploys.seconds.toFixed(0)} s ${JSON.stringify(gatewayDeploys.outcomes)}; sampled 45–55 s after the last` : "gateway agent: not run",
     agentLoad ? `agent tasks: ${agentLoad.succeeded}/${agentLoad.tasks} succeeded ${JSON.stringify(agentLoad.failed)}, ${agentLoad.logBytes.toLocaleString("en")} log bytes, ${agentLoad.seconds.toFixed(0)} s` : "agent tasks: none",
     fleetLoad ? `control-plane deploys: ${fleetLoad.deploys} to ${fleetLoad.agents} simulated agents in ${fleetLoad.seconds.toFixed(0)} s, ${fleetLoad.unfinished} unfinished, ${fleetLoad.targetBusyRetries} retries on a busy target; heartbeats: ${fleetLoad.heartbeats.toLocaleString("en")} simulated + ≈ ${realHeartbeats.toLocaleString("en")} from the agent (a day at 15 s is ${HEARTBEATS_PER_DAY})` : "control-plane deploys: none",
     `RSS is the largest in each window (idle: 40–60 s after start; warm: 45–55 s after a tenth of the loads; after: 60–80 s after all of them, the simulated agents disconnected); heap used as the process reported it at that sample`,

@@ -4,7 +4,8 @@
 # environment before the agent runs.
 set -eu
 STATE="${FERRY_AGENT_STATE_DIR:-/var/lib/ferry-agent}"
-AGENT="node /opt/ferry-agent/ferry-agent.mjs"
+# FERRY_AGENT_NODE_FLAGS (set by the image) carries node's runtime flags; unquoted on purpose, one word each.
+AGENT="node ${FERRY_AGENT_NODE_FLAGS:-} /opt/ferry-agent/ferry-agent.mjs"
 if [ ! -f "$STATE/identity.json" ]; then
   if [ -z "${FERRY_JOIN:-}" ]; then
     echo "ferry-agent: not enrolled and FERRY_JOIN is not set (create a join string with: ferry token create --env ENV)" >&2

@@ -12,7 +12,9 @@ import { generateKeyPair } from "./key-pair.js";
 import { derToPem, parsePemBlocks } from "./pem.js";
 import { PkiError } from "./pki-error.js";
 import type { PkiErrorCode } from "./pki-error.js";
-import { webcrypto, x509 } from "./x509.js";
+import { loadX509, webcrypto } from "./x509.js";
+
+const x509 = await loadX509();
 
 const HOUR = 3600_000;
 const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-pki-ca-"));
@@ -33,7 +35,7 @@ function isPkiError(code: PkiErrorCode, message?: RegExp) {
 async function csrWith(
   algorithm: RsaHashedKeyGenParamsLike | EcKeyGenParamsLike,
   signingAlgorithm: object,
-  extensions: x509.Extension[] = [],
+  extensions: InstanceType<typeof x509.Extension>[] = [],
 ): Promise<string> {
   const keys = (await webcrypto.subtle.generateKey(algorithm, false, ["sign", "verify"]));
   const csr = await x509.Pkcs10CertificateRequestGenerator.create(

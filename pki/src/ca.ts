@@ -16,7 +16,8 @@ import type { ImportedKeyPair } from "./key-pair.js";
 import { decodeSinglePem, derToPem } from "./pem.js";
 import { PkiError } from "./pki-error.js";
 import { randomSerialNumber } from "./serial-number.js";
-import { webcrypto, x509 } from "./x509.js";
+import type * as X509 from "@peculiar/x509";
+import { loadX509, webcrypto } from "./x509.js";
 
 export interface IssuedCertificate {
   certPem: string;
@@ -34,9 +35,9 @@ const CONCURRENT_CREATE_WAIT_MS = 5000;
 
 interface IssueParams {
   commonName: string;
-  publicKey: x509.PublicKey | webcrypto.CryptoKey;
+  publicKey: X509.PublicKey | webcrypto.CryptoKey;
   sans: { type: "url" | "dns" | "ip"; value: string }[];
-  extendedKeyUsage: x509.ExtendedKeyUsage;
+  extendedKeyUsage: X509.ExtendedKeyUsage;
   notBefore: Date;
   notAfter: Date;
 }
@@ -61,6 +62,7 @@ async function exportPrivateKeyPem(key: webcrypto.CryptoKey): Promise<string> {
 }
 
 async function generateCaFiles(now: Date): Promise<{ certPem: string; keyPem: string }> {
+  const x509 = await loadX509();
   // Extractable only so it can be written to ca.key once; the FleetCa instance re-imports it non-extractable.
   const keys = await webcrypto.subtle.generateKey(P256, true, ["sign", "verify"]);
   const tenYearsOn = new Date(now.getTime());
@@ -96,12 +98,12 @@ export class FleetCa {
   readonly certPem: string;
   /** "sha256:" + lowercase hex SHA-256 of the CA certificate's DER: what join strings pin. */
   readonly fingerprint: string;
-  readonly #cert: x509.X509Certificate;
+  readonly #cert: X509.X509Certificate;
   // A private field holding a non-extractable key: the key cannot be logged, serialised or exported.
   readonly #signingKey: webcrypto.CryptoKey;
   readonly #keyId: string;
 
-  private constructor(cert: x509.X509Certificate, signingKey: webcrypto.CryptoKey, keyId: string) {
+  private constructor(cert: X509.X509Certificate, signingKey: webcrypto.CryptoKey, keyId: string) {
     this.#cert = cert;
     this.#signingKey = signingKey;
     this.#keyId = keyId;
@@ -177,6 +179,7 @@ export class FleetCa {
     if (!certSpki.equals(imported.spki)) {
       throw new PkiError("CA_FILES_INVALID", `${keyFile} does not match the public key in ${certFile}`);
     }
+    const x509 = await loadX509();
     const cert = new x509.X509Certificate(certDer);
     // Issued certificates name the CA's key in their AuthorityKeyIdentifier; it must equal the CA's own
     // SubjectKeyIdentifier byte for byte, so take it from the certificate when present.
@@ -202,6 +205,7 @@ export class FleetCa {
       opts.backdateMs ?? DEFAULT_BACKDATE_MS,
     );
     const publicKey = await readCsr(csrPem);
+    const x509 = await loadX509();
     return this.#issue({
       commonName: opts.agentId,
       publicKey,
@@ -236,6 +240,7 @@ export class FleetCa {
       seen.add(key);
     }
     const keys = await webcrypto.subtle.generateKey(P256, true, ["sign", "verify"]);
+    const x509 = await loadX509();
     const issued = await this.#issue({
       commonName: "Ferry control plane",
       publicKey: keys.publicKey,
@@ -249,6 +254,7 @@ export class FleetCa {
 
   async #issue(p: IssueParams): Promise<IssuedCertificate> {
     const serial = randomSerialNumber();
+    const x509 = await loadX509();
     const cert = await x509.X509CertificateGenerator.create(
       {
         serialNumber: serial,

@@ -1,4 +1,5 @@
 import { strict as assert } from "node:assert";
+import { execFileSync } from "node:child_process";
 import { X509Certificate, createPrivateKey, createPublicKey, generateKeyPairSync } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -6,7 +7,7 @@ import * as path from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { PeerCertificate } from "node:tls";
 import { FleetCa } from "./ca.js";
-import { certificateInfo, peerIdentity } from "./certificate-info.js";
+import { certificateInfo, peerIdentity, sanUris } from "./certificate-info.js";
 import { controlPlaneIdentityCheck } from "./control-plane-identity-check.js";
 import { createCsr } from "./csr.js";
 import { fingerprintOf } from "./fingerprint.js";
@@ -14,7 +15,9 @@ import { generateKeyPair } from "./key-pair.js";
 import { splitPemBundle } from "./pem.js";
 import { PkiError } from "./pki-error.js";
 import type { PkiErrorCode } from "./pki-error.js";
-import { webcrypto, x509 } from "./x509.js";
+import { loadX509, webcrypto } from "./x509.js";
+
+const x509 = await loadX509();
 
 const HOUR = 3600_000;
 const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-pki-info-"));
@@ -27,6 +30,12 @@ function isPkiError(code: PkiErrorCode, message?: RegExp) {
     if (message) assert.match(err.message, message);
     return true;
   };
+}
+
+/** The SAN URIs as a DER parser reads them: the independent reading node's text is checked against. */
+function derUris(pem: string): string[] {
+  const san = new x509.X509Certificate(pem).getExtension(x509.SubjectAlternativeNameExtension);
+  return san ? san.names.items.filter((n) => n.type === "url").map((n) => n.value) : [];
 }
 
 let ca: FleetCa;
@@ -137,9 +146,12 @@ describe("peerIdentity", () => {
     assert.equal(peerIdentity(fields(mixed)).agentId, "agt_7");
   });
 
-  test("falls back to the DER for names node quotes, and still refuses two agents", async () => {
-    const quoted = await selfSigned([{ type: "url", value: "urn:ferry:agent:a, URI:urn:ferry:agent:b" }]);
+  test("reads names node quotes as JSON strings the same as a DER parser does, and still refuses two agents", async () => {
+    const tricky = ["urn:ferry:agent:a, URI:urn:ferry:agent:b", 'urn:ferry:x"y\\z', "urn:ferry:it's", "urn:ferry:tab\tin"];
+    const quoted = await selfSigned([{ type: "dns", value: "host.example" }, ...tricky.map((value) => ({ type: "url" as const, value }))]);
     assert.match(fields(quoted).subjectaltname ?? "", /"/, "node quotes a value with a comma in it");
+    assert.deepEqual(sanUris(fields(quoted).subjectaltname), derUris(quoted));
+    assert.deepEqual(sanUris(fields(quoted).subjectaltname), tricky);
     assert.deepEqual(peerIdentity(fields(quoted)), identity(quoted));
     assert.equal(peerIdentity(fields(quoted)).agentId, "a, URI:urn:ferry:agent:b");
     const two = await selfSigned([{ type: "url", value: "urn:ferry:agent:a" }, { type: "url", value: "urn:ferry:agent:b" }]);
@@ -147,6 +159,41 @@ describe("peerIdentity", () => {
     const none = await selfSigned([{ type: "dns", value: "host.example" }]);
     assert.deepEqual(peerIdentity(fields(none)), identity(none));
     assert.equal(peerIdentity(fields(none)).agentId, null);
+  });
+
+  test("refuses fields it cannot read instead of guessing", () => {
+    const f = fields(agentPem);
+    assert.throws(() => peerIdentity({ ...f, serialNumber: "not hex" }), isPkiError("CERT_INVALID", /serial/));
+    assert.throws(() => peerIdentity({ ...f, valid_to: "sometime" }), isPkiError("CERT_INVALID", /notAfter/));
+    assert.throws(() => sanUris('URI:"unterminated'), isPkiError("CERT_INVALID", /subjectAltName/));
+  });
+});
+
+describe("certificateInfo against a DER parser", () => {
+  test("serial, validity, common name and SAN URIs read with node:crypto equal @peculiar/x509's reading", () => {
+    for (const pem of [agentPem, serverPem]) {
+      const der = new x509.X509Certificate(pem);
+      const info = certificateInfo(pem);
+      assert.equal(info.serial, der.serialNumber.toLowerCase());
+      assert.equal(info.notBefore.getTime(), der.notBefore.getTime());
+      assert.equal(info.notAfter.getTime(), der.notAfter.getTime());
+      assert.equal(info.subjectCommonName, der.subjectName.getField("CN")[0]);
+      assert.deepEqual(sanUris(new X509Certificate(pem).subjectAltName), derUris(pem));
+    }
+  });
+
+  test("reading a certificate does not load @peculiar/x509; creating a CSR does", () => {
+    // A fresh process: this one loaded the library for the tests above. reflect-metadata, loaded only just before
+    // the library, defines Reflect.getMetadata.
+    const script = [
+      `const pki = await import(${JSON.stringify(new URL("./index.ts", import.meta.url).href)});`,
+      `pki.certificateInfo(${JSON.stringify(agentPem)});`,
+      `const before = typeof Reflect.getMetadata;`,
+      `await pki.createCsr((await pki.generateKeyPair()).privateKeyPem, { commonName: "h" });`,
+      `console.log(before, typeof Reflect.getMetadata);`,
+    ].join("\n");
+    const out = execFileSync(process.execPath, ["--conditions=ferry-source", "--import", "tsx", "--input-type=module", "-e", script], { encoding: "utf8" });
+    assert.equal(out.trim(), "undefined function");
   });
 });
 

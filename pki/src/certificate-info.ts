@@ -5,7 +5,6 @@ import { fingerprintOfDer } from "./fingerprint.js";
 import { AGENT_URI_PREFIX, CONTROL_PLANE_URI } from "./identity.js";
 import { decodeSinglePem } from "./pem.js";
 import { PkiError } from "./pki-error.js";
-import { x509 } from "./x509.js";
 
 export interface CertificateInfo {
   /** Lowercase hex, no colons. */
@@ -33,34 +32,71 @@ export function toX509Certificate(cert: string | Buffer | X509Certificate): X509
   }
 }
 
-/** The URIs in a certificate's subjectAltName, read from the DER (node's text form quotes and escapes). */
-export function sanUris(cert: x509.X509Certificate): string[] {
-  const san = cert.getExtension(x509.SubjectAlternativeNameExtension);
-  if (!san) return [];
-  return san.names.items.filter((n) => n.type === "url").map((n) => n.value);
+/**
+ * The URIs in a subjectAltName as node prints it (X509Certificate#subjectAltName, TLSSocket#getPeerCertificate()):
+ * "TYPE:value" entries joined by ", ", where a value with a comma, quote, backslash, apostrophe or control
+ * character in it is written as a JSON string (commas inside as \u002c), so no raw ", " occurs inside an entry and
+ * the text splits unambiguously. Throws CERT_INVALID for a quoted value that is not a JSON string.
+ */
+export function sanUris(subjectAltName: string | undefined): string[] {
+  if (!subjectAltName) return [];
+  const uris: string[] = [];
+  for (const entry of subjectAltName.split(", ")) {
+    if (!entry.startsWith("URI:")) continue;
+    const value = entry.slice(4);
+    if (!value.startsWith('"')) {
+      uris.push(value);
+      continue;
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(value);
+    } catch (err) {
+      throw new PkiError("CERT_INVALID", "the certificate's subjectAltName cannot be read", { cause: err });
+    }
+    if (typeof parsed !== "string") throw new PkiError("CERT_INVALID", "the certificate's subjectAltName cannot be read");
+    uris.push(parsed);
+  }
+  return uris;
 }
 
-export function certificateInfo(cert: string | Buffer | X509Certificate): CertificateInfo {
-  const nodeCert = toX509Certificate(cert);
-  let parsed: x509.X509Certificate;
-  let uris: string[];
-  try {
-    parsed = new x509.X509Certificate(nodeCert.raw);
-    uris = sanUris(parsed);
-  } catch (err) {
-    throw new PkiError("CERT_INVALID", "the certificate's extensions cannot be parsed", { cause: err });
-  }
+/** The agent id a certificate names in its SAN URIs (null if none); refuses a certificate naming two. */
+function agentIdOf(uris: readonly string[]): string | null {
   const agentIds = uris.filter((u) => u.startsWith(AGENT_URI_PREFIX)).map((u) => u.slice(AGENT_URI_PREFIX.length));
   // The fleet CA never issues this; refusing is safer than picking one identity out of two.
   if (new Set(agentIds).size > 1) {
     throw new PkiError("CERT_INVALID", `the certificate names more than one agent: ${agentIds.join(", ")}`);
   }
+  return agentIds[0] || null;
+}
+
+/**
+ * The subject's common name from node's multi-line subject text ("CN=name", one attribute a line; RFC 2253
+ * specials escaped with a backslash, control characters as \XX), or "" when there is none.
+ */
+function commonNameOf(subject: string): string {
+  const line = subject.split("\n").find((l) => l.startsWith("CN="));
+  if (line === undefined) return "";
+  return line.slice(3).replace(/\\([0-9A-Fa-f]{2}|.)/g, (_m, c: string) => (c.length === 2 ? String.fromCharCode(parseInt(c, 16)) : c));
+}
+
+/** A time as node prints a certificate's validity ("Dec 22 08:06:05 2026 GMT"); CERT_INVALID if unreadable. */
+function certificateTime(text: string, field: string): Date {
+  const ms = Date.parse(text);
+  if (Number.isNaN(ms)) throw new PkiError("CERT_INVALID", `the certificate's ${field} time cannot be read: ${text}`);
+  return new Date(ms);
+}
+
+/** Parsed with node:crypto alone (no ASN.1 library loaded): what a running agent reads of its own certificate. */
+export function certificateInfo(cert: string | Buffer | X509Certificate): CertificateInfo {
+  const nodeCert = toX509Certificate(cert);
+  const uris = sanUris(nodeCert.subjectAltName);
   return {
-    serial: parsed.serialNumber.toLowerCase(),
-    notBefore: parsed.notBefore,
-    notAfter: parsed.notAfter,
-    subjectCommonName: parsed.subjectName.getField("CN")[0] ?? "",
-    agentId: agentIds[0] || null,
+    serial: nodeCert.serialNumber.toLowerCase(),
+    notBefore: certificateTime(nodeCert.validFrom, "notBefore"),
+    notAfter: certificateTime(nodeCert.validTo, "notAfter"),
+    subjectCommonName: commonNameOf(nodeCert.subject),
+    agentId: agentIdOf(uris),
     isControlPlane: uris.includes(CONTROL_PLANE_URI),
     fingerprint: fingerprintOfDer(nodeCert.raw),
     issuer: nodeCert.issuer,
@@ -85,31 +121,18 @@ const HEX = /^[0-9A-Fa-f]+$/;
 
 /**
  * The identity fields of a TLS peer's certificate, read from what node:tls parsed during the handshake instead of
- * parsing the DER again: certificateInfo() costs about 1.3 ms of CPU per certificate (a JavaScript ASN.1 parser),
- * which made it a third of the agent listener's CPU in a reconnect storm; this costs microseconds. Node prints the
- * subjectAltName as "TYPE:value" entries joined by ", " and JSON-quotes any value with a comma, quote or
- * non-printable character in it, so text without a quote splits unambiguously. Anything this cannot read plainly
- * (a quote in the text, a date or serial not in OpenSSL's usual form) is read from the DER by certificateInfo().
- * Same result either way; it is parsing, not trust (see above).
+ * parsing the DER again (microseconds; a reconnect storm makes this a hot path on the agent listener). The same
+ * reading as certificateInfo(), which takes the same fields from node:crypto's X509Certificate. It is parsing, not
+ * trust (see above).
  */
 export function peerIdentity(peer: PeerCertificateFields): PeerIdentity {
-  const san = peer.subjectaltname ?? "";
-  const notBefore = Date.parse(peer.valid_from);
-  const notAfter = Date.parse(peer.valid_to);
-  if (san.includes('"') || !HEX.test(peer.serialNumber) || Number.isNaN(notBefore) || Number.isNaN(notAfter)) {
-    const info = certificateInfo(peer.raw);
-    return { serial: info.serial, notBefore: info.notBefore, notAfter: info.notAfter, agentId: info.agentId, isControlPlane: info.isControlPlane };
-  }
-  const uris = san === "" ? [] : san.split(", ").filter((e) => e.startsWith("URI:")).map((e) => e.slice(4));
-  const agentIds = uris.filter((u) => u.startsWith(AGENT_URI_PREFIX)).map((u) => u.slice(AGENT_URI_PREFIX.length));
-  if (new Set(agentIds).size > 1) {
-    throw new PkiError("CERT_INVALID", `the certificate names more than one agent: ${agentIds.join(", ")}`);
-  }
+  if (!HEX.test(peer.serialNumber)) throw new PkiError("CERT_INVALID", `the certificate's serial number cannot be read: ${peer.serialNumber}`);
+  const uris = sanUris(peer.subjectaltname);
   return {
     serial: peer.serialNumber.toLowerCase(),
-    notBefore: new Date(notBefore),
-    notAfter: new Date(notAfter),
-    agentId: agentIds[0] || null,
+    notBefore: certificateTime(peer.valid_from, "notBefore"),
+    notAfter: certificateTime(peer.valid_to, "notAfter"),
+    agentId: agentIdOf(uris),
     isControlPlane: uris.includes(CONTROL_PLANE_URI),
   };
 }

@@ -5,7 +5,8 @@ import type { KeyObject } from "node:crypto";
 import { ECDSA_SHA256, describeKey, importP256PrivateKey, isP256 } from "./key-pair.js";
 import { decodeSinglePem, derToPem } from "./pem.js";
 import { PkiError } from "./pki-error.js";
-import { webcrypto, x509 } from "./x509.js";
+import type * as X509 from "@peculiar/x509";
+import { loadX509, webcrypto } from "./x509.js";
 
 // A P-256 CSR is well under 1 KiB. The cap bounds the parsing work an unauthenticated caller can cause.
 const MAX_CSR_PEM_CHARS = 16 * 1024;
@@ -18,6 +19,7 @@ export async function createCsr(privateKeyPem: string, opts: { commonName: strin
     throw new RangeError("commonName must be 1-255 characters");
   }
   const { privateKey, publicKey } = await importP256PrivateKey(privateKeyPem);
+  const x509 = await loadX509();
   const csr = await x509.Pkcs10CertificateRequestGenerator.create(
     { name: [{ CN: [opts.commonName] }], keys: { privateKey, publicKey }, signingAlgorithm: ECDSA_SHA256 },
     webcrypto,
@@ -30,7 +32,7 @@ export async function createCsr(privateKeyPem: string, opts: { commonName: strin
  * the requester holds the private key). Returns the public key to certify. Nothing else in the CSR is used:
  * subject, SANs and requested extensions are the requester's claims, and identity comes from the CA's caller.
  */
-export async function readCsr(csrPem: string): Promise<x509.PublicKey> {
+export async function readCsr(csrPem: string): Promise<X509.PublicKey> {
   if (typeof csrPem !== "string" || csrPem.length > MAX_CSR_PEM_CHARS) {
     throw new PkiError("CSR_INVALID", `a CSR must be a PEM string of at most ${MAX_CSR_PEM_CHARS} characters`);
   }
@@ -41,7 +43,8 @@ export async function readCsr(csrPem: string): Promise<x509.PublicKey> {
     "certificate request",
     "CSR_INVALID",
   );
-  let csr: x509.Pkcs10CertificateRequest;
+  const x509 = await loadX509();
+  let csr: X509.Pkcs10CertificateRequest;
   try {
     csr = new x509.Pkcs10CertificateRequest(der);
   } catch (err) {

@@ -13,7 +13,9 @@ import { createCsr } from "./csr.js";
 import { generateKeyPair } from "./key-pair.js";
 import { derToPem } from "./pem.js";
 import { PkiError } from "./pki-error.js";
-import { webcrypto, x509 } from "./x509.js";
+import { loadX509, webcrypto } from "./x509.js";
+
+const x509 = await loadX509();
 
 const HOUR = 3600_000;
 const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-pki-mtls-"));

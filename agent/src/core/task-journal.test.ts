@@ -52,7 +52,7 @@ describe("TaskJournal", () => {
     assert.equal(fs.statSync(path.join(dir, "task-1.json")).mode & 0o777, 0o600);
 
     const again = await TaskJournal.open(dir);
-    const r = again.get("task-1");
+    const r = await again.get("task-1");
     assert.ok(r);
     assert.deepEqual(
       { state: r.state, attempt: r.attempt, startedAt: r.startedAt, runningAt: r.runningAt, finishedAt: r.finishedAt, acked: r.resultAcked },
@@ -72,7 +72,7 @@ describe("TaskJournal", () => {
     await j.accept(p, 1);
     await j.markRunning("task-v2");
     const again = await TaskJournal.open(dir);
-    assert.deepEqual(again.get("task-v2")?.payload, p);
+    assert.deepEqual((await again.get("task-v2"))?.payload, p);
     assert.deepEqual(again.interrupted().map((r) => r.taskId), ["task-v2"]);
   });
 
@@ -94,7 +94,8 @@ describe("TaskJournal", () => {
 
     await j.finish("task-a", result);
     const again = j.checkReplay(a);
-    assert.ok(again !== "new" && again.kind === "redelivery" && again.record.result?.outcome === "succeeded");
+    assert.ok(again !== "new" && again.kind === "redelivery" && again.record.state === "finished");
+    assert.equal((await j.get(again.record.taskId))?.result?.outcome, "succeeded");
     // Same id, other nonce, already finished: replay.
     const rerun = j.checkReplay({ taskId: "task-a", nonce: newTaskNonce() });
     assert.ok(rerun !== "new" && rerun.kind === "replay");
@@ -138,7 +139,7 @@ describe("TaskJournal", () => {
     const reopened = await TaskJournal.open(j.dir);
     const r = reopened.checkReplay(b);
     assert.ok(r !== "new" && r.kind === "redelivery" && r.record.state === "refused");
-    assert.equal(r.record.refusal?.code, "TASK_REPLAYED");
+    assert.equal((await reopened.get(r.record.taskId))?.refusal?.code, "TASK_REPLAYED");
     assert.equal(reopened.seen("task-z", a.nonce)?.taskId, "task-a");
   });
 
@@ -170,7 +171,7 @@ describe("TaskJournal", () => {
     fs.writeFileSync(path.join(dir, ".good.json.123.abc.tmp"), "{");
     const sink = logSink();
     const reopened = await TaskJournal.open(dir, { logger: sink.logger });
-    assert.ok(reopened.get("good"));
+    assert.ok(await reopened.get("good"));
     assert.deepEqual(fs.readdirSync(dir).sort(), ["good.json", "quarantine"]);
     assert.equal(fs.readdirSync(path.join(dir, "quarantine")).length, 1);
     const warn = sink.lines().find((l) => l.level === 40);
@@ -190,7 +191,7 @@ describe("TaskJournal", () => {
     assert.equal(fs.readdirSync(path.dirname(dir)).length, 1);
     const reopened = await TaskJournal.open(dir);
     assert.equal(reopened.all().length, 4);
-    assert.ok(reopened.get("../escape"));
+    assert.ok(await reopened.get("../escape"));
   });
 
   test("prune keeps every nonce until 7 days past notAfter, and unacked or unfinished tasks forever", async () => {
@@ -222,8 +223,42 @@ describe("TaskJournal", () => {
     const ops = [j.markRunning("t"), j.finish("t", result), j.markResultAcked("t")];
     await Promise.all(ops);
     await j.settled();
-    const onDisk = (await TaskJournal.open(dir)).get("t");
+    const onDisk = await (await TaskJournal.open(dir)).get("t");
     assert.equal(onDisk?.state, "finished");
     assert.equal(onDisk?.resultAcked, true);
+  });
+
+  test("a settled record is held as its summary: its payload and result are read back from its file", async () => {
+    const dir = freshDir();
+    const j = await TaskJournal.open(dir, { now: () => T0 });
+    const p = payload("settled");
+    await j.accept(p, 1);
+    await j.finish("settled", result);
+    // In play (result not acknowledged): held whole, reported from memory.
+    assert.deepEqual(j.pendingResults().map((r) => r.result), [result]);
+    await j.markResultAcked("settled");
+    await j.refuse(payload("no"), 1, { code: "TASK_NO_DRIVER", message: "none" });
+    // Settled: what the file says is what get() answers, so nothing but the summary stayed in memory.
+    for (const [id, edit] of [
+      ["settled", (r: Record<string, unknown>) => ((r["result"] as Record<string, unknown>)["message"] = "from disk")],
+      ["no", (r: Record<string, unknown>) => ((r["refusal"] as Record<string, unknown>)["message"] = "from disk")],
+    ] as const) {
+      const file = path.join(dir, journalFileName(id));
+      const rec = JSON.parse(fs.readFileSync(file, "utf8")) as Record<string, unknown>;
+      edit(rec);
+      fs.writeFileSync(file, JSON.stringify(rec));
+    }
+    assert.equal((await j.get("settled"))?.result?.message, "from disk");
+    assert.deepEqual((await j.get("settled"))?.payload, p);
+    assert.equal((await j.get("no"))?.refusal?.message, "from disk");
+    assert.deepEqual(j.summary("settled"), { taskId: "settled", nonce: p.nonce, notAfter: p.notAfter, attempt: 1, state: "finished", startedAt: T0, finishedAt: T0, resultAcked: true });
+    // The replay checks need nothing more than the summary.
+    const again = j.checkReplay(p);
+    assert.ok(again !== "new" && again.kind === "redelivery" && again.record.state === "finished");
+    assert.ok(j.checkReplay({ taskId: "other", nonce: p.nonce }) !== "new");
+    // A record pruned meanwhile is simply gone.
+    await j.prune(T0 + HOUR + JOURNAL_RETENTION_MS + 1);
+    assert.equal(await j.get("settled"), undefined);
+    assert.equal(j.summary("settled"), undefined);
   });
 });

@@ -27,6 +27,12 @@
 // expired whatever the journal says. prune() keeps records a further 7 days past notAfter, so a clock that jumps
 // backwards by less than that still finds the nonce, and it never deletes a record whose result the control plane
 // has not acknowledged, nor a task that never finished.
+//
+// Memory: a record still in play (accepted, running, or finished with its result not yet acknowledged) is held whole;
+// a settled one (finished and acknowledged, or refused) only as its summary — task id, nonce, expiry, state, times —
+// which is all the replay checks and pruning read. Its payload and result stay on disk and are read back when a
+// redelivery asks for them (get()). So what the agent holds grows with the tasks in play, not with the tasks it ran
+// in the retention window (docs/performance.md, "Footprint").
 import { createHash } from "node:crypto";
 import { constants as fsConstants } from "node:fs";
 import * as fs from "node:fs/promises";
@@ -81,7 +87,10 @@ export interface TaskRecord {
   resultAcked: boolean;
 }
 
-export type ReplayCheck = "new" | { kind: "replay"; record: TaskRecord } | { kind: "redelivery"; record: TaskRecord };
+/** What the journal keeps in memory of every record, settled ones included. */
+export type TaskRecordSummary = Pick<TaskRecord, "taskId" | "nonce" | "notAfter" | "attempt" | "state" | "startedAt" | "runningAt" | "finishedAt" | "resultAcked">;
+
+export type ReplayCheck = "new" | { kind: "replay"; record: TaskRecordSummary } | { kind: "redelivery"; record: TaskRecordSummary };
 
 export class TaskJournalError extends Error {
   readonly code: "TASK_JOURNAL_CONFLICT" | "TASK_JOURNAL_UNKNOWN_TASK" | "TASK_JOURNAL_BAD_STATE";
@@ -191,9 +200,31 @@ function copy(record: TaskRecord): TaskRecord {
   return structuredClone(record);
 }
 
+/** Done with: nothing will change it again but its removal, and nothing but a redelivery reads its payload or result. */
+function isSettled(r: TaskRecordSummary): boolean {
+  return (r.state === "finished" && r.resultAcked) || r.state === "refused";
+}
+
+function summaryOf(r: TaskRecordSummary): TaskRecordSummary {
+  const s: TaskRecordSummary = { taskId: r.taskId, nonce: r.nonce, notAfter: r.notAfter, attempt: r.attempt, state: r.state, startedAt: r.startedAt, resultAcked: r.resultAcked };
+  if (r.runningAt !== undefined) s.runningAt = r.runningAt;
+  if (r.finishedAt !== undefined) s.finishedAt = r.finishedAt;
+  return s;
+}
+
+/** What a record is held as: whole while in play, its summary once settled. */
+function held(r: TaskRecord): TaskRecord | TaskRecordSummary {
+  return isSettled(r) ? summaryOf(r) : r;
+}
+
+function isWhole(r: TaskRecord | TaskRecordSummary): r is TaskRecord {
+  return "payload" in r;
+}
+
 export class TaskJournal {
   readonly dir: string;
-  readonly #records = new Map<string, TaskRecord>();
+  /** Whole records in play; summaries of settled ones (see the header). */
+  readonly #records = new Map<string, TaskRecord | TaskRecordSummary>();
   /** nonce -> task id of the record that owns it (refused records never take a nonce from another task). */
   readonly #nonces = new Map<string, string>();
   /** Task ids that were accepted or running when the journal was opened: the agent died while they ran. */
@@ -252,36 +283,60 @@ export class TaskJournal {
   }
 
   #index(record: TaskRecord): void {
-    this.#records.set(record.taskId, record);
+    this.#records.set(record.taskId, held(record));
     // First come owns the nonce; a refused replay never takes it over.
     if (!this.#nonces.has(record.nonce)) this.#nonces.set(record.nonce, record.taskId);
   }
 
-  /** The record of a task, if any. */
-  get(taskId: string): TaskRecord | undefined {
+  /** What is known of a task without reading its file: its summary, if the journal has the task. */
+  summary(taskId: string): TaskRecordSummary | undefined {
     const r = this.#records.get(taskId);
-    return r === undefined ? undefined : copy(r);
+    return r === undefined ? undefined : summaryOf(r);
   }
 
-  /** The record with this task id, else the record that used this nonce, else undefined. */
-  seen(taskId: string, nonce: string): TaskRecord | undefined {
+  /**
+   * The whole record of a task, if any: from memory while in play, from its file once settled (undefined if pruned
+   * meanwhile). Throws if a settled record's file no longer reads as the record it was.
+   */
+  async get(taskId: string): Promise<TaskRecord | undefined> {
+    const r = this.#records.get(taskId);
+    if (r === undefined) return undefined;
+    if (isWhole(r)) return copy(r);
+    await this.#writes.get(taskId);
+    let raw: string;
+    try {
+      raw = await fs.readFile(path.join(this.dir, journalFileName(taskId)), "utf8");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT" && !this.#records.has(taskId)) return undefined;
+      throw err;
+    }
+    const record = parseRecord(raw);
+    if (record.taskId !== taskId) throw new Error(`task journal: the file of task ${taskId} holds task ${record.taskId}`);
+    return record;
+  }
+
+  /** The summary of the record with this task id, else of the record that used this nonce, else undefined. */
+  seen(taskId: string, nonce: string): TaskRecordSummary | undefined {
     const byTask = this.#records.get(taskId);
-    if (byTask !== undefined) return copy(byTask);
+    if (byTask !== undefined) return summaryOf(byTask);
     const owner = this.#nonces.get(nonce);
     const byNonce = owner === undefined ? undefined : this.#records.get(owner);
-    return byNonce === undefined ? undefined : copy(byNonce);
+    return byNonce === undefined ? undefined : summaryOf(byNonce);
   }
 
-  /** Classifies a verified payload against the journal (see the table at the top of this file). */
+  /**
+   * Classifies a verified payload against the journal (see the table at the top of this file). Synchronous, from
+   * memory alone: nothing can slip in between the check and accept(). A redelivery's whole record is get(record.taskId).
+   */
   checkReplay(payload: Pick<TaskPayload, "taskId" | "nonce">): ReplayCheck {
     const byTask = this.#records.get(payload.taskId);
     if (byTask !== undefined) {
-      if (byTask.nonce === payload.nonce || byTask.state !== "finished") return { kind: "redelivery", record: copy(byTask) };
-      return { kind: "replay", record: copy(byTask) };
+      if (byTask.nonce === payload.nonce || byTask.state !== "finished") return { kind: "redelivery", record: summaryOf(byTask) };
+      return { kind: "replay", record: summaryOf(byTask) };
     }
     const owner = this.#nonces.get(payload.nonce);
     const byNonce = owner === undefined ? undefined : this.#records.get(owner);
-    if (byNonce !== undefined) return { kind: "replay", record: copy(byNonce) };
+    if (byNonce !== undefined) return { kind: "replay", record: summaryOf(byNonce) };
     return "new";
   }
 
@@ -333,6 +388,8 @@ export class TaskJournal {
     // Indexed before the write so a concurrent check already sees the task; undone if the write fails.
     const ownedNonce = !this.#nonces.has(record.nonce);
     this.#index(record);
+    // Held whole until it is on disk (a refused record is settled from the start).
+    this.#records.set(record.taskId, record);
     try {
       await this.#write(record);
     } catch (err) {
@@ -340,6 +397,7 @@ export class TaskJournal {
       if (ownedNonce && this.#nonces.get(record.nonce) === record.taskId) this.#nonces.delete(record.nonce);
       throw err;
     }
+    if (this.#records.get(record.taskId) === record) this.#records.set(record.taskId, held(record));
     return copy(record);
   }
 
@@ -365,7 +423,7 @@ export class TaskJournal {
   async markResultAcked(taskId: string): Promise<TaskRecord | undefined> {
     const r = this.#records.get(taskId);
     if (r === undefined) return undefined;
-    if (r.state === "finished" && r.resultAcked) return copy(r);
+    if (r.state === "finished" && r.resultAcked) return this.get(taskId);
     return this.#update(taskId, ["finished"], (rec) => {
       rec.resultAcked = true;
     });
@@ -374,7 +432,7 @@ export class TaskJournal {
   async #update(taskId: string, from: readonly TaskRecordState[], change: (r: TaskRecord) => void): Promise<TaskRecord> {
     const current = this.#records.get(taskId);
     if (current === undefined) throw new TaskJournalError("TASK_JOURNAL_UNKNOWN_TASK", `task ${taskId} is not in the journal`);
-    if (!from.includes(current.state)) {
+    if (!from.includes(current.state) || !isWhole(current)) {
       throw new TaskJournalError(
         "TASK_JOURNAL_BAD_STATE",
         `task ${taskId} is ${current.state}; expected ${from.join(" or ")}`,
@@ -390,6 +448,8 @@ export class TaskJournal {
       if (this.#records.get(taskId) === next) this.#records.set(taskId, current);
       throw err;
     }
+    // Settled and on disk: from now on only its summary is held.
+    if (this.#records.get(taskId) === next) this.#records.set(taskId, held(next));
     return copy(next);
   }
 
@@ -414,21 +474,21 @@ export class TaskJournal {
   interrupted(): TaskRecord[] {
     return this.#interruptedAtOpen
       .map((id) => this.#records.get(id))
-      .filter((r): r is TaskRecord => r !== undefined && (r.state === "accepted" || r.state === "running"))
+      .filter((r): r is TaskRecord => r !== undefined && isWhole(r) && (r.state === "accepted" || r.state === "running"))
       .map(copy);
   }
 
   /** Finished tasks whose result the control plane has not acknowledged yet, oldest first. */
   pendingResults(): TaskRecord[] {
     return [...this.#records.values()]
-      .filter((r) => r.state === "finished" && !r.resultAcked)
+      .filter((r): r is TaskRecord => isWhole(r) && r.state === "finished" && !r.resultAcked)
       .sort((a, b) => (a.finishedAt ?? 0) - (b.finishedAt ?? 0))
       .map(copy);
   }
 
-  /** Every record, oldest first. */
-  all(): TaskRecord[] {
-    return [...this.#records.values()].sort((a, b) => a.startedAt - b.startedAt).map(copy);
+  /** Every record's summary, oldest first. */
+  all(): TaskRecordSummary[] {
+    return [...this.#records.values()].sort((a, b) => a.startedAt - b.startedAt).map(summaryOf);
   }
 
   /**
@@ -439,8 +499,7 @@ export class TaskJournal {
     const pruned: string[] = [];
     for (const r of [...this.#records.values()]) {
       if (r.notAfter + JOURNAL_RETENTION_MS >= now) continue;
-      const done = (r.state === "finished" && r.resultAcked) || r.state === "refused";
-      if (!done) continue;
+      if (!isSettled(r)) continue;
       await this.#chain(r.taskId, () => fs.rm(path.join(this.dir, journalFileName(r.taskId)), { force: true }));
       this.#records.delete(r.taskId);
       if (this.#nonces.get(r.nonce) === r.taskId) this.#nonces.delete(r.nonce);

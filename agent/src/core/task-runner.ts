@@ -190,11 +190,13 @@ export class TaskRunner {
         this.#ack(payload.taskId, false, offer.attempt, "TASK_REPLAYED", message);
         return;
       }
-      // Redelivery of a task already taken on: answer as before, never run it again.
+      // Redelivery of a task already taken on: answer as before, never run it again. A settled record's refusal and
+      // result are on disk only (task-journal.ts, "Memory").
       log.info({ state: rec.state }, "task offered again; not running it twice");
-      if (rec.state === "refused") this.#ack(rec.taskId, false, offer.attempt, rec.refusal?.code ?? "TASK_REFUSED", rec.refusal?.message ?? "");
+      const whole = rec.state === "refused" || rec.state === "finished" ? await this.#journal.get(rec.taskId) : undefined;
+      if (rec.state === "refused") this.#ack(rec.taskId, false, offer.attempt, whole?.refusal?.code ?? "TASK_REFUSED", whole?.refusal?.message ?? "");
       else this.#ack(rec.taskId, true, offer.attempt);
-      if (rec.state === "finished") this.#sendResult(rec);
+      if (whole?.state === "finished") this.#sendResult(whole);
       return;
     }
     const checked = this.#check(payload);
@@ -473,7 +475,7 @@ export class TaskRunner {
     const cursor = this.#cursors.get(taskId);
     // The control plane keeps the log contiguous; if it has less than was sent, resend from what it has.
     if (cursor && offset < cursor.sent && offset === (this.#spool.ackedOffset(taskId))) {
-      const rec = this.#journal.get(taskId);
+      const rec = this.#journal.summary(taskId);
       if (rec?.state === "finished") {
         cursor.sent = offset;
         await this.#pump(taskId);
@@ -489,7 +491,7 @@ export class TaskRunner {
 
   /** Drops the spool once both the result and the whole log are acknowledged (the journal keeps the record). */
   async #maybeForget(taskId: string): Promise<void> {
-    const rec = this.#journal.get(taskId);
+    const rec = this.#journal.summary(taskId);
     if (!rec || rec.state !== "finished" || !rec.resultAcked) return;
     if ((this.#spool.ackedOffset(taskId)) >= (this.#spool.size(taskId))) {
       await this.#spool.remove(taskId);
@@ -532,10 +534,11 @@ export class TaskRunner {
   async #observeAll(): Promise<void> {
     if (this.#stopped) return;
     for (const s of this.#stickers.all()) {
-      if (this.#running.size > 0 && [...this.#running.keys()].some((id) => this.#journal.get(id)?.payload.target.id === s.targetId)) continue;
-      // The target's config comes from the task that wrote the sticker (kept in the sticker too, for when the journal
-      // has pruned the task); a sticker from before that, with neither, is reported as written, without an observation.
-      const config = this.#journal.get(s.taskId)?.payload.target.config ?? s.targetConfig;
+      // A target with a task queued or running is the task's to change; it is observed once the task is done.
+      if (this.#targetChains.has(s.targetId)) continue;
+      // The target's config as the task that wrote the sticker carried it: kept in the sticker (no journal read), else
+      // read from that task's journal record; a sticker with neither is reported as written, without an observation.
+      const config = s.targetConfig ?? (await this.#journal.get(s.taskId).catch(() => undefined))?.payload.target.config;
       if (!config) continue;
       await this.#observe(s.targetId, s.targetKind, { id: s.targetId, name: s.targetName, kind: s.targetKind, config });
     }
