@@ -1,0 +1,24 @@
+-- Target checks (docs/targets.md#checks-at-creation): when a target is created or its config or agent changes, the
+-- control plane queues a signed `inspect` task to the target's agent, and keeps its outcome here. A check task is a
+-- task like any other (the same queue, leases, signing, logs), but belongs to no deployment and no release.
+ALTER TABLE tasks ALTER COLUMN deployment_id DROP NOT NULL;
+ALTER TABLE tasks ALTER COLUMN release_id DROP NOT NULL;
+ALTER TABLE tasks ADD CONSTRAINT tasks_check_has_no_deployment
+  CHECK (action = 'inspect' OR (deployment_id IS NOT NULL AND release_id IS NOT NULL));
+
+CREATE TABLE target_checks (
+  target_id     text PRIMARY KEY REFERENCES targets (id) ON DELETE CASCADE,
+  -- pending: asked for, no answer yet (no task while the agent is away or does not serve the kind); ok; failed.
+  state         text NOT NULL CHECK (state IN ('pending', 'ok', 'failed')),
+  code          text,
+  message       text NOT NULL DEFAULT '',
+  details       jsonb,
+  -- The inspect task of this check, once one was queued (kept after the task ends, for its log).
+  task_id       text REFERENCES tasks (id) ON DELETE SET NULL,
+  -- The target's updated_at the check was asked for: an answer about an older config is not kept.
+  config_at     timestamptz NOT NULL,
+  requested_at  timestamptz NOT NULL,
+  checked_at    timestamptz
+);
+CREATE INDEX target_checks_task_idx ON target_checks (task_id) WHERE task_id IS NOT NULL;
+CREATE INDEX target_checks_pending_idx ON target_checks (target_id) WHERE state = 'pending' AND task_id IS NULL;
