@@ -109,7 +109,7 @@ for (const b of testBackends()) {
       assert.equal(check?.message, "queued to agent agt_gw");
       const [task] = await fx.queue.claim("agt_gw");
       assert.equal(task?.id, check?.taskId);
-      const payload = parseTaskPayload(JSON.parse(Buffer.from(task!.payload).toString("utf8")), task!.payloadType);
+      const payload = parseTaskPayload(JSON.parse(Buffer.from(task.payload).toString("utf8")), task.payloadType);
       assert.equal(payload.action, "inspect");
       assert.equal(payload.release, null);
       assert.deepEqual(payload.images, []);
@@ -117,7 +117,7 @@ for (const b of testBackends()) {
       assert.match(payload.deploymentId, /^chk_/);
       assert.deepEqual(payload.target, { id, name: "web", kind: "ecs", config: { region: "eu-west-1", cluster: "prod", service: "web" } });
       assert.equal(payload.notAfter, T0 + TTL);
-      const row = await fx.store.query<{ deployment_id: string | null; release_id: string | null }>("SELECT deployment_id, release_id FROM tasks WHERE id = $1", [task!.id]);
+      const row = await fx.store.query<{ deployment_id: string | null; release_id: string | null }>("SELECT deployment_id, release_id FROM tasks WHERE id = $1", [task.id]);
       assert.deepEqual(row.rows[0], { deployment_id: null, release_id: null });
     });
 
