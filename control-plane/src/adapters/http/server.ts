@@ -222,6 +222,6 @@ export async function buildHttpServer(d: HttpServerDeps) {
   await app.register(signingKeyRoutes({ store: d.store, keyring: d.keyring, taskTtlMs: d.taskTtlMs }), { prefix: "/api/v1" });
   await app.register(apiTokenRoutes({ store: d.store, onRevoke: () => tokens.clear() }), { prefix: "/api/v1" });
   app.get("/api/v1/openapi.json", async () => openapi.document(d.version));
-  await app.register(consoleRoutes({ store: d.store, catalog: d.catalog, deployments: d.deployments, fleet: d.fleet, log: d.log }));
+  await app.register(consoleRoutes({ store: d.store, catalog: d.catalog, deployments: d.deployments, fleet: d.fleet, log: d.log, ...(d.targetChecks ? { targetChecks: d.targetChecks } : {}) }));
   return app;
 }
