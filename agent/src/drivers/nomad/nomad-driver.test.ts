@@ -306,6 +306,23 @@ describe("Nomad driver against the Nomad fake", () => {
     assert.equal((await driver.inspect(target({ job: "gone" }))).state, "missing");
   });
 
+  it("inspect as a target check: a missing job, a task the job lacks, a job that is not a service", async () => {
+    fake.seedJob(job("checked"));
+    const ok = await driver.inspect(target({ job: "checked" }));
+    assert.equal(ok.details["check"], undefined);
+    const gone = await driver.inspect(target({ job: "absent" }));
+    assert.equal(gone.state, "missing");
+    assert.match(gone.details["error"] as string, /absent/);
+    const noTask = await driver.inspect(target({ job: "checked", task: "api" }));
+    assert.equal((noTask.details["check"] as { code: string }).code, "TARGET_NOT_FOUND");
+    assert.match((noTask.details["check"] as { message: string }).message, /job checked has no task web\/api \(it has web\/server, web\/sidecar\)/);
+    const mapped = await driver.inspect(target({ job: "checked", group: undefined, task: undefined, tasks: { "web/server": "web", "db/postgres": "db" } }));
+    assert.deepEqual(mapped.details["check"], { code: "TARGET_NOT_FOUND", message: "job checked has no task db/postgres (it has web/server, web/sidecar)" });
+    fake.seedJob({ ...job("nightly"), Type: "batch" });
+    const batch = await driver.inspect(target({ job: "nightly" }));
+    assert.equal((batch.details["check"] as { code: string }).code, "TARGET_UNSUPPORTED");
+  });
+
   it("a newer register cancels the running deployment; the task fails and restores", async () => {
     fake.seedJob(job("newer"));
     fake.convergeTicks = 1_000_000;

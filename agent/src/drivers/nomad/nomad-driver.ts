@@ -164,7 +164,9 @@ export class NomadDriver implements Driver<NomadTargetConfig, NomadPhaseState> {
     try {
       mapping = mapTasks(job, config, sticker?.images ?? (config.component ? [{ component: config.component }] : []));
     } catch (err) {
-      return { state: "unknown", running: [], labels: ferryMeta(job.Meta), details: { error: (err as Error).message, version: job.Version } };
+      // A target check (docs/drivers/nomad.md#target-checks) reports why the config does not fit the job.
+      const check = err instanceof DriverError ? { code: err.code, message: err.message } : undefined;
+      return { state: "unknown", running: [], labels: ferryMeta(job.Meta), details: { error: (err as Error).message, version: job.Version, ...(check ? { check } : {}) } };
     }
     const allocs = (await this.#allocs(t, config.job)).filter((a) => a.ClientStatus === "running" && a.DesiredStatus === "run");
     const versions = await this.#versions(t, config.job);
@@ -191,6 +193,8 @@ export class NomadDriver implements Driver<NomadTargetConfig, NomadPhaseState> {
     }
     const details: Record<string, unknown> = { version: job.Version, stable: job.Stable, status: job["Status"], runningVersions, allocations: allocs.length };
     if (drift.length > 0) details["drift"] = drift;
+    const unsupported = jobTypeProblem(job, config.job);
+    if (unsupported) details["check"] = { code: unsupported.code, message: unsupported.message };
     return { state: allocs.length > 0 ? "running" : job["Status"] === "dead" ? "stopped" : "unknown", running, labels: ferryMeta(job.Meta), details };
   }
 
@@ -205,7 +209,8 @@ export class NomadDriver implements Driver<NomadTargetConfig, NomadPhaseState> {
     const config = ctx.config;
     const t = this.#target(config);
     const job = await this.#job(t, config.job, ctx.signal);
-    if ((job.Type ?? "service") !== "service") throw new DriverError("TARGET_UNSUPPORTED", `Nomad job ${config.job} is a ${job.Type} job; Ferry deploys service jobs (they have deployments)`, { type: job.Type });
+    const unsupported = jobTypeProblem(job, config.job);
+    if (unsupported) throw unsupported;
     const tasks = mapTasks(job, config, ctx.images);
     const latest = (await this.#call<Deployment | null>(t, "GET", `/v1/job/${encodeURIComponent(config.job)}/deployment`, `reading the deployment of job ${config.job}`, { signal: ctx.signal })).body;
     if (latest && (latest.Status === "running" || latest.Status === "paused" || latest.Status === "pending")) {
@@ -449,4 +454,10 @@ export class NomadDriver implements Driver<NomadTargetConfig, NomadPhaseState> {
 
 function ferryMeta(meta: Record<string, string> | null | undefined): Record<string, string> {
   return Object.fromEntries(Object.entries(meta ?? {}).filter(([k]) => k.startsWith("ferry.")));
+}
+
+/** Why Ferry cannot deploy a job of this type, or undefined: only service jobs have deployments. */
+function jobTypeProblem(job: NomadJob, id: string): DriverError | undefined {
+  if ((job.Type ?? "service") === "service") return undefined;
+  return new DriverError("TARGET_UNSUPPORTED", `Nomad job ${id} is a ${job.Type} job; Ferry deploys service jobs (they have deployments)`, { type: job.Type });
 }
