@@ -5,7 +5,8 @@
 //
 // Covered: deploy, a circuit breaker / unhealthy allocations failing the deploy with what ran before serving, a
 // rollback to the exact previous digests, drift reported after an out-of-band change, a canary on Nomad promoted by
-// Ferry once its health passed, and refusals at deploy time for a service or job that does not exist.
+// Ferry once its health passed, the checks of targets at creation, and refusals at deploy time for a service or job
+// that does not exist.
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -138,6 +139,31 @@ describe("ECS and Nomad targets through a gateway agent", { skip }, () => {
     await nomad?.close();
     await reg?.stop();
     rmSync(scratch, { recursive: true, force: true });
+  });
+
+  it("checks each target when it is created: what exists is ok, a missing service, cluster or job is TARGET_NOT_FOUND", async () => {
+    interface Checked { name: string; check: { state: string; code: string | null; message: string } | null }
+    const checkOf = async (name: string) =>
+      waitFor(`${name}'s check answered`, async () => {
+        const r = await cp.api<Checked>("GET", `/api/v1/environments/dev/targets/${name}`);
+        return r.body.check && r.body.check.state !== "pending" ? r.body.check : undefined;
+      }, { timeoutMs: 30_000 });
+    for (const t of ["ecs-web", "nomad-web", "nomad-canary"]) assert.equal((await checkOf(t)).state, "ok", t);
+    const ecsMissing = await checkOf("ecs-missing");
+    assert.deepEqual([ecsMissing.state, ecsMissing.code], ["failed", "TARGET_NOT_FOUND"]);
+    assert.match(ecsMissing.message, /ECS service ghost in cluster prod \(eu-west-1\) does not exist/);
+    const nomadMissing = await checkOf("nomad-missing");
+    assert.deepEqual([nomadMissing.state, nomadMissing.code], ["failed", "TARGET_NOT_FOUND"]);
+    // The CLI waits for the check of a target it creates, and shows it.
+    const gw = (await cp.api<{ targets: { agentId: string }[] }>("GET", "/api/v1/targets?environment=dev")).body.targets[0]!.agentId;
+    const config = JSON.stringify({ region: "eu-west-1", cluster: "nowhere", service: "web" });
+    const r = await cp.cli(["target", "create", "ecs-nowhere", "--env", "dev", "--kind", "ecs", "--agent", gw, "--config", config, "--wait", "30"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /check: FAILED TARGET_NOT_FOUND: ECS cluster nowhere \(eu-west-1\) does not exist/);
+    const list = await cp.cli(["target", "list", "--env", "dev"]);
+    assert.match(list.stdout, /ecs-missing\s+ecs\s+\S+\s+failed TARGET_NOT_FOUND/);
+    // A failed check does not refuse a deploy: its own prepare checks again (the last test of this suite).
+    assert.equal((await cp.cli(["target", "delete", "ecs-nowhere", "--env", "dev"])).code, 0);
   });
 
   it("deploys a release to an ECS service and a Nomad job from one gateway agent", async () => {
