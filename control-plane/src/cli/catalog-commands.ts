@@ -23,7 +23,7 @@ function readJsonArg(text: string, what: string): unknown {
   }
 }
 
-/** A target as the API shows it: with its latest check (docs/targets.md#checks-at-creation). */
+/** A target as the API shows it: with its latest check (docs/api.md#target-checks). */
 type CheckedTarget = TargetView & { check?: TargetCheckView | null };
 
 function waitSeconds(text: string | true | undefined): number | undefined {

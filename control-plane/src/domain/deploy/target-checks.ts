@@ -1,4 +1,4 @@
-// Target checks (docs/targets.md#checks-at-creation): when a target is created, or its config or agent changes, the
+// Target checks (docs/api.md#target-checks): when a target is created, or its config or agent changes, the
 // control plane asks the target's agent to look at it — a signed `inspect` task — and keeps the answer on the target.
 //
 // Rules:

@@ -1,4 +1,4 @@
--- Target checks (docs/targets.md#checks-at-creation): when a target is created or its config or agent changes, the
+-- Target checks (docs/api.md#target-checks): when a target is created or its config or agent changes, the
 -- control plane queues a signed `inspect` task to the target's agent, and keeps its outcome here. A check task is a
 -- task like any other (the same queue, leases, signing, logs), but belongs to no deployment and no release.
 ALTER TABLE tasks ALTER COLUMN deployment_id DROP NOT NULL;
