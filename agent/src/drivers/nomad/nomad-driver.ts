@@ -6,9 +6,9 @@
 //   start    register the job with the mapped tasks' config.image set to digests and the sticker in Meta, with
 //            check-and-set on the JobModifyIndex read in prepare (a job changed in between is not overwritten)
 //   health   follow the evaluation, then the deployment of our job version (it can appear late); healthy when it is
-//            successful — or, for canaries, when every canary is healthy and waits for promotion
-//   switch   promote the canaries through the API (Ferry's analysis sits between health and switch), then follow the
-//            deployment to successful
+//            successful — or, for canaries, when every canary is healthy and waits for promotion, and (with
+//            config.canaryAnalysis) stayed healthy through Ferry's bake with its probe passing (canary-analysis.ts)
+//   switch   promote the canaries through the API, then follow the deployment to successful
 //   retire   nothing: earlier versions stay in the job's history, they are what a revert goes back to
 //   restore  fail our deployment if it still runs, then go back to the version that served (Nomad's auto_revert may
 //            already have); canaries of that return are promoted at once, the canary phase is not run again
