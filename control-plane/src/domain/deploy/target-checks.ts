@@ -24,8 +24,6 @@ import type { Queryable, Store } from "../../ports/store.js";
 import { FerryError } from "../errors.js";
 import { driverProblem, TASK_NOTIFY_CHANNEL } from "./deployment-service.js";
 
-export { checkVerdict, forgetTargetChecks, settleCheckTask } from "./target-check-records.js";
-
 export type TargetCheckState = "pending" | "ok" | "failed";
 
 export interface TargetCheckView {
@@ -35,6 +33,8 @@ export interface TargetCheckView {
   /** What the agent found (its inspection), or why the check is still pending. */
   details: Record<string, unknown> | null;
   taskId: string | null;
+  /** The target's updatedAt when the check was asked for: which config the verdict is about. */
+  configAt: string;
   requestedAt: string;
   checkedAt: string | null;
 }
@@ -50,6 +50,7 @@ interface CheckRow {
   message: string;
   details: Record<string, unknown> | null;
   task_id: string | null;
+  config_at: Date;
   requested_at: Date;
   checked_at: Date | null;
 }
@@ -72,7 +73,7 @@ interface AgentFacts {
 const iso = (d: Date | null): string | null => (d ? new Date(d).toISOString() : null);
 
 function view(r: CheckRow): TargetCheckView {
-  return { state: r.state, code: r.code, message: r.message, details: r.details, taskId: r.task_id, requestedAt: iso(r.requested_at)!, checkedAt: iso(r.checked_at) };
+  return { state: r.state, code: r.code, message: r.message, details: r.details, taskId: r.task_id, configAt: iso(r.config_at)!, requestedAt: iso(r.requested_at)!, checkedAt: iso(r.checked_at) };
 }
 
 /** Why `agent` cannot run a check of a `kind` target now, or the payload version to sign the check as. */

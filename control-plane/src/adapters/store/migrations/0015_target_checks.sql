@@ -15,7 +15,8 @@ CREATE TABLE target_checks (
   details       jsonb,
   -- The inspect task of this check, once one was queued (kept after the task ends, for its log).
   task_id       text REFERENCES tasks (id) ON DELETE SET NULL,
-  -- The target's updated_at the check was asked for: an answer about an older config is not kept.
+  -- The target's updated_at when the check was asked for: which config the verdict is about. (Only the answer to the
+  -- newest check's task is kept: a late answer to an older one does not match task_id.)
   config_at     timestamptz NOT NULL,
   requested_at  timestamptz NOT NULL,
   checked_at    timestamptz
