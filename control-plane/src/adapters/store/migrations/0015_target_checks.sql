@@ -13,7 +13,7 @@ CREATE TABLE target_checks (
   code          text,
   message       text NOT NULL DEFAULT '',
   details       jsonb,
-  -- The inspect task of this check, once one was queued (kept after the task ends, for its log).
+  -- The inspect task of this check, once one was queued (kept after the task ends).
   task_id       text REFERENCES tasks (id) ON DELETE SET NULL,
   -- The target's updated_at when the check was asked for: which config the verdict is about. (Only the answer to the
   -- newest check's task is kept: a late answer to an older one does not match task_id.)
