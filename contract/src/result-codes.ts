@@ -64,6 +64,7 @@ export const RESULT_CODES = {
   PLATFORM_UNAVAILABLE: { outcome: "errored", retryable: true, source: "driver", description: "The platform's API did not answer, throttled past the driver's retries, or failed (network, 5xx, 429)." },
   PLATFORM_ACCESS_DENIED: { outcome: "failed", retryable: false, source: "driver", description: "The platform refused the gateway agent's credentials for a call (AWS AccessDenied, Nomad 403 Permission denied); the call is named." },
   PLATFORM_REJECTED: { outcome: "failed", retryable: false, source: "driver", description: "The platform refused a change as invalid (an ECS ClientException or InvalidParameterException, a Nomad 400); what ran before was put back." },
+  CANARY_ANALYSIS_FAILED: { outcome: "failed", retryable: false, source: "driver", description: "Ferry's analysis of the canaries before promotion failed (a canary allocation stopped being healthy during the bake, or the probe did not answer 2xx); the canaries were not promoted and what ran before was put back." },
   PLATFORM_BUSY: { outcome: "failed", retryable: true, source: "driver", description: "A deployment not started by this task is running on the target, or the job changed under the task (Nomad check-and-set); nothing of this task was applied." },
   // Agentless targets (ssh, winrm): the gateway agent's connection to the host.
   HOST_UNREACHABLE: { outcome: "errored", retryable: true, source: "driver", description: "The gateway agent could not connect to the host (refused, no route, DNS, connect timeout). Nothing was touched." },

@@ -33,6 +33,7 @@ import { SessionRegistry } from "./adapters/grpc/session-registry.js";
 import { TaskDispatcher, registryCredentialsFor } from "./adapters/grpc/task-dispatcher.js";
 import { DeploymentService, TASK_NOTIFY_CHANNEL } from "./domain/deploy/deployment-service.js";
 import { TaskQueue } from "./domain/deploy/task-queue.js";
+import { TargetChecks } from "./domain/deploy/target-checks.js";
 import { SqlWebhookStore } from "./domain/notify/webhook-service.js";
 import { HttpWebhookTransport, WebhookDispatcher } from "./domain/notify/webhooks.js";
 import { WebhookTargetPolicy } from "./domain/notify/webhook-targets.js";
@@ -155,6 +156,7 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
     // HTTP server and the background loops stopped appending.
     cleanups.push(() => auditCheckpointer.stop());
     const deployments = new DeploymentService({ store, catalog, signer, clock, taskTtlMs: cfg.taskTtlMs, evidence });
+    const targetChecks = new TargetChecks({ store, signer, clock, taskTtlMs: cfg.taskTtlMs });
     const webhookPolicy = new WebhookTargetPolicy(cfg.webhookAllow);
     const webhooks = new SqlWebhookStore({ store, clock, policy: webhookPolicy });
     const webhookDispatcher = new WebhookDispatcher({ store: webhooks, transport: new HttpWebhookTransport({ policy: webhookPolicy }), logger: log.child({ component: "webhooks" }) });
@@ -332,7 +334,7 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
         caBundle,
         log: log.child({ component: "agent-service" }),
         onHeartbeat: () => metrics.heartbeats.inc(),
-        tasks: { queue: taskQueue, dispatcher, signingKeys: () => signer.publicKeys() },
+        tasks: { queue: taskQueue, dispatcher, signingKeys: () => signer.publicKeys(), onConnected: (agentId, facts) => targetChecks.queuePendingFor(agentId, facts) },
       }),
     );
     listener = new MtlsListener({
@@ -390,6 +392,7 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
       catalog,
       deployments,
       rollouts,
+      targetChecks,
       keyring: signer,
       taskTtlMs: cfg.taskTtlMs,
       promotions,

@@ -5,9 +5,12 @@
 //
 // Covered: deploy, a circuit breaker / unhealthy allocations failing the deploy with what ran before serving, a
 // rollback to the exact previous digests, drift reported after an out-of-band change, a canary on Nomad promoted by
-// Ferry once its health passed, and refusals at deploy time for a service or job that does not exist.
+// Ferry once its health passed, a canary promoted after Ferry's analysis passed and one refused, the checks of targets at creation, and refusals at deploy time for a service or job
+// that does not exist.
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -55,6 +58,10 @@ describe("ECS and Nomad targets through a gateway agent", { skip }, () => {
   const scratch = mkdtempSync(join(tmpdir(), "ferry-gateway-e2e-"));
   const refs: Record<string, string> = {};
   let repo = "";
+  // The canary analysis probe (on loopback): what it answers is set by the test.
+  let probeStatus = 200;
+  let probeHits = 0;
+  let probe: Server | undefined;
 
   const deploy = async (release: string, target: string) => {
     const r = await cp.cli(["deploy", release, "--to", "dev", "--target", target, "--wait", "--timeout", "120", "--json"]);
@@ -77,6 +84,12 @@ describe("ECS and Nomad targets through a gateway agent", { skip }, () => {
     ecsEndpoint = await ecs.listen();
     nomad = new NomadFake({ tokens: { [NOMAD_TOKEN]: "write" }, tickMs: 20 });
     nomadAddress = await nomad.listen();
+    probe = createServer((_req, res) => {
+      probeHits++;
+      res.writeHead(probeStatus).end(probeStatus === 200 ? "ok" : "failing");
+    });
+    await new Promise<void>((r) => probe!.listen(0, "127.0.0.1", r));
+    const probeUrl = `http://127.0.0.1:${(probe.address() as AddressInfo).port}/health`;
     const tokenFile = join(scratch, "nomad-token");
     writeFileSync(tokenFile, NOMAD_TOKEN, { mode: 0o600 });
 
@@ -118,12 +131,14 @@ describe("ECS and Nomad targets through a gateway agent", { skip }, () => {
     });
     nomad.seedJob(job("shop", { AutoRevert: false }));
     nomad.seedJob(job("shop-canary", { Canary: 1 }));
+    nomad.seedJob(job("shop-analysed", { Canary: 1 }));
     const targets = [
       { name: "ecs-web", kind: "ecs", config: { region: "eu-west-1", cluster: "prod", service: "web", containerName: "web", steadyStateTimeoutSeconds: 60 } },
       { name: "ecs-missing", kind: "ecs", config: { region: "eu-west-1", cluster: "prod", service: "ghost" } },
       { name: "nomad-web", kind: "nomad", config: { job: "shop", group: "web", task: "server", deploymentTimeoutSeconds: 60 } },
       { name: "nomad-canary", kind: "nomad", config: { job: "shop-canary", deploymentTimeoutSeconds: 60 } },
       { name: "nomad-missing", kind: "nomad", config: { job: "ghost" } },
+      { name: "nomad-analysed", kind: "nomad", config: { job: "shop-analysed", deploymentTimeoutSeconds: 60, canaryAnalysis: { bakeSeconds: 1, probeUrl, probeIntervalSeconds: 1, probeTimeoutMs: 1000 } } },
     ];
     for (const t of targets) {
       const r = await cp.api("POST", "/api/v1/environments/dev/targets", { ...t, agentId: gw.id });
@@ -136,8 +151,34 @@ describe("ECS and Nomad targets through a gateway agent", { skip }, () => {
     await cp?.stop();
     await ecs?.close();
     await nomad?.close();
+    await new Promise((r) => (probe ? probe.close(r) : r(undefined)));
     await reg?.stop();
     rmSync(scratch, { recursive: true, force: true });
+  });
+
+  it("checks each target when it is created: what exists is ok, a missing service, cluster or job is TARGET_NOT_FOUND", async () => {
+    interface Checked { name: string; check: { state: string; code: string | null; message: string } | null }
+    const checkOf = async (name: string) =>
+      waitFor(`${name}'s check answered`, async () => {
+        const r = await cp.api<Checked>("GET", `/api/v1/environments/dev/targets/${name}`);
+        return r.body.check && r.body.check.state !== "pending" ? r.body.check : undefined;
+      }, { timeoutMs: 30_000 });
+    for (const t of ["ecs-web", "nomad-web", "nomad-canary", "nomad-analysed"]) assert.equal((await checkOf(t)).state, "ok", t);
+    const ecsMissing = await checkOf("ecs-missing");
+    assert.deepEqual([ecsMissing.state, ecsMissing.code], ["failed", "TARGET_NOT_FOUND"]);
+    assert.match(ecsMissing.message, /ECS service ghost in cluster prod \(eu-west-1\) does not exist/);
+    const nomadMissing = await checkOf("nomad-missing");
+    assert.deepEqual([nomadMissing.state, nomadMissing.code], ["failed", "TARGET_NOT_FOUND"]);
+    // The CLI waits for the check of a target it creates, and shows it.
+    const gw = (await cp.api<{ targets: { agentId: string }[] }>("GET", "/api/v1/targets?environment=dev")).body.targets[0]!.agentId;
+    const config = JSON.stringify({ region: "eu-west-1", cluster: "nowhere", service: "web" });
+    const r = await cp.cli(["target", "create", "ecs-nowhere", "--env", "dev", "--kind", "ecs", "--agent", gw, "--config", config, "--wait", "30"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /check: FAILED TARGET_NOT_FOUND: ECS cluster nowhere \(eu-west-1\) does not exist/);
+    const list = await cp.cli(["target", "list", "--env", "dev"]);
+    assert.match(list.stdout, /ecs-missing\s+ecs\s+\S+\s+failed TARGET_NOT_FOUND/);
+    // A failed check does not refuse a deploy: its own prepare checks again (the last test of this suite).
+    assert.equal((await cp.cli(["target", "delete", "ecs-nowhere", "--env", "dev"])).code, 0);
   });
 
   it("deploys a release to an ECS service and a Nomad job from one gateway agent", async () => {
@@ -224,6 +265,33 @@ describe("ECS and Nomad targets through a gateway agent", { skip }, () => {
     });
     assert.match(text, /canar.*wait for promotion/);
     assert.match(text, /switch: promoted the canaries/);
+  });
+
+  it("promotes a Nomad canary only after Ferry's analysis passes, and refuses one whose probe fails", async () => {
+    const a = await deploy("shop@2", "nomad-analysed");
+    assert.equal(a.d.state, "succeeded", JSON.stringify(a.d.tasks));
+    assert.ok(probeHits > 0, "the gateway agent probed the canary");
+    const promoted = nomad.deployments("shop-analysed").at(-1)!;
+    assert.equal(promoted.Status, "successful");
+    assert.ok(nomad.calls.some((c) => c.path === `/v1/deployment/promote/${promoted.ID}`));
+    const log = await waitFor("the task's log with the analysis", async () => {
+      const res = await fetch(`${cp.runtime.api}/api/v1/deployments/${a.d.id}/tasks/${a.d.tasks[0]!.id}/log`, { headers: { authorization: `Bearer ${cp.adminToken}` } });
+      const body = await res.text();
+      return body.includes("switch: promoted") ? body : undefined;
+    });
+    assert.match(log, /health: analysis: passed: the canaries stayed healthy/);
+
+    probeStatus = 503;
+    const b = await deploy("shop@3", "nomad-analysed");
+    assert.equal(b.d.state, "failed");
+    assert.equal(b.d.tasks[0]!.code, "CANARY_ANALYSIS_FAILED", b.d.tasks[0]!.message ?? "");
+    assert.match(b.d.tasks[0]!.message ?? "", /the probe of .* answered .*503/);
+    const refused = nomad.deployments("shop-analysed").find((d) => d.JobVersion === promoted.JobVersion + 1);
+    assert.ok(refused, "the refused version had a deployment");
+    assert.equal(refused.Status, "failed");
+    assert.ok(!nomad.calls.some((c) => c.path === `/v1/deployment/promote/${refused.ID}`), "the refused canary was never promoted");
+    assert.equal(nomadImage("shop-analysed"), refs["2"], "the version that served is back");
+    probeStatus = 200;
   });
 
   it("fails at deploy time, touching nothing, for a service or job that does not exist", async () => {

@@ -118,7 +118,7 @@ describe("interfaces", () => {
       "get /api/v1/environments", "post /api/v1/environments", "get /api/v1/environments/{name}", "patch /api/v1/environments/{name}",
       "delete /api/v1/environments/{name}", "get /api/v1/targets", "post /api/v1/environments/{env}/targets",
       "get /api/v1/environments/{env}/targets/{name}", "patch /api/v1/environments/{env}/targets/{name}",
-      "delete /api/v1/environments/{env}/targets/{name}", "get /api/v1/components", "post /api/v1/components",
+      "delete /api/v1/environments/{env}/targets/{name}", "post /api/v1/environments/{env}/targets/{name}/check", "get /api/v1/components", "post /api/v1/components",
       "get /api/v1/components/{name}", "patch /api/v1/components/{name}", "delete /api/v1/components/{name}",
       "post /api/v1/releases", "get /api/v1/releases", "get /api/v1/releases/{ref}",
       "post /api/v1/api-tokens", "get /api/v1/api-tokens", "post /api/v1/api-tokens/{id}/revoke",

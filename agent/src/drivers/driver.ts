@@ -64,8 +64,11 @@ export interface HealthReport {
   ok: boolean;
   /** One line: what passed, or why it failed. */
   summary: string;
-  /** When not ok: HEALTH_CHECK_FAILED (the check said no or timed out) or INSTANCE_CRASHED (exited or restarted). */
-  code?: "HEALTH_CHECK_FAILED" | "INSTANCE_CRASHED";
+  /**
+   * When not ok: HEALTH_CHECK_FAILED (the check said no or timed out), INSTANCE_CRASHED (exited or restarted), or
+   * CANARY_ANALYSIS_FAILED (a platform's canaries failed Ferry's analysis before promotion).
+   */
+  code?: "HEALTH_CHECK_FAILED" | "INSTANCE_CRASHED" | "CANARY_ANALYSIS_FAILED";
   details: Record<string, unknown>;
 }
 

@@ -16,7 +16,7 @@ interface EnvActivity {
     liftsAt: string | null;
     next: { window: string; start: string; end: string } | null;
   }[];
-  targets: { id: string; name: string; kind: string; agentId: string | null }[];
+  targets: { id: string; name: string; kind: string; agentId: string | null; check?: { state: string; code: string | null; message: string } | null }[];
   status: Matrix;
   agents: Agent[];
 }
@@ -117,6 +117,7 @@ export function EnvironmentPage({ name }: { name: string }) {
                 <th>State</th>
                 <th>Release</th>
                 <th>Agent</th>
+                <th>Check</th>
                 <th>Last report</th>
               </tr>
             </thead>
@@ -134,6 +135,10 @@ export function EnvironmentPage({ name }: { name: string }) {
                     </td>
                     <td>{s?.release ? <a href={`/releases/${s.release.id}`}>{s.release.name}</a> : "—"}</td>
                     <td>{t.agentId ? <a href={`/agents/${t.agentId}`}>{s?.agentName ?? t.agentId}</a> : "—"}</td>
+                    <td class="wrap" data-check={t.check?.state ?? "none"}>
+                      {t.check ? <Badge state={t.check.state} /> : "—"}
+                      {t.check && t.check.state !== "ok" && t.check.message ? <div class={t.check.state === "failed" ? "failure" : "reason"}>{t.check.code ? <code>{t.check.code}</code> : null} {t.check.message}</div> : null}
+                    </td>
                     <td>
                       <Time at={s?.stickerReportedAt ?? null} />
                     </td>

@@ -107,7 +107,7 @@ export function FleetPage() {
 
 interface AgentActivity {
   targets: { id: string; environment: string; name: string; kind: string }[];
-  tasks: { id: string; deploymentId: string; environment: string; target: string; action: string; state: string; code: string | null; message: string | null; release: string | null; queuedAt: string; finishedAt: string | null }[];
+  tasks: { id: string; deploymentId: string | null; environment: string; target: string; action: string; state: string; code: string | null; message: string | null; release: string | null; queuedAt: string; finishedAt: string | null }[];
 }
 
 export function AgentPage({ id }: { id: string }) {
@@ -199,7 +199,7 @@ export function AgentPage({ id }: { id: string }) {
                 {act.data.tasks.map((t) => (
                   <tr key={t.id}>
                     <td>
-                      <a href={`/deployments/${t.deploymentId}`}>{t.action}</a> <code class="small">{t.id}</code>
+                      {t.deploymentId ? <a href={`/deployments/${t.deploymentId}`}>{t.action}</a> : <span title="a check of the target">{t.action}</span>} <code class="small">{t.id}</code>
                     </td>
                     <td>
                       <Badge state={t.state} />

@@ -4,7 +4,7 @@ export { dockerKind, OLD_CONTAINER_MARKER, SPLIT_KEY_NAME, type DockerPort, type
 export { composeKind, COMPOSE_SERVICE_PATTERN, type ComposeRoute, type ComposeTargetConfig } from "./compose.js";
 export { composeLock, composeServiceMap, parseComposeLock, COMPOSE_LOCK_FILE, COMPOSE_LOCK_LABELS, type ComposeLock, type ComposeLockService } from "./compose-lock.js";
 export { ecsKind, type EcsTargetConfig } from "./ecs.js";
-export { nomadKind, type NomadTargetConfig } from "./nomad.js";
+export { nomadKind, type NomadCanaryAnalysis, type NomadTargetConfig } from "./nomad.js";
 export { sshKind, type SshTargetConfig } from "./ssh.js";
 export { winrmKind, type WinrmContainerConfig, type WinrmTargetConfig } from "./winrm.js";
 export { HEALTH_CHECK_TYPES, type HealthCheckConfig, type HealthCheckType } from "./common.js";

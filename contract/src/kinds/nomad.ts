@@ -26,6 +26,22 @@ export interface NomadTargetConfig {
    * block sets no progress_deadline; default 600.
    */
   progressTimeoutSeconds?: number;
+  /**
+   * Ferry's analysis of the canaries before it promotes them (jobs whose update block has canaries and no
+   * auto_promote): every canary allocation stays healthy for the whole bake, and the probe, if any, answers 2xx.
+   */
+  canaryAnalysis?: NomadCanaryAnalysis;
+}
+
+export interface NomadCanaryAnalysis {
+  /** How long the canaries must stay healthy (and the probe pass) before Ferry promotes them; default 60. */
+  bakeSeconds?: number;
+  /** An http(s) URL the gateway agent GETs during the bake (e.g. the canaries' service address); 2xx passes. */
+  probeUrl?: string;
+  /** Each probe's timeout; default 2000. */
+  probeTimeoutMs?: number;
+  /** Time between probes; default 5. */
+  probeIntervalSeconds?: number;
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -45,6 +61,16 @@ export const nomadKind: TargetKindDescriptor<NomadTargetConfig> = {
       tasks: { type: "string-map", maxItems: 32, keyPattern: /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\/[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, keyHint: "must be group/task", doc: "group/task → component, when Ferry sets several tasks" },
       deploymentTimeoutSeconds: { type: "integer", min: 30, max: 7200, doc: "how long Ferry follows a deployment; default 900" },
       progressTimeoutSeconds: { type: "integer", min: 10, max: 7200, doc: "for jobs without a progress_deadline: fail a deployment with no newly healthy allocation for this long; default 600" },
+      canaryAnalysis: {
+        type: "object",
+        doc: "Ferry's analysis before it promotes canaries: healthy for the whole bake, and an optional HTTP probe",
+        fields: {
+          bakeSeconds: { type: "integer", min: 0, max: 3600, doc: "how long the canaries must stay healthy before promotion; default 60" },
+          probeUrl: httpUrl("a URL the gateway agent GETs during the bake; 2xx passes"),
+          probeTimeoutMs: { type: "integer", min: 100, max: 30_000, doc: "each probe's timeout; default 2000" },
+          probeIntervalSeconds: { type: "integer", min: 1, max: 300, doc: "time between probes; default 5" },
+        },
+      },
     },
     rules: [
       (c) => (c["tasks"] !== undefined && (c["group"] !== undefined || c["task"] !== undefined || c["component"] !== undefined) ? ["tasks", "cannot be combined with group, task or component"] : undefined),

@@ -1,7 +1,9 @@
 // `ferry env|target|component|release` — the estate model and releases. Every command has human output and --json.
 import { readFileSync } from "node:fs";
 import { type Command, CommanderError } from "commander";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { ComponentView, EnvironmentView, ReleaseView, TargetView } from "../domain/catalog/catalog-service.js";
+import { MAX_CHECK_WAIT_SECONDS, type TargetCheckView } from "../domain/deploy/target-checks.js";
 import type { ApiClient } from "./api-client.js";
 import { table } from "./format.js";
 
@@ -19,6 +21,37 @@ function readJsonArg(text: string, what: string): unknown {
   } catch (err) {
     return usage(`${what}: not valid JSON (${(err as Error).message}); pass JSON or @file.json`);
   }
+}
+
+/** A target as the API shows it: with its latest check (docs/api.md#target-checks). */
+type CheckedTarget = TargetView & { check?: TargetCheckView | null };
+
+function waitSeconds(text: string | true | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  if (text === true) return 30;
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n > MAX_CHECK_WAIT_SECONDS) usage(`--wait: a whole number of seconds from 0 to ${MAX_CHECK_WAIT_SECONDS}`);
+  return n;
+}
+
+/** One line about a target's check. */
+export function checkLine(c: TargetCheckView | null | undefined): string {
+  if (!c) return "check: not checked";
+  if (c.state === "ok") return `check: ok (${c.checkedAt ?? ""})`;
+  if (c.state === "failed") return `check: FAILED ${c.code ?? ""}: ${c.message}`;
+  return `check: pending${c.message ? ` (${c.message})` : ""}`;
+}
+
+/** Polls a target until its check leaves pending or `seconds` pass; short requests, so no request outlives its timeout. */
+async function awaitCheck(api: ApiClient, env: string, name: string, t: CheckedTarget, seconds: number | undefined): Promise<CheckedTarget> {
+  if (!seconds) return t;
+  const until = Date.now() + seconds * 1000;
+  let cur = t;
+  while (cur.check?.state === "pending" && Date.now() < until) {
+    await sleep(Math.min(500, Math.max(1, until - Date.now())));
+    cur = await api.request<CheckedTarget>("GET", `/api/v1/environments/${enc(env)}/targets/${enc(name)}`);
+  }
+  return cur;
 }
 
 export function catalogCommands(program: Command, client: () => ApiClient, print: Out): void {
@@ -92,13 +125,16 @@ export function catalogCommands(program: Command, client: () => ApiClient, print
     .option("--agent <id>", "agent that serves the target (must be in the same environment)")
     .option("--config <json>", "kind-specific config as JSON, or @file.json", "{}")
     .option("--description <text>")
+    .option("--wait [seconds]", `wait for the agent's check of the target (default 30, at most ${MAX_CHECK_WAIT_SECONDS})`)
     .option("--json", "print JSON")
-    .action(async (name: string, o: { env: string; kind: string; agent?: string; config: string; description?: string; json?: boolean }) => {
+    .action(async (name: string, o: { env: string; kind: string; agent?: string; config: string; description?: string; wait?: string | true; json?: boolean }) => {
+      const wait = waitSeconds(o.wait);
       const body: Record<string, unknown> = { name, kind: o.kind, config: readJsonArg(o.config, "--config") };
       if (o.agent) body["agentId"] = o.agent;
       if (o.description !== undefined) body["description"] = o.description;
-      const t = await client().request<TargetView>("POST", `/api/v1/environments/${enc(o.env)}/targets`, body);
-      print(!!o.json, t, () => `Target ${t.environment}/${t.name} (${t.kind}) created${t.agentId ? `, served by ${t.agentId}` : ""}.`);
+      const api = client();
+      const t = await awaitCheck(api, o.env, name, await api.request<CheckedTarget>("POST", `/api/v1/environments/${enc(o.env)}/targets`, body), wait);
+      print(!!o.json, t, () => `Target ${t.environment}/${t.name} (${t.kind}) created${t.agentId ? `, served by ${t.agentId}` : ""}.\n${checkLine(t.check)}`);
     });
   target
     .command("list")
@@ -111,16 +147,30 @@ export function catalogCommands(program: Command, client: () => ApiClient, print
       if (o.env) q.set("environment", o.env);
       if (o.kind) q.set("kind", o.kind);
       if (o.agent) q.set("agentId", o.agent);
-      const r = await client().request<{ targets: TargetView[] }>("GET", `/api/v1/targets${q.size ? `?${q.toString()}` : ""}`);
-      print(!!o.json, r.targets, () => table(["ENV", "NAME", "KIND", "AGENT"], r.targets.map((t) => [t.environment, t.name, t.kind, t.agentId ?? "-"])));
+      const r = await client().request<{ targets: CheckedTarget[] }>("GET", `/api/v1/targets${q.size ? `?${q.toString()}` : ""}`);
+      print(!!o.json, r.targets, () =>
+        table(["ENV", "NAME", "KIND", "AGENT", "CHECK"], r.targets.map((t) => [t.environment, t.name, t.kind, t.agentId ?? "-", t.check ? (t.check.state === "failed" ? `failed ${t.check.code ?? ""}` : t.check.state) : "-"])),
+      );
     });
   target
     .command("show <name>")
     .requiredOption("--env <name>")
     .option("--json", "print JSON")
     .action(async (name: string, o: { env: string; json?: boolean }) => {
-      const t = await client().request<TargetView>("GET", `/api/v1/environments/${enc(o.env)}/targets/${enc(name)}`);
-      print(!!o.json, t, () => `${t.environment}/${t.name} (${t.kind}), agent ${t.agentId ?? "-"}\n${JSON.stringify(t.config, null, 2)}`);
+      const t = await client().request<CheckedTarget>("GET", `/api/v1/environments/${enc(o.env)}/targets/${enc(name)}`);
+      print(!!o.json, t, () => `${t.environment}/${t.name} (${t.kind}), agent ${t.agentId ?? "-"}\n${checkLine(t.check)}\n${JSON.stringify(t.config, null, 2)}`);
+    });
+  target
+    .command("check <name>")
+    .description("ask the target's agent to check the target again")
+    .requiredOption("--env <name>")
+    .option("--wait [seconds]", `wait for the answer (default 30, at most ${MAX_CHECK_WAIT_SECONDS})`)
+    .option("--json", "print JSON")
+    .action(async (name: string, o: { env: string; wait?: string | true; json?: boolean }) => {
+      const wait = waitSeconds(o.wait);
+      const api = client();
+      const t = await awaitCheck(api, o.env, name, await api.request<CheckedTarget>("POST", `/api/v1/environments/${enc(o.env)}/targets/${enc(name)}/check`), wait);
+      print(!!o.json, t, () => `${t.environment}/${t.name}: ${checkLine(t.check)}`);
     });
   target
     .command("update <name>")
@@ -128,14 +178,17 @@ export function catalogCommands(program: Command, client: () => ApiClient, print
     .option("--agent <id>", "new agent ('none' to unassign)")
     .option("--config <json>", "new config as JSON, or @file.json")
     .option("--description <text>")
+    .option("--wait [seconds]", `with a new agent or config, wait for the agent's check (default 30, at most ${MAX_CHECK_WAIT_SECONDS})`)
     .option("--json", "print JSON")
-    .action(async (name: string, o: { env: string; agent?: string; config?: string; description?: string; json?: boolean }) => {
+    .action(async (name: string, o: { env: string; agent?: string; config?: string; description?: string; wait?: string | true; json?: boolean }) => {
+      const wait = waitSeconds(o.wait);
       const body: Record<string, unknown> = {};
       if (o.agent !== undefined) body["agentId"] = o.agent === "none" ? null : o.agent;
       if (o.config !== undefined) body["config"] = readJsonArg(o.config, "--config");
       if (o.description !== undefined) body["description"] = o.description;
-      const t = await client().request<TargetView>("PATCH", `/api/v1/environments/${enc(o.env)}/targets/${enc(name)}`, body);
-      print(!!o.json, t, () => `Target ${t.environment}/${t.name} updated.`);
+      const api = client();
+      const t = await awaitCheck(api, o.env, name, await api.request<CheckedTarget>("PATCH", `/api/v1/environments/${enc(o.env)}/targets/${enc(name)}`, body), wait);
+      print(!!o.json, t, () => `Target ${t.environment}/${t.name} updated.\n${checkLine(t.check)}`);
     });
   target
     .command("delete <name>")

@@ -218,6 +218,19 @@ export class NomadFake {
     return [...this.#allocs.values()].filter((a) => a.JobID === id && a.Namespace === namespace);
   }
 
+  /**
+   * Scripts a crash of a running allocation after its deployment health was set (a canary that fails during Ferry's
+   * bake): as in Nomad, its ClientStatus turns "failed" and its DeploymentStatus keeps the health it was given once.
+   */
+  failAllocation(id: string): void {
+    const a = this.#allocs.get(id);
+    if (!a) throw new Error(`no allocation ${id}`);
+    a.ClientStatus = "failed";
+    a.ModifyIndex = this.#bump();
+    a.ModifyTime = this.now * NS;
+    this.#wake();
+  }
+
   tick(steps = 1): void {
     for (let i = 0; i < steps; i++) {
       this.now += 1000;

@@ -105,7 +105,8 @@ function snippet(s: string): string {
   return t.length > SNIPPET_CHARS ? `${t.slice(0, SNIPPET_CHARS)}…` : t;
 }
 
-async function httpProbe(url: string, timeoutMs: number, signal: AbortSignal): Promise<{ ok: boolean; observed: Record<string, unknown> }> {
+/** GET url within timeoutMs: 2xx passes; what it answered (status, a snippet of the body) or the error is observed. */
+export async function httpProbe(url: string, timeoutMs: number, signal: AbortSignal): Promise<{ ok: boolean; observed: Record<string, unknown> }> {
   try {
     const res = await fetch(url, { signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]), redirect: "manual" });
     const body = snippet(await res.text());

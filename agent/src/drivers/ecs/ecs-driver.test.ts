@@ -212,7 +212,7 @@ describe("ECS driver against the ECS fake", () => {
     seed("known");
     const cases: [Partial<EcsTargetConfig>, string, RegExp][] = [
       [{ service: "nope" }, "TARGET_NOT_FOUND", /service nope in cluster prod .*does not exist \(MISSING\)/],
-      [{ cluster: "staging" }, "TARGET_NOT_FOUND", /ClusterNotFoundException/],
+      [{ cluster: "staging" }, "TARGET_NOT_FOUND", /ECS cluster staging \(eu-west-1\) does not exist/],
       [{ service: "known", containerName: "api" }, "TARGET_NOT_FOUND", /has no container api \(it has web, log-router\)/],
       [{ service: "known", containerName: undefined }, "INVALID_TARGET_CONFIG", /several containers/],
     ];
@@ -286,6 +286,38 @@ describe("ECS driver against the ECS fake", () => {
     const drift = seen.details["drift"] as string[];
     assert.ok(drift.some((l) => l.includes(`the sticker says ${WEB_V2.digest}`)), JSON.stringify(drift));
     assert.equal((await driver.inspect(target({ service: "gone" }))).state, "missing");
+  });
+
+  it("inspect as a target check: a missing cluster or service, a container the definition lacks, another controller", async () => {
+    seed("checked");
+    const ok = await driver.inspect(target({ service: "checked" }));
+    assert.equal(ok.details["check"], undefined);
+    assert.equal(ok.state, "running");
+
+    const noCluster = await driver.inspect(target({ cluster: "nope", service: "checked" }));
+    assert.equal(noCluster.state, "missing");
+    assert.equal(noCluster.details["error"], `ECS cluster nope (${REGION}) does not exist`);
+    const noService = await driver.inspect(target({ service: "absent" }));
+    assert.equal(noService.state, "missing");
+    assert.match(noService.details["error"] as string, /ECS service absent in cluster prod \(eu-west-1\) does not exist \(MISSING\)/);
+
+    const noContainer = await driver.inspect(target({ service: "checked", containerName: "api" }));
+    assert.equal((noContainer.details["check"] as { code: string }).code, "TARGET_NOT_FOUND");
+    assert.match((noContainer.details["check"] as { message: string }).message, /^task definition shop-web:\d+ has no container api \(it has web, log-router\)$/);
+    const mapped = await driver.inspect(target({ service: "checked", containerName: undefined, containers: { web: "web", metrics: "metrics" } }));
+    assert.equal((mapped.details["check"] as { code: string }).code, "TARGET_NOT_FOUND");
+    assert.match((mapped.details["check"] as { message: string }).message, /has no container metrics/);
+    const ambiguous = await driver.inspect(target({ service: "checked", containerName: undefined }));
+    assert.equal((ambiguous.details["check"] as { code: string }).code, "INVALID_TARGET_CONFIG");
+
+    seed("blue-check", 2, { controller: "CODE_DEPLOY" });
+    const codeDeploy = await driver.inspect(target({ service: "blue-check" }));
+    assert.equal((codeDeploy.details["check"] as { code: string }).code, "TARGET_UNSUPPORTED");
+    assert.match((codeDeploy.details["check"] as { message: string }).message, /uses the CODE_DEPLOY deployment controller/);
+    // The same refusal in prepare, before anything changes.
+    const calls = fake.calls.length;
+    assert.equal((await failure(run(ctx([WEB_V2], { service: "blue-check" })))).code, "TARGET_UNSUPPORTED");
+    assert.ok(!fake.calls.slice(calls).some((x) => x.action === "RegisterTaskDefinition" || x.action === "UpdateService"));
   });
 
   it("an abort while following the deployment restores the previous revision", async () => {

@@ -45,7 +45,7 @@ import {
 import { ecsError } from "./errors.js";
 import type { EcsPhaseState } from "./phase-state.js";
 import { stickerFromTags, stickerTags, tagMap, TAGS, type Tag } from "./sticker-tags.js";
-import { imageFor, mapContainers, nextRevision, runsImages } from "./task-definition.js";
+import { imageFor, mapContainers, nextRevision, runsImages, targetContainers } from "./task-definition.js";
 
 export const DEFAULT_POLL_MS = 5000;
 export const DEFAULT_STEADY_STATE_SECONDS = 900;
@@ -121,12 +121,16 @@ export class EcsDriver implements Driver<EcsTargetConfig, EcsPhaseState> {
   }
 
   async #describeService(config: EcsTargetConfig, signal?: AbortSignal): Promise<Service> {
-    const out = await this.#call<{ services?: Service[]; failures?: { arn?: string; reason?: string }[] }>(
-      config.region,
-      "DescribeServices",
-      new DescribeServicesCommand({ cluster: config.cluster, services: [config.service], include: ["TAGS"] }),
-      signal,
-    );
+    let out: { services?: Service[]; failures?: { arn?: string; reason?: string }[] };
+    try {
+      out = await this.#call(config.region, "DescribeServices", new DescribeServicesCommand({ cluster: config.cluster, services: [config.service], include: ["TAGS"] }), signal);
+    } catch (err) {
+      // ECS answers a missing cluster with ClusterNotFoundException; say which cluster.
+      if (err instanceof DriverError && err.details["awsError"] === "ClusterNotFoundException") {
+        throw new DriverError("TARGET_NOT_FOUND", `ECS cluster ${config.cluster} (${config.region}) does not exist`, { ...err.details, field: "config.cluster" });
+      }
+      throw err;
+    }
     const svc = out.services?.[0];
     if (!svc || svc.status === "INACTIVE") {
       const reason = out.failures?.[0]?.reason ?? svc?.status ?? "MISSING";
@@ -168,9 +172,13 @@ export class EcsDriver implements Driver<EcsTargetConfig, EcsPhaseState> {
     const sticker = stickerFromTags(tags);
     let mapping: Record<string, string>;
     try {
-      mapping = mapContainers(td, config, sticker?.images.map((i) => ({ component: i.component, repository: "", digest: i.digest, ref: "" })) ?? [{ component: config.component ?? "", repository: "", digest: "", ref: "" }]);
+      const containers = targetContainers(td, config);
+      const component = sticker?.images[0]?.component ?? config.component ?? "";
+      mapping = config.containers ? { ...config.containers } : { [containers[0]!]: component };
     } catch (err) {
-      return { state: "unknown", running: [], labels: ferryOnly(tags), details: { error: (err as Error).message, taskDefinition: td.taskDefinitionArn } };
+      // A target check (docs/drivers/ecs.md#target-checks) reports why the config does not fit the service.
+      const check = err instanceof DriverError ? { code: err.code, message: err.message } : undefined;
+      return { state: "unknown", running: [], labels: ferryOnly(tags), details: { error: (err as Error).message, taskDefinition: td.taskDefinitionArn, ...(check ? { check } : {}) } };
     }
     const tasks = (await this.#runningTasks(config)).filter((t) => t.lastStatus === "RUNNING");
     const running: RunningImage[] = [];
@@ -204,6 +212,8 @@ export class EcsDriver implements Driver<EcsTargetConfig, EcsPhaseState> {
       deploymentController: svc.deploymentController?.type ?? "ECS",
     };
     if (drift.length > 0) details["drift"] = drift;
+    const unsupported = serviceProblem(svc, config);
+    if (unsupported) details["check"] = { code: unsupported.code, message: unsupported.message };
     const inProgress = (svc.deployments ?? []).find((d) => d.rolloutState === "IN_PROGRESS");
     if (inProgress) details["deploymentInProgress"] = inProgress.id;
     return { state: (svc.runningCount ?? 0) > 0 ? "running" : "stopped", running, labels: ferryOnly(tags), details };
@@ -219,14 +229,8 @@ export class EcsDriver implements Driver<EcsTargetConfig, EcsPhaseState> {
   async prepare(ctx: PhaseContext<EcsTargetConfig>): Promise<EcsPhaseState> {
     const config = ctx.config;
     const svc = await this.#describeService(config, ctx.signal);
-    const controller = svc.deploymentController?.type ?? "ECS";
-    if (controller !== "ECS") {
-      throw new DriverError("TARGET_UNSUPPORTED", `ECS service ${config.service} uses the ${controller} deployment controller; Ferry drives services whose deployment controller is ECS (rolling updates)`, { deploymentController: controller });
-    }
-    const strategy = (svc.deploymentConfiguration as { strategy?: string } | undefined)?.strategy;
-    if (strategy && NATIVE_STRATEGIES_NOT_DRIVEN.includes(strategy)) {
-      throw new DriverError("TARGET_UNSUPPORTED", `ECS service ${config.service} uses ECS's ${strategy} deployment strategy, which this version of the driver does not drive yet; use ROLLING`, { strategy });
-    }
+    const unsupported = serviceProblem(svc, config);
+    if (unsupported) throw unsupported;
     const busy = (svc.deployments ?? []).filter((d) => d.rolloutState === "IN_PROGRESS" || d.status !== "PRIMARY");
     if (busy.length > 0) {
       throw new DriverError("PLATFORM_BUSY", `ECS service ${config.service} is in the middle of deployment ${busy[0]!.id} (${busy[0]!.rolloutState}); try again when it is done`, { deployments: busy.map((d) => d.id) });
@@ -426,6 +430,19 @@ export class EcsDriver implements Driver<EcsTargetConfig, EcsPhaseState> {
   #sticker(ctx: PhaseContext<EcsTargetConfig>): TargetSticker {
     return { deploymentId: ctx.deploymentId, taskId: ctx.taskId, releaseId: ctx.release.id, images: ctx.images.map((i) => ({ component: i.component, digest: i.digest })) };
   }
+}
+
+/** Why Ferry cannot drive this service, or undefined: its deployment controller must be ECS. */
+function serviceProblem(svc: Service, config: EcsTargetConfig): DriverError | undefined {
+  const controller = svc.deploymentController?.type ?? "ECS";
+  if (controller !== "ECS") {
+    return new DriverError("TARGET_UNSUPPORTED", `ECS service ${config.service} uses the ${controller} deployment controller; Ferry drives services whose deployment controller is ECS`, { deploymentController: controller });
+  }
+  const strategy = (svc.deploymentConfiguration as { strategy?: string } | undefined)?.strategy;
+  if (strategy && NATIVE_STRATEGIES_NOT_DRIVEN.includes(strategy)) {
+    return new DriverError("TARGET_UNSUPPORTED", `ECS service ${config.service} uses ECS's ${strategy} deployment strategy, which this version of the driver does not drive yet; use ROLLING`, { strategy });
+  }
+  return undefined;
 }
 
 function ferryOnly(tags: Record<string, string>): Record<string, string> {

@@ -27,25 +27,37 @@ export function mapContainers(
   config: { containers?: Record<string, string>; containerName?: string },
   images: readonly ImagePin[],
 ): Record<string, string> {
-  const names = (td.containerDefinitions ?? []).map((c) => c.name ?? "");
-  const where = `task definition ${td.family}:${td.revision}`;
+  const wanted = targetContainers(td, config);
   let mapping: Record<string, string>;
   if (config.containers) mapping = { ...config.containers };
   else {
     const only = images[0];
     if (!only) throw new DriverError("RELEASE_COMPONENT_MISSING", "the task carries no image for this target", {});
-    if (config.containerName) mapping = { [config.containerName]: only.component };
-    else if (names.length === 1) mapping = { [names[0]!]: only.component };
-    else throw new DriverError("INVALID_TARGET_CONFIG", `config.containerName: ${where} has several containers (${names.join(", ")}); name the one Ferry sets, or map them in config.containers`, { field: "config.containerName", containers: names });
-  }
-  const unknown = Object.keys(mapping).filter((n) => !names.includes(n));
-  if (unknown.length > 0) {
-    throw new DriverError("TARGET_NOT_FOUND", `${where} has no container ${unknown.join(", ")} (it has ${names.join(", ")})`, { field: config.containers ? "config.containers" : "config.containerName", containers: names });
+    mapping = { [wanted[0]!]: only.component };
   }
   for (const [container, component] of Object.entries(mapping)) {
     if (!images.some((i) => i.component === component)) throw new DriverError("RELEASE_COMPONENT_MISSING", `container ${container} runs ${component}, and the task carries no image for it`, { container, component });
   }
   return mapping;
+}
+
+/**
+ * The containers of `td` this target sets, whatever the release: the config's map, its one containerName, else the
+ * definition's only container. A name the definition does not have is TARGET_NOT_FOUND naming it.
+ */
+export function targetContainers(td: TaskDefinition, config: { containers?: Record<string, string>; containerName?: string }): string[] {
+  const names = (td.containerDefinitions ?? []).map((c) => c.name ?? "");
+  const where = `task definition ${td.family}:${td.revision}`;
+  let wanted: string[];
+  if (config.containers) wanted = Object.keys(config.containers);
+  else if (config.containerName) wanted = [config.containerName];
+  else if (names.length === 1) wanted = [names[0]!];
+  else throw new DriverError("INVALID_TARGET_CONFIG", `config.containerName: ${where} has several containers (${names.join(", ")}); name the one Ferry sets, or map them in config.containers`, { field: "config.containerName", containers: names });
+  const unknown = wanted.filter((n) => !names.includes(n));
+  if (unknown.length > 0) {
+    throw new DriverError("TARGET_NOT_FOUND", `${where} has no container ${unknown.join(", ")} (it has ${names.join(", ")})`, { field: config.containers ? "config.containers" : "config.containerName", containers: names });
+  }
+  return wanted;
 }
 
 /** The image a container runs, by its component. */

@@ -3,6 +3,8 @@
 // without auto_revert, a stalled deployment failed by Ferry, a job changed under the task, ACL refusals, 429s,
 // refusals that touch nothing, drift.
 import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -162,6 +164,74 @@ describe("Nomad driver against the Nomad fake", () => {
     assert.ok(fake.allocations("canary").filter((a) => a.DesiredStatus === "run").every((a) => a.JobVersion === fake.job("canary")!["Version"]));
   });
 
+  it("promotes canaries only after Ferry's analysis: healthy for the bake and the probe answering 2xx", async () => {
+    let answer = 200;
+    const hits: number[] = [];
+    const probe = createServer((_req, res) => {
+      hits.push(Date.now());
+      res.writeHead(answer).end(answer === 200 ? "ok" : "broken");
+    });
+    await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));
+    const probeUrl = `http://127.0.0.1:${(probe.address() as AddressInfo).port}/health`;
+    try {
+      fake.seedJob(job("analysed", { Canary: 1 }));
+      const analysis = { bakeSeconds: 1, probeUrl, probeIntervalSeconds: 1, probeTimeoutMs: 500 };
+      const good = ctx([WEB_V2], { job: "analysed", canaryAnalysis: analysis });
+      const outcome = await run(good);
+      assert.ok(hits.length >= 1, "the probe was called");
+      const dep = fake.deployments("analysed").at(-1)!;
+      assert.equal(dep.Status, "successful");
+      assert.ok(fake.calls.some((x) => x.path === `/v1/deployment/promote/${dep.ID}`));
+      assert.ok(good.lines.some((l) => /health: analysis: passed: the canaries stayed healthy for \d+ s and \d+ probe\(s\)/.test(l)), good.lines.join("\n"));
+      assert.equal(outcome.details?.["version"], fake.job("analysed")!["Version"]);
+
+      // The probe fails: the canary is not promoted, the deployment is failed and the previous version serves again.
+      answer = 503;
+      const v = fake.job("analysed")!["Version"] as number;
+      const bad = ctx([pin("web", "registry.example/shop/web", "d")], { job: "analysed", canaryAnalysis: analysis });
+      const err = await failure(run(bad));
+      assert.equal(err.code, "CANARY_ANALYSIS_FAILED");
+      assert.equal(err.restored, true);
+      assert.match(err.message, /the probe of .* answered .*503/);
+      const failed = fake.deployments("analysed").find((d) => d.JobVersion === v + 1)!;
+      assert.equal(failed.Status, "failed");
+      assert.ok(!fake.calls.some((x) => x.path === `/v1/deployment/promote/${failed.ID}`), "the failed canary was never promoted");
+      assert.equal(image("analysed"), WEB_V2.ref, "back on the version that served");
+    } finally {
+      await new Promise((r) => probe.close(r));
+    }
+  });
+
+  it("a canary that stops running during the bake fails the analysis", async () => {
+    fake.seedJob(job("crashy", { Canary: 1 }));
+    const c = ctx([WEB_V2], { job: "crashy", canaryAnalysis: { bakeSeconds: 30 } });
+    const state = await driver.start(c, await driver.prepare(c));
+    const health = driver.health(c, state);
+    const deadline = Date.now() + 10_000;
+    let canary: string | undefined;
+    while (!(canary = fake.deployments("crashy").at(-1)?.TaskGroups["web"]?.PlacedCanaries.find((id) => fake.allocations("crashy").find((a) => a.ID === id)?.DeploymentStatus?.Healthy === true))) {
+      assert.ok(Date.now() < deadline, "the canary becomes healthy");
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    fake.failAllocation(canary);
+    const report = await health;
+    assert.equal(report.ok, false);
+    assert.equal(report.code, "CANARY_ANALYSIS_FAILED");
+    assert.match(report.summary, new RegExp(`canary allocation ${canary} is failed`));
+    await driver.restore(c, state);
+    assert.equal(image("crashy"), WEB_V1.ref);
+  });
+
+  it("refuses canary analysis for a job whose canaries Nomad promotes by itself", async () => {
+    fake.seedJob(job("auto", { Canary: 1, AutoPromote: true }));
+    const calls = fake.calls.length;
+    const err = await failure(run(ctx([WEB_V2], { job: "auto", canaryAnalysis: { bakeSeconds: 5 } })));
+    assert.equal(err.code, "INVALID_TARGET_CONFIG");
+    assert.match(err.message, /auto_promote/);
+    assert.ok(!fake.calls.slice(calls).some((x) => x.method === "POST"), "nothing registered");
+  });
+
   it("unhealthy allocations fail the deployment (INSTANCE_CRASHED); Nomad's auto_revert is followed, not repeated", async () => {
     fake.seedJob(job("revert", { AutoRevert: true }));
     const v0 = fake.job("revert")!["Version"] as number;
@@ -304,6 +374,23 @@ describe("Nomad driver against the Nomad fake", () => {
     assert.ok(drift.some((l) => l.includes(`sets ${WEB_V1.ref}, not the stickered ${WEB_V2.digest}`)), JSON.stringify(drift));
     assert.deepEqual([...new Set(seen.running.map((r) => r.digest))], [WEB_V1.digest]);
     assert.equal((await driver.inspect(target({ job: "gone" }))).state, "missing");
+  });
+
+  it("inspect as a target check: a missing job, a task the job lacks, a job that is not a service", async () => {
+    fake.seedJob(job("checked"));
+    const ok = await driver.inspect(target({ job: "checked" }));
+    assert.equal(ok.details["check"], undefined);
+    const gone = await driver.inspect(target({ job: "absent" }));
+    assert.equal(gone.state, "missing");
+    assert.match(gone.details["error"] as string, /absent/);
+    const noTask = await driver.inspect(target({ job: "checked", task: "api" }));
+    assert.equal((noTask.details["check"] as { code: string }).code, "TARGET_NOT_FOUND");
+    assert.match((noTask.details["check"] as { message: string }).message, /job checked has no task web\/api \(it has web\/server, web\/sidecar\)/);
+    const mapped = await driver.inspect(target({ job: "checked", group: undefined, task: undefined, tasks: { "web/server": "web", "db/postgres": "db" } }));
+    assert.deepEqual(mapped.details["check"], { code: "TARGET_NOT_FOUND", message: "job checked has no task db/postgres (it has web/server, web/sidecar)" });
+    fake.seedJob({ ...job("nightly"), Type: "batch" });
+    const batch = await driver.inspect(target({ job: "nightly" }));
+    assert.equal((batch.details["check"] as { code: string }).code, "TARGET_UNSUPPORTED");
   });
 
   it("a newer register cancels the running deployment; the task fails and restores", async () => {

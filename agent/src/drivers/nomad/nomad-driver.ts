@@ -6,9 +6,9 @@
 //   start    register the job with the mapped tasks' config.image set to digests and the sticker in Meta, with
 //            check-and-set on the JobModifyIndex read in prepare (a job changed in between is not overwritten)
 //   health   follow the evaluation, then the deployment of our job version (it can appear late); healthy when it is
-//            successful — or, for canaries, when every canary is healthy and waits for promotion
-//   switch   promote the canaries through the API (Ferry's analysis sits between health and switch), then follow the
-//            deployment to successful
+//            successful — or, for canaries, when every canary is healthy and waits for promotion, and (with
+//            config.canaryAnalysis) stayed healthy through Ferry's bake with its probe passing (canary-analysis.ts)
+//   switch   promote the canaries through the API, then follow the deployment to successful
 //   retire   nothing: earlier versions stay in the job's history, they are what a revert goes back to
 //   restore  fail our deployment if it still runs, then go back to the version that served (Nomad's auto_revert may
 //            already have); canaries of that return are promoted at once, the canary phase is not run again
@@ -30,7 +30,8 @@ import {
   type TargetSticker,
 } from "../driver.js";
 import type { NomadSettings } from "./nomad-api.js";
-import { digestOfRef, imageOf, mapTasks, nextJob, pinFor, runsImages, stickerFromMeta, type NomadJob } from "./job-spec.js";
+import { analyseCanaries, type AnalysisVerdict } from "./canary-analysis.js";
+import { digestOfRef, imageOf, mapTasks, nextJob, pinFor, runsImages, stickerFromMeta, type NomadJob, type NomadUpdate } from "./job-spec.js";
 import { NomadApi, NomadApiError, nomadError, type NomadTarget } from "./nomad-api.js";
 import type { NomadPhaseState } from "./phase-state.js";
 
@@ -164,7 +165,9 @@ export class NomadDriver implements Driver<NomadTargetConfig, NomadPhaseState> {
     try {
       mapping = mapTasks(job, config, sticker?.images ?? (config.component ? [{ component: config.component }] : []));
     } catch (err) {
-      return { state: "unknown", running: [], labels: ferryMeta(job.Meta), details: { error: (err as Error).message, version: job.Version } };
+      // A target check (docs/drivers/nomad.md#target-checks) reports why the config does not fit the job.
+      const check = err instanceof DriverError ? { code: err.code, message: err.message } : undefined;
+      return { state: "unknown", running: [], labels: ferryMeta(job.Meta), details: { error: (err as Error).message, version: job.Version, ...(check ? { check } : {}) } };
     }
     const allocs = (await this.#allocs(t, config.job)).filter((a) => a.ClientStatus === "running" && a.DesiredStatus === "run");
     const versions = await this.#versions(t, config.job);
@@ -191,6 +194,8 @@ export class NomadDriver implements Driver<NomadTargetConfig, NomadPhaseState> {
     }
     const details: Record<string, unknown> = { version: job.Version, stable: job.Stable, status: job["Status"], runningVersions, allocations: allocs.length };
     if (drift.length > 0) details["drift"] = drift;
+    const unsupported = jobTypeProblem(job, config.job);
+    if (unsupported) details["check"] = { code: unsupported.code, message: unsupported.message };
     return { state: allocs.length > 0 ? "running" : job["Status"] === "dead" ? "stopped" : "unknown", running, labels: ferryMeta(job.Meta), details };
   }
 
@@ -205,8 +210,13 @@ export class NomadDriver implements Driver<NomadTargetConfig, NomadPhaseState> {
     const config = ctx.config;
     const t = this.#target(config);
     const job = await this.#job(t, config.job, ctx.signal);
-    if ((job.Type ?? "service") !== "service") throw new DriverError("TARGET_UNSUPPORTED", `Nomad job ${config.job} is a ${job.Type} job; Ferry deploys service jobs (they have deployments)`, { type: job.Type });
+    const unsupported = jobTypeProblem(job, config.job);
+    if (unsupported) throw unsupported;
     const tasks = mapTasks(job, config, ctx.images);
+    const autoPromoted = config.canaryAnalysis ? autoPromotedGroups(job, tasks) : [];
+    if (autoPromoted.length > 0) {
+      throw new DriverError("INVALID_TARGET_CONFIG", `config.canaryAnalysis: the update block of group ${autoPromoted.join(", ")} of job ${config.job} sets auto_promote, so Nomad promotes the canaries itself and Ferry's analysis could not hold them; set auto_promote = false, or drop canaryAnalysis`, { field: "config.canaryAnalysis", groups: autoPromoted });
+    }
     const latest = (await this.#call<Deployment | null>(t, "GET", `/v1/job/${encodeURIComponent(config.job)}/deployment`, `reading the deployment of job ${config.job}`, { signal: ctx.signal })).body;
     if (latest && (latest.Status === "running" || latest.Status === "paused" || latest.Status === "pending")) {
       throw new DriverError("PLATFORM_BUSY", `Nomad job ${config.job} has deployment ${latest.ID} ${latest.Status} (version ${latest.JobVersion}: ${latest.StatusDescription}); try again when it is done`, { deploymentId: latest.ID });
@@ -256,9 +266,31 @@ export class NomadDriver implements Driver<NomadTargetConfig, NomadPhaseState> {
     if (r.kind === "awaiting-promotion") {
       state.awaitingPromotion = true;
       const canaries = Object.entries(r.deployment.TaskGroups).map(([g, s]) => `${g}: ${s.PlacedCanaries?.length ?? 0} canar${(s.PlacedCanaries?.length ?? 0) === 1 ? "y" : "ies"}`);
-      return { ok: true, summary: `the canaries of deployment ${r.deployment.ID} are healthy (${canaries.join(", ")}) and wait for promotion`, details: { deploymentId: r.deployment.ID, canaries: r.deployment.TaskGroups } };
+      const analysis = ctx.config.canaryAnalysis ? await this.#analyse(ctx, state, r.deployment) : undefined;
+      if (analysis && !analysis.ok) return { ok: false, code: "CANARY_ANALYSIS_FAILED", summary: `deployment ${r.deployment.ID}: ${analysis.summary}; the canaries were not promoted`, details: { deploymentId: r.deployment.ID, analysis: analysis.details } };
+      return {
+        ok: true,
+        summary: `the canaries of deployment ${r.deployment.ID} are healthy (${canaries.join(", ")})${analysis ? `, ${analysis.summary},` : ""} and wait for promotion`,
+        details: { deploymentId: r.deployment.ID, canaries: r.deployment.TaskGroups, ...(analysis ? { analysis: analysis.details } : {}) },
+      };
     }
     return this.#verified(ctx, state, r.deployment);
+  }
+
+  /** Ferry's analysis of the healthy canaries before promotion (canary-analysis.ts). */
+  async #analyse(ctx: PhaseContext<NomadTargetConfig>, state: NomadPhaseState, d: Deployment): Promise<AnalysisVerdict> {
+    const t = this.#target(ctx.config);
+    const canaryIds = Object.values(d.TaskGroups).flatMap((g) => (g.Promoted ? [] : (g.PlacedCanaries ?? [])));
+    return analyseCanaries(
+      ctx.config.canaryAnalysis!,
+      canaryIds,
+      {
+        deploymentStatus: async () => (await this.#call<Deployment>(t, "GET", `/v1/deployment/${d.ID}`, `reading deployment ${d.ID}`, { signal: ctx.signal })).body,
+        allocations: () => this.#allocs(t, state.job, ctx.signal),
+      },
+      (line) => ctx.progress.log(`health: ${line}`),
+      ctx.signal,
+    );
   }
 
   async #verified(ctx: PhaseContext<NomadTargetConfig>, state: NomadPhaseState, d: Deployment | undefined): Promise<HealthReport> {
@@ -449,4 +481,19 @@ export class NomadDriver implements Driver<NomadTargetConfig, NomadPhaseState> {
 
 function ferryMeta(meta: Record<string, string> | null | undefined): Record<string, string> {
   return Object.fromEntries(Object.entries(meta ?? {}).filter(([k]) => k.startsWith("ferry.")));
+}
+
+/** Why Ferry cannot deploy a job of this type, or undefined: only service jobs have deployments. */
+function jobTypeProblem(job: NomadJob, id: string): DriverError | undefined {
+  if ((job.Type ?? "service") === "service") return undefined;
+  return new DriverError("TARGET_UNSUPPORTED", `Nomad job ${id} is a ${job.Type} job; Ferry deploys service jobs (they have deployments)`, { type: job.Type });
+}
+
+/** The mapped tasks' groups whose update block has canaries that Nomad promotes by itself (auto_promote). */
+function autoPromotedGroups(job: NomadJob, tasks: Record<string, string>): string[] {
+  const groups = new Set(Object.keys(tasks).map((k) => k.split("/")[0]!));
+  return job.TaskGroups.filter((g) => groups.has(g.Name)).filter((g) => {
+    const u = g.Update ?? (job["Update"] as NomadUpdate | null | undefined) ?? {};
+    return (u.Canary ?? 0) > 0 && u.AutoPromote === true;
+  }).map((g) => g.Name);
 }

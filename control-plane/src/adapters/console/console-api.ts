@@ -1,6 +1,7 @@
 // JSON read models for the console under /api/v1/console: the overview (matrix, fleet health, metrics) and the
 // activity around an agent, a release and an environment. Same authentication and error shape as the rest of the API.
 import type { FastifyPluginAsync } from "fastify";
+import type { TargetChecks, TargetCheckView } from "../../domain/deploy/target-checks.js";
 import type { Store } from "../../ports/store.js";
 import type { CatalogService } from "../../domain/catalog/catalog-service.js";
 import type { DeploymentService } from "../../domain/deploy/deployment-service.js";
@@ -14,6 +15,8 @@ export interface ConsoleApiDeps {
   catalog: CatalogService;
   deployments: DeploymentService;
   fleet: FleetService;
+  /** Target checks, shown with the environment's targets; without it targets show no check. */
+  targetChecks?: TargetChecks;
 }
 
 const ID = { type: "string", minLength: 1, maxLength: 200 } as const;
@@ -106,7 +109,9 @@ export function consoleApiRoutes(d: ConsoleApiDeps): FastifyPluginAsync {
             };
           });
         const [targets, statuses, agents] = await Promise.all([d.catalog.listTargets({ environment: env.name }), d.deployments.status(env.name), d.fleet.listAgents({ environment: env.name })]);
-        return { environment: env, gates, freezes, targets, status: buildMatrix([env.name], [], statuses, agents, now), agents };
+        const checks = d.targetChecks ? await d.targetChecks.forTargets(targets.map((t) => t.id)) : new Map<string, TargetCheckView>();
+        const checked = targets.map((t) => ({ ...t, check: checks.get(t.id) ?? null }));
+        return { environment: env, gates, freezes, targets: checked, status: buildMatrix([env.name], [], statuses, agents, now), agents };
       },
     );
   };

@@ -84,7 +84,8 @@ export async function consoleMetrics(db: Queryable, windowDays = 30): Promise<Co
 
 export interface RecentTask {
   id: string;
-  deploymentId: string;
+  /** null for a target check (an inspect task of no deployment). */
+  deploymentId: string | null;
   environment: string;
   target: string;
   action: string;

@@ -87,6 +87,8 @@ export interface AgentTaskDeps {
   queue: TaskQueue;
   dispatcher: TaskDispatcher;
   signingKeys: () => PublishedKey[];
+  /** Called once per stream after Hello, with the facts it carried (target checks waiting for this agent are queued). */
+  onConnected?: (agentId: string, facts: Partial<HostFactsRecord>) => Promise<unknown>;
 }
 
 export function signingKeysMessage(keys: PublishedKey[]): TaskSigningKey[] {
@@ -263,6 +265,7 @@ export function agentServiceImpl(d: AgentServiceDeps): UntypedServiceImplementat
           serial(async () => {
             if (hello.stickers.length > 0) await t.queue.recordStickers(id.agentId, hello.stickers.map(stickerRecord));
             await t.queue.renew(id.agentId, hello.runningTaskIds);
+            await t.onConnected?.(id.agentId, factsRecord(hello.facts));
           });
           t.dispatcher.wake(id.agentId);
         }

@@ -27,6 +27,7 @@ import { fleetRoutes, type FleetRouteDeps } from "./routes/fleet.js";
 import { auditRoutes } from "./routes/audit.js";
 import { apiTokenRoutes } from "./routes/api-tokens.js";
 import { catalogRoutes } from "./routes/catalog.js";
+import type { TargetChecks } from "../../domain/deploy/target-checks.js";
 import { deploymentRoutes } from "./routes/deployments.js";
 import { rolloutRoutes } from "./routes/rollouts.js";
 import type { RolloutService } from "../../domain/rollout/rollout-service.js";
@@ -58,6 +59,8 @@ export interface HttpServerDeps extends FleetRouteDeps {
   deployments: DeploymentService;
   /** The rollout service; without it only all-at-once deployments are possible. */
   rollouts?: RolloutService;
+  /** Target checks (inspect tasks at target creation); without it targets are shown with no check. */
+  targetChecks?: TargetChecks;
   keyring: TaskSigningKeyring;
   taskTtlMs: number;
   promotions: PromotionService;
@@ -211,7 +214,7 @@ export async function buildHttpServer(d: HttpServerDeps) {
 
   await app.register(fleetRoutes(d), { prefix: "/api/v1" });
   await app.register(auditRoutes({ store: d.store, keys: () => d.evidence.publicKeys(), ...(d.auditCheckpointer ? { checkpointer: d.auditCheckpointer } : {}) }), { prefix: "/api/v1" });
-  await app.register(catalogRoutes({ catalog: d.catalog }), { prefix: "/api/v1" });
+  await app.register(catalogRoutes({ catalog: d.catalog, ...(d.targetChecks ? { checks: d.targetChecks } : {}) }), { prefix: "/api/v1" });
   await app.register(deploymentRoutes({ deployments: d.deployments, catalog: d.catalog, ...(d.rollouts ? { rollouts: d.rollouts } : {}) }), { prefix: "/api/v1" });
   if (d.rollouts) await app.register(rolloutRoutes({ rollouts: d.rollouts }), { prefix: "/api/v1" });
   await app.register(promotionRoutes({ promotions: d.promotions, records: d.records, evidence: d.evidence }), { prefix: "/api/v1" });
@@ -219,6 +222,6 @@ export async function buildHttpServer(d: HttpServerDeps) {
   await app.register(signingKeyRoutes({ store: d.store, keyring: d.keyring, taskTtlMs: d.taskTtlMs }), { prefix: "/api/v1" });
   await app.register(apiTokenRoutes({ store: d.store, onRevoke: () => tokens.clear() }), { prefix: "/api/v1" });
   app.get("/api/v1/openapi.json", async () => openapi.document(d.version));
-  await app.register(consoleRoutes({ store: d.store, catalog: d.catalog, deployments: d.deployments, fleet: d.fleet, log: d.log }));
+  await app.register(consoleRoutes({ store: d.store, catalog: d.catalog, deployments: d.deployments, fleet: d.fleet, log: d.log, ...(d.targetChecks ? { targetChecks: d.targetChecks } : {}) }));
   return app;
 }

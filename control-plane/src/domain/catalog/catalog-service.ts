@@ -21,6 +21,7 @@ import { ReleaseCache, SnapshotCache } from "./catalog-caches.js";
 import { ReleaseIndex, type IndexedRelease } from "./release-index.js";
 import { checkLimit, cursorTime, cursorTimeSql, decodeCursor, encodeCursor, type Page } from "./pagination.js";
 import { checkTargetConfig, targetKind, type TargetKind } from "./target-kinds.js";
+import { forgetTargetChecks } from "../deploy/target-check-records.js";
 
 const iso = (d: Date): string => d.toISOString();
 const VERSION = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/;
@@ -390,6 +391,7 @@ export class CatalogService {
   async deleteTarget(environment: string, name: string, actor: string): Promise<void> {
     await this.d.store.transaction(async (tx) => {
       const cur = await this.getTarget(environment, name, tx);
+      await forgetTargetChecks(tx, cur.id);
       await tx.query("DELETE FROM targets WHERE id = $1", [cur.id]);
       await appendAudit(tx, { actor, action: "target.delete", object: `${environment}/${name}`, outcome: "ok" });
     });

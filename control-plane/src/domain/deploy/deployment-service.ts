@@ -583,7 +583,7 @@ export class DeploymentService {
       await tx.query("SELECT id FROM targets WHERE id = ANY($1) ORDER BY id FOR UPDATE", [ids]);
       const busy = await tx.query<{ name: string; deployment_id: string; state: string }>(
         `SELECT tg.name, t.deployment_id, t.state FROM tasks t JOIN targets tg ON tg.id = t.target_id
-          WHERE t.target_id = ANY($1) AND t.state IN ('queued', 'leased', 'running') ORDER BY tg.name`,
+          WHERE t.target_id = ANY($1) AND t.state IN ('queued', 'leased', 'running') AND t.deployment_id IS NOT NULL ORDER BY tg.name`,
         [ids],
       );
       if (busy.rows.length > 0) {
@@ -735,7 +735,7 @@ export class DeploymentService {
          LEFT JOIN LATERAL (SELECT * FROM target_deployments x WHERE x.target_id = tg.id ORDER BY x.seq DESC LIMIT 1) td ON true
          LEFT JOIN releases r ON r.id = td.release_id
          LEFT JOIN target_stickers ts ON ts.target_id = tg.id
-         LEFT JOIN LATERAL (SELECT id, deployment_id, state FROM tasks y WHERE y.target_id = tg.id AND y.state IN ('queued', 'leased', 'running')
+         LEFT JOIN LATERAL (SELECT id, deployment_id, state FROM tasks y WHERE y.target_id = tg.id AND y.state IN ('queued', 'leased', 'running') AND y.deployment_id IS NOT NULL
                              ORDER BY y.queued_at DESC LIMIT 1) at ON true
         ${environment ? "WHERE tg.environment = $1" : ""}
         ORDER BY e.position, tg.name`,

@@ -15,6 +15,7 @@ import { refreshDeploymentState, type TaskState } from "./deployment-service.js"
 import type { TaskImage } from "../../ports/signer.js";
 import { lockVerdict } from "./compose-locks.js";
 import { MAX_TASK_EVENTS, PROGRESS_STATES, planLogAppend, type LogAppend } from "./agent-input-limits.js";
+import { settleCheckTask } from "./target-check-records.js";
 
 export interface ClaimedTask {
   id: string;
@@ -90,8 +91,9 @@ export class TaskQueue {
           [a.taskId, a.code || "TASK_REFUSED", a.message, { refused: true }, now],
         );
         await appendAudit(tx, { actor: `agent:${agentId}`, action: "task.refused", object: a.taskId, outcome: "refused", details: { code: a.code, message: a.message } });
+        if (!t.deployment_id) await settleCheckTask(tx, a.taskId, { outcome: "errored", code: a.code || "TASK_REFUSED", message: a.message, details: { refused: true }, at: now });
       }
-      await refreshDeploymentState(tx, t.deployment_id);
+      if (t.deployment_id) await refreshDeploymentState(tx, t.deployment_id);
       return true;
     });
   }
@@ -173,8 +175,9 @@ export class TaskQueue {
                 lease_expires_at = NULL, log_total = $8, updated_at = $9 WHERE id = $1`,
         [res.taskId, state, code || null, message, details, res.startedAt > 0 ? new Date(res.startedAt) : null, new Date(res.finishedAt > 0 ? res.finishedAt : now.getTime()), res.logBytes, now],
       );
+      if (!t.deployment_id) await settleCheckTask(tx, res.taskId, { outcome: state, code: code || null, message: res.message, details, at: now });
       // Only a task that switched traffic changes what the target runs (a rollout's start-beside step does not).
-      if (state === "succeeded") {
+      if (state === "succeeded" && t.deployment_id) {
         await tx.query(
           `INSERT INTO target_deployments (target_id, deployment_id, task_id, release_id, images, finished_at)
            SELECT target_id, deployment_id, id, release_id, images, $2 FROM tasks WHERE id = $1 AND switches ON CONFLICT (task_id) DO NOTHING`,
@@ -182,7 +185,7 @@ export class TaskQueue {
         );
       }
       if (res.sticker) await upsertSticker(tx, agentId, res.sticker, now);
-      await refreshDeploymentState(tx, t.deployment_id);
+      if (t.deployment_id) await refreshDeploymentState(tx, t.deployment_id);
       await appendAudit(tx, {
         actor: `agent:${agentId}`,
         action: "task.result",
@@ -226,17 +229,20 @@ export class TaskQueue {
           RETURNING agent_id`,
         [now],
       );
-      const expired = await tx.query<{ deployment_id: string; id: string }>(
+      const expired = await tx.query<{ deployment_id: string | null; id: string; code: string }>(
         `UPDATE tasks SET state = 'expired', code = CASE WHEN state = 'queued' THEN 'TASK_NOT_DELIVERED' ELSE 'TASK_LEASE_EXPIRED' END,
                 message = CASE WHEN state = 'queued' THEN 'the task was not delivered before its not-after'
                                ELSE 'the agent stopped renewing the task''s lease (it vanished while running the task)' END,
                 finished_at = $1, lease_expires_at = NULL, updated_at = $1
           WHERE id IN (SELECT id FROM tasks WHERE ((state = 'queued' AND not_after <= $1) OR ($2 AND state = 'running' AND lease_expires_at < $1))
                         FOR UPDATE SKIP LOCKED)
-          RETURNING deployment_id, id`,
+          RETURNING deployment_id, id, code`,
         [now, opts.expireRunning],
       );
-      for (const dep of new Set(expired.rows.map((e) => e.deployment_id))) await refreshDeploymentState(tx, dep);
+      for (const e of expired.rows) {
+        if (!e.deployment_id) await settleCheckTask(tx, e.id, { outcome: "expired", code: e.code, message: "", details: null, at: now });
+      }
+      for (const dep of new Set(expired.rows.map((e) => e.deployment_id))) if (dep) await refreshDeploymentState(tx, dep);
       return { requeued: [...new Set(back.rows.map((b) => b.agent_id))], expired: expired.rowCount };
     });
   }
@@ -248,8 +254,9 @@ export class TaskQueue {
   }
 }
 
-async function lockTask(tx: Queryable, agentId: string, taskId: string): Promise<{ state: TaskState; deployment_id: string } | undefined> {
-  const r = await tx.query<{ state: TaskState; deployment_id: string }>("SELECT state, deployment_id FROM tasks WHERE id = $1 AND agent_id = $2 FOR UPDATE", [taskId, agentId]);
+/** A task of the agent, locked; deployment_id is null for a target check (target-checks.ts). */
+async function lockTask(tx: Queryable, agentId: string, taskId: string): Promise<{ state: TaskState; deployment_id: string | null } | undefined> {
+  const r = await tx.query<{ state: TaskState; deployment_id: string | null }>("SELECT state, deployment_id FROM tasks WHERE id = $1 AND agent_id = $2 FOR UPDATE", [taskId, agentId]);
   return r.rows[0];
 }
 

@@ -1,7 +1,8 @@
 // Environments, targets, components and releases. Reads need viewer; changes to the estate model need admin;
 // cutting a release needs release-manager.
 import type { FastifyPluginAsync, FastifyReply } from "fastify";
-import type { CatalogService, ReleaseView } from "../../../domain/catalog/catalog-service.js";
+import type { CatalogService, ReleaseView, TargetView } from "../../../domain/catalog/catalog-service.js";
+import { MAX_CHECK_WAIT_SECONDS, type TargetChecks, type TargetCheckView } from "../../../domain/deploy/target-checks.js";
 import { TARGET_KINDS } from "../../../domain/catalog/target-kinds.js";
 import { actor } from "../request-principal.js";
 
@@ -24,8 +25,20 @@ function toJson(v: ReleaseView): string {
 }
 const sendJson = (reply: FastifyReply, body: string) => reply.type("application/json; charset=utf-8").send(body);
 
-export function catalogRoutes(d: { catalog: CatalogService }): FastifyPluginAsync {
+/** `?wait=<seconds>`: how long a change to a target waits for the check it asks for (docs/api.md). */
+const waitQuery = { type: "object", additionalProperties: false, properties: { wait: { type: "integer", minimum: 0, maximum: MAX_CHECK_WAIT_SECONDS } } } as const;
+
+export function catalogRoutes(d: { catalog: CatalogService; checks?: TargetChecks }): FastifyPluginAsync {
   const c = d.catalog;
+  const checks = d.checks;
+  // A target as the API shows it: with its latest check (null when never checked, or without a check service).
+  const withCheck = async (t: TargetView): Promise<TargetView & { check: TargetCheckView | null }> => ({ ...t, check: checks ? await checks.get(t.id) : null });
+  // Asks for a new check of the target and, with ?wait, waits for its answer.
+  const checked = async (t: TargetView, wait: number | undefined): Promise<TargetView & { check: TargetCheckView | null }> => {
+    if (!checks) return { ...t, check: null };
+    const check = await checks.request(t.id);
+    return { ...t, check: wait ? await checks.wait(t.id, wait) : check };
+  };
   return async (app) => {
     // environments
     app.get("/environments", { config: { role: "viewer" }, schema: { summary: "List environments in order" } }, async () => ({ environments: await c.listEnvironments() }));
@@ -74,27 +87,48 @@ export function catalogRoutes(d: { catalog: CatalogService }): FastifyPluginAsyn
           querystring: { type: "object", additionalProperties: false, properties: { environment: NAME, kind: { type: "string", enum: [...TARGET_KINDS] }, agentId: { type: "string", maxLength: 64 } } },
         },
       },
-      async (req) => ({ targets: await c.listTargets(req.query) }),
+      async (req) => {
+        const targets = await c.listTargets(req.query);
+        const found = checks ? await checks.forTargets(targets.map((t) => t.id)) : new Map<string, TargetCheckView>();
+        return { targets: targets.map((t) => ({ ...t, check: found.get(t.id) ?? null })) };
+      },
     );
-    app.post<{ Params: { env: string }; Body: { name: string; kind: string; agentId?: string | null; config?: unknown; description?: string } }>(
+    app.post<{ Params: { env: string }; Querystring: { wait?: number }; Body: { name: string; kind: string; agentId?: string | null; config?: unknown; description?: string } }>(
       "/environments/:env/targets",
-      { config: { role: "admin" }, schema: { summary: "Create a target in an environment", params: { type: "object", properties: { env: NAME }, required: ["env"] }, body: targetBody } },
-      async (req, reply) => reply.status(201).send(await c.createTarget({ ...req.body, environment: req.params.env }, actor(req))),
+      {
+        config: { role: "admin" },
+        schema: {
+          summary: "Create a target in an environment; its agent is asked to check it (wait for the answer with ?wait=<seconds>)",
+          params: { type: "object", properties: { env: NAME }, required: ["env"] },
+          querystring: waitQuery,
+          body: targetBody,
+        },
+      },
+      async (req, reply) => reply.status(201).send(await checked(await c.createTarget({ ...req.body, environment: req.params.env }, actor(req)), req.query.wait)),
     );
-    app.get<{ Params: { env: string; name: string } }>("/environments/:env/targets/:name", { config: { role: "viewer" }, schema: { summary: "Get a target", params: envTargetParams } }, async (req) =>
-      c.getTarget(req.params.env, req.params.name),
+    app.get<{ Params: { env: string; name: string } }>("/environments/:env/targets/:name", { config: { role: "viewer" }, schema: { summary: "Get a target, with its latest check", params: envTargetParams } }, async (req) =>
+      withCheck(await c.getTarget(req.params.env, req.params.name)),
     );
-    app.patch<{ Params: { env: string; name: string }; Body: { agentId?: string | null; config?: unknown; description?: string } }>(
+    app.patch<{ Params: { env: string; name: string }; Querystring: { wait?: number }; Body: { agentId?: string | null; config?: unknown; description?: string } }>(
       "/environments/:env/targets/:name",
       {
         config: { role: "admin" },
         schema: {
-          summary: "Change a target's agent, config or description",
+          summary: "Change a target's agent, config or description; a new agent or config is checked again",
           params: envTargetParams,
+          querystring: waitQuery,
           body: { type: "object", additionalProperties: false, properties: { agentId: { type: ["string", "null"], maxLength: 64 }, config: { type: "object" }, description: { type: "string", maxLength: 1000 } } },
         },
       },
-      async (req) => c.updateTarget(req.params.env, req.params.name, req.body, actor(req)),
+      async (req) => {
+        const t = await c.updateTarget(req.params.env, req.params.name, req.body, actor(req));
+        return req.body.config !== undefined || req.body.agentId !== undefined ? checked(t, req.query.wait) : withCheck(t);
+      },
+    );
+    app.post<{ Params: { env: string; name: string }; Querystring: { wait?: number } }>(
+      "/environments/:env/targets/:name/check",
+      { config: { role: "admin" }, schema: { summary: "Check a target again (wait for the answer with ?wait=<seconds>)", params: envTargetParams, querystring: waitQuery } },
+      async (req, reply) => reply.status(202).send(await checked(await c.getTarget(req.params.env, req.params.name), req.query.wait)),
     );
     app.delete<{ Params: { env: string; name: string } }>("/environments/:env/targets/:name", { config: { role: "admin" }, schema: { summary: "Delete a target", params: envTargetParams } }, async (req, reply) => {
       await c.deleteTarget(req.params.env, req.params.name, actor(req));
