@@ -1,7 +1,8 @@
 // A promotion through the rollout engine, end to end: a real `ferry server` on PostgreSQL, a real agent on the real
 // Docker Engine serving two targets, a real registry. A promotion with a rolling strategy (the request's own)
 // deploys batch by batch and succeeds with its rollout; a promotion of an unhealthy release through the environment's
-// rolling strategy fails with its rollout's reason, and the targets keep the release they ran.
+// rolling strategy fails with its rollout's reason, and the targets keep the release they ran; a rolling deploy whose
+// second batch fails rolls the first batch back too (fleet-wide rollback), so no target is left on the new release.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
@@ -74,7 +75,8 @@ describe("promotions through the rollout engine", { skip }, () => {
       });
       assert.equal(r.status, 201, JSON.stringify(r.body));
     }
-    for (const v of ["1", "2"]) assert.equal((await cp.api("POST", "/api/v1/releases", { name: "shop", version: v, components: { web: `:${v}` } })).status, 201);
+    await buildTestImage({ registry: reg.host, repository: "shop/web", tag: "3", version: "web 3", port: 1 });
+    for (const v of ["1", "2", "3"]) assert.equal((await cp.api("POST", "/api/v1/releases", { name: "shop", version: v, components: { web: `:${v}` } })).status, 201);
   });
 
   after(async () => {
@@ -124,5 +126,31 @@ describe("promotions through the rollout engine", { skip }, () => {
     assert.deepEqual(rollout.steps.map((s) => `${s.kind}:${s.state}`), ["wave:failed", "wave:skipped"]);
     assert.equal(await version("web-a"), "web 1\n", "the failed batch's target was restored by its agent");
     assert.equal(await version("web-b"), "web 1\n", "the second batch never started");
+  });
+
+  it("a rolling deploy whose second batch fails rolls the first batch back: no target is left on the new release", async () => {
+    // Release 3 is healthy, but web-b's own command refuses to run it: batch 1 (web-a) succeeds, batch 2 (web-b) fails.
+    const port = ports["web-b"]!;
+    const cfg = {
+      container: `ferry-roll-web-b-${suffix}`,
+      command: ["sh", "-c", `if grep -q "web 3" /www/version; then echo "web-b cannot run web 3" >&2; exit 3; fi; exec httpd -f -p 127.0.0.1:${port} -h /www`],
+      healthCheck: { type: "http", url: `http://127.0.0.1:${port}/health`, timeoutSeconds: 5, intervalSeconds: 1 },
+    };
+    const patched = await cp.api("PATCH", "/api/v1/environments/dev/targets/web-b", { config: cfg });
+    assert.equal(patched.status, 200, JSON.stringify(patched.body));
+    const d = await cp.cli(["deploy", "shop@3", "--to", "dev", "--strategy", '{"kind":"rolling","batch":1}', "--json"]);
+    assert.equal(d.code, 0, d.stderr);
+    const id = (JSON.parse(d.stdout) as { rollout?: { id: string } }).rollout?.id;
+    assert.match(id ?? "", /^rol_/, d.stdout);
+    const rollout = await waitFor("the rollout to end", async () => {
+      const r = (await cp.api<Rollout & { reason: Record<string, unknown> | null }>("GET", `/api/v1/rollouts/${id}`)).body;
+      return ["rolled_back", "failed", "succeeded"].includes(r.state) ? r : undefined;
+    }, { timeoutMs: 120_000 });
+    assert.equal(rollout.state, "rolled_back", JSON.stringify(rollout));
+    assert.deepEqual(rollout.steps.map((s) => `${s.phase === "rollback" ? "rb:" : ""}${s.kind}:${s.state}`), ["wave:succeeded", "wave:failed", "rb:wave:succeeded"]);
+    assert.equal(await version("web-a"), "web 1\n", "the first batch was rolled back to its previous release");
+    assert.equal(await version("web-b"), "web 1\n", "the failed batch's target was restored by its agent");
+    const status = JSON.parse((await cp.cli(["status", "--env", "dev", "--json"])).stdout) as { targets: { deployed: { release: string } | null }[] };
+    assert.deepEqual(status.targets.map((t) => t.deployed?.release), ["shop@1", "shop@1"], "Ferry's record: both targets run release 1");
   });
 });
