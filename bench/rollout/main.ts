@@ -57,12 +57,17 @@ interface Rollout { id: string; state: string; createdAt: string; finishedAt: st
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const ms = (iso: string | null | undefined): number => (iso ? Date.parse(iso) : NaN);
 
+/** Load clients still running: a run that fails midway stops them in its cleanup. */
+const loads = new Set<ChildProcess>();
+
 function startLoad(port: number): { stop: () => Promise<LoadReport> } {
   const child: ChildProcess = spawn(process.execPath, [join(ROOT, "bench/rollout/load-client.mjs"), "--port", String(port), "--rate", String(RATE), "--max-seconds", "240", "--max-requests", "100000"], { stdio: ["ignore", "pipe", "inherit"] });
+  loads.add(child);
   let out = "";
   child.stdout!.on("data", (b: Buffer) => (out += b.toString("utf8")));
   const done = new Promise<LoadReport>((resolve, reject) =>
     child.once("exit", () => {
+      loads.delete(child);
       try {
         resolve(JSON.parse(out.trim()) as LoadReport);
       } catch {
@@ -254,6 +259,7 @@ try {
     results["rolling"] = { steps: r.steps.length, waves: r.steps.filter((s) => s.kind === "wave").length, rolloutMs: ms(r.finishedAt) - ms(r.createdAt), observedMs, dockerCliScriptMs: scriptMs };
   }
 } finally {
+  for (const child of loads) child.kill("SIGKILL");
   await agent.dispose().catch(() => undefined);
   await cp?.stop().catch(() => undefined);
   if (haproxy && haproxy.exitCode === null) {
