@@ -6,8 +6,9 @@
 // updates every service of both projects from v1 to v2 (or back); images are removed from the engine before each
 // measured deploy, so both pull. Ferry's time is the driver's phases as the agent runs them (runPhases): pull and
 // verify every digest, write the lock, up the changed services, crash-aware health with a settle window
-// (--settle, default 1 s), sticker. While each update runs, bench/rollout/load-client.mjs (node:http only, no Ferry
-// code) sends GET /version to the web service at --rate requests/s (200) and counts failed requests.
+// (--settle, default 1 s), sticker. The hand-run is timed when `up -d` returns and again after the same check done
+// with the CLI (the settle window, then docker inspect: running, no restart), the baseline the target is judged on.
+// While each update runs, bench/rollout/load-client.mjs (node:http only, no Ferry code) sends GET /version to the web service at --rate requests/s (200) and counts failed requests.
 //
 // A third project, deployed by the same driver in the same rounds, has web routed (config.routes) through a real
 // HAProxy on loopback: its load goes to the router's listen port, so its failed requests are those of a routed update
@@ -144,11 +145,25 @@ try {
     await runPhases(driver, ctx, { logger: pino({ level: "silent" }) });
   };
   // By hand: the same digests in an override file (what a careful operator would write), then pull and up -d.
-  const handDeploy = async (v: string) => {
+  // `upMs` is when `up -d` returned; the check after it is the same work Ferry's health phase does, done the way an
+  // operator would with the CLI: wait the settle window, then confirm every container of the project is running and
+  // has not restarted (docker inspect). Both figures come from the one deploy.
+  const handDeploy = async (v: string): Promise<{ upMs: number }> => {
+    const t0 = performance.now();
     writeFileSync(join(dirs.hand, "pinned.json"), composeLock({}, pins("hand", v)).text);
     const base = ["-p", projects.hand, "-f", join(dirs.hand, "docker-compose.yml"), "-f", join(dirs.hand, "pinned.json")];
     await run("docker-compose", [...base, "pull", "-q"], { env, cwd: dirs.hand });
     await run("docker-compose", [...base, "up", "-d"], { env, cwd: dirs.hand });
+    const upMs = performance.now() - t0;
+    if (SETTLE > 0) {
+      const ids = (await run("docker-compose", [...base, "ps", "-q"], { env, cwd: dirs.hand })).stdout.split("\n").filter(Boolean);
+      const inspect = async () => (await run("docker", ["-H", `unix://${socketPath}`, "inspect", "--format", "{{.State.Running}} {{.RestartCount}}", ...ids], { env })).stdout.trim().split("\n");
+      const before = await inspect();
+      await sleep(SETTLE * 1000);
+      const after = await inspect();
+      if (after.some((l, i) => !l.startsWith("true") || l !== before[i])) throw new Error(`by hand: a service did not stay up through the settle window (${after.join(", ")})`);
+    }
+    return { upMs };
   };
   const dropImages = async (side: Side, v: string) => {
     for (const n of names) await docker.getImage(images[side][`${n}${v}`]!.pinned).remove({ force: true }).catch(() => undefined);
@@ -159,7 +174,7 @@ try {
   if (router) await ferryDeploy("1", "routed");
   await sleep(1000);
 
-  const rows: Array<{ round: number; to: string; ferryMs: number; handMs: number; ferryLoad: LoadReport; handLoad: LoadReport; routed?: { ms: number; load: LoadReport } }> = [];
+  const rows: Array<{ round: number; to: string; ferryMs: number; handMs: number; handUpMs: number; ferryLoad: LoadReport; handLoad: LoadReport; routed?: { ms: number; load: LoadReport } }> = [];
   for (let round = 1; round <= ROUNDS; round++) {
     const to = round % 2 === 1 ? "2" : "1";
     for (const side of SIDES) await dropImages(side, to);
@@ -167,10 +182,10 @@ try {
       const load = startLoad(side === "routed" ? route.listen : ports[side].web);
       await sleep(500);
       const t0 = performance.now();
-      await (side === "hand" ? handDeploy(to) : ferryDeploy(to, side));
+      const hand = side === "hand" ? await handDeploy(to) : (await ferryDeploy(to, side), undefined);
       const ms = performance.now() - t0;
       await sleep(500);
-      return { ms, load: await load.stop() };
+      return { ms, upMs: hand?.upMs ?? ms, load: await load.stop() };
     };
     // Alternate who goes first, so neither always meets a warmer engine.
     const first = round % 2 === 1 ? "ferry" : "hand";
@@ -180,23 +195,26 @@ try {
     const h = first === "ferry" ? b : a;
     // The routed side last: its drain makes it the longest, and it is compared by failed requests, not time.
     const r = router ? await measure("routed") : undefined;
-    rows.push({ round, to: `v${to}`, ferryMs: f.ms, handMs: h.ms, ferryLoad: f.load, handLoad: h.load, ...(r ? { routed: r } : {}) });
+    rows.push({ round, to: `v${to}`, ferryMs: f.ms, handMs: h.ms, handUpMs: h.upMs, ferryLoad: f.load, handLoad: h.load, ...(r ? { routed: r } : {}) });
     console.log(
-      `round ${round} → v${to}: ferry ${f.ms.toFixed(0)} ms (web failed ${f.load.failed}/${f.load.sent}), by hand ${h.ms.toFixed(0)} ms (web failed ${h.load.failed}/${h.load.sent})` +
+      `round ${round} → v${to}: ferry ${f.ms.toFixed(0)} ms (web failed ${f.load.failed}/${f.load.sent}), by hand ${h.upMs.toFixed(0)} ms to up -d, ${h.ms.toFixed(0)} ms checked (web failed ${h.load.failed}/${h.load.sent})` +
         (r ? `, ferry routed ${r.ms.toFixed(0)} ms (web failed ${r.load.failed}/${r.load.sent})` : ""),
     );
   }
   const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
   const fm = median(rows.map((r) => r.ferryMs));
   const hm = median(rows.map((r) => r.handMs));
+  const hu = median(rows.map((r) => r.handUpMs));
   console.log(
     JSON.stringify({
       rounds: ROUNDS,
       rate: RATE,
       settleSeconds: SETTLE,
       ferryMedianMs: Math.round(fm),
-      handMedianMs: Math.round(hm),
+      handCheckedMedianMs: Math.round(hm),
+      handUpMedianMs: Math.round(hu),
       ratio: Number((fm / hm).toFixed(2)),
+      ratioToBareUp: Number((fm / hu).toFixed(2)),
       ferryWebFailed: rows.map((r) => r.ferryLoad.failed),
       handWebFailed: rows.map((r) => r.handLoad.failed),
       ferryLongestGapMs: rows.map((r) => r.ferryLoad.longestGapMs),
