@@ -249,10 +249,18 @@ describe("blue-green, canary and maintenance through a real router", { skip, con
     assert.ok(b > 0 && b < 80, `${b} of 80 requests on B`);
     assert.deepEqual(await get(listen, "/version", "user=tester"), { status: 200, body: "2" }, "an allowlisted user is on B");
     assert.deepEqual(await get(listen, "/version"), { status: 200, body: a }, "no cookie stays on A");
-    // Enough traffic on both sides for the analysis (its requests and latency comparison).
-    for (let i = 0; i < 30; i++) await get(listen, "/version", `user=tester`);
-    for (let i = 0; i < 30; i++) await get(listen, "/version");
-    const r = await waitRollout(id, ["succeeded", "rolled_back", "failed", "halted"]);
+    // Traffic on both sides for the analysis (its requests and latency comparison) until the rollout ends, however
+    // the bake and the analysis fall: B by the allowlisted user, A without a cookie (bounded: 60 s).
+    let ended = false;
+    const until = Date.now() + 60_000;
+    const feed = (async () => {
+      for (let i = 0; !ended && Date.now() < until; i++) {
+        await get(listen, "/version", i % 2 === 0 ? "user=tester" : undefined).catch(() => undefined);
+        await new Promise((res) => setTimeout(res, 20));
+      }
+    })();
+    const r = await waitRollout(id, ["succeeded", "rolled_back", "failed", "halted"]).finally(() => (ended = true));
+    await feed;
     assert.equal(r.state, "succeeded", JSON.stringify(r));
     const analysis = r.steps.find((s) => s.kind === "analysis")!.result["analysis"] as { verdict: string };
     assert.equal(analysis.verdict, "pass");
