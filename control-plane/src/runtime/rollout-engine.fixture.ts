@@ -24,14 +24,14 @@ import type { Store } from "../ports/store.js";
 import { RolloutEngine } from "./rollout-engine.js";
 
 export const T0 = Date.UTC(2030, 0, 1);
-const TASK_TTL = 3_600_000;
+export const TASK_TTL = 3_600_000;
 
 export const digestOf = (ref: string): string => `sha256:${createHash("sha256").update(ref).digest("hex")}`;
 export const v1 = digestOf("127.0.0.1:5000/team/web:1");
 export const v2 = digestOf("127.0.0.1:5000/team/web:2");
 export const FAIL = { outcome: "failed", code: "HEALTH_CHECK_FAILED" };
 
-const fakeRegistry: ImageRegistry = {
+export const fakeRegistry: ImageRegistry = {
   resolve: (reference) =>
     Promise.resolve({ repository: reference.replace(/:[^:/@]+$/, ""), digest: digestOf(reference), mediaType: "application/vnd.oci.image.manifest.v1+json", sourceTag: reference.split(":").pop() ?? null, platforms: [] }),
 };

@@ -3,129 +3,34 @@
 // it, never by sleeping. "Restarts" throw the engine instance away and build a new one (another replica id) on the
 // same store: everything the engine needs must be in the rows.
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, it, type TestContext } from "node:test";
-import { EvidenceKey, TaskSigningKeyring, verifyEvidence, type EvidenceEnvelope } from "@ferry/pki";
+import { verifyEvidence, type EvidenceEnvelope } from "@ferry/pki";
 import { testBackends, type TestBackend } from "../adapters/store/test-backends.js";
-import type { ImageRegistry } from "../ports/registry.js";
-import type { TaskImage } from "../ports/signer.js";
-import type { Store } from "../ports/store.js";
 import { listAudit } from "../domain/audit/audit-log.js";
 import { CatalogService } from "../domain/catalog/catalog-service.js";
 import { DeploymentService } from "../domain/deploy/deployment-service.js";
-import { TaskQueue } from "../domain/deploy/task-queue.js";
 import { FerryError } from "../domain/errors.js";
-import { EvidenceStore } from "../domain/promotion/evidence-store.js";
-import { RolloutService, type RolloutView } from "../domain/rollout/rollout-service.js";
+import type { RolloutView } from "../domain/rollout/rollout-service.js";
 import { RolloutStepper } from "../domain/rollout/rollout-stepper.js";
 import { parseStrategy } from "../domain/rollout/strategy.js";
 import { RolloutEngine } from "./rollout-engine.js";
+import { FAIL, TASK_TTL, fakeRegistry, loadKeys, rolloutFixture, v1, v2, type Keys, type RolloutFx } from "./rollout-engine.fixture.js";
 
-const T0 = Date.UTC(2030, 0, 1);
-const TTL = 3_600_000;
-
-let keyring: TaskSigningKeyring;
-let evidenceKey: EvidenceKey;
-const dir = mkdtempSync(join(tmpdir(), "ferry-rollout-"));
+let keys: Keys;
 before(async () => {
-  keyring = await TaskSigningKeyring.loadOrCreate(join(dir, "task-signing"), { now: T0 - 1000 });
-  evidenceKey = await EvidenceKey.loadOrCreate(join(dir, "evidence"));
+  keys = await loadKeys();
 });
-after(() => rmSync(dir, { recursive: true, force: true }));
+after(() => keys.remove());
 
 const code = (c: string) => (e: unknown) => {
   assert.ok(e instanceof FerryError, `expected FerryError ${c}, got ${String(e)}`);
   assert.equal(e.code, c, e.message);
   return true;
 };
-const digestOf = (ref: string) => `sha256:${createHash("sha256").update(ref).digest("hex")}`;
-const fakeRegistry: ImageRegistry = {
-  resolve: (reference) =>
-    Promise.resolve({ repository: reference.replace(/:[^:/@]+$/, ""), digest: digestOf(reference), mediaType: "application/vnd.oci.image.manifest.v1+json", sourceTag: reference.split(":").pop() ?? null, platforms: [] }),
-};
-
-interface Fx {
-  store: Store;
-  clock: { t: number };
-  deployments: DeploymentService;
-  queue: TaskQueue;
-  rollouts: RolloutService;
-  events: { type: string; data: Record<string, unknown> }[];
-  /** A new engine instance (a restarted control plane, or another replica). */
-  engine(replica?: string): RolloutEngine;
-  /** The agent stand-in: claims, accepts and finishes every queued task; outcome per target name (default succeeded). */
-  agents(outcomes?: Record<string, { outcome: string; code: string }>): Promise<{ target: string; action: string; images: TaskImage[] }[]>;
-  /** Ticks `engine` until it makes no transition. */
-  settle(engine: RolloutEngine): Promise<void>;
-}
-
-async function fixture(b: TestBackend, t: TestContext): Promise<Fx> {
-  const store = await b.open(t);
-  const clock = { t: T0 };
-  const now = () => clock.t;
-  const catalog = new CatalogService({ store, registry: fakeRegistry, credentials: { get: async () => null }, clock: { now } });
-  const deployments = new DeploymentService({ store, catalog, signer: keyring, clock: { now }, taskTtlMs: TTL });
-  const queue = new TaskQueue({ store, clock: { now }, timings: { ackTimeoutMs: 30_000, runningLeaseMs: 60_000 } });
-  const rollouts = new RolloutService({ store, catalog, deployments, clock: { now } });
-  const events: Fx["events"] = [];
-  const evidence = new EvidenceStore({ store, key: evidenceKey, clock: { now } });
-  const stepper = new RolloutStepper({ store, deployments, clock: { now }, evidence, events: { emit: (type, data) => events.push({ type, data }) } });
-  await catalog.createEnvironment({ name: "dev" }, "alice");
-  await catalog.createComponent({ name: "web", repository: "127.0.0.1:5000/team/web" }, "alice");
-  for (let i = 1; i <= 4; i++) {
-    await store.query("INSERT INTO agents (id, name, environment, status, facts) VALUES ($1, $1, 'dev', 'online', $2)", [`agt_${i}`, JSON.stringify({ drivers: ["docker"] })]);
-    await catalog.createTarget({ environment: "dev", name: `web-${i}`, kind: "docker", agentId: `agt_${i}`, config: { container: `web-${i}` } }, "alice");
-  }
-  await catalog.createRelease({ name: "shop", version: "1", components: { web: ":1" } }, "alice");
-  await catalog.createRelease({ name: "shop", version: "2", components: { web: ":2" } }, "alice");
-  const fx: Fx = {
-    store,
-    clock,
-    deployments,
-    queue,
-    rollouts,
-    events,
-    engine: (replica = "cp-1") => new RolloutEngine({ store, stepper, clock: { now }, replicaId: replica, leaseMs: 30_000 }),
-    async agents(outcomes = {}) {
-      const queued = await store.query<{ id: string; agent_id: string; name: string; action: string; images: TaskImage[] }>(
-        "SELECT t.id, t.agent_id, tg.name, t.action, t.images FROM tasks t JOIN targets tg ON tg.id = t.target_id WHERE t.state = 'queued' ORDER BY tg.name",
-      );
-      for (const agent of new Set(queued.rows.map((q) => q.agent_id))) await queue.claim(agent);
-      for (const q of queued.rows) {
-        await queue.ack(q.agent_id, { taskId: q.id, accepted: true, code: "", message: "" });
-        const o = outcomes[q.name] ?? { outcome: "succeeded", code: "" };
-        await queue.result(q.agent_id, { taskId: q.id, outcome: o.outcome, code: o.code, message: o.code, details: {}, sticker: null, startedAt: clock.t, finishedAt: clock.t, logBytes: 0, attempt: 1 });
-      }
-      return queued.rows.map((q) => ({ target: q.name, action: q.action, images: q.images }));
-    },
-    async settle(engine) {
-      for (let i = 0; i < 50; i++) if ((await engine.tick()) === 0) return;
-      throw new Error("the engine did not settle");
-    },
-  };
-  // Release 1 everywhere, all at once: what a rollback goes back to.
-  await deployments.deploy({ release: "shop@1", environment: "dev" }, "alice");
-  await fx.agents();
-  return fx;
-}
-
-const FAIL = { outcome: "failed", code: "HEALTH_CHECK_FAILED" };
-const v1 = digestOf("127.0.0.1:5000/team/web:1");
-const v2 = digestOf("127.0.0.1:5000/team/web:2");
+type Fx = RolloutFx;
+const fixture = (b: TestBackend, t: TestContext): Promise<Fx> => rolloutFixture(b, t, keys);
 const stepStates = (r: RolloutView) => r.steps.map((s) => `${s.phase === "rollback" ? "rb:" : ""}${s.kind}:${s.state}`);
 const create = (fx: Fx, strategy: unknown) => fx.rollouts.create({ release: "shop@2", environment: "dev", strategy: parseStrategy(strategy) }, "alice");
-const current = async (store: Store) =>
-  Object.fromEntries(
-    (
-      await store.query<{ name: string; digest: string }>(
-        `SELECT tg.name, td.images->0->>'digest' AS digest FROM targets tg
-           JOIN LATERAL (SELECT images FROM target_deployments x WHERE x.target_id = tg.id ORDER BY seq DESC LIMIT 1) td ON true ORDER BY tg.name`,
-      )
-    ).rows.map((r) => [r.name, r.digest]),
-  );
 
 for (const b of testBackends()) {
   describe(`rollout engine (${b.name})`, () => {
@@ -162,7 +67,7 @@ for (const b of testBackends()) {
       r = await fx.rollouts.get(rollout.id);
       assert.equal(r.state, "rolled_back");
       assert.ok(r.finishedAt);
-      assert.deepEqual(await current(fx.store), { "web-1": v1, "web-2": v1, "web-3": v1, "web-4": v1 });
+      assert.deepEqual(await fx.current(), { "web-1": v1, "web-2": v1, "web-3": v1, "web-4": v1 });
       const failed = r.steps[4]!;
       assert.equal((failed.result["error"] as { code: string }).code, "ROLLOUT_WAVE_FAILED");
       assert.equal((failed.result["targets"] as Record<string, { code: string }>)[Object.keys(failed.result["targets"] as object)[0]!]!.code, "HEALTH_CHECK_FAILED");
@@ -173,7 +78,7 @@ for (const b of testBackends()) {
       // its targets reported, and exactly what each updated target went back to.
       const packets = await fx.store.query<{ kind: string; envelope: EvidenceEnvelope }>("SELECT kind, envelope FROM evidence WHERE subject_id = $1 ORDER BY seq", [rollout.id]);
       const docs = packets.rows.map((p) => {
-        const v = verifyEvidence(p.envelope, [evidenceKey.publicKey]);
+        const v = verifyEvidence(p.envelope, [keys.evidenceKey.publicKey]);
         assert.ok(v.ok, JSON.stringify(v));
         return v.document;
       });
@@ -202,7 +107,7 @@ for (const b of testBackends()) {
       await fx.settle(engine);
       const r = await fx.rollouts.get(rollout.id);
       assert.equal(r.state, "succeeded");
-      assert.deepEqual(await current(fx.store), { "web-1": v2, "web-2": v2, "web-3": v2, "web-4": v2 });
+      assert.deepEqual(await fx.current(), { "web-1": v2, "web-2": v2, "web-3": v2, "web-4": v2 });
       // Finished: the targets are free again.
       await fx.deployments.deploy({ release: "shop@1", environment: "dev", targets: ["web-4"] }, "bob");
     });
@@ -267,7 +172,7 @@ for (const b of testBackends()) {
       await fx.settle(fx.engine("cp-8"));
       r = await fx.rollouts.get(rollout.id);
       assert.equal(r.state, "rolled_back");
-      assert.deepEqual(await current(fx.store), { "web-1": v1, "web-2": v1, "web-3": v1, "web-4": v1 });
+      assert.deepEqual(await fx.current(), { "web-1": v1, "web-2": v1, "web-3": v1, "web-4": v1 });
       // Every wave was queued exactly once per attempt, whatever the restarts.
       const tasks = await fx.store.query<{ n: string | number }>("SELECT count(*) AS n FROM tasks");
       assert.equal(Number(tasks.rows[0]!.n), 4 + 2 + 1);
@@ -333,7 +238,7 @@ for (const b of testBackends()) {
       await fx.settle(engine);
       r = await fx.rollouts.get(rollout.id);
       assert.equal(r.state, "rolled_back");
-      assert.deepEqual(await current(fx.store), { "web-1": v1, "web-2": v1, "web-3": v1, "web-4": v1 });
+      assert.deepEqual(await fx.current(), { "web-1": v1, "web-2": v1, "web-3": v1, "web-4": v1 });
       const status = engine.status();
       assert.equal(status.name, "rollout-engine");
       assert.ok(status.transitions > 0 && status.ticks > 0 && status.lastError === null);
@@ -344,7 +249,7 @@ for (const b of testBackends()) {
       const other = await b.open(t, { shareWith: fx.store });
       const now = () => fx.clock.t;
       const catalog2 = new CatalogService({ store: other, registry: fakeRegistry, credentials: { get: async () => null }, clock: { now } });
-      const deployments2 = new DeploymentService({ store: other, catalog: catalog2, signer: keyring, clock: { now }, taskTtlMs: TTL });
+      const deployments2 = new DeploymentService({ store: other, catalog: catalog2, signer: keys.keyring, clock: { now }, taskTtlMs: TASK_TTL });
       const replica2 = new RolloutEngine({ store: other, stepper: new RolloutStepper({ store: other, deployments: deployments2, clock: { now } }), clock: { now }, replicaId: "cp-2" });
       const replica1 = fx.engine("cp-1");
       const { rollout } = await create(fx, { kind: "rolling", batch: 1 });
