@@ -3,9 +3,9 @@
 // and a rollback under continuous requests lose none; a rollback starts the retained slot again; a version that
 // never becomes healthy never gets traffic; routed services need a router and host networking.
 import assert from "node:assert/strict";
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,6 +16,7 @@ import Docker from "dockerode";
 import { pino } from "pino";
 
 import { buildTestImage, dockerEngine, dockerSkipReason, type TestImage } from "../../../../test/helpers/docker.js";
+import { haproxySkipReason, startHaproxy, type TestHaproxy } from "../../../../test/helpers/haproxy.js";
 import { freePort } from "../../../../test/helpers/net.js";
 import { registrySkipReason, startRegistry, type TestRegistry } from "../../../../test/helpers/registry.js";
 import { waitFor } from "../../../../test/helpers/wait.js";
@@ -26,10 +27,9 @@ import { DriverError, type DeployOutcome, type PhaseContext, type ProgressSink }
 import { ComposeDriver, composeConfig } from "./compose-driver.js";
 import { lockPath } from "./host-files.js";
 
-const HAPROXY = ["/usr/sbin/haproxy", "/usr/bin/haproxy"].find((p) => existsSync(p));
 const composeCli = spawnSync("docker-compose", ["version", "--short"], { encoding: "utf8" });
 const skipReason: string | false =
-  (await dockerSkipReason("Compose routed-service tests")) || registrySkipReason() || (HAPROXY ? false : "haproxy is not installed (scripts/test-env.sh installs it)") || (composeCli.status === 0 ? false : "docker-compose is not installed (scripts/test-env.sh installs it)");
+  (await dockerSkipReason("Compose routed-service tests")) || registrySkipReason() || haproxySkipReason() || (composeCli.status === 0 ? false : "docker-compose is not installed (scripts/test-env.sh installs it)");
 if (skipReason && process.env["CI"] === "true") throw new Error(skipReason);
 const canRun = (t: TestContext): boolean => {
   if (skipReason) t.skip(skipReason);
@@ -40,7 +40,7 @@ const RUN = `ferryrt${randomBytes(3).toString("hex")}`;
 const dir = mkdtempSync(join(tmpdir(), "ferry-compose-rt-"));
 const socket = join(dir, "admin.sock");
 const maintenanceMap = join(dir, "maintenance.map");
-let haproxy: ChildProcess | undefined;
+let haproxy: TestHaproxy | undefined;
 let registry: TestRegistry;
 let docker: Docker;
 let driver: ComposeDriver;
@@ -199,13 +199,8 @@ describe("routed Compose services through HAProxy", { concurrency: false }, () =
     images["worker1"] = await build("worker", "1");
     writeFileSync(join(dir, "docker-compose.yml"), composeFile());
     writeFileSync(maintenanceMap, "");
-    const cfg = join(dir, "haproxy.cfg");
-    writeFileSync(cfg, haproxyConfig({ socket, maintenanceMap }, [{ name: "web", listen: `127.0.0.1:${listen}`, slots: { blue: { address: "127.0.0.1", port: slots.blue }, green: { address: "127.0.0.1", port: slots.green } } }]));
-    const check = spawnSync(HAPROXY!, ["-c", "-q", "-f", cfg], { encoding: "utf8" });
-    assert.equal(check.status, 0, check.stderr);
-    haproxy = spawn(HAPROXY!, ["-db", "-f", cfg], { stdio: "ignore" });
     router = new HaproxyRouter({ socket, maintenanceMap });
-    await waitFor("haproxy's runtime socket", () => router.info().then(() => true));
+    haproxy = await startHaproxy(dir, haproxyConfig({ socket, maintenanceMap }, [{ name: "web", listen: `127.0.0.1:${listen}`, slots: { blue: { address: "127.0.0.1", port: slots.blue }, green: { address: "127.0.0.1", port: slots.green } } }]), () => router.info());
     driver = new ComposeDriver({ socketPath, cli: "v1", settleSeconds: 1, stopTimeoutSeconds: 2, router });
   });
 
@@ -217,11 +212,7 @@ describe("routed Compose services through HAProxy", { concurrency: false }, () =
         if ((img.RepoDigests ?? []).some((d) => d.startsWith(`${registry.host}/`))) await docker.getImage(img.Id).remove({ force: true }).catch(() => undefined);
       }
     }
-    if (haproxy && haproxy.exitCode === null) {
-      const exited = new Promise((r) => haproxy!.once("exit", r));
-      haproxy.kill("SIGTERM");
-      await exited;
-    }
+    await haproxy?.stop();
     await registry?.stop();
     rmSync(dir, { recursive: true, force: true });
   });

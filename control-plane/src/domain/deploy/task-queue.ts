@@ -175,7 +175,7 @@ export class TaskQueue {
                 lease_expires_at = NULL, log_total = $8, updated_at = $9 WHERE id = $1`,
         [res.taskId, state, code || null, message, details, res.startedAt > 0 ? new Date(res.startedAt) : null, new Date(res.finishedAt > 0 ? res.finishedAt : now.getTime()), res.logBytes, now],
       );
-      if (!t.deployment_id) await settleCheckTask(tx, res.taskId, { outcome: state, code: code || null, message: res.message, details, at: now });
+      if (!t.deployment_id) await settleCheckTask(tx, res.taskId, { outcome: state, code: code || null, message, details, at: now });
       // Only a task that switched traffic changes what the target runs (a rollout's start-beside step does not).
       if (state === "succeeded" && t.deployment_id) {
         await tx.query(
