@@ -27,13 +27,13 @@ import { connect } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 
 import type { HealthCheckType } from "@ferry/contract";
+import { httpProbe, snippet } from "../http-probe.js";
 
 export const DEFAULT_HEALTH_TIMEOUT_MS = 60_000;
 export const DEFAULT_HEALTH_INTERVAL_MS = 1_000;
 /** How long a new container must run without a restart before it can count as healthy. */
 export const DEFAULT_SETTLE_MS = 3_000;
 const FIRST_PROBE_DELAY_MS = 250;
-const SNIPPET_CHARS = 512;
 /** Lines of the container's output written into the task log when it crashed. */
 export const CRASH_LOG_LINES = 20;
 const LOG_LINE_CHARS = 300;
@@ -100,23 +100,6 @@ export interface HealthResult {
   observed: Record<string, unknown>;
 }
 
-function snippet(s: string): string {
-  const t = s.trim();
-  return t.length > SNIPPET_CHARS ? `${t.slice(0, SNIPPET_CHARS)}…` : t;
-}
-
-/** GET url within timeoutMs: 2xx passes; what it answered (status, a snippet of the body) or the error is observed. */
-export async function httpProbe(url: string, timeoutMs: number, signal: AbortSignal): Promise<{ ok: boolean; observed: Record<string, unknown> }> {
-  try {
-    const res = await fetch(url, { signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]), redirect: "manual" });
-    const body = snippet(await res.text());
-    return { ok: res.status >= 200 && res.status < 300, observed: { status: res.status, body } };
-  } catch (err) {
-    signal.throwIfAborted();
-    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-    return { ok: false, observed: { error: cause?.code ?? cause?.message ?? (err as Error).message } };
-  }
-}
 
 function tcpProbe(port: number, timeoutMs: number): Promise<{ ok: boolean; observed: Record<string, unknown> }> {
   return new Promise((resolve) => {

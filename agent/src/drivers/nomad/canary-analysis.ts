@@ -7,7 +7,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 
 import type { NomadCanaryAnalysis } from "@ferry/contract";
 
-import { httpProbe } from "../docker/health.js";
+import { httpProbe } from "../http-probe.js";
 
 export const DEFAULT_BAKE_SECONDS = 60;
 export const DEFAULT_PROBE_TIMEOUT_MS = 2000;
