@@ -3,7 +3,7 @@ import { createServer as createHttpServer } from "node:http";
 import { createServer as createTcpServer, type AddressInfo, type Server } from "node:net";
 import { after, describe, it } from "node:test";
 
-import { crashOf, waitHealthy, type ContainerHealthState, type HealthTarget, type ResolvedHealthCheck, type StartMark } from "./health.js";
+import { crashOf, nextLookInMs, waitHealthy, type ContainerHealthState, type HealthTarget, type ResolvedHealthCheck, type StartMark } from "./health.js";
 
 const STARTED_AT = "2026-12-04T22:00:00.000000001Z";
 const running: ContainerHealthState = { running: true, restarting: false, status: "running", exitCode: 0, restartCount: 0, startedAt: STARTED_AT };
@@ -203,5 +203,34 @@ describe("waitHealthy", () => {
     const ac = new AbortController();
     setTimeout(() => ac.abort(new Error("cancelled")), 100);
     await assert.rejects(waitHealthy(check({ type: "tcp", port: 1, timeoutMs: 10_000 }), target([running]), settled(), ac.signal), /cancelled/);
+  });
+});
+
+describe("nextLookInMs", () => {
+  const base = { delay: 2000, now: 10_000, deadline: 70_000, settledAt: 10_000 };
+  const c = (type: ResolvedHealthCheck["type"]) => check({ type, intervalMs: 1000 });
+
+  it("a probe of Ferry's own backs off up to the interval", () => {
+    assert.equal(nextLookInMs({ ...base, check: c("http"), checkPassed: false, imageOk: true, delay: 250 }), 250);
+    assert.equal(nextLookInMs({ ...base, check: c("http"), checkPassed: false, imageOk: true }), 1000);
+    assert.equal(nextLookInMs({ ...base, check: c("tcp"), checkPassed: false, imageOk: true }), 1000);
+  });
+
+  it("the engine's healthcheck verdict is read every 250 ms, without backing off", () => {
+    // type docker: the verdict itself is the check
+    assert.equal(nextLookInMs({ ...base, check: c("docker"), checkPassed: false, imageOk: false }), 250);
+    // the check passed (or there is none) and the image's HEALTHCHECK is still starting
+    assert.equal(nextLookInMs({ ...base, check: c("http"), checkPassed: true, imageOk: false }), 250);
+    assert.equal(nextLookInMs({ ...base, check: c("none"), checkPassed: true, imageOk: false }), 250);
+  });
+
+  it("once only the settle window is left, the next look is when it ends, at most an interval away", () => {
+    assert.equal(nextLookInMs({ ...base, check: c("none"), checkPassed: true, imageOk: true, settledAt: 10_400 }), 400);
+    assert.equal(nextLookInMs({ ...base, check: c("none"), checkPassed: true, imageOk: true, settledAt: 13_000 }), 1000);
+  });
+
+  it("never waits past the deadline", () => {
+    assert.equal(nextLookInMs({ ...base, check: c("docker"), checkPassed: false, imageOk: false, deadline: 10_100 }), 100);
+    assert.equal(nextLookInMs({ ...base, check: c("http"), checkPassed: false, imageOk: true, deadline: 10_000 }), 0);
   });
 });

@@ -22,7 +22,8 @@
 // connect error, the engine's health log).
 //
 // Probes start fast (at once, then after 250 ms, 500 ms, ...) and back off to the configured interval: most
-// services are up within a second, and a deploy should not pay a full interval for the first answer.
+// services are up within a second, and a deploy should not pay a full interval for the first answer. While only the
+// engine's own healthcheck verdict is awaited, its state is read every 250 ms (nextLookInMs).
 import { connect } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 
@@ -34,6 +35,8 @@ export const DEFAULT_HEALTH_INTERVAL_MS = 1_000;
 /** How long a new container must run without a restart before it can count as healthy. */
 export const DEFAULT_SETTLE_MS = 3_000;
 const FIRST_PROBE_DELAY_MS = 250;
+/** How often the engine's healthcheck status is read while it is the only thing awaited. */
+const ENGINE_POLL_MS = 250;
 /** Lines of the container's output written into the task log when it crashed. */
 export const CRASH_LOG_LINES = 20;
 const LOG_LINE_CHARS = 300;
@@ -122,6 +125,21 @@ export function crashOf(state: ContainerHealthState, mark: StartMark): string | 
   if (!state.running) return `the container ${state.status === "exited" ? "exited" : `is ${state.status}`}${since}`;
   if (restarts !== 0 || state.startedAt !== mark.startedAt) return `the container exited and Docker restarted it${since || " (its start time changed)"}`;
   return undefined;
+}
+
+/**
+ * How long to wait before the next look. A probe of our own (http, tcp) backs off from 250 ms to the interval. While
+ * all that is missing is the engine's own healthcheck verdict (a `docker` check, or the image's HEALTHCHECK still
+ * starting), the look is a cheap read of the container's state and the verdict can flip at any moment, so it is read
+ * every 250 ms without backing off: otherwise a 1 s healthcheck that passes just after the 0.75 s look is seen a
+ * second late. Once only the settle window is left, the next look is when it ends (or sooner, to catch a crash early).
+ */
+export function nextLookInMs(o: { check: ResolvedHealthCheck; checkPassed: boolean; imageOk: boolean; delay: number; now: number; deadline: number; settledAt: number }): number {
+  const left = Math.max(0, o.deadline - o.now);
+  if (o.checkPassed && o.imageOk) return Math.min(Math.max(0, o.settledAt - o.now), o.check.intervalMs);
+  const waitingOnEngine = o.checkPassed ? !o.imageOk : o.check.type === "docker";
+  if (waitingOnEngine) return Math.min(ENGINE_POLL_MS, left);
+  return Math.min(o.delay, o.check.intervalMs, left);
 }
 
 /**
@@ -227,9 +245,7 @@ export async function waitHealthy(
       const why = !checkPassed ? `the ${check.type} check did not pass` : `the image's HEALTHCHECK stayed ${state.health?.status}`;
       return result(false, `not healthy within ${Math.round(check.timeoutMs / 1000)} s: ${why}`, "HEALTH_CHECK_FAILED");
     }
-    let wait = Math.min(delay, check.intervalMs, Math.max(0, deadline - now));
-    // Once all that is missing is the window, the next look is when it ends (or sooner, to catch a crash early).
-    if (checkPassed && imageOk) wait = Math.min(Math.max(0, settledAt - now), check.intervalMs);
+    const wait = nextLookInMs({ check, checkPassed, imageOk, delay, now, deadline, settledAt });
     delay *= 2;
     // timers/promises rejects with its own AbortError; callers get the signal's reason, as from throwIfAborted.
     await sleep(wait, undefined, { signal }).catch((err: unknown) => {
