@@ -246,6 +246,17 @@ describe("the console, driven in Chromium", { skip }, () => {
     await waitText(rita, '[data-cell="dev/web"]', /shop@1/);
   });
 
+  it("shows a target's check and, opened, the check task's log on the environment page", async () => {
+    const vic = pages["vic"]!;
+    await go(vic, "/environments/dev");
+    const cell = vic.locator('tr[data-target="web"] td[data-check="ok"]');
+    await cell.waitFor({ timeout: LIVE_MS });
+    await cell.locator(".check-log summary").click();
+    await waitText(vic, 'tr[data-target="web"] .check-log [data-log-state]', /complete/);
+    assert.match(await cell.locator(".log-body").innerText(), /\[start\] inspect\s+to web/);
+    await shot(vic, "environment-check-log");
+  });
+
   it("shows an agent offline within the liveness window, never in sync", async () => {
     const alice = pages["alice"]!;
     await go(alice, "/");
