@@ -246,6 +246,19 @@ describe("the console, driven in Chromium", { skip }, () => {
     await waitText(rita, '[data-cell="dev/web"]', /shop@1/);
   });
 
+  it("shows a target's check and, opened, the check task's log on the environment page", async () => {
+    const vic = pages["vic"]!;
+    await go(vic, "/environments/dev");
+    // Created before its container ran, the target's check found nothing there: a failed check, with its log.
+    const cell = vic.locator('tr[data-target="web"] td[data-check="failed"]');
+    await cell.waitFor({ timeout: LIVE_MS });
+    assert.match(await cell.innerText(), /TARGET_NOT_FOUND/);
+    await cell.locator(".check-log summary").click();
+    await waitText(vic, 'tr[data-target="web"] .check-log [data-log-state]', /complete/);
+    assert.match(await cell.locator(".log-body").innerText(), /\[start\] inspect\s+to web/);
+    await shot(vic, "environment-check-log");
+  });
+
   it("shows an agent offline within the liveness window, never in sync", async () => {
     const alice = pages["alice"]!;
     await go(alice, "/");

@@ -1,9 +1,7 @@
 // A deployment: per-target progress, the steps each task went through, failure reasons, and each task's log streamed
 // as it arrives (fetched from the last offset whenever the control plane says logs moved).
-import { useEffect, useRef, useState } from "preact/hooks";
-import { apiText, ApiError } from "../api.js";
-import { onChange } from "../events.js";
 import { Action } from "../actions.js";
+import { LiveLog } from "../live-log.js";
 import { useResource } from "../resource.js";
 import { lacks } from "../session.js";
 import type { Deployment, Task } from "../types.js";
@@ -137,82 +135,13 @@ function TaskCard({ deploymentId, t }: { deploymentId: string; t: Task }) {
           ))}
         </ol>
       ) : null}
-      <LiveLog deploymentId={deploymentId} task={t} />
+      <LiveLog
+        url={`/api/v1/deployments/${deploymentId}/tasks/${t.id}/log`}
+        label={t.target.name}
+        running={["queued", "leased", "running"].includes(t.state)}
+        empty={t.logBytes === 0 ? "no output yet" : ""}
+        topics={["deployments"]}
+      />
     </section>
-  );
-}
-
-const MAX_SHOWN = 512 * 1024;
-
-function LiveLog({ deploymentId, task }: { deploymentId: string; task: Task }) {
-  const [text, setText] = useState("");
-  const [complete, setComplete] = useState(false);
-  const [error, setError] = useState<ApiError | null>(null);
-  const offset = useRef(0);
-  const busy = useRef(false);
-  const box = useRef<HTMLPreElement>(null);
-  const stick = useRef(true);
-
-  useEffect(() => {
-    let alive = true;
-    const pull = async () => {
-      if (busy.current || !alive) return;
-      busy.current = true;
-      try {
-        for (;;) {
-          const r = await apiText(`/api/v1/deployments/${deploymentId}/tasks/${task.id}/log?offset=${offset.current}&limit=262144`);
-          if (!alive) return;
-          const next = Number(r.headers.get("x-ferry-log-next") ?? offset.current);
-          const got = next - offset.current;
-          offset.current = next;
-          if (r.text) setText((s) => (s + r.text).slice(-MAX_SHOWN));
-          setComplete(r.headers.get("x-ferry-log-complete") === "true");
-          setError(null);
-          if (got < 262144) break;
-        }
-      } catch (err) {
-        if (alive) setError(err instanceof ApiError ? err : new ApiError(0, "CLIENT", (err as Error).message));
-      } finally {
-        busy.current = false;
-      }
-    };
-    void pull();
-    const off = onChange((topics) => {
-      if (topics.has("logs") || topics.has("deployments")) void pull();
-    });
-    return () => {
-      alive = false;
-      off();
-    };
-  }, [deploymentId, task.id]);
-
-  useEffect(() => {
-    const el = box.current;
-    if (el && stick.current) el.scrollTop = el.scrollHeight;
-  }, [text]);
-
-  return (
-    <div class="log">
-      <div class="log-head">
-        <span>Log</span>
-        <span class="muted small" data-log-state={complete ? "complete" : "live"}>
-          {complete ? "complete" : ["queued", "leased", "running"].includes(task.state) ? "● live" : "waiting for the agent's last lines"}
-        </span>
-      </div>
-      <ErrorBox error={error} />
-      <pre
-        ref={box}
-        class="log-body"
-        tabIndex={0}
-        aria-label={`log of ${task.target.name}`}
-        aria-live="off"
-        onScroll={(e) => {
-          const el = e.currentTarget;
-          stick.current = el.scrollTop + el.clientHeight >= el.scrollHeight - 8;
-        }}
-      >
-        {text || (task.logBytes === 0 ? "no output yet" : "")}
-      </pre>
-    </div>
   );
 }

@@ -1,10 +1,19 @@
 // An environment: its gates, freeze windows (active now, when they lift, the next one), its targets with what runs
 // there, and its agents; rollback and (without gates) deploys start here.
+import { useState } from "preact/hooks";
 import { Action } from "../actions.js";
+import { LiveLog } from "../live-log.js";
 import { useResource } from "../resource.js";
 import { lacks } from "../session.js";
 import type { Agent, Deployment, Environment, Matrix, MatrixTarget } from "../types.js";
 import { Badge, ErrorBox, Fields, Placeholder, Section, Table, Time } from "../ui.js";
+
+interface TargetCheck {
+  state: string;
+  code: string | null;
+  message: string;
+  taskId: string | null;
+}
 
 interface EnvActivity {
   environment: Environment;
@@ -16,7 +25,7 @@ interface EnvActivity {
     liftsAt: string | null;
     next: { window: string; start: string; end: string } | null;
   }[];
-  targets: { id: string; name: string; kind: string; agentId: string | null; check?: { state: string; code: string | null; message: string } | null }[];
+  targets: { id: string; name: string; kind: string; agentId: string | null; check?: TargetCheck | null }[];
   status: Matrix;
   agents: Agent[];
 }
@@ -138,6 +147,7 @@ export function EnvironmentPage({ name }: { name: string }) {
                     <td class="wrap" data-check={t.check?.state ?? "none"}>
                       {t.check ? <Badge state={t.check.state} /> : "—"}
                       {t.check && t.check.state !== "ok" && t.check.message ? <div class={t.check.state === "failed" ? "failure" : "reason"}>{t.check.code ? <code>{t.check.code}</code> : null} {t.check.message}</div> : null}
+                      {t.check?.taskId ? <CheckLog env={a.environment.name} target={t.name} check={t.check} /> : null}
                     </td>
                     <td>
                       <Time at={s?.stickerReportedAt ?? null} />
@@ -164,5 +174,24 @@ export function EnvironmentPage({ name }: { name: string }) {
         <Fields rows={[["Raw settings", <pre class="json">{JSON.stringify(a.environment.settings, null, 2)}</pre>]]} />
       </Section>
     </>
+  );
+}
+
+/** The log of a target's check task, read (and followed while the check is pending) once it is opened. */
+function CheckLog({ env, target, check }: { env: string; target: string; check: TargetCheck }) {
+  const [open, setOpen] = useState(false);
+  return (
+    <details class="check-log" data-check-log={check.taskId} onToggle={(ev) => setOpen(ev.currentTarget.open)}>
+      <summary class="small">check log</summary>
+      {open && check.taskId ? (
+        <LiveLog
+          url={`/api/v1/environments/${encodeURIComponent(env)}/targets/${encodeURIComponent(target)}/check/log?task=${encodeURIComponent(check.taskId)}`}
+          label={`the check of ${target}`}
+          running={check.state === "pending"}
+          empty="no output"
+          topics={["estate", "catalog"]}
+        />
+      ) : null}
+    </details>
   );
 }

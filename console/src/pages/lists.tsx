@@ -2,6 +2,7 @@
 // can (state, environment, name) and pages with "more" rather than loading everything.
 import { useState } from "preact/hooks";
 import { api } from "../api.js";
+import type { Topic } from "../events.js";
 import { useResource } from "../resource.js";
 import { navigate, useLocation } from "../router.js";
 import { getMe } from "../session.js";
@@ -20,6 +21,42 @@ function setQuery(key: string, value: string): void {
   navigate(`${location.pathname}${s ? `?${s}` : ""}`, true);
 }
 
+/** A list the API pages with a cursor: the first page follows `topics`; "More" appends the next ones. */
+function usePagedList<T, K extends string>(path: string, key: K, params: Record<string, string>, topics: Topic[]) {
+  const qs = new URLSearchParams({ limit: "50", ...params });
+  type Page = { [k in K]: T[] } & { nextCursor: string | null };
+  const r = useResource<Page>(`${path}?${qs.toString()}`, topics);
+  const [more, setMore] = useState<{ items: T[]; cursor: string | null } | null>(null);
+  const items = [...(r.data?.[key] ?? []), ...(more?.items ?? [])];
+  const cursor = more ? more.cursor : r.data?.nextCursor ?? null;
+  const loadMore = (next: string) =>
+    void api<Page>(`${path}?${new URLSearchParams({ ...Object.fromEntries(qs), cursor: next }).toString()}`).then((n) => setMore({ items: [...(more?.items ?? []), ...n[key]], cursor: n.nextCursor }));
+  return { r, items, cursor, loadMore, reset: () => setMore(null) };
+}
+
+/** The "More" button of a paged list, while there is a next page. */
+function MoreButton({ cursor, load }: { cursor: string | null; load: (cursor: string) => void }) {
+  return cursor ? (
+    <button type="button" onClick={() => load(cursor)}>
+      More
+    </button>
+  ) : null;
+}
+
+/** A list's state filter: `?state=`, "any" for none; choosing one starts a paged list again from its first page (`reset`). */
+function StateFilter({ state, states, reset }: { state: string; states: readonly string[]; reset?: () => void }) {
+  return (
+    <label class="inline">
+      State{" "}
+      <select value={state} onChange={(e) => { reset?.(); setQuery("state", (e.target as HTMLSelectElement).value); }}>
+        {states.map((s) => (
+          <option key={s} value={s}>{s ? s.replace(/_/g, " ") : "any"}</option>
+        ))}
+      </select>
+    </label>
+  );
+}
+
 export function PromotionsPage() {
   const { query } = useLocation();
   const state = query.get("state") ?? "";
@@ -31,16 +68,7 @@ export function PromotionsPage() {
     <>
       <div class="page-head">
         <h1>Promotions</h1>
-        <label class="inline">
-          State{" "}
-          <select value={state} onChange={(e) => setQuery("state", (e.target as HTMLSelectElement).value)}>
-            {PROMOTION_STATES.map((s) => (
-              <option key={s} value={s}>
-                {s ? s.replace(/_/g, " ") : "any"}
-              </option>
-            ))}
-          </select>
-        </label>
+        <StateFilter state={state} states={PROMOTION_STATES} />
       </div>
       <p class="muted small">The approval queue: promotions waiting for gates come first. Requesting a promotion starts from a release's page.</p>
       <ErrorBox error={r.error} />
@@ -98,34 +126,21 @@ export function PromotionsPage() {
   );
 }
 
+const DEPLOYMENT_STATES = ["", "queued", "running", "succeeded", "failed", "cancelled"];
+
 export function DeploymentsPage() {
   const { query } = useLocation();
   const state = query.get("state") ?? "";
-  const qs = new URLSearchParams({ limit: "50", ...(state ? { state } : {}) });
-  const r = useResource<{ deployments: Deployment[]; nextCursor: string | null }>(`/api/v1/deployments?${qs.toString()}`, ["deployments"]);
-  const [more, setMore] = useState<{ items: Deployment[]; cursor: string | null } | null>(null);
-  const items = [...(r.data?.deployments ?? []), ...(more?.items ?? [])];
-  const cursor = more ? more.cursor : r.data?.nextCursor ?? null;
+  const { r, items, cursor, loadMore, reset } = usePagedList<Deployment, "deployments">("/api/v1/deployments", "deployments", state ? { state } : {}, ["deployments"]);
   return (
     <>
       <div class="page-head">
         <h1>Deployments</h1>
-        <label class="inline">
-          State{" "}
-          <select value={state} onChange={(e) => { setMore(null); setQuery("state", (e.target as HTMLSelectElement).value); }}>
-            {["", "queued", "running", "succeeded", "failed", "cancelled"].map((s) => (
-              <option key={s} value={s}>{s || "any"}</option>
-            ))}
-          </select>
-        </label>
+        <StateFilter state={state} states={DEPLOYMENT_STATES} reset={reset} />
       </div>
       <ErrorBox error={r.error} />
       {r.data ? <DeploymentList items={items} /> : <Placeholder rows={8} />}
-      {cursor ? (
-        <button type="button" onClick={() => void api<{ deployments: Deployment[]; nextCursor: string | null }>(`/api/v1/deployments?${new URLSearchParams({ ...Object.fromEntries(qs), cursor }).toString()}`).then((n) => setMore({ items: [...(more?.items ?? []), ...n.deployments], cursor: n.nextCursor }))}>
-          More
-        </button>
-      ) : null}
+      <MoreButton cursor={cursor} load={loadMore} />
     </>
   );
 }
@@ -134,11 +149,7 @@ export function ReleasesPage() {
   const { query } = useLocation();
   const name = query.get("name") ?? "";
   const [draft, setDraft] = useState(name);
-  const qs = new URLSearchParams({ limit: "50", ...(name ? { name } : {}) });
-  const r = useResource<{ releases: Release[]; nextCursor: string | null }>(`/api/v1/releases?${qs.toString()}`, ["releases"]);
-  const [more, setMore] = useState<{ items: Release[]; cursor: string | null } | null>(null);
-  const items = [...(r.data?.releases ?? []), ...(more?.items ?? [])];
-  const cursor = more ? more.cursor : r.data?.nextCursor ?? null;
+  const { r, items, cursor, loadMore, reset } = usePagedList<Release, "releases">("/api/v1/releases", "releases", name ? { name } : {}, ["releases"]);
   return (
     <>
       <div class="page-head">
@@ -147,7 +158,7 @@ export function ReleasesPage() {
           class="inline"
           onSubmit={(e) => {
             e.preventDefault();
-            setMore(null);
+            reset();
             setQuery("name", draft.trim());
           }}
         >
@@ -188,11 +199,7 @@ export function ReleasesPage() {
           <Placeholder rows={8} />
         )}
       </Section>
-      {cursor ? (
-        <button type="button" onClick={() => void api<{ releases: Release[]; nextCursor: string | null }>(`/api/v1/releases?${new URLSearchParams({ ...Object.fromEntries(qs), cursor }).toString()}`).then((n) => setMore({ items: [...(more?.items ?? []), ...n.releases], cursor: n.nextCursor }))}>
-          More
-        </button>
-      ) : null}
+      <MoreButton cursor={cursor} load={loadMore} />
     </>
   );
 }
@@ -202,23 +209,12 @@ const ROLLOUT_STATES = ["", "running", "halted", "rolling_back", "succeeded", "f
 export function RolloutsPage() {
   const { query } = useLocation();
   const state = query.get("state") ?? "";
-  const qs = new URLSearchParams({ limit: "50", ...(state ? { state } : {}) });
-  const r = useResource<{ rollouts: Rollout[]; nextCursor: string | null }>(`/api/v1/rollouts?${qs.toString()}`, ["rollouts", "deployments"]);
-  const [more, setMore] = useState<{ items: Rollout[]; cursor: string | null } | null>(null);
-  const items = [...(r.data?.rollouts ?? []), ...(more?.items ?? [])];
-  const cursor = more ? more.cursor : r.data?.nextCursor ?? null;
+  const { r, items, cursor, loadMore, reset } = usePagedList<Rollout, "rollouts">("/api/v1/rollouts", "rollouts", state ? { state } : {}, ["rollouts", "deployments"]);
   return (
     <>
       <div class="page-head">
         <h1>Rollouts</h1>
-        <label class="inline">
-          State{" "}
-          <select value={state} onChange={(e) => { setMore(null); setQuery("state", (e.target as HTMLSelectElement).value); }}>
-            {ROLLOUT_STATES.map((s) => (
-              <option key={s} value={s}>{s ? s.replace(/_/g, " ") : "any"}</option>
-            ))}
-          </select>
-        </label>
+        <StateFilter state={state} states={ROLLOUT_STATES} reset={reset} />
       </div>
       <ErrorBox error={r.error} />
       <Section title={state ? `Rollouts ${state.replace(/_/g, " ")}` : "Newest rollouts"} id="rollouts">
@@ -265,11 +261,7 @@ export function RolloutsPage() {
           <Placeholder rows={8} />
         )}
       </Section>
-      {cursor ? (
-        <button type="button" onClick={() => void api<{ rollouts: Rollout[]; nextCursor: string | null }>(`/api/v1/rollouts?${new URLSearchParams({ ...Object.fromEntries(qs), cursor }).toString()}`).then((n) => setMore({ items: [...(more?.items ?? []), ...n.rollouts], cursor: n.nextCursor }))}>
-          More
-        </button>
-      ) : null}
+      <MoreButton cursor={cursor} load={loadMore} />
     </>
   );
 }

@@ -3,9 +3,10 @@ import { readFileSync } from "node:fs";
 import { type Command, CommanderError } from "commander";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ComponentView, EnvironmentView, ReleaseView, TargetView } from "../domain/catalog/catalog-service.js";
+import { MAX_TASK_LOG_BYTES } from "../domain/deploy/agent-input-limits.js";
 import { MAX_CHECK_WAIT_SECONDS, type TargetCheckView } from "../domain/deploy/target-checks.js";
 import type { ApiClient } from "./api-client.js";
-import { table } from "./format.js";
+import { note, table, writeOut } from "./format.js";
 
 type Out = (json: boolean, data: unknown, human: () => string) => void;
 const usage = (msg: string): never => {
@@ -40,6 +41,27 @@ export function checkLine(c: TargetCheckView | null | undefined): string {
   if (c.state === "ok") return `check: ok (${c.checkedAt ?? ""})`;
   if (c.state === "failed") return `check: FAILED ${c.code ?? ""}: ${c.message}`;
   return `check: pending${c.message ? ` (${c.message})` : ""}`;
+}
+
+/** A check task's log as the API serves it: the whole of it in one read (a task's log is at most MAX_TASK_LOG_BYTES). */
+interface CheckLog {
+  environment: string;
+  target: string;
+  taskId: string;
+  complete: boolean;
+  log: string;
+}
+
+async function checkLog(api: ApiClient, env: string, name: string, task?: string): Promise<CheckLog> {
+  const q = new URLSearchParams({ limit: String(MAX_TASK_LOG_BYTES) });
+  if (task !== undefined) q.set("task", task);
+  const r = await api.text(`/api/v1/environments/${enc(env)}/targets/${enc(name)}/check/log?${q.toString()}`);
+  return { environment: env, target: name, taskId: r.headers.get("x-ferry-task-id") ?? "", complete: r.headers.get("x-ferry-log-complete") === "true", log: r.body };
+}
+
+/** Prints a check's log on stdout (it is what was asked for), control characters escaped, as deployment logs are. */
+function printCheckLog(l: CheckLog): void {
+  writeOut(`--- ${l.environment}/${l.target} check log (${l.taskId}${l.complete ? "" : ", not complete"}) ---\n${l.log}${l.log === "" || l.log.endsWith("\n") ? "" : "\n"}`);
 }
 
 /** Polls a target until its check leaves pending or `seconds` pass; short requests, so no request outlives its timeout. */
@@ -165,12 +187,27 @@ export function catalogCommands(program: Command, client: () => ApiClient, print
     .description("ask the target's agent to check the target again")
     .requiredOption("--env <name>")
     .option("--wait [seconds]", `wait for the answer (default 30, at most ${MAX_CHECK_WAIT_SECONDS})`)
+    .option("--logs", "then print the check task's log (after --wait: the whole of it once the check is answered)", false)
     .option("--json", "print JSON")
-    .action(async (name: string, o: { env: string; wait?: string | true; json?: boolean }) => {
+    .action(async (name: string, o: { env: string; wait?: string | true; logs: boolean; json?: boolean }) => {
       const wait = waitSeconds(o.wait);
       const api = client();
       const t = await awaitCheck(api, o.env, name, await api.request<CheckedTarget>("POST", `/api/v1/environments/${enc(o.env)}/targets/${enc(name)}/check`), wait);
-      print(!!o.json, t, () => `${t.environment}/${t.name}: ${checkLine(t.check)}`);
+      if (o.logs && !t.check?.taskId) note(`no check log: ${checkLine(t.check)}`);
+      const log = o.logs && t.check?.taskId ? await checkLog(api, o.env, name, t.check.taskId) : undefined;
+      print(!!o.json, log ? { ...t, checkLog: log } : t, () => `${t.environment}/${t.name}: ${checkLine(t.check)}`);
+      if (log && !o.json) printCheckLog(log);
+    });
+  target
+    .command("check-log <name>")
+    .description("print the log of the target's latest check task (or of --task, an earlier one)")
+    .requiredOption("--env <name>")
+    .option("--task <id>", "one of the target's check tasks (default: the latest check's)")
+    .option("--json", "print JSON: environment, target, taskId, complete and log")
+    .action(async (name: string, o: { env: string; task?: string; json?: boolean }) => {
+      const log = await checkLog(client(), o.env, name, o.task);
+      if (o.json) print(true, log, () => "");
+      else printCheckLog(log);
     });
   target
     .command("update <name>")

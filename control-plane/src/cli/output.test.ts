@@ -12,7 +12,7 @@ import { after, afterEach, before, beforeEach, describe, it } from "node:test";
 import { terminal } from "./format.js";
 import { buildProgram } from "./program.js";
 
-type Route = (method: string, path: string, search: string) => { status?: number; body: unknown; text?: string } | undefined;
+type Route = (method: string, path: string, search: string) => { status?: number; body: unknown; text?: string; headers?: Record<string, string> } | undefined;
 
 let timeline: string[] = [];
 let stdout = "";
@@ -52,7 +52,7 @@ function stubApi(route: Route): void {
     timeline.push(`fetch ${method} ${url.pathname}`);
     const r = route(method, url.pathname, url.search);
     if (!r) return new Response(JSON.stringify({ error: { code: "NOT_FOUND", message: `${method} ${url.pathname}` } }), { status: 404 });
-    return new Response(r.text ?? JSON.stringify(r.body), { status: r.status ?? 200, headers: r.text !== undefined ? { "x-ferry-log-next": String(r.text.length) } : {} });
+    return new Response(r.text ?? JSON.stringify(r.body), { status: r.status ?? 200, headers: { ...(r.text !== undefined ? { "x-ferry-log-next": String(r.text.length) } : {}), ...r.headers } });
   });
 }
 
@@ -90,6 +90,36 @@ describe("CLI output streams", () => {
     assert.match(stdout, /evil\\x1b\[2Jdetail/);
     assert.equal(stderr, "");
     assert.ok(!stdout.includes("\x1b"));
+  });
+
+  it("target check-log and check --logs write the check task's log to stdout, escaped, from the latest or a named task", async () => {
+    const check = { state: "ok", code: null, message: "web is running", details: null, taskId: "tsk_9", configAt: "t", requestedAt: "t", checkedAt: "2030-01-01T00:00:00.000Z" };
+    const target = { id: "tg_1", environment: "dev", name: "web", kind: "docker", agentId: "agt_1", config: {}, description: "", createdAt: "t", updatedAt: "t", check };
+    const asked: string[] = [];
+    stubApi((m, p, q) => {
+      if (p === "/api/v1/environments/dev/targets/web/check/log") {
+        asked.push(q);
+        const task = new URLSearchParams(q).get("task") ?? "tsk_9";
+        return { body: null, text: `inspecting web (${task})\n\x1b[2Jcontainer running`, headers: { "x-ferry-task-id": task, "x-ferry-log-complete": "true" } };
+      }
+      if (m === "POST" && p === "/api/v1/environments/dev/targets/web/check") return { status: 202, body: target };
+      return undefined;
+    });
+    await ferry("target", "check-log", "web", "--env", "dev");
+    assert.equal(stdout, "--- dev/web check log (tsk_9) ---\ninspecting web (tsk_9)\n\\x1b[2Jcontainer running\n");
+    assert.equal(stderr, "");
+    stdout = "";
+    await ferry("target", "check-log", "web", "--env", "dev", "--task", "tsk_1", "--json");
+    assert.deepEqual(JSON.parse(stdout), { environment: "dev", target: "web", taskId: "tsk_1", complete: true, log: "inspecting web (tsk_1)\n\x1b[2Jcontainer running" });
+    assert.deepEqual(asked, ["?limit=8388608", "?limit=8388608&task=tsk_1"], "the whole log (a task's log is at most 8 MiB) in one read");
+    stdout = "";
+    await ferry("target", "check", "web", "--env", "dev", "--logs");
+    assert.match(stdout, /^dev\/web: check: ok \(2030-01-01T00:00:00.000Z\)\n--- dev\/web check log \(tsk_9\) ---\ninspecting web \(tsk_9\)\n/);
+    assert.equal(asked.at(-1), "?limit=8388608&task=tsk_9", "the log of the check just answered, not whichever is newest when it is read");
+    assert.ok(!stdout.includes("\x1b"));
+    // A target never checked: the API's answer, as an error.
+    stubApi((m, p) => (p.endsWith("/check/log") ? { status: 404, body: { error: { code: "TASK_NOT_FOUND", message: "target tg_1 was never checked" } } } : undefined));
+    await assert.rejects(ferry("target", "check-log", "web", "--env", "dev"), /never checked/);
   });
 
   it("promote --wait prints the promotion id before it waits (stderr for people, first JSON progress line with --json)", async () => {

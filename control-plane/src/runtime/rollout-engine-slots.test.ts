@@ -3,48 +3,22 @@
 // driver state in details.state, route tasks return the weights and the counters of a modelled router whose traffic
 // the test drives. Time is a fake clock; "restarts" build a new engine instance on the same store.
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { after, before, describe, it, type TestContext } from "node:test";
-import { TaskSigningKeyring } from "@ferry/pki";
+import { describe, it, type TestContext } from "node:test";
 import type { TaskPayload } from "@ferry/contract";
 import { testBackends, type TestBackend } from "../adapters/store/test-backends.js";
-import type { ImageRegistry } from "../ports/registry.js";
 import type { Store } from "../ports/store.js";
 import { listAudit } from "../domain/audit/audit-log.js";
-import { CatalogService } from "../domain/catalog/catalog-service.js";
-import { DeploymentService } from "../domain/deploy/deployment-service.js";
-import { TaskQueue } from "../domain/deploy/task-queue.js";
-import { FerryError } from "../domain/errors.js";
+import { code, deployFixture, fileKeyring } from "../domain/deploy/deploy.fixture.js";
+import type { DeploymentService } from "../domain/deploy/deployment-service.js";
 import { RolloutService, type RolloutView } from "../domain/rollout/rollout-service.js";
 import { RolloutStepper } from "../domain/rollout/rollout-stepper.js";
 import { parseStrategy } from "../domain/rollout/strategy.js";
 import { RolloutEngine } from "./rollout-engine.js";
+import { TASK_TTL, v1, v2 } from "./rollout-engine.fixture.js";
 
-const T0 = Date.UTC(2030, 0, 1);
-let keyring: TaskSigningKeyring;
-const dir = mkdtempSync(join(tmpdir(), "ferry-slots-"));
-before(async () => {
-  keyring = await TaskSigningKeyring.loadOrCreate(join(dir, "task-signing"), { now: T0 - 1000 });
-});
-after(() => rmSync(dir, { recursive: true, force: true }));
-
-const code = (c: string) => (e: unknown) => {
-  assert.ok(e instanceof FerryError, `expected FerryError ${c}, got ${String(e)}`);
-  assert.equal(e.code, c, e.message);
-  return true;
-};
-const digestOf = (ref: string) => `sha256:${createHash("sha256").update(ref).digest("hex")}`;
-const fakeRegistry: ImageRegistry = {
-  resolve: (reference) =>
-    Promise.resolve({ repository: reference.replace(/:[^:/@]+$/, ""), digest: digestOf(reference), mediaType: "application/vnd.oci.image.manifest.v1+json", sourceTag: reference.split(":").pop() ?? null, platforms: [] }),
-};
-const v1 = digestOf("127.0.0.1:5000/team/web:1");
-const v2 = digestOf("127.0.0.1:5000/team/web:2");
+const keys = fileKeyring("ferry-slots-");
 
 type Slot = "blue" | "green";
 interface Counters { requests: number; errors5xx: number; avgResponseMs: number }
@@ -71,14 +45,9 @@ interface Fx {
 }
 
 async function fixture(b: TestBackend, t: TestContext, opts: { v1Only?: string[]; plain?: string[] } = {}): Promise<Fx> {
-  const store = await b.open(t);
-  const clock = { t: T0 };
-  const now = () => clock.t;
-  const catalog = new CatalogService({ store, registry: fakeRegistry, credentials: { get: async () => null }, clock: { now } });
   const signed: TaskPayload[] = [];
-  const signer = { sign: (p: TaskPayload) => (signed.push(p), keyring.sign(p)), publicKeys: (at?: number) => keyring.publicKeys(at) };
-  const deployments = new DeploymentService({ store, catalog, signer, clock: { now }, taskTtlMs: 3_600_000 });
-  const queue = new TaskQueue({ store, clock: { now }, timings: { ackTimeoutMs: 30_000, runningLeaseMs: 60_000 } });
+  const signer = { sign: (p: TaskPayload) => (signed.push(p), keys.keyring.sign(p)), publicKeys: (at?: number) => keys.keyring.publicKeys(at) };
+  const { store, clock, now, catalog, deployments, queue } = await deployFixture(b, t, { signer, taskTtlMs: TASK_TTL });
   const rollouts = new RolloutService({ store, catalog, deployments, clock: { now } });
   const stepper = new RolloutStepper({ store, deployments, clock: { now } });
   await catalog.createEnvironment({ name: "dev" }, "alice");

@@ -3,7 +3,6 @@
 // a fake registry (digest = sha256 of the reference), a fake clock, real signing and evidence keys, and a scripted
 // agent stand-in that claims, accepts and finishes tasks through the task queue exactly as the gRPC service does.
 // "Restarts" build a new engine (or promotion service) on the same store: everything must be in the rows.
-import { createHash } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,6 +10,7 @@ import type { TestContext } from "node:test";
 import { EvidenceKey, TaskSigningKeyring } from "@ferry/pki";
 import type { TestBackend } from "../adapters/store/test-backends.js";
 import { CatalogService } from "../domain/catalog/catalog-service.js";
+import { digestOf, fakeRegistry, T0 } from "../domain/deploy/deploy.fixture.js";
 import { DeploymentService } from "../domain/deploy/deployment-service.js";
 import { TaskQueue } from "../domain/deploy/task-queue.js";
 import { EvidenceStore } from "../domain/promotion/evidence-store.js";
@@ -18,23 +18,16 @@ import { createGateEngine } from "../domain/promotion/gate-engine.js";
 import { PromotionService } from "../domain/promotion/promotion-service.js";
 import { RolloutService } from "../domain/rollout/rollout-service.js";
 import { RolloutStepper } from "../domain/rollout/rollout-stepper.js";
-import type { ImageRegistry } from "../ports/registry.js";
 import type { TaskImage } from "../ports/signer.js";
 import type { Store } from "../ports/store.js";
 import { RolloutEngine } from "./rollout-engine.js";
 
-export const T0 = Date.UTC(2030, 0, 1);
+export { digestOf, fakeRegistry, T0 };
 export const TASK_TTL = 3_600_000;
 
-export const digestOf = (ref: string): string => `sha256:${createHash("sha256").update(ref).digest("hex")}`;
 export const v1 = digestOf("127.0.0.1:5000/team/web:1");
 export const v2 = digestOf("127.0.0.1:5000/team/web:2");
 export const FAIL = { outcome: "failed", code: "HEALTH_CHECK_FAILED" };
-
-export const fakeRegistry: ImageRegistry = {
-  resolve: (reference) =>
-    Promise.resolve({ repository: reference.replace(/:[^:/@]+$/, ""), digest: digestOf(reference), mediaType: "application/vnd.oci.image.manifest.v1+json", sourceTag: reference.split(":").pop() ?? null, platforms: [] }),
-};
 
 /** Keys shared by every test of a file: load once (before), remove after. */
 export interface Keys {

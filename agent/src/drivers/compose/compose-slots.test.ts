@@ -17,6 +17,7 @@ import { pino } from "pino";
 
 import { buildTestImage, dockerEngine, dockerSkipReason, type TestImage } from "../../../../test/helpers/docker.js";
 import { haproxySkipReason, startHaproxy, type TestHaproxy } from "../../../../test/helpers/haproxy.js";
+import { httpGet, httpLoad } from "../../../../test/helpers/http-load.js";
 import { freePort } from "../../../../test/helpers/net.js";
 import { registrySkipReason, startRegistry, type TestRegistry } from "../../../../test/helpers/registry.js";
 import { waitFor } from "../../../../test/helpers/wait.js";
@@ -123,50 +124,10 @@ async function expectCode(p: Promise<unknown>, code: string): Promise<DriverErro
 }
 
 const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 4 });
-function get(port: number, path = "/version"): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ host: "127.0.0.1", port, path, agent: keepAlive, timeout: 3000 }, (res) => {
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (c: string) => (body += c));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: body.trim() }));
-    });
-    req.on("timeout", () => req.destroy(new Error("timeout")));
-    req.on("error", reject);
-  });
-}
+const get = (port: number, path = "/version") => httpGet(port, path, { agent: keepAlive, timeoutMs: 3000 });
 
 /** Requests through the router, four at a time, until stopped (and at most 60 s). */
-function load(): { stop: () => Promise<{ ok: number; failed: number; versions: Set<string>; errors: string[] }> } {
-  let running = true;
-  const r = { ok: 0, failed: 0, versions: new Set<string>(), errors: [] as string[] };
-  const deadline = Date.now() + 60_000;
-  const worker = async (): Promise<void> => {
-    while (running && Date.now() < deadline) {
-      try {
-        const res = await get(listen);
-        if (res.status === 200) {
-          r.ok++;
-          r.versions.add(res.body);
-        } else {
-          r.failed++;
-          r.errors.push(`status ${res.status}`);
-        }
-      } catch (err) {
-        r.failed++;
-        r.errors.push((err as Error).message);
-      }
-    }
-  };
-  const workers = Array.from({ length: 4 }, worker);
-  return {
-    stop: async () => {
-      running = false;
-      await Promise.all(workers);
-      return r;
-    },
-  };
-}
+const load = () => httpLoad(listen, { agent: keepAlive, workers: 4, maxMs: 60_000, timeoutMs: 3000 });
 
 /** Per slot: its container's id, state and restart policy. */
 async function slotView(): Promise<Record<string, { id: string; state: string; restart: string }>> {
@@ -244,7 +205,7 @@ describe("routed Compose services through HAProxy", { concurrency: false }, () =
     const r = await traffic.stop();
     assert.equal(r.failed, 0, `failed requests: ${r.errors.slice(0, 5).join("; ")}`);
     assert.ok(r.ok > 20, `only ${r.ok} requests went through`);
-    assert.deepEqual([...r.versions].sort(), ["1", "2"]);
+    assert.deepEqual([...r.bodies].sort(), ["1", "2"]);
     assert.deepEqual(out.details?.["replaced"], ["web"]);
     assert.equal(await workerId(), worker, "worker kept its container");
     assert.deepEqual(await router.weights("web"), { blue: 100, green: 0 });
@@ -299,7 +260,7 @@ describe("routed Compose services through HAProxy", { concurrency: false }, () =
     const r = await traffic.stop();
     assert.equal(err.restored, true);
     assert.equal(r.failed, 0, `failed requests: ${r.errors.slice(0, 5).join("; ")}`);
-    assert.deepEqual([...r.versions], ["1"]);
+    assert.deepEqual([...r.bodies], ["1"]);
     assert.deepEqual(await router.weights("web"), { blue: 0, green: 100 });
     const s = await slotView();
     assert.equal(s["green"]?.id, before["green"]?.id);

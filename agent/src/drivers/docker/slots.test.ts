@@ -2,9 +2,8 @@
 // loopback: a deploy and a rollback under continuous requests lose none, a rollback flips back to the retained
 // container without creating one, and a version that never becomes healthy is never given traffic.
 import assert from "node:assert/strict";
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,6 +13,8 @@ import Docker from "dockerode";
 import { pino } from "pino";
 
 import { buildTestImage, dockerEngine, dockerSkipReason, type TestImage } from "../../../../test/helpers/docker.js";
+import { haproxySkipReason, startHaproxy, type TestHaproxy } from "../../../../test/helpers/haproxy.js";
+import { httpGet, httpLoad } from "../../../../test/helpers/http-load.js";
 import { freePort } from "../../../../test/helpers/net.js";
 import { registrySkipReason, startRegistry, type TestRegistry } from "../../../../test/helpers/registry.js";
 import { waitFor } from "../../../../test/helpers/wait.js";
@@ -25,8 +26,7 @@ import type { Phase } from "@ferry/contract";
 import { DriverError, type DeployOutcome, type PhaseContext, type ProgressSink, type RouteContext } from "../driver.js";
 import { DockerDriver, dockerConfig } from "./docker-driver.js";
 
-const HAPROXY = ["/usr/sbin/haproxy", "/usr/bin/haproxy"].find((p) => existsSync(p));
-const skipReason: string | false = (await dockerSkipReason("Docker blue-green tests")) || registrySkipReason() || (HAPROXY ? false : "haproxy is not installed (scripts/test-env.sh installs it)");
+const skipReason: string | false = (await dockerSkipReason("Docker blue-green tests")) || registrySkipReason() || haproxySkipReason();
 if (skipReason && process.env["CI"] === "true") throw new Error(skipReason);
 const canRun = (t: TestContext): boolean => {
   if (skipReason) t.skip(skipReason);
@@ -37,7 +37,7 @@ const RUN = `ferry-bg-${randomBytes(3).toString("hex")}`;
 const dir = mkdtempSync(join(tmpdir(), "ferry-bg-"));
 const socket = join(dir, "admin.sock");
 const maintenanceMap = join(dir, "maintenance.map");
-let haproxy: ChildProcess | undefined;
+let haproxy: TestHaproxy | undefined;
 let registry: TestRegistry;
 let docker: Docker;
 let driver: DockerDriver;
@@ -92,52 +92,12 @@ function routeCtx(): RouteContext<ReturnType<typeof dockerConfig>> {
   return { taskId: `task-${randomBytes(4).toString("hex")}`, target, config: dockerConfig(target.config), signal: new AbortController().signal, progress: new Lines() };
 }
 
-/** GET /version through the router. */
-function version(): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ host: "127.0.0.1", port: listen, path: "/version", agent: keepAlive, timeout: 3000 }, (res) => {
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (c: string) => (body += c));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: body.trim() }));
-    });
-    req.on("timeout", () => req.destroy(new Error("timeout")));
-    req.on("error", reject);
-  });
-}
 const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 4 });
+/** GET /version through the router. */
+const version = () => httpGet(listen, "/version", { agent: keepAlive, timeoutMs: 3000 });
 
 /** Requests through the router, four at a time, until stopped (and at most 60 s): what failed, and what answered. */
-function load(): { stop: () => Promise<{ ok: number; failed: number; versions: Set<string>; errors: string[] }> } {
-  let running = true;
-  const r = { ok: 0, failed: 0, versions: new Set<string>(), errors: [] as string[] };
-  const deadline = Date.now() + 60_000;
-  const worker = async (): Promise<void> => {
-    while (running && Date.now() < deadline) {
-      try {
-        const res = await version();
-        if (res.status === 200) {
-          r.ok++;
-          r.versions.add(res.body);
-        } else {
-          r.failed++;
-          r.errors.push(`status ${res.status}`);
-        }
-      } catch (err) {
-        r.failed++;
-        r.errors.push((err as Error).message);
-      }
-    }
-  };
-  const workers = Array.from({ length: 4 }, worker);
-  return {
-    stop: async () => {
-      running = false;
-      await Promise.all(workers);
-      return r;
-    },
-  };
-}
+const load = () => httpLoad(listen, { agent: keepAlive, workers: 4, maxMs: 60_000, timeoutMs: 3000 });
 
 async function slotContainers(): Promise<Record<string, { id: string; state: string }>> {
   const list = await docker.listContainers({ all: true, filters: { name: [`${RUN}-web-`] } });
@@ -157,13 +117,8 @@ describe("Docker blue-green through HAProxy", { concurrency: false }, () => {
     v2 = await build("2");
     sick = await build("3", false);
     writeFileSync(maintenanceMap, "");
-    const cfg = join(dir, "haproxy.cfg");
-    writeFileSync(cfg, haproxyConfig({ socket, maintenanceMap }, [{ name: "web", listen: `127.0.0.1:${listen}`, slots: { blue: { address: "127.0.0.1", port: slots.blue }, green: { address: "127.0.0.1", port: slots.green } } }]));
-    const check = spawnSync(HAPROXY!, ["-c", "-q", "-f", cfg], { encoding: "utf8" });
-    assert.equal(check.status, 0, check.stderr);
-    haproxy = spawn(HAPROXY!, ["-db", "-f", cfg], { stdio: "ignore" });
     router = new HaproxyRouter({ socket, maintenanceMap });
-    await waitFor("haproxy's runtime socket", () => router.info().then(() => true));
+    haproxy = await startHaproxy(dir, haproxyConfig({ socket, maintenanceMap }, [{ name: "web", listen: `127.0.0.1:${listen}`, slots: { blue: { address: "127.0.0.1", port: slots.blue }, green: { address: "127.0.0.1", port: slots.green } } }]), () => router.info());
     driver = new DockerDriver({ socketPath, stopTimeoutSeconds: 2, settleSeconds: 1, router });
   });
 
@@ -175,11 +130,7 @@ describe("Docker blue-green through HAProxy", { concurrency: false }, () => {
         if ((img.RepoDigests ?? []).some((d) => d.startsWith(`${registry.host}/`))) await docker.getImage(img.Id).remove({ force: true }).catch(() => undefined);
       }
     }
-    if (haproxy && haproxy.exitCode === null) {
-      const exited = new Promise((r) => haproxy!.once("exit", r));
-      haproxy.kill("SIGTERM");
-      await exited;
-    }
+    await haproxy?.stop();
     await registry?.stop();
     rmSync(dir, { recursive: true, force: true });
   });
@@ -209,7 +160,7 @@ describe("Docker blue-green through HAProxy", { concurrency: false }, () => {
     const r = await traffic.stop();
     assert.equal(r.failed, 0, `failed requests: ${r.errors.slice(0, 5).join("; ")}`);
     assert.ok(r.ok > 20, `only ${r.ok} requests went through`);
-    assert.deepEqual([...r.versions].sort(), ["1", "2"]);
+    assert.deepEqual([...r.bodies].sort(), ["1", "2"]);
     assert.equal(out.running[0]?.containerName, `${RUN}-web-blue`);
     assert.deepEqual(await router.weights("web"), { blue: 100, green: 0 });
     assert.deepEqual(await version(), { status: 200, body: "2" });
@@ -244,7 +195,7 @@ describe("Docker blue-green through HAProxy", { concurrency: false }, () => {
     await assert.rejects(run(sick), (e: unknown) => e instanceof DriverError && e.code === "HEALTH_CHECK_FAILED" && e.restored);
     const r = await traffic.stop();
     assert.equal(r.failed, 0, `failed requests: ${r.errors.slice(0, 5).join("; ")}`);
-    assert.deepEqual([...r.versions], ["1"]);
+    assert.deepEqual([...r.bodies], ["1"]);
     assert.deepEqual(await router.weights("web"), { blue: 0, green: 100 });
     assert.equal((await slotContainers())["blue"], undefined, "the unhealthy container was removed");
   });

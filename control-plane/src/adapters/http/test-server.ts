@@ -11,6 +11,7 @@ import { EvidenceKey, FleetCa, TaskSigningKeyring } from "@ferry/pki";
 import { createApiToken } from "../../domain/auth/api-tokens.js";
 import { CatalogService } from "../../domain/catalog/catalog-service.js";
 import { DeploymentService } from "../../domain/deploy/deployment-service.js";
+import { TargetChecks } from "../../domain/deploy/target-checks.js";
 import { FleetService } from "../../domain/fleet/fleet-service.js";
 import { SqlWebhookStore } from "../../domain/notify/webhook-service.js";
 import { EvidenceStore } from "../../domain/promotion/evidence-store.js";
@@ -36,9 +37,10 @@ const fakeRegistry: ImageRegistry = {
 
 /**
  * Builds the API on `store`; closes it and removes its key directory when the test ends. Returns an admin token and
- * the directory holding the CA, task-signing keyring and evidence key.
+ * the directory holding the CA, task-signing keyring and evidence key. With `checks`, targets are checked by their
+ * agents (an inspect task queued when one is created or changed) as in the server; without, they are never checked.
  */
-export async function startTestHttpServer(t: TestContext, store: Store): Promise<{ app: TestHttpServer; adminToken: string; keyDir: string }> {
+export async function startTestHttpServer(t: TestContext, store: Store, opts: { checks?: boolean } = {}): Promise<{ app: TestHttpServer; adminToken: string; keyDir: string }> {
   const dir = mkdtempSync(join(tmpdir(), "ferry-http-"));
   const clock = systemClock;
   const ca = await FleetCa.loadOrCreate(join(dir, "ca"));
@@ -76,6 +78,7 @@ export async function startTestHttpServer(t: TestContext, store: Store): Promise
     enrolEndpoint: () => "127.0.0.1:0",
     defaultJoinTokenTtlMs: 1_800_000,
     pingFleet: async () => ({ replicaSent: 0 }),
+    ...(opts.checks ? { targetChecks: new TargetChecks({ store, signer: keyring, clock, taskTtlMs: 3_600_000 }) } : {}),
   });
   t.after(async () => {
     await app.close();

@@ -3,54 +3,23 @@
 // a fake registry (digest = sha256 of the reference), so these tests never reach a network. The agent side of the
 // queue is driven through TaskQueue, as the gRPC service does.
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it, type TestContext } from "node:test";
+import { describe, it, type TestContext } from "node:test";
 import { TaskRefusal, TaskSigningKeyring, verifySignedTask } from "@ferry/pki";
 import { testBackends, type TestBackend } from "../../adapters/store/test-backends.js";
-import type { ImageRegistry } from "../../ports/registry.js";
 import type { TaskImage } from "../../ports/signer.js";
 import type { Store } from "../../ports/store.js";
 import { listAudit } from "../audit/audit-log.js";
-import { CatalogService, type ReleaseView } from "../catalog/catalog-service.js";
+import type { ReleaseView } from "../catalog/catalog-service.js";
 import { FerryError } from "../errors.js";
-import { DeploymentService, driftOf, imagesForTarget, refreshDeploymentState, type DeploymentView } from "./deployment-service.js";
-import { TaskQueue } from "./task-queue.js";
+import { code, deployFixture, fileKeyring, T0, type DeployFx } from "./deploy.fixture.js";
+import { driftOf, imagesForTarget, refreshDeploymentState, type DeploymentView } from "./deployment-service.js";
 import { resignUndeliveredTasks } from "./task-resign.js";
 
-const T0 = Date.UTC(2030, 0, 1);
 const TTL = 3_600_000;
-const ACK_TIMEOUT = 30_000;
-const LEASE = 60_000;
+const keys = fileKeyring("ferry-deploy-");
 
-let keyring: TaskSigningKeyring;
-const dir = mkdtempSync(join(tmpdir(), "ferry-deploy-"));
-before(async () => {
-  keyring = await TaskSigningKeyring.loadOrCreate(join(dir, "task-signing"), { now: T0 - 1000 });
-});
-after(() => rmSync(dir, { recursive: true, force: true }));
-
-const code = (c: string) => (e: unknown) => {
-  assert.ok(e instanceof FerryError, `expected FerryError ${c}, got ${String(e)}`);
-  assert.equal(e.code, c, e.message);
-  return true;
-};
-
-const digestOf = (ref: string) => `sha256:${createHash("sha256").update(ref).digest("hex")}`;
-/** Resolves every reference to a digest derived from it: a new tag is a new digest, the same tag the same one. */
-const fakeRegistry: ImageRegistry = {
-  resolve: (reference) =>
-    Promise.resolve({ repository: reference.replace(/:[^:/@]+$/, ""), digest: digestOf(reference), mediaType: "application/vnd.oci.image.manifest.v1+json", sourceTag: reference.split(":").pop() ?? null, platforms: [] }),
-};
-
-interface Fixture {
-  store: Store;
-  clock: { t: number };
-  catalog: CatalogService;
-  deployments: DeploymentService;
-  queue: TaskQueue;
+interface Fixture extends DeployFx {
   agent(id: string, environment: string, drivers?: string[]): Promise<void>;
   target(environment: string, name: string, agentId: string | null, component?: string): Promise<string>;
   release(version: string, components?: Record<string, string>): Promise<ReleaseView>;
@@ -58,21 +27,13 @@ interface Fixture {
   finish(dep: DeploymentView, outcomes?: Record<string, string>, sticker?: boolean): Promise<DeploymentView>;
 }
 
-async function fixture(b: TestBackend, t: TestContext, store?: Store, signer: TaskSigningKeyring = keyring): Promise<Fixture> {
-  store ??= await b.open(t);
-  const clock = { t: T0 };
-  const now = () => clock.t;
-  const catalog = new CatalogService({ store, registry: fakeRegistry, credentials: { get: async () => null }, clock: { now } });
-  const deployments = new DeploymentService({ store, catalog, signer, clock: { now }, taskTtlMs: TTL });
-  const queue = new TaskQueue({ store, clock: { now }, timings: { ackTimeoutMs: ACK_TIMEOUT, runningLeaseMs: LEASE } });
+async function fixture(b: TestBackend, t: TestContext, store?: Store, signer: TaskSigningKeyring = keys.keyring): Promise<Fixture> {
+  const base = await deployFixture(b, t, { signer, taskTtlMs: TTL, ...(store ? { store } : {}) });
+  const { catalog, deployments, queue, clock } = base;
   const fx: Fixture = {
-    store,
-    clock,
-    catalog,
-    deployments,
-    queue,
+    ...base,
     async agent(id, environment, drivers = ["docker"]) {
-      await store.query("INSERT INTO agents (id, name, environment, status, facts) VALUES ($1, $1, $2, 'online', $3)", [id, environment, JSON.stringify({ drivers })]);
+      await base.store.query("INSERT INTO agents (id, name, environment, status, facts) VALUES ($1, $1, $2, 'online', $3)", [id, environment, JSON.stringify({ drivers })]);
     },
     async target(environment, name, agentId, component) {
       const tg = await catalog.createTarget({ environment, name, kind: "docker", agentId, config: { container: name, ...(component ? { component } : {}) } }, "alice");
@@ -201,8 +162,8 @@ for (const b of testBackends()) {
       for (const task of dep.tasks) {
         const row = rows.rows.find((r) => r.id === task.id)!;
         const env = { payload: new Uint8Array(row.payload), payloadType: row.payload_type, keyId: row.key_id, signature: new Uint8Array(row.signature) };
-        assert.equal(env.keyId, keyring.active.keyId);
-        const p = verifySignedTask(env, { trustedKeys: keyring.publicKeys(T0), agentId: task.agentId, now: T0 });
+        assert.equal(env.keyId, keys.keyring.active.keyId);
+        const p = verifySignedTask(env, { trustedKeys: keys.keyring.publicKeys(T0), agentId: task.agentId, now: T0 });
         assert.equal(p.taskId, task.id);
         assert.equal(p.deploymentId, dep.id);
         assert.equal(p.agentId, task.agentId);
@@ -218,8 +179,8 @@ for (const b of testBackends()) {
         nonces.add(p.nonce);
         // Addressed to one agent only, and only until its not-after.
         const other = task.agentId === "agt_a1" ? "agt_a2" : "agt_a1";
-        assert.throws(() => verifySignedTask(env, { trustedKeys: keyring.publicKeys(T0), agentId: other, now: T0 }), (e: unknown) => e instanceof TaskRefusal && e.code === "TASK_WRONG_AUDIENCE");
-        assert.throws(() => verifySignedTask(env, { trustedKeys: keyring.publicKeys(T0), agentId: task.agentId, now: T0 + TTL + 60_000 }), (e: unknown) => e instanceof TaskRefusal && e.code === "TASK_EXPIRED");
+        assert.throws(() => verifySignedTask(env, { trustedKeys: keys.keyring.publicKeys(T0), agentId: other, now: T0 }), (e: unknown) => e instanceof TaskRefusal && e.code === "TASK_WRONG_AUDIENCE");
+        assert.throws(() => verifySignedTask(env, { trustedKeys: keys.keyring.publicKeys(T0), agentId: task.agentId, now: T0 + TTL + 60_000 }), (e: unknown) => e instanceof TaskRefusal && e.code === "TASK_EXPIRED");
       }
       assert.equal(nonces.size, 3);
       const audit = (await listAudit(fx.store)).filter((r) => r.action.startsWith("deployment."));
@@ -253,7 +214,7 @@ for (const b of testBackends()) {
       const dep = await fx.deployments.deploy({ release: "shop@1", environment: "mixed", targets: ["on-new", "on-old"] }, "bob");
       const rows = await fx.store.query<{ id: string; payload: Uint8Array; payload_type: string; key_id: string; signature: Uint8Array; agent_id: string }>("SELECT id, payload, payload_type, key_id, signature, agent_id FROM tasks");
       const byAgent = Object.fromEntries(
-        rows.rows.map((r) => [r.agent_id, verifySignedTask({ payload: new Uint8Array(r.payload), payloadType: r.payload_type, keyId: r.key_id, signature: new Uint8Array(r.signature) }, { trustedKeys: keyring.publicKeys(T0), agentId: r.agent_id, now: T0 })]),
+        rows.rows.map((r) => [r.agent_id, verifySignedTask({ payload: new Uint8Array(r.payload), payloadType: r.payload_type, keyId: r.key_id, signature: new Uint8Array(r.signature) }, { trustedKeys: keys.keyring.publicKeys(T0), agentId: r.agent_id, now: T0 })]),
       );
       assert.equal(dep.tasks.length, 2);
       assert.equal(byAgent["agt_new"]!.v, 2);
@@ -264,7 +225,7 @@ for (const b of testBackends()) {
     });
 
     it("emergency key retirement: undelivered tasks are re-signed with the new key (same bytes), running ones left alone", async (t) => {
-      const ring = await TaskSigningKeyring.loadOrCreate(join(dir, `emergency-${b.name}`), { now: T0 - 1000 });
+      const ring = await TaskSigningKeyring.loadOrCreate(join(keys.dir, `emergency-${b.name}`), { now: T0 - 1000 });
       const fx = await fixture(b, t, undefined, ring);
       await estate(fx);
       await fx.release("1");

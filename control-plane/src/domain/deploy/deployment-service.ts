@@ -763,30 +763,47 @@ export class DeploymentService {
   }
 
   /** A task's log from a byte offset (at most maxBytes). */
-  async taskLog(deploymentId: string, taskId: string, offset = 0, maxBytes = 1 << 20): Promise<{ data: Buffer; offset: number; next: number; complete: boolean }> {
-    const t = await this.d.store.query<{ log_bytes: string | number; log_total: string | number | null; state: TaskState }>(
-      "SELECT log_bytes, log_total, state FROM tasks WHERE id = $1 AND deployment_id = $2",
-      [taskId, deploymentId],
-    );
+  async taskLog(deploymentId: string, taskId: string, offset = 0, maxBytes = 1 << 20): Promise<TaskLogPage> {
+    const t = await this.d.store.query<TaskLogRow>("SELECT id, log_total, state FROM tasks WHERE id = $1 AND deployment_id = $2", [taskId, deploymentId]);
     const row = t.rows[0];
     if (!row) throw new FerryError("TASK_NOT_FOUND", `deployment ${deploymentId} has no task ${taskId}`);
-    const chunks = await this.d.store.query<{ offset: string | number; data: Uint8Array }>(
-      `SELECT "offset", data FROM task_logs WHERE task_id = $1 AND "offset" + length(data) > $2 AND "offset" < $3 ORDER BY "offset"`,
-      [taskId, offset, offset + maxBytes],
-    );
-    const parts: Buffer[] = [];
-    let at = offset;
-    for (const c of chunks.rows) {
-      const start = Number(c.offset);
-      const buf = Buffer.from(c.data);
-      if (start > at) break;
-      const slice = buf.subarray(at - start, Math.min(buf.length, offset + maxBytes - start));
-      parts.push(slice);
-      at += slice.length;
-    }
-    const total = row.log_total === null ? null : Number(row.log_total);
-    return { data: Buffer.concat(parts), offset, next: at, complete: total !== null && at >= total && FINAL_TASK_STATES.includes(row.state) };
+    return readTaskLog(this.d.store, row, offset, maxBytes);
   }
+}
+
+/** A piece of a task's log: `data` from byte `offset`; `next` is where to continue; `complete` once nothing more can come. */
+export interface TaskLogPage {
+  data: Buffer;
+  offset: number;
+  next: number;
+  complete: boolean;
+}
+
+/** What readTaskLog needs of a task's row (each caller finds the row under its own rules of who owns the task). */
+export interface TaskLogRow {
+  id: string;
+  log_total: string | number | null;
+  state: TaskState;
+}
+
+/** Reads a task's stored log from a byte offset, at most maxBytes of it. Deployment tasks and check tasks alike. */
+export async function readTaskLog(db: Queryable, task: TaskLogRow, offset: number, maxBytes: number): Promise<TaskLogPage> {
+  const chunks = await db.query<{ offset: string | number; data: Uint8Array }>(
+    `SELECT "offset", data FROM task_logs WHERE task_id = $1 AND "offset" + length(data) > $2 AND "offset" < $3 ORDER BY "offset"`,
+    [task.id, offset, offset + maxBytes],
+  );
+  const parts: Buffer[] = [];
+  let at = offset;
+  for (const c of chunks.rows) {
+    const start = Number(c.offset);
+    const buf = Buffer.from(c.data);
+    if (start > at) break;
+    const slice = buf.subarray(at - start, Math.min(buf.length, offset + maxBytes - start));
+    parts.push(slice);
+    at += slice.length;
+  }
+  const total = task.log_total === null ? null : Number(task.log_total);
+  return { data: Buffer.concat(parts), offset, next: at, complete: total !== null && at >= total && FINAL_TASK_STATES.includes(task.state) };
 }
 
 export interface TargetStatusView {

@@ -2,45 +2,20 @@
 // otherwise, queued when the agent connects), the verdict kept from the task's end through the real task queue, and
 // what a check never does: block a deploy, count as a target's active task, or keep a target from being deleted.
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { after, before, describe, it, type TestContext } from "node:test";
+import { describe, it, type TestContext } from "node:test";
 import { parseTaskPayload } from "@ferry/contract";
-import { TaskSigningKeyring } from "@ferry/pki";
 import { testBackends, type TestBackend } from "../../adapters/store/test-backends.js";
-import type { ImageRegistry } from "../../ports/registry.js";
-import type { Store } from "../../ports/store.js";
-import { CatalogService } from "../catalog/catalog-service.js";
 import { FerryError } from "../errors.js";
-import { DeploymentService } from "./deployment-service.js";
+import { deployFixture, fileKeyring, T0, type DeployFx } from "./deploy.fixture.js";
 import { checkVerdict } from "./target-check-records.js";
 import { MAX_CHECK_WAIT_SECONDS, TargetChecks } from "./target-checks.js";
-import { TaskQueue, type TaskResultInput } from "./task-queue.js";
+import type { TaskResultInput } from "./task-queue.js";
 
-const T0 = Date.UTC(2030, 0, 1);
 const TTL = 600_000;
+const keys = fileKeyring("ferry-checks-");
 
-let keyring: TaskSigningKeyring;
-const dir = mkdtempSync(join(tmpdir(), "ferry-checks-"));
-before(async () => {
-  keyring = await TaskSigningKeyring.loadOrCreate(join(dir, "task-signing"), { now: T0 - 1000 });
-});
-after(() => rmSync(dir, { recursive: true, force: true }));
-
-const fakeRegistry: ImageRegistry = {
-  resolve: (reference) =>
-    Promise.resolve({ repository: reference, digest: `sha256:${createHash("sha256").update(reference).digest("hex")}`, mediaType: "application/vnd.oci.image.manifest.v1+json", sourceTag: null, platforms: [] }),
-};
-
-interface Fixture {
-  store: Store;
-  clock: { t: number };
-  catalog: CatalogService;
+interface Fixture extends DeployFx {
   checks: TargetChecks;
-  queue: TaskQueue;
-  deployments: DeploymentService;
   /** Creates an ecs target served by `agent` and asks for its check, as POST …/targets does. */
   target(name: string, agent?: string): Promise<string>;
 }
@@ -48,13 +23,9 @@ interface Fixture {
 const ECS_FACTS = { drivers: ["ecs"], driverFacts: [{ kind: "ecs", capabilities: ["native-rollout"] }], taskPayloadVersions: [1, 2] };
 
 async function setup(b: TestBackend, t: TestContext): Promise<Fixture> {
-  const store = await b.open(t);
-  const clock = { t: T0 };
-  const now = () => clock.t;
-  const catalog = new CatalogService({ store, registry: fakeRegistry, credentials: { get: async () => null }, clock: { now } });
-  const checks = new TargetChecks({ store, signer: keyring, clock: { now }, taskTtlMs: TTL });
-  const queue = new TaskQueue({ store, clock: { now }, timings: { ackTimeoutMs: 30_000, runningLeaseMs: 60_000 } });
-  const deployments = new DeploymentService({ store, catalog, signer: keyring, clock: { now }, taskTtlMs: TTL });
+  const fx = await deployFixture(b, t, { signer: keys.keyring, taskTtlMs: TTL });
+  const { store, catalog, now } = fx;
+  const checks = new TargetChecks({ store, signer: keys.keyring, clock: { now }, taskTtlMs: TTL });
   await catalog.createEnvironment({ name: "dev" }, "alice");
   await catalog.createComponent({ name: "web", repository: "127.0.0.1:5000/team/web" }, "alice");
   await store.query("INSERT INTO agents (id, name, environment, status, facts) VALUES ('agt_gw', 'gw', 'dev', 'online', $1)", [JSON.stringify(ECS_FACTS)]);
@@ -62,12 +33,8 @@ async function setup(b: TestBackend, t: TestContext): Promise<Fixture> {
   await store.query("INSERT INTO agents (id, name, environment, status, facts) VALUES ('agt_docker', 'docker', 'dev', 'online', $1)", [JSON.stringify({ drivers: ["docker"], taskPayloadVersions: [1, 2] })]);
   await catalog.createRelease({ name: "shop", version: "1", components: { web: ":1" } }, "alice");
   return {
-    store,
-    clock,
-    catalog,
+    ...fx,
     checks,
-    queue,
-    deployments,
     async target(name, agent = "agt_gw") {
       const t = await catalog.createTarget({ environment: "dev", name, kind: "ecs", agentId: agent, config: { region: "eu-west-1", cluster: "prod", service: name } }, "alice");
       await checks.request(t.id);

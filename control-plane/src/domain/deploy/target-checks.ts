@@ -22,7 +22,7 @@ import type { Clock } from "../../ports/clock.js";
 import type { TaskPayload, TaskSigner } from "../../ports/signer.js";
 import type { Queryable, Store } from "../../ports/store.js";
 import { FerryError } from "../errors.js";
-import { driverProblem, TASK_NOTIFY_CHANNEL } from "./deployment-service.js";
+import { driverProblem, readTaskLog, TASK_NOTIFY_CHANNEL, type TaskLogPage, type TaskLogRow } from "./deployment-service.js";
 
 export type TargetCheckState = "pending" | "ok" | "failed";
 
@@ -182,6 +182,28 @@ export class TargetChecks {
       if (!c || c.state !== "pending" || Date.now() >= until) return c;
       await sleep(Math.min(WAIT_POLL_MS, Math.max(1, until - Date.now())));
     }
+  }
+
+  /**
+   * The log of a target's check task from a byte offset (at most maxBytes), read as a deployment task's log is. The
+   * task is the latest check's, or `taskId` when given (any check task of this target: a reader that follows a log
+   * names the task it started on, so a newer check does not splice another task's bytes into it). TASK_NOT_FOUND when
+   * the target has no such check task (never checked, or the check is pending with no agent to run it).
+   */
+  async log(targetId: string, offset: number, maxBytes: number, taskId?: string): Promise<TaskLogPage & { taskId: string }> {
+    let id = taskId;
+    if (id === undefined) {
+      const c = await this.read(this.d.store, targetId);
+      if (!c?.taskId) throw new FerryError("TASK_NOT_FOUND", c ? `the check of target ${targetId} has no task yet: ${c.message}` : `target ${targetId} was never checked`);
+      id = c.taskId;
+    }
+    const r = await this.d.store.query<TaskLogRow>(
+      "SELECT id, log_total, state FROM tasks WHERE id = $1 AND target_id = $2 AND deployment_id IS NULL AND action = 'inspect'",
+      [id, targetId],
+    );
+    const row = r.rows[0];
+    if (!row) throw new FerryError("TASK_NOT_FOUND", `target ${targetId} has no check task ${id}`);
+    return { taskId: row.id, ...(await readTaskLog(this.d.store, row, offset, maxBytes)) };
   }
 
   private async read(db: Queryable, targetId: string): Promise<TargetCheckView | null> {

@@ -1,44 +1,21 @@
 // TaskQueue on both store backends: claiming (oldest first, never twice, within not-after), acks, results applied
 // once (late ones too), contiguous logs, leases and the sweep. Time is an injected clock; nothing sleeps.
 import assert from "node:assert/strict";
-import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { after, before, describe, it, type TestContext } from "node:test";
-import { TaskSigningKeyring } from "@ferry/pki";
+import { randomBytes } from "node:crypto";
+import { describe, it, type TestContext } from "node:test";
 import { testBackends, type TestBackend } from "../../adapters/store/test-backends.js";
-import type { ImageRegistry } from "../../ports/registry.js";
 import type { Store } from "../../ports/store.js";
 import { listAudit } from "../audit/audit-log.js";
-import { CatalogService } from "../catalog/catalog-service.js";
 import { FerryError } from "../errors.js";
-import { DeploymentService, type DeploymentView, type TaskState } from "./deployment-service.js";
+import { ACK_TIMEOUT, deployFixture, fileKeyring, LEASE, T0, type DeployFx } from "./deploy.fixture.js";
+import type { DeploymentView, TaskState } from "./deployment-service.js";
 import { MAX_TASK_EVENTS, MAX_TASK_LOG_BYTES } from "./agent-input-limits.js";
-import { TaskQueue, type TaskResultInput } from "./task-queue.js";
+import type { TaskResultInput } from "./task-queue.js";
 
-const T0 = Date.UTC(2030, 0, 1);
 const TTL = 600_000;
-const ACK_TIMEOUT = 30_000;
-const LEASE = 60_000;
+const keys = fileKeyring("ferry-queue-");
 
-let keyring: TaskSigningKeyring;
-const dir = mkdtempSync(join(tmpdir(), "ferry-queue-"));
-before(async () => {
-  keyring = await TaskSigningKeyring.loadOrCreate(join(dir, "task-signing"), { now: T0 - 1000 });
-});
-after(() => rmSync(dir, { recursive: true, force: true }));
-
-const fakeRegistry: ImageRegistry = {
-  resolve: (reference) =>
-    Promise.resolve({ repository: reference, digest: `sha256:${createHash("sha256").update(reference).digest("hex")}`, mediaType: "application/vnd.oci.image.manifest.v1+json", sourceTag: null, platforms: [] }),
-};
-
-interface Fixture {
-  store: Store;
-  clock: { t: number };
-  deployments: DeploymentService;
-  queue: TaskQueue;
+interface Fixture extends DeployFx {
   /** Deploys shop@1 to the named targets of dev. */
   deploy(...targets: string[]): Promise<DeploymentView>;
   state(taskId: string): Promise<{ state: TaskState; code: string | null; message: string | null; details: Record<string, unknown> | null; attempt: number; lease: number | null }>;
@@ -46,20 +23,13 @@ interface Fixture {
 
 /** dev with agents a1 (targets t1..t{n}) and a2 (target u1); release shop@1 pinning one component. */
 async function fixture(b: TestBackend, t: TestContext, store?: Store): Promise<Fixture> {
-  store ??= await b.open(t);
-  const clock = { t: T0 };
-  const now = () => clock.t;
-  const catalog = new CatalogService({ store, registry: fakeRegistry, credentials: { get: async () => null }, clock: { now } });
-  const deployments = new DeploymentService({ store, catalog, signer: keyring, clock: { now }, taskTtlMs: TTL });
-  const queue = new TaskQueue({ store, clock: { now }, timings: { ackTimeoutMs: ACK_TIMEOUT, runningLeaseMs: LEASE } });
+  const fx = await deployFixture(b, t, { signer: keys.keyring, taskTtlMs: TTL, ...(store ? { store } : {}) });
+  const { deployments } = fx;
   return {
-    store,
-    clock,
-    deployments,
-    queue,
+    ...fx,
     deploy: (...targets) => deployments.deploy({ release: "shop@1", environment: "dev", targets }, "bob"),
     async state(taskId) {
-      const r = await store.query<{ state: TaskState; code: string | null; message: string | null; details: Record<string, unknown> | null; attempt: number; lease_expires_at: Date | null }>(
+      const r = await fx.store.query<{ state: TaskState; code: string | null; message: string | null; details: Record<string, unknown> | null; attempt: number; lease_expires_at: Date | null }>(
         "SELECT state, code, message, details, attempt, lease_expires_at FROM tasks WHERE id = $1",
         [taskId],
       );
@@ -70,7 +40,7 @@ async function fixture(b: TestBackend, t: TestContext, store?: Store): Promise<F
 }
 
 async function estate(fx: Fixture, n = 3): Promise<void> {
-  const catalog = new CatalogService({ store: fx.store, registry: fakeRegistry, credentials: { get: async () => null }, clock: { now: () => fx.clock.t } });
+  const { catalog } = fx;
   await catalog.createEnvironment({ name: "dev" }, "alice");
   await catalog.createComponent({ name: "web", repository: "127.0.0.1:5000/team/web" }, "alice");
   for (const a of ["agt_a1", "agt_a2"]) {
@@ -115,7 +85,7 @@ for (const b of testBackends()) {
       fx.clock.t += 1000;
       const first = await fx.queue.claim("agt_a1", 2);
       assert.deepEqual(first.map((c) => [c.id, c.attempt]), [[ids[0], 1], [ids[1], 1]]);
-      assert.equal(first[0]!.keyId, keyring.active.keyId);
+      assert.equal(first[0]!.keyId, keys.keyring.active.keyId);
       assert.ok(first[0]!.payload.length > 0 && first[0]!.signature.length === 64);
       assert.deepEqual(await fx.state(ids[0]!), { state: "leased", code: null, message: null, details: null, attempt: 1, lease: fx.clock.t + ACK_TIMEOUT });
       assert.deepEqual((await fx.queue.claim("agt_a1")).map((c) => c.id), [ids[2]]);

@@ -3,8 +3,10 @@
 import type { FastifyPluginAsync, FastifyReply } from "fastify";
 import type { CatalogService, ReleaseView, TargetView } from "../../../domain/catalog/catalog-service.js";
 import { MAX_CHECK_WAIT_SECONDS, type TargetChecks, type TargetCheckView } from "../../../domain/deploy/target-checks.js";
+import { FerryError } from "../../../domain/errors.js";
 import { TARGET_KINDS } from "../../../domain/catalog/target-kinds.js";
 import { actor } from "../request-principal.js";
+import { DEFAULT_LOG_BYTES, logRange, sendTaskLog } from "./task-log.js";
 
 const NAME = { type: "string", minLength: 1, maxLength: 63 } as const;
 const nameParam = { type: "object", properties: { name: NAME }, required: ["name"] } as const;
@@ -129,6 +131,23 @@ export function catalogRoutes(d: { catalog: CatalogService; checks?: TargetCheck
       "/environments/:env/targets/:name/check",
       { config: { role: "admin" }, schema: { summary: "Check a target again (wait for the answer with ?wait=<seconds>)", params: envTargetParams, querystring: waitQuery } },
       async (req, reply) => reply.status(202).send(await checked(await c.getTarget(req.params.env, req.params.name), req.query.wait)),
+    );
+    app.get<{ Params: { env: string; name: string }; Querystring: { offset?: number; limit?: number; task?: string } }>(
+      "/environments/:env/targets/:name/check/log",
+      {
+        config: { role: "viewer" },
+        schema: {
+          summary: "The log of the target's latest check task (or of ?task=, one of its check tasks) from a byte offset (text/plain); X-Ferry-Task-Id names the task, X-Ferry-Log-Next and X-Ferry-Log-Complete tell where to continue",
+          params: envTargetParams,
+          querystring: { type: "object", additionalProperties: false, properties: { ...logRange, task: { type: "string", minLength: 1, maxLength: 64 } } },
+        },
+      },
+      async (req, reply) => {
+        const t = await c.getTarget(req.params.env, req.params.name);
+        if (!checks) throw new FerryError("TASK_NOT_FOUND", `target ${t.id} was never checked`);
+        const log = await checks.log(t.id, req.query.offset ?? 0, req.query.limit ?? DEFAULT_LOG_BYTES, req.query.task);
+        return sendTaskLog(reply.header("x-ferry-task-id", log.taskId), log);
+      },
     );
     app.delete<{ Params: { env: string; name: string } }>("/environments/:env/targets/:name", { config: { role: "admin" }, schema: { summary: "Delete a target", params: envTargetParams } }, async (req, reply) => {
       await c.deleteTarget(req.params.env, req.params.name, actor(req));

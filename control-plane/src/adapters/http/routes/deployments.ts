@@ -8,6 +8,7 @@ import { FerryError } from "../../../domain/errors.js";
 import type { RolloutService } from "../../../domain/rollout/rollout-service.js";
 import { parseStrategy } from "../../../domain/rollout/strategy.js";
 import { actor } from "../request-principal.js";
+import { DEFAULT_LOG_BYTES, logRange, sendTaskLog } from "./task-log.js";
 
 const NAME = { type: "string", minLength: 1, maxLength: 63 } as const;
 const ID = { type: "string", minLength: 1, maxLength: 64 } as const;
@@ -163,17 +164,10 @@ export function deploymentRoutes(d: { deployments: DeploymentService; catalog?: 
         schema: {
           summary: "A task's log from a byte offset (text/plain); X-Ferry-Log-Next and X-Ferry-Log-Complete tell where to continue",
           params: { type: "object", properties: { id: ID, task: ID }, required: ["id", "task"] },
-          querystring: { type: "object", additionalProperties: false, properties: { offset: { type: "integer", minimum: 0, maximum: Number.MAX_SAFE_INTEGER }, limit: { type: "integer", minimum: 1, maximum: 8_388_608 } } },
+          querystring: { type: "object", additionalProperties: false, properties: logRange },
         },
       },
-      async (req, reply) => {
-        const log = await s.taskLog(req.params.id, req.params.task, req.query.offset ?? 0, req.query.limit ?? 1 << 20);
-        return reply
-          .header("content-type", "text/plain; charset=utf-8")
-          .header("x-ferry-log-next", String(log.next))
-          .header("x-ferry-log-complete", String(log.complete))
-          .send(log.data);
-      },
+      async (req, reply) => sendTaskLog(reply, await s.taskLog(req.params.id, req.params.task, req.query.offset ?? 0, req.query.limit ?? DEFAULT_LOG_BYTES)),
     );
     app.get<{ Params: { id: string; task: string } }>(
       "/deployments/:id/tasks/:task/lock",
