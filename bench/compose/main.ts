@@ -104,6 +104,8 @@ interface FerryPhases {
   retire: number;
   /** runPhases itself, before the first phase and after the last. */
   other: number;
+  /** When the health phase ended (ms since the epoch), to hold against when the services were ready. */
+  healthEndAt: number;
 }
 
 function phaseTimer(t0: number): { sink: ProgressSink; phases: (t1: number) => FerryPhases } {
@@ -131,6 +133,7 @@ function phaseTimer(t0: number): { sink: ProgressSink; phases: (t1: number) => F
         switch: span("switch"),
         retire: span("retire"),
         other: 0,
+        healthEndAt: performance.timeOrigin + (end("health") ?? t1),
       };
       p.other = t1 - t0 - (span("prepare") + span("start") + p.health + p.switch + p.retire);
       return p;
@@ -265,6 +268,21 @@ try {
   const dropImages = async (side: Side, v: string) => {
     for (const n of names) await docker.getImage(images[side][`${n}${v}`]!.pinned).remove({ force: true }).catch(() => undefined);
   };
+  // When a project's services were ready by the gate's rules, from the engine's own record (ms since the epoch): for
+  // each service, its container started + the settle window, and its first passing healthcheck (Health.Log) when it
+  // has one; the latest of these over the services. A deploy that reports healthy later than that lost the difference
+  // to how often it looks.
+  const readyAt = async (side: Side, settleMs: number): Promise<number> => {
+    const listed = await docker.listContainers({ filters: { label: [`com.docker.compose.project=${projects[side]}`] } });
+    let ready = 0;
+    for (const c of listed) {
+      const s = (await docker.getContainer(c.Id).inspect()).State as Docker.ContainerInspectInfo["State"] & { Health?: { Log?: Array<{ Start: string; End: string; ExitCode: number }> } };
+      const started = Date.parse(s.StartedAt);
+      const passed = (s.Health?.Log ?? []).filter((e) => e.ExitCode === 0 && Date.parse(e.Start) >= started).map((e) => Date.parse(e.End));
+      ready = Math.max(ready, started + settleMs, ...(s.Health ? [passed.length > 0 ? Math.min(...passed) : Number.NaN] : []));
+    }
+    return ready;
+  };
   // First deploy of v1 everywhere, unmeasured.
   await ferryDeploy("1", "gate");
   await ferryDeploy("1", "settle");
@@ -275,6 +293,8 @@ try {
   interface Measured {
     ms: number;
     load: LoadReport;
+    /** How long after the services were ready (readyAt) the deploy saw it. */
+    lateMs?: number;
     phases?: FerryPhases;
     hand?: HandTimes;
   }
@@ -292,8 +312,13 @@ try {
       if (side === "hand") hand = await handDeploy(to);
       else phases = await ferryDeploy(to, side);
       const ms = performance.now() - t0;
+      let lateMs: number | undefined;
+      if (side !== "routed") {
+        const seen = phases ? phases.healthEndAt : performance.timeOrigin + t0 + hand!.healthyMs;
+        lateMs = Math.round(seen - (await readyAt(side, side === "settle" ? SETTLE * 1000 : 0)));
+      }
       await sleep(500);
-      return { ms, load: await load.stop(), ...(phases ? { phases } : {}), ...(hand ? { hand } : {}) };
+      return { ms, load: await load.stop(), ...(lateMs !== undefined ? { lateMs } : {}), ...(phases ? { phases } : {}), ...(hand ? { hand } : {}) };
     };
     // The order rotates, so no side always meets a warmer (or busier) engine.
     const order = TIMED.map((_, i) => TIMED[(i + round - 1) % TIMED.length]!);
@@ -320,7 +345,7 @@ try {
   const hand = { pullMs: med((r) => r.hand!.hand!.pullMs), upMs: med((r) => r.hand!.hand!.upMs), healthyMs: med((r) => r.hand!.hand!.healthyMs), checkedMs: med((r) => r.hand!.hand!.checkedMs) };
   const phaseMedians = (side: "gate" | "settle" | "routed") => {
     if (!rows[0]![side]) return undefined;
-    const keys = Object.keys(rows[0]![side].phases!) as Array<keyof FerryPhases>;
+    const keys = (Object.keys(rows[0]![side].phases!) as Array<keyof FerryPhases>).filter((k) => k !== "healthEndAt");
     return Object.fromEntries(keys.map((k) => [k, med((r) => r[side]!.phases![k])]));
   };
   const ratio = (a: number, b: number) => Number((a / b).toFixed(2));
@@ -344,6 +369,9 @@ try {
       ferryInPlaceFailed: { settle0: failed("gate"), settle: failed("settle") },
     },
     phases: { settle0: phaseMedians("gate"), settle: phaseMedians("settle"), routed: phaseMedians("routed"), hand: { pullMs: hand.pullMs, upMs: hand.upMs - hand.pullMs, toHealthyMs: hand.healthyMs - hand.upMs, toCheckedMs: hand.checkedMs - hand.upMs } },
+    // How long after the services were ready by the engine's record each deploy saw it (settle 0 and the hand-run:
+    // healthy; settle: healthy and the window past), per round.
+    seenLateMs: { settle0: rows.map((r) => r.gate!.lateMs), settle: rows.map((r) => r.settle!.lateMs), hand: rows.map((r) => r.hand!.lateMs) },
   };
   const hc = HEALTHCHECK > 0 ? `compose healthcheck every ${HEALTHCHECK} s` : "no compose healthcheck";
   console.log(
