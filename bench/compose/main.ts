@@ -298,7 +298,7 @@ try {
     phases?: FerryPhases;
     hand?: HandTimes;
   }
-  const rows: Array<{ round: number; to: string; order: Timed[] } & Partial<Record<Side, Measured>>> = [];
+  const rows: Array<{ round: number; to: string; order: Timed[]; configMs: number } & Partial<Record<Side, Measured>>> = [];
   const TIMED: Timed[] = ["gate", "settle", "hand"];
   for (let round = 1; round <= ROUNDS; round++) {
     const to = round % 2 === 1 ? "2" : "1";
@@ -322,8 +322,13 @@ try {
     };
     // The order rotates, so no side always meets a warmer (or busier) engine.
     const order = TIMED.map((_, i) => TIMED[(i + round - 1) % TIMED.length]!);
-    const row: (typeof rows)[number] = { round, to: `v${to}`, order };
+    const row: (typeof rows)[number] = { round, to: `v${to}`, order, configMs: 0 };
     for (const side of order) row[side] = await measure(side);
+    // What prepare's check of the compose file costs on its own (`docker-compose config`, a Python start-up for v1),
+    // unmeasured otherwise: prepare runs it beside the pulls and waits for it after them ("prepareRest").
+    const c0 = performance.now();
+    await run("docker-compose", ["-p", projects.gate, "-f", join(dirs.gate, "docker-compose.yml"), "config"], { env, cwd: dirs.gate });
+    row.configMs = performance.now() - c0;
     // The routed side last: its drain makes it the longest, and it is compared by failed requests, not time.
     if (router) row.routed = await measure("routed");
     rows.push(row);
@@ -371,6 +376,9 @@ try {
     phases: { settle0: phaseMedians("gate"), settle: phaseMedians("settle"), routed: phaseMedians("routed"), hand: { pullMs: hand.pullMs, upMs: hand.upMs - hand.pullMs, toHealthyMs: hand.healthyMs - hand.upMs, toCheckedMs: hand.checkedMs - hand.upMs } },
     // How long after the services were ready by the engine's record each deploy saw it (settle 0 and the hand-run:
     // healthy; settle: healthy and the window past), per round.
+    composeConfigMs: med((r) => r.configMs),
+    // Ferry settle 0 had it seen the services ready at once (its time less seenLateMs): what the health polling costs.
+    settle0SeenAtOnceMs: med((r) => r.gate!.ms - Math.max(0, r.gate!.lateMs ?? 0)),
     seenLateMs: { settle0: rows.map((r) => r.gate!.lateMs), settle: rows.map((r) => r.settle!.lateMs), hand: rows.map((r) => r.hand!.lateMs) },
   };
   const hc = HEALTHCHECK > 0 ? `compose healthcheck every ${HEALTHCHECK} s` : "no compose healthcheck";
