@@ -15,7 +15,7 @@
 // measured deploy, so all pull. The order of the three timed deploys rotates from round to round. Ferry's time is the
 // driver's phases as the agent runs them (runPhases), and each phase is timed from the progress the phases report
 // (where Ferry's time goes). The hand-run's three figures come from one deploy: when `up -d` returns (bare), when
-// every container is healthy (polled with docker inspect every 250 ms, as a script would), and when, the settle
+// every container is healthy (found with docker ps, polled with docker inspect every 250 ms, as a script would), and when, the settle
 // window after `up -d` also past, a last docker inspect shows no restart (checked).
 // While each update runs, bench/rollout/load-client.mjs (node:http only, no Ferry code) sends GET /version to the web
 // service at --rate requests/s (200) and counts failed requests.
@@ -246,7 +246,10 @@ try {
     const pullMs = performance.now() - t0;
     await run("docker-compose", [...base, "up", "-d"], { env, cwd: dirs.hand });
     const tUp = performance.now();
-    const ids = (await run("docker-compose", [...base, "ps", "-q"], { env, cwd: dirs.hand })).stdout.split("\n").filter(Boolean);
+    // The project's containers by Compose's label with the docker CLI (`docker-compose ps -q` says the same, but starts
+    // Python: a few hundred ms the baseline should not pay).
+    const ids = (await run("docker", ["-H", `unix://${socketPath}`, "ps", "-a", "-q", "--filter", `label=com.docker.compose.project=${projects.hand}`], { env })).stdout.split("\n").filter(Boolean);
+    if (ids.length !== names.length) throw new Error(`by hand: ${ids.length} containers in the project after up -d, not ${names.length}`);
     const format = "{{.State.Running}} {{.RestartCount}} {{.State.StartedAt}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}";
     const inspect = async () => (await run("docker", ["-H", `unix://${socketPath}`, "inspect", "--format", format, ...ids], { env })).stdout.trim().split("\n").map((l) => l.split(" "));
     const first = await inspect();
