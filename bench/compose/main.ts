@@ -15,10 +15,10 @@
 // measured deploy, so all pull. The order of the three timed deploys rotates from round to round. Ferry's time is the
 // driver's phases as the agent runs them (runPhases), and each phase is timed from the progress the phases report
 // (where Ferry's time goes). The hand-run's three figures come from one deploy: when `up -d` returns (bare), when
-// every container is healthy (found with docker ps, polled with docker inspect every 250 ms, as a script would), and when, the settle
-// window after `up -d` also past, a last docker inspect shows no restart (checked).
-// While each update runs, bench/rollout/load-client.mjs (node:http only, no Ferry code) sends GET /version to the web
-// service at --rate requests/s (200) and counts failed requests.
+// every container is healthy (found with docker ps, polled with docker inspect every 250 ms, as a script would), and
+// when, the settle window after `up -d` also past, a last docker inspect shows no restart (checked). While each
+// update runs, bench/rollout/load-client.mjs (node:http only, no Ferry code) sends GET /version to the web service
+// at --rate requests/s (200) and counts failed requests.
 //
 // A fourth project, deployed by the settle-window driver in the same rounds, has web routed (config.routes) through
 // a real HAProxy on loopback: its load goes to the router's listen port, so its failed requests are those of a routed
