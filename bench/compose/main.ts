@@ -274,7 +274,8 @@ try {
   // When a project's services were ready by the gate's rules, from the engine's own record (ms since the epoch): for
   // each service, its container started + the settle window, and its first passing healthcheck (Health.Log) when it
   // has one; the latest of these over the services. A deploy that reports healthy later than that lost the difference
-  // to how often it looks.
+  // to how often it looks. (The engine keeps the last 5 checks: with a very short --healthcheck interval the first pass
+  // may be gone, and the figure is then an underestimate.)
   const readyAt = async (side: Side, settleMs: number): Promise<number> => {
     const listed = await docker.listContainers({ filters: { label: [`com.docker.compose.project=${projects[side]}`] } });
     let ready = 0;
