@@ -550,6 +550,13 @@ export class ComposeDriver implements Driver<ComposeTargetConfig, ComposePhaseSt
       if (id) r.containerId = id;
       return r;
     });
+    // A rollout's restore step (phases ["restore"]): the lock reported is still the task's (the one the control plane
+    // signed for and stored); what runs is what ran before the rollout's start step.
+    const restored = (state as Record<string, unknown>)["restore"];
+    if (restored) {
+      const message = `project ${ctx.config.project}: what ran before lock ${state.lock.sha256.slice(0, 19)}… was started is back${state.previousLock === null ? "" : ` (lock ${sha256(state.previousLock).slice(0, 19)}…)`}`;
+      return { running: [], message, details: { lockSha256: state.lock.sha256, restored, previousLockSha256: state.previousLock === null ? null : sha256(state.previousLock), cli: `${state.cli.command.join(" ")} ${state.cli.version}` } };
+    }
     const message =
       state.changed.length === 0
         ? `project ${ctx.config.project} already runs lock ${state.lock.sha256.slice(0, 19)}…; nothing replaced`
