@@ -213,7 +213,8 @@ export async function routeOperation(
   const services: Record<string, Record<string, unknown>> = {};
   if (op.op === "weights") {
     if (op.split) {
-      // Every route concerned must split by the key asked for before any split is put in force.
+      // Every route concerned must split by the key asked for before any split is put in force: setSplit refuses a
+      // route whose key differs (ROUTE_SPLIT_UNCONFIGURED) before it changes anything, so it is asked first for those.
       for (const r of chosen) {
         const key = r.split;
         if (!key || key.by !== op.split.by || key.name !== op.split.name) {
