@@ -4,7 +4,7 @@
 // split key), worker is not (replaced in place at switch). Requests through the router count failures throughout.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import { tmpdir } from "node:os";
@@ -305,7 +305,11 @@ describe("a Compose project's phases as separate steps, with route tasks between
     assert.deepEqual(Object.keys(m["services"] as object), ["web"]);
     // The rollback of a target that did not switch: all traffic off the new slot, then restore from the start state.
     await routeTask({ op: "weights", newWeight: 0 }, started);
-    await step(pins("web3", "worker2"), ["restore"], started);
+    const restored = await runPhases(freshDriver(), ctxFor(pins("web3", "worker2"), new Lines(), "rollback"), { logger: pino({ level: "silent" }), phases: ["restore"], state: JSON.parse(started) as PhaseState });
+    // The restore step reports the lock it was signed for (the control plane checks it) and the one it put back.
+    assert.equal(restored.details?.["lockSha256"], (JSON.parse(started) as ComposePhaseState).lock.sha256);
+    assert.equal(restored.details?.["previousLockSha256"], `sha256:${createHash("sha256").update(lockBefore).digest("hex")}`);
+    assert.match(restored.message, /is back/);
     const r = await traffic.stop();
     assert.equal(r.failed, 0, `failed requests: ${r.errors.join("; ")}`);
     assert.ok(r.versions.has("3"), "the canary got requests");
