@@ -89,7 +89,10 @@ export const composeKind: TargetKindDescriptor<ComposeTargetConfig> = {
     },
     rules: [uniqueRoutes],
   },
-  capabilities: ["several-images"],
+  // side-by-side and router: routed services (config.routes) run two slots behind the host router, so the slot
+  // strategies work on a project that routes at least one service. An agent advertises these only when its compose
+  // driver has a router (docs/drivers/compose.md#rollouts-blue-green-canary-ab).
+  capabilities: ["several-images", "side-by-side", "router"],
   sticker: "the lock file (ferry.lock.json) and service labels",
   placement: "host",
   typed: (c) => c as unknown as ComposeTargetConfig,

@@ -97,7 +97,7 @@ export const ERROR_CATALOGUE = {
   CSR_KEY_REUSED: { category: "invalid_argument", description: "A certificate renewal's CSR carries a public key this agent has had certified before; renewals need a new key pair." },
   REGISTRY_TARGET_REFUSED: { category: "upstream_failed", description: "The registry redirected Ferry, or named a token realm, somewhere Ferry does not go: plain http from https, a loopback or link-local address not allowed by registryInternalHosts, user information in the URL, or too many redirects." },
   INTERNAL: { category: "internal", description: "An unexpected fault; the log has the details under the request id." },
-  TARGET_NOT_ROUTED: { category: "failed_precondition", description: "A router operation (maintenance, a blue-green, canary or A/B rollout) names targets that are not behind the host router (no config.route); details.targets lists them." },
+  TARGET_NOT_ROUTED: { category: "failed_precondition", description: "A router operation (maintenance, a blue-green, canary or A/B rollout) names targets that are not behind the host router (no config.route; for a compose target, no config.routes); details.targets lists them." },
   LOCK_NOT_FOUND: { category: "not_found", description: "The task has no lock file: only tasks to compose targets have one (docs/drivers/compose.md)." },
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -11,6 +11,11 @@
 //   restore  the previous lock (and sticker) back, the changed services up again from it (or removed when they did
 //            not run before), checked running
 //
+// With routed services (config.routes; slots.ts) the routed ones start in their idle slot at start and take traffic at
+// switch, and the others, which can only be replaced in place, are replaced at switch, checked healthy before any
+// weight moves: nothing the project serves changes before switch. Every phase works from the state alone (plain JSON),
+// so a rollout runs them as separate tasks (separateSteps), with `route` tasks in between (routeOperation).
+//
 // Pulling, digest verification, container views and health judging are the docker driver's pieces, used as they are.
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
@@ -27,6 +32,7 @@ import {
   pinProblem,
   type Capability,
   type ComposeRoute,
+  type RouteOperation,
   type ComposeTargetConfig,
   type ImagePin,
 } from "@ferry/contract";
@@ -39,6 +45,7 @@ import {
   type Driver,
   type HealthReport,
   type PhaseContext,
+  type RouteContext,
   type RunningImage,
   type TargetInspection,
   type TargetRef,
@@ -51,14 +58,14 @@ import { engineMessage, isEngineUnreachable } from "../docker/errors.js";
 import { DEFAULT_SETTLE_MS, waitHealthy, type ResolvedHealthCheck } from "../docker/health.js";
 import { checkRepoDigests, localImage, pulledImage } from "../docker/prepare.js";
 import { pullImage } from "../docker/pull.js";
-import type { Router } from "../../routing/router.js";
+import { RouterError, type Router } from "../../routing/router.js";
 import { slotHealthCheck } from "../docker/slots.js";
 import { compose, detectCompose, type ComposeCli, type ComposeFlavour, type ComposeInvocation } from "./compose-cli.js";
 import { checkProject, servicesOf, type NormalisedService } from "./compose-file.js";
 import { checkProjectDirectory, lockPath, readOptional, replaceFile, sha256, stickerPath } from "./host-files.js";
 import type { ComposePhaseState, ServiceBefore } from "./phase-state.js";
 import { containerHasHealthcheck, projectContainers, serviceContainer } from "./project.js";
-import { restoreSlot, retireSlot, routedServiceContainers, startSlot, switchSlot, type SlotIo } from "./slots.js";
+import { restoreSlot, retireSlot, routedServiceContainers, routeOperation, startSlot, switchSlot, type SlotIo } from "./slots.js";
 
 export interface ComposeDriverOptions {
   socketPath?: string;
@@ -95,6 +102,9 @@ async function checkFile(inv: ComposeInvocation, mapped: readonly string[] | und
 /** The routes of the services a lock pins (a route for a service the release does not run is not used). */
 const routesIn = (config: ComposeTargetConfig, services: readonly string[]): ComposeRoute[] => (config.routes ?? []).filter((r) => services.includes(r.composeService));
 
+/** Whether the target routes any service: then the services that are not routed are replaced at switch. */
+const hasRoutes = (config: ComposeTargetConfig): boolean => (config.routes ?? []).length > 0;
+
 /** What a file's content is taken to be between two checks: its size and times (an edit changes them). */
 async function fileMark(path: string): Promise<string> {
   try {
@@ -119,6 +129,8 @@ export function composeConfig(raw: Record<string, unknown>): ComposeTargetConfig
 
 export class ComposeDriver implements Driver<ComposeTargetConfig, ComposePhaseState> {
   readonly descriptor = composeKind;
+  /** Every phase works from the state alone (paths, the lock, container ids, the slots), so a rollout can run them as separate tasks. */
+  readonly separateSteps = true;
   readonly #socketPath: string | undefined;
   readonly #logger: Logger;
   readonly #cliChoice: ComposeFlavour | undefined;
@@ -174,7 +186,19 @@ export class ComposeDriver implements Driver<ComposeTargetConfig, ComposePhaseSt
   }
 
   capabilities(): readonly Capability[] {
-    return composeKind.capabilities;
+    // Slots side by side need the router in front of them; without one, a project is replaced in place only.
+    return this.#router ? composeKind.capabilities : composeKind.capabilities.filter((c) => c !== "side-by-side" && c !== "router");
+  }
+
+  async route(ctx: RouteContext<ComposeTargetConfig>, op: RouteOperation, state: ComposePhaseState | undefined): Promise<Record<string, unknown>> {
+    const router = this.#routerFor(ctx.config);
+    if (!router) throw new DriverError("ROUTE_UNKNOWN", `${ctx.target.name} routes no service (no config.routes): there is no router to ${op.op}`, {});
+    try {
+      return await routeOperation(ctx.config, router, op, state?.routed, (l) => ctx.progress.log(`route: ${l}`));
+    } catch (err) {
+      if (err instanceof RouterError) throw new DriverError(err.code, err.message, {});
+      throw err;
+    }
   }
 
   #docker(socketPath: string): Docker {
@@ -225,6 +249,7 @@ export class ComposeDriver implements Driver<ComposeTargetConfig, ComposePhaseSt
       return await fn();
     } catch (err) {
       if (err instanceof DriverError) throw err;
+      if (err instanceof RouterError) throw new DriverError(err.code, err.message, {});
       if ((err as Error)?.name === "AbortError") throw err;
       if (isEngineUnreachable(err)) {
         throw new DriverError("DOCKER_UNAVAILABLE", `the Docker Engine at unix://${socketPath} did not answer during ${phase}: ${engineMessage(err)}`, { socketPath });
@@ -332,29 +357,9 @@ export class ComposeDriver implements Driver<ComposeTargetConfig, ComposePhaseSt
       const docker = this.#docker(state.socketPath);
       const routed = routesIn(ctx.config, state.changed);
       const inPlace = state.changed.filter((s) => !routed.some((r) => r.composeService === s));
-      const started: NonNullable<ComposePhaseState["started"]> = {};
-      state.started = started;
-      const mark = async (service: string, id: string) => {
-        const c = await view(docker, id);
-        if (!c) throw new DriverError("COMPOSE_UP_FAILED", `service ${service}'s new container ${id.slice(0, 12)} is gone`, { service });
-        // The settle window counts from when the engine started the container (the engine is on this host, on this
-        // clock): a container Compose started first has been running, unrestarted, while Compose started the others.
-        const since = Date.parse(c.startedAt);
-        const atMs = Number.isFinite(since) ? Math.min(Date.now(), since) : Date.now();
-        started[service] = { containerId: c.id, mark: { restartCount: c.restartCount, startedAt: c.startedAt, atMs }, healthcheck: await containerHasHealthcheck(docker, c.id) };
-      };
-      if (inPlace.length > 0) {
-        log(`replacing ${inPlace.join(", ")} in place (docker-compose up -d --no-deps): each is briefly down while Compose recreates it`);
-        state.upStarted = true;
-        await compose(this.#inv(state, ctx.config.project, true), ["up", "-d", "--no-deps", "--no-build", ...inPlace], ctx.signal);
-        const containers = await projectContainers(docker, ctx.config.project);
-        for (const service of inPlace) {
-          const c = serviceContainer(containers, service);
-          if (!c) throw new DriverError("COMPOSE_UP_FAILED", `after up, service ${service} has no container`, { service });
-          await mark(service, c.id);
-          log(`${service}: container ${c.name} (${c.id.slice(0, 12)}) runs ${c.imageRef}`);
-        }
-      }
+      state.started ??= {};
+      if (inPlace.length > 0 && !hasRoutes(ctx.config)) await this.#replaceInPlace(ctx, state, inPlace, log);
+      else if (inPlace.length > 0) log(`${inPlace.join(", ")} ${inPlace.length === 1 ? "is" : "are"} not routed: replaced in place at switch, once the routed services' new slots are healthy`);
       if (routed.length > 0) {
         const io = this.#slotIo(state, ctx.config.project, log, ctx.signal);
         const plain = await projectContainers(docker, ctx.config.project);
@@ -369,48 +374,80 @@ export class ComposeDriver implements Driver<ComposeTargetConfig, ComposePhaseSt
           }
           const pin = state.lock.services.find((x) => x.service === service)!;
           const id = await startSlot(io, route, pin.digest, pin.ref, state.restart?.[service], (r) => (state.routed![service] = r));
-          await mark(service, id);
+          await this.#mark(state, service, id);
         }
       }
       return state;
     });
   }
 
+  /** Records the container a changed service runs now and its start mark: a restart after this is a crash. */
+  async #mark(state: ComposePhaseState, service: string, id: string): Promise<void> {
+    const docker = this.#docker(state.socketPath);
+    const c = await view(docker, id);
+    if (!c) throw new DriverError("COMPOSE_UP_FAILED", `service ${service}'s new container ${id.slice(0, 12)} is gone`, { service });
+    // The settle window counts from when the engine started the container (the engine is on this host, on this
+    // clock): a container Compose started first has been running, unrestarted, while Compose started the others.
+    const since = Date.parse(c.startedAt);
+    const atMs = Number.isFinite(since) ? Math.min(Date.now(), since) : Date.now();
+    (state.started ??= {})[service] = { containerId: c.id, mark: { restartCount: c.restartCount, startedAt: c.startedAt, atMs }, healthcheck: await containerHasHealthcheck(docker, c.id) };
+  }
+
+  /** `up -d --no-deps` of services that can only be replaced in place (upStarted recorded first, for restore). */
+  async #replaceInPlace(ctx: PhaseContext<ComposeTargetConfig>, state: ComposePhaseState, services: string[], log: (l: string) => void): Promise<void> {
+    log(`replacing ${services.join(", ")} in place (docker-compose up -d --no-deps): each is briefly down while Compose recreates it`);
+    state.upStarted = true;
+    await compose(this.#inv(state, ctx.config.project, true), ["up", "-d", "--no-deps", "--no-build", ...services], ctx.signal);
+    const containers = await projectContainers(this.#docker(state.socketPath), ctx.config.project);
+    for (const service of services) {
+      const c = serviceContainer(containers, service);
+      if (!c) throw new DriverError("COMPOSE_UP_FAILED", `after up, service ${service} has no container`, { service });
+      await this.#mark(state, service, c.id);
+      log(`${service}: container ${c.name} (${c.id.slice(0, 12)}) runs ${c.imageRef}`);
+    }
+  }
+
   health(ctx: PhaseContext<ComposeTargetConfig>, state: ComposePhaseState): Promise<HealthReport> {
     return this.#guard("health", state.socketPath, async () => {
-      const started = state.started ?? {};
-      const services = Object.keys(started);
-      if (services.length === 0) return { ok: true, summary: "no service changed", details: {} };
-      const docker = this.#docker(state.socketPath);
-      const hc = ctx.config.healthCheck;
-      // Per service: its own healthcheck (compose's or the image's) when it has one, else running through the settle
-      // window; a target healthCheck of type docker demands a healthcheck of every service. http/tcp name an endpoint of
-      // the project, probed once every service has passed.
-      const perService = hc && (hc.type === "docker" || hc.type === "none") ? hc : hc ? { type: "none" as const, ...(hc.settleSeconds !== undefined ? { settleSeconds: hc.settleSeconds } : {}) } : undefined;
-      const results = await Promise.all(
-        services.map(async (service) => {
-          const s = started[service]!;
-          const check = resolveHealthCheck({ healthCheck: perService }, s.healthcheck, this.#settleMs);
-          const slot = state.routed?.[service]?.slot;
-          // A routed service's slot is also given the target's http/tcp check, pointed at the slot's port.
-          const probe = slot && hc && (hc.type === "http" || hc.type === "tcp") ? slotHealthCheck(this.#probe(hc), slot.port) : undefined;
-          const r = await waitHealthy(probe ? { ...probe, settleMs: check.settleMs } : check, containerHealthTarget(docker, s.containerId), s.mark, ctx.signal, { log: (l) => ctx.progress.log(`health: ${service}: ${l}`) });
-          return { service, r };
-        }),
-      );
-      const details: Record<string, unknown> = Object.fromEntries(results.map(({ service, r }) => [service, { ok: r.ok, type: r.type, summary: r.summary, elapsedMs: r.elapsedMs, observed: r.observed }]));
-      const bad = results.find(({ r }) => !r.ok);
-      if (bad) return { ok: false, code: bad.r.code ?? "HEALTH_CHECK_FAILED", summary: `${bad.service}: ${bad.r.summary}`, details };
-      // With routed services the http/tcp check is theirs, pointed at each new slot above (through the router it would
-      // reach the slot that still serves); otherwise it is the project's endpoint, probed once.
-      if (hc && (hc.type === "http" || hc.type === "tcp") && !(ctx.config.routes && ctx.config.routes.length > 0)) {
-        const first = started[services[0]!]!;
-        const r = await waitHealthy(this.#probe(hc), containerHealthTarget(docker, first.containerId), first.mark, ctx.signal, { log: (l) => ctx.progress.log(`health: project: ${l}`) });
-        details["project"] = { ok: r.ok, type: r.type, summary: r.summary, observed: r.observed };
-        if (!r.ok) return { ok: false, code: r.code ?? "HEALTH_CHECK_FAILED", summary: `project check: ${r.summary}`, details };
-      }
-      return { ok: true, summary: `${services.join(", ")} healthy`, details };
+      const services = Object.keys(state.started ?? {});
+      if (services.length === 0) return { ok: true, summary: state.changed.length === 0 ? "no service changed" : `no routed service changed; ${state.changed.join(", ")} ${state.changed.length === 1 ? "is" : "are"} replaced at switch`, details: {} };
+      return this.#checkServices(ctx, state, services, "health");
     });
+  }
+
+  /**
+   * The verdict on changed services that run: per service its own healthcheck (compose's or the image's) when it has
+   * one, else running through the settle window; a target healthCheck of type docker demands a healthcheck of every
+   * service. A routed service's slot is also given the target's http/tcp check, pointed at the slot's port; without
+   * routes the http/tcp check names an endpoint of the project, probed once every service has passed.
+   */
+  async #checkServices(ctx: PhaseContext<ComposeTargetConfig>, state: ComposePhaseState, services: readonly string[], phase: "health" | "switch"): Promise<HealthReport> {
+    const started = state.started ?? {};
+    const docker = this.#docker(state.socketPath);
+    const hc = ctx.config.healthCheck;
+    const perService = hc && (hc.type === "docker" || hc.type === "none") ? hc : hc ? { type: "none" as const, ...(hc.settleSeconds !== undefined ? { settleSeconds: hc.settleSeconds } : {}) } : undefined;
+    const results = await Promise.all(
+      services.map(async (service) => {
+        const s = started[service]!;
+        const check = resolveHealthCheck({ healthCheck: perService }, s.healthcheck, this.#settleMs);
+        const slot = state.routed?.[service]?.slot;
+        const probe = slot && hc && (hc.type === "http" || hc.type === "tcp") ? slotHealthCheck(this.#probe(hc), slot.port) : undefined;
+        const r = await waitHealthy(probe ? { ...probe, settleMs: check.settleMs } : check, containerHealthTarget(docker, s.containerId), s.mark, ctx.signal, { log: (l) => ctx.progress.log(`${phase}: ${service}: ${l}`) });
+        return { service, r };
+      }),
+    );
+    const details: Record<string, unknown> = Object.fromEntries(results.map(({ service, r }) => [service, { ok: r.ok, type: r.type, summary: r.summary, elapsedMs: r.elapsedMs, observed: r.observed }]));
+    const bad = results.find(({ r }) => !r.ok);
+    if (bad) return { ok: false, code: bad.r.code ?? "HEALTH_CHECK_FAILED", summary: `${bad.service}: ${bad.r.summary}`, details };
+    // With routed services the http/tcp check is theirs, pointed at each new slot above (through the router it would
+    // reach the slot that still serves); otherwise it is the project's endpoint, probed once.
+    if (hc && (hc.type === "http" || hc.type === "tcp") && !hasRoutes(ctx.config)) {
+      const first = started[services[0]!]!;
+      const r = await waitHealthy(this.#probe(hc), containerHealthTarget(docker, first.containerId), first.mark, ctx.signal, { log: (l) => ctx.progress.log(`${phase}: project: ${l}`) });
+      details["project"] = { ok: r.ok, type: r.type, summary: r.summary, observed: r.observed };
+      if (!r.ok) return { ok: false, code: r.code ?? "HEALTH_CHECK_FAILED", summary: `project check: ${r.summary}`, details };
+    }
+    return { ok: true, summary: `${services.join(", ")} healthy`, details };
   }
 
   /** The target's http/tcp check as the health rules take it (no settle window: the services had theirs). */
@@ -421,22 +458,39 @@ export class ComposeDriver implements Driver<ComposeTargetConfig, ComposePhaseSt
     return probe;
   }
 
-  async switch(ctx: PhaseContext<ComposeTargetConfig>, state: ComposePhaseState): Promise<ComposePhaseState> {
-    const io = this.#slotIo(state, ctx.config.project, (l) => ctx.progress.log(`switch: ${l}`));
-    for (const r of Object.values(state.routed ?? {})) await switchSlot(io, r);
-    const sticker: StickerFile = { deploymentId: ctx.deploymentId, taskId: ctx.taskId, releaseId: ctx.release.id, lockSha256: state.lock.sha256 };
-    state.stickerWritten = true;
-    await replaceFile(stickerPath(state.directory), `${JSON.stringify(sticker, null, 2)}\n`);
-    ctx.progress.log(`switch: replace mode: the replaced services already serve; sticker written to ${stickerPath(state.directory)}`);
-    return state;
+  switch(ctx: PhaseContext<ComposeTargetConfig>, state: ComposePhaseState): Promise<ComposePhaseState> {
+    return this.#guard("switch", state.socketPath, async () => {
+      const log = (l: string) => ctx.progress.log(`switch: ${l}`);
+      const routed = Object.values(state.routed ?? {});
+      if (routed.length > 0 || hasRoutes(ctx.config)) this.#routerFor(ctx.config);
+      // With routes, the services that are not routed are replaced here (in place: the only way they can be), and
+      // must be healthy before any weight moves; a failure restores them and leaves the traffic where it was.
+      const inPlace = hasRoutes(ctx.config) ? state.changed.filter((s) => !state.routed?.[s] && !state.started?.[s]) : [];
+      if (inPlace.length > 0) {
+        await this.#replaceInPlace(ctx, state, inPlace, log);
+        const verdict = await this.#checkServices(ctx, state, inPlace, "switch");
+        if (!verdict.ok) throw new DriverError(verdict.code ?? "HEALTH_CHECK_FAILED", `${ctx.target.name} is not healthy: ${verdict.summary}`, { health: verdict.details });
+        log(`${verdict.summary}`);
+      }
+      const io = this.#slotIo(state, ctx.config.project, log);
+      for (const r of routed) await switchSlot(io, r);
+      const sticker: StickerFile = { deploymentId: ctx.deploymentId, taskId: ctx.taskId, releaseId: ctx.release.id, lockSha256: state.lock.sha256 };
+      state.stickerWritten = true;
+      await replaceFile(stickerPath(state.directory), `${JSON.stringify(sticker, null, 2)}\n`);
+      log(`${routed.length > 0 ? "the routed services serve from their new slots" : "replace mode: the replaced services already serve"}; sticker written to ${stickerPath(state.directory)}`);
+      return state;
+    });
   }
 
-  async retire(ctx: PhaseContext<ComposeTargetConfig>, state: ComposePhaseState): Promise<ComposePhaseState> {
-    const routed = Object.values(state.routed ?? {});
-    if (routed.length < state.changed.length) ctx.progress.log("retire: Compose removed each service replaced in place when it recreated it");
-    const io = this.#slotIo(state, ctx.config.project, (l) => ctx.progress.log(`retire: ${l}`));
-    for (const r of routed) await retireSlot(io, r, ctx.signal);
-    return state;
+  retire(ctx: PhaseContext<ComposeTargetConfig>, state: ComposePhaseState): Promise<ComposePhaseState> {
+    return this.#guard("retire", state.socketPath, async () => {
+      const routed = Object.values(state.routed ?? {});
+      if (routed.length < state.changed.length) ctx.progress.log("retire: Compose removed each service replaced in place when it recreated it");
+      if (routed.length > 0) this.#routerFor(ctx.config);
+      const io = this.#slotIo(state, ctx.config.project, (l) => ctx.progress.log(`retire: ${l}`));
+      for (const r of routed) await retireSlot(io, r, ctx.signal);
+      return state;
+    });
   }
 
   async restore(ctx: PhaseContext<ComposeTargetConfig>, state: Partial<ComposePhaseState>): Promise<Record<string, unknown>> {
@@ -453,6 +507,7 @@ export class ComposeDriver implements Driver<ComposeTargetConfig, ComposePhaseSt
     const inv = this.#inv(full, ctx.config.project, full.previousLock !== null);
     const routed = Object.values(full.routed ?? {});
     if (routed.length > 0) {
+      if (!this.#router) throw new DriverError("ROUTER_UNAVAILABLE", `restoring ${routed.map((r) => r.route.composeService).join(", ")} needs the router, and this agent has none configured (drivers.compose.router)`, {});
       const io = this.#slotIo(full, ctx.config.project, log);
       for (const r of routed) done[`routed:${r.route.composeService}`] = await restoreSlot(io, r);
     }
@@ -495,6 +550,13 @@ export class ComposeDriver implements Driver<ComposeTargetConfig, ComposePhaseSt
       if (id) r.containerId = id;
       return r;
     });
+    // A rollout's restore step (phases ["restore"]): the lock reported is still the task's (the one the control plane
+    // signed for and stored); what runs is what ran before the rollout's start step.
+    const restored = (state as Record<string, unknown>)["restore"];
+    if (restored) {
+      const message = `project ${ctx.config.project}: what ran before lock ${state.lock.sha256.slice(0, 19)}… was started is back${state.previousLock === null ? "" : ` (lock ${sha256(state.previousLock).slice(0, 19)}…)`}`;
+      return { running: [], message, details: { lockSha256: state.lock.sha256, restored, previousLockSha256: state.previousLock === null ? null : sha256(state.previousLock), cli: `${state.cli.command.join(" ")} ${state.cli.version}` } };
+    }
     const message =
       state.changed.length === 0
         ? `project ${ctx.config.project} already runs lock ${state.lock.sha256.slice(0, 19)}…; nothing replaced`

@@ -16,6 +16,7 @@ export const composeSettings: ObjectSchema = {
     router: dockerSettings.fields["router"]!,
     routerSocket: dockerSettings.fields["routerSocket"]!,
     routerMaintenanceMap: dockerSettings.fields["routerMaintenanceMap"]!,
+    routerSplitMap: dockerSettings.fields["routerSplitMap"]!,
     stopTimeoutSeconds: { type: "integer", min: 1, max: 600, doc: "how long a retired slot's container gets to stop before the engine kills it; default 10" },
   },
 };
@@ -27,6 +28,7 @@ export interface ComposeSettings {
   router?: "haproxy";
   routerSocket?: string;
   routerMaintenanceMap?: string;
+  routerSplitMap?: string;
   stopTimeoutSeconds?: number;
 }
 
@@ -40,7 +42,11 @@ export const composeRegistration: DriverRegistration = {
     let router: Router | undefined;
     if (s.router === "haproxy") {
       const { HaproxyRouter } = await import("../../routing/haproxy/haproxy-router.js");
-      router = new HaproxyRouter({ socket: s.routerSocket ?? "/run/haproxy/ferry.sock", maintenanceMap: s.routerMaintenanceMap ?? "/etc/haproxy/ferry-maintenance.map" });
+      router = new HaproxyRouter({
+        socket: s.routerSocket ?? "/run/haproxy/ferry.sock",
+        maintenanceMap: s.routerMaintenanceMap ?? "/etc/haproxy/ferry-maintenance.map",
+        splitMap: s.routerSplitMap ?? "/etc/haproxy/ferry-split.map",
+      });
     }
     return new ComposeDriver({
       logger,

@@ -12,10 +12,11 @@
 //
 // A rollback is the same run with the previous release's digests: start finds the retained container in the idle
 // slot carrying exactly that digest and image, and starts it again instead of creating one.
-import type { DockerRouteSplit, DockerTargetConfig, RouteOperation, RouteSplit } from "@ferry/contract";
+import type { DockerTargetConfig, RouteOperation } from "@ferry/contract";
 
 import type { PhaseContext, RouteContext } from "../driver.js";
-import { allowlistSummary, otherSlot, RouterError, SLOTS, type Router, type Slot, type Split, type Weights } from "../../routing/router.js";
+import { otherSlot, SLOTS, type Router, type Slot, type Weights } from "../../routing/router.js";
+import { liftSplit, measureService, newSlotOf, setMaintenance, setNewWeight, setSplit, type RoutedService } from "../router-ops.js";
 import { removeContainer, startContainer, stopContainer } from "./container-ops.js";
 import { deployLabels, findContainers, LABELS, type ContainerView } from "./containers.js";
 import { dockerError, engineMessage, isEngineUnreachable } from "./errors.js";
@@ -122,7 +123,7 @@ export async function slotSwitch(ctx: PhaseContext<DockerTargetConfig>, router: 
   }
   ctx.progress.log(`switch: the router sends every new request to the ${slot.idle} slot (${slotContainer(ctx.config, slot.idle)}); weights blue ${got.blue}, green ${got.green}`);
   // An A/B split has done its work: left in force it would keep its share on a slot that a later deploy drains.
-  if (await liftSplit(ctx.config, router, slot.service)) ctx.progress.log("switch: the A/B split is lifted");
+  if (await liftSplit(router, { service: slot.service, ...(ctx.config.route?.split ? { split: ctx.config.route.split } : {}) })) ctx.progress.log("switch: the A/B split is lifted");
   return state;
 }
 
@@ -149,7 +150,7 @@ export async function slotRestore(ctx: PhaseContext<DockerTargetConfig>, env: Do
   const log = (line: string) => ctx.progress.log(`restore: ${line}`);
   if (!slot) return done;
   // A split in force sends its share to the new slot whatever the weights: lifted first.
-  if (await liftSplit(ctx.config, router, slot.service)) {
+  if (await liftSplit(router, { service: slot.service, ...(ctx.config.route?.split ? { split: ctx.config.route.split } : {}) })) {
     log("the A/B split is lifted");
     done["splitLifted"] = true;
   }
@@ -182,91 +183,25 @@ export async function slotRestore(ctx: PhaseContext<DockerTargetConfig>, env: Do
 /**
  * A router operation between two steps of a rollout. Weights are given for the new slot (the one the rollout's start
  * step used, from its state); without that state the heavier slot counts as stable. A measure answers the counters
- * of both slots, named stable and new, with the router's epoch.
+ * of both slots, named stable and new, with the router's epoch. The operations themselves are ../router-ops.ts.
  */
 export async function routeOperation(ctx: RouteContext<DockerTargetConfig>, router: Router, op: RouteOperation, state: DockerPhaseState | undefined): Promise<Record<string, unknown>> {
-  const service = route(ctx.config).service;
-  let newSlot = state?.slot?.idle;
-  if (!newSlot) {
-    const w = await router.weights(service);
-    newSlot = w.blue >= w.green ? "green" : "blue";
-  }
-  const stable = otherSlot(newSlot);
+  const r = routed(ctx.config, ctx.target.name);
+  const log = (line: string) => ctx.progress.log(`route: ${line}`);
+  const newSlot = await newSlotOf(router, r.service, state?.slot?.idle);
   switch (op.op) {
-    case "weights": {
-      if (op.split) return splitOperation(ctx, router, { newSlot, percent: op.newWeight, split: op.split });
-      const lifted = await liftSplit(ctx.config, router, service);
-      const asked = { [newSlot]: op.newWeight, [stable]: 100 - op.newWeight } as Weights;
-      const got = await router.setWeights(service, asked);
-      ctx.progress.log(`route: ${lifted ? "the A/B split is lifted; " : ""}the ${newSlot} slot (new) gets ${got[newSlot]}% of new requests, the ${stable} slot ${got[stable]}%`);
-      return { weights: got, newSlot, stableSlot: stable, split: null };
-    }
-    case "measure": {
-      const c = await router.counters(service);
-      const key = ctx.config.route?.split;
-      const split = key ? splitDetails(key, await splitInForce(ctx.config, router, service)) : null;
-      return { epoch: c.epoch, at: c.at, newSlot, stableSlot: stable, new: c.slots[newSlot], stable: c.slots[stable], weights: await router.weights(service), split };
-    }
-    case "maintenance": {
-      await router.setMaintenance(service, op.message);
-      ctx.progress.log(op.message === null ? "route: maintenance off" : `route: maintenance on: every request is answered 503 "${op.message}"`);
-      return { maintenance: await router.maintenance(service) };
-    }
+    case "weights":
+      if (op.split) return setSplit(router, r, { newSlot, percent: op.newWeight, split: op.split }, log);
+      return setNewWeight(router, r, newSlot, op.newWeight, log);
+    case "measure":
+      return measureService(router, r, newSlot);
+    case "maintenance":
+      return setMaintenance(router, r, op.message, log);
   }
 }
 
-/**
- * An A/B split: requests without the route's cookie or header go to the stable slot (weights stable 100, new 0); a
- * request whose value is allowlisted or hashes under `percent` goes to the new slot. The split is read back and must
- * be what was asked.
- */
-async function splitOperation(ctx: RouteContext<DockerTargetConfig>, router: Router, a: { newSlot: Slot; percent: number; split: RouteSplit }): Promise<Record<string, unknown>> {
-  const r = route(ctx.config);
-  const key = r.split;
-  const asked = `${a.split.by} ${a.split.name}`;
-  if (!key) {
-    throw dockerError("ROUTE_SPLIT_UNCONFIGURED", `an A/B split by ${asked} was asked for, but the route of ${ctx.target.name} names no split key (config.route.split; docs/rollouts.md#ab-split)`, { asked: { by: a.split.by, name: a.split.name } });
-  }
-  if (key.by !== a.split.by || key.name !== a.split.name) {
-    throw dockerError("ROUTE_SPLIT_UNCONFIGURED", `an A/B split by ${asked} was asked for, but the route of ${ctx.target.name} splits by ${key.by} ${key.name} (config.route.split; the router's rules are generated from it)`, {
-      asked: { by: a.split.by, name: a.split.name },
-      configured: key,
-    });
-  }
-  const stable = otherSlot(a.newSlot);
-  const weights = await router.setWeights(r.service, { [stable]: 100, [a.newSlot]: 0 } as Weights);
-  const got = await router.setSplit(r.service, { slot: a.newSlot, percent: a.percent, allowlist: a.split.allowlist });
-  const want = [...new Set(a.split.allowlist)].sort();
-  if (!got || got.slot !== a.newSlot || got.percent !== a.percent || got.allowlist.join("\n") !== want.join("\n")) {
-    throw dockerError("ROUTER_COMMAND_FAILED", `the router reports the split ${JSON.stringify(got && { ...got, allowlist: got.allowlist.length })} after setting ${a.newSlot} at ${a.percent}% with ${want.length} allowlisted values`, {});
-  }
-  ctx.progress.log(
-    `route: A/B split by ${asked}: the ${a.newSlot} slot (new) gets the values hashing under ${got.percent}% and ${got.allowlist.length} allowlisted value(s); requests without the ${key.by} go to the ${stable} slot`,
-  );
-  return { weights, newSlot: a.newSlot, stableSlot: stable, split: splitDetails(key, got) };
-}
-
-/**
- * The A/B split in force on a route that has a split key. A router without the split map has none (its config has no
- * split rules), which is no reason to fail a measure, a switch or a restore.
- */
-async function splitInForce(config: DockerTargetConfig, router: Router, service: string): Promise<Split | null> {
-  if (!config.route?.split) return null;
-  return router.split(service).catch((err: unknown) => {
-    if (err instanceof RouterError && err.code === "ROUTE_UNKNOWN") return null;
-    throw err;
-  });
-}
-
-/** Lifts the A/B split in force, if any; says whether there was one. */
-async function liftSplit(config: DockerTargetConfig, router: Router, service: string): Promise<boolean> {
-  if (!(await splitInForce(config, router, service))) return false;
-  await router.setSplit(service, null);
-  return true;
-}
-
-/** The split as result details (the allowlist as its count and digest: allowlistSummary). */
-function splitDetails(key: DockerRouteSplit, split: Split | null): Record<string, unknown> | null {
-  if (!split) return null;
-  return { by: key.by, name: key.name, slot: split.slot, percent: split.percent, allowlist: allowlistSummary(split.allowlist) };
+/** The target's route as the shared router operations name it. */
+function routed(config: DockerTargetConfig, target: string): RoutedService {
+  const r = route(config);
+  return { service: r.service, ...(r.split ? { split: r.split } : {}), whose: `the route of ${target}`, field: "config.route.split" };
 }

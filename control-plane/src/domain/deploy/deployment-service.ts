@@ -274,14 +274,18 @@ export function requireV2(selected: readonly SelectedTarget[], what: string): vo
   );
 }
 
-/** Whether a target's config puts it behind the host router (config.route: docs/rollouts.md#the-router). */
-export const isRouted = (t: Pick<TargetView, "config">): boolean => typeof t.config["route"] === "object" && t.config["route"] !== null;
+/**
+ * Whether a target's config puts it behind the host router (docs/rollouts.md#the-router): a docker target's
+ * config.route, or a compose target's config.routes naming at least one service (docs/drivers/compose.md).
+ */
+export const isRouted = (t: Pick<TargetView, "config">): boolean =>
+  (typeof t.config["route"] === "object" && t.config["route"] !== null) || (Array.isArray(t.config["routes"]) && t.config["routes"].length > 0);
 
 /** Refuses every target of `targets` that is not routed, naming all of them. */
 export function requireRouted(targets: readonly Pick<TargetView, "name" | "config">[], what: string): void {
   const plain = targets.filter((t) => !isRouted(t)).map((t) => t.name);
   if (plain.length === 0) return;
-  throw new FerryError("TARGET_NOT_ROUTED", `${what} needs routed targets (a config.route behind the host router); not routed: ${plain.join(", ")}`, { targets: plain });
+  throw new FerryError("TARGET_NOT_ROUTED", `${what} needs routed targets (a config.route, or a compose target's config.routes, behind the host router); not routed: ${plain.join(", ")}`, { targets: plain });
 }
 
 export class DeploymentService {
@@ -634,7 +638,8 @@ export class DeploymentService {
            VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8, $9, $10, $11, $12, $13, $13, $14)`,
           [taskId, id, p.agentId, p.target.id, p.release?.id ?? null, dep.action, env.payload, env.payloadType, env.keyId, env.signature, JSON.stringify(p.images), new Date(notAfter), new Date(now), switches],
         );
-        await recordTaskLock(tx, taskId, p.target, p.images);
+        // A route task (weights, measure, maintenance on a routed compose project) carries no images and writes no lock.
+        if (!p.route) await recordTaskLock(tx, taskId, p.target, p.images);
       }
       await appendAudit(tx, {
         actor,
