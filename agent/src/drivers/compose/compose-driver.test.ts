@@ -349,4 +349,41 @@ describe("ComposeDriver on a real engine", () => {
     assert.equal(readFileSync(lockPath(dir), "utf8"), lockBefore);
     assert.deepEqual(await ids(), idsBefore);
   });
+
+  it("remembers the CLI's `config` output while the project's files are unchanged, and no longer", async (t) => {
+    if (!canRun(t)) return;
+    // A docker-compose first on PATH that notes each `config` run, then runs the real one.
+    const real = (await promisify(execFile)("sh", ["-c", "command -v docker-compose"])).stdout.trim();
+    const bin = mkdtempSync(join(tmpdir(), "ferry-compose-bin-"));
+    const runs = join(bin, "config-runs");
+    writeFileSync(join(bin, "docker-compose"), `#!/bin/sh\nfor a in "$@"; do [ "$a" = config ] && echo run >> ${runs}; done\nexec ${real} "$@"\n`, { mode: 0o755 });
+    const path = process.env["PATH"];
+    process.env["PATH"] = `${bin}:${path ?? ""}`;
+    const configRuns = () => { try { return readFileSync(runs, "utf8").split("\n").filter(Boolean).length; } catch { return 0; } };
+    try {
+      const d = new ComposeDriver({ socketPath, cli: "v1" });
+      assert.equal((await d.inspect(target())).state, "running");
+      assert.equal(configRuns(), 1);
+      assert.equal((await d.inspect(target())).state, "running");
+      assert.equal(configRuns(), 1, "unchanged files: the remembered output is used");
+      // Ferry's own files (the lock, the sticker, their temporary files) do not count as a change.
+      writeFileSync(join(dir, "ferry.lock.json.0000.tmp"), "{}");
+      rmSync(join(dir, "ferry.lock.json.0000.tmp"));
+      await d.inspect(target());
+      assert.equal(configRuns(), 1);
+      // Any other file of the project does: an env file the compose file may name, a new file.
+      writeFileSync(join(dir, "extra.env"), "A=1\n");
+      await d.inspect(target());
+      assert.equal(configRuns(), 2);
+      writeFileSync(join(dir, "extra.env"), "A=22\n");
+      await d.inspect(target());
+      assert.equal(configRuns(), 3);
+      rmSync(join(dir, "extra.env"));
+      await d.inspect(target());
+      assert.equal(configRuns(), 4);
+    } finally {
+      process.env["PATH"] = path;
+      rmSync(bin, { recursive: true, force: true });
+    }
+  });
 });

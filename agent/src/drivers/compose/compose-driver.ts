@@ -17,7 +17,7 @@
 // so a rollout runs them as separate tasks (separateSteps), with `route` tasks in between (routeOperation).
 //
 // Pulling, digest verification, container views and health judging are the docker driver's pieces, used as they are.
-import { stat } from "node:fs/promises";
+import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 
@@ -90,12 +90,11 @@ interface StickerFile {
 }
 
 /**
- * `config` on the operator's file, then the project checks (compose-file.ts): it loads (YAML, Compose's schema), every
- * mapped service is in it, and no service Ferry does not pin needs building. Without a map (`mapped` undefined) the
- * services are the release's components, unknown here: every service counts as mapped.
+ * The project checks (compose-file.ts) on `config`'s output for the operator's file: it loads (YAML, Compose's schema),
+ * every mapped service is in it, and no service Ferry does not pin needs building. Without a map (`mapped` undefined)
+ * the services are the release's components, unknown here: every service counts as mapped.
  */
-async function checkFile(inv: ComposeInvocation, mapped: readonly string[] | undefined, file: string, signal?: AbortSignal, routed: readonly string[] = []): Promise<NormalisedService[]> {
-  const normalised = (await compose(inv, ["config"], signal, "COMPOSE_FILE_INVALID")).stdout;
+function checkFile(normalised: string, mapped: readonly string[] | undefined, file: string, routed: readonly string[] = []): NormalisedService[] {
   return checkProject(normalised, mapped ?? servicesOf(normalised).map((s) => s.name), file, routed);
 }
 
@@ -115,8 +114,30 @@ async function fileMark(path: string): Promise<string> {
   }
 }
 
-/** How many projects' host-check verdicts are remembered (one per target the agent serves, in practice). */
-const MAX_CHECK_VERDICTS = 256;
+/** How many projects' `config` outputs are remembered (one per target the agent serves, in practice). */
+const MAX_CONFIG_OUTPUTS = 256;
+/**
+ * How long a remembered `config` output is used while the project directory looks unchanged. A file outside the
+ * directory that the compose file names (an `env_file` or `extends` elsewhere) is not in the mark; its change reaches
+ * the checks within this time. The deploy itself (`up`) always reads the files as they are.
+ */
+const CONFIG_OUTPUT_TTL_MS = 10 * 60_000;
+/** A directory with more entries than this is not marked: its `config` is run every time. */
+const MAX_MARKED_ENTRIES = 200;
+
+/**
+ * What the project directory's files are taken to be between two deploys: every entry but the files Ferry writes there
+ * itself (the lock, the sticker and their temporary files), by name, size and times. Undefined when it cannot be told.
+ */
+async function projectMark(directory: string): Promise<string | undefined> {
+  try {
+    const names = (await readdir(directory)).filter((n) => !n.startsWith(".ferry") && !n.startsWith("ferry.lock")).sort();
+    if (names.length > MAX_MARKED_ENTRIES) return undefined;
+    return JSON.stringify(await Promise.all(names.map(async (n) => [n, await fileMark(join(directory, n))])));
+  } catch {
+    return undefined;
+  }
+}
 
 export function composeConfig(raw: Record<string, unknown>): ComposeTargetConfig {
   try {
@@ -138,7 +159,7 @@ export class ComposeDriver implements Driver<ComposeTargetConfig, ComposePhaseSt
   readonly #clients = new Map<string, Docker>();
   readonly #cli = new Map<string, ComposeCli | undefined>();
   /** Per project: the inputs of the last host check and its verdict, so an unchanged project is not re-read by the CLI. */
-  readonly #checked = new Map<string, { inputs: string; error?: DriverError }>();
+  readonly #configs = new Map<string, { inputs: string; at: number; stdout?: string; error?: DriverError }>();
   readonly #router: Router | undefined;
   readonly #stopTimeoutSeconds: number;
 
@@ -280,7 +301,7 @@ export class ComposeDriver implements Driver<ComposeTargetConfig, ComposePhaseSt
       const inv: ComposeInvocation = { cli, socketPath, directory: config.directory, project: config.project, files: [join(config.directory, file)] };
       const lockServices = lock.services.map((s) => s.service);
       const routes = routesIn(config, lockServices);
-      const fileChecked = checkFile(inv, lockServices, file, ctx.signal, routes.map((r) => r.composeService));
+      const fileChecked = this.#configOutput(inv, ctx.signal).then((normalised) => checkFile(normalised, lockServices, file, routes.map((r) => r.composeService)));
       // Handled here so a pull failure does not leave it unobserved; awaited (and its error thrown first) below.
       fileChecked.catch(() => undefined);
       log(`lock ${sha256(lock.text).slice(0, 19)}…: ${lock.services.map((s) => `${s.service}=${s.ref}`).join(", ")}`);
@@ -567,8 +588,8 @@ export class ComposeDriver implements Driver<ComposeTargetConfig, ComposePhaseSt
   /**
    * The checks prepare runs before a deploy, changing nothing: the directory exists and is writable and holds the
    * compose file (COMPOSE_PROJECT_INVALID), routed services have a router (ROUTER_UNAVAILABLE), a Compose CLI runs
-   * (COMPOSE_CLI_MISSING), the file loads and fits the map and the routes (COMPOSE_FILE_INVALID). The CLI's verdict on the file is remembered while the file, its .env, the map and the CLI
-   * are unchanged, so the agent's periodic inspection does not start the CLI every time.
+   * (COMPOSE_CLI_MISSING), the file loads and fits the map and the routes (COMPOSE_FILE_INVALID). The CLI's output is
+   * remembered (#configOutput), so the agent's periodic inspection does not start the CLI every time.
    */
   async #hostChecks(config: ComposeTargetConfig, socketPath: string): Promise<void> {
     const file = config.file ?? "docker-compose.yml";
@@ -577,24 +598,41 @@ export class ComposeDriver implements Driver<ComposeTargetConfig, ComposePhaseSt
     const cli = await this.#requireCli(socketPath);
     const mapped = config.services ? Object.keys(config.services).sort() : undefined;
     const routed = (config.routes ?? []).map((r) => r.composeService).sort();
-    const where = JSON.stringify([socketPath, config.project, config.directory, file]);
-    const inputs = JSON.stringify([cli.command, cli.version, mapped ?? null, routed, await fileMark(join(config.directory, file)), await fileMark(join(config.directory, ".env"))]);
-    const known = this.#checked.get(where);
-    if (known?.inputs === inputs) {
+    const normalised = await this.#configOutput({ cli, socketPath, directory: config.directory, project: config.project, files: [join(config.directory, file)] });
+    checkFile(normalised, mapped, file, routed);
+  }
+
+  /**
+   * `config` on the operator's file: the CLI loads and validates it (YAML, Compose's schema, interpolation, extends)
+   * and prints one normalised document, or fails with COMPOSE_FILE_INVALID. The output (or that verdict) is remembered
+   * while the CLI and the project directory's files are unchanged (projectMark), for at most CONFIG_OUTPUT_TTL_MS, so a
+   * deploy and the agent's periodic inspection do not start the CLI (a Python process for v1, about a second) each time.
+   */
+  async #configOutput(inv: ComposeInvocation, signal?: AbortSignal): Promise<string> {
+    const where = JSON.stringify([inv.socketPath, inv.project, inv.directory, inv.files]);
+    const mark = await projectMark(inv.directory);
+    const inputs = JSON.stringify([inv.cli.command, inv.cli.version, mark ?? null]);
+    const known = this.#configs.get(where);
+    if (mark !== undefined && known?.inputs === inputs && Date.now() - known.at < CONFIG_OUTPUT_TTL_MS) {
       if (known.error) throw known.error;
-      return;
+      return known.stdout!;
     }
+    let stdout: string | undefined;
     let error: DriverError | undefined;
     try {
-      await checkFile({ cli, socketPath, directory: config.directory, project: config.project, files: [join(config.directory, file)] }, mapped, file, undefined, routed);
+      stdout = (await compose(inv, ["config"], signal, "COMPOSE_FILE_INVALID")).stdout;
     } catch (err) {
-      if (!(err instanceof DriverError)) throw err;
+      // Only the CLI's verdict on the file is remembered; an abort or an engine problem is not.
+      if (!(err instanceof DriverError) || err.code !== "COMPOSE_FILE_INVALID" || signal?.aborted) throw err;
       error = err;
     }
-    this.#checked.delete(where);
-    this.#checked.set(where, error ? { inputs, error } : { inputs });
-    if (this.#checked.size > MAX_CHECK_VERDICTS) this.#checked.delete(this.#checked.keys().next().value!);
+    this.#configs.delete(where);
+    if (mark !== undefined) {
+      this.#configs.set(where, { inputs, at: Date.now(), ...(error ? { error } : { stdout }) });
+      if (this.#configs.size > MAX_CONFIG_OUTPUTS) this.#configs.delete(this.#configs.keys().next().value!);
+    }
     if (error) throw error;
+    return stdout!;
   }
 
   /**
