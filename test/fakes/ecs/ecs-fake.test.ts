@@ -223,8 +223,8 @@ describe("ECS fake: the contract", () => {
       assert.equal(p.lifecycleStage, "POST_TEST_TRAFFIC_SHIFT");
       assert.equal(p.executionDetails["serviceArn"], `arn:aws:ecs:${REGION}:123456789012:service/contract/bg`);
       assert.equal(p.executionDetails["targetServiceRevisionArn"], done.targetServiceRevision?.arn);
-      assert.deepEqual(p.executionDetails["testTrafficWeights"], { [done.sourceServiceRevisions![0]!.arn!]: 0, [done.targetServiceRevision!.arn!]: 100 });
-      assert.deepEqual(p.executionDetails["productionTrafficWeights"], { [done.sourceServiceRevisions![0]!.arn!]: 100, [done.targetServiceRevision!.arn!]: 0 });
+      assert.deepEqual(p.executionDetails["testTrafficWeights"], { [done.sourceServiceRevisions[0].arn!]: 0, [done.targetServiceRevision.arn!]: 100 });
+      assert.deepEqual(p.executionDetails["productionTrafficWeights"], { [done.sourceServiceRevisions[0].arn!]: 100, [done.targetServiceRevision.arn!]: 0 });
       assert.deepEqual(p.hookDetails, { team: "a" });
       const list = await ecs.send(new ListServiceDeploymentsCommand({ cluster: "contract", service: "bg" }));
       assert.deepEqual(list.serviceDeployments?.map((x) => [x.serviceDeploymentArn, x.status]), [[arn, "SUCCESSFUL"]]);
@@ -304,7 +304,7 @@ describe("ECS fake: the contract", () => {
     it("refuses what ECS refuses in a deployment configuration", async () => {
       await ecs.send(new RegisterTaskDefinitionCommand(def("bad", "busybox:1")));
       const create = (deploymentConfiguration: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
-        ecs.send(new CreateServiceCommand({ cluster: "contract", serviceName: "bad", taskDefinition: "bad:1", deploymentConfiguration, ...extra } as never));
+        ecs.send(new CreateServiceCommand({ cluster: "contract", serviceName: "bad", taskDefinition: "bad:1", deploymentConfiguration, ...extra }));
       const hook = { hookTargetArn: HOOK, roleArn: ROLE, lifecycleStages: ["POST_SCALE_UP"] };
       for (const [cfg, why] of [
         [{ strategy: "RED_BLACK" }, /Invalid deployment strategy/],

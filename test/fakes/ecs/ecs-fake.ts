@@ -144,7 +144,7 @@ export interface HookAnswer {
   hookDetails?: unknown;
 }
 /** A lifecycle hook's Lambda function as the fake runs it: given the payload ECS sends, answers a HookAnswer. */
-export type HookFunction = (payload: Json) => Promise<unknown> | unknown;
+export type HookFunction = (payload: Json) => unknown;
 
 interface HookRun {
   hookId: string;
@@ -1319,7 +1319,7 @@ function checkTags(raw: unknown): FakeTag[] {
 /** The deployment strategy settings as ECS validates them (DeploymentConfiguration, LinearConfiguration, CanaryConfiguration, DeploymentLifecycleHook). */
 function checkStrategy(cfg: Json): void {
   const strategy = cfg["strategy"] ?? "ROLLING";
-  if (typeof strategy !== "string" || !STRATEGIES.has(strategy)) throw new EcsError("InvalidParameterException", `Invalid deployment strategy: ${String(strategy)}. Valid values: ${[...STRATEGIES].join(", ")}.`);
+  if (typeof strategy !== "string" || !STRATEGIES.has(strategy)) throw new EcsError("InvalidParameterException", `Invalid deployment strategy: ${JSON.stringify(strategy)}. Valid values: ${[...STRATEGIES].join(", ")}.`);
   const minutes = (v: unknown, what: string): void => {
     if (v !== undefined && (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v > 1440)) throw new EcsError("InvalidParameterException", `${what} must be an integer between 0 and 1440.`);
   };
@@ -1346,7 +1346,7 @@ function checkStrategy(cfg: Json): void {
   for (const h of hooks as Json[]) {
     const type = h["targetType"] ?? "AWS_LAMBDA";
     if (type === "PAUSE") throw new EcsError("UnsupportedFeatureException", "PAUSE lifecycle hooks are not modelled by this fake.");
-    if (type !== "AWS_LAMBDA") throw new EcsError("InvalidParameterException", `Invalid lifecycle hook targetType: ${String(type)}.`);
+    if (type !== "AWS_LAMBDA") throw new EcsError("InvalidParameterException", `Invalid lifecycle hook targetType: ${JSON.stringify(type)}.`);
     if (typeof h["hookTargetArn"] !== "string" || !LAMBDA_ARN.test(h["hookTargetArn"])) throw new EcsError("InvalidParameterException", "A lifecycle hook requires a hookTargetArn that is a Lambda function ARN.");
     if (typeof h["roleArn"] !== "string" || !ROLE_ARN.test(h["roleArn"])) throw new EcsError("InvalidParameterException", "A lifecycle hook requires a roleArn that is an IAM role ARN.");
     const stages = h["lifecycleStages"];
