@@ -259,6 +259,21 @@ describe("ECS driver: ECS's own deployment strategies", () => {
     assert.equal(fake.service("prod", "moved")!.taskDefinition, before);
   });
 
+  it("a task cancelled during the bake stops the deployment with ROLLBACK and reports restored", async () => {
+    seed("cancel", { strategy: "BLUE_GREEN", bakeTimeInMinutes: 30 });
+    const before = fake.service("prod", "cancel")!.taskDefinition;
+    const ac = new AbortController();
+    const c = { ...ctx([V2], { service: "cancel" }), signal: ac.signal };
+    const p = run(c);
+    while (!c.lines.some((l) => /IN_PROGRESS at BAKE_TIME/.test(l))) await new Promise((r) => setTimeout(r, 10));
+    ac.abort(new Error("cancelled"));
+    const err = await failure(p);
+    assert.equal(err.code, "ABORTED");
+    assert.equal(err.restored, true);
+    assert.equal(sds("cancel")[0]!.status, "ROLLBACK_SUCCESSFUL");
+    assert.equal(fake.service("prod", "cancel")!.taskDefinition, before);
+  });
+
   it("refuses a gate the service does not have, a deployment in progress, and reports them as target checks", async () => {
     seed("nogate", { strategy: "BLUE_GREEN" });
     const check = await driver.inspect(target({ service: "nogate", native: { gateHookArn: GATE } }));
