@@ -7,6 +7,7 @@ import {
   ClusterNotFoundException,
   CreateClusterCommand,
   ConflictException,
+  ContinueServiceDeploymentCommand,
   CreateServiceCommand,
   DeregisterTaskDefinitionCommand,
   DescribeServiceDeploymentsCommand,
@@ -236,7 +237,7 @@ describe("ECS fake: the contract", () => {
 
     it("StopServiceDeployment rolls back to the source revision; a finished or unknown deployment is refused", async () => {
       const arn = await nativeService("stop", { strategy: "BLUE_GREEN", bakeTimeInMinutes: 5 });
-      await walk(arn, () => false, 12).catch(() => undefined);
+      fake.tick(12);
       const mid = await describeSd(arn);
       assert.equal(mid.status, "IN_PROGRESS");
       await ecs.send(new StopServiceDeploymentCommand({ serviceDeploymentArn: arn, stopType: "ROLLBACK" }));
@@ -301,6 +302,34 @@ describe("ECS fake: the contract", () => {
       assert.equal((c.shifts[1]![0] - c.shifts[0]![0]) / 1000, 120);
     });
 
+    it("a PAUSE hook holds the deployment in AWAITING_ACTION until ContinueServiceDeployment, or its timeout", async () => {
+      const arn = await nativeService("paused", { strategy: "BLUE_GREEN", lifecycleHooks: [{ targetType: "PAUSE", lifecycleStages: ["POST_TEST_TRAFFIC_SHIFT"] }] });
+      for (let i = 0; i < 40; i++) fake.tick(); // far longer than the stages before it take
+      const held = await describeSd(arn);
+      assert.equal(held.lifecycleStage, "POST_TEST_TRAFFIC_SHIFT");
+      const hook = held.lifecycleHookDetails![0]!;
+      assert.equal(hook.targetType, "PAUSE");
+      assert.equal(hook.status, "AWAITING_ACTION");
+      assert.equal(hook.targetArn, undefined);
+      assert.match(hook.hookId!, /^ecs-pause-[\w-]{43}$/);
+      await assert.rejects(ecs.send(new ContinueServiceDeploymentCommand({ serviceDeploymentArn: arn, hookId: "ecs-pause-nope" })), InvalidParameterException);
+      await assert.rejects(ecs.send(new ContinueServiceDeploymentCommand({ serviceDeploymentArn: arn, hookId: hook.hookId, action: "LATER" as never })), InvalidParameterException);
+      await ecs.send(new ContinueServiceDeploymentCommand({ serviceDeploymentArn: arn, hookId: hook.hookId }));
+      await assert.rejects(ecs.send(new ContinueServiceDeploymentCommand({ serviceDeploymentArn: arn, hookId: hook.hookId })), ConflictException);
+      await walk(arn, (st) => st === "SUCCESSFUL");
+
+      const back = await nativeService("paused-back", { strategy: "LINEAR", lifecycleHooks: [{ targetType: "PAUSE", lifecycleStages: ["POST_SCALE_UP"] }] });
+      for (let i = 0; i < 30 && (await describeSd(back)).lifecycleHookDetails === undefined; i++) fake.tick();
+      const h2 = (await describeSd(back)).lifecycleHookDetails![0]!;
+      await ecs.send(new ContinueServiceDeploymentCommand({ serviceDeploymentArn: back, hookId: h2.hookId, action: "ROLLBACK" }));
+      await walk(back, (st) => st === "ROLLBACK_SUCCESSFUL");
+      assert.match((await describeSd(back)).rollback?.reason ?? "", /ContinueServiceDeployment at POST_SCALE_UP/);
+
+      const timed = await nativeService("paused-timeout", { strategy: "CANARY", lifecycleHooks: [{ targetType: "PAUSE", lifecycleStages: ["PRE_SCALE_UP"], timeoutConfiguration: { timeoutInMinutes: 1, action: "CONTINUE" } }] });
+      await walk(timed, (st) => st === "SUCCESSFUL", 1200);
+      await assert.rejects(ecs.send(new ContinueServiceDeploymentCommand({ serviceDeploymentArn: timed.replace(/\/\w+$/, "/gone"), hookId: "x" })), ServiceDeploymentNotFoundException);
+    });
+
     it("refuses what ECS refuses in a deployment configuration", async () => {
       await ecs.send(new RegisterTaskDefinitionCommand(def("bad", "busybox:1")));
       const create = (deploymentConfiguration: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
@@ -321,6 +350,8 @@ describe("ECS fake: the contract", () => {
         [{ strategy: "BLUE_GREEN", lifecycleHooks: [{ ...hook, lifecycleStages: ["BAKE_TIME"] }] }, /Invalid lifecycle stage/],
         [{ strategy: "BLUE_GREEN", lifecycleHooks: [{ ...hook, lifecycleStages: [] }] }, /at least one lifecycle stage/],
         [{ strategy: "BLUE_GREEN", lifecycleHooks: [{ ...hook, timeoutConfiguration: { timeoutInMinutes: 0 } }] }, /timeoutInMinutes/],
+        [{ strategy: "BLUE_GREEN", lifecycleHooks: [{ targetType: "PAUSE", lifecycleStages: ["TEST_TRAFFIC_SHIFT"] }] }, /Invalid lifecycle stage for a PAUSE hook/],
+        [{ strategy: "BLUE_GREEN", lifecycleHooks: [{ ...hook, targetType: "SNS" }] }, /Invalid lifecycle hook targetType/],
       ] as [Record<string, unknown>, RegExp][]) {
         await assert.rejects(create(cfg), (e: Error) => e.name === "InvalidParameterException" && why.test(e.message), JSON.stringify(cfg));
       }

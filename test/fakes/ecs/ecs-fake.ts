@@ -27,7 +27,9 @@
 // missing function roll back. A rollback (StopServiceDeployment ROLLBACK, a FAILED hook, the circuit breaker) goes
 // ROLLBACK_REQUESTED → ROLLBACK_IN_PROGRESS → ROLLBACK_SUCCESSFUL, traffic back on the source revision. One fake second
 // passes per tick, so minutes of bake are 60 ticks each. ROLLING updates are not recorded as service deployments here.
-import { createHash, randomUUID } from "node:crypto";
+// PAUSE hooks hold their stage in AWAITING_ACTION until ContinueServiceDeployment (CONTINUE or ROLLBACK) or their
+// timeoutConfiguration (default 1440 minutes, ROLLBACK).
+import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 
@@ -129,6 +131,8 @@ export const LIFECYCLE_STAGES = [
 type LifecycleStage = (typeof LIFECYCLE_STAGES)[number];
 /** The stages a hook may name (DeploymentLifecycleHookStage): SCALE_UP, BAKE_TIME and CLEAN_UP are not among them. */
 const HOOK_STAGES = new Set(["RECONCILE_SERVICE", "PRE_SCALE_UP", "POST_SCALE_UP", "TEST_TRAFFIC_SHIFT", "POST_TEST_TRAFFIC_SHIFT", "PRE_PRODUCTION_TRAFFIC_SHIFT", "PRODUCTION_TRAFFIC_SHIFT", "POST_PRODUCTION_TRAFFIC_SHIFT"]);
+/** The stages a PAUSE hook may name (Developer Guide, "Pause hooks for Amazon ECS service deployments"). */
+const PAUSE_STAGES = new Set(["RECONCILE_SERVICE", "PRE_SCALE_UP", "POST_SCALE_UP", "POST_TEST_TRAFFIC_SHIFT", "PRE_PRODUCTION_TRAFFIC_SHIFT", "POST_PRODUCTION_TRAFFIC_SHIFT"]);
 const STRATEGIES = new Set(["ROLLING", "BLUE_GREEN", "LINEAR", "CANARY"]);
 const NATIVE = new Set(["BLUE_GREEN", "LINEAR", "CANARY"]);
 const DEPLOYMENT_STATUSES = new Set(["PENDING", "SUCCESSFUL", "STOPPED", "STOP_REQUESTED", "IN_PROGRESS", "ROLLBACK_REQUESTED", "ROLLBACK_IN_PROGRESS", "ROLLBACK_SUCCESSFUL", "ROLLBACK_FAILED"]);
@@ -149,8 +153,10 @@ export type HookFunction = (payload: Json) => unknown;
 interface HookRun {
   hookId: string;
   stage: string;
+  targetType: "AWS_LAMBDA" | "PAUSE";
+  /** The Lambda's ARN; "" for a PAUSE hook. */
   targetArn: string;
-  status: "IN_PROGRESS" | "SUCCEEDED" | "FAILED" | "TIMED_OUT";
+  status: "IN_PROGRESS" | "AWAITING_ACTION" | "SUCCEEDED" | "FAILED" | "TIMED_OUT";
   nextAt: number;
   expiresAt: number;
   timeoutAction: "CONTINUE" | "ROLLBACK";
@@ -526,6 +532,20 @@ export class EcsFake {
       }
       return { serviceDeployments, failures };
     },
+    ContinueServiceDeployment: (i) => {
+      const arn = str(i, "serviceDeploymentArn");
+      const hookId = str(i, "hookId");
+      const action = i["action"] ?? "CONTINUE";
+      if (action !== "CONTINUE" && action !== "ROLLBACK") throw new EcsError("InvalidParameterException", "action must be one of CONTINUE, ROLLBACK.");
+      const d = this.#serviceDeployments.get(arn);
+      if (!d) throw new EcsError("ServiceDeploymentNotFoundException", `The service deployment ${arn} does not exist.`);
+      const h = d.hooks.find((x) => x.hookId === hookId);
+      if (!h) throw new EcsError("InvalidParameterException", `The lifecycle hook ${hookId} is not a hook of the service deployment's current stage.`);
+      if (d.status !== "IN_PROGRESS" || h.status !== "AWAITING_ACTION") throw new EcsError("ConflictException", `The lifecycle hook is ${h.status} and the service deployment ${d.status}: only a hook in AWAITING_ACTION of an IN_PROGRESS deployment can be continued.`);
+      if (action === "CONTINUE") h.status = "SUCCEEDED";
+      else this.#requestRollback(d, `Service deployment rolled back by ContinueServiceDeployment at ${h.stage} (hook ${hookId}).`);
+      return { serviceDeploymentArn: d.arn };
+    },
     StopServiceDeployment: (i) => {
       const arn = str(i, "serviceDeploymentArn");
       const stopType = i["stopType"] ?? "ROLLBACK";
@@ -808,7 +828,7 @@ export class EcsFake {
     d.statusReason = reason;
     d.updatedAt = this.now;
     d.rollback = { reason, startedAt: this.now, serviceRevisionArn: d.source.revisionArn };
-    for (const h of d.hooks) if (h.status === "IN_PROGRESS") h.busy = true; // no further invocations
+    for (const h of d.hooks) if (h.status === "IN_PROGRESS" || h.status === "AWAITING_ACTION") h.busy = true; // no further invocations
   }
 
   /** The hooks of the service deployment that run at `stage`, started (one HookRun each); false when there are none. */
@@ -816,11 +836,13 @@ export class EcsFake {
     const hooks = ((d.config["lifecycleHooks"] as Json[] | undefined) ?? []).filter((h) => (h["lifecycleStages"] as string[]).includes(stage));
     d.hooks = hooks.map((h) => {
       const timeout = (h["timeoutConfiguration"] ?? {}) as { timeoutInMinutes?: number; action?: "CONTINUE" | "ROLLBACK" };
+      const pause = h["targetType"] === "PAUSE";
       return {
-        hookId: randomUUID(),
+        hookId: pause ? `ecs-pause-${randomBytes(32).toString("base64url")}` : randomUUID(),
         stage,
-        targetArn: h["hookTargetArn"] as string,
-        status: "IN_PROGRESS",
+        targetType: pause ? "PAUSE" : "AWS_LAMBDA",
+        targetArn: pause ? "" : (h["hookTargetArn"] as string),
+        status: pause ? "AWAITING_ACTION" : "IN_PROGRESS",
         nextAt: this.now,
         expiresAt: this.now + (timeout.timeoutInMinutes ?? 1440) * 60_000,
         timeoutAction: timeout.action ?? "ROLLBACK",
@@ -889,6 +911,10 @@ export class EcsFake {
   /** Runs the hooks of the current stage one step; true once all of them succeeded (or timed out to CONTINUE). */
   #hooksDone(d: ServiceDeploymentRec): boolean {
     for (const h of d.hooks) {
+      if (h.status === "AWAITING_ACTION" && this.now >= h.expiresAt) {
+        h.status = "TIMED_OUT";
+        h.reason = "nobody continued the paused deployment within the hook's timeout";
+      }
       if (h.status === "IN_PROGRESS" && !h.busy && this.now >= h.expiresAt) {
         h.status = "TIMED_OUT";
         h.reason = `the lifecycle hook did not answer within its timeout`;
@@ -897,7 +923,7 @@ export class EcsFake {
     }
     const failed = d.hooks.find((h) => h.status === "FAILED" || (h.status === "TIMED_OUT" && h.timeoutAction === "ROLLBACK"));
     if (failed) {
-      this.#requestRollback(d, `Service deployment rolled back because the lifecycle hook ${failed.targetArn} at ${failed.stage} ${failed.status === "FAILED" ? "failed" : "timed out"}: ${failed.reason ?? ""}`.trim());
+      this.#requestRollback(d, `Service deployment rolled back because the lifecycle hook ${failed.targetArn || `${failed.hookId} (PAUSE)`} at ${failed.stage} ${failed.status === "FAILED" ? "failed" : "timed out"}: ${failed.reason ?? ""}`.trim());
       return false;
     }
     return d.hooks.every((h) => h.status === "SUCCEEDED" || h.status === "TIMED_OUT");
@@ -1074,7 +1100,7 @@ export class EcsFake {
     if (d.stoppedAt !== undefined) out["stoppedAt"] = d.stoppedAt / 1000;
     if (d.rollback) out["rollback"] = { reason: d.rollback.reason, startedAt: d.rollback.startedAt / 1000, serviceRevisionArn: d.rollback.serviceRevisionArn };
     if (d.hooks.length > 0) {
-      out["lifecycleHookDetails"] = d.hooks.map((h) => ({ hookId: h.hookId, targetType: "AWS_LAMBDA", targetArn: h.targetArn, status: h.status, expiresAt: h.expiresAt / 1000, timeoutAction: h.timeoutAction }));
+      out["lifecycleHookDetails"] = d.hooks.map((h) => ({ hookId: h.hookId, targetType: h.targetType, ...(h.targetArn ? { targetArn: h.targetArn } : {}), status: h.status, expiresAt: h.expiresAt / 1000, timeoutAction: h.timeoutAction }));
     }
     return out;
   }
@@ -1345,13 +1371,15 @@ function checkStrategy(cfg: Json): void {
   if (hooks.length > 0 && !NATIVE.has(strategy)) throw new EcsError("InvalidParameterException", "Lifecycle hooks are only supported with the BLUE_GREEN, LINEAR and CANARY deployment strategies.");
   for (const h of hooks as Json[]) {
     const type = h["targetType"] ?? "AWS_LAMBDA";
-    if (type === "PAUSE") throw new EcsError("UnsupportedFeatureException", "PAUSE lifecycle hooks are not modelled by this fake.");
-    if (type !== "AWS_LAMBDA") throw new EcsError("InvalidParameterException", `Invalid lifecycle hook targetType: ${JSON.stringify(type)}.`);
-    if (typeof h["hookTargetArn"] !== "string" || !LAMBDA_ARN.test(h["hookTargetArn"])) throw new EcsError("InvalidParameterException", "A lifecycle hook requires a hookTargetArn that is a Lambda function ARN.");
-    if (typeof h["roleArn"] !== "string" || !ROLE_ARN.test(h["roleArn"])) throw new EcsError("InvalidParameterException", "A lifecycle hook requires a roleArn that is an IAM role ARN.");
+    if (type !== "AWS_LAMBDA" && type !== "PAUSE") throw new EcsError("InvalidParameterException", `Invalid lifecycle hook targetType: ${JSON.stringify(type)}.`);
+    if (type === "AWS_LAMBDA") {
+      if (typeof h["hookTargetArn"] !== "string" || !LAMBDA_ARN.test(h["hookTargetArn"])) throw new EcsError("InvalidParameterException", "A lifecycle hook requires a hookTargetArn that is a Lambda function ARN.");
+      if (typeof h["roleArn"] !== "string" || !ROLE_ARN.test(h["roleArn"])) throw new EcsError("InvalidParameterException", "A lifecycle hook requires a roleArn that is an IAM role ARN.");
+    }
+    const valid = type === "PAUSE" ? PAUSE_STAGES : HOOK_STAGES;
     const stages = h["lifecycleStages"];
     if (!Array.isArray(stages) || stages.length === 0) throw new EcsError("InvalidParameterException", "A lifecycle hook requires at least one lifecycle stage.");
-    for (const st of stages as unknown[]) if (typeof st !== "string" || !HOOK_STAGES.has(st)) throw new EcsError("InvalidParameterException", `Invalid lifecycle stage for a hook: ${String(st)}. Valid values: ${[...HOOK_STAGES].join(", ")}.`);
+    for (const st of stages as unknown[]) if (typeof st !== "string" || !valid.has(st)) throw new EcsError("InvalidParameterException", `Invalid lifecycle stage for a ${String(type)} hook: ${String(st)}. Valid values: ${[...valid].join(", ")}.`);
     const t = h["timeoutConfiguration"] as Json | undefined;
     if (t !== undefined) {
       const m = t["timeoutInMinutes"];
