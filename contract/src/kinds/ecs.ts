@@ -25,6 +25,8 @@ export interface EcsDeploymentSettings {
 export interface EcsNativeSettings {
   /** The Lambda ARN of Ferry's gate function among the service's lifecycle hooks (docs/drivers/ecs.md#the-gate-function). */
   gateHookArn?: string;
+  /** Ferry answers the service's PAUSE lifecycle hooks: it checks, then continues or rolls back (ContinueServiceDeployment). */
+  pauseGate?: boolean;
   /** How long Ferry checks at a gate before it records its verdict; default 60. */
   gateSeconds?: number;
   /** A production URL the gateway agent GETs during each bake; 2xx passes. */
@@ -87,6 +89,7 @@ export const ecsKind: TargetKindDescriptor<EcsTargetConfig> = {
             hint: "must be a Lambda function ARN",
             doc: "Ferry's gate function among the service's lifecycle hooks; at its stages Ferry checks, then answers through it",
           },
+          pauseGate: { type: "boolean", doc: "Ferry answers the service's PAUSE hooks: it checks, then continues or rolls back the deployment" },
           gateSeconds: { type: "integer", min: 1, max: 3600, doc: "how long Ferry checks at a gate before its verdict; default 60" },
           probeUrl: httpUrl("a URL the gateway agent GETs during every bake; 2xx passes"),
           testProbeUrl: httpUrl("a URL of the test listener probed at a gate; default probeUrl"),

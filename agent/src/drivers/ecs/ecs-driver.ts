@@ -20,6 +20,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 
 import {
+  ContinueServiceDeploymentCommand,
   DescribeServiceDeploymentsCommand,
   DescribeServicesCommand,
   DescribeTaskDefinitionCommand,
@@ -53,7 +54,7 @@ import {
 } from "../driver.js";
 import { ecsError } from "./errors.js";
 import { GATE_TAG, gateTagValue, serviceDeploymentId } from "./gate-hook.js";
-import { bakeBudgetSeconds, bakeWindow, gateProblem, gateStages, isNative, nativeLine, NativeChecks, ROLLBACK_STATUSES } from "./native.js";
+import { bakeBudgetSeconds, bakeWindow, gateProblem, gateStages, isNative, nativeLine, NativeChecks, pauseStages, ROLLBACK_STATUSES } from "./native.js";
 import type { EcsPhaseState } from "./phase-state.js";
 import { stickerFromTags, stickerTags, tagMap, TAGS, type Tag } from "./sticker-tags.js";
 import { imageFor, mapContainers, nextRevision, runsImages, targetContainers } from "./task-definition.js";
@@ -258,7 +259,7 @@ export class EcsDriver implements Driver<EcsTargetConfig, EcsPhaseState> {
     const containers = mapContainers(current.td, config, ctx.images);
     const state: EcsPhaseState = { cluster: config.cluster, service: config.service, serviceArn: svc.serviceArn!, previousTaskDefinition: svc.taskDefinition!, containers, strategy };
     if (isNative(strategy)) {
-      const gates = gateStages(svc.deploymentConfiguration, config.native?.gateHookArn);
+      const gates = [...gateStages(svc.deploymentConfiguration, config.native?.gateHookArn), ...(config.native?.pauseGate ? pauseStages(svc.deploymentConfiguration).map((st) => `${st} (pause)`) : [])];
       ctx.progress.log(`prepare: ECS deploys ${config.service} by its ${strategy} strategy; Ferry follows the service deployment, checks every bake${gates.length > 0 ? ` and gates ${gates.join(", ")}` : ""}`);
     }
     ctx.progress.log(`prepare: ${config.service} runs ${svc.taskDefinition} (${svc.runningCount}/${svc.desiredCount} tasks); setting ${Object.entries(containers).map(([c, comp]) => `${c} → ${comp}`).join(", ")}`);
@@ -431,11 +432,13 @@ export class EcsDriver implements Driver<EcsTargetConfig, EcsPhaseState> {
     const svc = await this.#describeService(config, ctx.signal);
     const native = config.native ?? {};
     const gates = new Set(gateStages(svc.deploymentConfiguration, native.gateHookArn));
+    const pauses = native.pauseGate ? pauseStages(svc.deploymentConfiguration).length : 0;
     const checks = new NativeChecks(native, ctx.signal, (l) => ctx.progress.log(l));
-    let deadline = Date.now() + ((config.steadyStateTimeoutSeconds ?? DEFAULT_STEADY_STATE_SECONDS) + bakeBudgetSeconds(svc.deploymentConfiguration, gates.size * (native.gateSeconds ?? 60))) * 1000;
+    let deadline = Date.now() + ((config.steadyStateTimeoutSeconds ?? DEFAULT_STEADY_STATE_SECONDS) + bakeBudgetSeconds(svc.deploymentConfiguration, (gates.size + pauses) * (native.gateSeconds ?? 60))) * 1000;
     let last = "";
+    /** Gates answered: a stage for Ferry's gate function, a hook id for a PAUSE hook. */
     const gated = new Set<string>();
-    let gate: { stage: string; until: number } | undefined;
+    let gate: { key: string; stage: string; until: number; hookId?: string } | undefined;
     let window = "";
     for (;;) {
       const sd = await this.#describeServiceDeployment(config, arn, ctx.signal);
@@ -457,14 +460,22 @@ export class EcsDriver implements Driver<EcsTargetConfig, EcsPhaseState> {
       }
       const stage = sd.lifecycleStage ?? "";
       if (status === "IN_PROGRESS") {
-        // A gate: the deployment waits in this stage for Ferry's function; Ferry checks, then records its verdict.
-        if (!gate && gates.has(stage) && !gated.has(stage)) {
-          gate = { stage, until: Date.now() + (native.gateSeconds ?? 60) * 1000 };
-          checks.begin(`gate ${stage}`, native.testProbeUrl ?? native.probeUrl, (native.gateSeconds ?? 60) * 1000);
+        // A gate: the deployment waits in this stage for Ferry's function (or a PAUSE hook for Ferry's answer); Ferry
+        // checks, then gives its verdict.
+        if (!gate) {
+          const paused = native.pauseGate ? (sd.lifecycleHookDetails ?? []).find((h) => h.targetType === "PAUSE" && h.status === "AWAITING_ACTION" && h.hookId && !gated.has(h.hookId)) : undefined;
+          if (paused) gate = { key: paused.hookId!, stage, until: Date.now() + (native.gateSeconds ?? 60) * 1000, hookId: paused.hookId! };
+          else if (gates.has(stage) && !gated.has(stage)) gate = { key: stage, stage, until: Date.now() + (native.gateSeconds ?? 60) * 1000 };
+          if (gate) checks.begin(`gate ${stage}${gate.hookId ? " (pause)" : ""}`, native.testProbeUrl ?? native.probeUrl, (native.gateSeconds ?? 60) * 1000);
         }
-        if (gate && gate.stage !== stage) {
+        if (gate && !gate.hookId && gate.stage !== stage) {
           ctx.progress.log(`health: the deployment left ${gate.stage} before Ferry's verdict: is Ferry's gate function (${native.gateHookArn}) the hook of that stage?`);
-          gated.add(gate.stage);
+          gated.add(gate.key);
+          gate = undefined;
+        }
+        if (gate?.hookId && !(sd.lifecycleHookDetails ?? []).some((h) => h.hookId === gate!.hookId && h.status === "AWAITING_ACTION")) {
+          ctx.progress.log(`health: the pause at ${gate.stage} ended before Ferry's verdict (continued from elsewhere, or timed out)`);
+          gated.add(gate.key);
           gate = undefined;
         }
         const bake = gate ? "" : bakeWindow(sd, state.strategy);
@@ -475,8 +486,8 @@ export class EcsDriver implements Driver<EcsTargetConfig, EcsPhaseState> {
           if (problem) {
             state.ferryFailure = problem;
             if (gate) {
-              await this.#recordGate(ctx, state, arn, gate.stage, "FAILED");
-              gated.add(gate.stage);
+              await this.#recordGate(ctx, state, arn, gate, "FAILED");
+              gated.add(gate.key);
               gate = undefined;
               // ECS rolls back when the function answers FAILED; followed like any rollback (bounded by the deadline).
               deadline = Math.max(deadline, Date.now() + 600_000);
@@ -486,8 +497,8 @@ export class EcsDriver implements Driver<EcsTargetConfig, EcsPhaseState> {
             }
           } else if (gate && Date.now() >= gate.until && checks.enough()) {
             ctx.progress.log(`health: gate ${gate.stage} passed: ${checks.summary()}`);
-            await this.#recordGate(ctx, state, arn, gate.stage, "SUCCEEDED");
-            gated.add(gate.stage);
+            await this.#recordGate(ctx, state, arn, gate, "SUCCEEDED");
+            gated.add(gate.key);
             gate = undefined;
           }
         }
@@ -500,9 +511,21 @@ export class EcsDriver implements Driver<EcsTargetConfig, EcsPhaseState> {
     }
   }
 
-  async #recordGate(ctx: PhaseContext<EcsTargetConfig>, state: EcsPhaseState, arn: string, stage: string, verdict: "SUCCEEDED" | "FAILED"): Promise<void> {
-    await this.#call(ctx.config.region, "TagResource", new TagResourceCommand({ resourceArn: state.serviceArn, tags: [{ key: GATE_TAG, value: gateTagValue(arn, stage, verdict) }] }), ctx.signal);
-    ctx.progress.log(`health: Ferry's verdict at ${stage}: ${verdict} (service tag ${GATE_TAG}); ECS hears it from the gate function`);
+  async #recordGate(ctx: PhaseContext<EcsTargetConfig>, state: EcsPhaseState, arn: string, gate: { stage: string; hookId?: string }, verdict: "SUCCEEDED" | "FAILED"): Promise<void> {
+    if (gate.hookId) {
+      const action = verdict === "SUCCEEDED" ? "CONTINUE" : "ROLLBACK";
+      try {
+        await this.#call(ctx.config.region, "ContinueServiceDeployment", new ContinueServiceDeploymentCommand({ serviceDeploymentArn: arn, hookId: gate.hookId, action }), ctx.signal);
+      } catch (err) {
+        // The pause ended in between (its timeout, someone else): the deployment's status says what came of it.
+        if (err instanceof DriverError && err.details["awsError"] === "ConflictException") return;
+        throw err;
+      }
+      ctx.progress.log(`health: Ferry's verdict at ${gate.stage}: ${verdict}; ContinueServiceDeployment ${action}`);
+      return;
+    }
+    await this.#call(ctx.config.region, "TagResource", new TagResourceCommand({ resourceArn: state.serviceArn, tags: [{ key: GATE_TAG, value: gateTagValue(arn, gate.stage, verdict) }] }), ctx.signal);
+    ctx.progress.log(`health: Ferry's verdict at ${gate.stage}: ${verdict} (service tag ${GATE_TAG}); ECS hears it from the gate function`);
   }
 
   async #nativeRestore(ctx: PhaseContext<EcsTargetConfig>, state: EcsPhaseState): Promise<Record<string, unknown>> {

@@ -188,6 +188,33 @@ describe("ECS driver: ECS's own deployment strategies", () => {
     assert.equal(fake.service("prod", "gate-fail")!.taskDefinition, before);
   });
 
+  it("PAUSE hooks as Ferry's gates: checked, then continued; a failed check rolls the deployment back through the hook", async () => {
+    seed("paused", { strategy: "BLUE_GREEN", lifecycleHooks: [{ targetType: "PAUSE", lifecycleStages: ["POST_SCALE_UP", "PRE_PRODUCTION_TRAFFIC_SHIFT"] }] });
+    const c = ctx([V2], { service: "paused", native: { pauseGate: true, gateSeconds: 1, testProbeUrl: `${probeUrl}/test` } });
+    await run(c);
+    assert.equal(sds("paused")[0]!.status, "SUCCESSFUL");
+    const continued = fake.calls.filter((x) => x.action === "ContinueServiceDeployment" && x.body["serviceDeploymentArn"] === sds("paused")[0]!.arn);
+    assert.deepEqual(continued.map((x) => x.body["action"]), ["CONTINUE", "CONTINUE"], "one verdict per pause");
+    assert.ok(c.lines.some((l) => /gate POST_SCALE_UP \(pause\)/.test(l)) && c.lines.some((l) => /gate PRODUCTION_TRAFFIC_SHIFT \(pause\)/.test(l)), c.lines.join("\n"));
+
+    seed("paused-no", { strategy: "LINEAR", lifecycleHooks: [{ targetType: "PAUSE", lifecycleStages: ["POST_TEST_TRAFFIC_SHIFT"] }] });
+    const before = fake.service("prod", "paused-no")!.taskDefinition;
+    answers.set("/test", 502);
+    const err = await failure(run(ctx([V2], { service: "paused-no", native: { pauseGate: true, gateSeconds: 1, testProbeUrl: `${probeUrl}/test` } })));
+    assert.equal(err.code, "CANARY_ANALYSIS_FAILED");
+    assert.match(err.message, /gate POST_TEST_TRAFFIC_SHIFT \(pause\): the probe of .*\/test answered/);
+    assert.equal(err.restored, true);
+    const [sd] = sds("paused-no");
+    assert.equal(sd!.status, "ROLLBACK_SUCCESSFUL");
+    assert.ok(fake.calls.some((x) => x.action === "ContinueServiceDeployment" && x.body["serviceDeploymentArn"] === sd!.arn && x.body["action"] === "ROLLBACK"));
+    assert.equal(fake.service("prod", "paused-no")!.taskDefinition, before);
+
+    seed("no-pause", { strategy: "BLUE_GREEN" });
+    const refused = await failure(run(ctx([V2], { service: "no-pause", native: { pauseGate: true } })));
+    assert.equal(refused.code, "INVALID_TARGET_CONFIG");
+    assert.match(refused.message, /has no PAUSE lifecycle hook/);
+  });
+
   it("a hook of the service answering FAILED, or the circuit breaker, rolls back by itself: a failed task, restored", async () => {
     const veto = `arn:aws:lambda:${REGION}:123456789012:function:image-policy`;
     fake.lambdas.set(veto, () => ({ hookStatus: "FAILED" }));

@@ -26,14 +26,25 @@ export function gateStages(cfg: DeploymentConfiguration | undefined, gateHookArn
   return [...new Set((cfg?.lifecycleHooks ?? []).filter((h) => h.hookTargetArn === gateHookArn).flatMap((h) => h.lifecycleStages ?? []))];
 }
 
-/** Why the config's gate does not fit the service, or undefined. */
+/** The lifecycle stages of the service's PAUSE hooks. */
+export function pauseStages(cfg: DeploymentConfiguration | undefined): string[] {
+  return [...new Set((cfg?.lifecycleHooks ?? []).filter((h) => h.targetType === "PAUSE").flatMap((h) => h.lifecycleStages ?? []))];
+}
+
+/** Why the config's gates do not fit the service, or undefined. */
 export function gateProblem(svc: Service, config: EcsTargetConfig): DriverError | undefined {
   const arn = config.native?.gateHookArn;
-  if (!arn) return undefined;
+  const pause = config.native?.pauseGate === true;
+  if (!arn && !pause) return undefined;
+  const field = arn ? "config.native.gateHookArn" : "config.native.pauseGate";
   const strategy = svc.deploymentConfiguration?.strategy ?? "ROLLING";
   if (!isNative(strategy)) {
-    return new DriverError("INVALID_TARGET_CONFIG", `config.native.gateHookArn: ECS service ${config.service} deploys by ${strategy}; lifecycle hooks, and so Ferry's gate, need BLUE_GREEN, LINEAR or CANARY`, { field: "config.native.gateHookArn", strategy });
+    return new DriverError("INVALID_TARGET_CONFIG", `${field}: ECS service ${config.service} deploys by ${strategy}; lifecycle hooks, and so Ferry's gate, need BLUE_GREEN, LINEAR or CANARY`, { field, strategy });
   }
+  if (pause && pauseStages(svc.deploymentConfiguration).length === 0) {
+    return new DriverError("INVALID_TARGET_CONFIG", `config.native.pauseGate: ECS service ${config.service} has no PAUSE lifecycle hook for Ferry to answer`, { field: "config.native.pauseGate" });
+  }
+  if (!arn) return undefined;
   const stages = gateStages(svc.deploymentConfiguration, arn);
   if (stages.length === 0) {
     const hooks = (svc.deploymentConfiguration?.lifecycleHooks ?? []).map((h) => h.hookTargetArn).join(", ") || "none";
@@ -71,7 +82,7 @@ export function nativeLine(sd: ServiceDeployment): string {
   const t = sd.targetServiceRevision;
   const where = sd.status === "IN_PROGRESS" ? ` at ${sd.lifecycleStage}` : "";
   const traffic = t ? `; target ${t.runningTaskCount ?? 0}/${t.requestedTaskCount ?? 0} running, test traffic ${t.requestedTestTrafficWeight ?? 0}%, production ${t.requestedProductionTrafficWeight ?? 0}%` : "";
-  const hooks = (sd.lifecycleHookDetails ?? []).map((h) => `hook ${h.targetArn?.slice(h.targetArn.lastIndexOf(":") + 1)} ${h.status}`).join(", ");
+  const hooks = (sd.lifecycleHookDetails ?? []).map((h) => `${h.targetType === "PAUSE" ? "pause" : `hook ${h.targetArn?.slice(h.targetArn.lastIndexOf(":") + 1)}`} ${h.status}`).join(", ");
   return `${sd.status}${where}${traffic}${hooks ? `; ${hooks}` : ""}${sd.status !== "IN_PROGRESS" && sd.statusReason ? ` (${sd.statusReason})` : ""}`;
 }
 
