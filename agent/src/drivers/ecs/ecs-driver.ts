@@ -535,12 +535,25 @@ export class EcsDriver implements Driver<EcsTargetConfig, EcsPhaseState> {
     let arn = state.serviceDeploymentArn!;
     let redeployed = false;
     let last = "";
+    const gates = new Set(gateStages(svc.deploymentConfiguration, config.native?.gateHookArn));
+    const passed = new Set<string>();
     for (;;) {
       const sd = await this.#describeServiceDeployment(config, arn);
       const status = sd?.status ?? "MISSING";
       const line = sd ? nativeLine(sd) : "gone";
       if (line !== last) ctx.progress.log(`restore: service deployment ${serviceDeploymentId(arn)}: ${line}`);
       last = line;
+      if (redeployed && sd && status === "IN_PROGRESS") {
+        // Ferry's own gates do not hold the way back: the revision it restores is the one that served.
+        const stage = sd.lifecycleStage ?? "";
+        const pause = config.native?.pauseGate ? (sd.lifecycleHookDetails ?? []).find((h) => h.targetType === "PAUSE" && h.status === "AWAITING_ACTION" && h.hookId && !passed.has(h.hookId)) : undefined;
+        const gate = pause ? { key: pause.hookId!, stage, hookId: pause.hookId! } : gates.has(stage) && !passed.has(stage) ? { key: stage, stage } : undefined;
+        if (gate) {
+          ctx.progress.log(`restore: Ferry's gate at ${stage} lets the way back through`);
+          await this.#recordGate(ctx, state, arn, gate, "SUCCEEDED");
+          passed.add(gate.key);
+        }
+      }
       if (!redeployed && (status === "PENDING" || status === "IN_PROGRESS")) {
         await this.#stopServiceDeployment(ctx, arn);
       } else if (!redeployed && status === "ROLLBACK_SUCCESSFUL") {

@@ -267,11 +267,12 @@ describe("ECS driver: ECS's own deployment strategies", () => {
     assert.ok(c.lines.some((l) => /target 0\/2 running/.test(l)), c.lines.join("\n"));
   });
 
-  it("a failure after the deployment succeeded deploys the previous revision again through the same strategy", async () => {
-    seed("moved", { strategy: "BLUE_GREEN" });
+  it("a failure after the deployment succeeded deploys the previous revision again through the same strategy, its gate passed", async () => {
+    seed("moved", { strategy: "BLUE_GREEN", lifecycleHooks: [gateHook(["POST_TEST_TRAFFIC_SHIFT"])] });
     const before = fake.service("prod", "moved")!.taskDefinition;
     fake.wrongDigest = true;
-    const p = run(ctx([V2], { service: "moved" }));
+    const c = ctx([V2], { service: "moved", native: { gateHookArn: GATE, gateSeconds: 1 } });
+    const p = run(c);
     // The digest is wrong only on the new revision's tasks: the way back runs clean.
     while (!fake.calls.some((x) => x.action === "UpdateService" && x.body["service"] === "moved")) await new Promise((r) => setTimeout(r, 5));
     const err = await failure(p);
@@ -284,6 +285,9 @@ describe("ECS driver: ECS's own deployment strategies", () => {
     assert.equal(back!.strategy, "BLUE_GREEN");
     assert.equal(back!.target.taskDefinition, before);
     assert.equal(fake.service("prod", "moved")!.taskDefinition, before);
+    // Ferry's gate let the way back through rather than holding it.
+    assert.ok(c.lines.some((l) => /restore: Ferry's gate at POST_TEST_TRAFFIC_SHIFT lets the way back through/.test(l)), c.lines.join("\n"));
+    assert.ok(fake.service("prod", "moved")!.tags.some((t) => t.key === GATE_TAG && t.value.startsWith(back!.arn.split("/").at(-1)!)));
   });
 
   it("a task cancelled during the bake stops the deployment with ROLLBACK and reports restored", async () => {
