@@ -258,6 +258,9 @@ export class EcsDriver implements Driver<EcsTargetConfig, EcsPhaseState> {
     const current = await this.#describeTd(config, svc.taskDefinition!, ctx.signal);
     const containers = mapContainers(current.td, config, ctx.images);
     const state: EcsPhaseState = { cluster: config.cluster, service: config.service, serviceArn: svc.serviceArn!, previousTaskDefinition: svc.taskDefinition!, containers, strategy };
+    if (!isNative(strategy) && config.native) {
+      ctx.progress.log(`prepare: config.native applies to ECS's BLUE_GREEN, LINEAR and CANARY strategies; ${config.service} deploys by ${strategy}, so it is not used`);
+    }
     if (isNative(strategy)) {
       const gates = [...gateStages(svc.deploymentConfiguration, config.native?.gateHookArn), ...(config.native?.pauseGate ? pauseStages(svc.deploymentConfiguration).map((st) => `${st} (pause)`) : [])];
       ctx.progress.log(`prepare: ECS deploys ${config.service} by its ${strategy} strategy; Ferry follows the service deployment, checks every bake${gates.length > 0 ? ` and gates ${gates.join(", ")}` : ""}`);
