@@ -305,6 +305,24 @@ describe("ECS driver: ECS's own deployment strategies", () => {
     assert.equal(fake.service("prod", "cancel")!.taskDefinition, before);
   });
 
+  it("checks the native block of the target config: bounded, typed, and nothing unknown", () => {
+    const base = { region: REGION, cluster: "prod", service: "web" };
+    assert.deepEqual(ecsConfig({ ...base, native: { gateHookArn: `${GATE}:live`, pauseGate: true, gateSeconds: 3600, probeUrl: "http://127.0.0.1:1/h", testProbeUrl: "https://x.example/t", probeTimeoutMs: 100, probeIntervalSeconds: 300 } }).native?.gateSeconds, 3600);
+    for (const [native, field] of [
+      [{ gateHookArn: "arn:aws:sns:eu-west-1:123456789012:topic" }, "config.native.gateHookArn"],
+      [{ gateSeconds: 0 }, "config.native.gateSeconds"],
+      [{ gateSeconds: 3601 }, "config.native.gateSeconds"],
+      [{ probeUrl: "ftp://x" }, "config.native.probeUrl"],
+      [{ testProbeUrl: "not a url" }, "config.native.testProbeUrl"],
+      [{ probeTimeoutMs: 50 }, "config.native.probeTimeoutMs"],
+      [{ probeIntervalSeconds: 301 }, "config.native.probeIntervalSeconds"],
+      [{ pauseGate: "yes" }, "config.native.pauseGate"],
+      [{ bakeSeconds: 5 }, "config.native.bakeSeconds"],
+    ] as [Record<string, unknown>, string][]) {
+      assert.throws(() => ecsConfig({ ...base, native }), (e: DriverError) => e.code === "INVALID_TARGET_CONFIG" && e.details["field"] === field, JSON.stringify(native));
+    }
+  });
+
   it("refuses a gate the service does not have, a deployment in progress, and reports them as target checks", async () => {
     seed("nogate", { strategy: "BLUE_GREEN" });
     const check = await driver.inspect(target({ service: "nogate", native: { gateHookArn: GATE } }));
