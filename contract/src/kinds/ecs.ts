@@ -5,6 +5,7 @@
 // them. The config says which service, which of its task definition's containers Ferry sets, and how ECS rolls out.
 import { ImageSelectionError, singleImage, type TargetKindDescriptor } from "../target-kind.js";
 import { pinOf } from "../images.js";
+import { httpUrl } from "./common.js";
 
 export interface EcsDeploymentSettings {
   /** ECS deploymentConfiguration.maximumPercent; default the service's own. */
@@ -13,6 +14,29 @@ export interface EcsDeploymentSettings {
   minimumHealthyPercent?: number;
   /** Whether ECS itself rolls back when its circuit breaker trips; default true. The circuit breaker is always on. */
   circuitBreakerRollback?: boolean;
+}
+
+/**
+ * Ferry's checks of a service deployed by ECS's own BLUE_GREEN, LINEAR or CANARY strategy (docs/drivers/ecs.md#ecss-own-strategies):
+ * during every bake (BAKE_TIME, each LINEAR/CANARY step) the target revision's tasks must keep running and the probe,
+ * if any, answer 2xx; at the stages where Ferry's gate function is a lifecycle hook, Ferry runs the same checks for
+ * gateSeconds (probing testProbeUrl, the test listener) and records its verdict for the function to answer ECS with.
+ */
+export interface EcsNativeSettings {
+  /** The Lambda ARN of Ferry's gate function among the service's lifecycle hooks (docs/drivers/ecs.md#the-gate-function). */
+  gateHookArn?: string;
+  /** Ferry answers the service's PAUSE lifecycle hooks: it checks, then continues or rolls back (ContinueServiceDeployment). */
+  pauseGate?: boolean;
+  /** How long Ferry checks at a gate before it records its verdict; default 60. */
+  gateSeconds?: number;
+  /** A production URL the gateway agent GETs during each bake; 2xx passes. */
+  probeUrl?: string;
+  /** A URL of the test listener probed at a gate; default probeUrl. */
+  testProbeUrl?: string;
+  /** Each probe's timeout; default 2000. */
+  probeTimeoutMs?: number;
+  /** Time between probes; default 5. */
+  probeIntervalSeconds?: number;
 }
 
 export interface EcsTargetConfig {
@@ -26,6 +50,8 @@ export interface EcsTargetConfig {
   /** Container name → component, for a task definition whose several containers Ferry sets. */
   containers?: Record<string, string>;
   deployment?: EcsDeploymentSettings;
+  /** Ferry's checks and gates for a service that uses ECS's BLUE_GREEN, LINEAR or CANARY strategy. */
+  native?: EcsNativeSettings;
   /** How long Ferry follows the ECS deployment before it gives up; default 900. */
   steadyStateTimeoutSeconds?: number;
 }
@@ -50,6 +76,25 @@ export const ecsKind: TargetKindDescriptor<EcsTargetConfig> = {
           maximumPercent: { type: "integer", min: 100, max: 200, doc: "default: the service's own" },
           minimumHealthyPercent: { type: "integer", min: 0, max: 100, doc: "default: the service's own" },
           circuitBreakerRollback: { type: "boolean", doc: "ECS rolls back by itself when the circuit breaker trips; default true" },
+        },
+      },
+      native: {
+        type: "object",
+        doc: "Ferry's checks during the bakes of ECS's BLUE_GREEN, LINEAR and CANARY strategies, and its gate at lifecycle-hook stages",
+        fields: {
+          gateHookArn: {
+            type: "string",
+            maxLength: 256,
+            pattern: /^arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:function:[A-Za-z0-9_-]{1,64}(:[A-Za-z0-9_$-]{1,128})?$/,
+            hint: "must be a Lambda function ARN",
+            doc: "Ferry's gate function among the service's lifecycle hooks; at its stages Ferry checks, then answers through it",
+          },
+          pauseGate: { type: "boolean", doc: "Ferry answers the service's PAUSE hooks: it checks, then continues or rolls back the deployment" },
+          gateSeconds: { type: "integer", min: 1, max: 3600, doc: "how long Ferry checks at a gate before its verdict; default 60" },
+          probeUrl: httpUrl("a URL the gateway agent GETs during every bake; 2xx passes"),
+          testProbeUrl: httpUrl("a URL of the test listener probed at a gate; default probeUrl"),
+          probeTimeoutMs: { type: "integer", min: 100, max: 30_000, doc: "each probe's timeout; default 2000" },
+          probeIntervalSeconds: { type: "integer", min: 1, max: 300, doc: "time between probes; default 5" },
         },
       },
       steadyStateTimeoutSeconds: { type: "integer", min: 30, max: 7200, doc: "how long Ferry follows the deployment; default 900" },

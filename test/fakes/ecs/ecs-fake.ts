@@ -12,7 +12,24 @@
 // (min(200, max(3, ceil(desiredCount / 2))), per the developer guide) and, with rollback, starts a deployment of the
 // last completed task definition. Scriptable: throttling and access denial per action, slow convergence (ticks a task
 // takes to start), and a wrong-digest mode in which running tasks report another imageDigest than asked for.
-import { createHash, randomUUID } from "node:crypto";
+//
+// ECS's own deployment strategies (BLUE_GREEN, LINEAR, CANARY: DeploymentConfiguration.strategy) are modelled as
+// service deployments (ECS API Reference: ServiceDeployment, DescribeServiceDeployments, ListServiceDeployments,
+// StopServiceDeployment; Developer Guide: "Amazon ECS blue/green deployments", "Lifecycle hooks for Amazon ECS service
+// deployments"): each update that changes the task definition starts one, with a source and a target service revision,
+// that walks the lifecycle stages RECONCILE_SERVICE → PRE_SCALE_UP → SCALE_UP → POST_SCALE_UP → TEST_TRAFFIC_SHIFT →
+// POST_TEST_TRAFFIC_SHIFT → PRODUCTION_TRAFFIC_SHIFT → POST_PRODUCTION_TRAFFIC_SHIFT → BAKE_TIME → CLEAN_UP and ends
+// SUCCESSFUL; the source revision's tasks run until the bake time is over. LINEAR shifts production traffic by
+// stepPercent every stepBakeTimeInMinutes, CANARY canaryPercent then the rest after canaryBakeTimeInMinutes. Lifecycle
+// hooks (AWS_LAMBDA) hold a stage until every hook of it answered: the fake "is" Lambda through `lambdas`, a registry of
+// functions by ARN that receive the payload ECS sends and answer {hookStatus, callBackDelay?, hookDetails?}; IN_PROGRESS
+// is asked again after callBackDelay (default 30) seconds of the fake's clock, FAILED, an invalid answer, a throw or a
+// missing function roll back. A rollback (StopServiceDeployment ROLLBACK, a FAILED hook, the circuit breaker) goes
+// ROLLBACK_REQUESTED → ROLLBACK_IN_PROGRESS → ROLLBACK_SUCCESSFUL, traffic back on the source revision. One fake second
+// passes per tick, so minutes of bake are 60 ticks each. ROLLING updates are not recorded as service deployments here.
+// PAUSE hooks hold their stage in AWAITING_ACTION until ContinueServiceDeployment (CONTINUE or ROLLBACK) or their
+// timeoutConfiguration (default 1440 minutes, ROLLBACK).
+import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 
@@ -93,6 +110,91 @@ interface Service {
   tags: FakeTag[];
   /** The task definition of the last deployment that completed: where a circuit-breaker rollback goes. */
   lastCompleted?: string;
+  /** The service revision now serving (a new one per task-definition change). */
+  revisionArn: string;
+  /** The service deployments of native strategies, newest first. */
+  serviceDeployments: string[];
+}
+
+export const LIFECYCLE_STAGES = [
+  "RECONCILE_SERVICE",
+  "PRE_SCALE_UP",
+  "SCALE_UP",
+  "POST_SCALE_UP",
+  "TEST_TRAFFIC_SHIFT",
+  "POST_TEST_TRAFFIC_SHIFT",
+  "PRODUCTION_TRAFFIC_SHIFT",
+  "POST_PRODUCTION_TRAFFIC_SHIFT",
+  "BAKE_TIME",
+  "CLEAN_UP",
+] as const;
+type LifecycleStage = (typeof LIFECYCLE_STAGES)[number];
+/** The stages a hook may name (DeploymentLifecycleHookStage): SCALE_UP, BAKE_TIME and CLEAN_UP are not among them. */
+const HOOK_STAGES = new Set(["RECONCILE_SERVICE", "PRE_SCALE_UP", "POST_SCALE_UP", "TEST_TRAFFIC_SHIFT", "POST_TEST_TRAFFIC_SHIFT", "PRE_PRODUCTION_TRAFFIC_SHIFT", "PRODUCTION_TRAFFIC_SHIFT", "POST_PRODUCTION_TRAFFIC_SHIFT"]);
+/** The stages a PAUSE hook may name (Developer Guide, "Pause hooks for Amazon ECS service deployments"). */
+const PAUSE_STAGES = new Set(["RECONCILE_SERVICE", "PRE_SCALE_UP", "POST_SCALE_UP", "POST_TEST_TRAFFIC_SHIFT", "PRE_PRODUCTION_TRAFFIC_SHIFT", "POST_PRODUCTION_TRAFFIC_SHIFT"]);
+const STRATEGIES = new Set(["ROLLING", "BLUE_GREEN", "LINEAR", "CANARY"]);
+const NATIVE = new Set(["BLUE_GREEN", "LINEAR", "CANARY"]);
+const DEPLOYMENT_STATUSES = new Set(["PENDING", "SUCCESSFUL", "STOPPED", "STOP_REQUESTED", "IN_PROGRESS", "ROLLBACK_REQUESTED", "ROLLBACK_IN_PROGRESS", "ROLLBACK_SUCCESSFUL", "ROLLBACK_FAILED"]);
+const ACTIVE_STATUSES = new Set(["PENDING", "IN_PROGRESS", "ROLLBACK_REQUESTED", "ROLLBACK_IN_PROGRESS", "STOP_REQUESTED"]);
+const LAMBDA_ARN = /^arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:function:[A-Za-z0-9_-]{1,64}(:[A-Za-z0-9_$-]+)?$/;
+const ROLE_ARN = /^arn:aws[a-z-]*:iam::\d{12}:role\/[\w+=,.@/-]{1,512}$/;
+const DEFAULT_CALLBACK_SECONDS = 30;
+
+/** What a hook function answers (Developer Guide, "Lambda hooks for Amazon ECS service deployments"). */
+export interface HookAnswer {
+  hookStatus?: unknown;
+  callBackDelay?: unknown;
+  hookDetails?: unknown;
+}
+/** A lifecycle hook's Lambda function as the fake runs it: given the payload ECS sends, answers a HookAnswer. */
+export type HookFunction = (payload: Json) => unknown;
+
+interface HookRun {
+  hookId: string;
+  stage: string;
+  targetType: "AWS_LAMBDA" | "PAUSE";
+  /** The Lambda's ARN; "" for a PAUSE hook. */
+  targetArn: string;
+  status: "IN_PROGRESS" | "AWAITING_ACTION" | "SUCCEEDED" | "FAILED" | "TIMED_OUT";
+  nextAt: number;
+  expiresAt: number;
+  timeoutAction: "CONTINUE" | "ROLLBACK";
+  hookDetails?: unknown;
+  invocations: number;
+  busy: boolean;
+  reason?: string;
+}
+
+interface ServiceDeploymentRec {
+  arn: string;
+  serviceArn: string;
+  clusterArn: string;
+  serviceName: string;
+  strategy: string;
+  config: Json;
+  createdAt: number;
+  startedAt?: number;
+  finishedAt?: number;
+  stoppedAt?: number;
+  updatedAt: number;
+  status: string;
+  statusReason: string;
+  lifecycleStage: LifecycleStage;
+  stageSince: number;
+  /** The stage's own work is done and its hooks (if any) are running. */
+  stageWorkDone: boolean;
+  preProductionHooksDone: boolean;
+  hooks: HookRun[];
+  source: { revisionArn: string; taskDefinition: string; deploymentId: string | undefined };
+  target: { revisionArn: string; taskDefinition: string; deploymentId: string };
+  testWeight: number;
+  productionWeight: number;
+  nextShiftAt: number;
+  /** Each production-traffic step taken: [fake time ms, weight of the target revision]. */
+  shifts: [number, number][];
+  rollback?: { reason: string; startedAt: number; serviceRevisionArn: string };
+  circuitBreaker: { status: string; failureCount: number; threshold: number };
 }
 
 interface Cluster {
@@ -140,6 +242,13 @@ export class EcsFake {
   readonly calls: { action: string; body: Json }[] = [];
   /** Observed extremes of each service's rollout, to check the percentages held. */
   readonly extremes = new Map<string, { maxTasks: number; minRunning: number }>();
+  /** Lambda functions by ARN: what a lifecycle hook naming that hookTargetArn runs. */
+  readonly lambdas = new Map<string, HookFunction>();
+  /** Every hook invocation, in order: the function's ARN, the payload sent, what came back (or the error). */
+  readonly hookInvocations: { arn: string; payload: Json; answer?: unknown; error?: string }[] = [];
+  readonly #serviceDeployments = new Map<string, ServiceDeploymentRec>();
+  readonly #revisions = new Map<string, string>();
+  readonly #pendingHooks = new Set<Promise<void>>();
 
   constructor(opts: EcsFakeOptions = {}) {
     this.region = opts.region ?? "eu-west-1";
@@ -185,7 +294,12 @@ export class EcsFake {
   }
 
   /** A running service at steady state, as if its first deployment completed. */
-  seedService(cluster: string, service: string, taskDefinition: Json, opts: { desiredCount?: number; controller?: string; strategy?: string } = {}): { serviceArn: string; taskDefinitionArn: string } {
+  seedService(
+    cluster: string,
+    service: string,
+    taskDefinition: Json,
+    opts: { desiredCount?: number; controller?: string; strategy?: string; deploymentConfiguration?: Json } = {},
+  ): { serviceArn: string; taskDefinitionArn: string } {
     if (!this.#clusters.has(cluster)) this.#createCluster({ clusterName: cluster });
     const td = this.#register(taskDefinition);
     const svc = this.#createService({
@@ -194,7 +308,7 @@ export class EcsFake {
       taskDefinition: td.taskDefinitionArn,
       desiredCount: opts.desiredCount ?? 2,
       deploymentController: { type: opts.controller ?? "ECS" },
-      ...(opts.strategy ? { deploymentConfiguration: { strategy: opts.strategy } } : {}),
+      ...(opts.strategy || opts.deploymentConfiguration ? { deploymentConfiguration: { ...(opts.deploymentConfiguration ?? {}), ...(opts.strategy ? { strategy: opts.strategy } : {}) } } : {}),
     });
     for (let i = 0; i < 100 && svc.deployments.some((d) => d.rolloutState === "IN_PROGRESS"); i++) this.#step(svc);
     return { serviceArn: svc.serviceArn, taskDefinitionArn: td.taskDefinitionArn };
@@ -206,6 +320,16 @@ export class EcsFake {
 
   tasksOf(cluster: string, name: string): Task[] {
     return [...this.#tasks.values()].filter((t) => t.clusterArn === this.clusterArn(cluster) && t.group === `service:${name}`);
+  }
+
+  /** A service deployment as the fake holds it (weights, steps taken, hooks), for tests. */
+  serviceDeployment(arn: string): Readonly<ServiceDeploymentRec> | undefined {
+    return this.#serviceDeployments.get(arn);
+  }
+
+  /** Resolves once no hook function is running (their answers are taken at the next tick). */
+  async hooksSettled(): Promise<void> {
+    while (this.#pendingHooks.size > 0) await Promise.allSettled([...this.#pendingHooks]);
   }
 
   /** Advances the clock one step: every service's deployments make one step of progress. */
@@ -363,6 +487,76 @@ export class EcsFake {
       return {};
     },
     ListTagsForResource: (i) => ({ tags: [...this.#tagsOf(str(i, "resourceArn"))] }),
+    ListServiceDeployments: (i) => {
+      const c = this.#cluster(i["cluster"] as string | undefined);
+      const svc = c.services.get(serviceName(str(i, "service")));
+      if (!svc) throw new EcsError("ServiceNotFoundException", "Service not found.");
+      const statuses = i["status"];
+      if (statuses !== undefined && (!Array.isArray(statuses) || statuses.some((x) => typeof x !== "string" || !DEPLOYMENT_STATUSES.has(x)))) {
+        throw new EcsError("InvalidParameterException", `status must be a list of ${[...DEPLOYMENT_STATUSES].join(", ")}.`);
+      }
+      const max = i["maxResults"] === undefined ? 20 : i["maxResults"];
+      if (typeof max !== "number" || !Number.isInteger(max) || max < 1 || max > 100) throw new EcsError("InvalidParameterException", "maxResults must be between 1 and 100.");
+      const created = (i["createdAt"] ?? {}) as { before?: number; after?: number };
+      const all = svc.serviceDeployments
+        .map((a) => this.#serviceDeployments.get(a)!)
+        .filter((d) => (!statuses || (statuses as string[]).includes(d.status)) && (created.before === undefined || d.createdAt < created.before * 1000) && (created.after === undefined || d.createdAt > created.after * 1000));
+      const from = i["nextToken"] === undefined ? 0 : Number(i["nextToken"]);
+      if (!Number.isInteger(from) || from < 0 || from > all.length) throw new EcsError("InvalidParameterException", "The nextToken is not valid.");
+      const page = all.slice(from, from + max);
+      return {
+        serviceDeployments: page.map((d) => ({
+          serviceDeploymentArn: d.arn,
+          serviceArn: d.serviceArn,
+          clusterArn: d.clusterArn,
+          createdAt: d.createdAt / 1000,
+          ...(d.startedAt !== undefined ? { startedAt: d.startedAt / 1000 } : {}),
+          ...(d.finishedAt !== undefined ? { finishedAt: d.finishedAt / 1000 } : {}),
+          targetServiceRevisionArn: d.target.revisionArn,
+          status: d.status,
+          statusReason: d.statusReason,
+        })),
+        ...(from + max < all.length ? { nextToken: String(from + max) } : {}),
+      };
+    },
+    DescribeServiceDeployments: (i) => {
+      const arns = i["serviceDeploymentArns"];
+      if (!Array.isArray(arns) || arns.length === 0) throw new EcsError("InvalidParameterException", "serviceDeploymentArns can not be empty.");
+      if (arns.length > 20) throw new EcsError("InvalidParameterException", "Too many serviceDeploymentArns. Maximum: 20.");
+      const serviceDeployments: Json[] = [];
+      const failures: Json[] = [];
+      for (const a of arns as unknown[]) {
+        const d = typeof a === "string" ? this.#serviceDeployments.get(a) : undefined;
+        if (d) serviceDeployments.push(this.#viewServiceDeployment(d));
+        else failures.push({ arn: String(a), reason: "MISSING" });
+      }
+      return { serviceDeployments, failures };
+    },
+    ContinueServiceDeployment: (i) => {
+      const arn = str(i, "serviceDeploymentArn");
+      const hookId = str(i, "hookId");
+      const action = i["action"] ?? "CONTINUE";
+      if (action !== "CONTINUE" && action !== "ROLLBACK") throw new EcsError("InvalidParameterException", "action must be one of CONTINUE, ROLLBACK.");
+      const d = this.#serviceDeployments.get(arn);
+      if (!d) throw new EcsError("ServiceDeploymentNotFoundException", `The service deployment ${arn} does not exist.`);
+      const h = d.hooks.find((x) => x.hookId === hookId);
+      if (!h) throw new EcsError("InvalidParameterException", `The lifecycle hook ${hookId} is not a hook of the service deployment's current stage.`);
+      if (d.status !== "IN_PROGRESS" || h.status !== "AWAITING_ACTION") throw new EcsError("ConflictException", `The lifecycle hook is ${h.status} and the service deployment ${d.status}: only a hook in AWAITING_ACTION of an IN_PROGRESS deployment can be continued.`);
+      if (action === "CONTINUE") h.status = "SUCCEEDED";
+      else this.#requestRollback(d, `Service deployment rolled back by ContinueServiceDeployment at ${h.stage} (hook ${hookId}).`);
+      return { serviceDeploymentArn: d.arn };
+    },
+    StopServiceDeployment: (i) => {
+      const arn = str(i, "serviceDeploymentArn");
+      const stopType = i["stopType"] ?? "ROLLBACK";
+      if (stopType !== "ROLLBACK" && stopType !== "ABORT") throw new EcsError("InvalidParameterException", "stopType must be one of ABORT, ROLLBACK.");
+      const d = this.#serviceDeployments.get(arn);
+      if (!d) throw new EcsError("ServiceDeploymentNotFoundException", `The service deployment ${arn} does not exist.`);
+      if (stopType === "ABORT") throw new EcsError("InvalidParameterException", "The ABORT stopType is not supported: the valid value is ROLLBACK.");
+      if (!["PENDING", "IN_PROGRESS"].includes(d.status)) throw new EcsError("ConflictException", `The service deployment is ${d.status} and cannot be stopped.`);
+      this.#requestRollback(d, "Service deployment rolled back because of a StopServiceDeployment request.");
+      return { serviceDeploymentArn: d.arn };
+    },
   };
 
   // ── model ──────────────────────────────────────────────────────────────────────────────────────────────────
@@ -492,7 +686,10 @@ export class EcsFake {
       events: [],
       createdAt: this.now / 1000,
       tags: i["tags"] === undefined ? [] : checkTags(i["tags"]),
+      revisionArn: this.#newRevision(c.clusterName, name, td.taskDefinitionArn),
+      serviceDeployments: [],
     };
+    if (NATIVE.has(cfg["strategy"] as string) && controller !== "ECS") throw new EcsError("InvalidParameterException", `The ${String(cfg["strategy"])} deployment strategy requires the ECS deployment controller.`);
     svc.deployments.push(this.#deployment(svc, td.taskDefinitionArn));
     c.services.set(name, svc);
     return svc;
@@ -516,6 +713,7 @@ export class EcsFake {
     if (out.maximumPercent === 100 && out.minimumHealthyPercent === 100) {
       throw new EcsError("InvalidParameterException", "The maximumPercent and minimumHealthyPercent cannot both be 100: no task could ever be replaced.");
     }
+    checkStrategy(out);
     return out;
   }
 
@@ -546,10 +744,15 @@ export class EcsFake {
     }
     const td = tdRef !== undefined ? this.#td(tdRef) : undefined;
     if (td && td.status !== "ACTIVE") throw new EcsError("ClientException", "TaskDefinition is inactive");
-    svc.deploymentConfiguration = this.#deploymentConfiguration(i["deploymentConfiguration"], svc.deploymentConfiguration);
+    const cfg = this.#deploymentConfiguration(i["deploymentConfiguration"], svc.deploymentConfiguration);
+    if (NATIVE.has(cfg["strategy"] as string) && svc.deploymentController.type !== "ECS") throw new EcsError("InvalidParameterException", `The ${String(cfg["strategy"])} deployment strategy requires the ECS deployment controller.`);
+    svc.deploymentConfiguration = cfg;
     if (i["desiredCount"] !== undefined) svc.desiredCount = i["desiredCount"] as number;
     const changed = td !== undefined && td.taskDefinitionArn !== svc.taskDefinition;
-    if (changed || i["forceNewDeployment"] === true) {
+    if ((changed || i["forceNewDeployment"] === true) && NATIVE.has(cfg["strategy"] as string)) {
+      this.#startServiceDeployment(svc, td?.taskDefinitionArn ?? svc.taskDefinition);
+    } else if (changed || i["forceNewDeployment"] === true) {
+      if (changed) svc.revisionArn = this.#newRevision(this.#clusterName(svc.clusterArn), svc.serviceName, td.taskDefinitionArn);
       svc.taskDefinition = td?.taskDefinitionArn ?? svc.taskDefinition;
       for (const d of svc.deployments) if (d.status === "PRIMARY") d.status = "ACTIVE";
       svc.deployments.unshift(this.#deployment(svc, svc.taskDefinition));
@@ -558,6 +761,348 @@ export class EcsFake {
       for (const d of svc.deployments) if (d.status === "PRIMARY") d.desiredCount = svc.desiredCount;
     }
     return svc;
+  }
+
+  #newRevision(cluster: string, service: string, taskDefinition: string): string {
+    const arn = `arn:aws:ecs:${this.region}:${FAKE_ACCOUNT}:service-revision/${cluster}/${service}/${String(this.#revisions.size + 1).padStart(19, "0")}`;
+    this.#revisions.set(arn, taskDefinition);
+    return arn;
+  }
+
+  /** An update of a BLUE_GREEN / LINEAR / CANARY service: a service deployment from the serving revision to a new one. */
+  #startServiceDeployment(svc: Service, taskDefinition: string): void {
+    const cluster = this.#clusterName(svc.clusterArn);
+    // A newer update supersedes a deployment still in progress (its target's tasks go).
+    for (const d of svc.serviceDeployments.map((a) => this.#serviceDeployments.get(a)!)) {
+      if (!ACTIVE_STATUSES.has(d.status)) continue;
+      d.status = "STOPPED";
+      d.statusReason = "Service deployment stopped: a newer deployment of the service started.";
+      d.stoppedAt = d.finishedAt = d.updatedAt = this.now;
+      for (const t of this.#liveTasks(svc)) if (t.startedBy === d.target.deploymentId) this.#stopTask(t, "Deployment replaced", 0);
+      svc.deployments = svc.deployments.filter((x) => x.id !== d.target.deploymentId);
+      svc.taskDefinition = d.source.taskDefinition;
+      svc.revisionArn = d.source.revisionArn;
+    }
+    const source = { revisionArn: svc.revisionArn, taskDefinition: svc.taskDefinition, deploymentId: svc.deployments.find((d) => d.status === "PRIMARY")?.id };
+    for (const d of svc.deployments) if (d.status === "PRIMARY") d.status = "ACTIVE";
+    const dep = this.#deployment(svc, taskDefinition);
+    svc.deployments.unshift(dep);
+    svc.taskDefinition = taskDefinition;
+    svc.revisionArn = this.#newRevision(cluster, svc.serviceName, taskDefinition);
+    const cfg = svc.deploymentConfiguration;
+    const rec: ServiceDeploymentRec = {
+      arn: `arn:aws:ecs:${this.region}:${FAKE_ACCOUNT}:service-deployment/${cluster}/${svc.serviceName}/${randomUUID().replace(/-/g, "").slice(0, 22)}`,
+      serviceArn: svc.serviceArn,
+      clusterArn: svc.clusterArn,
+      serviceName: svc.serviceName,
+      strategy: cfg["strategy"] as string,
+      config: structuredClone(cfg),
+      createdAt: this.now,
+      updatedAt: this.now,
+      status: "PENDING",
+      statusReason: "",
+      lifecycleStage: "RECONCILE_SERVICE",
+      stageSince: this.now,
+      stageWorkDone: false,
+      preProductionHooksDone: false,
+      hooks: [],
+      source,
+      target: { revisionArn: svc.revisionArn, taskDefinition, deploymentId: dep.id },
+      testWeight: 0,
+      productionWeight: 0,
+      nextShiftAt: 0,
+      shifts: [],
+      circuitBreaker: { status: cfg.deploymentCircuitBreaker.enable ? "MONITORING" : "DISABLED", failureCount: 0, threshold: Math.min(200, Math.max(3, Math.ceil(svc.desiredCount / 2))) },
+    };
+    this.#serviceDeployments.set(rec.arn, rec);
+    svc.serviceDeployments.unshift(rec.arn);
+    this.#event(svc, `(service ${svc.serviceName}) has started a ${rec.strategy} service deployment ${rec.arn}.`);
+  }
+
+  #liveTasks(svc: Service): Task[] {
+    return [...this.#tasks.values()].filter((t) => t.group === `service:${svc.serviceName}` && t.clusterArn === svc.clusterArn && t.lastStatus !== "STOPPED");
+  }
+
+  #requestRollback(d: ServiceDeploymentRec, reason: string): void {
+    d.status = "ROLLBACK_REQUESTED";
+    d.statusReason = reason;
+    d.updatedAt = this.now;
+    d.rollback = { reason, startedAt: this.now, serviceRevisionArn: d.source.revisionArn };
+    for (const h of d.hooks) if (h.status === "IN_PROGRESS" || h.status === "AWAITING_ACTION") h.busy = true; // no further invocations
+  }
+
+  /** The hooks of the service deployment that run at `stage`, started (one HookRun each); false when there are none. */
+  #startHooks(d: ServiceDeploymentRec, stage: string): boolean {
+    const hooks = ((d.config["lifecycleHooks"] as Json[] | undefined) ?? []).filter((h) => (h["lifecycleStages"] as string[]).includes(stage));
+    d.hooks = hooks.map((h) => {
+      const timeout = (h["timeoutConfiguration"] ?? {}) as { timeoutInMinutes?: number; action?: "CONTINUE" | "ROLLBACK" };
+      const pause = h["targetType"] === "PAUSE";
+      return {
+        hookId: pause ? `ecs-pause-${randomBytes(32).toString("base64url")}` : randomUUID(),
+        stage,
+        targetType: pause ? "PAUSE" : "AWS_LAMBDA",
+        targetArn: pause ? "" : (h["hookTargetArn"] as string),
+        status: pause ? "AWAITING_ACTION" : "IN_PROGRESS",
+        nextAt: this.now,
+        expiresAt: this.now + (timeout.timeoutInMinutes ?? 1440) * 60_000,
+        timeoutAction: timeout.action ?? "ROLLBACK",
+        ...(h["hookDetails"] !== undefined ? { hookDetails: structuredClone(h["hookDetails"]) } : {}),
+        invocations: 0,
+        busy: false,
+      };
+    });
+    return d.hooks.length > 0;
+  }
+
+  #weights(d: ServiceDeploymentRec, targetWeight: number): Record<string, number> {
+    return { [d.source.revisionArn]: 100 - targetWeight, [d.target.revisionArn]: targetWeight };
+  }
+
+  #invoke(d: ServiceDeploymentRec, h: HookRun): void {
+    const fn = this.lambdas.get(h.targetArn);
+    const payload: Json = {
+      executionDetails: {
+        testTrafficWeights: this.#weights(d, d.testWeight),
+        productionTrafficWeights: this.#weights(d, d.productionWeight),
+        serviceArn: d.serviceArn,
+        targetServiceRevisionArn: d.target.revisionArn,
+      },
+      executionId: h.hookId,
+      lifecycleStage: h.stage,
+      resourceArn: d.arn,
+      ...(h.hookDetails !== undefined ? { hookDetails: structuredClone(h.hookDetails) } : {}),
+    };
+    const record: (typeof this.hookInvocations)[number] = { arn: h.targetArn, payload };
+    this.hookInvocations.push(record);
+    h.busy = true;
+    h.invocations++;
+    const run = (async () => {
+      try {
+        if (!fn) throw new Error(`Function not found: ${h.targetArn}`);
+        const answer = (await fn(payload)) as HookAnswer | undefined;
+        record.answer = answer;
+        if (h.status !== "IN_PROGRESS" || d.status !== "IN_PROGRESS") return;
+        const status = answer?.hookStatus;
+        if (status === "SUCCEEDED" || status === "FAILED") {
+          h.status = status;
+          if (status === "FAILED") h.reason = "the lifecycle hook answered FAILED";
+        } else if (status === "IN_PROGRESS") {
+          const delay = typeof answer?.callBackDelay === "number" && answer.callBackDelay > 0 ? answer.callBackDelay : DEFAULT_CALLBACK_SECONDS;
+          h.nextAt = this.now + delay * 1000;
+          if (answer?.hookDetails !== undefined) h.hookDetails = answer.hookDetails;
+        } else {
+          h.status = "FAILED";
+          h.reason = `the lifecycle hook returned no valid hookStatus (${JSON.stringify(status ?? null)})`;
+        }
+      } catch (err) {
+        record.error = (err as Error).message;
+        if (h.status === "IN_PROGRESS") {
+          h.status = "FAILED";
+          h.reason = `the lifecycle hook function failed: ${(err as Error).message}`;
+        }
+      } finally {
+        h.busy = false;
+      }
+    })();
+    this.#pendingHooks.add(run);
+    void run.finally(() => this.#pendingHooks.delete(run));
+  }
+
+  /** Runs the hooks of the current stage one step; true once all of them succeeded (or timed out to CONTINUE). */
+  #hooksDone(d: ServiceDeploymentRec): boolean {
+    for (const h of d.hooks) {
+      if (h.status === "AWAITING_ACTION" && this.now >= h.expiresAt) {
+        h.status = "TIMED_OUT";
+        h.reason = "nobody continued the paused deployment within the hook's timeout";
+      }
+      if (h.status === "IN_PROGRESS" && !h.busy && this.now >= h.expiresAt) {
+        h.status = "TIMED_OUT";
+        h.reason = `the lifecycle hook did not answer within its timeout`;
+      }
+      if (h.status === "IN_PROGRESS" && !h.busy && this.now >= h.nextAt) this.#invoke(d, h);
+    }
+    const failed = d.hooks.find((h) => h.status === "FAILED" || (h.status === "TIMED_OUT" && h.timeoutAction === "ROLLBACK"));
+    if (failed) {
+      this.#requestRollback(d, `Service deployment rolled back because the lifecycle hook ${failed.targetArn || `${failed.hookId} (PAUSE)`} at ${failed.stage} ${failed.status === "FAILED" ? "failed" : "timed out"}: ${failed.reason ?? ""}`.trim());
+      return false;
+    }
+    return d.hooks.every((h) => h.status === "SUCCEEDED" || h.status === "TIMED_OUT");
+  }
+
+  #stepServiceDeployment(svc: Service, d: ServiceDeploymentRec): void {
+    d.updatedAt = this.now;
+    const target = svc.deployments.find((x) => x.id === d.target.deploymentId);
+    if (d.status === "PENDING") {
+      d.status = "IN_PROGRESS";
+      d.startedAt = this.now;
+      d.stageSince = this.now;
+      return;
+    }
+    if (d.status === "ROLLBACK_REQUESTED") {
+      d.status = "ROLLBACK_IN_PROGRESS";
+      return;
+    }
+    if (d.status === "ROLLBACK_IN_PROGRESS") {
+      // Traffic back on the source revision, the target's tasks stopped, the service on the source again.
+      d.testWeight = 0;
+      d.productionWeight = 0;
+      for (const t of this.#liveTasks(svc)) if (t.startedBy === d.target.deploymentId) this.#stopTask(t, "Service deployment rolled back", 0);
+      svc.deployments = svc.deployments.filter((x) => x.id !== d.target.deploymentId);
+      let back = svc.deployments.find((x) => x.id === d.source.deploymentId);
+      if (!back) {
+        back = this.#deployment(svc, d.source.taskDefinition);
+        svc.deployments.unshift(back);
+      }
+      back.status = "PRIMARY";
+      back.rolloutState = "COMPLETED";
+      back.rolloutStateReason = `ECS deployment ${back.id} completed.`;
+      svc.deployments = [back];
+      svc.taskDefinition = d.source.taskDefinition;
+      svc.revisionArn = d.source.revisionArn;
+      // Tasks of the source revision that went during the deployment come back.
+      for (let n = this.#liveTasks(svc).length; n < svc.desiredCount; n++) this.#launch(svc, back);
+      d.status = "ROLLBACK_SUCCESSFUL";
+      d.finishedAt = this.now;
+      this.#event(svc, `(service ${svc.serviceName}) (deployment ${d.target.deploymentId}) deployment failed and was rolled back: ${d.statusReason}`);
+      return;
+    }
+    if (d.status !== "IN_PROGRESS" || !target) return;
+    d.circuitBreaker.failureCount = target.failedTasks;
+    const cb = svc.deploymentConfiguration.deploymentCircuitBreaker;
+    if (cb.enable && target.failedTasks >= d.circuitBreaker.threshold) {
+      d.circuitBreaker.status = "TRIGGERED";
+      if (cb.rollback) {
+        this.#requestRollback(d, "Service deployment rolled back because the circuit breaker threshold was exceeded.");
+      } else {
+        d.status = "STOPPED";
+        d.statusReason = "Service deployment stopped because the circuit breaker threshold was exceeded.";
+        d.stoppedAt = d.finishedAt = this.now;
+        target.rolloutState = "FAILED";
+        target.rolloutStateReason = "ECS deployment circuit breaker: tasks failed to start.";
+      }
+      return;
+    }
+    if (d.stageWorkDone) {
+      if (!this.#hooksDone(d)) return;
+      this.#nextStage(svc, d);
+      return;
+    }
+    const cfg = d.config;
+    switch (d.lifecycleStage) {
+      case "SCALE_UP": {
+        const mine = this.#liveTasks(svc).filter((t) => t.startedBy === target.id);
+        for (let n = mine.length; n < svc.desiredCount; n++) this.#launch(svc, target);
+        if (mine.length < svc.desiredCount || mine.some((t) => t.lastStatus !== "RUNNING")) return;
+        break;
+      }
+      case "TEST_TRAFFIC_SHIFT":
+        d.testWeight = 100;
+        break;
+      case "PRODUCTION_TRAFFIC_SHIFT": {
+        if (!d.preProductionHooksDone) {
+          d.preProductionHooksDone = true;
+          if (this.#startHooks(d, "PRE_PRODUCTION_TRAFFIC_SHIFT")) {
+            // Held before any production traffic moves; the stage's own work follows once these hooks answered.
+            d.stageWorkDone = true;
+            d.lifecycleStage = "PRODUCTION_TRAFFIC_SHIFT";
+            return;
+          }
+        }
+        if (this.now < d.nextShiftAt) return;
+        let next = 100;
+        let bakeMinutes = 0;
+        if (d.strategy === "LINEAR") {
+          const lc = (cfg["linearConfiguration"] ?? {}) as { stepPercent?: number; stepBakeTimeInMinutes?: number };
+          next = Math.min(100, Math.round((d.productionWeight + (lc.stepPercent ?? 10)) * 10) / 10);
+          bakeMinutes = lc.stepBakeTimeInMinutes ?? 6;
+        } else if (d.strategy === "CANARY") {
+          const cc = (cfg["canaryConfiguration"] ?? {}) as { canaryPercent?: number; canaryBakeTimeInMinutes?: number };
+          next = d.productionWeight === 0 ? (cc.canaryPercent ?? 5) : 100;
+          bakeMinutes = cc.canaryBakeTimeInMinutes ?? 10;
+        }
+        d.productionWeight = next;
+        d.shifts.push([this.now, next]);
+        if (next < 100) {
+          d.nextShiftAt = this.now + bakeMinutes * 60_000;
+          return;
+        }
+        break;
+      }
+      case "BAKE_TIME":
+        if (this.now < d.stageSince + ((cfg["bakeTimeInMinutes"] as number | undefined) ?? 0) * 60_000) return;
+        break;
+      case "CLEAN_UP":
+        for (const t of this.#liveTasks(svc)) if (t.startedBy !== target.id) this.#stopTask(t, `Scaling activity initiated by (deployment ${target.id})`, 0);
+        break;
+      default:
+        break;
+    }
+    d.stageWorkDone = true;
+    const hookStage = d.lifecycleStage;
+    if (HOOK_STAGES.has(hookStage) && this.#startHooks(d, hookStage)) return;
+    this.#nextStage(svc, d);
+  }
+
+  #nextStage(svc: Service, d: ServiceDeploymentRec): void {
+    d.hooks = [];
+    d.stageWorkDone = false;
+    const at = LIFECYCLE_STAGES.indexOf(d.lifecycleStage);
+    if (d.lifecycleStage === "PRODUCTION_TRAFFIC_SHIFT" && d.productionWeight < 100) return; // PRE_PRODUCTION hooks answered
+    if (at === LIFECYCLE_STAGES.length - 1) {
+      const target = svc.deployments.find((x) => x.id === d.target.deploymentId)!;
+      target.rolloutState = "COMPLETED";
+      target.rolloutStateReason = `ECS deployment ${target.id} completed.`;
+      svc.deployments = [target];
+      svc.lastCompleted = target.taskDefinition;
+      d.status = "SUCCESSFUL";
+      d.statusReason = "Service deployment completed successfully.";
+      d.finishedAt = this.now;
+      this.#event(svc, `(service ${svc.serviceName}) has reached a steady state.`);
+      return;
+    }
+    d.lifecycleStage = LIFECYCLE_STAGES[at + 1]!;
+    d.stageSince = this.now;
+  }
+
+  #viewServiceDeployment(d: ServiceDeploymentRec): Json {
+    const svc = this.#clusters.get(this.#clusterName(d.clusterArn))?.services.get(d.serviceName);
+    const tasks = svc ? [...this.#tasks.values()].filter((t) => t.group === `service:${svc.serviceName}` && t.clusterArn === svc.clusterArn && t.lastStatus !== "STOPPED") : [];
+    const rev = (r: { revisionArn: string; deploymentId: string | undefined; taskDefinition: string }, requested: number, weights: [number, number]): Json => {
+      const mine = tasks.filter((t) => t.taskDefinitionArn === r.taskDefinition && (r.deploymentId === undefined || t.startedBy === r.deploymentId || r === d.source));
+      return {
+        arn: r.revisionArn,
+        requestedTaskCount: requested,
+        runningTaskCount: mine.filter((t) => t.lastStatus === "RUNNING").length,
+        pendingTaskCount: mine.filter((t) => t.lastStatus === "PENDING").length,
+        requestedTestTrafficWeight: weights[0],
+        requestedProductionTrafficWeight: weights[1],
+      };
+    };
+    const desired = svc?.desiredCount ?? 0;
+    const scaled = LIFECYCLE_STAGES.indexOf(d.lifecycleStage) >= LIFECYCLE_STAGES.indexOf("SCALE_UP") && !d.status.startsWith("ROLLBACK");
+    const sourceGone = d.status === "SUCCESSFUL";
+    const out: Json = {
+      serviceDeploymentArn: d.arn,
+      serviceArn: d.serviceArn,
+      clusterArn: d.clusterArn,
+      createdAt: d.createdAt / 1000,
+      updatedAt: d.updatedAt / 1000,
+      sourceServiceRevisions: [rev(d.source, sourceGone ? 0 : desired, [100 - d.testWeight, 100 - d.productionWeight])],
+      targetServiceRevision: rev(d.target, scaled || d.status === "SUCCESSFUL" ? desired : 0, [d.testWeight, d.productionWeight]),
+      status: d.status,
+      statusReason: d.statusReason,
+      lifecycleStage: d.lifecycleStage,
+      deploymentConfiguration: structuredClone(d.config),
+      deploymentCircuitBreaker: { ...d.circuitBreaker },
+    };
+    if (d.startedAt !== undefined) out["startedAt"] = d.startedAt / 1000;
+    if (d.finishedAt !== undefined) out["finishedAt"] = d.finishedAt / 1000;
+    if (d.stoppedAt !== undefined) out["stoppedAt"] = d.stoppedAt / 1000;
+    if (d.rollback) out["rollback"] = { reason: d.rollback.reason, startedAt: d.rollback.startedAt / 1000, serviceRevisionArn: d.rollback.serviceRevisionArn };
+    if (d.hooks.length > 0) {
+      out["lifecycleHookDetails"] = d.hooks.map((h) => ({ hookId: h.hookId, targetType: h.targetType, ...(h.targetArn ? { targetArn: h.targetArn } : {}), status: h.status, expiresAt: h.expiresAt / 1000, timeoutAction: h.timeoutAction }));
+    }
+    return out;
   }
 
   #event(svc: Service, message: string): void {
@@ -582,6 +1127,12 @@ export class EcsFake {
         t.startedAt = this.now / 1000;
         for (const c of t.containers) c.lastStatus = "RUNNING";
       }
+    }
+    const native = svc.serviceDeployments.map((a) => this.#serviceDeployments.get(a)!).find((d) => ACTIVE_STATUSES.has(d.status));
+    if (native) {
+      this.#stepServiceDeployment(svc, native);
+      this.#refresh(svc);
+      return;
     }
     const primary = svc.deployments.find((d) => d.status === "PRIMARY");
     if (!primary) return;
@@ -724,6 +1275,18 @@ export class EcsFake {
       deploymentController: { ...s.deploymentController },
       schedulingStrategy: "REPLICA",
     };
+    if (s.serviceDeployments[0]) out["currentServiceDeployment"] = s.serviceDeployments[0];
+    const revs = new Map<string, string>([[s.revisionArn, s.taskDefinition]]);
+    const active = s.serviceDeployments.map((a) => this.#serviceDeployments.get(a)!).find((d) => ACTIVE_STATUSES.has(d.status));
+    if (active) {
+      revs.set(active.source.revisionArn, active.source.taskDefinition);
+      revs.set(active.target.revisionArn, active.target.taskDefinition);
+    }
+    out["currentServiceRevisions"] = [...revs].map(([arn, td]) => {
+      const mine = tasks.filter((t) => t.taskDefinitionArn === td && t.lastStatus !== "STOPPED");
+      const requested = active ? (td === active.target.taskDefinition ? (active.lifecycleStage === "RECONCILE_SERVICE" || active.lifecycleStage === "PRE_SCALE_UP" || active.status.startsWith("ROLLBACK") ? 0 : s.desiredCount) : s.desiredCount) : s.desiredCount;
+      return { arn, requestedTaskCount: requested, runningTaskCount: mine.filter((t) => t.lastStatus === "RUNNING").length, pendingTaskCount: mine.filter((t) => t.lastStatus === "PENDING").length };
+    });
     if (withTags) out["tags"] = [...s.tags];
     return out;
   }
@@ -777,4 +1340,51 @@ function checkTags(raw: unknown): FakeTag[] {
     if (t.key.toLowerCase().startsWith("aws:")) throw new EcsError("InvalidParameterException", "Tag keys may not begin with aws:, which is reserved for AWS use.");
     return { key: t.key, value: t.value };
   });
+}
+
+/** The deployment strategy settings as ECS validates them (DeploymentConfiguration, LinearConfiguration, CanaryConfiguration, DeploymentLifecycleHook). */
+function checkStrategy(cfg: Json): void {
+  const strategy = cfg["strategy"] ?? "ROLLING";
+  if (typeof strategy !== "string" || !STRATEGIES.has(strategy)) throw new EcsError("InvalidParameterException", `Invalid deployment strategy: ${JSON.stringify(strategy)}. Valid values: ${[...STRATEGIES].join(", ")}.`);
+  const minutes = (v: unknown, what: string): void => {
+    if (v !== undefined && (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v > 1440)) throw new EcsError("InvalidParameterException", `${what} must be an integer between 0 and 1440.`);
+  };
+  const tenths = (v: unknown, min: number, what: string): void => {
+    if (v !== undefined && (typeof v !== "number" || v < min || v > 100 || Math.abs(v * 10 - Math.round(v * 10)) > 1e-9)) throw new EcsError("InvalidParameterException", `${what} must be a multiple of 0.1 from ${min} to 100.0.`);
+  };
+  minutes(cfg["bakeTimeInMinutes"], "bakeTimeInMinutes");
+  const linear = cfg["linearConfiguration"] as Json | undefined;
+  const canary = cfg["canaryConfiguration"] as Json | undefined;
+  if (linear !== undefined && strategy !== "LINEAR") throw new EcsError("InvalidParameterException", "linearConfiguration is only valid with the LINEAR deployment strategy.");
+  if (canary !== undefined && strategy !== "CANARY") throw new EcsError("InvalidParameterException", "canaryConfiguration is only valid with the CANARY deployment strategy.");
+  if (linear) {
+    tenths(linear["stepPercent"], 3, "linearConfiguration.stepPercent");
+    minutes(linear["stepBakeTimeInMinutes"], "linearConfiguration.stepBakeTimeInMinutes");
+  }
+  if (canary) {
+    tenths(canary["canaryPercent"], 0.1, "canaryConfiguration.canaryPercent");
+    minutes(canary["canaryBakeTimeInMinutes"], "canaryConfiguration.canaryBakeTimeInMinutes");
+  }
+  const hooks = cfg["lifecycleHooks"];
+  if (hooks === undefined) return;
+  if (!Array.isArray(hooks)) throw new EcsError("InvalidParameterException", "lifecycleHooks must be a list.");
+  if (hooks.length > 0 && !NATIVE.has(strategy)) throw new EcsError("InvalidParameterException", "Lifecycle hooks are only supported with the BLUE_GREEN, LINEAR and CANARY deployment strategies.");
+  for (const h of hooks as Json[]) {
+    const type = h["targetType"] ?? "AWS_LAMBDA";
+    if (type !== "AWS_LAMBDA" && type !== "PAUSE") throw new EcsError("InvalidParameterException", `Invalid lifecycle hook targetType: ${JSON.stringify(type)}.`);
+    if (type === "AWS_LAMBDA") {
+      if (typeof h["hookTargetArn"] !== "string" || !LAMBDA_ARN.test(h["hookTargetArn"])) throw new EcsError("InvalidParameterException", "A lifecycle hook requires a hookTargetArn that is a Lambda function ARN.");
+      if (typeof h["roleArn"] !== "string" || !ROLE_ARN.test(h["roleArn"])) throw new EcsError("InvalidParameterException", "A lifecycle hook requires a roleArn that is an IAM role ARN.");
+    }
+    const valid = type === "PAUSE" ? PAUSE_STAGES : HOOK_STAGES;
+    const stages = h["lifecycleStages"];
+    if (!Array.isArray(stages) || stages.length === 0) throw new EcsError("InvalidParameterException", "A lifecycle hook requires at least one lifecycle stage.");
+    for (const st of stages as unknown[]) if (typeof st !== "string" || !valid.has(st)) throw new EcsError("InvalidParameterException", `Invalid lifecycle stage for a ${String(type)} hook: ${String(st)}. Valid values: ${[...valid].join(", ")}.`);
+    const t = h["timeoutConfiguration"] as Json | undefined;
+    if (t !== undefined) {
+      const m = t["timeoutInMinutes"];
+      if (m !== undefined && (typeof m !== "number" || !Number.isInteger(m) || m < 1 || m > 1440)) throw new EcsError("InvalidParameterException", "timeoutConfiguration.timeoutInMinutes must be between 1 and 1440.");
+      if (t["action"] !== undefined && t["action"] !== "CONTINUE" && t["action"] !== "ROLLBACK") throw new EcsError("InvalidParameterException", "timeoutConfiguration.action must be CONTINUE or ROLLBACK.");
+    }
+  }
 }

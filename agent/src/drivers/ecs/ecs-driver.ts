@@ -12,19 +12,28 @@
 //   retire   nothing: the previous revision stays registered, it is where a rollback goes
 //   restore  the previous task-definition revision (unless ECS's circuit breaker already went back to it), followed
 //            to a completed deployment
+//
+// A service whose deploymentConfiguration.strategy is BLUE_GREEN, LINEAR or CANARY is deployed the same way but
+// followed through its *service deployment* (native.ts): the lifecycle stages are logged, Ferry's checks run during
+// every bake and at the stages where Ferry's gate function is a lifecycle hook, a failed check stops the deployment
+// with ROLLBACK, and restore follows ECS's rollback (or deploys the previous revision through the same strategy).
 import { setTimeout as sleep } from "node:timers/promises";
 
 import {
+  ContinueServiceDeploymentCommand,
+  DescribeServiceDeploymentsCommand,
   DescribeServicesCommand,
   DescribeTaskDefinitionCommand,
   DescribeTasksCommand,
   ECSClient,
   ListTasksCommand,
   RegisterTaskDefinitionCommand,
+  StopServiceDeploymentCommand,
   TagResourceCommand,
   UpdateServiceCommand,
   type Deployment,
   type Service,
+  type ServiceDeployment,
   type Task,
   type TaskDefinition,
 } from "@aws-sdk/client-ecs";
@@ -33,6 +42,7 @@ import { pino, type Logger } from "pino";
 
 import {
   DriverError,
+  PhaseFailure,
   type DeployOutcome,
   type Driver,
   type HealthReport,
@@ -43,13 +53,14 @@ import {
   type TargetSticker,
 } from "../driver.js";
 import { ecsError } from "./errors.js";
+import { GATE_TAG, gateTagValue, serviceDeploymentId } from "./gate-hook.js";
+import { bakeBudgetSeconds, bakeWindow, gateProblem, gateStages, isNative, nativeLine, NativeChecks, pauseStages, ROLLBACK_STATUSES } from "./native.js";
 import type { EcsPhaseState } from "./phase-state.js";
 import { stickerFromTags, stickerTags, tagMap, TAGS, type Tag } from "./sticker-tags.js";
 import { imageFor, mapContainers, nextRevision, runsImages, targetContainers } from "./task-definition.js";
 
 export const DEFAULT_POLL_MS = 5000;
 export const DEFAULT_STEADY_STATE_SECONDS = 900;
-const NATIVE_STRATEGIES_NOT_DRIVEN = ["BLUE_GREEN", "LINEAR", "CANARY"];
 
 export interface EcsDriverOptions {
   logger?: Logger;
@@ -210,6 +221,8 @@ export class EcsDriver implements Driver<EcsTargetConfig, EcsPhaseState> {
       runningCount: svc.runningCount,
       deployments: (svc.deployments ?? []).map((d) => ({ id: d.id, status: d.status, rolloutState: d.rolloutState, taskDefinition: d.taskDefinition, runningCount: d.runningCount, failedTasks: d.failedTasks })),
       deploymentController: svc.deploymentController?.type ?? "ECS",
+      strategy: svc.deploymentConfiguration?.strategy ?? "ROLLING",
+      ...(svc.currentServiceDeployment ? { currentServiceDeployment: svc.currentServiceDeployment } : {}),
     };
     if (drift.length > 0) details["drift"] = drift;
     const unsupported = serviceProblem(svc, config);
@@ -231,13 +244,27 @@ export class EcsDriver implements Driver<EcsTargetConfig, EcsPhaseState> {
     const svc = await this.#describeService(config, ctx.signal);
     const unsupported = serviceProblem(svc, config);
     if (unsupported) throw unsupported;
+    const strategy = svc.deploymentConfiguration?.strategy ?? "ROLLING";
+    if (isNative(strategy) && svc.currentServiceDeployment) {
+      const sd = await this.#describeServiceDeployment(config, svc.currentServiceDeployment, ctx.signal);
+      if (sd && ["PENDING", "IN_PROGRESS", "STOP_REQUESTED", "ROLLBACK_REQUESTED", "ROLLBACK_IN_PROGRESS"].includes(sd.status ?? "")) {
+        throw new DriverError("PLATFORM_BUSY", `ECS service ${config.service} is in the middle of service deployment ${svc.currentServiceDeployment} (${sd.status}, ${sd.lifecycleStage}); try again when it is done`, { serviceDeployment: svc.currentServiceDeployment });
+      }
+    }
     const busy = (svc.deployments ?? []).filter((d) => d.rolloutState === "IN_PROGRESS" || d.status !== "PRIMARY");
     if (busy.length > 0) {
       throw new DriverError("PLATFORM_BUSY", `ECS service ${config.service} is in the middle of deployment ${busy[0]!.id} (${busy[0]!.rolloutState}); try again when it is done`, { deployments: busy.map((d) => d.id) });
     }
     const current = await this.#describeTd(config, svc.taskDefinition!, ctx.signal);
     const containers = mapContainers(current.td, config, ctx.images);
-    const state: EcsPhaseState = { cluster: config.cluster, service: config.service, serviceArn: svc.serviceArn!, previousTaskDefinition: svc.taskDefinition!, containers };
+    const state: EcsPhaseState = { cluster: config.cluster, service: config.service, serviceArn: svc.serviceArn!, previousTaskDefinition: svc.taskDefinition!, containers, strategy };
+    if (!isNative(strategy) && config.native) {
+      ctx.progress.log(`prepare: config.native applies to ECS's BLUE_GREEN, LINEAR and CANARY strategies; ${config.service} deploys by ${strategy}, so it is not used`);
+    }
+    if (isNative(strategy)) {
+      const gates = [...gateStages(svc.deploymentConfiguration, config.native?.gateHookArn), ...(config.native?.pauseGate ? pauseStages(svc.deploymentConfiguration).map((st) => `${st} (pause)`) : [])];
+      ctx.progress.log(`prepare: ECS deploys ${config.service} by its ${strategy} strategy; Ferry follows the service deployment, checks every bake${gates.length > 0 ? ` and gates ${gates.join(", ")}` : ""}`);
+    }
     ctx.progress.log(`prepare: ${config.service} runs ${svc.taskDefinition} (${svc.runningCount}/${svc.desiredCount} tasks); setting ${Object.entries(containers).map(([c, comp]) => `${c} → ${comp}`).join(", ")}`);
     ctx.progress.log("prepare: ECS pulls the images itself; their digests are checked on the running tasks once the deployment completes");
     if (runsImages(current.td, containers, ctx.images)) {
@@ -267,8 +294,11 @@ export class EcsDriver implements Driver<EcsTargetConfig, EcsPhaseState> {
       arn = out.taskDefinition!.taskDefinitionArn!;
       ctx.progress.log(`start: registered ${arn}`);
     }
-    const next = { ...state, newTaskDefinition: arn };
+    const next: EcsPhaseState = { ...state, newTaskDefinition: arn };
     const dc = config.deployment ?? {};
+    // For ECS's own strategies the service's whole deploymentConfiguration (strategy, bake time, hooks, steps) is sent
+    // back as it is, with only the circuit breaker and the percentages set: nothing of it is lost to the update.
+    const own = isNative(state.strategy) ? (await this.#describeService(config, ctx.signal)).deploymentConfiguration : undefined;
     const out = await this.#call<{ service?: Service }>(
       config.region,
       "UpdateService",
@@ -277,6 +307,7 @@ export class EcsDriver implements Driver<EcsTargetConfig, EcsPhaseState> {
         service: config.service,
         taskDefinition: arn,
         deploymentConfiguration: {
+          ...(own ?? {}),
           deploymentCircuitBreaker: { enable: true, rollback: dc.circuitBreakerRollback ?? true },
           ...(dc.maximumPercent !== undefined ? { maximumPercent: dc.maximumPercent } : {}),
           ...(dc.minimumHealthyPercent !== undefined ? { minimumHealthyPercent: dc.minimumHealthyPercent } : {}),
@@ -284,6 +315,14 @@ export class EcsDriver implements Driver<EcsTargetConfig, EcsPhaseState> {
       }),
       ctx.signal,
     );
+    if (isNative(state.strategy)) {
+      const sd = out.service?.currentServiceDeployment;
+      if (!sd) throw new PhaseFailure(new DriverError("PLATFORM_REJECTED", `ECS UpdateService did not start a service deployment of ${arn}`, {}), next);
+      const ours = out.service?.deployments?.find((d) => d.status === "PRIMARY" && d.taskDefinition === arn);
+      ctx.progress.log(`start: ECS ${state.strategy} service deployment ${sd} of ${arn} started (circuit breaker with${dc.circuitBreakerRollback === false ? "out" : ""} rollback)`);
+      this.#logger.info({ taskId: ctx.taskId, service: config.service, taskDefinition: arn, serviceDeployment: sd }, "ECS service deployment started");
+      return { ...next, serviceDeploymentArn: sd, ...(ours?.id ? { deploymentId: ours.id } : {}) };
+    }
     const ours = out.service?.deployments?.find((d) => d.status === "PRIMARY" && d.taskDefinition === arn);
     if (!ours?.id) throw new DriverError("PLATFORM_REJECTED", `ECS UpdateService did not start a deployment of ${arn}`, {});
     ctx.progress.log(`start: ECS deployment ${ours.id} of ${arn} started (maximum ${out.service?.deploymentConfiguration?.maximumPercent}%, minimum healthy ${out.service?.deploymentConfiguration?.minimumHealthyPercent}%, circuit breaker with${dc.circuitBreakerRollback === false ? "out" : ""} rollback)`);
@@ -292,6 +331,7 @@ export class EcsDriver implements Driver<EcsTargetConfig, EcsPhaseState> {
   }
 
   async health(ctx: PhaseContext<EcsTargetConfig>, state: EcsPhaseState): Promise<HealthReport> {
+    if (state.serviceDeploymentArn) return this.#nativeHealth(ctx, state);
     const config = ctx.config;
     const deadline = Date.now() + (config.steadyStateTimeoutSeconds ?? DEFAULT_STEADY_STATE_SECONDS) * 1000;
     let last = "";
@@ -371,6 +411,177 @@ export class EcsDriver implements Driver<EcsTargetConfig, EcsPhaseState> {
     return verified;
   }
 
+  // ── ECS's own strategies (BLUE_GREEN, LINEAR, CANARY) ───────────────────────────────────────────────────────
+
+  async #describeServiceDeployment(config: EcsTargetConfig, arn: string, signal?: AbortSignal): Promise<ServiceDeployment | undefined> {
+    const out = await this.#call<{ serviceDeployments?: ServiceDeployment[] }>(config.region, "DescribeServiceDeployments", new DescribeServiceDeploymentsCommand({ serviceDeploymentArns: [arn] }), signal);
+    return out.serviceDeployments?.find((d) => d.serviceDeploymentArn === arn);
+  }
+
+  async #stopServiceDeployment(ctx: PhaseContext<EcsTargetConfig>, arn: string): Promise<void> {
+    try {
+      await this.#call(ctx.config.region, "StopServiceDeployment", new StopServiceDeploymentCommand({ serviceDeploymentArn: arn, stopType: "ROLLBACK" }));
+      ctx.progress.log(`health: asked ECS to stop service deployment ${serviceDeploymentId(arn)} with ROLLBACK`);
+    } catch (err) {
+      // Ended in between (ConflictException): restore reads where it ended.
+      if (err instanceof DriverError && err.details["awsError"] === "ConflictException") return;
+      throw err;
+    }
+  }
+
+  async #nativeHealth(ctx: PhaseContext<EcsTargetConfig>, state: EcsPhaseState): Promise<HealthReport> {
+    const config = ctx.config;
+    const arn = state.serviceDeploymentArn!;
+    const svc = await this.#describeService(config, ctx.signal);
+    const native = config.native ?? {};
+    const gates = new Set(gateStages(svc.deploymentConfiguration, native.gateHookArn));
+    const pauses = native.pauseGate ? pauseStages(svc.deploymentConfiguration).length : 0;
+    const checks = new NativeChecks(native, ctx.signal, (l) => ctx.progress.log(l));
+    let deadline = Date.now() + ((config.steadyStateTimeoutSeconds ?? DEFAULT_STEADY_STATE_SECONDS) + bakeBudgetSeconds(svc.deploymentConfiguration, (gates.size + pauses) * (native.gateSeconds ?? 60))) * 1000;
+    let last = "";
+    /** Gates answered: a stage for Ferry's gate function, a hook id for a PAUSE hook. */
+    const gated = new Set<string>();
+    let gate: { key: string; stage: string; until: number; hookId?: string } | undefined;
+    let window = "";
+    for (;;) {
+      const sd = await this.#describeServiceDeployment(config, arn, ctx.signal);
+      if (!sd) return { ok: false, code: "HEALTH_CHECK_FAILED", summary: `ECS service deployment ${arn} is gone`, details: { serviceDeploymentArn: arn } };
+      const line = nativeLine(sd);
+      if (line !== last) ctx.progress.log(`health: service deployment ${serviceDeploymentId(arn)}: ${line}`);
+      last = line;
+      const status = sd.status ?? "";
+      const details = { serviceDeploymentArn: arn, status, lifecycleStage: sd.lifecycleStage, statusReason: sd.statusReason, rollback: sd.rollback };
+      if (status === "SUCCESSFUL") {
+        const verified = await this.#verifyTasks(ctx, state);
+        state.verified = verified;
+        return { ok: true, summary: `ECS ${state.strategy} service deployment ${serviceDeploymentId(arn)} succeeded: ${verified.length} container(s) run the pinned digests${checks.probes > 0 ? `, ${checks.probes} probe(s) passed` : ""}`, details: { ...details, verified } };
+      }
+      if (ROLLBACK_STATUSES.has(status) || status === "STOPPED") {
+        if (state.ferryFailure) return { ok: false, code: state.ferryFailure.code, summary: state.ferryFailure.summary, details };
+        const breaker = sd.deploymentCircuitBreaker?.status === "TRIGGERED" || /circuit breaker/i.test(sd.statusReason ?? "");
+        return { ok: false, code: breaker ? "INSTANCE_CRASHED" : "HEALTH_CHECK_FAILED", summary: `ECS ${status === "STOPPED" ? "stopped" : "rolled back"} service deployment ${serviceDeploymentId(arn)}: ${sd.statusReason ?? "no reason given"}`, details };
+      }
+      const stage = sd.lifecycleStage ?? "";
+      if (status === "IN_PROGRESS") {
+        // A gate: the deployment waits in this stage for Ferry's function (or a PAUSE hook for Ferry's answer); Ferry
+        // checks, then gives its verdict.
+        if (!gate) {
+          const paused = native.pauseGate ? (sd.lifecycleHookDetails ?? []).find((h) => h.targetType === "PAUSE" && h.status === "AWAITING_ACTION" && h.hookId && !gated.has(h.hookId)) : undefined;
+          if (paused) gate = { key: paused.hookId!, stage, until: Date.now() + (native.gateSeconds ?? 60) * 1000, hookId: paused.hookId! };
+          else if (gates.has(stage) && !gated.has(stage)) gate = { key: stage, stage, until: Date.now() + (native.gateSeconds ?? 60) * 1000 };
+          if (gate) checks.begin(`gate ${stage}${gate.hookId ? " (pause)" : ""}`, native.testProbeUrl ?? native.probeUrl, (native.gateSeconds ?? 60) * 1000);
+        }
+        if (gate && !gate.hookId && gate.stage !== stage) {
+          ctx.progress.log(`health: the deployment left ${gate.stage} before Ferry's verdict: is Ferry's gate function (${native.gateHookArn}) the hook of that stage?`);
+          gated.add(gate.key);
+          gate = undefined;
+        }
+        if (gate?.hookId && !(sd.lifecycleHookDetails ?? []).some((h) => h.hookId === gate!.hookId && h.status === "AWAITING_ACTION")) {
+          ctx.progress.log(`health: the pause at ${gate.stage} ended before Ferry's verdict (continued from elsewhere, or timed out)`);
+          gated.add(gate.key);
+          gate = undefined;
+        }
+        const bake = gate ? "" : bakeWindow(sd, state.strategy);
+        if (bake && bake !== window) checks.begin(bake, native.probeUrl, 0);
+        window = bake;
+        if (gate || bake) {
+          const problem = await checks.check(sd);
+          if (problem) {
+            state.ferryFailure = problem;
+            if (gate) {
+              await this.#recordGate(ctx, state, arn, gate, "FAILED");
+              gated.add(gate.key);
+              gate = undefined;
+              // ECS rolls back when the function answers FAILED; followed like any rollback (bounded by the deadline).
+              deadline = Math.max(deadline, Date.now() + 600_000);
+            } else {
+              await this.#stopServiceDeployment(ctx, arn);
+              return { ok: false, code: problem.code, summary: problem.summary, details: { ...details, stoppedBy: "ferry" } };
+            }
+          } else if (gate && Date.now() >= gate.until && checks.enough()) {
+            ctx.progress.log(`health: gate ${gate.stage} passed: ${checks.summary()}`);
+            await this.#recordGate(ctx, state, arn, gate, "SUCCEEDED");
+            gated.add(gate.key);
+            gate = undefined;
+          }
+        }
+      }
+      if (Date.now() > deadline) {
+        if (status === "IN_PROGRESS" || status === "PENDING") await this.#stopServiceDeployment(ctx, arn);
+        return { ok: false, code: state.ferryFailure?.code ?? "HEALTH_CHECK_FAILED", summary: state.ferryFailure?.summary ?? `ECS service deployment ${serviceDeploymentId(arn)} did not finish in time (${line})`, details };
+      }
+      await sleep(this.#pollMs, undefined, { signal: ctx.signal });
+    }
+  }
+
+  async #recordGate(ctx: PhaseContext<EcsTargetConfig>, state: EcsPhaseState, arn: string, gate: { stage: string; hookId?: string }, verdict: "SUCCEEDED" | "FAILED"): Promise<void> {
+    if (gate.hookId) {
+      const action = verdict === "SUCCEEDED" ? "CONTINUE" : "ROLLBACK";
+      try {
+        await this.#call(ctx.config.region, "ContinueServiceDeployment", new ContinueServiceDeploymentCommand({ serviceDeploymentArn: arn, hookId: gate.hookId, action }), ctx.signal);
+      } catch (err) {
+        // The pause ended in between (its timeout, someone else): the deployment's status says what came of it.
+        if (err instanceof DriverError && err.details["awsError"] === "ConflictException") return;
+        throw err;
+      }
+      ctx.progress.log(`health: Ferry's verdict at ${gate.stage}: ${verdict}; ContinueServiceDeployment ${action}`);
+      return;
+    }
+    await this.#call(ctx.config.region, "TagResource", new TagResourceCommand({ resourceArn: state.serviceArn, tags: [{ key: GATE_TAG, value: gateTagValue(arn, gate.stage, verdict) }] }), ctx.signal);
+    ctx.progress.log(`health: Ferry's verdict at ${gate.stage}: ${verdict} (service tag ${GATE_TAG}); ECS hears it from the gate function`);
+  }
+
+  async #nativeRestore(ctx: PhaseContext<EcsTargetConfig>, state: EcsPhaseState): Promise<Record<string, unknown>> {
+    const config = ctx.config;
+    const svc = await this.#describeService(config);
+    const deadline = Date.now() + ((config.steadyStateTimeoutSeconds ?? DEFAULT_STEADY_STATE_SECONDS) + bakeBudgetSeconds(svc.deploymentConfiguration, 0)) * 1000;
+    let arn = state.serviceDeploymentArn!;
+    let redeployed = false;
+    let last = "";
+    const gates = new Set(gateStages(svc.deploymentConfiguration, config.native?.gateHookArn));
+    const passed = new Set<string>();
+    for (;;) {
+      const sd = await this.#describeServiceDeployment(config, arn);
+      const status = sd?.status ?? "MISSING";
+      const line = sd ? nativeLine(sd) : "gone";
+      if (line !== last) ctx.progress.log(`restore: service deployment ${serviceDeploymentId(arn)}: ${line}`);
+      last = line;
+      if (redeployed && sd && status === "IN_PROGRESS") {
+        // Ferry's own gates do not hold the way back: the revision it restores is the one that served.
+        const stage = sd.lifecycleStage ?? "";
+        const pause = config.native?.pauseGate ? (sd.lifecycleHookDetails ?? []).find((h) => h.targetType === "PAUSE" && h.status === "AWAITING_ACTION" && h.hookId && !passed.has(h.hookId)) : undefined;
+        const gate = pause ? { key: pause.hookId!, stage, hookId: pause.hookId! } : gates.has(stage) && !passed.has(stage) ? { key: stage, stage } : undefined;
+        if (gate) {
+          ctx.progress.log(`restore: Ferry's gate at ${stage} lets the way back through`);
+          await this.#recordGate(ctx, state, arn, gate, "SUCCEEDED");
+          passed.add(gate.key);
+        }
+      }
+      if (!redeployed && (status === "PENDING" || status === "IN_PROGRESS")) {
+        await this.#stopServiceDeployment(ctx, arn);
+      } else if (!redeployed && status === "ROLLBACK_SUCCESSFUL") {
+        const now = await this.#describeService(config);
+        if (now.taskDefinition !== state.previousTaskDefinition) throw new DriverError("RESTORE_FAILED", `ECS rolled service deployment ${arn} back, but the service runs ${now.taskDefinition}, not ${state.previousTaskDefinition}`, {});
+        return { taskDefinition: state.previousTaskDefinition, serviceDeploymentArn: arn, rolledBack: true, reason: sd?.rollback?.reason ?? sd?.statusReason };
+      } else if (!redeployed && (status === "SUCCESSFUL" || status === "STOPPED" || status === "ROLLBACK_FAILED" || status === "MISSING")) {
+        // Nothing of ECS's puts the previous revision back: deploy it, through the service's own strategy.
+        const out = await this.#call<{ service?: Service }>(config.region, "UpdateService", new UpdateServiceCommand({ cluster: config.cluster, service: config.service, taskDefinition: state.previousTaskDefinition }));
+        const next = out.service?.currentServiceDeployment;
+        if (!next || next === arn) throw new DriverError("RESTORE_FAILED", `ECS UpdateService back to ${state.previousTaskDefinition} started no service deployment`, {});
+        ctx.progress.log(`restore: service deployment ${serviceDeploymentId(next)} back to ${state.previousTaskDefinition} (${state.strategy})`);
+        arn = next;
+        redeployed = true;
+        continue;
+      } else if (redeployed && status === "SUCCESSFUL") {
+        return { taskDefinition: state.previousTaskDefinition, serviceDeploymentArn: arn, redeployed: true };
+      } else if (redeployed && (ROLLBACK_STATUSES.has(status) || status === "STOPPED" || status === "MISSING") && status !== "ROLLBACK_REQUESTED" && status !== "ROLLBACK_IN_PROGRESS") {
+        throw new DriverError("RESTORE_FAILED", `ECS service deployment ${arn} back to ${state.previousTaskDefinition} ended ${status}: ${sd?.statusReason ?? ""}`, {});
+      }
+      if (Date.now() > deadline) throw new DriverError("RESTORE_FAILED", `ECS did not get back to ${state.previousTaskDefinition} in time (service deployment ${arn}: ${line})`, {});
+      await sleep(this.#pollMs);
+    }
+  }
+
   async switch(ctx: PhaseContext<EcsTargetConfig>, state: EcsPhaseState): Promise<EcsPhaseState> {
     // ECS moved traffic as it replaced tasks; what is left is the sticker on the service.
     const tags = [...stickerTags(this.#sticker(ctx)), { key: TAGS.taskDefinition, value: state.newTaskDefinition! }];
@@ -388,6 +599,7 @@ export class EcsDriver implements Driver<EcsTargetConfig, EcsPhaseState> {
   async restore(ctx: PhaseContext<EcsTargetConfig>, state: EcsPhaseState): Promise<Record<string, unknown>> {
     const config = ctx.config;
     if (!state.newTaskDefinition || state.alreadyDeployed) return { nothingToRestore: true };
+    if (state.serviceDeploymentArn) return this.#nativeRestore(ctx, state);
     const svc = await this.#describeService(config);
     let deploymentId: string | undefined;
     if (svc.taskDefinition === state.previousTaskDefinition) {
@@ -419,11 +631,18 @@ export class EcsDriver implements Driver<EcsTargetConfig, EcsPhaseState> {
     });
     const message = state.alreadyDeployed
       ? `${ctx.config.service} already runs ${state.newTaskDefinition}; nothing to do`
-      : `${ctx.config.service} runs ${state.newTaskDefinition} (deployment ${state.deploymentId}), replacing ${state.previousTaskDefinition}`;
+      : `${ctx.config.service} runs ${state.newTaskDefinition} (${state.serviceDeploymentArn ? `${state.strategy} service deployment ${serviceDeploymentId(state.serviceDeploymentArn)}` : `deployment ${state.deploymentId}`}), replacing ${state.previousTaskDefinition}`;
     return {
       running,
       message,
-      details: { taskDefinition: state.newTaskDefinition, previousTaskDefinition: state.previousTaskDefinition, deploymentId: state.deploymentId, verified: state.verified, ...(state.alreadyDeployed ? { alreadyDeployed: true } : {}) },
+      details: {
+        taskDefinition: state.newTaskDefinition,
+        previousTaskDefinition: state.previousTaskDefinition,
+        deploymentId: state.deploymentId,
+        verified: state.verified,
+        ...(state.serviceDeploymentArn ? { strategy: state.strategy, serviceDeploymentArn: state.serviceDeploymentArn } : {}),
+        ...(state.alreadyDeployed ? { alreadyDeployed: true } : {}),
+      },
     };
   }
 
@@ -438,11 +657,7 @@ function serviceProblem(svc: Service, config: EcsTargetConfig): DriverError | un
   if (controller !== "ECS") {
     return new DriverError("TARGET_UNSUPPORTED", `ECS service ${config.service} uses the ${controller} deployment controller; Ferry drives services whose deployment controller is ECS`, { deploymentController: controller });
   }
-  const strategy = (svc.deploymentConfiguration as { strategy?: string } | undefined)?.strategy;
-  if (strategy && NATIVE_STRATEGIES_NOT_DRIVEN.includes(strategy)) {
-    return new DriverError("TARGET_UNSUPPORTED", `ECS service ${config.service} uses ECS's ${strategy} deployment strategy, which this version of the driver does not drive yet; use ROLLING`, { strategy });
-  }
-  return undefined;
+  return gateProblem(svc, config);
 }
 
 function ferryOnly(tags: Record<string, string>): Record<string, string> {

@@ -3,7 +3,7 @@
 // HTTP status at all.
 import { DriverError } from "../driver.js";
 
-const NOT_FOUND = new Set(["ClusterNotFoundException", "ServiceNotFoundException", "ServiceNotActiveException"]);
+const NOT_FOUND = new Set(["ClusterNotFoundException", "ServiceNotFoundException", "ServiceNotActiveException", "ServiceDeploymentNotFoundException"]);
 const DENIED = new Set(["AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException", "ExpiredTokenException", "MissingAuthenticationTokenException", "CredentialsProviderError"]);
 const UNAVAILABLE = new Set(["ThrottlingException", "ServerException", "ServiceUnavailableException", "TimeoutError", "RequestTimeout"]);
 

@@ -16,6 +16,12 @@ export interface EcsPhaseState extends Record<string, unknown> {
   containers: Record<string, string>;
   /** The service already runs exactly these images: nothing to roll out. */
   alreadyDeployed?: boolean;
+  /** The service's deployment strategy when the task began (ROLLING unless BLUE_GREEN, LINEAR or CANARY). */
+  strategy?: string;
+  /** For BLUE_GREEN / LINEAR / CANARY: the service deployment the update started, followed instead of deployments[]. */
+  serviceDeploymentArn?: string;
+  /** Ferry's own verdict against the service deployment (a failed bake or gate), once it gave one. */
+  ferryFailure?: { code: "HEALTH_CHECK_FAILED" | "CANARY_ANALYSIS_FAILED"; summary: string };
   /** What the running tasks were checked to run. */
   verified?: { taskArn: string; container: string; digest: string }[];
 }
