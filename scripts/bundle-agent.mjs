@@ -22,6 +22,11 @@ import { readFileSync, rmSync } from "node:fs";
 const root = new URL("..", import.meta.url).pathname;
 const version = JSON.parse(readFileSync(`${root}/agent/package.json`, "utf8")).version;
 
+const onDemandContents = {
+  "docker-modem-ssh": 'module.exports = function (opt) { return require("docker-modem/lib/ssh.js")(opt); };',
+  "pino-transport": 'module.exports = function (opts) { return require("pino/lib/transport.js")(opts); };',
+};
+
 // docker-modem's `require("./ssh")` becomes a stub that requires the real module on first call; esbuild wraps every
 // CommonJS module in a function run at its first require, so ssh2 is then evaluated only when an ssh:// host is used.
 const sshOnDemand = {
@@ -30,11 +35,22 @@ const sshOnDemand = {
     b.onResolve({ filter: /^\.\/ssh$/ }, (args) =>
       /docker-modem[\\/]lib[\\/]modem\.js$/.test(args.importer) ? { path: "docker-modem-ssh", namespace: "ferry-on-demand" } : undefined,
     );
-    b.onLoad({ filter: /.*/, namespace: "ferry-on-demand" }, () => ({
-      contents: 'module.exports = function (opt) { return require("docker-modem/lib/ssh.js")(opt); };',
+    b.onLoad({ filter: /.*/, namespace: "ferry-on-demand" }, (args) => ({
+      contents: onDemandContents[args.path],
       resolveDir: `${root}/node_modules`,
       loader: "js",
     }));
+  },
+};
+// pino loads its transport module (thread-stream, which runs transports in a worker thread, and with it node:assert,
+// node:module and node:url) at start, for pino.transport(), which the agent does not call. The same kind of stub
+// loads it on the first call.
+const pinoTransportOnDemand = {
+  name: "pino-transport-on-demand",
+  setup(b) {
+    b.onResolve({ filter: /^\.\/lib\/transport$/ }, (args) =>
+      /pino[\\/]pino\.js$/.test(args.importer) ? { path: "pino-transport", namespace: "ferry-on-demand" } : undefined,
+    );
   },
 };
 const outdir = `${root}/installers/dist/ferry-agent`;
@@ -58,7 +74,7 @@ await build({
   minify: true,
   keepNames: true,
   charset: "ascii",
-  plugins: [sshOnDemand],
+  plugins: [sshOnDemand, pinoTransportOnDemand],
   // CommonJS dependencies (grpc-js, pino, ssh2) call require() and read __dirname; give every file of the bundle both.
   banner: {
     js: [
