@@ -5,7 +5,8 @@
 //
 // Each ENTRY (default: installers/dist/ferry-agent/ferry-agent.mjs) is an agent entry point (a bundle or agent/bin/ferry-agent.js).
 // `--flags="--a --b"` runs the entries after it with these node flags instead of the unit's (`--flags=` for none), to
-// compare flags side by side; `--smaps DIR` copies each agent's /proc/PID/smaps at its peak sample into DIR.
+// compare flags side by side; `--smaps DIR` copies into DIR, for each agent at the end of its window, its /proc/PID/smaps,
+// the node binary's resident pages, the built-ins it loaded and its log.
 // One control plane on a new PostgreSQL database (FERRY_TEST_DATABASE_URL, else the local test server); each entry is
 // enrolled through its CLI and run with the systemd unit's node flags and allocator settings, the Docker driver on
 // the project's engine, all at once; each is sampled every 5 s from 40 to 60 s after it started and its largest RSS
@@ -100,6 +101,7 @@ async function run(entries: Entry[], smapsDir: string | undefined, workDir: stri
         mkdirSync(smapsDir, { recursive: true });
         writeFileSync(join(smapsDir, `agent-${i}.smaps`), readFileSync(`/proc/${pid}/smaps`));
         writeFileSync(join(smapsDir, `agent-${i}.modules`), readFileSync(`${a.reportFile}.modules`));
+        writeFileSync(join(smapsDir, `agent-${i}.log`), readFileSync(join(workDir, `agent-${i}.log`)));
         writeFileSync(join(smapsDir, `agent-${i}.node-pages`), residentNodePages(pid).map((a) => a.toString(16)).join("\n"));
       }
       return r;
