@@ -82,7 +82,7 @@ install -d -m 0755 "$OPT" "$OPT/chunks" "$(dirname "$BIN")"
 # changes nothing an agent still running the old version may yet import. Those of older versions are removed once the
 # service runs this one (below).
 for f in "$BUNDLE"/chunks/*; do install -m 0644 "$f" "$OPT/chunks/"; done
-for f in "$BUNDLE"/*.LEGAL.txt; do [ -f "$f" ] && install -m 0644 "$f" "$OPT/"; done
+for f in "$BUNDLE"/*.LEGAL.txt; do if [ -f "$f" ]; then install -m 0644 "$f" "$OPT/"; fi; done
 install -m 0644 "$BUNDLE/ferry-agent.mjs" "$OPT/ferry-agent.mjs.new" && mv "$OPT/ferry-agent.mjs.new" "$OPT/ferry-agent.mjs"
 # FERRY_AGENT_NODE_FLAGS (set by the systemd unit) carries node's runtime flags; unquoted on purpose, one word each.
 cat > "$BIN.tmp" <<WRAPPER
