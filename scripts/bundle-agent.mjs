@@ -1,19 +1,31 @@
 #!/usr/bin/env node
-// Bundles the built agent (agent/dist) and its dependencies into one file, installers/dist/ferry-agent.mjs, which
-// runs on any host with Node.js >= 20.11 and nothing else. This is what install.sh installs.
+// Bundles the built agent (agent/dist) and its dependencies into one directory, installers/dist/ferry-agent/: the
+// entry point ferry-agent.mjs and its chunks (chunks/*.mjs), which run on any host with Node.js >= 20.11 and nothing
+// else. This directory is what install.sh installs and the container image copies.
 //
 // Built for a small resident footprint (docs/performance.md, "Footprint"; measured with `npm run bench:footprint`):
 // - minified: V8 keeps a module's whole source text in memory for lazy compilation and Function#toString, so 3.5 MB
 //   of readable source is 3.5 MB of heap. Names are kept (keepNames) so stack traces and logged error names read.
 // - ASCII only: a single non-Latin-1 character (the banner's dash once) makes V8 store the whole source as a
 //   two-byte string, doubling it.
+// - split into chunks loaded on demand: V8 keeps the source text of every script it has loaded, so what the running
+//   agent does not use (the drivers it has not created, the AWS SDK, @peculiar/x509 when no CSR is built, pino-pretty)
+//   lives in chunks of its own that are read only when first imported (measured: 1.4 MB less source text, and the
+//   node built-ins those parts import, such as node:http and node:child_process, are not loaded either). Chunk names
+//   carry a hash of their content, so the chunks of two versions never collide: install.sh adds the new ones beside
+//   the old (a running agent still finds what it may yet import) and removes those of older versions afterwards.
 // - ssh2 on demand: dockerode's connection library loads ssh2 at start for ssh:// Docker hosts, and ssh2 at load
 //   instantiates a WebAssembly module with a 16 MB memory. The bundle loads it when an ssh:// host is first used.
 import { build } from "esbuild";
-import { mkdirSync, readFileSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
 
 const root = new URL("..", import.meta.url).pathname;
 const version = JSON.parse(readFileSync(`${root}/agent/package.json`, "utf8")).version;
+
+const onDemandContents = {
+  "docker-modem-ssh": 'module.exports = function (opt) { return require("docker-modem/lib/ssh.js")(opt); };',
+  "pino-transport": 'module.exports = function (opts) { return require("pino/lib/transport.js")(opts); };',
+};
 
 // docker-modem's `require("./ssh")` becomes a stub that requires the real module on first call; esbuild wraps every
 // CommonJS module in a function run at its first require, so ssh2 is then evaluated only when an ssh:// host is used.
@@ -23,17 +35,35 @@ const sshOnDemand = {
     b.onResolve({ filter: /^\.\/ssh$/ }, (args) =>
       /docker-modem[\\/]lib[\\/]modem\.js$/.test(args.importer) ? { path: "docker-modem-ssh", namespace: "ferry-on-demand" } : undefined,
     );
-    b.onLoad({ filter: /.*/, namespace: "ferry-on-demand" }, () => ({
-      contents: 'module.exports = function (opt) { return require("docker-modem/lib/ssh.js")(opt); };',
+    b.onLoad({ filter: /.*/, namespace: "ferry-on-demand" }, (args) => ({
+      contents: onDemandContents[args.path],
       resolveDir: `${root}/node_modules`,
       loader: "js",
     }));
   },
 };
-mkdirSync(`${root}/installers/dist`, { recursive: true });
+// pino loads its transport module (thread-stream, which runs transports in a worker thread, and with it node:assert,
+// node:module and node:url) at start, for pino.transport(), which the agent does not call. The same kind of stub
+// loads it on the first call.
+const pinoTransportOnDemand = {
+  name: "pino-transport-on-demand",
+  setup(b) {
+    b.onResolve({ filter: /^\.\/lib\/transport$/ }, (args) =>
+      /pino[\\/]pino\.js$/.test(args.importer) ? { path: "pino-transport", namespace: "ferry-on-demand" } : undefined,
+    );
+  },
+};
+const outdir = `${root}/installers/dist/ferry-agent`;
+// A fresh directory each time: chunks of an earlier build must not ship with this one.
+rmSync(outdir, { recursive: true, force: true });
+rmSync(`${root}/installers/dist/ferry-agent.mjs`, { force: true }); // the single file of earlier versions
+rmSync(`${root}/installers/dist/ferry-agent.mjs.LEGAL.txt`, { force: true });
 await build({
-  entryPoints: [`${root}/agent/dist/cli/main.js`],
-  outfile: `${root}/installers/dist/ferry-agent.mjs`,
+  entryPoints: { "ferry-agent": `${root}/agent/dist/cli/main.js` },
+  outdir,
+  splitting: true,
+  chunkNames: "chunks/[name]-[hash]",
+  outExtension: { ".js": ".mjs" },
   bundle: true,
   platform: "node",
   format: "esm",
@@ -44,12 +74,12 @@ await build({
   minify: true,
   keepNames: true,
   charset: "ascii",
-  plugins: [sshOnDemand],
-  // CommonJS dependencies (grpc-js, pino, ssh2) call require() and read __dirname; give the ESM bundle both.
+  plugins: [sshOnDemand, pinoTransportOnDemand],
+  // CommonJS dependencies (grpc-js, pino, ssh2) call require() and read __dirname; give every file of the bundle both.
   banner: {
     js: [
       "#!/usr/bin/env node",
-      `// ferry-agent ${version} - single-file bundle`,
+      `// ferry-agent ${version}`,
       'import { createRequire as __ferryCreateRequire } from "node:module";',
       'import { fileURLToPath as __ferryFileURLToPath } from "node:url";',
       "const require = __ferryCreateRequire(import.meta.url);",
@@ -61,4 +91,4 @@ await build({
   legalComments: "linked",
   logLevel: "warning",
 });
-console.log(`installers/dist/ferry-agent.mjs (agent ${version})`);
+console.log(`installers/dist/ferry-agent/ferry-agent.mjs and its chunks (agent ${version})`);

@@ -50,7 +50,7 @@ import { agentAllocatorEnv, agentNodeFlags } from "./agent-flags.js";
 import { startGateway, type Gateway } from "./gateway.js";
 import { MEMORY_REPORTER, mib, window, type MemorySample } from "./memory.js";
 
-const AGENT_BUNDLE = join(ROOT, "installers/dist/ferry-agent.mjs");
+const AGENT_BUNDLE = join(ROOT, "installers/dist/ferry-agent/ferry-agent.mjs");
 const AGENT_BIN = join(ROOT, "agent/bin/ferry-agent.js");
 const IDLE_FROM_MS = 40_000;
 const IDLE_TO_MS = 60_000;
@@ -412,7 +412,7 @@ async function run(o: Options, workDir: string): Promise<void> {
   if (o.agent === "bundle" && !existsSync(AGENT_BUNDLE)) throw new Error(`no agent bundle at ${AGENT_BUNDLE}: npm run bundle:agent`);
   const socket = engine.socketPath;
   const flags = agentNodeFlags();
-  log(`agent: ${o.agent === "bundle" ? "installers/dist/ferry-agent.mjs" : "agent/bin/ferry-agent.js"} with ${flags.join(" ")} ${Object.entries(agentAllocatorEnv()).map(([k, v]) => `${k}=${v}`).join(" ")}; Docker Engine ${socket}; load average ${load0.map((l) => l.toFixed(2)).join(" ")}`);
+  log(`agent: ${o.agent === "bundle" ? "installers/dist/ferry-agent/ferry-agent.mjs" : "agent/bin/ferry-agent.js"} with ${flags.join(" ")} ${Object.entries(agentAllocatorEnv()).map(([k, v]) => `${k}=${v}`).join(" ")}; Docker Engine ${socket}; load average ${load0.map((l) => l.toFixed(2)).join(" ")}`);
 
   const reg = await startRegistry();
   abortHooks.push(() => reg.stop());

@@ -16,11 +16,21 @@ let loading: Promise<typeof X509> | undefined;
 export function loadX509(): Promise<typeof X509> {
   loading ??= (async () => {
     await import("reflect-metadata");
-    const x509 = await import("@peculiar/x509");
+    const x509 = commonJsExports(await import("@peculiar/x509"));
     x509.cryptoProvider.set(webcrypto);
     return x509;
   })();
   return loading;
+}
+
+/**
+ * The library's exports whichever way it was loaded: Node's own import() of its CommonJS build gives them as named
+ * exports (and module.exports as `default`); the agent's split bundle (scripts/bundle-agent.mjs) loads it from a chunk
+ * of its own, which exports module.exports as `default` only.
+ */
+function commonJsExports(mod: typeof X509): typeof X509 {
+  const cjs = (mod as unknown as { default?: typeof X509 }).default;
+  return cjs !== undefined && typeof cjs.cryptoProvider === "object" ? cjs : mod;
 }
 
 export { webcrypto };

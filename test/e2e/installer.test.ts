@@ -9,7 +9,7 @@
 // (root:<group> 0660), where it must offer the docker driver, and must not without the group.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -17,6 +17,9 @@ import { TestControlPlane } from "../helpers/control-plane.js";
 import { dockerEngine, dockerSkipReason } from "../helpers/docker.js";
 import { ROOT, start, type Proc } from "../helpers/processes.js";
 import { waitFor } from "../helpers/wait.js";
+
+// What `npm run bundle:agent` writes: the entry point and its chunks.
+const BUNDLE = join(ROOT, "installers/dist/ferry-agent");
 
 describe("installers/linux/install.sh", () => {
   let cp: TestControlPlane;
@@ -44,19 +47,23 @@ describe("installers/linux/install.sh", () => {
     const noBundle = install([]);
     assert.equal(noBundle.status, 2);
     assert.match(noBundle.stderr, /--bundle is required/);
-    const noJoin = install(["--bundle", join(ROOT, "installers/dist/ferry-agent.mjs")]);
+    const noJoin = install(["--bundle", BUNDLE]);
     assert.equal(noJoin.status, 2);
     assert.match(noJoin.stderr, /--join is required/);
+    const notABundle = install(["--bundle", join(ROOT, "installers/linux")]);
+    assert.equal(notABundle.status, 2);
+    assert.match(notABundle.stderr, /no agent bundle at .*installers\/linux \(expected the directory npm run bundle:agent writes/);
   });
 
   it("installs, enrols and writes the unit; the installed agent comes online", async () => {
     const joinString = await cp.createJoinString("edge");
-    const r = install(["--bundle", join(ROOT, "installers/dist/ferry-agent.mjs"), "--name", "edge-1"], { FERRY_JOIN: joinString });
+    const r = install(["--bundle", BUNDLE, "--name", "edge-1"], { FERRY_JOIN: joinString });
     assert.equal(r.status, 0, r.stderr + r.stdout);
     assert.doesNotMatch(r.stdout + r.stderr, /ferry-join-v1/, "the join string is never echoed");
     const bin = join(root, "usr/local/bin/ferry-agent");
     const state = join(root, "var/lib/ferry-agent");
     assert.ok(existsSync(join(root, "opt/ferry-agent/ferry-agent.mjs")));
+    assert.deepEqual(readdirSync(join(root, "opt/ferry-agent/chunks")).sort(), readdirSync(join(BUNDLE, "chunks")).sort(), "every chunk installed");
     assert.equal(statSync(state).mode & 0o777, 0o700);
     assert.equal(statSync(join(state, "agent.key")).mode & 0o777, 0o600);
     const unit = readFileSync(join(root, "etc/systemd/system/ferry-agent.service"), "utf8");
@@ -81,16 +88,33 @@ describe("installers/linux/install.sh", () => {
     assert.equal(v.facts.agentVersion, (JSON.parse(readFileSync(join(ROOT, "agent/package.json"), "utf8")) as { version: string }).version);
 
     // Running it again keeps the identity.
-    const again = install(["--bundle", join(ROOT, "installers/dist/ferry-agent.mjs")]);
+    const again = install(["--bundle", BUNDLE]);
     assert.equal(again.status, 0, again.stderr);
     assert.match(again.stdout, /already enrolled/);
+  });
+
+  it("upgrades beside a running agent: chunks of the earlier version stay until it is said none runs", () => {
+    // A chunk only an earlier version had (names carry a hash of their content, so versions never share a name).
+    const chunks = join(root, "opt/ferry-agent/chunks");
+    const old = join(chunks, "chunk-OLDVERSION.mjs");
+    writeFileSync(old, "export {};\n");
+    // The entry point's own path is accepted too and names its directory.
+    const kept = install(["--bundle", join(BUNDLE, "ferry-agent.mjs")]);
+    assert.equal(kept.status, 0, kept.stderr);
+    assert.match(kept.stdout, /kept 1 chunk\(s\) of earlier versions/);
+    assert.ok(existsSync(old), "an agent started before may still import it");
+    const pruned = install(["--bundle", BUNDLE, "--prune-chunks"]);
+    assert.equal(pruned.status, 0, pruned.stderr);
+    assert.match(pruned.stdout, /removed 1 chunk\(s\) of earlier versions/);
+    assert.equal(existsSync(old), false);
+    assert.deepEqual(readdirSync(chunks).sort(), readdirSync(join(BUNDLE, "chunks")).sort());
   });
 
   it("gives the unit to systemd's own loader: ordering after docker.service and the socket's group resolve; it enables offline", async () => {
     const engine = await dockerEngine();
     const gid = existsSync(engine.socketPath) ? statSync(engine.socketPath).gid : null;
     const group = gid === null ? "docker" : (spawnSync("getent", ["group", String(gid)], { encoding: "utf8" }).stdout.split(":")[0] ?? "docker");
-    const r = install(["--bundle", join(ROOT, "installers/dist/ferry-agent.mjs"), "--docker-group", group]);
+    const r = install(["--bundle", BUNDLE, "--docker-group", group]);
     assert.equal(r.status, 0, r.stderr);
     const unitPath = join(root, "etc/systemd/system/ferry-agent.service");
     const v = spawnSync("systemd-analyze", ["verify", unitPath], { encoding: "utf8", env: { ...process.env, SYSTEMD_LOG_LEVEL: "debug" } });
@@ -107,9 +131,9 @@ describe("installers/linux/install.sh", () => {
     assert.equal(enable.status, 0, enable.stderr);
     assert.deepEqual(readdirSync(join(root, "etc/systemd/system/multi-user.target.wants")), ["ferry-agent.service"]);
     // --no-docker takes the drop-in away again.
-    assert.equal(install(["--bundle", join(ROOT, "installers/dist/ferry-agent.mjs"), "--no-docker"]).status, 0);
+    assert.equal(install(["--bundle", BUNDLE, "--no-docker"]).status, 0);
     assert.equal(existsSync(join(root, "etc/systemd/system/ferry-agent.service.d/docker.conf")), false);
-    assert.equal(install(["--bundle", join(ROOT, "installers/dist/ferry-agent.mjs"), "--docker-group", group]).status, 0);
+    assert.equal(install(["--bundle", BUNDLE, "--docker-group", group]).status, 0);
   });
 
   it("under the unit's credentials the agent reaches the Docker Engine through the group, and only through it", async (t) => {

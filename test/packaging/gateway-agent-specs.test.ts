@@ -75,9 +75,12 @@ describe("gateway agent packaging", () => {
   it("the container image copies what the repository builds, runs unprivileged, and its entrypoint is valid sh", () => {
     const df = read("installers/container/Dockerfile");
     const copies = [...df.matchAll(/^COPY(?: --\S+)* (\S+) \S+$/gm)].map((m) => m[1]!);
-    assert.deepEqual(copies, ["installers/dist/ferry-agent.mjs", "installers/container/entrypoint.sh"]);
+    assert.deepEqual(copies, ["installers/dist/ferry-agent/", "installers/container/entrypoint.sh"]);
+    assert.match(df, /^COPY(?: --\S+)* installers\/dist\/ferry-agent\/ \/opt\/ferry-agent\/$/m, "the bundle's directory, chunks and all");
     assert.ok(existsSync(join(ROOT, "installers/container/entrypoint.sh")));
-    assert.match(read("scripts/bundle-agent.mjs"), /installers\/dist\/ferry-agent\.mjs/, "the bundle script writes what the image copies");
+    const bundler = read("scripts/bundle-agent.mjs");
+    assert.match(bundler, /`\$\{root\}\/installers\/dist\/ferry-agent`/, "the bundle script writes what the image copies");
+    assert.match(bundler, /"ferry-agent": /, "its entry point is ferry-agent.mjs, which the entry point script runs");
     assert.match(df, /^USER 10001:10001$/m);
     assert.match(df, /^ENTRYPOINT \[/m, "exec form, so signals reach tini and the agent");
     execFileSync("sh", ["-n", join(ROOT, "installers/container/entrypoint.sh")]);

@@ -37,7 +37,9 @@ export function describeAgentConfig(config: AgentConfig, registrations: readonly
   add("logLevel", config.logLevel);
   add("observeIntervalSeconds", config.observeIntervalSeconds);
   add("registryAuthFile", config.registryAuthFile);
-  for (const r of [...registrations].sort((a, b) => a.descriptor.kind.localeCompare(b.descriptor.kind))) {
+  // Plain code-unit order (kinds are ASCII names): localeCompare would load ICU's collation data, megabytes of the
+  // node binary made resident for the life of the agent for one sort at start-up (docs/performance.md, "Footprint").
+  for (const r of [...registrations].sort((a, b) => (a.descriptor.kind < b.descriptor.kind ? -1 : a.descriptor.kind > b.descriptor.kind ? 1 : 0))) {
     const kind = r.descriptor.kind;
     const section = config.drivers[kind];
     if (!section) continue;

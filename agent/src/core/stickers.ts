@@ -77,7 +77,8 @@ export class StickerStore {
   }
 
   all(): StickerFile[] {
-    return [...this.#stickers.values()].sort((a, b) => a.targetId.localeCompare(b.targetId));
+    // Code-unit order, not localeCompare: target ids are ASCII, and a collator would make ICU's data resident.
+    return [...this.#stickers.values()].sort((a, b) => (a.targetId < b.targetId ? -1 : a.targetId > b.targetId ? 1 : 0));
   }
 }
 
