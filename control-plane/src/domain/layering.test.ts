@@ -17,7 +17,7 @@ function domainFiles(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
     const p = join(dir, name);
     if (statSync(p).isDirectory()) return domainFiles(p);
-    return name.endsWith(".ts") && !name.endsWith(".test.ts") ? [p] : [];
+    return name.endsWith(".ts") && !name.endsWith(".test.ts") && !name.endsWith(".fixture.ts") ? [p] : [];
   });
 }
 
