@@ -2,7 +2,7 @@
 // it creates (com.docker.compose.project, com.docker.compose.service, com.docker.compose.oneoff).
 import type Docker from "dockerode";
 
-import { view, type ContainerView } from "../docker/containers.js";
+import { newestFirst, view, type ContainerView } from "../docker/containers.js";
 
 export const COMPOSE_LABELS = { project: "com.docker.compose.project", service: "com.docker.compose.service", oneoff: "com.docker.compose.oneoff" } as const;
 
@@ -19,7 +19,7 @@ export async function projectContainers(docker: Docker, project: string): Promis
     list.push(v);
     out.set(service, list);
   }
-  for (const list of out.values()) list.sort((a, b) => b.created.localeCompare(a.created));
+  for (const list of out.values()) list.sort(newestFirst);
   return out;
 }
 

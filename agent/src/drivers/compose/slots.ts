@@ -22,7 +22,7 @@ import type Docker from "dockerode";
 import type { Router, Slot, Weights } from "../../routing/router.js";
 import { otherSlot, SLOTS, type SlotCounters } from "../../routing/router.js";
 import { removeContainer, startContainer, stopContainer } from "../docker/container-ops.js";
-import { view, type ContainerView } from "../docker/containers.js";
+import { newestFirst, view, type ContainerView } from "../docker/containers.js";
 import type { SlotState } from "../docker/phase-state.js";
 import { DEFAULT_DRAIN_SECONDS, DEFAULT_PORT_ENV, pickSlots, weightsFor } from "../docker/slots.js";
 import { DriverError } from "../driver.js";
@@ -44,7 +44,7 @@ export interface RoutedStart {
 /** A routed service's slot containers (one-off containers of the service labelled with their slot), newest per slot. */
 export async function slotContainers(docker: Docker, project: string, service: string): Promise<Record<Slot, ContainerView | undefined>> {
   const listed = await docker.listContainers({ all: true, filters: { label: [`${COMPOSE_LABELS.project}=${project}`, `${COMPOSE_LABELS.service}=${service}`, SLOT_LABEL] } });
-  const views = (await Promise.all(listed.map((c) => view(docker, c.Id)))).filter((v): v is ContainerView => !!v).sort((a, b) => b.created.localeCompare(a.created));
+  const views = (await Promise.all(listed.map((c) => view(docker, c.Id)))).filter((v): v is ContainerView => !!v).sort(newestFirst);
   const out: Record<Slot, ContainerView | undefined> = { blue: undefined, green: undefined };
   for (const slot of SLOTS) out[slot] = views.find((v) => v.labels[SLOT_LABEL] === slot);
   return out;

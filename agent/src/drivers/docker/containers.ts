@@ -75,7 +75,20 @@ export interface ContainerView {
   /** The digest the container's image carries for `repository` in the engine ("" if none does). */
   digest: string;
   labels: Record<string, string>;
+  /** When the engine created it: RFC 3339 in UTC, with up to nine fraction digits (trailing zeros trimmed). */
   created: string;
+}
+
+/**
+ * Orders two containers newest first by their `created` time. The engine trims trailing zeros of the fraction, so the
+ * strings are padded to nine digits before they are compared, by code unit: `localeCompare` would compare them wrongly
+ * too ("45.12345Z" after "45.123456789Z") and would make ICU's collation data resident in the agent.
+ */
+export function newestFirst(a: Pick<ContainerView, "created">, b: Pick<ContainerView, "created">): number {
+  const key = (t: string) => t.replace(/(?:\.(\d{1,9}))?Z$/, (_m, f: string | undefined) => `.${(f ?? "").padEnd(9, "0")}Z`);
+  const ka = key(a.created);
+  const kb = key(b.created);
+  return ka < kb ? 1 : ka > kb ? -1 : 0;
 }
 
 export interface TargetContainers {

@@ -27,7 +27,7 @@ import {
   type TargetSticker,
 } from "../driver.js";
 import { containerHealthTarget, resolveHealthCheck } from "./container-health.js";
-import { describeLeftovers, ferryLabels, findContainers, LABELS, type ContainerView } from "./containers.js";
+import { describeLeftovers, ferryLabels, findContainers, LABELS, newestFirst, type ContainerView } from "./containers.js";
 import { dockerError, engineMessage, isEngineUnreachable } from "./errors.js";
 import { DEFAULT_SETTLE_MS, waitHealthy, type HealthResult, type ResolvedHealthCheck } from "./health.js";
 import type { DockerEnv, DockerPhaseState } from "./phase-state.js";
@@ -195,7 +195,7 @@ export class DockerDriver implements Driver<DockerTargetConfig, DockerPhaseState
         // A routed target has no container under its own name: what serves is the running slot container (the
         // newer one while both run, during a switch).
         const slots = await Promise.all(SLOT_NAMES.map((s) => findContainers(env.docker, slotContainer(config, s)).then((f) => f.current)));
-        const running = slots.filter((c): c is ContainerView => c !== undefined).sort((a, b) => Number(b.running) - Number(a.running) || b.created.localeCompare(a.created));
+        const running = slots.filter((c): c is ContainerView => c !== undefined).sort((a, b) => Number(b.running) - Number(a.running) || newestFirst(a, b));
         return { config, socketPath: env.socketPath, found: { current: running[0], parked: [] } };
       }
       return { config, socketPath: env.socketPath, found: await findContainers(env.docker, config.container) };
