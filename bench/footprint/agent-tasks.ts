@@ -5,7 +5,7 @@
 // ("What the agent keeps after tasks").
 //
 //   node --conditions=ferry-source --import tsx bench/footprint/agent-tasks.ts [--points 0,10,100,300]
-//        [--heavy N (100)] [--targets K (4)] [--rest-seconds S (20)] [--keep] [--entry FILE]
+//        [--heavy N (100)] [--targets K (4)] [--rest-seconds S (20)] [--no-snapshots] [--keep] [--entry FILE]
 //   node --conditions=ferry-source --import tsx bench/footprint/agent-tasks.ts --diff A.heapsnapshot B.heapsnapshot
 //        [--retainers NAME]
 //
@@ -57,7 +57,7 @@ function readSnapshot(file: string): Snapshot {
 }
 
 /** The group a node counts in: an object's constructor, else its type (code, strings, arrays, shapes...). */
-function groupOf(s: Snapshot, type: string, name: string): string {
+function groupOf(type: string, name: string): string {
   if (type === "object" || type === "closure" || type === "native") return `${type}:${name}`;
   if (type === "hidden" || type === "array" || type === "object shape") return `${type}:${name.replace(/\d+/g, "#").slice(0, 60)}`;
   return type;
@@ -79,7 +79,7 @@ export function snapshotTotals(file: string): { total: number; groups: GroupTota
     const type = s.nodeTypes[s.nodes[i + fType] as number] as string;
     const name = s.strings[s.nodes[i + fName] as number] as string;
     const size = s.nodes[i + fSize] as number;
-    const g = groupOf(s, type, name);
+    const g = groupOf(type, name);
     const e = (groups[g] ??= { count: 0, bytes: 0 });
     e.count += 1;
     e.bytes += size;
@@ -111,7 +111,7 @@ export function retainers(file: string, group: string, top = 20): string {
   const eType = s.edgeFields.indexOf("type");
   const eName = s.edgeFields.indexOf("name_or_index");
   const eTo = s.edgeFields.indexOf("to_node");
-  const groupAt = (i: number) => groupOf(s, s.nodeTypes[s.nodes[i + fType] as number] as string, s.strings[s.nodes[i + fName] as number] as string);
+  const groupAt = (i: number) => groupOf(s.nodeTypes[s.nodes[i + fType] as number] as string, s.strings[s.nodes[i + fName] as number] as string);
   const counts = new Map<string, number>();
   let edge = 0;
   for (let i = 0; i < s.nodes.length; i += width) {
@@ -145,9 +145,13 @@ if (dir) {
     globalThis.gc(); globalThis.gc();
     const m = process.memoryUsage();
     const spaces = Object.fromEntries(getHeapSpaceStatistics().map((s) => [s.space_name, s.space_used_size]));
+    // Resident memory now, after the collections and before a snapshot's own allocations.
+    const status = readFileSync("/proc/self/status", "utf8");
+    const kb = (k) => Number(new RegExp(k + ":[^0-9]*([0-9]+) kB").exec(status)[1]) * 1024;
+    const rss = { rss: kb("VmRSS"), anon: kb("RssAnon"), file: kb("RssFile") };
     let snapshot = null;
     if (label.endsWith("+snapshot")) snapshot = writeHeapSnapshot(dir + "/" + label.slice(0, -9) + ".heapsnapshot");
-    writeFileSync(dir + "/answer.tmp", JSON.stringify({ label, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers, spaces, snapshot }));
+    writeFileSync(dir + "/answer.tmp", JSON.stringify({ label, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers, spaces, rss, snapshot }));
     renameSync(dir + "/answer.tmp", dir + "/" + label + ".json");
   });
 }
@@ -167,12 +171,6 @@ interface Point {
   snapshot: string | null;
 }
 
-function statusKb(pid: number, key: string): number {
-  const m = new RegExp(`${key}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  if (!m) throw new Error(`no ${key} for process ${pid}`);
-  return Number(m[1]) * 1024;
-}
-
 async function probe(pid: number, dir: string, label: string, snapshot: boolean): Promise<Omit<Point, "tasks" | "heavyTasks">> {
   writeFileSync(join(dir, "request.tmp"), snapshot ? `${label}+snapshot` : label);
   renameSync(join(dir, "request.tmp"), join(dir, "request"));
@@ -182,14 +180,19 @@ async function probe(pid: number, dir: string, label: string, snapshot: boolean)
     if (Date.now() > deadline) throw new Error(`the agent did not answer the probe ${label}`);
     await sleep(100);
   }
-  const a = JSON.parse(readFileSync(answer, "utf8")) as { heapUsed: number; external: number; spaces: Record<string, number>; snapshot: string | null };
-  // RSS after the collections (and the snapshot's own garbage collected by the next probe's collections).
-  await sleep(2000);
+  const a = JSON.parse(readFileSync(answer, "utf8")) as {
+    heapUsed: number;
+    external: number;
+    spaces: Record<string, number>;
+    rss: { rss: number; anon: number; file: number };
+    snapshot: string | null;
+  };
   return {
     label,
-    rssBytes: statusKb(pid, "VmRSS"),
-    anonBytes: statusKb(pid, "RssAnon"),
-    fileBytes: statusKb(pid, "RssFile"),
+    // Read by the probe after the collections and before the snapshot (which allocates tens of MB while it writes).
+    rssBytes: a.rss.rss,
+    anonBytes: a.rss.anon,
+    fileBytes: a.rss.file,
     heapUsed: a.heapUsed,
     external: a.external,
     spaces: a.spaces,
@@ -204,15 +207,17 @@ interface Options {
   restSeconds: number;
   keep: boolean;
   entry: string;
+  /** Heap snapshots at every point, or none (a snapshot leaves the C heap larger for a while: RSS-only runs). */
+  snapshots: boolean;
 }
 
 function usage(msg: string): never {
-  process.stderr.write(`agent-tasks: ${msg}\nusage: agent-tasks.ts [--points 0,10,100,300] [--heavy N] [--targets K] [--rest-seconds S] [--keep] [--entry FILE]\n       agent-tasks.ts --diff A B [--retainers GROUP]\n`);
+  process.stderr.write(`agent-tasks: ${msg}\nusage: agent-tasks.ts [--points 0,10,100,300] [--heavy N] [--targets K] [--rest-seconds S] [--no-snapshots] [--keep] [--entry FILE]\n       agent-tasks.ts --diff A B [--retainers GROUP]\n`);
   process.exit(2);
 }
 
 function parseOptions(argv: string[]): Options {
-  const o: Options = { points: [0, 10, 100, 300], heavy: 100, targets: 4, restSeconds: 20, keep: false, entry: join(ROOT, "installers/dist/ferry-agent.mjs") };
+  const o: Options = { points: [0, 10, 100, 300], heavy: 100, targets: 4, restSeconds: 20, keep: false, entry: join(ROOT, "installers/dist/ferry-agent.mjs"), snapshots: true };
   const int = (v: string | undefined, name: string, max: number) => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < 0 || n > max) usage(`--${name} must be a whole number from 0 to ${max}`);
@@ -227,6 +232,7 @@ function parseOptions(argv: string[]): Options {
     else if (a === "--targets") o.targets = Math.max(1, int(argv[++i], "targets", 16));
     else if (a === "--rest-seconds") o.restSeconds = int(argv[++i], "rest-seconds", 600);
     else if (a === "--keep") o.keep = true;
+    else if (a === "--no-snapshots") o.snapshots = false;
     else if (a === "--entry") o.entry = argv[++i] ?? usage("--entry needs a file");
     else usage(`unexpected argument ${a}`);
   }
@@ -373,7 +379,7 @@ async function run(o: Options, workDir: string): Promise<void> {
   const points: Point[] = [];
   const measure = async (label: string) => {
     await sleep(o.restSeconds * 1000);
-    const p = await probe(pid, snapDir, label, true);
+    const p = await probe(pid, snapDir, label, o.snapshots);
     points.push({ ...p, tasks: stats.tasks, heavyTasks: stats.heavy });
     log(`${label}: RSS ${mb(p.rssBytes)} (anon ${mb(p.anonBytes)}, file ${mb(p.fileBytes)}), heap used ${mb(p.heapUsed)}, external ${mb(p.external)}; ${JSON.stringify(stats.outcomes)}`);
   };
@@ -389,7 +395,7 @@ async function run(o: Options, workDir: string): Promise<void> {
     await deployAll(heavyTargets, o.heavy, true);
     await measure(`heavy-${o.heavy}`);
     // and normal tasks again after them: what the heavy ones left once the agent is back to its usual work
-    await deployAll(targets, Math.min(100, done || 100), false);
+    await deployAll(targets, Math.min(50, done || 50), false);
     await measure(`heavy-${o.heavy}-then-tasks`);
   }
   await stopChild(agent, 10_000);
