@@ -439,6 +439,10 @@ export class TaskJournal {
       );
     }
     const next = copy(current);
+    // The copy's id and nonce are equal strings of their own; keep the instances the indexes already hold, so a
+    // settled summary does not hold a second copy of each.
+    next.taskId = current.taskId;
+    next.nonce = current.nonce;
     change(next);
     this.#records.set(taskId, next);
     try {

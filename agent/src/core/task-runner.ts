@@ -38,6 +38,7 @@ const CHUNK_BYTES = 32 * 1024;
 const MAX_ROUTE_DETAILS = 16 * 1024;
 /** Heartbeats between full sticker reports when nothing changed. */
 const STICKER_REPORT_EVERY = 20;
+const PRUNE_EVERY_MS = 3_600_000;
 
 /** What the runner needs of the session: its events, a way to send, the pull fallback and the agent's identity. */
 export interface TaskSession {
@@ -57,6 +58,8 @@ export interface TaskRunnerOptions {
   agentCredentials?: (registry: string) => { username?: string; password?: string; identityToken?: string } | undefined;
   /** How often what runs on each stickered target is observed for drift. Default 60 s. */
   observeEveryMs?: number;
+  /** How often the journal drops records past their retention while the agent runs. Default 1 h. */
+  pruneEveryMs?: number;
   now?: () => number;
 }
 
@@ -90,6 +93,8 @@ export class TaskRunner {
   #heartbeats = 0;
   #offerChain: Promise<void> = Promise.resolve();
   #observeTimer: NodeJS.Timeout | undefined;
+  #pruneTimer: NodeJS.Timeout | undefined;
+  #pruning: Promise<unknown> = Promise.resolve();
   #stopped = false;
 
   constructor(o: TaskRunnerOptions) {
@@ -105,7 +110,7 @@ export class TaskRunner {
     this.#stickers = await StickerStore.open(this.#o.stateDir);
     this.#trusted = await readTrustedKeys(this.#o.stateDir);
     await this.#closeInterrupted();
-    await this.#journal.prune(this.#now()).catch((err: unknown) => this.#log.warn({ err }, "could not prune the task journal"));
+    await this.prune();
     const s = this.#o.session;
     s.on("welcome", (w) => {
       if (w.taskSigningKeys.length > 0) void this.#setTrusted(w.taskSigningKeys);
@@ -119,15 +124,50 @@ export class TaskRunner {
     await this.#observeAll();
     this.#observeTimer = setInterval(() => void this.#observeAll(), this.#o.observeEveryMs ?? 60_000);
     this.#observeTimer.unref();
+    // The journal holds a summary of every task in its retention window (task-journal.ts, "Memory"): without pruning
+    // while the agent runs, an agent that is never restarted would keep every task it ever ran.
+    this.#pruneTimer = setInterval(() => void this.prune(), this.#o.pruneEveryMs ?? PRUNE_EVERY_MS);
+    this.#pruneTimer.unref();
     return this;
+  }
+
+  /** Drops journal records past their retention (one pass at a time); a failure is logged and retried next time. */
+  prune(): Promise<unknown> {
+    this.#pruning = this.#pruning.then(() =>
+      this.#journal.prune(this.#now()).then(
+        (pruned) => {
+          if (pruned.length > 0) this.#log.debug({ pruned: pruned.length }, "pruned the task journal");
+        },
+        (err: unknown) => this.#log.warn({ err }, "could not prune the task journal"),
+      ),
+    );
+    return this.#pruning;
+  }
+
+  /**
+   * How many entries the runner's per-task structures hold now: what must stay flat however many tasks ran (tests
+   * and diagnostics; docs/performance.md, "What the agent keeps after tasks").
+   */
+  held(): { running: number; targetChains: number; cursors: number; pumping: number; observed: number; journal: number; spool: number } {
+    return {
+      running: this.#running.size,
+      targetChains: this.#targetChains.size,
+      cursors: this.#cursors.size,
+      pumping: this.#pumping.size,
+      observed: this.#observed.size,
+      journal: this.#journal.all().length,
+      spool: this.#spool.tasks().length,
+    };
   }
 
   /** Stops observing and aborts running tasks (their drivers restore the target); waits for them to settle. */
   async stop(): Promise<void> {
     this.#stopped = true;
     if (this.#observeTimer) clearInterval(this.#observeTimer);
+    if (this.#pruneTimer) clearInterval(this.#pruneTimer);
     for (const controller of this.#running.values()) controller.abort(new Error("the agent is stopping"));
     await Promise.allSettled([...this.#targetChains.values()]);
+    await this.#pruning;
     await this.#spool.flush().catch(() => undefined);
   }
 
