@@ -217,7 +217,7 @@ function usage(msg: string): never {
 }
 
 function parseOptions(argv: string[]): Options {
-  const o: Options = { points: [0, 10, 100, 300], heavy: 100, targets: 4, restSeconds: 20, keep: false, entry: join(ROOT, "installers/dist/ferry-agent.mjs"), snapshots: true };
+  const o: Options = { points: [0, 10, 100, 300], heavy: 100, targets: 4, restSeconds: 20, keep: false, entry: join(ROOT, "installers/dist/ferry-agent/ferry-agent.mjs"), snapshots: true };
   const int = (v: string | undefined, name: string, max: number) => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < 0 || n > max) usage(`--${name} must be a whole number from 0 to ${max}`);
