@@ -10,7 +10,8 @@ import { pino } from "pino";
 
 import { EcsFake } from "../../../../test/fakes/ecs/ecs-fake.js";
 import { runPhases } from "../../core/phase-runner.js";
-import { DriverError, type PhaseContext, type TargetRef } from "../driver.js";
+import { driverFailure, phaseContext } from "../../test-support/phase-context.js";
+import type { PhaseContext, TargetRef } from "../driver.js";
 import { EcsDriver, ecsConfig } from "./ecs-driver.js";
 import { ecsRegistration, ecsSettings } from "./index.js";
 
@@ -45,7 +46,6 @@ let fake: EcsFake;
 let endpoint: string;
 let driver: EcsDriver;
 let sdk: ECSClient;
-let n = 0;
 
 function target(config: Partial<EcsTargetConfig> = {}): TargetRef {
   const merged: Record<string, unknown> = { region: REGION, cluster: "prod", service: "web", ...(config.containers ? {} : { containerName: "web" }), steadyStateTimeoutSeconds: 30, ...config };
@@ -54,35 +54,12 @@ function target(config: Partial<EcsTargetConfig> = {}): TargetRef {
 }
 
 function ctx(images: ImagePin[], config: Partial<EcsTargetConfig> = {}, signal = new AbortController().signal, action: "deploy" | "rollback" = "deploy"): PhaseContext<EcsTargetConfig> & { lines: string[] } {
-  const t = target(config);
-  const lines: string[] = [];
-  n++;
-  return {
-    taskId: `task-${n}`,
-    deploymentId: `dep-${n}`,
-    action,
-    release: { id: `rel-${n}`, name: "shop", version: `1.${n}` },
-    target: t,
-    config: ecsConfig(t.config),
-    images,
-    credentials: () => undefined,
-    signal,
-    progress: { step: () => {}, log: (l) => lines.push(l) },
-    lines,
-  };
+  return phaseContext(target(config), ecsConfig, images, { signal, action });
 }
 
 const run = (c: PhaseContext<EcsTargetConfig>) => runPhases(driver, c, { logger: pino({ level: "silent" }) });
 
-async function failure(p: Promise<unknown>): Promise<DriverError> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof DriverError, `expected a DriverError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail("expected the task to fail");
-}
+const failure = driverFailure;
 
 before(async () => {
   fake = new EcsFake({ region: REGION, tickMs: 15 });

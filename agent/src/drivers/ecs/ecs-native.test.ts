@@ -14,7 +14,8 @@ import { pino } from "pino";
 
 import { EcsFake, type HookFunction } from "../../../../test/fakes/ecs/ecs-fake.js";
 import { runPhases } from "../../core/phase-runner.js";
-import { DriverError, type PhaseContext, type TargetRef } from "../driver.js";
+import { driverFailure, phaseContext } from "../../test-support/phase-context.js";
+import type { DriverError, PhaseContext, TargetRef } from "../driver.js";
 import { EcsDriver, ecsConfig } from "./ecs-driver.js";
 import { createGateHandler, GATE_TAG } from "./gate-hook.js";
 
@@ -40,42 +41,18 @@ let probe: Server;
 let probeUrl: string;
 /** What the probe server answers, by path. */
 const answers = new Map<string, number>();
-let n = 0;
 
 function target(config: Partial<EcsTargetConfig>): TargetRef {
   return { id: "t-1", name: "shop-web", kind: "ecs", config: { region: REGION, cluster: "prod", containerName: "web", steadyStateTimeoutSeconds: 30, ...config } };
 }
 
 function ctx(images: ImagePin[], config: Partial<EcsTargetConfig>): PhaseContext<EcsTargetConfig> & { lines: string[] } {
-  const t = target(config);
-  const lines: string[] = [];
-  n++;
-  return {
-    taskId: `task-${n}`,
-    deploymentId: `dep-${n}`,
-    action: "deploy",
-    release: { id: `rel-${n}`, name: "shop", version: `1.${n}` },
-    target: t,
-    config: ecsConfig(t.config),
-    images,
-    credentials: () => undefined,
-    signal: new AbortController().signal,
-    progress: { step: () => {}, log: (l) => lines.push(l) },
-    lines,
-  };
+  return phaseContext(target(config), ecsConfig, images);
 }
 
 const run = (c: PhaseContext<EcsTargetConfig>) => runPhases(driver, c, { logger: pino({ level: "silent" }) });
 
-async function failure(p: Promise<unknown>): Promise<DriverError> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof DriverError, `expected a DriverError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail("expected the task to fail");
-}
+const failure = driverFailure;
 
 function seed(service: string, deploymentConfiguration: Record<string, unknown>): void {
   fake.seedService("prod", service, TASK_DEF, { desiredCount: 2, deploymentConfiguration });

@@ -16,7 +16,8 @@ import { pino } from "pino";
 
 import { NomadFake } from "../../../../test/fakes/nomad/nomad-fake.js";
 import { runPhases } from "../../core/phase-runner.js";
-import { DriverError, type PhaseContext, type TargetRef } from "../driver.js";
+import { driverFailure, phaseContext } from "../../test-support/phase-context.js";
+import type { PhaseContext, TargetRef } from "../driver.js";
 import { nomadRegistration, nomadSettings } from "./index.js";
 import { NomadDriver, nomadConfig } from "./nomad-driver.js";
 
@@ -32,7 +33,6 @@ let fake: NomadFake;
 let address: string;
 let driver: NomadDriver;
 let tokenFile: string;
-let n = 0;
 
 function job(id: string, update: Record<string, unknown> = {}, count = 2): Record<string, unknown> {
   return {
@@ -60,33 +60,10 @@ function target(config: Partial<NomadTargetConfig> = {}): TargetRef {
 }
 
 function ctx(images: ImagePin[], config: Partial<NomadTargetConfig> = {}, signal = new AbortController().signal): PhaseContext<NomadTargetConfig> & { lines: string[] } {
-  const t = target(config);
-  const lines: string[] = [];
-  n++;
-  return {
-    taskId: `task-${n}`,
-    deploymentId: `dep-${n}`,
-    action: "deploy",
-    release: { id: `rel-${n}`, name: "shop", version: `1.${n}` },
-    target: t,
-    config: nomadConfig(t.config),
-    images,
-    credentials: () => undefined,
-    signal,
-    progress: { step: () => {}, log: (l) => lines.push(l) },
-    lines,
-  };
+  return phaseContext(target(config), nomadConfig, images, { signal });
 }
 
-async function failure(p: Promise<unknown>): Promise<DriverError> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof DriverError, `expected a DriverError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail("expected the task to fail");
-}
+const failure = driverFailure;
 
 const run = (c: PhaseContext<NomadTargetConfig>, d: NomadDriver = driver, phases?: Parameters<typeof runPhases>[2]["phases"]) => runPhases(d, c, { logger: pino({ level: "silent" }), ...(phases ? { phases } : {}) });
 
