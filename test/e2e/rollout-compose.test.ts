@@ -11,7 +11,6 @@ import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execFile } from "node:child_process";
@@ -20,6 +19,7 @@ import { after, before, describe, it } from "node:test";
 import { TestAgent } from "../helpers/agent.js";
 import { TestControlPlane } from "../helpers/control-plane.js";
 import { buildTestImage, dockerEngine, dockerSkipReason, runDocker } from "../helpers/docker.js";
+import { httpGet, httpLoad } from "../helpers/http-load.js";
 import { freePort } from "../helpers/net.js";
 import { POSTGRES_SKIP_REASON, createDatabase, testDatabaseUrl } from "../helpers/postgres.js";
 import { AGENT_BIN, run } from "../helpers/processes.js";
@@ -41,51 +41,10 @@ interface Step { index: number; kind: string; phase: string; state: string; resu
 interface Rollout { id: string; state: string; reason: Record<string, unknown> | null; steps: Step[] }
 
 /** GET /version on a fresh connection: status and body, or the error. */
-function get(port: number): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ host: "127.0.0.1", port, path: "/version", agent: false, timeout: 5000 }, (res) => {
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (c: string) => (body += c));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: body.trim() }));
-    });
-    req.on("timeout", () => req.destroy(new Error("timeout")));
-    req.on("error", reject);
-  });
-}
+const get = (port: number) => httpGet(port, "/version");
 
 /** Requests through the router, three at a time, until stopped (at most 150 s): counts by answer. */
-function load(port: number): { stop: () => Promise<{ ok: number; failed: number; bodies: Set<string>; errors: string[] }> } {
-  let running = true;
-  const r = { ok: 0, failed: 0, bodies: new Set<string>(), errors: [] as string[] };
-  const deadline = Date.now() + 150_000;
-  const worker = async (): Promise<void> => {
-    while (running && Date.now() < deadline) {
-      try {
-        const res = await get(port);
-        if (res.status === 200) {
-          r.ok++;
-          r.bodies.add(res.body);
-        } else {
-          r.failed++;
-          if (r.errors.length < 20) r.errors.push(`status ${res.status}: ${res.body}`);
-        }
-      } catch (err) {
-        r.failed++;
-        if (r.errors.length < 20) r.errors.push((err as Error).message);
-      }
-      await new Promise((res) => setTimeout(res, 5));
-    }
-  };
-  const workers = Array.from({ length: 3 }, worker);
-  return {
-    stop: async () => {
-      running = false;
-      await Promise.all(workers);
-      return r;
-    },
-  };
-}
+const load = (port: number) => httpLoad(port, { workers: 3, maxMs: 150_000, pauseMs: 5 });
 
 describe("blue-green and canary rollouts on a compose target through a real router", { skip, concurrency: false }, () => {
   let cp: TestControlPlane;

@@ -6,7 +6,6 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it, type TestContext } from "node:test";
@@ -17,6 +16,7 @@ import { pino } from "pino";
 
 import { buildTestImage, dockerEngine, dockerSkipReason, type TestImage } from "../../../../test/helpers/docker.js";
 import { haproxySkipReason, startHaproxy, type TestHaproxy } from "../../../../test/helpers/haproxy.js";
+import { httpGet, httpLoad } from "../../../../test/helpers/http-load.js";
 import { freePort } from "../../../../test/helpers/net.js";
 import { registrySkipReason, startRegistry, type TestRegistry } from "../../../../test/helpers/registry.js";
 import { waitFor } from "../../../../test/helpers/wait.js";
@@ -142,51 +142,10 @@ async function expectCode(p: Promise<unknown>, code: string): Promise<DriverErro
   assert.fail(`expected ${code}, it succeeded`);
 }
 
-function get(port: number, cookie?: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ host: "127.0.0.1", port, path: "/version", agent: false, timeout: 3000, ...(cookie ? { headers: { cookie } } : {}) }, (res) => {
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (c: string) => (body += c));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: body.trim() }));
-    });
-    req.on("timeout", () => req.destroy(new Error("timeout")));
-    req.on("error", reject);
-  });
-}
+const get = (port: number, cookie?: string) => httpGet(port, "/version", { timeoutMs: 3000, ...(cookie ? { cookie } : {}) });
 
 /** Requests through the router, three at a time, until stopped (at most 90 s). */
-function load(): { stop: () => Promise<{ ok: number; failed: number; versions: Set<string>; errors: string[] }> } {
-  let running = true;
-  const r = { ok: 0, failed: 0, versions: new Set<string>(), errors: [] as string[] };
-  const deadline = Date.now() + 90_000;
-  const worker = async (): Promise<void> => {
-    while (running && Date.now() < deadline) {
-      try {
-        const res = await get(listen);
-        if (res.status === 200) {
-          r.ok++;
-          r.versions.add(res.body);
-        } else {
-          r.failed++;
-          if (r.errors.length < 10) r.errors.push(`status ${res.status}`);
-        }
-      } catch (err) {
-        r.failed++;
-        if (r.errors.length < 10) r.errors.push((err as Error).message);
-      }
-      await new Promise((res) => setTimeout(res, 5));
-    }
-  };
-  const workers = Array.from({ length: 3 }, worker);
-  return {
-    stop: async () => {
-      running = false;
-      await Promise.all(workers);
-      return r;
-    },
-  };
-}
+const load = () => httpLoad(listen, { workers: 3, maxMs: 90_000, pauseMs: 5, timeoutMs: 3000, maxErrors: 10 });
 
 async function slotView(): Promise<Record<string, { id: string; state: string }>> {
   const list = await docker.listContainers({ all: true, filters: { label: [`com.docker.compose.project=${RUN}`, "ferry.slot"] } });
@@ -276,7 +235,7 @@ describe("a Compose project's phases as separate steps, with route tasks between
     const r = await traffic.stop();
     assert.equal(r.failed, 0, `failed requests: ${r.errors.join("; ")}`);
     assert.ok(r.ok > 20, `only ${r.ok} requests went through`);
-    assert.deepEqual([...r.versions].sort(), ["1", "2"]);
+    assert.deepEqual([...r.bodies].sort(), ["1", "2"]);
     assert.notEqual(await serving(), before);
     assert.deepEqual(await get(workerPort), { status: 200, body: "2" });
     assert.notEqual(await workerId(), worker);
@@ -312,7 +271,7 @@ describe("a Compose project's phases as separate steps, with route tasks between
     assert.match(restored.message, /is back/);
     const r = await traffic.stop();
     assert.equal(r.failed, 0, `failed requests: ${r.errors.join("; ")}`);
-    assert.ok(r.versions.has("3"), "the canary got requests");
+    assert.ok(r.bodies.has("3"), "the canary got requests");
     assert.equal(await serving(), before);
     assert.equal((await slotView())[w["newSlot"] as string], undefined, "the canary's container is removed");
     assert.equal(readFileSync(lockPath(dir), "utf8"), lockBefore);
@@ -351,7 +310,7 @@ describe("a Compose project's phases as separate steps, with route tasks between
     assert.equal(err.restored, true);
     const r = await traffic.stop();
     assert.equal(r.failed, 0, `failed requests: ${r.errors.join("; ")}`);
-    assert.deepEqual([...r.versions], ["3"]);
+    assert.deepEqual([...r.bodies], ["3"]);
     assert.equal(await serving(), before);
     // The version retained in the idle slot was removed to make room (restore reports it lost); the new one is gone too.
     assert.equal((await slotView())[before === "blue" ? "green" : "blue"], undefined);
