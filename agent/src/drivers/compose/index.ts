@@ -2,7 +2,7 @@
 // agent creates the driver.
 import { composeKind, type ObjectSchema } from "@ferry/contract";
 
-import type { Router } from "../../routing/router.js";
+import { hostRouter } from "../../routing/host-router.js";
 import { dockerSettings } from "../docker/index.js";
 import type { DriverRegistration } from "../driver.js";
 
@@ -39,15 +39,7 @@ export const composeRegistration: DriverRegistration = {
   async create({ logger, settings }) {
     const { ComposeDriver } = await import("./compose-driver.js");
     const s = settings as ComposeSettings;
-    let router: Router | undefined;
-    if (s.router === "haproxy") {
-      const { HaproxyRouter } = await import("../../routing/haproxy/haproxy-router.js");
-      router = new HaproxyRouter({
-        socket: s.routerSocket ?? "/run/haproxy/ferry.sock",
-        maintenanceMap: s.routerMaintenanceMap ?? "/etc/haproxy/ferry-maintenance.map",
-        splitMap: s.routerSplitMap ?? "/etc/haproxy/ferry-split.map",
-      });
-    }
+    const router = await hostRouter(s);
     return new ComposeDriver({
       logger,
       ...(router ? { router } : {}),

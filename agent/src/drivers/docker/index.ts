@@ -4,7 +4,7 @@
 // the agent creates the driver, so an agent that serves no Docker target pays nothing for it.
 import { dockerKind, type ObjectSchema } from "@ferry/contract";
 
-import type { Router } from "../../routing/router.js";
+import { hostRouter } from "../../routing/host-router.js";
 import type { DriverRegistration } from "../driver.js";
 
 /** The agent config's `drivers.docker` section. */
@@ -37,15 +37,7 @@ export const dockerRegistration: DriverRegistration = {
   async create({ logger, settings }) {
     const { DockerDriver } = await import("./docker-driver.js");
     const s = settings as DockerSettings;
-    let router: Router | undefined;
-    if (s.router === "haproxy") {
-      const { HaproxyRouter } = await import("../../routing/haproxy/haproxy-router.js");
-      router = new HaproxyRouter({
-        socket: s.routerSocket ?? "/run/haproxy/ferry.sock",
-        maintenanceMap: s.routerMaintenanceMap ?? "/etc/haproxy/ferry-maintenance.map",
-        splitMap: s.routerSplitMap ?? "/etc/haproxy/ferry-split.map",
-      });
-    }
+    const router = await hostRouter(s);
     return new DockerDriver({
       ...(router ? { router } : {}),
       logger,
