@@ -6,6 +6,7 @@ import { readFile, stat } from "node:fs/promises";
 import type { Logger } from "pino";
 import { AgentError } from "./core/agent-error.js";
 import type { AgentConfig } from "./config/agent-config.js";
+import { enabledRegistrations } from "./config/node-flags.js";
 
 import { collectFacts } from "./core/facts.js";
 import { enrol, type EnrolResult } from "./core/enrol.js";
@@ -15,6 +16,7 @@ import type { DriverRegistration } from "./drivers/driver.js";
 import { DRIVER_REGISTRATIONS } from "./drivers/index.js";
 import { DriverRegistry } from "./drivers/registry.js";
 import { TaskRunner } from "./core/task-runner.js";
+import { IdleCollector } from "./core/idle-collector.js";
 
 export interface EnrolConfig extends RunConfig {
   /** Secret: never logged. */
@@ -94,11 +96,9 @@ export async function runEnrol(config: EnrolConfig, rt: Runtime): Promise<EnrolR
  */
 export async function defaultDrivers(config: RunConfig, logger: Logger, registrations: readonly DriverRegistration[] = DRIVER_REGISTRATIONS): Promise<DriverRegistry> {
   const registry = new DriverRegistry();
-  for (const reg of registrations) {
+  for (const reg of enabledRegistrations(config, registrations)) {
     const kind = reg.descriptor.kind;
-    const section = config.drivers[kind];
-    if (!(section?.enabled ?? reg.enabledByDefault)) continue;
-    const driver = await reg.create({ logger, settings: section?.settings ?? {} });
+    const driver = await reg.create({ logger, settings: config.drivers[kind]?.settings ?? {} });
     const up = await driver.available();
     if (up.ok) registry.register(driver, up.detail);
     else logger.warn({ kind, detail: up.detail }, `the ${kind} driver cannot reach its targets; it is not offered`);
@@ -124,6 +124,7 @@ export async function runAgent(config: RunConfig, rt: Runtime): Promise<SessionR
   const agentAuth = config.registryAuthFile ? await readRegistryAuthFile(config.registryAuthFile) : new Map<string, AgentRegistryAuth>();
   const runner = await new TaskRunner({ stateDir: config.stateDir, session, drivers, logger: rt.logger, agentCredentials: (registry) => agentAuth.get(registry), observeEveryMs: config.observeIntervalSeconds * 1000 }).start();
   ref.runner = runner;
+  const collector = new IdleCollector({ busy: () => runner.held().running > 0 });
   const signals = rt.signals ?? process;
   const onSignal = (signal: string): void => {
     rt.logger.info({ signal }, "signal received; stopping");
@@ -136,6 +137,7 @@ export async function runAgent(config: RunConfig, rt: Runtime): Promise<SessionR
   } finally {
     signals.off("SIGINT", onSignal);
     signals.off("SIGTERM", onSignal);
+    collector.stop();
     await runner.stop();
   }
 }

@@ -85,9 +85,18 @@ for f in "$BUNDLE"/chunks/*; do install -m 0644 "$f" "$OPT/chunks/"; done
 for f in "$BUNDLE"/*.LEGAL.txt; do if [ -f "$f" ]; then install -m 0644 "$f" "$OPT/"; fi; done
 install -m 0644 "$BUNDLE/ferry-agent.mjs" "$OPT/ferry-agent.mjs.new" && mv "$OPT/ferry-agent.mjs.new" "$OPT/ferry-agent.mjs"
 # FERRY_AGENT_NODE_FLAGS (set by the systemd unit) carries node's runtime flags; unquoted on purpose, one word each.
+# --jitless removes WebAssembly, which the SSH driver needs: before `run` and `enrol`, the agent says which of the flags
+# suit its configuration (docs/agent.md, "Node flags").
 cat > "$BIN.tmp" <<WRAPPER
 #!/bin/sh
 # shellcheck disable=SC2086
+case "\${1:-}" in
+  run | enrol | enroll)
+    case "\${FERRY_AGENT_NODE_FLAGS:-}" in
+      *jitless* | *lite?mode* | *expose?wasm*)
+        FERRY_AGENT_NODE_FLAGS=\$(node \$FERRY_AGENT_NODE_FLAGS "$OPT/ferry-agent.mjs" node-flags "\$@") || exit \$? ;;
+    esac ;;
+esac
 exec node \$FERRY_AGENT_NODE_FLAGS "$OPT/ferry-agent.mjs" "\$@"
 WRAPPER
 chmod 0755 "$BIN.tmp" && mv "$BIN.tmp" "$BIN"

@@ -79,13 +79,28 @@ describe("installers/linux/install.sh", () => {
     }
 
     const id = (JSON.parse(readFileSync(join(state, "identity.json"), "utf8")) as { agentId: string }).agentId;
-    agent = start(bin, ["run", "--state-dir", state]);
-    const v = await waitFor("the installed agent online", async () => {
-      const a = await cp.api<{ status: string; name: string; facts: { agentVersion?: string } }>("GET", `/api/v1/agents/${id}`);
-      return a.body.status === "online" ? a.body : undefined;
-    });
-    assert.equal(v.name, "edge-1");
-    assert.equal(v.facts.agentVersion, (JSON.parse(readFileSync(join(ROOT, "agent/package.json"), "utf8")) as { version: string }).version);
+    // As systemd starts it: the unit's node flags in the environment, handed to node by the wrapper.
+    const unitFlags = /^Environment="FERRY_AGENT_NODE_FLAGS=([^"]*)"$/m.exec(unit)?.[1] ?? assert.fail("the unit sets no node flags");
+    assert.match(unitFlags, /--jitless/);
+    const runOnline = async (extra: string[]) => {
+      await agent?.kill("SIGKILL");
+      agent = start(bin, ["run", "--state-dir", state, ...extra], { FERRY_AGENT_NODE_FLAGS: unitFlags });
+      const running = agent;
+      const a = await waitFor("the installed agent online", async () => {
+        if (running.child.exitCode !== null) throw new Error(`the agent exited: ${running.stderr}`);
+        const r = await cp.api<{ status: string; name: string; connectedAt?: string; facts: { agentVersion?: string } }>("GET", `/api/v1/agents/${id}`);
+        return r.body.status === "online" && running.logs().some((l) => l.msg === "connected") ? r.body : undefined;
+      });
+      const starting = running.logs().find((l) => l.msg === "starting") ?? assert.fail("no start line");
+      return { a, nodeFlags: starting.nodeFlags as string[] };
+    };
+    const first = await runOnline([]);
+    assert.equal(first.a.name, "edge-1");
+    assert.equal(first.a.facts.agentVersion, (JSON.parse(readFileSync(join(ROOT, "agent/package.json"), "utf8")) as { version: string }).version);
+    assert.deepEqual(first.nodeFlags, unitFlags.split(" "), "the unit's flags reach node");
+    // The SSH driver needs WebAssembly, which --jitless removes: the wrapper leaves it and --no-expose-wasm out.
+    const ssh = await runOnline(["--driver", "ssh.enabled=true"]);
+    assert.deepEqual(ssh.nodeFlags, unitFlags.split(" ").filter((f) => f !== "--jitless" && f !== "--no-expose-wasm"));
 
     // Running it again keeps the identity.
     const again = install(["--bundle", BUNDLE]);

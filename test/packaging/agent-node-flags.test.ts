@@ -2,8 +2,8 @@
 // "Footprint") and written in two places: the systemd unit and the container image. They must stay the same, and
 // each launcher must hand the flags to node.
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync, spawnSync } from "node:child_process";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
@@ -22,8 +22,9 @@ describe("agent node flags", () => {
     const m = /^ENV FERRY_AGENT_NODE_FLAGS="([^"]*)"$/m.exec(read("installers/container/Dockerfile"));
     assert.ok(m, "the Dockerfile sets FERRY_AGENT_NODE_FLAGS");
     assert.equal(m[1], unitFlags());
-    const out = execFileSync(process.execPath, [...unitFlags().split(/\s+/), "-e", "process.stdout.write('ok')"], { encoding: "utf8" });
-    assert.equal(out, "ok");
+    const r = spawnSync(process.execPath, [...unitFlags().split(/\s+/), "-e", "process.stdout.write(typeof gc)"], { encoding: "utf8" });
+    assert.equal(r.stdout, "function", "--expose-gc gives the agent gc()");
+    assert.equal(r.stderr, "", "node and V8 start without a warning");
   });
 
   it("the container image sets the unit's allocator settings", () => {
@@ -34,20 +35,55 @@ describe("agent node flags", () => {
     assert.deepEqual(image, unit);
   });
 
-  it("the container's entry point and the installed wrapper pass them to node", () => {
-    assert.match(read("installers/linux/install.sh"), /exec node \\\$FERRY_AGENT_NODE_FLAGS /);
-    // Run the entry point with a `node` on PATH that prints its arguments, as an enrolled agent would start.
+  // A `node` on PATH that prints its arguments; asked for `node-flags`, it records the call and answers with the flags
+  // an ssh-enabled configuration would get, as the agent does (agent/src/config/node-flags.ts, tested there).
+  function fakeNode(dir: string): { calls: () => string } {
+    const file = join(dir, "node");
+    writeFileSync(
+      file,
+      `#!/bin/sh\nfor a in "$@"; do if [ "$a" = node-flags ]; then printf '%s\\n' "$*" >> "${dir}/node-flags-calls"; echo "--no-opt --expose-gc"; exit 0; fi; done\nprintf "%s\\n" "$@"\n`,
+    );
+    chmodSync(file, 0o755);
+    return { calls: () => (existsSync(join(dir, "node-flags-calls")) ? readFileSync(join(dir, "node-flags-calls"), "utf8") : "") };
+  }
+
+  it("the container's entry point asks the agent which flags suit its configuration, then passes those to node", () => {
     const dir = mkdtempSync(join(tmpdir(), "ferry-entrypoint-"));
     try {
       writeFileSync(join(dir, "identity.json"), "{}");
-      const fakeNode = join(dir, "node");
-      writeFileSync(fakeNode, '#!/bin/sh\nprintf "%s\\n" "$@"\n');
-      chmodSync(fakeNode, 0o755);
-      const out = execFileSync("sh", [join(ROOT, "installers/container/entrypoint.sh")], {
-        encoding: "utf8",
-        env: { PATH: `${dir}:/usr/bin:/bin`, FERRY_AGENT_STATE_DIR: dir, FERRY_AGENT_NODE_FLAGS: unitFlags() },
-      });
-      assert.deepEqual(out.trim().split("\n"), [...unitFlags().split(/\s+/), "/opt/ferry-agent/ferry-agent.mjs", "run", "--state-dir", dir]);
+      const node = fakeNode(dir);
+      const run = (flags: string) =>
+        execFileSync("sh", [join(ROOT, "installers/container/entrypoint.sh")], { encoding: "utf8", env: { PATH: `${dir}:/usr/bin:/bin`, FERRY_AGENT_STATE_DIR: dir, FERRY_AGENT_NODE_FLAGS: flags } });
+      assert.deepEqual(run(unitFlags()).trim().split("\n"), ["--no-opt", "--expose-gc", "/opt/ferry-agent/ferry-agent.mjs", "run", "--state-dir", dir]);
+      assert.equal(node.calls(), `${unitFlags()} /opt/ferry-agent/ferry-agent.mjs node-flags run --state-dir ${dir}\n`);
+      // Flags that keep WebAssembly need no question.
+      assert.deepEqual(run("--no-opt --single-threaded").trim().split("\n"), ["--no-opt", "--single-threaded", "/opt/ferry-agent/ferry-agent.mjs", "run", "--state-dir", dir]);
+      assert.equal(node.calls().split("\n").length, 2, "asked once, for the unit's flags only");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("the wrapper install.sh writes asks the agent before run and enrol, and passes the flags to node", () => {
+    const script = read("installers/linux/install.sh");
+    const m = /cat > "\$BIN\.tmp" <<WRAPPER\n([\s\S]*?)\nWRAPPER\n/.exec(script);
+    assert.ok(m, "install.sh writes the wrapper from a here-document");
+    const dir = mkdtempSync(join(tmpdir(), "ferry-wrapper-"));
+    try {
+      const node = fakeNode(dir);
+      // The here-document as the shell expands it: \$ stays $, $OPT becomes the install directory.
+      const wrapper = join(dir, "ferry-agent");
+      writeFileSync(wrapper, (m[1] as string).replaceAll('"$OPT/', `"${dir}/opt/`).replaceAll("\\$", "$"));
+      chmodSync(wrapper, 0o755);
+      const run = (args: string[], flags: string) => execFileSync(wrapper, args, { encoding: "utf8", env: { PATH: `${dir}:/usr/bin:/bin`, FERRY_AGENT_NODE_FLAGS: flags } }).trim().split("\n");
+      const entry = `${dir}/opt/ferry-agent.mjs`;
+      assert.deepEqual(run(["run", "--state-dir", "/s"], unitFlags()), ["--no-opt", "--expose-gc", entry, "run", "--state-dir", "/s"]);
+      assert.equal(node.calls(), `${unitFlags()} ${entry} node-flags run --state-dir /s\n`);
+      assert.deepEqual(run(["enrol", "--state-dir", "/s"], unitFlags()).slice(0, 3), ["--no-opt", "--expose-gc", entry]);
+      // Other commands, and flags that keep WebAssembly, go straight to node.
+      assert.deepEqual(run(["config", "--state-dir", "/s"], unitFlags()), [...unitFlags().split(/\s+/), entry, "config", "--state-dir", "/s"]);
+      assert.deepEqual(run(["run"], "--no-opt"), ["--no-opt", entry, "run"]);
+      assert.equal(node.calls().trim().split("\n").length, 2, "asked for run and enrol only");
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -229,6 +229,27 @@ describe("ferry-agent CLI", () => {
     assert.match(t.err(), /CONFIG_INSECURE: .*agent\.json is writable by group or others/);
   });
 
+  it("prints the node flags a command should run with: without --jitless when the ssh driver is enabled", async () => {
+    const dir = await harness.tempDir("node-flags");
+    const flags = "--no-opt --jitless --no-expose-wasm --expose-gc";
+    let t = io({ FERRY_AGENT_NODE_FLAGS: flags });
+    // The wrapper passes the command line it was given; the command's own options are ignored.
+    assert.equal(await runCli(["node-flags", "enrol", "--join", "x", "--force", "--name", "a", "--state-dir", dir], t), EXIT.ok, t.err());
+    assert.equal(t.out(), `${flags}\n`);
+    t = io({ FERRY_AGENT_NODE_FLAGS: flags });
+    assert.equal(await runCli(["node-flags", "run", "--state-dir", dir, "--driver", "ssh.enabled=true"], t), EXIT.ok, t.err());
+    assert.equal(t.out(), "--no-opt --expose-gc\n");
+    writeFileSync(path.join(dir, "agent.json"), JSON.stringify({ drivers: { ssh: { enabled: true } } }), { mode: 0o600 });
+    t = io({ FERRY_AGENT_NODE_FLAGS: flags, FERRY_AGENT_STATE_DIR: dir });
+    assert.equal(await runCli(["node-flags", "run"], t), EXIT.ok, t.err());
+    assert.equal(t.out(), "--no-opt --expose-gc\n");
+    // A bad configuration fails here as `run` would, so the wrapper stops with the same message.
+    t = io({ FERRY_AGENT_NODE_FLAGS: flags, FERRY_AGENT_OBSERVE_INTERVAL: "0" });
+    assert.equal(await runCli(["node-flags", "run", "--state-dir", dir], t), EXIT.usage);
+    assert.match(t.err(), /CONFIG_INVALID: FERRY_AGENT_OBSERVE_INTERVAL/);
+    assert.equal(t.out(), "");
+  });
+
   it("enrols with the drivers its configuration enables", async () => {
     const off = io({ FERRY_JOIN: harness.joinString() });
     assert.equal(await runCli(["enrol", "--state-dir", path.join(await harness.tempDir("cli"), "state"), "--docker-socket", "off"], off), EXIT.ok, off.err());

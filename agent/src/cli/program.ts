@@ -3,6 +3,7 @@
 //   ferry-agent enrol --join STRING --state-dir DIR [--name NAME] [--force] [config options]
 //   ferry-agent run --state-dir DIR [config options]
 //   ferry-agent config --state-dir DIR [config options] [--json]    prints the resolved config and each value's source
+//   ferry-agent node-flags COMMAND [COMMAND's options]    prints FERRY_AGENT_NODE_FLAGS as COMMAND should run with them
 //   ferry-agent --version
 //
 // Config options (every command): --config FILE, --state-dir DIR, --log-level LEVEL, --observe-interval SECONDS,
@@ -21,6 +22,7 @@ import type { DestinationStream, Logger } from "pino";
 
 import { resolveAgentConfig, type AgentConfig, type AgentFlags } from "../config/agent-config.js";
 import { describeAgentConfig, formatConfigRows } from "../config/describe-config.js";
+import { checkWebAssembly, nodeFlagsFor, webAssemblyUsers } from "../config/node-flags.js";
 import { AgentError, isAgentError, type AgentErrorKind } from "../core/agent-error.js";
 import { agentVersion } from "../core/facts.js";
 import { createLogger, LOG_LEVELS, type LogLevel } from "../logger.js";
@@ -127,6 +129,7 @@ export async function runCli(args: string[], io: CliIo = {}): Promise<number> {
   ).action(async (opts: Record<string, unknown>) => {
     const joinString = pick(opts.join, env.FERRY_JOIN, "--join", "FERRY_JOIN");
     const config = resolve(opts);
+    checkWebAssembly(webAssemblyUsers(config, registrations));
     const lg = makeLogger(config.logLevel);
     // The drivers' sections matter here too: the host facts sent with the enrolment list the drivers this agent runs.
     const enrolConfig: Parameters<typeof runEnrol>[0] = { ...config, joinString, force: opts.force === true };
@@ -143,7 +146,9 @@ export async function runCli(args: string[], io: CliIo = {}): Promise<number> {
   withConfigOptions(program.command("run").description("run the agent: connect to the control plane and keep the session")).action(
     async (opts: Record<string, unknown>) => {
       const config = resolve(opts);
+      checkWebAssembly(webAssemblyUsers(config, registrations));
       const lg = makeLogger(config.logLevel);
+      lg.info({ version: agentVersion(), node: process.version, nodeFlags: process.execArgv }, "starting");
       lg.debug({ config: describeAgentConfig(config, registrations) }, "configuration resolved");
       const result = await runAgent(config, runtime(lg));
       if (result.state === "failed") throw result.error;
@@ -158,6 +163,20 @@ export async function runCli(args: string[], io: CliIo = {}): Promise<number> {
   ).action((opts: Record<string, unknown>) => {
     const rows = describeAgentConfig(resolve(opts), registrations);
     stdout.write(opts.json === true ? `${JSON.stringify(rows, (_k, v: unknown) => (v === undefined ? null : v), 2)}\n` : formatConfigRows(rows));
+  });
+
+  // The wrapper (installers/linux/install.sh) and the image's entry point call this before `run` and `enrol` when the
+  // flags hold --jitless, passing the command line they were given: the command's own options (--join, --force …)
+  // are ignored, the config options are resolved as the command would.
+  withConfigOptions(
+    program
+      .command("node-flags")
+      .description("print FERRY_AGENT_NODE_FLAGS as COMMAND should run with them under this configuration (docs/agent.md, \"Node flags\")")
+      .argument("[command...]", "the command line the flags are for (its own options are ignored)")
+      .allowUnknownOption(),
+  ).action((_command: string[], opts: Record<string, unknown>) => {
+    const config = resolve(opts);
+    stdout.write(`${nodeFlagsFor(env.FERRY_AGENT_NODE_FLAGS ?? "", webAssemblyUsers(config, registrations))}\n`);
   });
 
   program

@@ -32,6 +32,7 @@ export type LocalErrorCode =
   | "ENROL_RESPONSE_INVALID"
   | "RENEWAL_RESPONSE_INVALID"
   | "SESSION_STOPPED"
+  | "RUNTIME_FLAGS_UNSUITABLE"
   | "USAGE";
 
 export type AgentErrorCode = LocalErrorCode | WireErrorCode | "UNKNOWN";

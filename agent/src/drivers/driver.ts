@@ -202,5 +202,10 @@ export interface DriverRegistration {
   settings: ObjectSchema;
   /** Whether the driver is tried when the agent's config does not mention it. */
   enabledByDefault: boolean;
+  /**
+   * Why the driver needs WebAssembly, when it does: the agent then runs without node's --jitless, which removes it
+   * (config/node-flags.ts).
+   */
+  needsWebAssembly?: string;
   create(options: DriverFactoryOptions): Promise<Driver<unknown>>;
 }

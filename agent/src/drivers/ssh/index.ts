@@ -23,6 +23,7 @@ export const sshRegistration: DriverRegistration = {
   descriptor: sshKind,
   settings: sshSettings,
   enabledByDefault: false,
+  needsWebAssembly: "ssh2's chacha20-poly1305 MAC runs in it",
   async create({ logger, settings }) {
     const { SshDriver } = await import("./ssh-driver.js");
     return new SshDriver({ logger, settings: settings });
