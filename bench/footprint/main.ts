@@ -1,11 +1,13 @@
 // `npm run bench:footprint` — resident memory of the control plane and the agent, idle and after load, beside a bare
 // node process, in one run. See docs/performance.md ("Footprint").
 //
-//   npm run bench:footprint                  10,000 deploys on the control plane, 1,000 real agent tasks (≈ 8 min)
-//   npm run bench:footprint -- --quick       1,000 deploys, 100 agent tasks (≈ 3 min)
-//   other flags: --deploys N, --tasks N, --targets K (4), --sim-agents N (50), --heartbeat-ms MS (250),
+//   npm run bench:footprint                  10,000 deploys on the control plane, 1,000 real agent tasks and 1,000
+//                                            log-heavy ones
+//   npm run bench:footprint -- --quick       1,000 deploys, 100 agent tasks, 100 log-heavy ones
+//   other flags: --deploys N, --tasks N, --heavy-tasks N, --targets K (4), --sim-agents N (50), --heartbeat-ms MS (250),
 //                --database-url URL (PostgreSQL side; default FERRY_TEST_DATABASE_URL, else the local test server),
-//                --no-postgres, --agent bundle|bin (bundle), --gateway-targets N (100; 0: none), --keep, --timeout-minutes M
+//                --no-postgres, --agent bundle|bin (bundle), --gateway-targets N (100; 0: none), --keep, --timeout-minutes M,
+//                --agent-flags "FLAGS" (node flags for the agents instead of the unit's, to compare; "" for none)
 //
 // What runs, all on 127.0.0.1, every process with the same memory-report preload (memory.ts):
 // 1. At once: a bare `node` (an empty interval timer); `ferry server` on PGlite in a new data directory (a first
@@ -21,7 +23,10 @@
 //    heartbeat interval (the agent reconnects by itself), and two loads run together:
 //    - the real agent runs `--tasks` real deployments over `--targets` docker targets (two busybox httpd images
 //      alternated, so every task replaces a container, with an http health check), each through the whole path:
-//      API, signing, dispatch, signature and digest checks, journal, log spool, Docker, sticker, result;
+//      API, signing, dispatch, signature and digest checks, journal, log spool, Docker, sticker, result; and beside
+//      them `--heavy-tasks` log-heavy ones over as many other targets: a container that prints long lines and
+//      crashes at start, so the driver copies its last lines into the task log (the largest log a Docker task
+//      writes) and the task fails with INSTANCE_CRASHED;
 //    - `--sim-agents` simulated agents (bench/deploy/dispatch-agents.ts: real mTLS streams, signature checks, instant
 //      success) take `--deploys` deployments, and heartbeat every `--heartbeat-ms` with the real agent: the heartbeats
 //      the control plane ingests are printed in agent-days (5,760 heartbeats = one agent for a day at 15 s).
@@ -33,7 +38,7 @@
 // whenever the bench ran, non-zero only when it could not run.
 import { execFileSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, release, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -63,6 +68,7 @@ interface Options {
   quick: boolean;
   deploys: number;
   tasks: number;
+  heavyTasks: number;
   targets: number;
   simAgents: number;
   heartbeatMs: number;
@@ -71,18 +77,20 @@ interface Options {
   keep: boolean;
   timeoutMinutes: number;
   gatewayTargets: number;
+  /** Node flags for the agents; null: the systemd unit's. */
+  agentFlags: string[] | null;
 }
 
 function usage(msg: string): never {
   process.stderr.write(
-    `bench:footprint: ${msg}\nusage: npm run bench:footprint -- [--quick] [--deploys N] [--tasks N] [--targets K] [--sim-agents N] [--heartbeat-ms MS] ` +
-      `[--database-url URL | --no-postgres] [--agent bundle|bin] [--gateway-targets N] [--keep] [--timeout-minutes M]\n`,
+    `bench:footprint: ${msg}\nusage: npm run bench:footprint -- [--quick] [--deploys N] [--tasks N] [--heavy-tasks N] [--targets K] [--sim-agents N] [--heartbeat-ms MS] ` +
+      `[--database-url URL | --no-postgres] [--agent bundle|bin] [--gateway-targets N] [--agent-flags FLAGS] [--keep] [--timeout-minutes M]\n`,
   );
   process.exit(2);
 }
 
 function parseOptions(argv: string[]): Options {
-  const withValue = ["deploys", "tasks", "targets", "sim-agents", "heartbeat-ms", "database-url", "agent", "timeout-minutes", "gateway-targets"];
+  const withValue = ["deploys", "tasks", "heavy-tasks", "targets", "sim-agents", "heartbeat-ms", "database-url", "agent", "timeout-minutes", "gateway-targets", "agent-flags"];
   const flags = new Map<string, string | true>();
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] as string;
@@ -112,14 +120,16 @@ function parseOptions(argv: string[]): Options {
     quick,
     deploys: num("deploys", quick ? 1000 : 10_000, 0, 100_000),
     tasks: num("tasks", quick ? 100 : 1000, 0, 10_000),
+    heavyTasks: num("heavy-tasks", quick ? 100 : 1000, 0, 10_000),
     targets: num("targets", 4, 1, 16),
     simAgents: num("sim-agents", 50, 1, 500),
     heartbeatMs: num("heartbeat-ms", 250, 100, 60_000),
     databaseUrl: flags.has("no-postgres") ? null : typeof db === "string" ? db : (process.env["FERRY_TEST_DATABASE_URL"] ?? "postgresql://postgres@127.0.0.1:5432/test"),
     agent,
     keep: flags.has("keep"),
-    timeoutMinutes: num("timeout-minutes", quick ? 12 : 27, 1, 600),
+    timeoutMinutes: num("timeout-minutes", quick ? 25 : 75, 1, 600),
     gatewayTargets: num("gateway-targets", 100, 0, 1000),
+    agentFlags: typeof flags.get("agent-flags") === "string" ? (flags.get("agent-flags") as string).split(/\s+/).filter(Boolean) : null,
   };
 }
 
@@ -182,7 +192,7 @@ async function enrolAndRun(o: Options, api: FerryApi, environment: string, workD
   const startedAt = Date.now();
   const child = spawnTracked(
     process.execPath,
-    ["--import", ORPHAN_GUARD, "--import", MEMORY_REPORTER, ...agentNodeFlags(), entry, "run", "--state-dir", stateDir, ...how.args, "--log-level", "info"],
+    ["--import", ORPHAN_GUARD, "--import", MEMORY_REPORTER, ...(o.agentFlags ?? agentNodeFlags()), entry, "run", "--state-dir", stateDir, ...how.args, "--log-level", "info"],
     { cwd: ROOT, env: { ...process.env, NODE_OPTIONS: "", FERRY_LOG_FORMAT: "json", ...agentAllocatorEnv(), ...how.env, ...reporterEnv(reportFile) }, stdio: ["ignore", out, out] },
   );
   closeSync(out);
@@ -206,6 +216,17 @@ async function waitOnline(api: FerryApi, environment: string, name: string, time
   }
 }
 
+/** CPU time (user + system) a process has used so far, from /proc/PID/stat; clock ticks are 100 a second on Linux. */
+function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return Number.NaN;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // loads
 
@@ -214,6 +235,8 @@ interface AgentLoad {
   succeeded: number;
   failed: Record<string, number>;
   logBytes: number;
+  /** Log-heavy tasks (they fail by design: INSTANCE_CRASHED) and their log. */
+  heavy: { tasks: number; outcomes: Record<string, number>; logBytes: number };
   seconds: number;
 }
 
@@ -226,7 +249,10 @@ interface Load<S> {
   resume(): Promise<void>;
 }
 
-/** Real deployments through the real agent, `o.targets` at a time, alternating two releases per target. */
+/**
+ * Real deployments through the real agent, `o.targets` at a time, alternating two releases per target; and as many
+ * log-heavy tasks at a time beside them (`o.heavyTasks` in all, in the same proportion at every stage).
+ */
 async function agentTasks(o: Options, api: FerryApi, env: string, agentId: string, reg: TestRegistry, socket: string, onAbort: (fn: () => Promise<unknown>) => void): Promise<Load<AgentLoad>> {
   const suffix = randomBytes(3).toString("hex");
   const repository = `bench-footprint-${suffix}/web`;
@@ -242,11 +268,29 @@ async function agentTasks(o: Options, api: FerryApi, env: string, agentId: strin
   const r1 = await api.call<{ id: string }>("POST", "/releases", { name: "footprint-web", version: "1", components: { web: ":1" } });
   const r2 = await api.call<{ id: string }>("POST", "/releases", { name: "footprint-web", version: "2", components: { web: ":2" } });
   const targets: string[] = [];
+  const heavyTargets: string[] = [];
+  // A crash report copies the container's last 20 lines, each cut at 300 characters: print 40 lines of 400.
+  const longLine = "x".repeat(380);
   for (let i = 0; i < o.targets; i++) {
     // One image for every target; each container serves its own loopback port (host networking).
     const port = await freePort();
     const container = `ferry-footprint-${suffix}-${i}`;
-    containers.push(container);
+    containers.push(container, `${container}-crash`);
+    if (o.heavyTasks > 0) {
+      const crashPort = await freePort();
+      await api.call("POST", `/environments/${env}/targets`, {
+        name: `crash-${i}`,
+        kind: "docker",
+        agentId,
+        config: {
+          container: `${container}-crash`,
+          component: "web",
+          command: ["sh", "-c", `for i in $(seq 1 40); do echo "line $i ${longLine}"; done; echo "failing at start" >&2; exit 3`],
+          healthCheck: { type: "http", url: `http://127.0.0.1:${crashPort}/health`, timeoutSeconds: 30, intervalSeconds: 1 },
+        },
+      });
+      heavyTargets.push(`crash-${i}`);
+    }
     await api.call("POST", `/environments/${env}/targets`, {
       name: `web-${i}`,
       kind: "docker",
@@ -260,13 +304,35 @@ async function agentTasks(o: Options, api: FerryApi, env: string, agentId: strin
     });
     targets.push(`web-${i}`);
   }
-  const out: AgentLoad = { tasks: 0, succeeded: 0, failed: {}, logBytes: 0, seconds: 0 };
+  const out: AgentLoad = { tasks: 0, succeeded: 0, failed: {}, logBytes: 0, heavy: { tasks: 0, outcomes: {}, logBytes: 0 }, seconds: 0 };
   let next = 0;
+  let nextHeavy = 0;
   const rounds = new Map<string, number>();
   const run = async (upTo: number): Promise<void> => {
     const t0 = Date.now();
-    await Promise.all(
-      targets.map(async (target) => {
+    const heavyUpTo = o.tasks === 0 ? 0 : Math.ceil((o.heavyTasks * upTo) / o.tasks);
+    await Promise.all([
+      ...heavyTargets.map(async (target) => {
+        while (nextHeavy < heavyUpTo) {
+          nextHeavy += 1;
+          const round = rounds.get(target) ?? 0;
+          rounds.set(target, round + 1);
+          const d = await api.call<DeploymentView>("POST", "/deployments", { release: round % 2 === 0 ? r1.id : r2.id, environment: env, targets: [target] });
+          for (const deadline = Date.now() + 120_000; ; await sleep(50)) {
+            const task = (await api.call<DeploymentView>("GET", `/deployments/${d.id}`)).tasks[0];
+            if (task && ["succeeded", "failed", "errored", "expired", "cancelled"].includes(task.state)) {
+              const key = `${task.state} ${task.code ?? ""}`.trim();
+              out.heavy.tasks += 1;
+              out.heavy.logBytes += task.logBytes;
+              out.heavy.outcomes[key] = (out.heavy.outcomes[key] ?? 0) + 1;
+              break;
+            }
+            if (Date.now() > deadline) throw new Error(`deployment ${d.id} on ${target} did not finish within 120 s (${task?.state})`);
+          }
+          if (out.heavy.tasks % 100 === 0) log(`agent: ${out.heavy.tasks}/${o.heavyTasks} log-heavy tasks ${JSON.stringify(out.heavy.outcomes)}`);
+        }
+      }),
+      ...targets.map(async (target) => {
         for (;;) {
           if (next >= upTo) return;
           next += 1;
@@ -289,7 +355,7 @@ async function agentTasks(o: Options, api: FerryApi, env: string, agentId: strin
           if (out.tasks % 100 === 0) log(`agent: ${out.tasks}/${o.tasks} tasks (${out.succeeded} succeeded)`);
         }
       }),
-    );
+    ]);
     out.seconds += (Date.now() - t0) / 1000;
   };
   return { run, stats: out, pause: async () => {}, resume: async () => {} };
@@ -411,7 +477,7 @@ async function run(o: Options, workDir: string): Promise<void> {
   if (regSkip) throw new Error(regSkip);
   if (o.agent === "bundle" && !existsSync(AGENT_BUNDLE)) throw new Error(`no agent bundle at ${AGENT_BUNDLE}: npm run bundle:agent`);
   const socket = engine.socketPath;
-  const flags = agentNodeFlags();
+  const flags = o.agentFlags ?? agentNodeFlags();
   log(`agent: ${o.agent === "bundle" ? "installers/dist/ferry-agent/ferry-agent.mjs" : "agent/bin/ferry-agent.js"} with ${flags.join(" ")} ${Object.entries(agentAllocatorEnv()).map(([k, v]) => `${k}=${v}`).join(" ")}; Docker Engine ${socket}; load average ${load0.map((l) => l.toFixed(2)).join(" ")}`);
 
   const reg = await startRegistry();
@@ -479,7 +545,7 @@ async function run(o: Options, workDir: string): Promise<void> {
   // ---- the gateway agent, alone beside the PGlite control plane and the first agent (so it changes no figure above):
   // idle with its targets configured, then a deploy to every target, a rest and a sample
   let gatewayIdle: { samples: MemorySample[]; peak: MemorySample } | null = null;
-  let gatewayDeploys: Awaited<ReturnType<Gateway["deployAll"]>> | null = null;
+  let gatewayDeploys: (Awaited<ReturnType<Gateway["deployAll"]>> & { cpuSeconds: number }) | null = null;
   let gatewayAfter: { samples: MemorySample[]; peak: MemorySample } | null = null;
   if (o.gatewayTargets > 0) {
     const gw = await startGateway(liteApi, reg, "footprint", o.gatewayTargets, workDir);
@@ -489,8 +555,10 @@ async function run(o: Options, workDir: string): Promise<void> {
     const gateway = { gw, agent };
     gatewayIdle = await idleWindow(agent.m);
     log(`gateway agent idle ${mib(gatewayIdle.peak.rssBytes)}; deploying to its ${2 * o.gatewayTargets} targets`);
-    gatewayDeploys = await gateway.gw.deployAll("2", 16);
-    log(`gateway: ${gatewayDeploys.deploys} deploys in ${gatewayDeploys.seconds.toFixed(0)} s ${JSON.stringify(gatewayDeploys.outcomes)}; resting`);
+    const cpu0 = cpuSeconds(agent.m.pid);
+    gatewayDeploys = { ...(await gateway.gw.deployAll("2", 16)), cpuSeconds: 0 };
+    gatewayDeploys.cpuSeconds = cpuSeconds(agent.m.pid) - cpu0;
+    log(`gateway: ${gatewayDeploys.deploys} deploys in ${gatewayDeploys.seconds.toFixed(0)} s, ${gatewayDeploys.cpuSeconds.toFixed(1)} CPU s ${JSON.stringify(gatewayDeploys.outcomes)}; resting`);
     gatewayAfter = await window(gateway.agent.m.pid, gateway.agent.m.reportFile, Date.now(), 45_000, 55_000);
     await stopChild(gateway.agent.child, 10_000);
     await gateway.gw.close();
@@ -506,7 +574,7 @@ async function run(o: Options, workDir: string): Promise<void> {
   const api = new FerryApi(liteServer.runtime.api, pgliteDir);
   // The agent's status row still says online from before the restart: wait for a heartbeat on the new process.
   await waitOnline(api, "footprint", "agent-pglite", 90_000, restartedAt);
-  log(`PGlite control plane restarted with a ${o.heartbeatMs} ms heartbeat; agent back online; loads: ${o.tasks} agent tasks, ${o.deploys} deployments to ${o.simAgents} simulated agents`);
+  log(`PGlite control plane restarted with a ${o.heartbeatMs} ms heartbeat; agent back online; loads: ${o.tasks} agent tasks and ${o.heavyTasks} log-heavy ones, ${o.deploys} deployments to ${o.simAgents} simulated agents`);
   const fleet = new Rpc<AgentsCommands>(forkBench(fileURLToPath(new URL("../deploy/dispatch-agents.ts", import.meta.url))), "simulated agents");
   const [agentRun, fleetRun] = await Promise.all([
     o.tasks > 0 ? agentTasks(o, api, "footprint", agentA.id, reg, socket, (fn) => abortHooks.push(fn)) : Promise.resolve(null),
@@ -516,6 +584,7 @@ async function run(o: Options, workDir: string): Promise<void> {
   // it, a rest and the "after" sample. After − warm is what the bulk of the load left behind; warm − idle is what
   // running each path once costs (compiled code, pools, the heap grown to its working size).
   const loadStarted = Date.now();
+  const agentCpu0 = cpuSeconds(agentA.m.pid);
   const stage = async (fraction: number, restMs: number, sampleMs: number) => {
     await Promise.all([agentRun?.run(Math.ceil(o.tasks * fraction)), fleetRun?.run(Math.ceil(o.deploys * fraction))]);
     await fleetRun?.pause(); // the simulated agents disconnect: the server is back to its one real agent
@@ -537,6 +606,8 @@ async function run(o: Options, workDir: string): Promise<void> {
   const agentLoad = agentRun?.stats ?? null;
   const fleetLoad = fleetRun?.stats ?? null;
   const loadSeconds = (Date.now() - loadStarted) / 1000;
+  // The agent's CPU over the loads, the rests included (a heartbeat every 250 ms, little else).
+  const agentCpuSeconds = cpuSeconds(agentA.m.pid) - agentCpu0;
   const fleetStatus = await fleet.call("status", {}).catch(() => null);
   const realHeartbeats = Math.floor(loadSeconds * (1000 / o.heartbeatMs));
   log(`loads done in ${loadSeconds.toFixed(0)} s`);
@@ -560,9 +631,9 @@ async function run(o: Options, workDir: string): Promise<void> {
     row(`control plane, PGlite, after ${loadDesc}`, liteAfter.peak, `≤ idle + 10 % (${(cpGrowth * 100 - 100).toFixed(1)} %)`, cpGrowth <= GROWTH_LIMIT),
     row("agent, Docker driver, idle", agentIdle.peak, "≤ 50 MB", agentIdle.peak.rssBytes <= TARGET_AGENT_IDLE),
     row("agent (second run, PostgreSQL side), idle", agentBIdle?.peak ?? null),
-    row(`agent, after ${agentLoad ? agentLoad.tasks.toLocaleString("en") : 0} tasks`, agentAfter.peak, `≤ idle + 10 % (${(agentGrowth * 100 - 100).toFixed(1)} %)`, agentGrowth <= GROWTH_LIMIT),
+    row(`agent, after ${agentLoad ? agentLoad.tasks.toLocaleString("en") : 0} tasks and ${agentLoad ? agentLoad.heavy.tasks.toLocaleString("en") : 0} log-heavy ones`, agentAfter.peak, `≤ idle + 10 % (${(agentGrowth * 100 - 100).toFixed(1)} %)`, agentGrowth <= GROWTH_LIMIT),
     row(`control plane, PGlite, warm (a tenth of the loads)`, warm.cp.peak, `after vs warm: ${((liteAfter.peak.rssBytes / warm.cp.peak.rssBytes) * 100 - 100).toFixed(1)} %`),
-    row(`agent, warm (${Math.ceil(o.tasks * 0.1)} tasks)`, warm.agent.peak, `after vs warm: ${((agentAfter.peak.rssBytes / warm.agent.peak.rssBytes) * 100 - 100).toFixed(1)} %`),
+    row(`agent, warm (${Math.ceil(o.tasks * 0.1)} tasks, ${o.tasks === 0 ? 0 : Math.ceil((o.heavyTasks * Math.ceil(o.tasks * 0.1)) / o.tasks)} log-heavy)`, warm.agent.peak, `after vs warm: ${((agentAfter.peak.rssBytes / warm.agent.peak.rssBytes) * 100 - 100).toFixed(1)} %`),
   ];
   if (gatewayIdle && gatewayAfter && gatewayDeploys) {
     rows.push(
@@ -589,7 +660,7 @@ async function run(o: Options, workDir: string): Promise<void> {
     code: { commit: git(["rev-parse", "HEAD"]), uncommittedChanges: git(["status", "--porcelain", "--", "control-plane", "agent", "pki", "proto", "installers", "scripts"])?.split("\n").filter(Boolean).length ?? null },
     idle: { bareNode: bareIdle, bareNodeAgentFlags: bareAgentIdle, pglite: liteIdle, postgres: pgIdle, agent: agentIdle, agentPostgresSide: agentBIdle, gateway: gatewayIdle },
     gateway: gatewayDeploys ? { targets: { ecs: o.gatewayTargets, nomad: o.gatewayTargets }, deploys: gatewayDeploys, after: gatewayAfter } : null,
-    load: { seconds: loadSeconds, agent: agentLoad, fleet: fleetLoad, fleetStatus, realAgentHeartbeatsApprox: realHeartbeats },
+    load: { seconds: loadSeconds, agent: agentLoad, agentCpuSeconds, fleet: fleetLoad, fleetStatus, realAgentHeartbeatsApprox: realHeartbeats },
     warm: { pglite: warm.cp, agent: warm.agent },
     after: { pglite: liteAfter, agent: agentAfter },
     verdicts: rows,
@@ -599,8 +670,11 @@ async function run(o: Options, workDir: string): Promise<void> {
   const file = join(resultsDir, `footprint-${started.toISOString().replace(/[:.]/g, "-")}.json`);
   writeFileSync(file, `${JSON.stringify(out, null, 2)}\n`);
   const notes = [
-    gatewayDeploys ? `gateway agent: ${gatewayDeploys.deploys} deploys (one per target) in ${gatewayDeploys.seconds.toFixed(0)} s ${JSON.stringify(gatewayDeploys.outcomes)}; sampled 45–55 s after the last` : "gateway agent: not run",
-    agentLoad ? `agent tasks: ${agentLoad.succeeded}/${agentLoad.tasks} succeeded ${JSON.stringify(agentLoad.failed)}, ${agentLoad.logBytes.toLocaleString("en")} log bytes, ${agentLoad.seconds.toFixed(0)} s` : "agent tasks: none",
+    gatewayDeploys ? `gateway agent: ${gatewayDeploys.deploys} deploys (one per target) in ${gatewayDeploys.seconds.toFixed(0)} s, ${gatewayDeploys.cpuSeconds.toFixed(1)} s of the agent's CPU ${JSON.stringify(gatewayDeploys.outcomes)}; sampled 45–55 s after the last` : "gateway agent: not run",
+    agentLoad
+      ? `agent tasks: ${agentLoad.succeeded}/${agentLoad.tasks} succeeded ${JSON.stringify(agentLoad.failed)}, ${agentLoad.logBytes.toLocaleString("en")} log bytes; ` +
+        `log-heavy: ${agentLoad.heavy.tasks} ${JSON.stringify(agentLoad.heavy.outcomes)}, ${agentLoad.heavy.logBytes.toLocaleString("en")} log bytes; ${agentLoad.seconds.toFixed(0)} s, ${agentCpuSeconds.toFixed(1)} s of the agent's CPU`
+      : "agent tasks: none",
     fleetLoad ? `control-plane deploys: ${fleetLoad.deploys} to ${fleetLoad.agents} simulated agents in ${fleetLoad.seconds.toFixed(0)} s, ${fleetLoad.unfinished} unfinished, ${fleetLoad.targetBusyRetries} retries on a busy target; heartbeats: ${fleetLoad.heartbeats.toLocaleString("en")} simulated + ≈ ${realHeartbeats.toLocaleString("en")} from the agent (a day at 15 s is ${HEARTBEATS_PER_DAY})` : "control-plane deploys: none",
     `RSS is the largest in each window (idle: 40–60 s after start; warm: 45–55 s after a tenth of the loads; after: 60–80 s after all of them, the simulated agents disconnected); heap used as the process reported it at that sample`,
   ];
