@@ -95,7 +95,9 @@ function parseOptions(argv: string[]): Options {
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] as string;
     if (!a.startsWith("--")) usage(`unexpected argument ${a}`);
-    const [k, v] = a.slice(2).split("=", 2) as [string, string | undefined];
+    // --flag=value: the value is everything after the first "=" (node flags carry their own).
+    const eq = a.indexOf("=");
+    const [k, v] = eq < 0 ? [a.slice(2), undefined] : [a.slice(2, eq), a.slice(eq + 1)];
     if (v !== undefined) flags.set(k, v);
     else if (withValue.includes(k)) {
       const next = argv[++i];
