@@ -27,6 +27,7 @@ import { exited, ORPHAN_GUARD, spawnTracked, stopChild, superviseBench } from ".
 import { FerryServer, ROOT } from "../fleet/ferry-server.js";
 import { FerryApi, type DeploymentView } from "../deploy/ferry-api.js";
 import { agentAllocatorEnv, agentNodeFlags } from "./agent-flags.js";
+import { crashingTargetConfig, httpdTargetConfig } from "./task-targets.js";
 
 const log = (msg: string) => process.stderr.write(`[agent-tasks ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0, ms)));
@@ -308,8 +309,6 @@ async function run(o: Options, workDir: string): Promise<void> {
   const r2 = await api.call<{ id: string }>("POST", "/releases", { name: "after-web", version: "2", components: { web: ":2" } });
   const targets: string[] = [];
   const heavyTargets: string[] = [];
-  // A crash report copies the container's last 20 lines, each cut at 300 characters: print 40 lines of 400.
-  const longLine = "x".repeat(380);
   for (let i = 0; i < o.targets; i++) {
     const port = await freePort();
     const name = `ferry-after-${suffix}-${i}`;
@@ -318,12 +317,7 @@ async function run(o: Options, workDir: string): Promise<void> {
       name: `web-${i}`,
       kind: "docker",
       agentId,
-      config: {
-        container: name,
-        component: "web",
-        command: ["sh", "-c", `trap 'exit 0' TERM INT; httpd -f -p 127.0.0.1:${port} -h /www & wait`],
-        healthCheck: { type: "http", url: `http://127.0.0.1:${port}/health`, timeoutSeconds: 30, intervalSeconds: 1 },
-      },
+      config: httpdTargetConfig(name, port),
     });
     targets.push(`web-${i}`);
     const crashPort = await freePort();
@@ -331,12 +325,7 @@ async function run(o: Options, workDir: string): Promise<void> {
       name: `crash-${i}`,
       kind: "docker",
       agentId,
-      config: {
-        container: `${name}-crash`,
-        component: "web",
-        command: ["sh", "-c", `for i in $(seq 1 40); do echo "line $i ${longLine}"; done; echo "failing at start" >&2; exit 3`],
-        healthCheck: { type: "http", url: `http://127.0.0.1:${crashPort}/health`, timeoutSeconds: 30, intervalSeconds: 1 },
-      },
+      config: crashingTargetConfig(`${name}-crash`, crashPort),
     });
     heavyTargets.push(`crash-${i}`);
   }

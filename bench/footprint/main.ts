@@ -52,6 +52,7 @@ import { Rpc } from "../fleet/ipc.js";
 import type { AgentsCommands } from "../deploy/ipc.js";
 import { ApiError, FerryApi, type DeploymentView } from "../deploy/ferry-api.js";
 import { agentAllocatorEnv, agentNodeFlags } from "./agent-flags.js";
+import { crashingTargetConfig, httpdTargetConfig } from "./task-targets.js";
 import { startGateway, type Gateway } from "./gateway.js";
 import { MEMORY_REPORTER, mib, window, type MemorySample } from "./memory.js";
 
@@ -271,8 +272,6 @@ async function agentTasks(o: Options, api: FerryApi, env: string, agentId: strin
   const r2 = await api.call<{ id: string }>("POST", "/releases", { name: "footprint-web", version: "2", components: { web: ":2" } });
   const targets: string[] = [];
   const heavyTargets: string[] = [];
-  // A crash report copies the container's last 20 lines, each cut at 300 characters: print 40 lines of 400.
-  const longLine = "x".repeat(380);
   for (let i = 0; i < o.targets; i++) {
     // One image for every target; each container serves its own loopback port (host networking).
     const port = await freePort();
@@ -284,12 +283,7 @@ async function agentTasks(o: Options, api: FerryApi, env: string, agentId: strin
         name: `crash-${i}`,
         kind: "docker",
         agentId,
-        config: {
-          container: `${container}-crash`,
-          component: "web",
-          command: ["sh", "-c", `for i in $(seq 1 40); do echo "line $i ${longLine}"; done; echo "failing at start" >&2; exit 3`],
-          healthCheck: { type: "http", url: `http://127.0.0.1:${crashPort}/health`, timeoutSeconds: 30, intervalSeconds: 1 },
-        },
+        config: crashingTargetConfig(`${container}-crash`, crashPort),
       });
       heavyTargets.push(`crash-${i}`);
     }
@@ -297,12 +291,7 @@ async function agentTasks(o: Options, api: FerryApi, env: string, agentId: strin
       name: `web-${i}`,
       kind: "docker",
       agentId,
-      config: {
-        container,
-        component: "web",
-        command: ["sh", "-c", `trap 'exit 0' TERM INT; httpd -f -p 127.0.0.1:${port} -h /www & wait`],
-        healthCheck: { type: "http", url: `http://127.0.0.1:${port}/health`, timeoutSeconds: 30, intervalSeconds: 1 },
-      },
+      config: httpdTargetConfig(container, port),
     });
     targets.push(`web-${i}`);
   }
