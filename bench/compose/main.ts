@@ -35,12 +35,12 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 
 import { composeLock, type ImagePin } from "@ferry/contract";
-import Docker from "dockerode";
 import { pino } from "pino";
 
 import { runPhases } from "../../agent/src/core/phase-runner.js";
 import type { PhaseContext, ProgressSink } from "../../agent/src/drivers/driver.js";
 import { ComposeDriver, composeConfig } from "../../agent/src/drivers/compose/compose-driver.js";
+import { EngineClient } from "../../agent/src/drivers/docker/engine/client.js";
 import { haproxyConfig } from "../../agent/src/routing/haproxy/haproxy-config.js";
 import { HaproxyRouter } from "../../agent/src/routing/haproxy/haproxy-router.js";
 import { buildTestImage, dockerEngine, type TestImage } from "../../test/helpers/docker.js";
@@ -142,7 +142,7 @@ function phaseTimer(t0: number): { sink: ProgressSink; phases: (t1: number) => F
 }
 
 const socketPath = (await dockerEngine()).socketPath;
-const docker = new Docker({ socketPath });
+const docker = new EngineClient({ socketPath });
 const env = { ...process.env, DOCKER_HOST: `unix://${socketPath}` };
 const registry = await startRegistry();
 const RUN = `ferrybench${randomBytes(3).toString("hex")}`;
@@ -280,7 +280,7 @@ try {
     const listed = await docker.listContainers({ filters: { label: [`com.docker.compose.project=${projects[side]}`] } });
     let ready = 0;
     for (const c of listed) {
-      const s = (await docker.getContainer(c.Id).inspect()).State as Docker.ContainerInspectInfo["State"] & { Health?: { Log?: Array<{ Start: string; End: string; ExitCode: number }> } };
+      const s = (await docker.getContainer(c.Id).inspect()).State;
       const started = Date.parse(s.StartedAt);
       const passed = (s.Health?.Log ?? []).filter((e) => e.ExitCode === 0 && Date.parse(e.Start) >= started).map((e) => Date.parse(e.End));
       ready = Math.max(ready, started + settleMs, ...(s.Health ? [passed.length > 0 ? Math.min(...passed) : Number.NaN] : []));

@@ -14,7 +14,6 @@ import { promisify } from "node:util";
 import { after, before, describe, it, type TestContext } from "node:test";
 
 import { composeLock, type ComposeTargetConfig, type ImagePin } from "@ferry/contract";
-import Docker from "dockerode";
 import { pino } from "pino";
 
 import { buildTestImage, dockerEngine, dockerSkipReason, loudSkip, type TestImage } from "../../../../test/helpers/docker.js";
@@ -25,6 +24,7 @@ import { DriverError, type DeployOutcome, type PhaseContext, type ProgressSink, 
 import { checkProject, servicesOf } from "./compose-file.js";
 import { ComposeDriver, composeConfig } from "./compose-driver.js";
 import { lockPath } from "./host-files.js";
+import { EngineClient } from "../docker/engine/client.js";
 
 const SUITE = "Compose driver integration tests";
 let skipReason: string | false = false;
@@ -53,7 +53,7 @@ function canRun(t: TestContext): boolean {
 const RUN = `ferrycmp${randomBytes(3).toString("hex")}`;
 let registry: TestRegistry;
 let socketPath: string;
-let docker: Docker;
+let docker: EngineClient;
 let driver: ComposeDriver;
 let dir: string;
 const ports = { web: 0, worker: 0, sidecar: 0 };
@@ -144,7 +144,7 @@ describe("ComposeDriver on a real engine", () => {
   before(async () => {
     if (skipReason || setupError) return;
     socketPath = (await dockerEngine()).socketPath;
-    docker = new Docker({ socketPath });
+    docker = new EngineClient({ socketPath });
     driver = new ComposeDriver({ socketPath, cli: "v1", settleSeconds: 1 });
     registry = await startRegistry();
     for (const k of Object.keys(ports) as (keyof typeof ports)[]) ports[k] = await freePort();

@@ -36,7 +36,6 @@ import {
   type ComposeTargetConfig,
   type ImagePin,
 } from "@ferry/contract";
-import Docker from "dockerode";
 import { pino, type Logger } from "pino";
 
 import {
@@ -54,6 +53,7 @@ import {
 import { containerHealthTarget, resolveHealthCheck } from "../docker/container-health.js";
 import { view } from "../docker/containers.js";
 import { resolveSocketPath } from "../docker/docker-driver.js";
+import { EngineClient } from "../docker/engine/client.js";
 import { engineMessage, isEngineUnreachable } from "../docker/errors.js";
 import { DEFAULT_SETTLE_MS, waitHealthy, type ResolvedHealthCheck } from "../docker/health.js";
 import { checkRepoDigests, localImage, pulledImage } from "../docker/prepare.js";
@@ -156,7 +156,7 @@ export class ComposeDriver implements Driver<ComposeTargetConfig, ComposePhaseSt
   readonly #logger: Logger;
   readonly #cliChoice: ComposeFlavour | undefined;
   readonly #settleMs: number;
-  readonly #clients = new Map<string, Docker>();
+  readonly #clients = new Map<string, EngineClient>();
   readonly #cli = new Map<string, ComposeCli | undefined>();
   /** Per project: the inputs of the last host check and its verdict, so an unchanged project is not re-read by the CLI. */
   readonly #configs = new Map<string, { inputs: string; at: number; stdout?: string; error?: DriverError }>();
@@ -196,7 +196,7 @@ export class ComposeDriver implements Driver<ComposeTargetConfig, ComposePhaseSt
   }
 
   /** The project's containers per service, a routed service's being its slots (running first). */
-  async #containers(docker: Docker, config: ComposeTargetConfig, services: readonly string[]) {
+  async #containers(docker: EngineClient, config: ComposeTargetConfig, services: readonly string[]) {
     const containers = await projectContainers(docker, config.project);
     for (const r of routesIn(config, services)) {
       // Without the router's answer the running slot counts as serving (inspect still reports; prepare has checked the router).
@@ -222,10 +222,10 @@ export class ComposeDriver implements Driver<ComposeTargetConfig, ComposePhaseSt
     }
   }
 
-  #docker(socketPath: string): Docker {
+  #docker(socketPath: string): EngineClient {
     let d = this.#clients.get(socketPath);
     if (!d) {
-      d = new Docker({ socketPath });
+      d = new EngineClient({ socketPath });
       this.#clients.set(socketPath, d);
     }
     return d;

@@ -12,7 +12,6 @@ import { join } from "node:path";
 import { after, before, describe, it, type TestContext } from "node:test";
 
 import { composeLock, type ComposeTargetConfig, type ImagePin } from "@ferry/contract";
-import Docker from "dockerode";
 import { pino } from "pino";
 
 import { buildTestImage, dockerEngine, dockerSkipReason, type TestImage } from "../../../../test/helpers/docker.js";
@@ -27,6 +26,7 @@ import { HaproxyRouter } from "../../routing/haproxy/haproxy-router.js";
 import { DriverError, type DeployOutcome, type PhaseContext, type ProgressSink } from "../driver.js";
 import { ComposeDriver, composeConfig } from "./compose-driver.js";
 import { lockPath } from "./host-files.js";
+import { EngineClient } from "../docker/engine/client.js";
 
 const composeCli = spawnSync("docker-compose", ["version", "--short"], { encoding: "utf8" });
 const skipReason: string | false =
@@ -43,7 +43,7 @@ const socket = join(dir, "admin.sock");
 const maintenanceMap = join(dir, "maintenance.map");
 let haproxy: TestHaproxy | undefined;
 let registry: TestRegistry;
-let docker: Docker;
+let docker: EngineClient;
 let driver: ComposeDriver;
 let router: HaproxyRouter;
 let listen = 0;
@@ -149,7 +149,7 @@ describe("routed Compose services through HAProxy", { concurrency: false }, () =
   before(async () => {
     if (skipReason) return;
     const socketPath = (await dockerEngine()).socketPath;
-    docker = new Docker({ socketPath });
+    docker = new EngineClient({ socketPath });
     registry = await startRegistry();
     [listen, slots.blue, slots.green, workerPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
     slots = { blue: slots.blue, green: slots.green };

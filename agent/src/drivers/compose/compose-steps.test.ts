@@ -11,7 +11,6 @@ import { join } from "node:path";
 import { after, before, describe, it, type TestContext } from "node:test";
 
 import { composeLock, type ComposeTargetConfig, type ImagePin, type Phase, type RouteOperation } from "@ferry/contract";
-import Docker from "dockerode";
 import { pino } from "pino";
 
 import { buildTestImage, dockerEngine, dockerSkipReason, type TestImage } from "../../../../test/helpers/docker.js";
@@ -28,6 +27,7 @@ import { ComposeDriver, composeConfig } from "./compose-driver.js";
 import { lockPath } from "./host-files.js";
 import type { ComposePhaseState } from "./phase-state.js";
 import { sumCounters } from "./slots.js";
+import { EngineClient } from "../docker/engine/client.js";
 
 const composeCli = spawnSync("docker-compose", ["version", "--short"], { encoding: "utf8" });
 const skipReason: string | false =
@@ -45,7 +45,7 @@ const maintenanceMap = join(dir, "maintenance.map");
 const splitMap = join(dir, "split.map");
 let haproxy: TestHaproxy | undefined;
 let registry: TestRegistry;
-let docker: Docker;
+let docker: EngineClient;
 let socketPath = "";
 let router: HaproxyRouter;
 let listen = 0;
@@ -167,7 +167,7 @@ describe("a Compose project's phases as separate steps, with route tasks between
   before(async () => {
     if (skipReason) return;
     socketPath = (await dockerEngine()).socketPath;
-    docker = new Docker({ socketPath });
+    docker = new EngineClient({ socketPath });
     registry = await startRegistry();
     [listen, slots.blue, slots.green, workerPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
     slots = { blue: slots.blue, green: slots.green };

@@ -1,13 +1,13 @@
 // A Compose project as the engine shows it: its containers, by the labels every Compose CLI (v1 and v2) sets on what
 // it creates (com.docker.compose.project, com.docker.compose.service, com.docker.compose.oneoff).
-import type Docker from "dockerode";
+import type { EngineClient } from "../docker/engine/client.js";
 
 import { newestFirst, view, type ContainerView } from "../docker/containers.js";
 
 export const COMPOSE_LABELS = { project: "com.docker.compose.project", service: "com.docker.compose.service", oneoff: "com.docker.compose.oneoff" } as const;
 
 /** service → its containers (newest first), one-off `run` containers left out. */
-export async function projectContainers(docker: Docker, project: string): Promise<Map<string, ContainerView[]>> {
+export async function projectContainers(docker: EngineClient, project: string): Promise<Map<string, ContainerView[]>> {
   const listed = await docker.listContainers({ all: true, filters: { label: [`${COMPOSE_LABELS.project}=${project}`] } });
   const out = new Map<string, ContainerView[]>();
   const views = await Promise.all(listed.map((c) => view(docker, c.Id)));
@@ -30,7 +30,7 @@ export function serviceContainer(containers: Map<string, ContainerView[]>, servi
 }
 
 /** Whether the container was created with a HEALTHCHECK (the service's compose healthcheck or the image's). */
-export async function containerHasHealthcheck(docker: Docker, id: string): Promise<boolean> {
+export async function containerHasHealthcheck(docker: EngineClient, id: string): Promise<boolean> {
   const info = await docker.getContainer(id).inspect();
   const test = info.Config.Healthcheck?.Test;
   return !!test && test.length > 0 && test[0] !== "NONE";

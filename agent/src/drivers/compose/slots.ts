@@ -17,7 +17,7 @@
 // The router, the slot choice, the weights and the health check's retargeting are the docker driver's pieces; the
 // router operations are ../router-ops.ts, shared with it.
 import type { ComposeRoute, ComposeTargetConfig, RouteOperation } from "@ferry/contract";
-import type Docker from "dockerode";
+import type { EngineClient } from "../docker/engine/client.js";
 
 import type { Router, Slot, Weights } from "../../routing/router.js";
 import { otherSlot, SLOTS, type SlotCounters } from "../../routing/router.js";
@@ -42,7 +42,7 @@ export interface RoutedStart {
 }
 
 /** A routed service's slot containers (one-off containers of the service labelled with their slot), newest per slot. */
-export async function slotContainers(docker: Docker, project: string, service: string): Promise<Record<Slot, ContainerView | undefined>> {
+export async function slotContainers(docker: EngineClient, project: string, service: string): Promise<Record<Slot, ContainerView | undefined>> {
   const listed = await docker.listContainers({ all: true, filters: { label: [`${COMPOSE_LABELS.project}=${project}`, `${COMPOSE_LABELS.service}=${service}`, SLOT_LABEL] } });
   const views = (await Promise.all(listed.map((c) => view(docker, c.Id)))).filter((v): v is ContainerView => !!v).sort(newestFirst);
   const out: Record<Slot, ContainerView | undefined> = { blue: undefined, green: undefined };
@@ -55,7 +55,7 @@ export async function slotContainers(docker: Docker, project: string, service: s
  * heavier in the router when its weights are known), so a new version started beside it but never switched to (a
  * deploy interrupted before switch) does not pass for what runs.
  */
-export async function routedServiceContainers(docker: Docker, project: string, service: string, weights?: Weights): Promise<ContainerView[]> {
+export async function routedServiceContainers(docker: EngineClient, project: string, service: string, weights?: Weights): Promise<ContainerView[]> {
   const slots = await slotContainers(docker, project, service);
   const weight = (c: ContainerView) => (weights ? weights[c.labels[SLOT_LABEL] as Slot] ?? 0 : 0);
   return SLOTS.map((s) => slots[s])
@@ -72,7 +72,7 @@ export function restartPolicy(value: string | undefined): { Name: string; Maximu
 }
 
 export interface SlotIo {
-  docker: Docker;
+  docker: EngineClient;
   router: Router;
   project: string;
   stopTimeoutSeconds: number;

@@ -1,6 +1,7 @@
 // The engine side of health checks: which check a target gets, and a container as health.ts reads it.
 import type { HealthCheckConfig } from "@ferry/contract";
-import type Docker from "dockerode";
+import type { EngineClient } from "./engine/client.js";
+import type { ContainerInspect, ImageInspect } from "./engine/types.js";
 
 import { DEFAULT_HEALTH_INTERVAL_MS, DEFAULT_HEALTH_TIMEOUT_MS, type ContainerHealthState, type HealthTarget, type ResolvedHealthCheck } from "./health.js";
 
@@ -27,24 +28,12 @@ export function resolveHealthCheck(config: { healthCheck?: HealthCheckConfig | u
   return { type: "none", timeoutMs, intervalMs, settleMs, chosenBecause: "no healthCheck configured and the image defines no HEALTHCHECK: running with no restart through the settle window" };
 }
 
-export function imageHasHealthcheck(image: Docker.ImageInspectInfo): boolean {
+export function imageHasHealthcheck(image: ImageInspect): boolean {
   const test = image.Config?.Healthcheck?.Test;
   return !!test && test.length > 0 && test[0] !== "NONE";
 }
 
-/** Non-TTY container output is framed: [stream, 0, 0, 0, size (u32 BE)] + payload. */
-export function demuxLogs(buf: Buffer): string {
-  let out = "";
-  let off = 0;
-  while (off + 8 <= buf.length && buf[off + 1] === 0 && buf[off + 2] === 0 && buf[off + 3] === 0) {
-    const size = buf.readUInt32BE(off + 4);
-    out += buf.subarray(off + 8, off + 8 + size).toString("utf8");
-    off += 8 + size;
-  }
-  return off === 0 ? buf.toString("utf8") : out;
-}
-
-export function healthState(info: Docker.ContainerInspectInfo): ContainerHealthState {
+export function healthState(info: ContainerInspect): ContainerHealthState {
   const s = info.State;
   const state: ContainerHealthState = {
     running: s.Running,
@@ -64,35 +53,28 @@ export function healthState(info: Docker.ContainerInspectInfo): ContainerHealthS
   return state;
 }
 
-async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
-  let text = "";
-  for await (const chunk of stream) text += typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8");
-  return text;
-}
-
-export function containerHealthTarget(docker: Docker, id: string): HealthTarget {
+export function containerHealthTarget(docker: EngineClient, id: string): HealthTarget {
   const c = docker.getContainer(id);
   return {
     async state() {
       return healthState(await c.inspect());
     },
     async logsTail(lines) {
-      const raw = await c.logs({ stdout: true, stderr: true, tail: lines, follow: false });
-      return demuxLogs(Buffer.isBuffer(raw) ? raw : Buffer.from(String(raw)));
+      // Demultiplexed (a container without a TTY has its output framed) and bounded by the client.
+      return c.logs({ stdout: true, stderr: true, tail: lines });
     },
     async lastExit(sinceMs) {
       // With `until`, the events endpoint answers with what it recorded and closes; `die` carries the exit code.
       // Timestamps as "seconds.fraction" (the engine reads both parts), so `until` is now and never in the future.
-      const stream = await docker.getEvents({
+      const events = await docker.events({
         since: (sinceMs / 1000).toFixed(3),
         until: (Date.now() / 1000).toFixed(3),
         filters: { container: [id], type: ["container"], event: ["die"] },
-      } as unknown as Docker.GetEventsOptions);
+      });
       let code: number | undefined;
-      for (const line of (await readAll(stream)).split("\n")) {
-        if (!line.trim()) continue;
-        const exit = (JSON.parse(line) as { Actor?: { Attributes?: Record<string, string> } }).Actor?.Attributes?.["exitCode"];
-        if (exit !== undefined && /^\d+$/.test(exit)) code = Number(exit);
+      for (const e of events) {
+        const exit = e.Actor?.Attributes?.["exitCode"];
+        if (typeof exit === "string" && /^\d+$/.test(exit)) code = Number(exit);
       }
       return code;
     },

@@ -6,12 +6,12 @@
 // happens); `docker stop` does: it cancels the pending restart at once, leaves the container exited with its restart
 // policy unchanged, and a later start puts it back into its loop exactly as it was. So a container that crash-loops
 // is stopped before it is renamed — it serves nothing either way.
-import type Docker from "dockerode";
+import type { EngineClient } from "./engine/client.js";
 
 import { engineMessage, engineStatus } from "./errors.js";
 
 /** Stops a container; one that is already stopped is fine (304). */
-export async function stopContainer(docker: Docker, id: string, timeoutSeconds: number): Promise<void> {
+export async function stopContainer(docker: EngineClient, id: string, timeoutSeconds: number): Promise<void> {
   try {
     await docker.getContainer(id).stop({ t: timeoutSeconds });
   } catch (err) {
@@ -20,7 +20,7 @@ export async function stopContainer(docker: Docker, id: string, timeoutSeconds: 
 }
 
 /** Removes a container, killing it if it runs; one that is already gone is fine (404). */
-export async function removeContainer(docker: Docker, id: string): Promise<void> {
+export async function removeContainer(docker: EngineClient, id: string): Promise<void> {
   try {
     await docker.getContainer(id).remove({ force: true });
   } catch (err) {
@@ -29,7 +29,7 @@ export async function removeContainer(docker: Docker, id: string): Promise<void>
 }
 
 /** Starts a container; one that already runs is fine (304). */
-export async function startContainer(docker: Docker, id: string): Promise<void> {
+export async function startContainer(docker: EngineClient, id: string): Promise<void> {
   try {
     await docker.getContainer(id).start();
   } catch (err) {
@@ -41,7 +41,7 @@ export async function startContainer(docker: Docker, id: string): Promise<void> 
  * Renames a container. When the engine refuses because the container is restarting (or it turns out to be restarting
  * now), stops it and tries once more. Resolves with whether it had to stop it.
  */
-export async function renameContainer(docker: Docker, id: string, name: string, stopTimeoutSeconds: number, log: (line: string) => void): Promise<{ stopped: boolean }> {
+export async function renameContainer(docker: EngineClient, id: string, name: string, stopTimeoutSeconds: number, log: (line: string) => void): Promise<{ stopped: boolean }> {
   const c = docker.getContainer(id);
   try {
     await c.rename({ name });

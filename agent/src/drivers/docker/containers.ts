@@ -3,7 +3,8 @@
 //
 // A deploy that crashed half-way leaves a recognisable shape (see `describeLeftovers`), which both `inspect` (to tell
 // an operator) and the next deploy (to recover before it starts) read from here.
-import type Docker from "dockerode";
+import type { EngineClient } from "./engine/client.js";
+import type { ContainerInspect } from "./engine/types.js";
 
 import { OLD_CONTAINER_MARKER, type ImagePin } from "@ferry/contract";
 
@@ -105,8 +106,8 @@ export function digestFor(repoDigests: string[] | undefined, repository: string,
 }
 
 /** One container as the driver sees it, or undefined when it is gone. The compose driver reads services with it. */
-export async function view(docker: Docker, id: string): Promise<ContainerView | undefined> {
-  let info: Docker.ContainerInspectInfo;
+export async function view(docker: EngineClient, id: string): Promise<ContainerView | undefined> {
+  let info: ContainerInspect;
   try {
     info = await docker.getContainer(id).inspect();
   } catch (err) {
@@ -142,7 +143,7 @@ export async function view(docker: Docker, id: string): Promise<ContainerView | 
 }
 
 /** The target's container and any parked previous ones. */
-export async function findContainers(docker: Docker, container: string): Promise<TargetContainers> {
+export async function findContainers(docker: EngineClient, container: string): Promise<TargetContainers> {
   // The engine's name filter is a regular-expression match anywhere in the name; the exact check is ours.
   const listed = await docker.listContainers({ all: true, filters: { name: [container] } });
   const prefix = `/${container}${OLD_CONTAINER_MARKER}`;

@@ -9,7 +9,6 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, it, type TestContext } from "node:test";
 
-import Docker from "dockerode";
 
 import {
   buildTestImage,
@@ -32,6 +31,7 @@ import { DriverError, type DeployOutcome, type PhaseContext, type ProgressSink, 
 import { DockerDriver, dockerConfig, resolveSocketPath } from "./docker-driver.js";
 import { dockerRegistration, dockerSettings } from "./index.js";
 import { pickImage } from "./prepare.js";
+import { EngineClient } from "./engine/client.js";
 
 const SUITE = "Docker driver integration tests";
 let skipReason: string | false = false;
@@ -57,7 +57,7 @@ function canRun(t: TestContext): boolean {
 const RUN = `ferry-dd-${randomBytes(3).toString("hex")}`;
 let registry: TestRegistry;
 let socketPath: string;
-let docker: Docker;
+let docker: EngineClient;
 let driver: DockerDriver;
 
 const ALL_PHASES = ["prepare", "start", "health", "switch", "retire"];
@@ -250,7 +250,7 @@ describe("DockerDriver against a real engine", { concurrency: false }, () => {
   before(async () => {
     if (skipReason || setupError) return;
     socketPath = (await dockerEngine()).socketPath;
-    docker = new Docker({ socketPath });
+    docker = new EngineClient({ socketPath });
     driver = new DockerDriver({ socketPath, stopTimeoutSeconds: 2, settleSeconds: 1 });
     registry = await startRegistry();
   });
@@ -300,14 +300,16 @@ describe("DockerDriver against a real engine", { concurrency: false }, () => {
     assert.equal(info.HostConfig.NetworkMode, "host");
     assert.equal(info.HostConfig.RestartPolicy?.Name, "unless-stopped");
     assert.equal(info.Config.Image, v1.pinned);
-    assert.equal(info.Config.Labels["ferry.task"], p.taskId);
-    assert.equal(info.Config.Labels["ferry.digest"], v1.digest);
-    assert.equal(info.Config.Labels["ferry.deployment"], p.deploymentId);
-    assert.equal(info.Config.Labels["ferry.release"], p.release.id);
-    assert.equal(info.Config.Labels["ferry.release.name"], "shop");
-    assert.equal(info.Config.Labels["ferry.release.version"], "1.0.0");
-    assert.equal(info.Config.Labels["ferry.component"], "web");
-    assert.equal(info.Config.Labels["ferry.target"], p.target.id);
+    const labels = info.Config.Labels;
+    assert.ok(labels, "the container has labels");
+    assert.equal(labels["ferry.task"], p.taskId);
+    assert.equal(labels["ferry.digest"], v1.digest);
+    assert.equal(labels["ferry.deployment"], p.deploymentId);
+    assert.equal(labels["ferry.release"], p.release.id);
+    assert.equal(labels["ferry.release.name"], "shop");
+    assert.equal(labels["ferry.release.version"], "1.0.0");
+    assert.equal(labels["ferry.component"], "web");
+    assert.equal(labels["ferry.target"], p.target.id);
 
     const seen = await driver.inspect(p.target);
     assert.equal(seen.state, "running");

@@ -9,9 +9,8 @@
 //   restore  put the previous container back, from the state alone (restore.ts)
 //
 // The engine is reached over its unix socket, chosen per target: config.socketPath, else the driver's socketPath
-// setting, else DOCKER_HOST when it names a unix socket, else /var/run/docker.sock. One dockerode client per socket.
+// setting, else DOCKER_HOST when it names a unix socket, else /var/run/docker.sock. One engine client (engine/client.ts) per socket.
 import { ConfigError, dockerKind, parseTargetConfig, type Capability, type DockerTargetConfig, type Phase, type ResultCode, type RouteOperation } from "@ferry/contract";
-import Docker from "dockerode";
 import { pino, type Logger } from "pino";
 
 import {
@@ -28,6 +27,7 @@ import {
 } from "../driver.js";
 import { containerHealthTarget, resolveHealthCheck } from "./container-health.js";
 import { describeLeftovers, ferryLabels, findContainers, LABELS, newestFirst, type ContainerView } from "./containers.js";
+import { EngineClient } from "./engine/client.js";
 import { dockerError, engineMessage, isEngineUnreachable } from "./errors.js";
 import { DEFAULT_SETTLE_MS, waitHealthy, type HealthResult, type ResolvedHealthCheck } from "./health.js";
 import type { DockerEnv, DockerPhaseState } from "./phase-state.js";
@@ -52,7 +52,7 @@ export interface DockerDriverOptions {
   /** The host router; routed targets (config.route) need it, and with it the driver offers side-by-side and router. */
   router?: Router;
   /**
-   * The engine a target's phases talk to. Default: a dockerode client on the target's local unix socket. The ssh
+   * The engine a target's phases talk to. Default: an engine client on the target's local unix socket. The ssh
    * driver injects a client whose requests travel through an SSH connection to a remote host's socket, so that the
    * very same phases deploy there.
    */
@@ -61,7 +61,7 @@ export interface DockerDriverOptions {
 
 /** An engine client and how to name it in messages. */
 export interface DockerEngine {
-  docker: Docker;
+  docker: EngineClient;
   /** The engine's socket path (on the engine's own host). */
   socketPath: string;
   /** Where the engine is, for messages: unix:///var/run/docker.sock, ssh://deploy@app-1:22/var/run/docker.sock. */
@@ -106,7 +106,7 @@ export class DockerDriver implements Driver<DockerTargetConfig, DockerPhaseState
   readonly #logger: Logger;
   readonly #stopTimeoutSeconds: number;
   readonly #settleMs: number;
-  readonly #clients = new Map<string, Docker>();
+  readonly #clients = new Map<string, EngineClient>();
   readonly #engine: ((config: DockerTargetConfig) => DockerEngine) | undefined;
   readonly #router: Router | undefined;
 
@@ -133,10 +133,10 @@ export class DockerDriver implements Driver<DockerTargetConfig, DockerPhaseState
     return this.#router;
   }
 
-  #client(socketPath: string): Docker {
+  #client(socketPath: string): EngineClient {
     let docker = this.#clients.get(socketPath);
     if (!docker) {
-      docker = new Docker({ socketPath });
+      docker = new EngineClient({ socketPath });
       this.#clients.set(socketPath, docker);
     }
     return docker;

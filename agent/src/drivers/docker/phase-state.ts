@@ -1,6 +1,6 @@
 // What the Docker driver records between its phases: plain JSON (ids, names, flags), so that restore — and a later
 // task running a later phase — can work from the state alone, without anything held in memory.
-import type Docker from "dockerode";
+import type { EngineClient } from "./engine/client.js";
 import type { Logger } from "pino";
 
 import type { StartMark } from "./health.js";
@@ -53,7 +53,7 @@ export type DockerPhaseState = {
 
 /** What the phases share from the driver: one engine client and the agent-wide settings. */
 export interface DockerEnv {
-  docker: Docker;
+  docker: EngineClient;
   socketPath: string;
   /** Where the engine is, for messages (unix:///…, ssh://…). */
   address: string;

@@ -12,7 +12,8 @@
 // A redelivered task whose container already runs this digest (same task id in its labels) is recognised here and
 // recorded as `alreadyDeployed`: the later phases check it and tidy up instead of replacing it.
 import { credentialRegistry, dockerKind, ImageSelectionError, pinProblem, type DockerTargetConfig, type ImagePin } from "@ferry/contract";
-import type Docker from "dockerode";
+import type { EngineClient } from "./engine/client.js";
+import type { ImageInspect } from "./engine/types.js";
 
 import type { PhaseContext } from "../driver.js";
 import { imageHasHealthcheck } from "./container-health.js";
@@ -54,7 +55,7 @@ export async function prepare(ctx: PhaseContext<DockerTargetConfig>, env: Docker
     return { ...base, image: { ...pinFields(pin), id: image.Id }, imageHealthcheck: imageHasHealthcheck(image), source: "running", alreadyDeployed: true };
   }
 
-  let image: Docker.ImageInspectInfo;
+  let image: ImageInspect;
   if (local) {
     log(`prepare: the engine already has ${pin.ref} (image ${local.Id.slice(7, 19)}); not pulling it again`);
     image = checkRepoDigests(local, pin, "local", log);
@@ -74,7 +75,7 @@ function pinFields(pin: ImagePin): Omit<DockerPhaseState["image"], "id"> {
  * The image the engine holds under exactly repository@digest, or undefined when it has none (then it is pulled).
  * Anything unexpected here also means "pull": the pull and the verify after it report such failures properly.
  */
-export async function localImage(docker: Docker, pin: ImagePin): Promise<Docker.ImageInspectInfo | undefined> {
+export async function localImage(docker: EngineClient, pin: ImagePin): Promise<ImageInspect | undefined> {
   try {
     const image = await docker.getImage(pin.ref).inspect();
     return (image.RepoDigests ?? []).includes(pin.ref) ? image : undefined;
@@ -84,7 +85,7 @@ export async function localImage(docker: Docker, pin: ImagePin): Promise<Docker.
   }
 }
 
-export async function pulledImage(docker: Docker, pin: ImagePin): Promise<Docker.ImageInspectInfo> {
+export async function pulledImage(docker: EngineClient, pin: ImagePin): Promise<ImageInspect> {
   try {
     return await docker.getImage(pin.ref).inspect();
   } catch (err) {
@@ -93,7 +94,7 @@ export async function pulledImage(docker: Docker, pin: ImagePin): Promise<Docker
   }
 }
 
-export function checkRepoDigests(image: Docker.ImageInspectInfo, pin: ImagePin, what: "pulled" | "local", log: (line: string) => void): Docker.ImageInspectInfo {
+export function checkRepoDigests(image: ImageInspect, pin: ImagePin, what: "pulled" | "local", log: (line: string) => void): ImageInspect {
   // The engine resolves repository@digest through its own reference store; the image it finds must say it came from
   // exactly that repository and digest.
   const repoDigests = image.RepoDigests ?? [];

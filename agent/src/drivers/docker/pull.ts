@@ -6,7 +6,8 @@
 //
 // Credentials go to the engine in the X-Registry-Auth header only; they are never logged and never put in an error.
 import { credentialRegistry, type ImagePin } from "@ferry/contract";
-import type Docker from "dockerode";
+import type { EngineClient } from "./engine/client.js";
+import type { AuthConfig, PullEvent } from "./engine/types.js";
 
 import type { RegistryAuth } from "../driver.js";
 import { dockerError, engineMessage, isEngineUnreachable } from "./errors.js";
@@ -14,19 +15,11 @@ import { dockerError, engineMessage, isEngineUnreachable } from "./errors.js";
 const SUMMARY_EVERY_MS = 5_000;
 
 /** The engine's authconfig for a pull; undefined sends none (anonymous pull). */
-export function engineAuth(auth: RegistryAuth | undefined, registry: string): Docker.AuthConfig | undefined {
+export function engineAuth(auth: RegistryAuth | undefined, registry: string): AuthConfig | undefined {
   if (!auth) return undefined;
   if (auth.identityToken) return { identitytoken: auth.identityToken, serveraddress: registry };
   if (auth.username === undefined && auth.password === undefined) return undefined;
   return { username: auth.username ?? "", password: auth.password ?? "", serveraddress: registry };
-}
-
-interface PullEvent {
-  status?: string;
-  id?: string;
-  progressDetail?: { current?: number; total?: number };
-  error?: string;
-  errorDetail?: { message?: string };
 }
 
 export interface PullSummary {
@@ -43,7 +36,7 @@ const DIGEST_REFUSAL = /verification failed|did not match|digest mismatch|does n
 const mb = (n: number) => `${(n / 1_048_576).toFixed(1)} MB`;
 
 export async function pullImage(
-  docker: Docker,
+  docker: EngineClient,
   pin: ImagePin,
   auth: RegistryAuth | undefined,
   signal: AbortSignal,
@@ -54,7 +47,6 @@ export async function pullImage(
   const layers = new Map<string, { current: number; total: number; done: boolean }>();
   let lastSummary = started;
   let finalStatus = "";
-  let streamError: string | undefined;
 
   const fail = (message: string): never => {
     const details = { image: pin.ref, registry, error: message, credentials: auth ? "supplied" : "none" };
@@ -65,10 +57,6 @@ export async function pullImage(
   };
 
   const onEvent = (e: PullEvent) => {
-    if (e.error !== undefined || e.errorDetail?.message !== undefined) {
-      streamError = e.errorDetail?.message ?? e.error ?? "unknown error";
-      return;
-    }
     const status = e.status ?? "";
     // Layer events carry the layer's short id; the others (Pulling from …, Digest: …, Status: …) are worth a line.
     if (e.id && /^[0-9a-f]{12}$/.test(e.id)) {
@@ -97,23 +85,24 @@ export async function pullImage(
     }
   };
 
-  let stream: NodeJS.ReadableStream;
+  let progress: AsyncGenerator<PullEvent, void, undefined>;
   try {
     // fromImage + tag=<digest> is the engine's pull-by-digest; the engine checks the manifest against the digest.
-    stream = await docker.createImage(engineAuth(auth, registry) as Docker.AuthConfig, { fromImage: pin.repository, tag: pin.digest, abortSignal: signal });
+    progress = await docker.pull({ fromImage: pin.repository, tag: pin.digest, auth: engineAuth(auth, registry), signal });
   } catch (err) {
     signal.throwIfAborted();
     if (isEngineUnreachable(err)) throw dockerError("DOCKER_UNAVAILABLE", `the Docker Engine did not answer: ${engineMessage(err)}`, { error: engineMessage(err) });
     return fail(engineMessage(err));
   }
-  await new Promise<void>((resolve, reject) => {
-    docker.modem.followProgress(stream, (err: Error | null) => (err ? reject(err) : resolve()), onEvent);
-  }).catch((err: unknown) => {
+  // Once the engine has answered, whatever ends the pull early is the pull's failure: an error line in the progress
+  // (the registry refused, the digest did not verify), the connection closing, an answer that cannot be read.
+  try {
+    for await (const e of progress) onEvent(e);
+  } catch (err) {
     signal.throwIfAborted();
     fail(engineMessage(err));
-  });
+  }
   signal.throwIfAborted();
-  if (streamError !== undefined) fail(streamError);
 
   const all = [...layers.values()];
   const summary: PullSummary = { layers: all.length, bytes: all.reduce((s, l) => s + l.total, 0), elapsedMs: Date.now() - started, status: finalStatus };

@@ -9,7 +9,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it, type TestContext } from "node:test";
 
-import Docker from "dockerode";
 import { pino } from "pino";
 
 import { buildTestImage, dockerEngine, dockerSkipReason, type TestImage } from "../../../../test/helpers/docker.js";
@@ -25,6 +24,7 @@ import type { Phase } from "@ferry/contract";
 
 import { DriverError, type DeployOutcome, type PhaseContext, type ProgressSink, type RouteContext } from "../driver.js";
 import { DockerDriver, dockerConfig } from "./docker-driver.js";
+import { EngineClient } from "./engine/client.js";
 
 const skipReason: string | false = (await dockerSkipReason("Docker blue-green tests")) || registrySkipReason() || haproxySkipReason();
 if (skipReason && process.env["CI"] === "true") throw new Error(skipReason);
@@ -39,7 +39,7 @@ const socket = join(dir, "admin.sock");
 const maintenanceMap = join(dir, "maintenance.map");
 let haproxy: TestHaproxy | undefined;
 let registry: TestRegistry;
-let docker: Docker;
+let docker: EngineClient;
 let driver: DockerDriver;
 let router: HaproxyRouter;
 let listen = 0;
@@ -108,7 +108,7 @@ describe("Docker blue-green through HAProxy", { concurrency: false }, () => {
   before(async () => {
     if (skipReason) return;
     const socketPath = (await dockerEngine()).socketPath;
-    docker = new Docker({ socketPath });
+    docker = new EngineClient({ socketPath });
     registry = await startRegistry();
     [listen, slots.blue, slots.green] = [await freePort(), await freePort(), await freePort()];
     slots = { blue: slots.blue, green: slots.green };

@@ -15,7 +15,7 @@
 // task is cancelled half-way, the phase runner restores from that same object, so restore sees exactly what start
 // left on the target.
 import type { DockerTargetConfig } from "@ferry/contract";
-import type Docker from "dockerode";
+import type { ContainerCreateOptions } from "./engine/types.js";
 
 import type { PhaseContext } from "../driver.js";
 import { renameContainer, removeContainer, stopContainer } from "./container-ops.js";
@@ -150,10 +150,10 @@ async function adopt(ctx: PhaseContext<DockerTargetConfig>, env: DockerEnv, stat
   return state;
 }
 
-export function createOptions(ctx: PhaseContext<DockerTargetConfig>, state: DockerPhaseState, log: (line: string) => void): Docker.ContainerCreateOptions {
+export function createOptions(ctx: PhaseContext<DockerTargetConfig>, state: DockerPhaseState, log: (line: string) => void): ContainerCreateOptions {
   const { config } = ctx;
   const network = config.network ?? "host";
-  const opts: Docker.ContainerCreateOptions = {
+  const opts: ContainerCreateOptions = {
     name: config.container,
     Image: state.image.ref,
     Labels: deployLabels(ctx, state.image),

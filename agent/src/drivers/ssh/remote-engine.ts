@@ -1,7 +1,7 @@
-// The remote host's Docker Engine, reached through the SSH connection, as a dockerode client the docker driver's
+// The remote host's Docker Engine, reached through the SSH connection, as an engine client the docker driver's
 // phases use unchanged (they take their engine client injected).
 //
-// Every HTTP connection dockerode opens becomes one channel on the SSH connection to the engine's unix socket:
+// Every HTTP connection the client opens becomes one channel on the SSH connection to the engine's unix socket:
 //   - without sudo: an OpenSSH stream-local forward (direct-streamlocal@openssh.com) to the socket, as the login
 //     user (who must be allowed to use it: the docker group, or root);
 //   - with sudo: `sudo -n docker -H unix://<socket> system dial-stdio`, which relays stdin/stdout to the socket as
@@ -16,11 +16,10 @@ import http from "node:http";
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
 
-import Docker from "dockerode";
-
 import type { SshTargetConfig } from "@ferry/contract";
 
 import type { DockerEngine } from "../docker/docker-driver.js";
+import { EngineClient } from "../docker/engine/client.js";
 import { DriverError } from "../driver.js";
 import type { SshSession } from "./connection.js";
 import { runRemote, shQuote } from "./remote-command.js";
@@ -68,7 +67,7 @@ function openSocketChannel(session: SshSession, socketPath: string, sudo: boolea
   });
 }
 
-/** A dockerode client whose every connection is a channel on `session` to the remote engine's socket. */
+/** An engine client whose every connection is a channel on `session` to the remote engine's socket. */
 export function remoteEngine(session: SshSession, socketPath: string, sudo: boolean): DockerEngine {
   const agent = new http.Agent({ keepAlive: false });
   // http.Agent lets createConnection hand its socket over asynchronously through the callback.
@@ -88,7 +87,7 @@ export function remoteEngine(session: SshSession, socketPath: string, sudo: bool
     );
     return undefined;
   };
-  const docker = new Docker({ protocol: "http", host: "docker.invalid", port: 80, agent } as Docker.DockerOptions);
+  const docker = new EngineClient({ agent });
   return {
     docker,
     socketPath,

@@ -11,7 +11,6 @@ import { join } from "node:path";
 import { after, before, describe, it, type TestContext } from "node:test";
 
 import { sshKind, TARGET_CONFIG_CASES, type ImagePin, type SshTargetConfig } from "@ferry/contract";
-import Docker from "dockerode";
 import { pino } from "pino";
 
 import { buildTestImage, dockerEngine, dockerSkipReason, loudSkip, TEST_DOCKER_SOCKET, type TestImage } from "../../../../test/helpers/docker.js";
@@ -24,6 +23,7 @@ import { fingerprint, keyLine, matchesPin } from "./host-key.js";
 import { sshRegistration } from "./index.js";
 import { SessionLimit } from "./session-limit.js";
 import { SshDriver, sshConfig } from "./ssh-driver.js";
+import { EngineClient } from "../docker/engine/client.js";
 
 const SUITE = "ssh driver tests (real sshd)";
 const skipReason: string | false = sshdSkipReason();
@@ -366,14 +366,14 @@ describe("ssh docker hosts (real sshd, real Docker Engine)", () => {
   let dockerSkip: string | false = false;
   let registry: TestRegistry;
   let socketPath: string;
-  let docker: Docker;
+  let docker: EngineClient;
 
   before(async () => {
     if (skipReason) return;
     dockerSkip = (await dockerSkipReason("ssh docker mode")) || registrySkipReason();
     if (dockerSkip) return;
     socketPath = (await dockerEngine()).socketPath;
-    docker = new Docker({ socketPath });
+    docker = new EngineClient({ socketPath });
     registry = await startRegistry();
   });
 
@@ -495,7 +495,7 @@ describe("ssh sudo mode (real sshd, real sudo, real Docker Engine)", () => {
   let server: TestSshd;
   let keys: string;
   let registry: TestRegistry | undefined;
-  let docker: Docker;
+  let docker: EngineClient;
   let dockerSkip: string | false = false;
 
   before(async () => {
@@ -513,7 +513,7 @@ describe("ssh sudo mode (real sshd, real sudo, real Docker Engine)", () => {
     dockerSkip = (await dockerSkipReason("ssh sudo docker mode")) || registrySkipReason();
     if (!dockerSkip && (await dockerEngine()).socketPath !== TEST_DOCKER_SOCKET) dockerSkip = `the sudoers rule names ${TEST_DOCKER_SOCKET}, the suites use another engine`;
     if (!dockerSkip) {
-      docker = new Docker({ socketPath: TEST_DOCKER_SOCKET });
+      docker = new EngineClient({ socketPath: TEST_DOCKER_SOCKET });
       registry = await startRegistry();
     }
   });

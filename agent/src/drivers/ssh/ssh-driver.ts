@@ -1,6 +1,6 @@
 // The ssh target driver (docs/drivers/ssh.md): a gateway agent drives a host over SSH, in one of two modes.
 //
-// docker  The docker driver's own phases, unchanged, with their engine client injected: a dockerode client whose
+// docker  The docker driver's own phases, unchanged, with their engine client injected: an engine client whose
 //         connections are channels over this SSH connection to the host's engine socket (remote-engine.ts). So a
 //         Docker host over SSH gets exactly the Docker driver's guarantees: pull by digest and verify, replace with
 //         restore, health with a settle window, interrupted-deploy recovery. Health checks run on the host's
