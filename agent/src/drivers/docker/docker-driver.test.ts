@@ -9,7 +9,6 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, it, type TestContext } from "node:test";
 
-
 import {
   buildTestImage,
   dockerEngine,

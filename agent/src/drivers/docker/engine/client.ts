@@ -153,10 +153,14 @@ export class EngineClient {
     return (async function* progress() {
       try {
         for await (const e of jsonLines<PullEvent>(res, maxLine, "pull")) {
-          if (e === null || typeof e !== "object") throw new EngineAnswerError("ENGINE_BAD_ANSWER", `pull: the engine sent a progress line that is not an object: ${preview(JSON.stringify(e))}`);
+          if (e === null || typeof e !== "object" || Array.isArray(e)) throw new EngineAnswerError("ENGINE_BAD_ANSWER", `pull: the engine sent a progress line that is not an object: ${preview(JSON.stringify(e))}`);
           if (e.error !== undefined || e.errorDetail?.message !== undefined) throw new EngineProgressError(String(e.errorDetail?.message ?? e.error));
           yield e;
         }
+      } catch (err) {
+        // Aborting destroys the connection: the reason is the abort, not the reset it causes.
+        opts.signal?.throwIfAborted();
+        throw err;
       } finally {
         res.destroy();
       }
@@ -175,7 +179,7 @@ export class EngineClient {
     const out: EngineEvent[] = [];
     try {
       for await (const e of jsonLines<EngineEvent>(res, this.#maxLineBytes, "events")) {
-        if (e === null || typeof e !== "object") throw new EngineAnswerError("ENGINE_BAD_ANSWER", `events: the engine sent an event that is not an object: ${preview(JSON.stringify(e))}`);
+        if (e === null || typeof e !== "object" || Array.isArray(e)) throw new EngineAnswerError("ENGINE_BAD_ANSWER", `events: the engine sent an event that is not an object: ${preview(JSON.stringify(e))}`);
         if (out.length >= max) throw new EngineAnswerError("ENGINE_ANSWER_TOO_LARGE", `events: the engine sent more than ${max} events`);
         out.push(e);
       }
