@@ -14,8 +14,9 @@
 //   node built-ins those parts import, such as node:http and node:child_process, are not loaded either). Chunk names
 //   carry a hash of their content, so the chunks of two versions never collide: install.sh adds the new ones beside
 //   the old (a running agent still finds what it may yet import) and removes those of older versions afterwards.
-// - ssh2 on demand: dockerode's connection library loads ssh2 at start for ssh:// Docker hosts, and ssh2 at load
-//   instantiates a WebAssembly module with a 16 MB memory. The bundle loads it when an ssh:// host is first used.
+// - ssh2 on demand: ssh2 at load instantiates a WebAssembly module with a 16 MB memory. Only the SSH driver imports
+//   it, and the SSH driver's code is imported when the agent creates that driver (drivers/ssh/index.ts), so ssh2
+//   lives in that driver's chunk and is evaluated only then (the Docker driver's engine client is node:http alone).
 import { build } from "esbuild";
 import { readFileSync, rmSync } from "node:fs";
 
@@ -23,34 +24,24 @@ const root = new URL("..", import.meta.url).pathname;
 const version = JSON.parse(readFileSync(`${root}/agent/package.json`, "utf8")).version;
 
 const onDemandContents = {
-  "docker-modem-ssh": 'module.exports = function (opt) { return require("docker-modem/lib/ssh.js")(opt); };',
   "pino-transport": 'module.exports = function (opts) { return require("pino/lib/transport.js")(opts); };',
 };
 
-// docker-modem's `require("./ssh")` becomes a stub that requires the real module on first call; esbuild wraps every
-// CommonJS module in a function run at its first require, so ssh2 is then evaluated only when an ssh:// host is used.
-const sshOnDemand = {
-  name: "docker-modem-ssh-on-demand",
-  setup(b) {
-    b.onResolve({ filter: /^\.\/ssh$/ }, (args) =>
-      /docker-modem[\\/]lib[\\/]modem\.js$/.test(args.importer) ? { path: "docker-modem-ssh", namespace: "ferry-on-demand" } : undefined,
-    );
-    b.onLoad({ filter: /.*/, namespace: "ferry-on-demand" }, (args) => ({
-      contents: onDemandContents[args.path],
-      resolveDir: `${root}/node_modules`,
-      loader: "js",
-    }));
-  },
-};
 // pino loads its transport module (thread-stream, which runs transports in a worker thread, and with it node:assert,
-// node:module and node:url) at start, for pino.transport(), which the agent does not call. The same kind of stub
-// loads it on the first call.
+// node:module and node:url) at start, for pino.transport(), which the agent does not call. Its `require` becomes a
+// stub that requires the real module on first call; esbuild wraps every CommonJS module in a function run at its first
+// require, so the transport module is then evaluated only if pino.transport() is ever called.
 const pinoTransportOnDemand = {
   name: "pino-transport-on-demand",
   setup(b) {
     b.onResolve({ filter: /^\.\/lib\/transport$/ }, (args) =>
       /pino[\\/]pino\.js$/.test(args.importer) ? { path: "pino-transport", namespace: "ferry-on-demand" } : undefined,
     );
+    b.onLoad({ filter: /.*/, namespace: "ferry-on-demand" }, (args) => ({
+      contents: onDemandContents[args.path],
+      resolveDir: `${root}/node_modules`,
+      loader: "js",
+    }));
   },
 };
 const outdir = `${root}/installers/dist/ferry-agent`;
@@ -68,13 +59,13 @@ await build({
   platform: "node",
   format: "esm",
   target: "node20",
-  // Native addons cannot be bundled. The only ones in the tree are optional accelerators of ssh2 (pulled in by
-  // dockerode's connection library), which it tries inside try/catch and does without.
+  // Native addons cannot be bundled. The only ones in the tree are optional accelerators of ssh2 (the SSH driver's),
+  // which it tries inside try/catch and does without.
   external: ["*.node"],
   minify: true,
   keepNames: true,
   charset: "ascii",
-  plugins: [sshOnDemand, pinoTransportOnDemand],
+  plugins: [pinoTransportOnDemand],
   // CommonJS dependencies (grpc-js, pino, ssh2) call require() and read __dirname; give every file of the bundle both.
   banner: {
     js: [
