@@ -44,13 +44,23 @@ const pinoTransportOnDemand = {
     }));
   },
 };
-const outdir = `${root}/installers/dist/ferry-agent`;
+// For checks of the bundle (test/packaging/agent-bundle.test.ts): `--outdir DIR` writes it to DIR instead, and
+// `--from-source` bundles agent/src (TypeScript, and the workspace packages' sources through their "ferry-source"
+// export condition) so that it needs no `npm run build` first. What ships is built from agent/dist.
+const args = process.argv.slice(2);
+const outdirArg = args.includes("--outdir") ? args[args.indexOf("--outdir") + 1] : undefined;
+if (args.includes("--outdir") && !outdirArg) throw new Error("--outdir needs a directory");
+const fromSource = args.includes("--from-source");
+const outdir = outdirArg ?? `${root}/installers/dist/ferry-agent`;
 // A fresh directory each time: chunks of an earlier build must not ship with this one.
 rmSync(outdir, { recursive: true, force: true });
-rmSync(`${root}/installers/dist/ferry-agent.mjs`, { force: true }); // the single file of earlier versions
-rmSync(`${root}/installers/dist/ferry-agent.mjs.LEGAL.txt`, { force: true });
+if (!outdirArg) {
+  rmSync(`${root}/installers/dist/ferry-agent.mjs`, { force: true }); // the single file of earlier versions
+  rmSync(`${root}/installers/dist/ferry-agent.mjs.LEGAL.txt`, { force: true });
+}
 await build({
-  entryPoints: { "ferry-agent": `${root}/agent/dist/cli/main.js` },
+  entryPoints: { "ferry-agent": fromSource ? `${root}/agent/src/cli/main.ts` : `${root}/agent/dist/cli/main.js` },
+  ...(fromSource ? { conditions: ["ferry-source"] } : {}),
   outdir,
   splitting: true,
   chunkNames: "chunks/[name]-[hash]",
@@ -82,4 +92,4 @@ await build({
   legalComments: "linked",
   logLevel: "warning",
 });
-console.log(`installers/dist/ferry-agent/ferry-agent.mjs and its chunks (agent ${version})`);
+console.log(`${outdirArg ?? "installers/dist/ferry-agent"}/ferry-agent.mjs and its chunks (agent ${version}${fromSource ? ", from agent/src" : ""})`);
