@@ -104,6 +104,11 @@ export class EngineClient {
     this.#maxLineBytes = opts.maxLineBytes ?? MAX_LINE_BYTES;
   }
 
+  /** The inactivity timeout of ordinary calls. */
+  get timeoutMs(): number {
+    return this.#timeoutMs;
+  }
+
   getContainer(id: string): ContainerRef {
     return new ContainerRef(this, id);
   }
@@ -346,7 +351,7 @@ export class ContainerRef {
   async stop(opts: { t?: number } = {}): Promise<void> {
     const spec: RequestSpec = { method: "POST", path: `${this.#path}/stop`, query: { t: opts.t } };
     // The engine is silent while the container stops: the wait is the grace period on top of the usual one.
-    if (opts.t !== undefined) spec.timeoutMs = opts.t * 1000 + DEFAULT_TIMEOUT_MS;
+    if (opts.t !== undefined && this.#client.timeoutMs > 0) spec.timeoutMs = opts.t * 1000 + this.#client.timeoutMs;
     await this.#client.request(spec);
   }
 
