@@ -8,10 +8,9 @@
 // the same in all of them.
 //
 // Everything the engine sends is bounded: a JSON answer (MAX_JSON_BYTES), a line of a newline-delimited stream
-// (MAX_LINE_BYTES), the container output a logs read keeps (MAX_LOG_BYTES), an error answer's body. Ordinary calls
-// fail with ETIMEDOUT when the engine sends nothing for `timeoutMs`; the pull and the events stream wait as long as
-// the engine works (a pull of a large image is silent between progress lines only briefly, but a registry can be slow)
-// and end with the caller's abort signal.
+// (MAX_LINE_BYTES), the container output a logs read keeps (MAX_LOG_BYTES), an error answer's body. A call fails
+// with ETIMEDOUT when the engine sends nothing for `timeoutMs` (a stop: its grace period longer); a pull has no such
+// timeout (a slow registry is not a dead engine) and ends with the caller's abort signal.
 import http from "node:http";
 
 import { EngineAnswerError, EngineError, EngineProgressError } from "./errors.js";
