@@ -463,12 +463,20 @@ export class ClientCall<I extends DescMessage, O extends DescMessage> extends Ev
   /** The server's side ended (END_STREAM) and every message was delivered. */
   #onEnd(): void {
     if (this.#done) return;
+    const stream = this.#stream;
     let status = this.#received;
-    if (status === undefined) status = { code: GrpcStatus.INTERNAL, details: "the server ended the call without a gRPC status", metadata: new Metadata() };
-    else if (status.code === GrpcStatus.OK && this.#decoder.partial) {
+    if (status === undefined) {
+      // No status: a reset (node ends the readable side on RST_STREAM too, before it reports the reset) or an
+      // END_STREAM without trailers. 'close' says which; make sure it comes even while our side of a bidi call is
+      // open, after node had its turn to process a reset.
+      setImmediate(() => {
+        if (stream !== undefined && !stream.closed && !stream.destroyed) stream.close(NGHTTP2_NO_ERROR);
+      });
+      return;
+    }
+    if (status.code === GrpcStatus.OK && this.#decoder.partial) {
       status = { code: GrpcStatus.INTERNAL, details: "the server ended the call inside a message", metadata: status.metadata };
     }
-    const stream = this.#stream;
     this.#finish(status);
     // The call is over; release our half of the stream too (it may be open on a bidi call).
     if (stream !== undefined && !stream.closed && !stream.destroyed) stream.close(NGHTTP2_NO_ERROR);
