@@ -1,8 +1,8 @@
 // The agent's gRPC client against a small node:http2 server on 127.0.0.1 (real TLS, a real FleetCa), for what a real
 // grpc-js server will not do on demand: split and merged frames, oversize and compressed messages, trailers-only and
-// non-gRPC answers, resets, GOAWAY, silence and unanswered PINGs. The exchange with the real grpc-js server of the
-// control plane is covered by session.test.ts and enrol.test.ts (the harness runs grpc-js), and end to end by the
-// e2e suites.
+// non-gRPC answers, resets, GOAWAY, silence and unanswered PINGs; and against a grpc-js server with the control
+// plane's glue (serverDefinition, wireError, the error-code interceptor). The agent's whole exchange with grpc-js is
+// covered by session.test.ts and enrol.test.ts (the harness runs grpc-js), and end to end by the e2e suites.
 import assert from "node:assert/strict";
 import { once } from "node:events";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -14,6 +14,8 @@ import { after, before, describe, it } from "node:test";
 
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { controlPlaneIdentityCheck, FleetCa } from "@ferry/pki";
+import { errorCodeInterceptor, serverDefinition, wireError } from "@ferry/proto";
+import * as grpc from "@grpc/grpc-js";
 import {
   AgentService,
   ConnectRequestSchema,
@@ -490,6 +492,73 @@ describe("GrpcClient against a node:http2 server", () => {
       assert.equal(tlsConnections - before, 2);
     } finally {
       d.close();
+    }
+  });
+});
+
+describe("GrpcClient against the control plane's grpc-js server glue", () => {
+  let grpcServer: grpc.Server;
+  let grpcPort: number;
+  let serverCancelled: Promise<void> | undefined;
+  let signalCancelled: (() => void) | undefined;
+
+  before(async () => {
+    const cert = await ca.issueServerCertificate({ hosts: ["127.0.0.1"], lifetimeMs: 3_600_000 });
+    grpcServer = new grpc.Server({ interceptors: [errorCodeInterceptor()] });
+    grpcServer.addService(serverDefinition(AgentService, { maxMessageBytes: 1 << 20 }), {
+      pullTasks: (call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+        const req = call.request as { max: number };
+        if (req.max === 1) cb(wireError("RATE_LIMITED", "too many pulls, réessayez", 1500));
+        else if (req.max === 2) {
+          // Never answers: the client's deadline ends the call, and grpc-js sees the cancel.
+          serverCancelled = new Promise((resolve) => (signalCancelled = resolve));
+          call.on("cancelled", () => signalCancelled?.());
+        } else cb(null, create(PullTasksResponseSchema, {}));
+      },
+      connect: (call: grpc.ServerDuplexStream<unknown, ConnectResponse>) => {
+        call.once("data", () => {
+          for (let i = 1n; i <= 50n; i++) call.write(ping(i));
+          call.end();
+        });
+      },
+    });
+    grpcPort = await new Promise<number>((resolve, reject) =>
+      grpcServer.bindAsync(
+        "127.0.0.1:0",
+        grpc.ServerCredentials.createSsl(null, [{ private_key: Buffer.from(cert.keyPem), cert_chain: Buffer.from(`${cert.certPem.trim()}\n${ca.certPem.trim()}\n`) }], false),
+        (err, p) => (err ? reject(err) : resolve(p)),
+      ),
+    );
+  });
+
+  after(() => grpcServer.forceShutdown());
+
+  it("unary answers, refusals with their Ferry code and retry hint, and deadlines the server sees", async () => {
+    const c = client({ target: `127.0.0.1:${grpcPort}` });
+    try {
+      const ok = await c.unary(AgentService.method.pullTasks, create(PullTasksRequestSchema, { max: 5 }), { deadline: Date.now() + 5_000 });
+      assert.deepEqual(ok.offers, []);
+      const refused = await unaryError(c, {});
+      assert.deepEqual(parseWireError(refused), { code: "RATE_LIMITED", status: GrpcStatus.RESOURCE_EXHAUSTED, message: "too many pulls, réessayez", retryAfterMs: 1500 });
+      const late = await c.unary(AgentService.method.pullTasks, create(PullTasksRequestSchema, { max: 2 }), { deadline: Date.now() + 300 }).then(
+        () => assert.fail("should time out"),
+        (e: unknown) => e as GrpcCallError,
+      );
+      assert.equal(late.code, GrpcStatus.DEADLINE_EXCEEDED);
+      await serverCancelled;
+    } finally {
+      c.close();
+    }
+  });
+
+  it("a bidi stream delivers every message before the status", async () => {
+    const c = client({ target: `127.0.0.1:${grpcPort}` });
+    try {
+      const { messages, status } = await connectCall(c);
+      assert.equal(status.code, GrpcStatus.OK);
+      assert.deepEqual(messages.map((m) => (m.body.case === "ping" ? m.body.value.nonce : -1n)), Array.from({ length: 50 }, (_, i) => BigInt(i + 1)));
+    } finally {
+      c.close();
     }
   });
 });
