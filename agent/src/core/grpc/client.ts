@@ -410,7 +410,9 @@ export class ClientCall<I extends DescMessage, O extends DescMessage> extends Ev
   fail(code: number, details: string): void {
     if (this.#done) return;
     const stream = this.#stream;
-    this.#finish({ code, details, metadata: new Metadata() });
+    // Reported on a later tick, as grpc-js does: never from inside the caller's cancel() or write(), whose caller may
+    // not expect its own listeners to run yet. Nothing is delivered after this point.
+    this.#finish({ code, details, metadata: new Metadata() }, true);
     if (stream !== undefined && !stream.closed && !stream.destroyed) stream.close(NGHTTP2_CANCEL);
   }
 
@@ -523,7 +525,7 @@ export class ClientCall<I extends DescMessage, O extends DescMessage> extends Ev
     }
   }
 
-  #finish(status: StatusObject): void {
+  #finish(status: StatusObject, later = false): void {
     if (this.#done) return;
     this.#done = true;
     if (this.#deadlineTimer !== undefined) clearTimeout(this.#deadlineTimer);
@@ -531,7 +533,8 @@ export class ClientCall<I extends DescMessage, O extends DescMessage> extends Ev
     if (this.#abort !== undefined) this.#abort.signal.removeEventListener("abort", this.#abort.listener);
     this.#abort = undefined;
     if (this.#stream !== undefined) this.#client.ended(this);
-    this.emit("status", status);
+    if (later) process.nextTick(() => this.emit("status", status));
+    else this.emit("status", status);
   }
 }
 
