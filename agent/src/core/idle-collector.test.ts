@@ -48,4 +48,22 @@ describe("idle collector", () => {
     assert.equal(c.collections, 0);
     c.stop();
   });
+
+  it("by default calls gc() twice: the second gives back the pages the first emptied", () => {
+    const g = globalThis as { gc?: () => void };
+    const saved = g.gc;
+    let calls = 0;
+    g.gc = () => (calls += 1);
+    try {
+      const heap = [0, 5_000_000];
+      const c = new IdleCollector({ busy: () => false, usedHeap: () => heap.shift() ?? 0 });
+      c.check();
+      assert.equal(calls, 2);
+      assert.equal(c.collections, 1);
+      c.stop();
+    } finally {
+      if (saved === undefined) delete g.gc;
+      else g.gc = saved;
+    }
+  });
 });
