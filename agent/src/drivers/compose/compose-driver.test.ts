@@ -16,9 +16,10 @@ import { after, before, describe, it, type TestContext } from "node:test";
 import { composeLock, type ComposeTargetConfig, type ImagePin } from "@ferry/contract";
 import { pino } from "pino";
 
-import { buildTestImage, dockerEngine, dockerSkipReason, loudSkip, type TestImage } from "../../../../test/helpers/docker.js";
+import { buildTestImage, dockerEngine, type TestImage } from "../../../../test/helpers/docker.js";
 import { freePort } from "../../../../test/helpers/net.js";
-import { registrySkipReason, startRegistry, type TestRegistry } from "../../../../test/helpers/registry.js";
+import { startRegistry, type TestRegistry } from "../../../../test/helpers/registry.js";
+import { engineSuite } from "../../../../test/helpers/engine-suite.js";
 import { runPhases } from "../../core/phase-runner.js";
 import { DriverError, type DeployOutcome, type PhaseContext, type ProgressSink, type TargetRef } from "../driver.js";
 import { checkProject, servicesOf } from "./compose-file.js";
@@ -27,28 +28,13 @@ import { lockPath } from "./host-files.js";
 import { EngineClient } from "../docker/engine/client.js";
 
 const SUITE = "Compose driver integration tests";
-let skipReason: string | false = false;
-let setupError: unknown;
-try {
-  skipReason = (await dockerSkipReason(SUITE)) || registrySkipReason();
-  if (!skipReason) {
-    await promisify(execFile)("docker-compose", ["version", "--short"]).catch(() => {
-      skipReason = "docker-compose is not installed (scripts/test-env.sh installs it)";
-    });
-  }
-  if (skipReason && !skipReason.startsWith("Docker Engine not available")) loudSkip(SUITE, skipReason);
-} catch (err) {
-  setupError = err;
-}
-
-function canRun(t: TestContext): boolean {
-  if (setupError) throw setupError;
-  if (skipReason) {
-    t.skip(skipReason);
-    return false;
-  }
-  return true;
-}
+const suite = await engineSuite(SUITE, async () =>
+  promisify(execFile)("docker-compose", ["version", "--short"]).then(
+    () => false as const,
+    () => "docker-compose is not installed (scripts/test-env.sh installs it)",
+  ),
+);
+const canRun = (t: TestContext): boolean => suite.canRun(t);
 
 const RUN = `ferrycmp${randomBytes(3).toString("hex")}`;
 let registry: TestRegistry;
@@ -142,7 +128,7 @@ describe("compose-file reader (no engine)", () => {
 
 describe("ComposeDriver on a real engine", () => {
   before(async () => {
-    if (skipReason || setupError) return;
+    if (!suite.runnable) return;
     socketPath = (await dockerEngine()).socketPath;
     docker = new EngineClient({ socketPath });
     driver = new ComposeDriver({ socketPath, cli: "v1", settleSeconds: 1 });
@@ -159,7 +145,7 @@ describe("ComposeDriver on a real engine", () => {
   });
 
   after(async () => {
-    if (skipReason || setupError || !docker) return;
+    if (!suite.runnable || !docker) return;
     for (const c of await docker.listContainers({ all: true, filters: { label: [`com.docker.compose.project=${RUN}`] } })) {
       await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
     }

@@ -12,7 +12,6 @@ import { after, before, describe, it, type TestContext } from "node:test";
 import {
   buildTestImage,
   dockerEngine,
-  dockerSkipReason,
   loudSkip,
   privateDockerdSkipReason,
   runDocker,
@@ -20,7 +19,8 @@ import {
   type TestImage,
 } from "../../../../test/helpers/docker.js";
 import { freePort } from "../../../../test/helpers/net.js";
-import { registrySkipReason, startRegistry, type TestRegistry } from "../../../../test/helpers/registry.js";
+import { startRegistry, type TestRegistry } from "../../../../test/helpers/registry.js";
+import { engineSuite } from "../../../../test/helpers/engine-suite.js";
 import { waitFor } from "../../../../test/helpers/wait.js";
 import { checkObject, ConfigError, type ImagePin } from "@ferry/contract";
 import { pino } from "pino";
@@ -33,25 +33,8 @@ import { pickImage } from "./prepare.js";
 import { EngineClient } from "./engine/client.js";
 
 const SUITE = "Docker driver integration tests";
-let skipReason: string | false = false;
-let setupError: unknown;
-try {
-  skipReason = (await dockerSkipReason(SUITE)) || registrySkipReason();
-  if (skipReason && !skipReason.startsWith("Docker Engine not available")) loudSkip(SUITE, skipReason);
-} catch (err) {
-  // CI=true and no engine (or registry): every test fails with this.
-  setupError = err;
-}
-
-/** Skips (loudly) or fails the test when the suite cannot run here; true when it can. */
-function canRun(t: TestContext): boolean {
-  if (setupError) throw setupError;
-  if (skipReason) {
-    t.skip(skipReason);
-    return false;
-  }
-  return true;
-}
+const suite = await engineSuite(SUITE);
+const canRun = (t: TestContext): boolean => suite.canRun(t);
 
 const RUN = `ferry-dd-${randomBytes(3).toString("hex")}`;
 let registry: TestRegistry;
@@ -247,7 +230,7 @@ describe("DockerDriver without an engine", () => {
 
 describe("DockerDriver against a real engine", { concurrency: false }, () => {
   before(async () => {
-    if (skipReason || setupError) return;
+    if (!suite.runnable) return;
     socketPath = (await dockerEngine()).socketPath;
     docker = new EngineClient({ socketPath });
     driver = new DockerDriver({ socketPath, stopTimeoutSeconds: 2, settleSeconds: 1 });
@@ -255,7 +238,7 @@ describe("DockerDriver against a real engine", { concurrency: false }, () => {
   });
 
   after(async () => {
-    if (skipReason || setupError || !docker) return;
+    if (!suite.runnable || !docker) return;
     for (const c of await docker.listContainers({ all: true, filters: { name: [RUN] } })) {
       await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
     }

@@ -12,9 +12,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it, type TestContext } from "node:test";
 
-import { buildTestImage, dockerEngine, dockerSkipReason, loudSkip } from "../../../../../test/helpers/docker.js";
+import { buildTestImage, dockerEngine } from "../../../../../test/helpers/docker.js";
 import { freePort } from "../../../../../test/helpers/net.js";
-import { registrySkipReason, startRegistry, type TestRegistry } from "../../../../../test/helpers/registry.js";
+import { startRegistry, type TestRegistry } from "../../../../../test/helpers/registry.js";
+import { engineSuite } from "../../../../../test/helpers/engine-suite.js";
 import { engineMessage, engineStatus, isEngineUnreachable } from "../errors.js";
 import { pullImage } from "../pull.js";
 import { EngineAnswerError, EngineClient, EngineError, EngineProgressError, registryAuthHeader } from "./client.js";
@@ -22,23 +23,8 @@ import { LogDemuxer } from "./stream.js";
 import type { PullEvent } from "./types.js";
 
 const SUITE = "Docker Engine client tests";
-let skipReason: string | false = false;
-let setupError: unknown;
-try {
-  skipReason = (await dockerSkipReason(SUITE)) || registrySkipReason();
-  if (skipReason && !skipReason.startsWith("Docker Engine not available")) loudSkip(SUITE, skipReason);
-} catch (err) {
-  setupError = err;
-}
-
-function canRun(t: TestContext): boolean {
-  if (setupError) throw setupError;
-  if (skipReason) {
-    t.skip(skipReason);
-    return false;
-  }
-  return true;
-}
+const suite = await engineSuite(SUITE);
+const canRun = (t: TestContext): boolean => suite.canRun(t);
 
 async function drain(progress: AsyncIterable<PullEvent>): Promise<PullEvent[]> {
   const out: PullEvent[] = [];
@@ -74,14 +60,14 @@ describe("EngineClient against the real engine", { concurrency: false }, () => {
   let registry: TestRegistry;
 
   before(async () => {
-    if (skipReason || setupError) return;
+    if (!suite.runnable) return;
     socketPath = (await dockerEngine()).socketPath;
     docker = new EngineClient({ socketPath });
     registry = await startRegistry();
   });
 
   after(async () => {
-    if (skipReason || setupError || !docker) return;
+    if (!suite.runnable || !docker) return;
     for (const c of await docker.listContainers({ all: true, filters: { name: [RUN] } })) await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
     for (const img of await docker.listImages()) {
       if ((img.RepoDigests ?? []).some((d) => d.startsWith(`${registry.host}/`))) await docker.getImage(img.Id).remove({ force: true }).catch(() => undefined);
