@@ -6,7 +6,7 @@ import { readFile, stat } from "node:fs/promises";
 import type { Logger } from "pino";
 import { AgentError } from "./core/agent-error.js";
 import type { AgentConfig } from "./config/agent-config.js";
-import { enabledRegistrations } from "./config/node-flags.js";
+import { enabledRegistrations } from "./config/driver-settings.js";
 
 import { collectFacts } from "./core/facts.js";
 import { enrol, type EnrolResult } from "./core/enrol.js";

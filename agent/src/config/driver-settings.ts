@@ -45,6 +45,14 @@ const ENABLED_SPEC: FieldSpec = { type: "boolean", doc: "whether the agent tries
 const KIND_PATTERN = /^[a-z][a-z0-9-]{0,31}$/;
 export const DRIVER_ENV_PREFIX = "FERRY_AGENT_DRIVER_";
 
+/** The registrations a configuration enables: its `drivers.<kind>.enabled`, else the registration's default. */
+export function enabledRegistrations<R extends { descriptor: { kind: string }; enabledByDefault: boolean }>(
+  config: { drivers: Record<string, DriverSection> },
+  registrations: readonly R[],
+): R[] {
+  return registrations.filter((reg) => config.drivers[reg.descriptor.kind]?.enabled ?? reg.enabledByDefault);
+}
+
 /**
  * Refuses a registration list the resolver cannot serve honestly: duplicate or odd kinds, a setting named "enabled"
  * (reserved for the section's switch), or a number without bounds (every number an operator can set is bounded).

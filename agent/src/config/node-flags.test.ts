@@ -8,7 +8,8 @@ import { fileURLToPath } from "node:url";
 
 import { isAgentError } from "../core/agent-error.js";
 import { DRIVER_REGISTRATIONS } from "../drivers/index.js";
-import { checkWebAssembly, enabledRegistrations, nodeFlagsFor, webAssemblyUsers } from "./node-flags.js";
+import { enabledRegistrations } from "./driver-settings.js";
+import { checkWebAssembly, nodeFlagsFor, webAssemblyUsers } from "./node-flags.js";
 
 const UNIT_FLAGS = "--no-opt --jitless --no-expose-wasm --expose-gc";
 const drivers = (sections: Record<string, boolean>) => ({ drivers: Object.fromEntries(Object.entries(sections).map(([kind, enabled]) => [kind, { enabled, settings: {} }])) });

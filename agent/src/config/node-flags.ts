@@ -10,6 +10,7 @@
 import { AgentError } from "../core/agent-error.js";
 import type { DriverRegistration } from "../drivers/driver.js";
 import type { AgentConfig } from "./agent-config.js";
+import { enabledRegistrations } from "./driver-settings.js";
 
 /**
  * Whether a V8 flag removes WebAssembly: `--jitless` and `--lite-mode` (which implies it), and `--no-expose-wasm`,
@@ -22,11 +23,6 @@ function removesWebAssembly(flag: string): boolean {
   if (name === "--jitless" || name === "--lite-mode") return on;
   if (name === "--no-expose-wasm") return on;
   return name === "--expose-wasm" && (value === "false" || value === "0");
-}
-
-/** The registrations this configuration enables: its `drivers.<kind>.enabled`, else the registration's default. */
-export function enabledRegistrations(config: Pick<AgentConfig, "drivers">, registrations: readonly DriverRegistration[]): DriverRegistration[] {
-  return registrations.filter((reg) => config.drivers[reg.descriptor.kind]?.enabled ?? reg.enabledByDefault);
 }
 
 /** The enabled drivers that need WebAssembly, with why: `["drivers.ssh (ssh2's …)"]`. */
