@@ -39,12 +39,24 @@ function fail(why) {
 function one() {
   sent++;
   inFlight++;
+  // Each request counts once, however many of "end" and "error" (on the request or the response) it emits.
+  let settled = false;
+  const settle = () => {
+    if (settled) return false;
+    settled = true;
+    inFlight--;
+    return true;
+  };
   const req = http.get({ host: "127.0.0.1", port, path, agent, timeout: 5000 }, (res) => {
     let body = "";
     res.setEncoding("utf8");
     res.on("data", (c) => (body += c));
+    // An answer cut off mid-body emits no "end"; node:http reports it as an error on the response (only to a listener).
+    res.on("error", (err) => {
+      if (settle()) fail(`answer cut off: ${err.message}`);
+    });
     res.on("end", () => {
-      inFlight--;
+      if (!settle()) return;
       const now = Date.now();
       if (res.statusCode !== 200) return fail(`status ${res.statusCode}`);
       ok++;
@@ -58,8 +70,7 @@ function one() {
   });
   req.on("timeout", () => req.destroy(new Error("timeout")));
   req.on("error", (err) => {
-    inFlight--;
-    fail(err.code ?? err.message);
+    if (settle()) fail(err.code ?? err.message);
   });
 }
 

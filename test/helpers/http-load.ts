@@ -15,17 +15,33 @@ export interface HttpGetOptions {
   cookie?: string;
 }
 
-/** GET `path` from 127.0.0.1:`port`: status and trimmed body, or the error (a timeout is one). */
+/**
+ * GET `path` from 127.0.0.1:`port`: status and trimmed body, or the error. A timeout is one, and so is an answer cut
+ * off mid-body (node:http emits no `end` then, and emits `error` on the response only when it has a listener).
+ * `timeoutMs` bounds the whole request, not just the socket's idle time.
+ */
 export function httpGet(port: number, path: string, o: HttpGetOptions = {}): Promise<HttpAnswer> {
+  const timeoutMs = o.timeoutMs ?? 5000;
   return new Promise((resolve, reject) => {
-    const req = http.get({ host: "127.0.0.1", port, path, agent: o.agent ?? false, timeout: o.timeoutMs ?? 5000, ...(o.cookie ? { headers: { cookie: o.cookie } } : {}) }, (res) => {
+    const req = http.get({ host: "127.0.0.1", port, path, agent: o.agent ?? false, timeout: timeoutMs, ...(o.cookie ? { headers: { cookie: o.cookie } } : {}) }, (res) => {
       let body = "";
       res.setEncoding("utf8");
       res.on("data", (c: string) => (body += c));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: body.trim() }));
+      res.on("end", () => {
+        clearTimeout(deadline);
+        resolve({ status: res.statusCode ?? 0, body: body.trim() });
+      });
+      res.on("error", (err) => {
+        clearTimeout(deadline);
+        reject(new Error(`answer cut off: ${err.message}`));
+      });
     });
+    const deadline = setTimeout(() => req.destroy(new Error("timeout")), timeoutMs);
     req.on("timeout", () => req.destroy(new Error("timeout")));
-    req.on("error", reject);
+    req.on("error", (err) => {
+      clearTimeout(deadline);
+      reject(err);
+    });
   });
 }
 
