@@ -1,16 +1,48 @@
+import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
-import type { AddressInfo } from "node:net";
 
-/** A port the kernel says is free now: bind port 0 on loopback, read it, close. */
-export async function freePort(): Promise<number> {
+/**
+ * The kernel's ephemeral range, where it picks the local port of every outgoing connection. A port taken from it
+ * (say by binding port 0) can be given to some client's connection before the server meant for it binds: that server
+ * then fails with "Address already in use". freePort hands out ports below it.
+ */
+function ephemeralRange(): [number, number] {
+  try {
+    const [low, high] = readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/).map(Number);
+    if (Number.isInteger(low) && Number.isInteger(high)) return [low!, high!];
+  } catch {
+    // not Linux: the IANA range
+  }
+  return [49152, 65535];
+}
+
+const FIRST = 20_000;
+const handedOut = new Set<number>();
+
+function bindable(port: number): Promise<boolean> {
   const srv = createServer();
-  await new Promise<void>((resolve, reject) => {
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => resolve());
+  return new Promise((resolve) => {
+    srv.once("error", () => resolve(false));
+    srv.listen(port, "127.0.0.1", () => srv.close(() => resolve(true)));
   });
-  const { port } = srv.address() as AddressInfo;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
+}
+
+/**
+ * A loopback port that is free now and outside the kernel's ephemeral range (so no outgoing connection takes it
+ * before its server binds), not handed out before by this process. Random, so parallel test files rarely meet.
+ */
+export async function freePort(): Promise<number> {
+  const [low, high] = ephemeralRange();
+  const [first, last] = low > FIRST + 1000 ? [FIRST, low - 1] : high < 64_535 ? [high + 1, 65_535] : [0, 0];
+  for (let attempt = 0; first > 0 && attempt < 200; attempt++) {
+    const port = first + Math.floor(Math.random() * (last - first + 1));
+    if (handedOut.has(port)) continue;
+    if (await bindable(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  throw new Error(first > 0 ? `no free loopback port between ${first} and ${last}` : `the ephemeral port range ${low}-${high} leaves no room for test servers`);
 }
 
 /** GET http://127.0.0.1:port/path with a 2 s limit: the status and trimmed body, or null when nothing answered. */

@@ -10,6 +10,8 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 
+import { freePort } from "../../../../test/helpers/net.js";
+
 import { RouterError } from "../router.js";
 import { haproxyConfig } from "./haproxy-config.js";
 import { HaproxyRouter } from "./haproxy-router.js";
@@ -32,14 +34,6 @@ let ports = { blue: 0, green: 0, spare: 0 };
 /** Status the green slot answers with; the blue one always answers 200. */
 let greenStatus = 200;
 let slowMs = 0;
-
-async function freePort(): Promise<number> {
-  const s = http.createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const p = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return p;
-}
 
 async function slotServer(name: string, status: () => number): Promise<number> {
   const s = http.createServer((req, res) => {
