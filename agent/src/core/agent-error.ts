@@ -4,7 +4,7 @@
 // control plane said it, agent-local otherwise) and a kind. The kind is what the CLI acts on: it decides the exit
 // status, so "the operator mistyped a flag", "the control plane said no" and "this agent must be re-enrolled" stay
 // distinguishable for installers and supervisors (systemd `RestartPreventExitStatus=4`, for example).
-import type { WireErrorCode } from "@ferry/proto";
+import type { WireErrorCode } from "@ferry/proto/wire";
 
 /**
  * - `usage`: bad flags, missing or unusable state directory (exit 2).

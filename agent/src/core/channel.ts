@@ -1,52 +1,55 @@
-// grpc-js clients for the two control-plane listeners.
+// gRPC clients for the two control-plane listeners, on the agent's own client (grpc/client.ts, node:http2).
 //
 // Trust is the pinned fleet CA only (never the system store), and the server's identity is the control-plane URI SAN
 // checked by @ferry/pki, not the host name the agent dialled: agents keep working behind NAT, load balancers or
 // renamed hosts (docs/protocol.md, "Listeners").
 import { isIP } from "node:net";
 
+import { controlPlaneIdentityCheck } from "@ferry/pki";
 import {
   AgentService,
-  clientConstructor,
   EnrolmentService,
-  type BidiClientMethod,
   type ConnectRequestSchema,
   type ConnectResponseSchema,
-  type EnrolRequestSchema,
-  type EnrolResponseSchema,
-  type RenewCertificateRequestSchema,
-  type RenewCertificateResponseSchema,
-  type UnaryClientMethod,
-  type PullTasksRequestSchema,
-  type PullTasksResponseSchema,
-  type ReportResultRequestSchema,
-  type ReportResultResponseSchema,
-} from "@ferry/proto";
-import { controlPlaneIdentityCheck } from "@ferry/pki";
-import * as grpc from "@grpc/grpc-js";
+  type EnrolRequest,
+  type EnrolResponse,
+  type PullTasksRequest,
+  type PullTasksResponse,
+  type RenewCertificateRequest,
+  type RenewCertificateResponse,
+  type ReportResultRequest,
+  type ReportResultResponse,
+} from "@ferry/proto/wire";
 
-export type EnrolmentClient = grpc.Client & {
-  enrol: UnaryClientMethod<typeof EnrolRequestSchema, typeof EnrolResponseSchema>;
-};
+import { agentVersion } from "./facts.js";
+import { GrpcClient, type CallOptions, type ClientCall, type KeepaliveOptions } from "./grpc/client.js";
 
-export type AgentClient = grpc.Client & {
-  connect: BidiClientMethod<typeof ConnectRequestSchema, typeof ConnectResponseSchema>;
-  renewCertificate: UnaryClientMethod<typeof RenewCertificateRequestSchema, typeof RenewCertificateResponseSchema>;
-  pullTasks: UnaryClientMethod<typeof PullTasksRequestSchema, typeof PullTasksResponseSchema>;
-  reportResult: UnaryClientMethod<typeof ReportResultRequestSchema, typeof ReportResultResponseSchema>;
-};
+export type { CallOptions, KeepaliveOptions } from "./grpc/client.js";
 
-const EnrolmentClientCtor = clientConstructor(EnrolmentService);
-const AgentClientCtor = clientConstructor(AgentService);
+/** The Connect stream: ConnectRequest out, ConnectResponse in. */
+export type ConnectCall = ClientCall<typeof ConnectRequestSchema, typeof ConnectResponseSchema>;
 
-// One checker for the process: grpc-js compares credentials by the identity of this function.
+export interface EnrolmentClient {
+  enrol(request: EnrolRequest, options?: CallOptions): Promise<EnrolResponse>;
+  close(): void;
+}
+
+export interface AgentClient {
+  connect(options?: CallOptions): ConnectCall;
+  renewCertificate(request: RenewCertificateRequest, options?: CallOptions): Promise<RenewCertificateResponse>;
+  pullTasks(request: PullTasksRequest, options?: CallOptions): Promise<PullTasksResponse>;
+  reportResult(request: ReportResultRequest, options?: CallOptions): Promise<ReportResultResponse>;
+  close(): void;
+}
+
+// One checker for the process: it parses certificates, and every connection would otherwise build its own.
 let identityCheck: ReturnType<typeof controlPlaneIdentityCheck> | undefined;
 function checkServerIdentity(): ReturnType<typeof controlPlaneIdentityCheck> {
   identityCheck ??= controlPlaneIdentityCheck();
   return identityCheck;
 }
 
-/** An endpoint as written in a join string or identity.json ("host:port", maybe with a scheme) as a grpc-js target. */
+/** An endpoint as written in a join string or identity.json ("host:port", maybe with a scheme) as a "host:port" target. */
 export function grpcTarget(endpoint: string): string {
   return endpoint.replace(/^[a-z][a-z0-9+.-]*:\/\//i, "").replace(/\/+$/, "");
 }
@@ -59,34 +62,38 @@ function targetHost(target: string): string {
   return i > 0 && !target.slice(0, i).includes(":") ? target.slice(0, i) : target;
 }
 
-export interface KeepaliveOptions {
-  /** HTTP/2 PING after this long without activity. Not relied on (load balancers drop them), but cheap. */
-  timeMs: number;
-  /** Connection considered dead when a PING is not answered within this. */
-  timeoutMs: number;
-}
-
 export const DEFAULT_KEEPALIVE: KeepaliveOptions = { timeMs: 30_000, timeoutMs: 10_000 };
 
-function baseOptions(target: string): grpc.ChannelOptions {
-  const options: grpc.ChannelOptions = {
-    // Each client owns its connections: closing it really closes them, and a client built with renewed credentials
-    // really performs a new TLS handshake instead of borrowing a pooled connection made with the old certificate.
-    "grpc.use_local_subchannel_pool": 1,
-  };
-  // grpc-js would send an IP literal as TLS SNI, which RFC 6066 forbids (Node warns, DEP0123). The name is only SNI:
-  // the server's identity is checked by URI SAN, not host name.
-  if (isIP(targetHost(target)) !== 0) options["grpc.ssl_target_name_override"] = "ferry-control-plane";
-  return options;
+/**
+ * The TLS server name: the host name, or "ferry-control-plane" for an IP literal, which RFC 6066 forbids as SNI (Node
+ * warns, DEP0123). The name is only SNI: the server's identity is checked by URI SAN, not host name.
+ */
+export function serverName(target: string): string {
+  const host = targetHost(target);
+  return isIP(host) !== 0 ? "ferry-control-plane" : host;
+}
+
+function client(endpoint: string, tls: { ca: string; key?: string; cert?: string }, keepalive?: KeepaliveOptions): GrpcClient {
+  const target = grpcTarget(endpoint);
+  // Each client owns its connection: closing it really closes it, and a client built with renewed credentials
+  // performs a new TLS handshake rather than reusing a connection made with the old certificate.
+  return new GrpcClient({
+    target,
+    ...tls,
+    servername: serverName(target),
+    checkServerIdentity: checkServerIdentity(),
+    userAgent: `ferry-agent/${agentVersion()}`,
+    ...(keepalive !== undefined ? { keepalive } : {}),
+  });
 }
 
 /** Client for the enrolment listener: server-authenticated TLS against the pinned CA. */
 export function createEnrolmentClient(endpoint: string, caPem: string): EnrolmentClient {
-  const target = grpcTarget(endpoint);
-  const creds = grpc.credentials.createSsl(Buffer.from(caPem), null, null, {
-    checkServerIdentity: checkServerIdentity(),
-  });
-  return new EnrolmentClientCtor(target, creds, baseOptions(target)) as unknown as EnrolmentClient;
+  const c = client(endpoint, { ca: caPem });
+  return {
+    enrol: (request, options) => c.unary(EnrolmentService.method.enrol, request, options),
+    close: () => c.close(),
+  };
 }
 
 /** Client for the agent listener: mutual TLS with the agent's key and certificate. */
@@ -95,17 +102,13 @@ export function createAgentClient(
   credentials: { keyPem: string; certPem: string; caBundlePem: string },
   keepalive: KeepaliveOptions = DEFAULT_KEEPALIVE,
 ): AgentClient {
-  const target = grpcTarget(endpoint);
-  const creds = grpc.credentials.createSsl(
-    Buffer.from(credentials.caBundlePem),
-    Buffer.from(credentials.keyPem),
-    Buffer.from(credentials.certPem),
-    { checkServerIdentity: checkServerIdentity() },
-  );
-  return new AgentClientCtor(target, creds, {
-    ...baseOptions(target),
-    "grpc.keepalive_time_ms": keepalive.timeMs,
-    "grpc.keepalive_timeout_ms": keepalive.timeoutMs,
-    "grpc.keepalive_permit_without_calls": 0,
-  }) as unknown as AgentClient;
+  const c = client(endpoint, { ca: credentials.caBundlePem, key: credentials.keyPem, cert: credentials.certPem }, keepalive);
+  return {
+    connect: (options) => c.call(AgentService.method.connect, options),
+    renewCertificate: (request, options) => c.unary(AgentService.method.renewCertificate, request, options),
+    pullTasks: (request, options) => c.unary(AgentService.method.pullTasks, request, options),
+    reportResult: (request, options) => c.unary(AgentService.method.reportResult, request, options),
+    close: () => c.close(),
+  };
 }
+

@@ -12,8 +12,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 
 import { create } from "@bufbuild/protobuf";
 import { certificateInfo, createCsr, decodeJoinString, fetchPinnedCa, generateKeyPair, PkiError } from "@ferry/pki";
-import { EnrolRequestSchema, parseWireError, unary, type HostFacts, type WireError } from "@ferry/proto";
-import * as grpc from "@grpc/grpc-js";
+import { EnrolRequestSchema, GrpcStatus, grpcStatusName, parseWireError, type HostFacts, type WireError } from "@ferry/proto/wire";
 import type { Logger } from "pino";
 
 import { AgentError } from "./agent-error.js";
@@ -60,7 +59,7 @@ const REFUSALS: Partial<Record<WireError["code"], string>> = {
 };
 
 function refusal(w: WireError, endpoint: string): AgentError {
-  if (w.status === grpc.status.UNAVAILABLE || w.status === grpc.status.DEADLINE_EXCEEDED) {
+  if (w.status === GrpcStatus.UNAVAILABLE || w.status === GrpcStatus.DEADLINE_EXCEEDED) {
     if (w.code === "UNKNOWN") {
       return new AgentError(
         "ENROL_UNAVAILABLE",
@@ -73,7 +72,7 @@ function refusal(w: WireError, endpoint: string): AgentError {
   const meaning = REFUSALS[w.code];
   const message =
     meaning === undefined
-      ? `enrolment failed: ${w.code === "UNKNOWN" ? grpc.status[w.status] : w.code}: ${w.message}`
+      ? `enrolment failed: ${w.code === "UNKNOWN" ? grpcStatusName(w.status) : w.code}: ${w.message}`
       : `enrolment refused (${w.code}): ${meaning}${w.message ? ` — control plane said: ${w.message}` : ""}`;
   const kind = w.code === "INTERNAL" || w.code === "UNKNOWN" ? "internal" : "refused";
   return new AgentError(w.code, kind, message, w.retryAfterMs === undefined ? { cause: w } : { cause: w, retryAfterMs: w.retryAfterMs });
@@ -171,10 +170,10 @@ export async function enrol(opts: EnrolOptions): Promise<EnrolResult> {
       try {
         // "agentName", not "name": pino already uses "name" for the logger itself.
         log.info({ agentName: name, attempt }, "sending enrolment request");
-        response = await unary(client.enrol, client, request, { deadline: Date.now() + timeoutMs });
+        response = await client.enrol(request, { deadline: Date.now() + timeoutMs });
       } catch (err) {
         const w = parseWireError(err);
-        const rateLimited = w.code === "RATE_LIMITED" || (w.code === "UNKNOWN" && w.status === grpc.status.RESOURCE_EXHAUSTED);
+        const rateLimited = w.code === "RATE_LIMITED" || (w.code === "UNKNOWN" && w.status === GrpcStatus.RESOURCE_EXHAUSTED);
         if (rateLimited && attempt < maxAttempts) {
           const delayMs = backoff.next(w.retryAfterMs);
           log.warn({ attempt, retryAfterMs: w.retryAfterMs, delayMs }, "enrolment rate limited; retrying");

@@ -4,7 +4,7 @@ import * as os from "node:os";
 
 import { create } from "@bufbuild/protobuf";
 import { TASK_PAYLOAD_VERSIONS } from "@ferry/contract";
-import { DriverFactsSchema, HostFactsSchema, type HostFacts } from "@ferry/proto";
+import { DriverFactsSchema, HostFactsSchema, type HostFacts } from "@ferry/proto/wire";
 
 import type { AdvertisedDrivers } from "../drivers/registry.js";
 

@@ -4,7 +4,7 @@ import { after, afterEach, before, describe, it } from "node:test";
 
 import { certificateInfo } from "@ferry/pki";
 import { wireError } from "@ferry/proto";
-import * as grpc from "@grpc/grpc-js";
+import { GrpcStatus } from "@ferry/proto/wire";
 
 import { StaticDriverRegistry } from "../drivers/registry.js";
 import { ControlPlaneHarness, type HarnessStream } from "../test-support/control-plane-harness.js";
@@ -383,7 +383,7 @@ describe("session: stop", () => {
     await session.stop();
     assert.deepEqual(states, ["stopping", "stopped"]);
     const [end] = await ended;
-    assert.equal(end.status, grpc.status.OK, "the server closed the call after the half-close; nothing was cancelled");
+    assert.equal(end.status, GrpcStatus.OK, "the server closed the call after the half-close; nothing was cancelled");
     assert.equal(stream.halfClosed, true, "the server saw a clean half-close");
     assert.equal(stream.cancelled, false);
     assert.deepEqual(await session.done, { state: "stopped" });

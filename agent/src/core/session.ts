@@ -11,7 +11,7 @@
 //   any ──stop()──► stopping ──► stopped
 //   any ──revoked / expired / unknown identity──► failed      (never retried: the agent must be re-enrolled)
 //
-// One connection attempt = one grpc-js client (its own subchannel pool) + one Connect stream. The client lives as
+// One connection attempt = one client (its own HTTP/2 connection, channel.ts) + one Connect stream. The client lives as
 // long as its stream and is closed when the stream ends, so a reconnect always makes a fresh TCP + TLS connection:
 // after a dead stream the old HTTP/2 connection may be a black hole, and after a renewal the next handshake must
 // present the new certificate. RenewCertificate runs over the current stream's client (its mTLS identity); renewing
@@ -40,13 +40,15 @@ import {
   type ConnectResponse,
   type HostFacts,
   type RenewCertificateResponse,
-} from "@ferry/proto";
-import * as grpc from "@grpc/grpc-js";
+  GrpcStatus,
+  grpcStatusName,
+} from "@ferry/proto/wire";
 import type { Logger } from "pino";
 
 import { AgentError, REENROL_CODES, isAgentError } from "./agent-error.js";
 import { Backoff, type BackoffOptions } from "./backoff.js";
-import { createAgentClient, DEFAULT_KEEPALIVE, type AgentClient, type KeepaliveOptions } from "./channel.js";
+import { createAgentClient, DEFAULT_KEEPALIVE, type AgentClient, type ConnectCall, type KeepaliveOptions } from "./channel.js";
+import type { StatusObject } from "./grpc/client.js";
 import { keyMatchesCertificate, type AgentCredentials, type Identity, type StateDir } from "./state-dir.js";
 
 export type SessionState = "starting" | "connecting" | "connected" | "backoff" | "stopping" | "stopped" | "failed";
@@ -69,8 +71,8 @@ export interface StreamEnd {
   retryAfterMs?: number;
   /** Whether this stream had reached Welcome. */
   welcomed: boolean;
-  /** The call's final gRPC status (CANCELLED when the agent cut it: dead stream, Disconnect, stop timeout). */
-  status: grpc.status;
+  /** The call's final gRPC status, a GrpcStatus (CANCELLED when the agent cut it: dead stream, Disconnect, stop timeout). */
+  status: number;
 }
 
 export interface SessionEvents {
@@ -195,7 +197,7 @@ class LongTimer {
 
 /** Per-stream state. A new one for every connection attempt. */
 interface StreamContext {
-  call: grpc.ClientDuplexStream<ConnectRequest, ConnectResponse>;
+  call: ConnectCall;
   client: AgentClient;
   welcomed: boolean;
   ended: boolean;
@@ -241,7 +243,7 @@ export class Session extends EventEmitter<SessionEvents> {
   #renewalTimer: LongTimer | undefined;
   #nextRenewalAt: Date | undefined;
   #renewing: Promise<CertificateSummary> | undefined;
-  #renewalCall: grpc.ClientUnaryCall | undefined;
+  #renewalCall: AbortController | undefined;
   #renewalClient: AgentClient | undefined;
 
   #resolveDone!: (result: SessionResult) => void;
@@ -362,12 +364,7 @@ export class Session extends EventEmitter<SessionEvents> {
   pullTasks(max = 16, timeoutMs = 15_000): Promise<TaskOffer[]> {
     const client = this.#stream?.client;
     if (!client) return Promise.resolve([]);
-    return new Promise((resolve, reject) => {
-      client.pullTasks(create(PullTasksRequestSchema, { max }), new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) => {
-        if (err) reject(err);
-        else resolve(res?.offers ?? []);
-      });
-    });
+    return client.pullTasks(create(PullTasksRequestSchema, { max }), { deadline: Date.now() + timeoutMs }).then((res) => res.offers);
   }
 
   #setState(next: SessionState): void {
@@ -495,21 +492,17 @@ export class Session extends EventEmitter<SessionEvents> {
 
     return new Promise<StreamEnd>((resolve) => {
       call.on("data", (msg: ConnectResponse) => this.#onMessage(s, msg));
-      // The outcome is read from `status`; an error listener stops EventEmitter from throwing.
-      call.on("error", () => undefined);
-      call.on("status", (status: grpc.StatusObject) => {
-        // grpc-js emits `status` right after pushing end-of-stream; let any message still buffered in the readable
-        // side (a Disconnect sent just before the close) be delivered first.
-        setImmediate(() => {
-          s.ended = true;
-          this.#clearStreamTimers(s);
-          if (s.stopTimer !== undefined) clearTimeout(s.stopTimer);
-          if (this.#stream === s) this.#stream = undefined;
-          client.close();
-          const end = this.#classifyEnd(s, status);
-          this.emit("streamEnded", end);
-          resolve(end);
-        });
+      // `status` comes once, after every message the server sent was delivered: a Disconnect sent just before the
+      // close has been handled by now.
+      call.on("status", (status: StatusObject) => {
+        s.ended = true;
+        this.#clearStreamTimers(s);
+        if (s.stopTimer !== undefined) clearTimeout(s.stopTimer);
+        if (this.#stream === s) this.#stream = undefined;
+        client.close();
+        const end = this.#classifyEnd(s, status);
+        this.emit("streamEnded", end);
+        resolve(end);
       });
 
       this.#write(s, {
@@ -525,7 +518,7 @@ export class Session extends EventEmitter<SessionEvents> {
     });
   }
 
-  #classifyEnd(s: StreamContext, status: grpc.StatusObject): StreamEnd {
+  #classifyEnd(s: StreamContext, status: StatusObject): StreamEnd {
     const base = { welcomed: s.welcomed, status: status.code };
     if (s.stopRequested) return { reason: "stopped", ...base };
     if (s.disconnect !== undefined) {
@@ -535,10 +528,10 @@ export class Session extends EventEmitter<SessionEvents> {
       return end;
     }
     if (s.dead) return { reason: "dead stream", ...base };
-    if (status.code === grpc.status.OK) return { reason: "the server closed the stream", ...base };
+    if (status.code === GrpcStatus.OK) return { reason: "the server closed the stream", ...base };
     const w = parseWireError(status);
     const end: StreamEnd = {
-      reason: `${w.code === "UNKNOWN" ? grpc.status[w.status] : w.code}: ${w.message}`,
+      reason: `${w.code === "UNKNOWN" ? grpcStatusName(w.status) : w.code}: ${w.message}`,
       ...base,
     };
     if (w.code !== "UNKNOWN") {
@@ -736,7 +729,7 @@ export class Session extends EventEmitter<SessionEvents> {
     this.#renewalTimer?.cancel();
     this.#renewalTimer = undefined;
     this.#nextRenewalAt = undefined;
-    this.#renewalCall?.cancel();
+    this.#renewalCall?.abort();
     this.#renewalClient?.close();
   }
 
@@ -832,17 +825,14 @@ export class Session extends EventEmitter<SessionEvents> {
     }
     const request = create(RenewCertificateRequestSchema, { csrPem });
     const deadline = Date.now() + (this.#opts.renewal?.timeoutMs ?? 30_000);
-    return new Promise<RenewCertificateResponse>((resolve, reject) => {
-      this.#renewalCall = client.renewCertificate(request, new grpc.Metadata(), { deadline }, (err, res) => {
-        this.#renewalCall = undefined;
-        if (owned !== undefined) {
-          owned.close();
-          if (this.#renewalClient === owned) this.#renewalClient = undefined;
-        }
-        if (err) reject(err);
-        else if (res === undefined) reject(new Error("empty RenewCertificate response"));
-        else resolve(res);
-      });
+    const cancel = new AbortController();
+    this.#renewalCall = cancel;
+    return client.renewCertificate(request, { deadline, signal: cancel.signal }).finally(() => {
+      if (this.#renewalCall === cancel) this.#renewalCall = undefined;
+      if (owned !== undefined) {
+        owned.close();
+        if (this.#renewalClient === owned) this.#renewalClient = undefined;
+      }
     });
   }
 }

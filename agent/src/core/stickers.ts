@@ -4,7 +4,7 @@
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import { create } from "@bufbuild/protobuf";
-import { StickerImageSchema, StickerSchema, type Sticker } from "@ferry/proto";
+import { StickerImageSchema, StickerSchema, type Sticker } from "@ferry/proto/wire";
 import { writeFileAtomic } from "@ferry/pki";
 
 export const STICKER_DIR = "stickers";

@@ -11,7 +11,7 @@ import { after, before, describe, it } from "node:test";
 import { create } from "@bufbuild/protobuf";
 import type { TaskPayload } from "@ferry/contract";
 import { newTaskNonce, TaskSigningKeyring } from "@ferry/pki";
-import { LogAckSchema, ResultAckSchema, SignedTaskSchema, TaskOfferSchema, TaskSigningKeySchema, type ConnectRequest } from "@ferry/proto";
+import { LogAckSchema, ResultAckSchema, SignedTaskSchema, TaskOfferSchema, TaskSigningKeySchema, type ConnectRequest } from "@ferry/proto/wire";
 import { pino } from "pino";
 
 import { FakeDriver } from "../drivers/fake/index.js";

@@ -11,7 +11,7 @@ import { after, before, describe, it } from "node:test";
 import { create } from "@bufbuild/protobuf";
 import { dockerKind, TARGET_CONFIG_CASES, type Phase, type TaskPayload } from "@ferry/contract";
 import { newTaskNonce, TaskSigningKeyring } from "@ferry/pki";
-import { SignedTaskSchema, TaskOfferSchema, TaskSigningKeySchema, type ConnectRequest, type TaskAck, type TaskResult } from "@ferry/proto";
+import { SignedTaskSchema, TaskOfferSchema, TaskSigningKeySchema, type ConnectRequest, type TaskAck, type TaskResult } from "@ferry/proto/wire";
 import { pino } from "pino";
 
 import { FakeDriver } from "../drivers/fake/index.js";

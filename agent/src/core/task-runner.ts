@@ -20,7 +20,7 @@ import {
   type Sticker,
   type TaskOffer,
   type TaskSigningKey,
-} from "@ferry/proto";
+} from "@ferry/proto/wire";
 import { ConfigError, ImageSelectionError, isAllAtOnce, MAX_STATE_BYTES, parseTargetConfig, pinProblem, taskPhases, type ImagePin } from "@ferry/contract";
 import { TaskRefusal, verifySignedTask, type TaskPayload, type TrustedTaskKey } from "@ferry/pki";
 import type { Logger } from "pino";

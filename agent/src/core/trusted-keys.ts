@@ -3,7 +3,7 @@
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import type { TrustedTaskKey } from "@ferry/pki";
-import type { TaskSigningKey } from "@ferry/proto";
+import type { TaskSigningKey } from "@ferry/proto/wire";
 import { writeFileAtomic } from "@ferry/pki";
 
 export const TRUSTED_KEYS_FILE = "task-signing-keys.json";
