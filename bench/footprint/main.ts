@@ -443,19 +443,20 @@ interface Row {
   anon: number | null;
   file: number | null;
   heap: number | null;
+  wasm: number | null;
   target: string;
   verdict: boolean | null;
 }
 
 function row(what: string, s: MemorySample | null, target = "", verdict: boolean | null = null): Row {
-  return { what, rss: s?.rssBytes ?? null, anon: s?.anonBytes ?? null, file: s?.fileBytes ?? null, heap: s?.heapUsedBytes ?? null, target, verdict };
+  return { what, rss: s?.rssBytes ?? null, anon: s?.anonBytes ?? null, file: s?.fileBytes ?? null, heap: s?.heapUsedBytes ?? null, wasm: s ? s.wasmBytes : null, target, verdict };
 }
 
 function table(rows: Row[]): string {
-  const head = ["", "RSS", "anon", "file", "heap used", "target", ""];
-  const cells = rows.map((r) => [r.what, mib(r.rss), mib(r.anon), mib(r.file), mib(r.heap), r.target, r.verdict === null ? "" : r.verdict ? "PASS" : "MISS"]);
+  const head = ["", "RSS", "anon", "file", "heap used", "wasm memory", "target", ""];
+  const cells = rows.map((r) => [r.what, mib(r.rss), mib(r.anon), mib(r.file), mib(r.heap), mib(r.wasm), r.target, r.verdict === null ? "" : r.verdict ? "PASS" : "MISS"]);
   const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => (c[i] as string).length)));
-  const line = (c: string[]) => c.map((x, i) => (i >= 1 && i <= 4 ? x.padStart(widths[i] as number) : x.padEnd(widths[i] as number))).join("  ").trimEnd();
+  const line = (c: string[]) => c.map((x, i) => (i >= 1 && i <= 5 ? x.padStart(widths[i] as number) : x.padEnd(widths[i] as number))).join("  ").trimEnd();
   return [line(head), line(widths.map((w) => "-".repeat(w))), ...cells.map(line)].join("\n");
 }
 
@@ -672,7 +673,7 @@ async function run(o: Options, workDir: string): Promise<void> {
         `log-heavy: ${agentLoad.heavy.tasks} ${JSON.stringify(agentLoad.heavy.outcomes)}, ${agentLoad.heavy.logBytes.toLocaleString("en")} log bytes; ${agentLoad.seconds.toFixed(0)} s, ${agentCpuSeconds.toFixed(1)} s of the agent's CPU`
       : "agent tasks: none",
     fleetLoad ? `control-plane deploys: ${fleetLoad.deploys} to ${fleetLoad.agents} simulated agents in ${fleetLoad.seconds.toFixed(0)} s, ${fleetLoad.unfinished} unfinished, ${fleetLoad.targetBusyRetries} retries on a busy target; heartbeats: ${fleetLoad.heartbeats.toLocaleString("en")} simulated + ≈ ${realHeartbeats.toLocaleString("en")} from the agent (a day at 15 s is ${HEARTBEATS_PER_DAY})` : "control-plane deploys: none",
-    `RSS is the largest in each window (idle: 40–60 s after start; warm: 45–55 s after a tenth of the loads; after: 60–80 s after all of them, the simulated agents disconnected); heap used as the process reported it at that sample`,
+    `RSS is the largest in each window (idle: 40–60 s after start; warm: 45–55 s after a tenth of the loads; after: 60–80 s after all of them, the simulated agents disconnected); heap used as the process reported it at that sample; wasm memory: the resident part of WebAssembly memory (PGlite's PostgreSQL), from /proc/PID/smaps`,
   ];
   process.stdout.write(
     `\nFerry footprint bench — ${started.toISOString()}, ${Math.round((finished.getTime() - started.getTime()) / 1000)} s, load average ${load0.map((l) => l.toFixed(1)).join(" ")} → ${loadavg().map((l) => l.toFixed(1)).join(" ")}\n\n` +

@@ -28,6 +28,35 @@ export interface MemorySample {
   heapUsedBytes: number | null;
   heapTotalBytes: number | null;
   externalBytes: number | null;
+  /**
+   * Resident bytes of WebAssembly memory, where PGlite's PostgreSQL lives (it never shrinks). V8 reserves each
+   * WebAssembly.Memory as one range of 8 GiB (bounds checks by guard pages) and makes its current size readable and
+   * writable: in /proc/PID/smaps, a rw-p mapping followed at once by the reservation's ---p rest, the two ≥ 4 GiB.
+   */
+  wasmBytes: number;
+}
+
+const WASM_RESERVATION_BYTES = 4 * 1024 ** 3;
+
+/** Resident bytes of the process's WebAssembly memories (see MemorySample.wasmBytes), from /proc/PID/smaps. */
+export function wasmResidentBytes(pid: number): number {
+  interface Vma { start: bigint; end: bigint; perms: string; rss: number }
+  const vmas: Vma[] = [];
+  for (const line of readFileSync(`/proc/${pid}/smaps`, "utf8").split("\n")) {
+    const head = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) /.exec(line);
+    if (head) {
+      vmas.push({ start: BigInt(`0x${head[1]}`), end: BigInt(`0x${head[2]}`), perms: head[3]!, rss: 0 });
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss && vmas.length) vmas[vmas.length - 1]!.rss = Number(rss[1]) * 1024;
+  }
+  let total = 0;
+  for (let i = 0; i + 1 < vmas.length; i++) {
+    const [rw, guard] = [vmas[i]!, vmas[i + 1]!];
+    if (rw.perms === "rw-p" && guard.perms === "---p" && rw.end === guard.start && guard.end - rw.start >= WASM_RESERVATION_BYTES) total += rw.rss;
+  }
+  return total;
 }
 
 function statusKb(pid: number, key: string): number {
@@ -42,6 +71,7 @@ export async function sample(pid: number, reportFile: string, startedAt: number)
   const rssBytes = statusKb(pid, "VmRSS");
   const anonBytes = statusKb(pid, "RssAnon");
   const fileBytes = statusKb(pid, "RssFile");
+  const wasmBytes = wasmResidentBytes(pid);
   process.kill(pid, "SIGUSR2");
   type Reported = { heapUsed: number; heapTotal: number; external: number };
   let heap: Reported | null = null as Reported | null;
@@ -64,6 +94,7 @@ export async function sample(pid: number, reportFile: string, startedAt: number)
     heapUsedBytes: heap?.heapUsed ?? null,
     heapTotalBytes: heap?.heapTotal ?? null,
     externalBytes: heap?.external ?? null,
+    wasmBytes,
   };
 }
 

@@ -18,7 +18,7 @@ function tempDir(t: TestContext): string {
 }
 
 async function settings(store: PgliteStore): Promise<Record<string, string>> {
-  const names = ["shared_buffers", "maintenance_work_mem", "log_startup_progress_interval", "full_page_writes"];
+  const names = ["shared_buffers", "maintenance_work_mem", "default_statistics_target", "log_startup_progress_interval", "full_page_writes"];
   const r = await store.query<{ name: string; value: string }>("SELECT name, current_setting(name) AS value FROM unnest($1::text[]) AS name", [names]);
   return Object.fromEntries(r.rows.map((x) => [x.name, x.value]));
 }
@@ -40,6 +40,7 @@ describe("PGlite settings", () => {
     const s = await settings(store);
     assert.equal(s.shared_buffers, "16MB");
     assert.equal(s.maintenance_work_mem, "16MB");
+    assert.equal(s.default_statistics_target, "10", "ANALYZE samples 3,000 rows of a table, not 30,000");
     assert.equal(s.log_startup_progress_interval, "0");
     assert.equal(s.full_page_writes, "on");
   });

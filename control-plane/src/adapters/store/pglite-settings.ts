@@ -19,6 +19,12 @@
 //   of the WebAssembly memory they touch stays resident for the life of the process, as WebAssembly memory never
 //   shrinks. 16 MB of dead-tuple ids is far more than Ferry's minutely vacuums of agents and tasks meet; a larger
 //   VACUUM simply makes more passes over the indexes.
+// - default_statistics_target = 10 (default 100). ANALYZE (which the control plane runs itself, maintenance.ts) keeps
+//   a sample of 300 × the target rows of each table in memory, whole rows up to PostgreSQL's 2 KB inline limit: at
+//   100 that is up to 30,000 rows, and measured, ANALYZE of 20,000 task-log chunks of 1.5 KB left 40 MB more of the
+//   WebAssembly memory resident for good (5.9 MB at 10). With 3,000-row samples the planner picks the same plans for
+//   Ferry's queries (key lookups and keyset pages; `npm run bench:api:plans` shows them), and a table's statistics
+//   cost at most about 6 MB once.
 // - work_mem stays 4 MB: per sort or hash, released to PostgreSQL's allocator after each query, so the high-water
 //   mark is one query's worth.
 // - WebAssembly compiled by the optimising compiler only (--no-liftoff): 15–40 MB less resident code, queries as
@@ -35,6 +41,7 @@ import { PGlite } from "@electric-sql/pglite";
 export const PGLITE_SERVER_SETTINGS: Readonly<Record<string, string>> = Object.freeze({
   shared_buffers: "16MB",
   maintenance_work_mem: "16MB",
+  default_statistics_target: "10",
   // After a start that needed recovery (a loaded dump, a crash), PostgreSQL arms its startup-progress timer, which in
   // the WASM runtime is a referenced setTimeout that re-arms itself: it wakes the process every 10 s and keeps Node
   // from exiting. PGlite never shows that progress log anyway.
