@@ -107,6 +107,8 @@ function parseOptions(argv: string[]): Options {
 // the gates every bench environment declares
 
 const digestOf = (ref: string) => `sha256:${createHash("sha256").update(ref).digest("hex")}`;
+/** What an enrolled agent with the Compose driver reports (a release of several images deploys to a compose target). */
+const AGENT_FACTS = { drivers: ["compose"], driverFacts: [{ kind: "compose", capabilities: ["several-images", "side-by-side", "router"] }], taskPayloadVersions: [1, 2] };
 const components = Array.from({ length: DIGESTS_PER_RELEASE }, (_, i) => `svc${i}`);
 
 function gateSettings(): Record<string, unknown> {
@@ -250,6 +252,11 @@ async function seed(store: Awaited<ReturnType<typeof openStore>>, o: Options, wo
   for (let e = 0; e < o.promotions; e++) {
     const name = `stage-${String(e).padStart(4, "0")}`;
     await catalog.createEnvironment({ name, settings }, "bench");
+    // A promotion is refused into an environment with nothing to deploy to: one target per environment, served by
+    // an agent row (nothing is deployed; the promotions wait on their gates).
+    const agent = `agt_bench${String(e).padStart(6, "0")}`;
+    await store.query("INSERT INTO agents (id, name, environment, status, facts) VALUES ($1, $1, $2, 'online', $3)", [agent, name, JSON.stringify(AGENT_FACTS)]);
+    await catalog.createTarget({ environment: name, name: "app", kind: "compose", agentId: agent, config: { project: "app", directory: "/srv/app", services: Object.fromEntries(components.map((c) => [c, c])) } }, "bench");
     envs.push(name);
   }
   // The prior-environment gate (and the request's refusal) look at successful deployments in the environment before.
