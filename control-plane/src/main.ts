@@ -49,9 +49,6 @@ import { createMetrics } from "./adapters/http/metrics.js";
 import { buildHttpServer } from "./adapters/http/server.js";
 import { apiTlsMaterial, watchOperatorTls } from "./adapters/http/api-tls.js";
 
-/** How often every replica moves the active promotions along. */
-const PROMOTION_SWEEP_MS = 1000;
-
 export const FLEET_PING_CHANNEL = "ferry_fleet_ping";
 const CONTROL_PLANE_VERSION = (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version;
 const SERVER_CERT_LIFETIME_MS = 30 * 86_400_000;
@@ -192,7 +189,6 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
       evidence,
       clock,
       ttlMs: cfg.promotionTtlMs,
-      sweepEveryMs: PROMOTION_SWEEP_MS,
       events: {
         emit: (type, data) => {
           webhookDispatcher.enqueue({ type: type as Parameters<typeof webhookDispatcher.enqueue>[0]["type"], id: `evt_${randomBytes(8).toString("hex")}`, at: new Date(clock.now()).toISOString(), data });
@@ -209,7 +205,7 @@ export async function startControlPlane(cfg: ResolvedConfig, log: Logger, clock:
         .sweep()
         .catch((err: unknown) => log.warn({ err }, "promotion sweep failed"))
         .finally(() => (promoting = false));
-    }, PROMOTION_SWEEP_MS);
+    }, 1000);
     promotionTimer.unref();
     cleanups.push(() => clearInterval(promotionTimer));
     const taskQueue = new TaskQueue({ store, clock, timings: { ackTimeoutMs: cfg.taskAckTimeoutMs, runningLeaseMs: cfg.taskLeaseMs } });

@@ -617,53 +617,6 @@ for (const b of testBackends()) {
       assert.equal(await count(fx.store, "deployments"), deploymentsBefore + 1);
     });
 
-    it("spreads the re-evaluation of many waiting promotions over the sweeps of a period, stalest first; expired ones end at once", async (t) => {
-      const fx = await fixture(b, t);
-      await fx.catalog.createComponent({ name: "web", repository: "127.0.0.1:5000/shop/web" }, "alice");
-      for (const s of ["bob", "carol"]) await fx.records.addToGroup("approvers", s, "root");
-      const envs = Array.from({ length: 25 }, (_, i) => `e${String(i).padStart(2, "0")}`);
-      for (const env of envs) {
-        await fx.catalog.createEnvironment({ name: env, settings: { gates: [{ kind: "approvals", name: "one approval", config: { group: "approvers", count: 1 } }] } }, "alice");
-        await fx.store.query("INSERT INTO agents (id, name, environment, status, facts) VALUES ($1, $1, $2, 'online', $3)", [`agt_${env}`, env, JSON.stringify({ drivers: ["docker"] })]);
-        await fx.catalog.createTarget({ environment: env, name: "web", kind: "docker", agentId: `agt_${env}`, config: { container: "web", component: "web" } }, "alice");
-      }
-      await fx.release("1");
-      // A service that counts what it evaluates; one sweep a second, each waiting promotion re-evaluated every 10 s.
-      const real = createGateEngine();
-      const evaluated: string[] = [];
-      const counting = { ...real, evaluate: (...a: Parameters<typeof real.evaluate>) => (evaluated.push(a[1].promotion.environment), real.evaluate(...a)) };
-      const now = () => fx.clock.t;
-      const promotions = new PromotionService({ store: fx.store, catalog: fx.catalog, deployments: fx.deployments, rollouts: new RolloutService({ store: fx.store, catalog: fx.catalog, deployments: fx.deployments, clock: { now } }), gates: counting, evidence: fx.evidence, events: { emit: () => {} }, clock: { now }, ttlMs: PROMOTION_TTL, reevaluateMs: 10_000, sweepEveryMs: 1000 });
-      const ids: string[] = [];
-      for (const env of envs) {
-        ids.push((await promotions.request({ release: "shop@1", environment: env }, alice)).id);
-        fx.clock.t += 10; // requested one after another: e00 is the stalest
-      }
-      assert.equal(evaluated.length, 25, "each evaluated once when requested");
-      const sweep = async () => {
-        evaluated.length = 0;
-        await promotions.sweep();
-        fx.clock.t += 1000;
-        return [...evaluated];
-      };
-      fx.clock.t = T0 + 9_000;
-      assert.deepEqual(await sweep(), [], "none due before its 10 s are up");
-      fx.clock.t = T0 + 10_500; // every one due
-      // 25 waiting, 10 sweeps a period: at least 10 a sweep (the floor), the stalest first, each exactly once.
-      const first = await sweep();
-      const second = await sweep();
-      const third = await sweep();
-      assert.deepEqual(first, envs.slice(0, 10));
-      assert.deepEqual(second, envs.slice(10, 20));
-      assert.deepEqual(third, envs.slice(20));
-      assert.deepEqual(await sweep(), []);
-      for (const id of ids) assert.equal((await promotions.get(id)).state, "awaiting_gates");
-      // Past their ttl they all end in one sweep, whatever the budget.
-      fx.clock.t = T0 + PROMOTION_TTL + 60_000;
-      await sweep();
-      for (const id of ids) assert.equal((await promotions.get(id)).state, "expired");
-    });
-
     it("resumes after a restart: a new service on the same store carries every promotion on", async (t) => {
       const fx = await fixture(b, t);
       await estate(fx);

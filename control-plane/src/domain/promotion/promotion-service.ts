@@ -163,12 +163,7 @@ export interface PromotionDeps {
   ttlMs: number;
   /** How often the sweep re-evaluates a waiting promotion whose inputs did not change (time-based gates). */
   reevaluateMs?: number;
-  /** How often sweep() is called (default 1 s): the re-evaluations of a period are spread over its sweeps. */
-  sweepEveryMs?: number;
 }
-
-/** Up to this many waiting promotions are re-evaluated in one sweep however few sweeps a period has. */
-const MIN_REEVALUATIONS_PER_SWEEP = 10;
 
 export class PromotionService {
   /** When this process last evaluated each waiting promotion. */
@@ -508,29 +503,12 @@ export class PromotionService {
       "SELECT id, state, expires_at FROM promotions WHERE state IN ('requested', 'awaiting_gates', 'approved', 'deploying') ORDER BY requested_at LIMIT 500",
     );
     const now = this.d.clock.now();
-    const reevaluateMs = this.d.reevaluateMs ?? 10_000;
-    // Waiting promotions are re-evaluated by the sweep only every reevaluateMs (time-based gates: freeze windows,
-    // soak, expiry); anything that changes their inputs (an approval, a scan, an exception, break-glass) ticks them
-    // at once. Approved and deploying ones are cheap to check and move on every sweep. The re-evaluations are spread
-    // over the sweeps of that period, the stalest first, instead of all falling due in the same sweep: on PGlite's one
-    // connection, 200 of them in a row held every API request up behind them.
-    const waiting = r.rows.filter((row) => row.state === "awaiting_gates");
-    let budget = Math.max(MIN_REEVALUATIONS_PER_SWEEP, Math.ceil((waiting.length * (this.d.sweepEveryMs ?? 1000)) / reevaluateMs));
-    const evaluatedAt = (id: string) => this.#evaluatedAt.get(id) ?? 0;
-    const due = waiting
-      .filter((row) => now - evaluatedAt(row.id) >= reevaluateMs || now > new Date(row.expires_at).getTime())
-      .sort((a, b) => evaluatedAt(a.id) - evaluatedAt(b.id));
-    const chosen = new Set<string>();
-    for (const row of due) {
-      // An expired one is finished whatever the budget.
-      if (now > new Date(row.expires_at).getTime()) chosen.add(row.id);
-      else if (budget > 0) {
-        chosen.add(row.id);
-        budget--;
-      }
-    }
     for (const row of r.rows) {
-      if (row.state === "awaiting_gates" && !chosen.has(row.id)) continue;
+      // Waiting promotions are re-evaluated by the sweep only every reevaluateMs (time-based gates: freeze windows,
+      // soak, expiry); anything that changes their inputs (an approval, a scan, an exception, break-glass) ticks them
+      // at once. Approved and deploying ones are cheap to check and move on every sweep.
+      const due = now - (this.#evaluatedAt.get(row.id) ?? 0) >= (this.d.reevaluateMs ?? 10_000) || now > new Date(row.expires_at).getTime();
+      if (row.state === "awaiting_gates" && !due) continue;
       await this.tick(row.id);
     }
     if (this.#evaluatedAt.size > 10_000) this.#evaluatedAt.clear();
