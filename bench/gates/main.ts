@@ -372,6 +372,19 @@ async function main(): Promise<void> {
     const token = readFileSync(join(dataDir, "admin-token"), "utf8").trim();
     log(`ferry server ${api} (pid ${server.pid}), ${database ? "PostgreSQL" : "PGlite"}`);
 
+    // The seeded deployments were inserted as rows, without the evidence packet every finished deployment gets: the
+    // server's sweep records those in its first seconds (100 a sweep), a backlog production never has at once. The
+    // measurement starts when it is done, so it sees the steady state.
+    const backlogStart = performance.now();
+    for (const deadline = Date.now() + 120_000; ; ) {
+      const r = await fetch(`${api}/api/v1/evidence?limit=1000`, { headers: { authorization: `Bearer ${token}` } });
+      const recorded = ((await r.json()) as { evidence: { kind: string }[] }).evidence.filter((e) => e.kind === "deployment").length;
+      if (recorded >= ids.length) break;
+      if (Date.now() > deadline) throw new Error(`the server recorded evidence for ${recorded} of the ${ids.length} seeded deployments in 120 s`);
+      await new Promise((res) => setTimeout(res, 250));
+    }
+    log(`the server recorded the seeded deployments' evidence (${((performance.now() - backlogStart) / 1000).toFixed(1)} s)`);
+
     const sample = await fetch(`${api}/api/v1/promotions/${ids[0]}/why-blocked`, { headers: { authorization: `Bearer ${token}` } });
     const body = (await sample.json()) as { blocked: boolean; gates: { name: string; state: string }[] };
     if (sample.status !== 200 || body.gates.length !== 5) throw new Error(`why-blocked answered ${sample.status}: ${JSON.stringify(body)}`);
