@@ -216,6 +216,35 @@ function inProcess(evaluations: number): { evaluate: Summary; states: Record<str
 // ---------------------------------------------------------------------------------------------------------------
 // (b) end to end: the estate
 
+/** The id of the successful deployment seeded as the prior success for environment `e`. */
+const seededDeploymentId = (e: number) => `dep_bench${String(e).padStart(6, "0")}`;
+
+/**
+ * Waits until the server has recorded the evidence packet of every seeded deployment (they were inserted as rows,
+ * without one; the server's sweep records them, 100 a sweep). The newest 1,000 packets are read in one request; any
+ * seeded deployment not among them (more than 1,000 seeded) is asked about by subject.
+ */
+async function awaitSeededEvidence(api: string, token: string, deployments: string[]): Promise<void> {
+  const get = async (query: string) => {
+    const r = await fetch(`${api}/api/v1/evidence?${query}`, { headers: { authorization: `Bearer ${token}` } });
+    if (r.status !== 200) throw new Error(`GET /api/v1/evidence?${query} answered ${r.status}`);
+    return ((await r.json()) as { evidence: { kind: string; subjectId: string }[] }).evidence;
+  };
+  for (const deadline = Date.now() + 120_000; ; ) {
+    const newest = await get("limit=1000");
+    const recorded = new Set(newest.filter((e) => e.kind === "deployment").map((e) => e.subjectId));
+    let missing = deployments.filter((d) => !recorded.has(d));
+    if (missing.length > 0 && newest.length === 1000) {
+      const still: string[] = [];
+      for (const d of missing) if (!(await get(`subject=${d}&limit=1`)).some((e) => e.kind === "deployment")) still.push(d);
+      missing = still;
+    }
+    if (missing.length === 0) return;
+    if (Date.now() > deadline) throw new Error(`the server recorded evidence for ${deployments.length - missing.length} of the ${deployments.length} seeded deployments in 120 s`);
+    await new Promise((res) => setTimeout(res, 250));
+  }
+}
+
 async function seed(store: Awaited<ReturnType<typeof openStore>>, o: Options, work: string): Promise<string[]> {
   const clock = { now: () => Date.now() };
   const gates = createGateEngine();
@@ -267,7 +296,7 @@ async function seed(store: Awaited<ReturnType<typeof openStore>>, o: Options, wo
     await store.query(
       `INSERT INTO deployments (id, environment, release_id, action, state, requested_by, created_at, updated_at, finished_at)
        VALUES ($1, $2, $3, 'deploy', 'succeeded', 'bench', $4, $4, $4)`,
-      [`dep_bench${String(e).padStart(6, "0")}`, previous, rel.id, finished],
+      [seededDeploymentId(e), previous, rel.id, finished],
     );
   }
   const alice: Principal = { tokenId: "tok_alice", subject: "alice", roles: ["deployer"] };
@@ -376,13 +405,7 @@ async function main(): Promise<void> {
     // server's sweep records those in its first seconds (100 a sweep), a backlog production never has at once. The
     // measurement starts when it is done, so it sees the steady state.
     const backlogStart = performance.now();
-    for (const deadline = Date.now() + 120_000; ; ) {
-      const r = await fetch(`${api}/api/v1/evidence?limit=1000`, { headers: { authorization: `Bearer ${token}` } });
-      const recorded = ((await r.json()) as { evidence: { kind: string }[] }).evidence.filter((e) => e.kind === "deployment").length;
-      if (recorded >= ids.length) break;
-      if (Date.now() > deadline) throw new Error(`the server recorded evidence for ${recorded} of the ${ids.length} seeded deployments in 120 s`);
-      await new Promise((res) => setTimeout(res, 250));
-    }
+    await awaitSeededEvidence(api, token, ids.map((_, e) => seededDeploymentId(e)));
     log(`the server recorded the seeded deployments' evidence (${((performance.now() - backlogStart) / 1000).toFixed(1)} s)`);
 
     const sample = await fetch(`${api}/api/v1/promotions/${ids[0]}/why-blocked`, { headers: { authorization: `Bearer ${token}` } });

@@ -18,6 +18,8 @@ function ephemeralRange(): [number, number] {
 
 const FIRST = 20_000;
 const handedOut = new Set<number>();
+/** Read once per process. */
+let range: [number, number] | undefined;
 
 function bindable(port: number): Promise<boolean> {
   const srv = createServer();
@@ -32,7 +34,7 @@ function bindable(port: number): Promise<boolean> {
  * before its server binds), not handed out before by this process. Random, so parallel test files rarely meet.
  */
 export async function freePort(): Promise<number> {
-  const [low, high] = ephemeralRange();
+  const [low, high] = (range ??= ephemeralRange());
   const [first, last] = low > FIRST + 1000 ? [FIRST, low - 1] : high < 64_535 ? [high + 1, 65_535] : [0, 0];
   for (let attempt = 0; first > 0 && attempt < 200; attempt++) {
     const port = first + Math.floor(Math.random() * (last - first + 1));
