@@ -12,7 +12,33 @@ export interface QueryResult<R> {
 }
 
 export interface Queryable {
-  query<R = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>>;
+  query<R = Record<string, unknown>>(sql: string | PreparedStatement, params?: readonly unknown[]): Promise<QueryResult<R>>;
+}
+
+/**
+ * A hot statement the store plans once per connection and keeps (PREPARE), for statements whose planning costs more
+ * than running them: on the embedded store, planning a statement of several subqueries takes longer than executing
+ * it. Made with preparedStatement(); passed to query() in place of the SQL text.
+ *
+ * Its parameters are strings, finite numbers, booleans, bigints, Dates and null (no arrays, objects or bytes), and it
+ * names the columns it returns (no `*`): a kept plan must not change the shape of its result when a table gains a
+ * column.
+ */
+export interface PreparedStatement {
+  readonly name: string;
+  readonly text: string;
+}
+
+const STATEMENT_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+const statements = new Map<string, string>();
+
+/** A PreparedStatement; one name stands for one text in the whole process (a second text under it is refused). */
+export function preparedStatement(name: string, text: string): PreparedStatement {
+  if (!STATEMENT_NAME.test(name)) throw new TypeError(`invalid statement name ${JSON.stringify(name)}: use 1-63 characters of [a-z0-9_]`);
+  const known = statements.get(name);
+  if (known !== undefined && known !== text) throw new TypeError(`the statement name ${name} is already used for another statement`);
+  statements.set(name, text);
+  return Object.freeze({ name, text });
 }
 
 export type NotificationHandler = (payload: string) => void;

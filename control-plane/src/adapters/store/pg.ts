@@ -15,9 +15,10 @@
 // Queries without parameters go over the simple protocol, where one string may hold several statements (migrations
 // rely on this); the result is that of the last statement. With parameters, one statement.
 import { DatabaseError, Pool, type PoolClient, type QueryResult as PgQueryResult } from "pg";
-import type { NotificationHandler, Queryable, QueryResult, Store } from "../../ports/store.js";
+import type { NotificationHandler, PreparedStatement, Queryable, QueryResult, Store } from "../../ports/store.js";
 import { checkChannel } from "./channel.js";
 import { PgListener } from "./pg-listener.js";
+import { checkStatementArguments } from "./statement-arguments.js";
 import { StoreError } from "./store-error.js";
 import { silentLogger, type StoreLogger } from "./store-logger.js";
 import { assertNotInTransaction, runInTransactionScope } from "./transaction-scope.js";
@@ -114,12 +115,12 @@ export class PostgresStore implements Store {
     }
   }
 
-  async query<R = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
+  async query<R = Record<string, unknown>>(sql: string | PreparedStatement, params?: readonly unknown[]): Promise<QueryResult<R>> {
     assertNotInTransaction("query");
     const client = await this.checkout();
     let broken: Error | undefined;
     try {
-      return toResult<R>(await client.query(sql, args(params)));
+      return toResult<R>(await send(client, sql, params));
     } catch (err) {
       if (!(err instanceof DatabaseError)) broken = err as Error; // the connection's state is unknown: discard it
       throw err;
@@ -141,9 +142,9 @@ export class PostgresStore implements Store {
     this.checkedOut.set(client, release);
     let over = false;
     const tx: Queryable = {
-      query: async <R = Record<string, unknown>>(sql: string, params?: readonly unknown[]) => {
+      query: async <R = Record<string, unknown>>(sql: string | PreparedStatement, params?: readonly unknown[]) => {
         if (over) throw new Error("this transaction is over; its Queryable cannot be used after transaction() settles");
-        return toResult<R>(await client.query(sql, args(params)));
+        return toResult<R>(await send(client, sql, params));
       },
     };
     let broken: Error | undefined;
@@ -233,6 +234,13 @@ async function ensureSchema(client: PoolClient, schema: string): Promise<void> {
 
 function args(params: readonly unknown[] | undefined): unknown[] | undefined {
   return params && params.length > 0 ? [...params] : undefined;
+}
+
+/** SQL text as given; a prepared statement as pg's named statement, which pg prepares once on each connection. */
+function send(client: PoolClient, sql: string | PreparedStatement, params: readonly unknown[] | undefined): Promise<PgQueryResult> {
+  if (typeof sql === "string") return client.query(sql, args(params));
+  checkStatementArguments(params);
+  return client.query({ name: sql.name, text: sql.text, values: params ? [...params] : [] });
 }
 
 function toResult<R>(res: PgQueryResult | PgQueryResult[]): QueryResult<R> {

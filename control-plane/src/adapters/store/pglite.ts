@@ -22,12 +22,20 @@
 // Durability: PGlite writes through Node's fs without fsync. A crash of the process loses nothing committed; an OS
 // crash or power loss can lose the last transactions. Deployments that need more run PostgreSQL.
 //
+// Prepared statements (the port's PreparedStatement): PGlite's query() plans every statement each time, and offers
+// no named statements. A prepared statement is therefore PREPAREd in SQL the first time it is used, and then run as
+// EXECUTE name('literal', …) on the simple protocol, its parameters written as quoted literals that PostgreSQL reads
+// with the parameter's input function, as it reads text-format parameters (statementArgument below). While one
+// caller prepares it, others run the statement's text unprepared; PREPARE is not undone by a rollback, so one made
+// inside a transaction stays.
+//
 // A data directory is locked against a second process (pglite-lock.ts); an in-memory store needs no lock.
 import { mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { PGlite, types, type Results, type Transaction } from "@electric-sql/pglite";
-import type { NotificationHandler, Queryable, QueryResult, Store } from "../../ports/store.js";
+import type { NotificationHandler, PreparedStatement, Queryable, QueryResult, Store } from "../../ports/store.js";
 import { checkChannel, quoteChannel } from "./channel.js";
+import { statementArgument } from "./statement-arguments.js";
 import { initialiseDataDir } from "./pglite-initdb.js";
 import { acquireDirLock, type DirLock } from "./pglite-lock.js";
 import { pgliteInitdbParams, pgliteStartParams, useOptimisingWasmCompiler } from "./pglite-settings.js";
@@ -69,6 +77,8 @@ export class PgliteStore implements Store {
   /** One process per data directory (pglite-lock.ts); an in-memory database belongs to its process. */
   readonly exclusive = true;
   private readonly channels = new Map<string, ChannelEntry>();
+  /** Prepared statements of this (one) session: being prepared by one caller, or ready. */
+  private readonly statements = new Map<string, "preparing" | "ready">();
   private listenChain: Promise<void> = Promise.resolve();
   private closing: Promise<void> | undefined;
 
@@ -121,9 +131,9 @@ export class PgliteStore implements Store {
     return new PgliteStore(db, lock, o.log ?? silentLogger, dataDir);
   }
 
-  async query<R = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
+  async query<R = Record<string, unknown>>(sql: string | PreparedStatement, params?: readonly unknown[]): Promise<QueryResult<R>> {
     assertNotInTransaction("query");
-    return run<R>(this.db, sql, params);
+    return typeof sql === "string" ? run<R>(this.db, sql, params) : this.runPrepared<R>(this.db, sql, params);
   }
 
   async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
@@ -134,9 +144,9 @@ export class PgliteStore implements Store {
     return this.db.transaction(async (ptx) => {
       let over = false;
       const tx: Queryable = {
-        query: <R = Record<string, unknown>>(sql: string, params?: readonly unknown[]) => {
+        query: <R = Record<string, unknown>>(sql: string | PreparedStatement, params?: readonly unknown[]) => {
           if (over) return Promise.reject(new Error("this transaction is over; its Queryable cannot be used after transaction() settles"));
-          return run<R>(ptx, sql, params);
+          return typeof sql === "string" ? run<R>(ptx, sql, params) : this.runPrepared<R>(ptx, sql, params);
         },
       };
       try {
@@ -204,6 +214,23 @@ export class PgliteStore implements Store {
   /** The whole data directory as a tarball (PGlite's dumpDataDir); used to clone a template in tests. */
   dumpDataDir(): Promise<Blob> {
     return this.db.dumpDataDir("none");
+  }
+
+  private async runPrepared<R>(q: PgliteQueryable, st: PreparedStatement, params: readonly unknown[] | undefined): Promise<QueryResult<R>> {
+    // The arguments first: a parameter that cannot be written as a literal is refused before anything runs.
+    const execute = params && params.length > 0 ? `EXECUTE ${st.name}(${params.map(statementArgument).join(", ")})` : `EXECUTE ${st.name}`;
+    const state = this.statements.get(st.name);
+    if (state === "ready") return run<R>(q, execute, undefined);
+    if (state === "preparing") return run<R>(q, st.text, params);
+    this.statements.set(st.name, "preparing");
+    try {
+      await run(q, `PREPARE ${st.name} AS ${st.text}`, undefined);
+    } catch (err) {
+      this.statements.delete(st.name);
+      throw err;
+    }
+    this.statements.set(st.name, "ready");
+    return run<R>(q, execute, undefined);
   }
 
   private serial(fn: () => Promise<void>): Promise<void> {

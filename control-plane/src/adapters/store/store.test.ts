@@ -1,7 +1,7 @@
 // The Store contract, run on every backend testBackends() yields (PGlite always, PostgreSQL when configured).
 import { strict as assert } from "node:assert";
 import { describe, it } from "node:test";
-import type { Queryable, Store } from "../../ports/store.js";
+import { preparedStatement, type Queryable, type Store } from "../../ports/store.js";
 import { connectionLeak, testBackends } from "./test-backends.js";
 import { deferred, Inbox, uniqueChannel } from "./test-inbox.js";
 
@@ -66,6 +66,81 @@ for (const b of testBackends()) {
       assert.equal(row.by.toString(), "hi");
       assert.equal(row.d.getTime(), 0);
       assert.equal(row.ok, false);
+    });
+
+    // ---- prepared statements -----------------------------------------------------------------------------------
+
+    const PARITY = preparedStatement(
+      "store_test_parity",
+      "SELECT $1::text AS t, $2::int4 AS i, $3::int8 AS b, $4::boolean AS bo, $5::timestamptz AS ts, $6::numeric AS n, $7::float8 AS f, $8::text AS z",
+    );
+
+    it("runs a prepared statement with the same results and JS types as the plain one, in and out of transactions", T, async (t) => {
+      const store = await b.open(t, { migrate: false });
+      const when = new Date("2024-05-06T07:08:09.123Z");
+      // Quotes, backslashes, a would-be statement, unicode: parameters are data, whatever they hold.
+      const nasty = `it's \\ a '); DROP TABLE x; -- \u00e9 ünïcode ''`;
+      const params = [nasty, -42, 9007199254740993n, true, when, "12.50", 1.5, null];
+      const plain = await store.query(PARITY.text, params);
+      for (let i = 0; i < 3; i++) {
+        const r = await store.query(PARITY, params);
+        assert.deepEqual(r.rows, plain.rows, `use ${i + 1}`);
+        assert.equal(r.rowCount, 1);
+      }
+      const row = plain.rows[0]!;
+      assert.equal(row["t"], nasty);
+      assert.equal(row["b"], "9007199254740993");
+      assert.ok(row["ts"] instanceof Date && row["ts"].getTime() === when.getTime());
+      assert.equal(row["z"], null);
+      const inTx = await store.transaction((tx) => tx.query(PARITY, params));
+      assert.deepEqual(inTx.rows, plain.rows);
+      // Many first uses at once, on a store that has not prepared it yet: every one answers.
+      const fresh = await b.open(t, { migrate: false });
+      const all = await Promise.all(Array.from({ length: 12 }, (_, i) => (i % 3 === 0 ? fresh.transaction((tx) => tx.query(PARITY, params)) : fresh.query(PARITY, params))));
+      for (const r of all) assert.deepEqual(r.rows, plain.rows);
+    });
+
+    it("keeps a statement prepared inside a transaction that rolled back, and through a column added to its table", T, async (t) => {
+      const store = await b.open(t, { migrate: false });
+      await kvTable(store);
+      const get = preparedStatement("store_test_kv_get", "SELECT k, v FROM kv WHERE k = $1");
+      await assert.rejects(
+        store.transaction(async (tx) => {
+          await tx.query("INSERT INTO kv (k, v) VALUES ('a', 1)");
+          assert.deepEqual((await tx.query(get, ["a"])).rows, [{ k: "a", v: 1 }]);
+          throw new Error("changed my mind");
+        }),
+        /changed my mind/,
+      );
+      assert.deepEqual((await store.query(get, ["a"])).rows, []);
+      await store.query("INSERT INTO kv (k, v) VALUES ('a', 2)");
+      assert.deepEqual((await store.query(get, ["a"])).rows, [{ k: "a", v: 2 }]);
+      await store.query("ALTER TABLE kv ADD COLUMN note text");
+      assert.deepEqual((await store.query(get, ["a"])).rows, [{ k: "a", v: 2 }]);
+      // A statement that fails reports PostgreSQL's error, and the next use tries again.
+      const bad = preparedStatement("store_test_bad", "SELECT nope FROM kv WHERE k = $1");
+      await assert.rejects(store.query(bad, ["a"]), { code: "42703" });
+      await assert.rejects(store.query(bad, ["a"]), { code: "42703" });
+      assert.deepEqual((await store.query(get, ["a"])).rows, [{ k: "a", v: 2 }]);
+    });
+
+    it("names each prepared statement once, and refuses a name for another text", () => {
+      assert.deepEqual({ ...preparedStatement("store_test_parity", PARITY.text) }, { name: "store_test_parity", text: PARITY.text });
+      assert.throws(() => preparedStatement("store_test_parity", "SELECT 1"), /already used/);
+      for (const name of ["", "Upper", "1st", "with-dash", "a".repeat(64), "x; DROP TABLE kv"]) assert.throws(() => preparedStatement(name, "SELECT 1"), /invalid statement name/);
+    });
+
+    it("refuses a prepared statement's parameter it cannot pass as text, before running anything", T, async (t) => {
+      const store = await b.open(t, { migrate: false });
+      await kvTable(store);
+      const put = preparedStatement("store_test_kv_put", "INSERT INTO kv (k, v) VALUES ($1, 1)");
+      for (const bad of [["a", "b"], { k: 1 }, Buffer.from("x"), Number.NaN, Number.POSITIVE_INFINITY, new Date(Number.NaN), "nul\0byte"]) {
+        await assert.rejects(store.query(put, [bad]), TypeError, JSON.stringify(bad) ?? "undefined");
+        await assert.rejects(store.transaction((tx) => tx.query(put, [bad])), TypeError);
+      }
+      assert.equal(await count(store), 0);
+      await store.query(put, ["ok"]);
+      assert.equal(await count(store), 1);
     });
 
     it("runs several statements in a parameterless query and returns the last one's result", T, async (t) => {

@@ -41,14 +41,14 @@ function counting(store: Store): Store & { queries: string[] } {
     kind: store.kind,
     exclusive: store.exclusive,
     query: (sql, params) => {
-      queries.push(sql);
+      queries.push(typeof sql === "string" ? sql : sql.text);
       return store.query(sql, params);
     },
     transaction: (fn) =>
       store.transaction((tx) =>
         fn({
           query: (sql, params) => {
-            queries.push(sql);
+            queries.push(typeof sql === "string" ? sql : sql.text);
             return tx.query(sql, params);
           },
         } satisfies Queryable),

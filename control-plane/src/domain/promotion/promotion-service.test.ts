@@ -617,6 +617,60 @@ for (const b of testBackends()) {
       assert.equal(await count(fx.store, "deployments"), deploymentsBefore + 1);
     });
 
+    it("re-evaluates a waiting promotion on the sweep, writing only when its gates' results change", async (t) => {
+      const fx = await fixture(b, t);
+      await fx.catalog.createComponent({ name: "web", repository: "127.0.0.1:5000/shop/web" }, "alice");
+      await fx.catalog.createEnvironment({ name: "dev" }, "alice");
+      // dev must have run the release for an hour, and nothing moves into qa from 13:00 to 14:00 UTC (T0 is 12:00).
+      const gates = [
+        { kind: "prior-environment", name: "dev soaked", config: { soak: "1h" } },
+        { kind: "freeze", name: "lunch", config: { windows: [{ name: "lunch", timeZone: "UTC", weekly: { days: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], start: "13:00", end: "14:00" } }] } },
+      ];
+      await fx.catalog.createEnvironment({ name: "qa", settings: { gates } }, "alice");
+      for (const env of ["dev", "qa"]) {
+        await fx.store.query("INSERT INTO agents (id, name, environment, status, facts) VALUES ($1, $1, $2, 'online', $3)", [`agt_${env}`, env, JSON.stringify({ drivers: ["docker"] })]);
+        await fx.catalog.createTarget({ environment: env, name: `web-${env}`, kind: "docker", agentId: `agt_${env}`, config: { container: "web", component: "web" } }, "alice");
+      }
+      await fx.release("1");
+      await fx.promoteThrough("1", "dev");
+      await fx.store.query("UPDATE deployments SET finished_at = $1 WHERE environment = 'dev'", [new Date(fx.clock.t)]);
+      const p = await fx.promotions.request({ release: "shop@1", environment: "qa" }, alice);
+      assert.equal(p.state, "awaiting_gates", JSON.stringify(p.gates));
+      const row = async () => (await fx.store.query<{ updated_at: Date; gate_results: { name: string; state: string }[] }>("SELECT updated_at, gate_results FROM promotions WHERE id = $1", [p.id])).rows[0]!;
+      const gateStates = async () => (await row()).gate_results.map((g) => [g.name, g.state]);
+      const written = await row();
+      const auditBefore = (await listAudit(fx.store, { limit: 10_000 })).length;
+      fx.events.length = 0;
+
+      // 12:10 and 12:50: still soaking, the same results: the sweep writes nothing and announces nothing.
+      for (const minutes of [10, 40]) {
+        fx.clock.t += minutes * 60_000;
+        assert.equal(await fx.promotions.sweep(), 1);
+        assert.deepEqual(await row(), written);
+      }
+      assert.equal((await listAudit(fx.store, { limit: 10_000 })).length, auditBefore);
+      assert.equal(fx.events.length, 0);
+
+      // 13:20: the soak is over and the freeze has begun: other results, written and announced once.
+      fx.clock.t += 30 * 60_000;
+      await fx.promotions.sweep();
+      assert.deepEqual(await gateStates(), [["dev soaked", "passed"], ["lunch", "failed"]]);
+      assert.equal((await row()).updated_at.getTime(), fx.clock.t);
+      assert.deepEqual(fx.events.map((e) => e.type), ["promotion.blocked"]);
+      assert.equal((await listAudit(fx.store, { limit: 10_000 })).at(-1)!.action, "promotion.blocked");
+      fx.clock.t += 5_000; // within the re-evaluation period: not evaluated again
+      await fx.promotions.sweep();
+      assert.deepEqual(fx.events.map((e) => e.type), ["promotion.blocked"]);
+
+      // 14:00: the freeze lifts; the sweep approves and deploys.
+      fx.clock.t = T0 + 2 * 3_600_000;
+      await fx.promotions.sweep();
+      const moved = await fx.promotions.get(p.id, { history: true });
+      assert.equal(moved.state, "deploying");
+      assert.deepEqual(states(moved).slice(-2), [["awaiting_gates", "approved", "ferry"], ["approved", "deploying", "ferry"]]);
+      assert.deepEqual(fx.events.map((e) => e.type), ["promotion.blocked", "promotion.approved"]);
+    });
+
     it("resumes after a restart: a new service on the same store carries every promotion on", async (t) => {
       const fx = await fixture(b, t);
       await estate(fx);

@@ -14,15 +14,17 @@
 //     deployment outcome is a signed, chained evidence packet;
 //   - the state lives in the store: any replica's sweeper picks up every active promotion after a restart.
 import { randomBytes } from "node:crypto";
+import { canonicalJson } from "@ferry/pki";
 import type { Clock } from "../../ports/clock.js";
 import type { Queryable, Store } from "../../ports/store.js";
 import { appendAudit, audit } from "../audit/audit-log.js";
 import type { Principal } from "../auth/roles.js";
-import type { CatalogService, ReleaseView } from "../catalog/catalog-service.js";
+import type { CatalogService } from "../catalog/catalog-service.js";
 import type { DeploymentService } from "../deploy/deployment-service.js";
 import { FerryError } from "../errors.js";
 import type { RolloutService } from "../rollout/rollout-service.js";
 import { parseStrategy, strategyNeeds, type Strategy } from "../rollout/strategy.js";
+import { environmentSettings, gateContext, NOT_AN_UNFINISHED_ROLLOUT_WAVE, readGateInputs, type GateFacts } from "./gate-inputs.js";
 import { digestSetHash, type GateContext } from "./gates/types.js";
 
 export type PromotionState =
@@ -140,14 +142,6 @@ const iso = (d: Date | null | undefined): string | null => (d ? new Date(d).toIS
 export type StrategySource = "request" | "environment" | "default";
 const ALL_AT_ONCE: Strategy = parseStrategy("all-at-once");
 const strategyOf = (p: Pick<PromotionRow, "strategy">): Strategy => p.strategy ?? ALL_AT_ONCE;
-
-/**
- * A deployment that is a wave of a rollout that has not succeeded (still running, rolled back, failed) is not a
- * success of its release in the environment, whatever its own state: `d` is the deployments row.
- */
-const NOT_AN_UNFINISHED_ROLLOUT_WAVE = `NOT EXISTS (SELECT 1 FROM rollout_steps s JOIN rollouts ro ON ro.id = s.rollout_id
-   WHERE ro.state <> 'succeeded' AND ro.environment = d.environment AND s.result->'deployments' ? d.id)`;
-
 
 export interface PromotionDeps {
   store: Store;
@@ -354,17 +348,14 @@ export class PromotionService {
     let deployNow: PromotionRow | null = null;
     const events: [string, Record<string, unknown>][] = [];
     await this.d.store.transaction(async (tx) => {
-      const r = await tx.query<PromotionRow>("SELECT * FROM promotions WHERE id = $1 FOR UPDATE SKIP LOCKED", [id]);
-      const p = r.rows[0];
+      const p = await readGateInputs<PromotionRow>(tx, id, { lock: true });
       if (!p) return;
       const now = new Date(this.d.clock.now());
       if (p.state === "awaiting_gates") {
-        const env = await this.d.catalog.getEnvironment(p.environment, tx);
-        const ctx = await this.context(tx, p);
-        const verdict = this.d.gates.evaluate(env.settings, ctx, now);
-        const changed = JSON.stringify(verdict.results) !== JSON.stringify(p.gate_results);
+        const { ctx, verdict } = await this.evaluateGates(tx, p, now);
+        const changed = resultsChanged(p, verdict);
         if (changed) await tx.query("UPDATE promotions SET gate_results = $2, updated_at = $3 WHERE id = $1", [id, JSON.stringify(verdict.results), now]);
-        const rejection = ctx.approvals.find((a) => a.decision === "reject" && a.digestSetHash === p.digest_set_hash);
+        const rejection = rejectionOf(p, ctx);
         if (rejection) {
           await this.finish(tx, p, "rejected", rejection.subject, `rejected by ${rejection.subject}: ${rejection.comment}`, now);
           await this.d.evidence.record(tx, "promotion.decision", id, await this.decisionDoc(tx, p, "rejected", verdict.results, now));
@@ -379,7 +370,7 @@ export class PromotionService {
           deployNow = { ...p, state: "approved" };
           return;
         }
-        if (now.getTime() > new Date(p.expires_at).getTime()) {
+        if (expiredAt(p, now)) {
           await this.finish(tx, p, "expired", "ferry", "its gates did not pass before the promotion expired", now);
           return;
         }
@@ -497,6 +488,25 @@ export class PromotionService {
     await transition(tx, p.id, p.state, to, actor, reason, now);
   }
 
+  /**
+   * The sweep's re-evaluation of a waiting promotion: a read first, outside any transaction, and tick()'s transaction
+   * only when the verdict moves something (other gate results, a rejection, every gate passed, expiry). Most
+   * re-evaluations change nothing, and then hold the embedded store's one connection for one statement instead of a
+   * transaction of four.
+   */
+  private async reevaluate(id: string): Promise<void> {
+    const p = await readGateInputs<PromotionRow>(this.d.store, id, { lock: false });
+    if (p?.state === "awaiting_gates") {
+      const now = new Date(this.d.clock.now());
+      const { ctx, verdict } = await this.evaluateGates(this.d.store, p, now);
+      if (verdict.state !== "passed" && !resultsChanged(p, verdict) && !rejectionOf(p, ctx) && !expiredAt(p, now)) {
+        this.#evaluatedAt.set(id, now.getTime());
+        return;
+      }
+    }
+    await this.tick(id);
+  }
+
   /** Every active promotion, one tick each (any replica; row locks keep them apart). */
   async sweep(): Promise<number> {
     const r = await this.d.store.query<{ id: string; state: PromotionState; expires_at: Date }>(
@@ -508,7 +518,10 @@ export class PromotionService {
       // soak, expiry); anything that changes their inputs (an approval, a scan, an exception, break-glass) ticks them
       // at once. Approved and deploying ones are cheap to check and move on every sweep.
       const due = now - (this.#evaluatedAt.get(row.id) ?? 0) >= (this.d.reevaluateMs ?? 10_000) || now > new Date(row.expires_at).getTime();
-      if (row.state === "awaiting_gates" && !due) continue;
+      if (row.state === "awaiting_gates") {
+        if (due) await this.reevaluate(row.id);
+        continue;
+      }
       await this.tick(row.id);
     }
     if (this.#evaluatedAt.size > 10_000) this.#evaluatedAt.clear();
@@ -648,12 +661,10 @@ export class PromotionService {
 
   /** Every gate, evaluated now: passed / pending / failed, why, and what would unblock it. */
   async whyBlocked(id: string): Promise<{ promotion: string; state: PromotionState; blocked: boolean; gates: GateResultView[] }> {
-    const r = await this.d.store.query<PromotionRow>("SELECT * FROM promotions WHERE id = $1", [id]);
-    const p = r.rows[0];
+    const p = await readGateInputs<PromotionRow>(this.d.store, id, { lock: false });
     if (!p) throw new FerryError("PROMOTION_NOT_FOUND", `no promotion ${id}`);
     if (p.state !== "awaiting_gates" && p.state !== "requested") return { promotion: id, state: p.state, blocked: false, gates: p.gate_results };
-    const env = await this.d.catalog.getEnvironment(p.environment);
-    const verdict = this.d.gates.evaluate(env.settings, await this.context(this.d.store, p), new Date(this.d.clock.now()));
+    const { verdict } = await this.evaluateGates(this.d.store, p, new Date(this.d.clock.now()));
     return { promotion: id, state: p.state, blocked: verdict.state !== "passed", gates: verdict.results };
   }
 
@@ -735,59 +746,10 @@ export class PromotionService {
     return r.rows[0] ? { environment, finishedAt: new Date(r.rows[0].finished_at) } : null;
   }
 
-  private async context(db: Queryable, p: PromotionRow): Promise<PromotionGateContext> {
-    const release: ReleaseView = await this.d.catalog.getRelease(p.release_id, db);
-    const env = await this.d.catalog.getEnvironment(p.environment, db);
-    const digests = release.pins.map((x) => x.digest);
-    // Everything else the gates read, in one round trip (evaluation itself takes well under a millisecond).
-    const r = await db.query<{
-      previous: string | null;
-      prior_success: string | Date | null;
-      approvals: { subject: string; decision: "approve" | "reject"; roles: string[]; groups: string[]; digest_set_hash: string; comment: string; at: string }[];
-      scans: { digest: string; scanner: string; format: string; uploaded_at: string; counts: Record<string, number> }[];
-      exceptions: { id: string; digest: string; max_severity: string; reason: string; approver: string; expires_at: string }[];
-    }>(
-      `WITH prev AS (SELECT name FROM environments WHERE position < $2 ORDER BY position DESC LIMIT 1)
-       SELECT (SELECT name FROM prev) AS previous,
-              (SELECT min(finished_at) FROM deployments d WHERE release_id = $4 AND state = 'succeeded' AND environment = (SELECT name FROM prev)
-                  AND ${NOT_AN_UNFINISHED_ROLLOUT_WAVE}) AS prior_success,
-              (SELECT coalesce(json_agg(a ORDER BY a.at), '[]'::json) FROM
-                 (SELECT subject, decision, roles, groups, digest_set_hash, comment, at FROM approvals WHERE promotion_id = $1) a) AS approvals,
-              (SELECT coalesce(json_agg(s ORDER BY s.uploaded_at DESC), '[]'::json) FROM
-                 (SELECT digest, scanner, format, uploaded_at, counts FROM scan_reports WHERE digest = ANY($3)) s) AS scans,
-              (SELECT coalesce(json_agg(e), '[]'::json) FROM
-                 (SELECT id, digest, max_severity, reason, approver, expires_at FROM security_exceptions WHERE digest = ANY($3)) e) AS exceptions`,
-      [p.id, env.position, digests, p.release_id],
-    );
-    const row = r.rows[0]!;
-    const previous = row.previous;
-    const byDigest: PromotionGateContext["scans"] = {};
-    for (const x of row.scans) (byDigest[x.digest] ??= []).push({ scanner: x.scanner, format: x.format, uploadedAt: new Date(x.uploaded_at), counts: x.counts });
-    const bg = p.break_glass;
-    return {
-      promotion: {
-        id: p.id,
-        requestedBy: p.requested_by,
-        requestedAt: new Date(p.requested_at),
-        environment: p.environment,
-        previousEnvironment: previous,
-        breakGlass: bg ? { by: bg.by, ...(bg.roles ? { roles: bg.roles } : {}), reason: bg.reason, at: new Date(bg.at) } : null,
-      },
-      release: {
-        id: release.id,
-        name: release.name,
-        version: release.version,
-        createdAt: new Date(release.createdAt),
-        labels: labelsOf(release.provenance),
-        provenance: release.provenance,
-        pins: release.pins.map((x) => ({ component: x.component, repository: x.repository, digest: x.digest })),
-      },
-      digestSetHash: p.digest_set_hash,
-      approvals: row.approvals.map((a) => ({ subject: a.subject, groups: a.groups, roles: a.roles, decision: a.decision, digestSetHash: a.digest_set_hash, at: new Date(a.at), comment: a.comment })),
-      priorSuccess: previous && row.prior_success ? { environment: previous, finishedAt: new Date(row.prior_success) } : null,
-      scans: byDigest,
-      exceptions: row.exceptions.map((e) => ({ id: e.id, digest: e.digest, maxSeverity: e.max_severity, reason: e.reason, approver: e.approver, expiresAt: new Date(e.expires_at) })),
-    };
+  /** The gates' verdict on a promotion read with its gate facts (readGateInputs), now. */
+  private async evaluateGates(db: Queryable, p: PromotionRow & GateFacts, now: Date): Promise<{ ctx: PromotionGateContext; verdict: GateVerdict }> {
+    const ctx = gateContext(p, await this.d.catalog.getRelease(p.release_id, db));
+    return { ctx, verdict: this.d.gates.evaluate(environmentSettings(p), ctx, now) };
   }
 
   private async decisionDoc(tx: Queryable, p: PromotionRow, decision: string, gates: GateResultView[], now: Date): Promise<Record<string, unknown>> {
@@ -844,11 +806,19 @@ export class PromotionService {
   }
 }
 
-function labelsOf(provenance: Record<string, unknown>): Record<string, string> {
-  const l = provenance["labels"];
-  if (typeof l !== "object" || l === null || Array.isArray(l)) return {};
-  return Object.fromEntries(Object.entries(l).filter((e): e is [string, string] => typeof e[1] === "string"));
-}
+/**
+ * Whether the gates' results differ from those the promotion holds (a reason's wording counts). Compared as the
+ * store keeps them: jsonb orders object keys its own way, so the results go through JSON and both sides are
+ * compared in canonical form.
+ */
+const resultsChanged = (p: PromotionRow, verdict: GateVerdict): boolean =>
+  canonicalJson(JSON.parse(JSON.stringify(verdict.results))) !== canonicalJson(p.gate_results);
+
+/** An approver's rejection of the digest set the promotion is for. */
+const rejectionOf = (p: PromotionRow, ctx: PromotionGateContext): PromotionGateContext["approvals"][number] | undefined =>
+  ctx.approvals.find((a) => a.decision === "reject" && a.digestSetHash === p.digest_set_hash);
+
+const expiredAt = (p: PromotionRow, now: Date): boolean => now.getTime() > new Date(p.expires_at).getTime();
 
 async function lockPromotion(tx: Queryable, id: string): Promise<PromotionRow> {
   const r = await tx.query<PromotionRow>("SELECT * FROM promotions WHERE id = $1 FOR UPDATE", [id]);

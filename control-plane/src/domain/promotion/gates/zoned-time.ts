@@ -36,8 +36,8 @@ export function isTimeZone(zone: string): boolean {
   }
 }
 
-/** The wall-clock reading of an instant in a zone, as local ms (whole seconds). */
-export function toLocal(instantMs: number, zone: string): number {
+/** The reading formatToParts gives, as local ms; it ignores the instant's milliseconds. */
+function readWallClock(instantMs: number, zone: string): number {
   const fields: Record<string, number> = {};
   for (const p of formatter(zone).formatToParts(instantMs)) {
     if (p.type !== "literal") fields[p.type] = Number(p.value);
@@ -45,10 +45,35 @@ export function toLocal(instantMs: number, zone: string): number {
   return Date.UTC(fields.year ?? 1970, (fields.month ?? 1) - 1, fields.day ?? 1, fields.hour ?? 0, fields.minute ?? 0, fields.second ?? 0);
 }
 
+// Offsets already read, by zone and whole-second instant. formatToParts is most of what a freeze gate costs, and the
+// same instants come back: the readings around a window's start and end on every evaluation, and "now" for every
+// request within the same second. Exact (no guess about where transitions fall), and bounded.
+const OFFSETS_KEPT = 20_000;
+const offsets = new Map<string, Map<number, number>>();
+let offsetsSize = 0;
+
 /** The zone's offset from UTC at an instant, in ms (east positive: Berlin in summer is +7_200_000). */
 export function offsetAt(instantMs: number, zone: string): number {
   const whole = Math.floor(instantMs / 1000) * 1000;
-  return toLocal(whole, zone) - whole;
+  let byInstant = offsets.get(zone);
+  const known = byInstant?.get(whole);
+  if (known !== undefined) return known;
+  const offset = readWallClock(whole, zone) - whole;
+  if (offsetsSize >= OFFSETS_KEPT) {
+    offsets.clear();
+    offsetsSize = 0;
+    byInstant = undefined;
+  }
+  if (!byInstant) offsets.set(zone, (byInstant = new Map<number, number>()));
+  byInstant.set(whole, offset);
+  offsetsSize++;
+  return offset;
+}
+
+/** The wall-clock reading of an instant in a zone, as local ms (whole seconds). */
+export function toLocal(instantMs: number, zone: string): number {
+  const whole = Math.floor(instantMs / 1000) * 1000;
+  return whole + offsetAt(whole, zone);
 }
 
 /** The instant a wall-clock reading stands for; see the header for gaps and overlaps. */
