@@ -13,7 +13,7 @@
 //   npm run bench:gates -- --database-url postgresql://postgres@127.0.0.1:5432/test
 //                                                PostgreSQL (a fresh database is created for the run and dropped)
 //   other flags: --evaluations N (20000), --promotions N (200), --requests N per endpoint (4000),
-//                --concurrency C (8)
+//                --concurrency C (8), --cpu-prof DIR (the server writes a V8 CPU profile there when it stops)
 //
 // How the estate is made: the bench opens the store the server will use (the same data directory, or the fresh
 // database), migrates it, and creates environments, components, releases, scan reports, exceptions, groups and the
@@ -28,7 +28,7 @@
 import { createHash } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, release, tmpdir, totalmem } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { EvidenceKey, TaskSigningKeyring } from "@ferry/pki";
 import { openStore } from "../../control-plane/src/adapters/store/index.js";
@@ -60,17 +60,18 @@ interface Options {
   promotions: number;
   requests: number;
   concurrency: number;
+  cpuProfDir: string | null;
   databaseUrl: string | null;
 }
 
 function usage(msg: string): never {
   console.error(`bench:gates: ${msg}`);
-  console.error("usage: npm run bench:gates -- [--evaluations N] [--promotions N] [--requests N] [--concurrency C] [--database-url URL]");
+  console.error("usage: npm run bench:gates -- [--evaluations N] [--promotions N] [--requests N] [--concurrency C] [--cpu-prof DIR] [--database-url URL]");
   process.exit(2);
 }
 
 function parseOptions(argv: string[]): Options {
-  const o: Options = { evaluations: 20_000, promotions: 200, requests: 4000, concurrency: 8, databaseUrl: null };
+  const o: Options = { evaluations: 20_000, promotions: 200, requests: 4000, concurrency: 8, databaseUrl: null, cpuProfDir: null };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const v = argv[++i];
@@ -91,6 +92,10 @@ function parseOptions(argv: string[]): Options {
         break;
       case "--concurrency":
         o.concurrency = num(1, 64);
+        break;
+      case "--cpu-prof":
+        if (!v) usage("--cpu-prof needs a directory");
+        o.cpuProfDir = resolve(v);
         break;
       case "--database-url":
         if (!v) usage("--database-url needs a URL");
@@ -396,7 +401,7 @@ async function main(): Promise<void> {
     }
     log(`seeded ${ids.length} promotions awaiting their gates in ${ids.length} environments, ${RELEASES} releases × ${DIGESTS_PER_RELEASE} images with scans and exceptions (${((performance.now() - seedStart) / 1000).toFixed(1)} s)`);
 
-    server = await FerryServer.start({ dataDir, heartbeatIntervalMs: 15_000, args: database ? ["--database-url", database.url] : [], timeoutMs: 60_000 });
+    server = await FerryServer.start({ dataDir, heartbeatIntervalMs: 15_000, ...(o.cpuProfDir ? { cpuProfDir: o.cpuProfDir } : {}), args: database ? ["--database-url", database.url] : [], timeoutMs: 60_000 });
     const api = server.runtime.api;
     const token = readFileSync(join(dataDir, "admin-token"), "utf8").trim();
     log(`ferry server ${api} (pid ${server.pid}), ${database ? "PostgreSQL" : "PGlite"}`);

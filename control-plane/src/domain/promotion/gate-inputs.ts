@@ -5,7 +5,7 @@
 // One statement because the embedded store is one connection: every statement of a request waits its turn behind
 // whatever else holds it (the promotion sweep's transactions above all), so a why-blocked made of four statements
 // waited four times. And a prepared one: planning it costs the embedded store about twice what running it does
-// (docs/performance.md, "Gate evaluation"). The release itself (name, version, labels, pins) comes from the
+// (docs/performance.md, "bench:gates"). The release itself (name, version, labels, pins) comes from the
 // catalog's release cache: releases never change.
 import { preparedStatement, type Queryable } from "../../ports/store.js";
 import type { ReleaseView } from "../catalog/catalog-service.js";
