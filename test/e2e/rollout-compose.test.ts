@@ -86,10 +86,12 @@ describe("blue-green and canary rollouts on a compose target through a real rout
     [listen, workerPort] = [await freePort(), await freePort()];
     // web's httpd listens on its slot's port ($PORT, set by the driver); its "bad" version stops answering 4 s after it
     // started (the compose file's command): healthy when checked, then every connection to it fails while the canary
-    // bakes. worker serves its version on its own port.
+    // bakes. It stops accepting connections (the answers under way finish) and exits a second later; killed outright,
+    // an answer the router had begun to relay would be cut off mid-body, which no router can hide. worker serves its
+    // version on its own port.
     for (const v of ["1", "2", "bad"]) await buildTestImage({ registry: reg.host, repository: `${project}/web`, tag: v, version: v, port: 1, socketPath: socket });
     for (const v of ["1", "2"]) await buildTestImage({ registry: reg.host, repository: `${project}/worker`, tag: v, version: v, port: workerPort, socketPath: socket });
-    const web = `trap 'exit 0' TERM INT; httpd -f -p 127.0.0.1:$$PORT -h /www & if grep -q bad /www/version; then sleep 4; exit 1; fi; wait`;
+    const web = `trap 'exit 0' TERM INT; httpd -f -p 127.0.0.1:$$PORT -h /www & if grep -q bad /www/version; then sleep 4; kill $$!; sleep 1; exit 1; fi; wait`;
     writeFileSync(
       join(dir, "docker-compose.yml"),
       [

@@ -75,7 +75,10 @@ describe("blue-green, canary and maintenance through a real router", { skip, con
     const [blue, green] = [await freePort(), await freePort()];
     listen = await freePort();
     // Each image's httpd listens on the slot's port ($PORT, set by the driver); "bad" stops answering 4 s after it
-    // started: healthy when checked, then every connection to it fails while the canary bakes.
+    // started: healthy when checked, then every connection to it fails while the canary bakes. It stops accepting
+    // connections (the answers under way finish: busybox httpd answers each in its own process) and exits a second
+    // later. Killed outright, an answer the router had begun to relay would be cut off mid-body, which no router can
+    // hide and which this test does not measure.
     for (const v of ["1", "2", "bad"]) await buildTestImage({ registry: reg.host, repository: "shop/web", tag: v, version: v, port: 1 });
     const cfg = await run(AGENT_BIN, ["router", "haproxy-config", "--service", "web", "--listen", `127.0.0.1:${listen}`, "--blue", String(blue), "--green", String(green), "--socket", adminSocket, "--maintenance-map", maintenanceMap, "--split-cookie", "user", "--split-map", splitMap]);
     assert.equal(cfg.code, 0, cfg.stderr);
@@ -94,7 +97,7 @@ describe("blue-green, canary and maintenance through a real router", { skip, con
       const r = await cp.api<{ agents: { id: string; status: string; facts: { driverFacts?: { kind: string; capabilities: string[] }[] } }[] }>("GET", "/api/v1/agents");
       return r.body.agents.find((a) => a.status === "online" && a.facts.driverFacts?.some((f) => f.kind === "docker" && f.capabilities.includes("router")));
     });
-    const command = ["sh", "-c", "trap 'exit 0' TERM INT; httpd -f -p 127.0.0.1:$PORT -h /www & if grep -q bad /www/version; then sleep 4; exit 1; fi; wait"];
+    const command = ["sh", "-c", "trap 'exit 0' TERM INT; httpd -f -p 127.0.0.1:$PORT -h /www & if grep -q bad /www/version; then sleep 4; kill $!; sleep 1; exit 1; fi; wait"];
     const t = await cp.api("POST", "/api/v1/environments/dev/targets", {
       name: "web",
       kind: "docker",
