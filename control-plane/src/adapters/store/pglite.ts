@@ -16,7 +16,8 @@
 //
 // Concurrency: PGlite is one connection. Its transaction() holds a mutex for the whole transaction and its query()
 // takes the same mutex, so a plain query issued while a transaction is open elsewhere waits for it to end (and never
-// runs inside it). A query issued from *inside* a transaction callback on the store itself would wait for itself;
+// runs inside it). Every statement answers after a turn of the event loop (turn(), below). A query issued from
+// *inside* a transaction callback on the store itself would wait for itself;
 // transaction-scope.ts turns that into an error on both adapters.
 //
 // Durability: PGlite writes through Node's fs without fsync. A crash of the process loses nothing committed; an OS
@@ -257,7 +258,25 @@ export class PgliteStore implements Store {
 
 type PgliteQueryable = Pick<PGlite, "query" | "exec"> | Transaction;
 
+/**
+ * A turn of the event loop after every statement. PGlite runs a statement synchronously inside the call and settles
+ * its promise at once, so code that awaits one statement after another (the promotion sweep: a read or a transaction
+ * per waiting promotion) would otherwise run to its end in one go, on microtasks alone, letting no HTTP request or
+ * agent message in: a sweep of 200 promotions held the whole process for up to a second (docs/performance.md,
+ * "bench:gates"). A statement now answers after a turn, as one over a network connection does; other work gets in
+ * between, and the connection's FIFO lock interleaves it fairly.
+ */
+const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
 async function run<R>(q: PgliteQueryable, sql: string, params: readonly unknown[] | undefined): Promise<QueryResult<R>> {
+  try {
+    return await runNow<R>(q, sql, params);
+  } finally {
+    await turn();
+  }
+}
+
+async function runNow<R>(q: PgliteQueryable, sql: string, params: readonly unknown[] | undefined): Promise<QueryResult<R>> {
   try {
     if (!params || params.length === 0) {
       // Simple protocol, like pg without parameters: several statements allowed, the last one's result returned.

@@ -143,6 +143,24 @@ for (const b of testBackends()) {
       assert.equal(await count(store), 1);
     });
 
+    it("lets other work run between the statements of a long run of them", T, async (t) => {
+      // PGlite answers inside the call: without a turn of the event loop per statement, a loop of awaited statements
+      // (the promotion sweep) would keep every timer, request and agent message out until it ended.
+      const store = await b.open(t, { migrate: false });
+      let done = 0;
+      let ranAfter = -1;
+      const timer = new Promise<void>((resolve) => setTimeout(() => ((ranAfter = done), resolve()), 0));
+      for (let i = 0; i < 100; i++) {
+        await store.query("SELECT $1::int AS i", [i]);
+        done++;
+      }
+      await store.transaction(async (tx) => {
+        for (let i = 0; i < 20; i++) await tx.query("SELECT 1");
+      });
+      await timer;
+      assert.ok(ranAfter >= 0 && ranAfter < 100, `a timer due at once ran after ${ranAfter} of 100 statements`);
+    });
+
     it("runs several statements in a parameterless query and returns the last one's result", T, async (t) => {
       const store = await b.open(t, { migrate: false });
       const r = await store.query<{ n: number }>(
