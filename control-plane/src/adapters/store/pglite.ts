@@ -26,7 +26,7 @@
 // Prepared statements (the port's PreparedStatement): PGlite's query() plans every statement each time, and offers
 // no named statements. A prepared statement is therefore PREPAREd in SQL the first time it is used, and then run as
 // EXECUTE name('literal', …) on the simple protocol, its parameters written as quoted literals that PostgreSQL reads
-// with the parameter's input function, as it reads text-format parameters (statementArgument below). While one
+// with the parameter's input function, as it reads text-format parameters (statement-arguments.ts). While one
 // caller prepares it, others run the statement's text unprepared; PREPARE is not undone by a rollback, so one made
 // inside a transaction stays.
 //

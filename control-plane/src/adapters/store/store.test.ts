@@ -92,7 +92,13 @@ for (const b of testBackends()) {
       assert.equal(row["b"], "9007199254740993");
       assert.ok(row["ts"] instanceof Date && row["ts"].getTime() === when.getTime());
       assert.equal(row["z"], null);
-      const inTx = await store.transaction((tx) => tx.query(PARITY, params));
+      const inTx = await store.transaction(async (tx) => {
+        const r = await tx.query(PARITY, params);
+        // Prepared for real on the connection that ran it, not run as plain text.
+        const kept = await tx.query<{ name: string }>("SELECT name FROM pg_prepared_statements WHERE name = $1", [PARITY.name]);
+        assert.deepEqual(kept.rows, [{ name: PARITY.name }]);
+        return r;
+      });
       assert.deepEqual(inTx.rows, plain.rows);
       // Many first uses at once, on a store that has not prepared it yet: every one answers.
       const fresh = await b.open(t, { migrate: false });
